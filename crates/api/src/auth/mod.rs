@@ -1,0 +1,42 @@
+//! Authentication: password hashing, access and refresh tokens, and the extractor that turns a
+//! bearer token into the caller.
+
+pub mod passwords;
+pub mod tokens;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use keyframe_domain::ids::{SessionId, UserId};
+
+/// The caller, proven by a valid access token. Use it as an extractor on protected routes.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    /// Who.
+    pub user_id: UserId,
+    /// Through which session.
+    pub session_id: SessionId,
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing_token", "send `Authorization: Bearer <access token>`"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .ok_or_else(|| ApiError::unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`"))?;
+        let claims = state
+            .tokens
+            .verify_access(token.trim())
+            .map_err(|_| ApiError::unauthorized("invalid_token", "the access token is invalid or expired"))?;
+        Ok(Self { user_id: UserId(claims.sub), session_id: SessionId(claims.sid) })
+    }
+}

@@ -1,0 +1,194 @@
+//! Access tokens (short-lived JWTs) and refresh tokens (opaque, stored only as a hash).
+//!
+//! Access tokens follow RFC 8725: the algorithm is pinned to HS256, `iss`, `aud`, `exp` and
+//! `sub` are required, the header's `typ` is `at+jwt` and the claims' `typ` is `access`, and
+//! `kid` must name our key. A refresh token is `<session id>.<32 random bytes, base64url>`: the
+//! session id finds the aggregate, the hash of the whole token must match its current hash.
+
+use crate::settings::ApiSettings;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use keyframe_domain::ids::{SessionId, UserId};
+use keyframe_domain::values::TokenHash;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The header `typ` of an access token (RFC 9068).
+const ACCESS_HEADER_TYP: &str = "at+jwt";
+/// The claims `typ` of an access token.
+const ACCESS_TYP: &str = "access";
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// The user.
+    pub sub: Uuid,
+    /// The session the token belongs to.
+    pub sid: Uuid,
+    /// Token kind: `access`.
+    pub typ: String,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Expires at (Unix seconds).
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: Uuid,
+}
+
+/// Why a token was refused; deliberately not more specific towards the client.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid token")]
+pub struct InvalidToken;
+
+/// Issues and checks tokens.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    key_id: String,
+    issuer: String,
+    audience: String,
+    access_ttl: Duration,
+    validation: Validation,
+}
+
+impl Tokens {
+    /// Tokens signed with the configured secret.
+    pub fn new(settings: &ApiSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&settings.jwt_issuer]);
+        validation.set_audience(&[&settings.jwt_audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(settings.jwt_secret.as_bytes()),
+            decoding: DecodingKey::from_secret(settings.jwt_secret.as_bytes()),
+            key_id: settings.jwt_key_id.clone(),
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            access_ttl: settings.access_token_ttl,
+            validation,
+        }
+    }
+
+    /// An access token for `user` in `session`, and its lifetime in seconds.
+    pub fn issue_access(&self, user: UserId, session: SessionId, now: chrono::DateTime<chrono::Utc>) -> (String, u64) {
+        let ttl = self.access_ttl.as_secs();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user.0,
+            sid: session.0,
+            typ: ACCESS_TYP.to_owned(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
+            jti: Uuid::now_v7(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.key_id.clone());
+        header.typ = Some(ACCESS_HEADER_TYP.to_owned());
+        // Encoding with our own HMAC key and claims cannot fail.
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap_or_default();
+        (token, ttl)
+    }
+
+    /// The claims of a valid access token.
+    pub fn verify_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
+        if header.alg != Algorithm::HS256
+            || header.kid.as_deref() != Some(self.key_id.as_str())
+            || header.typ.as_deref() != Some(ACCESS_HEADER_TYP)
+        {
+            return Err(InvalidToken);
+        }
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|_| InvalidToken)?;
+        if data.claims.typ != ACCESS_TYP {
+            return Err(InvalidToken);
+        }
+        Ok(data.claims)
+    }
+}
+
+/// A fresh refresh token for `session`, and the hash to store.
+pub fn new_refresh_token(session: SessionId) -> (String, TokenHash) {
+    let mut secret = [0_u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let token = format!("{session}.{}", URL_SAFE_NO_PAD.encode(secret));
+    let hash = hash_refresh_token(&token);
+    (token, hash)
+}
+
+/// The stored form of a refresh token.
+pub fn hash_refresh_token(token: &str) -> TokenHash {
+    let digest = Sha256::digest(token.as_bytes());
+    TokenHash(digest.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// The session a refresh token claims to belong to (checked against the hash afterwards).
+pub fn refresh_token_session(token: &str) -> Option<SessionId> {
+    let (session, secret) = token.split_once('.')?;
+    if secret.is_empty() {
+        return None;
+    }
+    session.parse::<Uuid>().ok().map(SessionId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn tokens(secret: &str) -> Tokens {
+        Tokens::new(&ApiSettings::new(secret))
+    }
+
+    #[test]
+    fn an_issued_access_token_verifies() {
+        let tokens = tokens("test-secret");
+        let (user, session) = (UserId::new(), SessionId::new());
+        let (token, ttl) = tokens.issue_access(user, session, Utc::now());
+        assert_eq!(ttl, 900);
+        let claims = tokens.verify_access(&token).expect("valid");
+        assert_eq!((claims.sub, claims.sid), (user.0, session.0));
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let (token, _) = tokens("other-secret").issue_access(UserId::new(), SessionId::new(), Utc::now());
+        assert!(tokens("test-secret").verify_access(&token).is_err());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused() {
+        let tokens = tokens("test-secret");
+        let (token, _) = tokens.issue_access(UserId::new(), SessionId::new(), Utc::now() - chrono::Duration::hours(1));
+        assert!(tokens.verify_access(&token).is_err());
+    }
+
+    #[test]
+    fn an_unsigned_token_is_refused() {
+        let tokens = tokens("test-secret");
+        let (token, _) = tokens.issue_access(UserId::new(), SessionId::new(), Utc::now());
+        let mut parts = token.split('.');
+        let (_, claims) = (parts.next(), parts.next().expect("claims"));
+        let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#);
+        assert!(tokens.verify_access(&format!("{none_header}.{claims}.")).is_err());
+    }
+
+    #[test]
+    fn refresh_tokens_name_their_session_and_hash_stably() {
+        let session = SessionId::new();
+        let (token, hash) = new_refresh_token(session);
+        assert_eq!(refresh_token_session(&token), Some(session));
+        assert_eq!(hash_refresh_token(&token), hash);
+        assert_ne!(new_refresh_token(session).0, token);
+        assert_eq!(refresh_token_session("not-a-token"), None);
+    }
+}

@@ -1,0 +1,41 @@
+//! The OpenAPI document (`/openapi.json`) and the Swagger UI (`/docs`, served from files
+//! vendored into the binary: nothing is fetched at build or run time).
+
+use crate::state::AppState;
+use crate::{error, routes};
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Keyframe's HTTP API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Keyframe API", description = "The backend of an AI video platform."),
+    paths(
+        routes::health::live, routes::health::ready,
+        routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::me,
+        routes::projects::create, routes::projects::list, routes::projects::show, routes::projects::update,
+        routes::projects::delete,
+    ),
+    components(schemas(error::Problem, error::FieldError)),
+    modifiers(&BearerAuth),
+    tags((name = "health"), (name = "auth"), (name = "projects"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}

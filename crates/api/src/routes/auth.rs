@@ -1,0 +1,407 @@
+//! `/api/v1/auth`: registration, login, token refresh, logout and the caller's own account.
+
+use crate::auth::AuthUser;
+use crate::auth::tokens::{hash_refresh_token, new_refresh_token, refresh_token_session};
+use crate::consistency::with_position;
+use crate::context::RequestContext;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{ApiJson, json_problem};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use chrono::{DateTime, Utc};
+use keyframe_domain::ids::{SessionId, UserId};
+use keyframe_domain::session::{SessionCommand, SessionEndReason, SessionError};
+use keyframe_domain::user::{User, UserCommand, UserError};
+use keyframe_domain::values::{EmailAddress, FullName, Password, ValidationError};
+use keyframe_eventlog::metadata::Actor;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Name of the refresh-token cookie.
+pub const REFRESH_COOKIE: &str = "keyframe_refresh";
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/register", post(register))
+        .route("/login", post(login))
+        .route("/refresh", post(refresh))
+        .route("/logout", post(logout))
+        .route("/me", get(me))
+}
+
+/// `POST /register` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// E-mail address; trimmed and lower-cased.
+    pub email: String,
+    /// At least 15 characters, at most 256; no composition rules.
+    pub password: String,
+    /// Display name, up to 200 characters.
+    pub full_name: Option<String>,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// The user's id.
+    pub id: Uuid,
+    /// Normalised e-mail address.
+    pub email: String,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// Roles held.
+    pub roles: Vec<String>,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl UserView {
+    fn of(id: UserId, user: &User) -> Self {
+        Self {
+            id: id.0,
+            email: user.email().to_string(),
+            full_name: user.full_name().map(|name| name.as_str().to_owned()),
+            roles: user.roles(),
+            created_at: user.registered_at().unwrap_or_default(),
+        }
+    }
+}
+
+/// `POST /register` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterResponse {
+    /// The new account.
+    pub user: UserView,
+}
+
+/// Collects every field's problem before answering, so a client fixes a form in one round.
+fn collect<T>(result: Result<T, ValidationError>, errors: &mut Vec<FieldError>) -> Option<T> {
+    result.map_err(|error| errors.push(FieldError { field: error.field.to_owned(), message: error.message })).ok()
+}
+
+/// Create an account.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = RegisterResponse), (status = 409, description = "`email_taken`", body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+pub async fn register(
+    State(state): State<AppState>,
+    context: RequestContext,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Response, ApiError> {
+    let mut errors = Vec::new();
+    let email = collect(EmailAddress::parse("email", &body.email), &mut errors);
+    let password = collect(Password::parse("password", &body.password), &mut errors);
+    let full_name = match body.full_name.as_deref() {
+        Some(name) => collect(FullName::parse("full_name", name).map(Some), &mut errors),
+        None => Some(None),
+    };
+    let (Some(email), Some(password), Some(full_name)) = (email, password, full_name) else {
+        return Err(ApiError::Validation(errors));
+    };
+
+    let password_hash = state.passwords.hash(password).await?;
+    let user_id = UserId::new();
+    let reserved = sqlx::query("INSERT INTO email_reservations (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(email.as_str())
+        .bind(user_id.0)
+        .execute(&state.pool)
+        .await?
+        .rows_affected()
+        == 1;
+    if !reserved {
+        return Err(ApiError::Conflict { code: "email_taken", detail: "an account with this e-mail exists".to_owned() });
+    }
+    let now = Utc::now();
+    let command = || UserCommand::RegisterUser {
+        user_id,
+        email: email.clone(),
+        password_hash: password_hash.clone(),
+        full_name: full_name.clone(),
+        at: now,
+    };
+    let metadata = context.metadata(Actor::Anonymous);
+    let position = match state.users.execute(&user_id.to_string(), command, &metadata).await {
+        Ok(position) => position,
+        Err(error) => {
+            // Registration failed: free the address for another try.
+            sqlx::query("DELETE FROM email_reservations WHERE email = $1 AND user_id = $2")
+                .bind(email.as_str())
+                .bind(user_id.0)
+                .execute(&state.pool)
+                .await?;
+            return Err(ApiError::from_command(error, |error: UserError| ApiError::Conflict {
+                code: "already_registered",
+                detail: error.to_string(),
+            }));
+        }
+    };
+    let user = state.users.load(&user_id.to_string()).await.map_err(|e| ApiError::from_command(e, user_rejected))?;
+    let user = user.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished after registration"))?;
+    let body = RegisterResponse { user: UserView::of(user_id, &user) };
+    Ok(with_position(position, (StatusCode::CREATED, Json(body))))
+}
+
+fn user_rejected(error: UserError) -> ApiError {
+    ApiError::Conflict { code: "already_registered", detail: error.to_string() }
+}
+
+/// `POST /login` body, as JSON.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The account's e-mail.
+    pub email: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// `POST /login` body, as an OAuth2 password-grant form (`username` is the e-mail).
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    /// The account's e-mail.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// Credentials from either body kind.
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Credentials {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            let Form(form) = Form::<LoginForm>::from_request(request, state)
+                .await
+                .map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
+            Ok(Self { email: form.username, password: form.password })
+        } else {
+            let ApiJson(body) = ApiJson::<LoginRequest>::from_request(request, state).await?;
+            Ok(Self { email: body.email, password: body.password })
+        }
+    }
+}
+
+/// The user inside a token answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenUser {
+    /// The user's id.
+    pub id: Uuid,
+    /// E-mail address.
+    pub email: String,
+    /// Roles held.
+    pub roles: Vec<String>,
+}
+
+/// A token pair.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The JWT to send as `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque; trade it at `/refresh` for a new pair. Works once.
+    pub refresh_token: String,
+    /// Who is logged in.
+    pub user: TokenUser,
+}
+
+/// Log in with e-mail and password (JSON, or an OAuth2 password form).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "`invalid_credentials`", body = crate::error::Problem)))]
+pub async fn login(
+    State(state): State<AppState>,
+    context: RequestContext,
+    credentials: Credentials,
+) -> Result<Response, ApiError> {
+    let invalid = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
+    // A malformed address cannot have an account; it still pays for a hash, like any miss.
+    let user_id = match EmailAddress::parse("email", &credentials.email) {
+        Ok(email) => sqlx::query_scalar::<_, Uuid>("SELECT user_id FROM email_reservations WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(&state.pool)
+            .await?
+            .map(UserId),
+        Err(_) => None,
+    };
+    let user = match user_id {
+        Some(id) => state.users.load(&id.to_string()).await.map_err(|e| ApiError::from_command(e, user_rejected))?,
+        None => None,
+    };
+    let hash = user.as_ref().map(|user| user.password_hash().clone());
+    if !state.passwords.verify(credentials.password, hash).await? {
+        return Err(invalid());
+    }
+    let (Some(user_id), Some(user)) = (user_id, user) else {
+        return Err(invalid());
+    };
+
+    let now = Utc::now();
+    let session_id = SessionId::new();
+    let (refresh_token, refresh_hash) = new_refresh_token(session_id);
+    let refresh_expires_at = now + state.settings.refresh_token_ttl;
+    let command = || SessionCommand::StartSession {
+        session_id,
+        user_id,
+        refresh_token_hash: refresh_hash.clone(),
+        refresh_expires_at,
+        user_agent: context.user_agent.clone(),
+        ip: context.client_ip.clone(),
+        at: now,
+    };
+    let metadata = context.metadata(Actor::User(user_id));
+    let position = state
+        .sessions
+        .execute(&session_id.to_string(), command, &metadata)
+        .await
+        .map_err(|e| ApiError::from_command(e, session_rejected))?;
+    let token_user = TokenUser { id: user_id.0, email: user.email().to_string(), roles: user.roles() };
+    Ok(with_position(position, token_response(&state, user_id, session_id, refresh_token, token_user, now)))
+}
+
+fn token_response(
+    state: &AppState,
+    user_id: UserId,
+    session_id: SessionId,
+    refresh_token: String,
+    user: TokenUser,
+    now: DateTime<Utc>,
+) -> Response {
+    let (access_token, expires_in) = state.tokens.issue_access(user_id, session_id, now);
+    let cookie = refresh_cookie(state, &refresh_token, state.settings.refresh_token_ttl.as_secs());
+    let body = TokenResponse { access_token, token_type: "bearer", expires_in, refresh_token, user };
+    let mut response = Json(body).into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The refresh cookie: HttpOnly, scoped to the auth endpoints, `Secure` behind TLS.
+fn refresh_cookie(state: &AppState, value: &str, max_age_secs: u64) -> String {
+    let secure = if state.settings.secure_cookies { "; Secure" } else { "" };
+    format!("{REFRESH_COOKIE}={value}; Path=/api/v1/auth; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
+}
+
+fn session_rejected(error: SessionError) -> ApiError {
+    match error {
+        SessionError::AlreadyStarted => ApiError::Conflict { code: "session_exists", detail: error.to_string() },
+        SessionError::NotFound
+        | SessionError::Ended
+        | SessionError::RefreshTokenInvalid
+        | SessionError::RefreshTokenExpired => {
+            ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid, used or expired")
+        }
+    }
+}
+
+/// `POST /refresh` body; may be omitted when the refresh cookie is sent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token from the last login or refresh.
+    pub refresh_token: String,
+}
+
+/// Trade a refresh token for a new pair; the old refresh token stops working.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "`invalid_refresh_token`", body = crate::error::Problem)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let presented = if body.is_empty() {
+        cookie_value(&headers, REFRESH_COOKIE)
+            .ok_or_else(|| ApiError::unauthorized("missing_refresh_token", "send the refresh token in the body or cookie"))?
+    } else {
+        let axum::Json(request) = axum::Json::<RefreshRequest>::from_bytes(&body).map_err(json_problem)?;
+        request.refresh_token
+    };
+    let session_id = refresh_token_session(&presented).ok_or_else(|| session_rejected(SessionError::RefreshTokenInvalid))?;
+    let session = state.sessions.load(&session_id.to_string()).await.map_err(|e| ApiError::from_command(e, session_rejected))?;
+    let user_id = session.and_then(|session| session.user_id()).ok_or_else(|| session_rejected(SessionError::NotFound))?;
+
+    let now = Utc::now();
+    let presented_hash = hash_refresh_token(&presented);
+    let (refresh_token, new_hash) = new_refresh_token(session_id);
+    let refresh_expires_at = now + state.settings.refresh_token_ttl;
+    let command = || SessionCommand::RotateRefreshToken {
+        presented_hash: presented_hash.clone(),
+        new_hash: new_hash.clone(),
+        refresh_expires_at,
+        at: now,
+    };
+    let metadata = context.metadata(Actor::User(user_id));
+    let position = state
+        .sessions
+        .execute(&session_id.to_string(), command, &metadata)
+        .await
+        .map_err(|e| ApiError::from_command(e, session_rejected))?;
+    let user = state.users.load(&user_id.to_string()).await.map_err(|e| ApiError::from_command(e, user_rejected))?;
+    let user = user.ok_or_else(|| session_rejected(SessionError::NotFound))?;
+    let token_user = TokenUser { id: user_id.0, email: user.email().to_string(), roles: user.roles() };
+    Ok(with_position(position, token_response(&state, user_id, session_id, refresh_token, token_user, now)))
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// End the current session: its refresh token stops working.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::error::Problem)))]
+pub async fn logout(State(state): State<AppState>, context: RequestContext, caller: AuthUser) -> Result<Response, ApiError> {
+    let command = || SessionCommand::EndSession { actor: caller.user_id, reason: SessionEndReason::Logout, at: Utc::now() };
+    let metadata = context.metadata(Actor::User(caller.user_id));
+    let outcome = state.sessions.execute(&caller.session_id.to_string(), command, &metadata).await;
+    let position = match outcome {
+        Ok(position) => Some(position),
+        // Logging out of an ended session is already done.
+        Err(keyframe_eventlog::commands::CommandError::Rejected(SessionError::Ended)) => None,
+        Err(error) => return Err(ApiError::from_command(error, session_rejected)),
+    };
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&refresh_cookie(&state, "", 0)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(match position {
+        Some(position) => with_position(position, response),
+        None => response,
+    })
+}
+
+/// The caller's account.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = crate::error::Problem)))]
+pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<UserView>, ApiError> {
+    let user = state.users.load(&caller.user_id.to_string()).await.map_err(|e| ApiError::from_command(e, user_rejected))?;
+    let user = user.ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
+    Ok(Json(UserView::of(caller.user_id, &user)))
+}

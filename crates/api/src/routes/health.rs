@@ -1,0 +1,64 @@
+//! Health endpoints: liveness (the process answers) and readiness (Postgres and NATS answer).
+
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// How long a dependency may take to answer a readiness check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/health", get(ready)).route("/health/live", get(live)).route("/health/ready", get(ready))
+}
+
+/// A health answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// Keyframe's version.
+    pub version: &'static str,
+    /// Each dependency: `ok` or `down`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Checks>,
+}
+
+/// Dependency checks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Checks {
+    /// The Postgres event store and read models.
+    pub postgres: &'static str,
+    /// The NATS server.
+    pub nats: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
+pub async fn live() -> Json<Health> {
+    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION"), checks: None })
+}
+
+/// Postgres and NATS both answer; 503 when either does not.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let postgres = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool))
+        .await
+        .is_ok_and(|result| result.is_ok());
+    let nats = state.nats.connection_state() == async_nats::connection::State::Connected
+        && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush()).await.is_ok_and(|result| result.is_ok());
+    let word = |ok: bool| if ok { "ok" } else { "down" };
+    let healthy = postgres && nats;
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Health {
+        status: if healthy { "ok" } else { "unavailable" },
+        version: env!("CARGO_PKG_VERSION"),
+        checks: Some(Checks { postgres: word(postgres), nats: word(nats) }),
+    };
+    (status, Json(body))
+}

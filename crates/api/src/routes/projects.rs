@@ -1,0 +1,302 @@
+//! `/api/v1/projects`: a user's projects. Commands go to the `Project` aggregate; lists and
+//! reads come from the `project_list` read model. Another user's project is a 404.
+
+use crate::auth::AuthUser;
+use crate::consistency::{await_min_position, mark_consistency, with_position};
+use crate::context::RequestContext;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use keyframe_domain::ids::ProjectId;
+use keyframe_domain::project::{Project, ProjectCommand, ProjectError};
+use keyframe_domain::values::{ProjectDescription, ProjectName};
+use keyframe_eventlog::metadata::Actor;
+use keyframe_projections::project_list::{self, ProjectRow};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Page size when none is asked for.
+const DEFAULT_LIMIT: i64 = 20;
+/// Largest page.
+const MAX_LIMIT: i64 = 100;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(list).post(create))
+        .route("/{id}", get(show).patch(update).delete(delete))
+}
+
+/// A project.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectView {
+    /// The project's id.
+    pub id: Uuid,
+    /// Its owner.
+    pub owner_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its description ('' when none).
+    pub description: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ProjectRow> for ProjectView {
+    fn from(row: ProjectRow) -> Self {
+        Self {
+            id: row.project_id,
+            owner_id: row.owner_id,
+            name: row.name,
+            description: row.description,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl ProjectView {
+    fn of(project: &Project) -> Option<Self> {
+        Some(Self {
+            id: project.id()?.0,
+            owner_id: project.owner_id()?.0,
+            name: project.name().as_str().to_owned(),
+            description: project.description().as_str().to_owned(),
+            created_at: project.created_at()?,
+            updated_at: project.updated_at()?,
+        })
+    }
+}
+
+/// A page of projects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectPage {
+    /// Newest first.
+    pub items: Vec<ProjectView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /projects` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectRequest {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// Up to 5000 characters.
+    pub description: Option<String>,
+    /// Reserved for organisations (not available yet; must be absent or null).
+    pub organization_id: Option<Uuid>,
+}
+
+/// `PATCH /projects/{id}` body; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProjectRequest {
+    /// 1 to 200 characters.
+    pub name: Option<String>,
+    /// Up to 5000 characters.
+    pub description: Option<String>,
+}
+
+/// List query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn project_rejected(error: ProjectError) -> ApiError {
+    match error {
+        ProjectError::NotFound => ApiError::not_found("project"),
+        ProjectError::AlreadyExists => ApiError::Conflict { code: "project_exists", detail: error.to_string() },
+    }
+}
+
+/// Create a project.
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])),
+    request_body = CreateProjectRequest,
+    responses((status = 201, body = ProjectView, headers(("x-keyframe-position" = i64, description = "Position of the write"))),
+        (status = 401, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+    ApiJson(body): ApiJson<CreateProjectRequest>,
+) -> Result<Response, ApiError> {
+    let mut errors = Vec::new();
+    let name = ProjectName::parse("name", &body.name).map_err(|e| errors.push(field(e))).ok();
+    let description = ProjectDescription::parse("description", body.description.as_deref().unwrap_or_default())
+        .map_err(|e| errors.push(field(e)))
+        .ok();
+    if body.organization_id.is_some() {
+        errors.push(FieldError {
+            field: "organization_id".to_owned(),
+            message: "organisations are not available yet; omit this field".to_owned(),
+        });
+    }
+    let (Some(name), Some(description), true) = (name, description, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let project_id = ProjectId::new();
+    let now = Utc::now();
+    let command = || ProjectCommand::CreateProject {
+        project_id,
+        owner_id: caller.user_id,
+        name: name.clone(),
+        description: description.clone(),
+        at: now,
+    };
+    let metadata = context.metadata(Actor::User(caller.user_id));
+    let position = state
+        .projects
+        .execute(&project_id.to_string(), command, &metadata)
+        .await
+        .map_err(|e| ApiError::from_command(e, project_rejected))?;
+    let view = ProjectView {
+        id: project_id.0,
+        owner_id: caller.user_id.0,
+        name: name.as_str().to_owned(),
+        description: description.as_str().to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/projects/{project_id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(with_position(position, response))
+}
+
+fn field(error: keyframe_domain::values::ValidationError) -> FieldError {
+    FieldError { field: error.field.to_owned(), message: error.message }
+}
+
+/// The caller's projects, newest first.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])), params(ListQuery,
+        ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the list includes this write")),
+    responses((status = 200, body = ProjectPage), (status = 401, body = crate::error::Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Validation(vec![FieldError {
+            field: "limit".to_owned(),
+            message: format!("must be between 1 and {MAX_LIMIT}"),
+        }]));
+    }
+    let cursor = match query.cursor.as_deref() {
+        Some(raw) => Some(
+            raw.parse::<Uuid>()
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page"))?,
+        ),
+        None => None,
+    };
+    let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
+    let mut rows = project_list::list_for_owner(&state.pool, caller.user_id.0, cursor, limit + 1).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.project_id.to_string())
+    } else {
+        None
+    };
+    let page = ProjectPage { items: rows.into_iter().map(ProjectView::from).collect(), next_cursor };
+    Ok(mark_consistency(caught_up, Json(page)))
+}
+
+/// One of the caller's projects.
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id"),
+        ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the read includes this write")),
+    responses((status = 200, body = ProjectView), (status = 404, body = crate::error::Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
+    let row = project_list::get_for_owner(&state.pool, caller.user_id.0, id).await?;
+    let view = ProjectView::from(row.ok_or_else(|| ApiError::not_found("project"))?);
+    Ok(mark_consistency(caught_up, Json(view)))
+}
+
+/// Rename or re-describe a project.
+#[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")), request_body = UpdateProjectRequest,
+    responses((status = 200, body = ProjectView), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<UpdateProjectRequest>,
+) -> Result<Response, ApiError> {
+    let mut errors = Vec::new();
+    let name = body.name.as_deref().map(|raw| ProjectName::parse("name", raw)).transpose().map_err(|e| errors.push(field(e))).ok();
+    let description = body
+        .description
+        .as_deref()
+        .map(|raw| ProjectDescription::parse("description", raw))
+        .transpose()
+        .map_err(|e| errors.push(field(e)))
+        .ok();
+    let (Some(name), Some(description)) = (name, description) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let now = Utc::now();
+    let command = || ProjectCommand::UpdateProject {
+        actor: caller.user_id,
+        name: name.clone(),
+        description: description.clone(),
+        at: now,
+    };
+    let metadata = context.metadata(Actor::User(caller.user_id));
+    let position = state
+        .projects
+        .execute(&id.to_string(), command, &metadata)
+        .await
+        .map_err(|e| ApiError::from_command(e, project_rejected))?;
+    let project = state.projects.load(&id.to_string()).await.map_err(|e| ApiError::from_command(e, project_rejected))?;
+    let view = project
+        .filter(|project| project.is_visible_to(caller.user_id))
+        .and_then(|project| ProjectView::of(&project))
+        .ok_or_else(|| ApiError::not_found("project"))?;
+    Ok(with_position(position, Json(view)))
+}
+
+/// Delete a project.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let command = || ProjectCommand::DeleteProject { actor: caller.user_id, at: Utc::now() };
+    let metadata = context.metadata(Actor::User(caller.user_id));
+    let position = state
+        .projects
+        .execute(&id.to_string(), command, &metadata)
+        .await
+        .map_err(|e| ApiError::from_command(e, project_rejected))?;
+    Ok(with_position(position, StatusCode::NO_CONTENT))
+}

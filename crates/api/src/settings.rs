@@ -1,0 +1,65 @@
+//! The API's settings, filled from configuration by the `keyframe` binary.
+
+use std::time::Duration;
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Argon2Settings {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Argon2Settings {
+    /// OWASP's minimum for argon2id: m=19456 KiB, t=2, p=1. Production never goes below it.
+    pub const OWASP: Self = Self { memory_kib: 19_456, iterations: 2, parallelism: 1 };
+}
+
+/// Everything the API needs to know that is not a connection.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// HMAC key for access tokens (HS256).
+    pub jwt_secret: String,
+    /// Key id written into the JWT header and required on the way back.
+    pub jwt_key_id: String,
+    /// `iss` of access tokens.
+    pub jwt_issuer: String,
+    /// `aud` of access tokens.
+    pub jwt_audience: String,
+    /// Lifetime of an access token.
+    pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token (renewed by each rotation).
+    pub refresh_token_ttl: Duration,
+    /// Password hashing cost.
+    pub argon2: Argon2Settings,
+    /// How many password hashes may run at once (each takes a core for a while).
+    pub max_concurrent_hashes: usize,
+    /// Longest wait a query makes for `x-keyframe-min-position`.
+    pub read_your_writes_timeout: Duration,
+    /// Whether the refresh cookie is `Secure` (on behind TLS; off for plain-HTTP development).
+    pub secure_cookies: bool,
+    /// Largest JSON body accepted.
+    pub json_body_limit_bytes: usize,
+}
+
+impl ApiSettings {
+    /// Development defaults around a secret.
+    pub fn new(jwt_secret: impl Into<String>) -> Self {
+        Self {
+            jwt_secret: jwt_secret.into(),
+            jwt_key_id: "k1".to_owned(),
+            jwt_issuer: "keyframe".to_owned(),
+            jwt_audience: "keyframe-api".to_owned(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            argon2: Argon2Settings::OWASP,
+            max_concurrent_hashes: 2,
+            read_your_writes_timeout: Duration::from_secs(5),
+            secure_cookies: false,
+            json_body_limit_bytes: 64 * 1024,
+        }
+    }
+}

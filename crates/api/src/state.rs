@@ -1,0 +1,60 @@
+//! The state every handler shares.
+
+use crate::auth::passwords::Passwords;
+use crate::auth::tokens::Tokens;
+use crate::settings::ApiSettings;
+use keyframe_domain::project::Project;
+use keyframe_domain::session::Session;
+use keyframe_domain::user::User;
+use keyframe_eventlog::commands::CommandBus;
+use sqlx::PgPool;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The application's parts.
+pub struct App {
+    /// The Postgres pool: event store and read models.
+    pub pool: PgPool,
+    /// The NATS connection, for readiness.
+    pub nats: async_nats::Client,
+    /// Commands for users.
+    pub users: CommandBus<User>,
+    /// Commands for sessions.
+    pub sessions: CommandBus<Session>,
+    /// Commands for projects.
+    pub projects: CommandBus<Project>,
+    /// Access- and refresh-token issuing and checking.
+    pub tokens: Tokens,
+    /// Password hashing, bounded in concurrency.
+    pub passwords: Passwords,
+    /// Settings.
+    pub settings: ApiSettings,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(pool: PgPool, nats: async_nats::Client, settings: ApiSettings) -> Result<Self, argon2::Error> {
+        Ok(Self(Arc::new(App {
+            users: CommandBus::new(pool.clone()),
+            sessions: CommandBus::new(pool.clone()),
+            projects: CommandBus::new(pool.clone()),
+            tokens: Tokens::new(&settings),
+            passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)?,
+            pool,
+            nats,
+            settings,
+        })))
+    }
+}

@@ -1,0 +1,18 @@
+//! Keyframe's event log: everything between an aggregate's command and the events reaching
+//! their readers.
+//!
+//! - [`commands`] runs a command against the Postgres event store, with metadata and bounded
+//!   retries on optimistic-concurrency conflicts, and answers the write's log position.
+//! - [`reader`] reads the global log in commit-safe order (below `pg_snapshot_xmin`).
+//! - [`relay`] publishes the log to JetStream, one leader at a time, exactly once per event.
+//! - [`projector`] feeds read models from JetStream, idempotently, and rebuilds them.
+//! - [`export`] writes the log as NDJSON for auditors.
+
+pub mod commands;
+pub mod export;
+pub mod metadata;
+pub mod projector;
+pub mod reader;
+pub mod relay;
+pub mod schema;
+pub mod streams;

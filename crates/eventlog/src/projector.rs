@@ -1,0 +1,336 @@
+//! The projector runtime: feeds a [`Projection`] from JetStream, rebuilds it from the event
+//! store, and lets queries wait for it to reach a client's own write.
+//!
+//! Exactly-once effect on top of at-least-once delivery: per batch, in one transaction, the
+//! runtime skips events at or below the last sequence it applied for their aggregate, fills a
+//! gap above it from the event store, lets the projection apply the rest in order, records the
+//! new sequences and advances the checkpoint. Only after the commit are the messages acked.
+
+use crate::reader::{LogPosition, aggregate_events_between, position_of, read_committed_after};
+use crate::streams::Naming;
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
+use futures::StreamExt;
+use keyframe_domain::log::RecordedEvent;
+use keyframe_projections::Projection;
+use sqlx::{Acquire, PgConnection, PgPool};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Feeds one projection from its durable JetStream consumer.
+pub struct Projector {
+    pool: PgPool,
+    jetstream: jetstream::Context,
+    naming: Naming,
+    projection: Arc<dyn Projection>,
+    batch_size: usize,
+}
+
+impl Projector {
+    /// A projector for `projection`.
+    pub fn new(pool: PgPool, jetstream: jetstream::Context, naming: Naming, projection: Arc<dyn Projection>) -> Self {
+        Self { pool, jetstream, naming, projection, batch_size: 1_000 }
+    }
+
+    /// Runs until `shutdown`; on an error it logs, pauses and resumes from the consumer.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.consume(&shutdown).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::error!(projection = self.projection.name(), error = format!("{error:#}"), "projector failed; resuming");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let stream_name = self.naming.events_stream();
+        let stream = self.jetstream.get_stream(&stream_name).await.context("finding the events stream")?;
+        let config = pull::Config {
+            durable_name: Some(self.naming.projector_consumer(self.projection.name())),
+            description: Some(format!("Keyframe projection {}", self.projection.name())),
+            // Every event, not only the projection's types: the checkpoint then marks a true
+            // place in the log, which read-your-writes compares against.
+            filter_subject: self.naming.events_filter(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 10_000,
+            ..Default::default()
+        };
+        let consumer: jetstream::consumer::PullConsumer = match stream.create_consumer(config.clone()).await {
+            Ok(consumer) => consumer,
+            Err(_) => {
+                self.jetstream.update_consumer_on_stream(config.clone(), &stream_name).await.context("updating the consumer")?;
+                stream
+                    .get_consumer(config.durable_name.as_deref().unwrap_or_default())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("loading the consumer: {e}"))?
+            }
+        };
+        let messages = consumer.stream().max_messages_per_batch(self.batch_size).messages().await.context("pulling")?;
+        let mut chunks = messages.ready_chunks(self.batch_size);
+        loop {
+            let chunk = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                chunk = chunks.next() => chunk.context("the consumer's message stream ended")?,
+            };
+            let mut events = Vec::with_capacity(chunk.len());
+            let mut delivered = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                let message = message.context("receiving")?;
+                match serde_json::from_slice::<RecordedEvent>(&message.payload) {
+                    Ok(event) => {
+                        events.push(event);
+                        delivered.push(message);
+                    }
+                    Err(error) => {
+                        tracing::error!(subject = %message.subject, %error, "not a Keyframe event; discarding it");
+                        message.ack_with(jetstream::AckKind::Term).await.map_err(anyhow::Error::msg)?;
+                    }
+                }
+            }
+            self.apply_until_done(&events, shutdown).await?;
+            for message in delivered {
+                message.ack().await.map_err(anyhow::Error::msg)?;
+            }
+        }
+    }
+
+    /// Applies a batch, retrying a failure in place (never skipping ahead, so the checkpoint
+    /// only ever covers applied events).
+    async fn apply_until_done(&self, events: &[RecordedEvent], shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match apply_in_transaction(&self.pool, self.projection.as_ref(), events).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::error!(projection = self.projection.name(), error = format!("{error:#}"), "applying a batch failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => anyhow::bail!("stopped while retrying a batch"),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Advisory-lock key serialising a projection's writers (live projector and replay).
+fn projection_lock_key(projection: &str) -> i64 {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = projection.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Applies delivered events to `projection` in one transaction with its checkpoint.
+pub async fn apply_in_transaction(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    events: &[RecordedEvent],
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    apply_batch(&mut tx, projection, events).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The idempotent core: skip what was applied, fill gaps, apply, record sequences and
+/// checkpoint. Runs inside the caller's transaction.
+pub async fn apply_batch(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    events: &[RecordedEvent],
+) -> anyhow::Result<()> {
+    let Some(newest) = events.iter().map(LogPosition::of).max() else {
+        return Ok(());
+    };
+    let name = projection.name();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(projection_lock_key(name)).execute(&mut *conn).await?;
+
+    let relevant: Vec<&RecordedEvent> =
+        events.iter().filter(|event| projection.aggregate_types().contains(&event.aggregate_type.as_str())).collect();
+    let mut last_sequences = load_sequences(conn, name, &relevant).await?;
+    let mut to_apply: Vec<RecordedEvent> = Vec::with_capacity(relevant.len());
+    for event in relevant {
+        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+        let last = last_sequences.get(&key).copied().unwrap_or(0);
+        if event.sequence <= last {
+            continue; // re-delivered, or already filled in from the event store
+        }
+        if event.sequence > last + 1 {
+            // Arrived before its predecessors: take them from the event store first.
+            let missing =
+                aggregate_events_between(conn, &event.aggregate_type, &event.aggregate_id, last, event.sequence).await?;
+            to_apply.extend(missing);
+        }
+        to_apply.push(event.clone());
+        last_sequences.insert(key, event.sequence);
+    }
+    if !to_apply.is_empty() {
+        projection.apply(conn, &to_apply).await?;
+        save_sequences(conn, name, &to_apply).await?;
+    }
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (projection, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
+         ON CONFLICT (projection) DO UPDATE SET tx_id = EXCLUDED.tx_id, global_position = EXCLUDED.global_position,
+             updated_at = now()
+         WHERE (projection_checkpoints.tx_id, projection_checkpoints.global_position)
+             < (EXCLUDED.tx_id, EXCLUDED.global_position)",
+    )
+    .bind(name)
+    .bind(newest.tx_id.to_string())
+    .bind(newest.global_position)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn load_sequences(
+    conn: &mut PgConnection,
+    projection: &str,
+    events: &[&RecordedEvent],
+) -> Result<HashMap<(String, String), i64>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT s.aggregate_type, s.aggregate_id, s.last_sequence FROM projection_aggregate_sequences s
+         JOIN (SELECT DISTINCT * FROM unnest($2::text[], $3::text[])) AS k(aggregate_type, aggregate_id)
+           ON s.aggregate_type = k.aggregate_type AND s.aggregate_id = k.aggregate_id
+         WHERE s.projection = $1",
+    )
+    .bind(projection)
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(aggregate_type, aggregate_id, last)| ((aggregate_type, aggregate_id), last)).collect())
+}
+
+async fn save_sequences(conn: &mut PgConnection, projection: &str, applied: &[RecordedEvent]) -> Result<(), sqlx::Error> {
+    let mut newest: HashMap<(&str, &str), i64> = HashMap::new();
+    for event in applied {
+        let entry = newest.entry((&event.aggregate_type, &event.aggregate_id)).or_default();
+        *entry = (*entry).max(event.sequence);
+    }
+    let (keys, sequences): (Vec<_>, Vec<i64>) = newest.into_iter().unzip();
+    let (types, ids): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO projection_aggregate_sequences (projection, aggregate_type, aggregate_id, last_sequence)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[])
+         ON CONFLICT (projection, aggregate_type, aggregate_id)
+         DO UPDATE SET last_sequence = GREATEST(projection_aggregate_sequences.last_sequence, EXCLUDED.last_sequence)",
+    )
+    .bind(projection)
+    .bind(&types)
+    .bind(&ids)
+    .bind(&sequences)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A projection's checkpoint, if it has applied anything.
+pub async fn checkpoint(pool: &PgPool, projection: &str) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT tx_id::text, global_position FROM projection_checkpoints WHERE projection = $1")
+            .bind(projection)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|(tx, global_position)| tx.parse().ok().map(|tx_id| LogPosition { tx_id, global_position })))
+}
+
+/// Waits up to `timeout` for `projection` to have applied the event at `global_position`.
+/// Answers whether it has; an unknown position answers `false` at once.
+pub async fn wait_until_applied(
+    pool: &PgPool,
+    projection: &str,
+    global_position: i64,
+    timeout: Duration,
+) -> Result<bool, sqlx::Error> {
+    let Some(target) = position_of(pool, global_position).await? else {
+        return Ok(false);
+    };
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if checkpoint(pool, projection).await?.is_some_and(|reached| reached >= target) {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayReport {
+    /// Events read from the log (all types; the projection applied its own).
+    pub events: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl ReplayReport {
+    /// Events read per second.
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// Empties `projection`'s tables and rebuilds them from the event store, in batches, calling
+/// `progress` with the events read so far. The live projector waits meanwhile (advisory lock)
+/// and afterwards skips what the replay applied.
+pub async fn replay(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    batch_size: i64,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> anyhow::Result<ReplayReport> {
+    let started = Instant::now();
+    let name = projection.name();
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(projection_lock_key(name)).execute(&mut *conn).await?;
+    let result = async {
+        let mut tx = conn.begin().await?;
+        for table in projection.tables() {
+            sqlx::query(&format!("TRUNCATE {table}")).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM projection_aggregate_sequences WHERE projection = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1").bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+
+        let mut position = LogPosition::default();
+        let mut events = 0_u64;
+        loop {
+            let batch = read_committed_after(pool, position, batch_size).await?;
+            let Some(last) = batch.last() else { break };
+            position = LogPosition::of(last);
+            let mut tx = conn.begin().await?;
+            apply_batch(&mut tx, projection, &batch).await?;
+            tx.commit().await?;
+            events += batch.len() as u64;
+            progress(events);
+        }
+        anyhow::Ok(events)
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(projection_lock_key(name)).execute(&mut *conn).await?;
+    Ok(ReplayReport { events: result?, elapsed: started.elapsed() })
+}

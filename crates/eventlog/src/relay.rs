@@ -1,0 +1,208 @@
+//! The relay: publishes every committed event to JetStream exactly once, in commit-safe order.
+//!
+//! One relay publishes at a time: leadership is a Postgres advisory lock held on a dedicated
+//! connection, and the checkpoint is written through that same connection, so a relay whose
+//! lock connection died cannot move the checkpoint. It wakes on `NOTIFY keyframe_events` and
+//! polls as a fallback. Each batch is published pipelined, every PubAck awaited, and only then
+//! is the checkpoint advanced; a restarted relay republishes from its checkpoint and JetStream
+//! drops the repeats by `Nats-Msg-Id`.
+
+use crate::reader::{LogPosition, held_back_after, read_committed_after};
+use crate::streams::Naming;
+use anyhow::Context as _;
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use keyframe_domain::log::RecordedEvent;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Advisory-lock key of the relay leader ("kfrelay" in ASCII).
+const LEADER_LOCK_KEY: i64 = 0x006b_6672_656c_6179;
+/// Channel the events table's trigger notifies on commit.
+pub const NOTIFY_CHANNEL: &str = "keyframe_events";
+
+/// Tuning for the relay.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Checkpoint name (one relay per database and stream).
+    pub name: String,
+    /// Events read and published per round.
+    pub batch_size: i64,
+    /// How long to wait for a notification before looking anyway.
+    pub poll_interval: Duration,
+    /// How soon to look again when committed events are held back by a running transaction.
+    pub held_back_retry: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            name: "events".to_owned(),
+            batch_size: 2_000,
+            poll_interval: Duration::from_millis(500),
+            held_back_retry: Duration::from_millis(2),
+        }
+    }
+}
+
+/// Publishes the log to JetStream.
+pub struct Relay {
+    pool: PgPool,
+    database_url: String,
+    jetstream: jetstream::Context,
+    naming: Naming,
+    settings: RelaySettings,
+}
+
+impl Relay {
+    /// A relay over `pool` (and one extra connection to `database_url` for the leader lock).
+    pub fn new(
+        pool: PgPool,
+        database_url: String,
+        jetstream: jetstream::Context,
+        naming: Naming,
+        settings: RelaySettings,
+    ) -> Self {
+        Self { pool, database_url, jetstream, naming, settings }
+    }
+
+    /// Runs until `shutdown`: waits to become leader, then relays. Errors are logged and the
+    /// relay starts over from its checkpoint after a pause.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.lead(&shutdown).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "relay failed; restarting from its checkpoint");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut leader = PgConnection::connect(&self.database_url).await.context("connecting for the leader lock")?;
+        loop {
+            let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK_KEY)
+                .fetch_one(&mut leader)
+                .await
+                .context("trying the leader lock")?;
+            if acquired {
+                break;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        tracing::info!(relay = %self.settings.name, "relay is leader");
+        let mut listener = PgListener::connect_with(&self.pool).await.context("connecting the listener")?;
+        listener.listen(NOTIFY_CHANNEL).await.context("LISTEN")?;
+        let mut checkpoint = load_checkpoint(&mut leader, &self.settings.name).await?;
+
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let batch = read_committed_after(&self.pool, checkpoint, self.settings.batch_size)
+                .await
+                .context("reading the log")?;
+            if let Some(last) = batch.last() {
+                self.publish(&batch).await?;
+                checkpoint = LogPosition::of(last);
+                save_checkpoint(&mut leader, &self.settings.name, checkpoint).await?;
+                continue;
+            }
+            let wait = if held_back_after(&self.pool, checkpoint).await? {
+                self.settings.held_back_retry
+            } else {
+                self.settings.poll_interval
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                notification = listener.recv() => { notification.context("waiting for NOTIFY")?; }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Publishes a batch pipelined and waits for every PubAck. A failed batch is retried whole:
+    /// the messages JetStream already has are dropped as duplicates.
+    async fn publish(&self, batch: &[RecordedEvent]) -> anyhow::Result<()> {
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.publish_once(batch).await {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt < ATTEMPTS => {
+                    tracing::warn!(error = format!("{error:#}"), attempt, "publishing a batch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn publish_once(&self, batch: &[RecordedEvent]) -> anyhow::Result<()> {
+        let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(batch.len());
+        for event in batch {
+            let payload = serde_json::to_vec(event).context("encoding an event")?;
+            let message = PublishMessage::build().payload(payload.into()).message_id(event.message_id());
+            let ack = self
+                .jetstream
+                .send_publish(self.naming.event_subject(event), message)
+                .await
+                .context("publishing an event")?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.context("waiting for a PubAck")?;
+        }
+        Ok(())
+    }
+}
+
+async fn load_checkpoint(conn: &mut PgConnection, relay: &str) -> anyhow::Result<LogPosition> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT tx_id::text, global_position FROM relay_checkpoints WHERE relay = $1")
+            .bind(relay)
+            .fetch_optional(conn)
+            .await
+            .context("loading the relay checkpoint")?;
+    Ok(match row {
+        Some((tx_id, global_position)) => LogPosition { tx_id: tx_id.parse()?, global_position },
+        None => LogPosition::default(),
+    })
+}
+
+async fn save_checkpoint(conn: &mut PgConnection, relay: &str, position: LogPosition) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO relay_checkpoints (relay, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
+         ON CONFLICT (relay) DO UPDATE SET tx_id = EXCLUDED.tx_id, global_position = EXCLUDED.global_position,
+         updated_at = now()",
+    )
+    .bind(relay)
+    .bind(position.tx_id.to_string())
+    .bind(position.global_position)
+    .execute(conn)
+    .await
+    .context("saving the relay checkpoint")?;
+    Ok(())
+}
+
+/// How far the relay is behind: committed events after its checkpoint. Exposed for operators.
+pub async fn backlog(pool: &PgPool, relay: &str) -> anyhow::Result<i64> {
+    let checkpoint = load_checkpoint(&mut *pool.acquire().await?, relay).await?;
+    let count = sqlx::query_scalar("SELECT count(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)")
+        .bind(checkpoint.tx_id.to_string())
+        .bind(checkpoint.global_position)
+        .fetch_one(pool)
+        .await?;
+    Ok(count)
+}

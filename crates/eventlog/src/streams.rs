@@ -1,0 +1,64 @@
+//! NATS naming and the JetStream stream of the log.
+//!
+//! Every subject and stream name starts with the deployment's prefix (`KEYFRAME_NATS_PREFIX`),
+//! so several deployments or test runs share one NATS server without meeting.
+
+use async_nats::jetstream::{self, stream};
+use keyframe_domain::log::RecordedEvent;
+use std::time::Duration;
+
+/// How long JetStream remembers a `Nats-Msg-Id`: a relay that restarts within it republishes
+/// without duplicates. Longer than JetStream's 2-minute default to cover slow restarts.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// Names derived from the prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    prefix: String,
+}
+
+impl Naming {
+    /// Names under `prefix` (letters, digits, `-` and `_`; checked by the configuration).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    /// The prefix itself.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `<PREFIX>_EVENTS`: the stream holding the log.
+    pub fn events_stream(&self) -> String {
+        format!("{}_EVENTS", self.prefix.to_uppercase().replace('-', "_"))
+    }
+
+    /// `<prefix>.events.>`: every event subject.
+    pub fn events_filter(&self) -> String {
+        format!("{}.events.>", self.prefix)
+    }
+
+    /// `<prefix>.events.<aggregate_type>.<aggregate_id>.<event_type>`.
+    pub fn event_subject(&self, event: &RecordedEvent) -> String {
+        format!("{}.events.{}.{}.{}", self.prefix, event.aggregate_type, event.aggregate_id, event.event_type)
+    }
+
+    /// The durable consumer name of a projection.
+    pub fn projector_consumer(&self, projection: &str) -> String {
+        format!("projector_{projection}")
+    }
+}
+
+/// Creates the events stream, or brings an existing one to this configuration.
+pub async fn ensure_events_stream(js: &jetstream::Context, naming: &Naming) -> Result<(), async_nats::Error> {
+    js.create_or_update_stream(stream::Config {
+        name: naming.events_stream(),
+        subjects: vec![naming.events_filter()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! One Keyframe process: the API, the relay and the projectors, as configured, sharing a pool
+//! and a NATS connection, stopped together.
+
+use crate::config::{Component, NatsArgs};
+use anyhow::Context as _;
+use async_nats::jetstream;
+use keyframe_api::settings::ApiSettings;
+use keyframe_api::state::AppState;
+use keyframe_eventlog::projector::Projector;
+use keyframe_eventlog::relay::{Relay, RelaySettings};
+use keyframe_eventlog::streams::{Naming, ensure_events_stream};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// What a process needs to start.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Postgres connection string.
+    pub database_url: String,
+    /// Postgres pool size.
+    pub db_max_connections: u32,
+    /// NATS connection and prefix.
+    pub nats: NatsArgs,
+    /// API listen address (port 0 picks a free one).
+    pub addr: SocketAddr,
+    /// Which parts to run.
+    pub components: Vec<Component>,
+    /// API settings.
+    pub api: ApiSettings,
+}
+
+/// A running process.
+pub struct Application {
+    local_addr: Option<SocketAddr>,
+    pool: PgPool,
+    shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Application {
+    /// Connects, applies pending migrations, creates or updates the stream, and starts the
+    /// configured parts.
+    pub async fn build(config: AppConfig) -> anyhow::Result<Self> {
+        let pool = connect_pool(&config.database_url, config.db_max_connections).await?;
+        keyframe_eventlog::schema::migrate(&pool).await.context("applying migrations")?;
+        let nats = config.nats.connect().await.context("connecting to NATS")?;
+        let jetstream = jetstream::new(nats.clone());
+        let naming = Naming::new(config.nats.nats_prefix.clone());
+        ensure_events_stream(&jetstream, &naming).await.map_err(|e| anyhow::anyhow!("creating the events stream: {e}"))?;
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        if config.components.contains(&Component::Relay) {
+            let relay = Relay::new(
+                pool.clone(),
+                config.database_url.clone(),
+                jetstream.clone(),
+                naming.clone(),
+                RelaySettings::default(),
+            );
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                relay.run(stop).await;
+                Ok(())
+            });
+        }
+        if config.components.contains(&Component::Projectors) {
+            for projection in keyframe_projections::all() {
+                let projector = Projector::new(pool.clone(), jetstream.clone(), naming.clone(), projection);
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    projector.run(stop).await;
+                    Ok(())
+                });
+            }
+        }
+        let mut local_addr = None;
+        if config.components.contains(&Component::Api) {
+            let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+            local_addr = Some(listener.local_addr()?);
+            let state = AppState::new(pool.clone(), nats, config.api).context("password hashing parameters")?;
+            let app = keyframe_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await.context("serving HTTP")
+            });
+            tracing::info!(addr = %listener_addr(local_addr), "API listening");
+        }
+        Ok(Self { local_addr, pool, shutdown, tasks })
+    }
+
+    /// Where the API listens, when it runs.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// The process's Postgres pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, or until a part stops by itself, then stops the rest.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let outcome = tokio::select! {
+            () = shutdown_signal() => Ok(()),
+            finished = self.tasks.join_next() => match finished {
+                Some(Ok(Err(error))) => Err(error),
+                Some(Err(error)) => Err(error.into()),
+                _ => Ok(()),
+            },
+        };
+        self.stop().await;
+        outcome
+    }
+
+    /// Stops every part and waits for them, at most a few seconds.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+        }
+        self.pool.close().await;
+    }
+}
+
+fn listener_addr(addr: Option<SocketAddr>) -> String {
+    addr.map(|addr| addr.to_string()).unwrap_or_default()
+}
+
+/// A pool sized for the process.
+pub async fn connect_pool(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(database_url)
+        .await
+        .with_context(|| format!("connecting to Postgres at {}", redact(database_url)))
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

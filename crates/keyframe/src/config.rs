@@ -1,0 +1,164 @@
+//! Configuration: every setting is an environment variable with a matching `--flag`
+//! (see the README for the full list).
+
+use crate::telemetry::LogFormat;
+use clap::{Args, ValueEnum};
+use keyframe_api::settings::{ApiSettings, Argon2Settings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings every subcommand shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Postgres connection string.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/keyframe", global = true)]
+    pub database_url: String,
+    /// Log format.
+    #[arg(long, env = "KEYFRAME_LOG_FORMAT", value_enum, default_value = "pretty", global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How to reach NATS.
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// NATS user (with `--nats-password`).
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file (instead of user and password).
+    #[arg(long, env = "NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Prefix of every subject and stream name.
+    #[arg(long, env = "KEYFRAME_NATS_PREFIX", default_value = "keyframe", value_parser = parse_prefix)]
+    pub nats_prefix: String,
+}
+
+fn parse_prefix(raw: &str) -> Result<String, String> {
+    let valid = !raw.is_empty()
+        && raw.len() <= 64
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid { Ok(raw.to_owned()) } else { Err("use 1 to 64 letters, digits, '-' or '_'".to_owned()) }
+}
+
+impl NatsArgs {
+    /// Connects with these settings.
+    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        let mut options = async_nats::ConnectOptions::new().name("keyframe");
+        if let Some(creds) = &self.nats_creds {
+            options = options.credentials_file(creds).await?;
+        } else if let (Some(user), Some(password)) = (&self.nats_user, &self.nats_password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        Ok(options.connect(&self.nats_url).await?)
+    }
+}
+
+/// The parts `serve` can run; all by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Component {
+    /// The HTTP API.
+    Api,
+    /// The relay from the event store to JetStream.
+    Relay,
+    /// The read-model projectors.
+    Projectors,
+}
+
+/// Where Keyframe runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// A developer's machine: missing secrets get throw-away values.
+    Development,
+    /// Anything real: secrets are required.
+    Production,
+}
+
+/// `keyframe serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// NATS.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "KEYFRAME_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Which parts to run in this process (comma-separated).
+    #[arg(long, env = "KEYFRAME_RUN", value_delimiter = ',', default_values = ["api", "relay", "projectors"])]
+    pub run: Vec<Component>,
+    /// Deployment environment.
+    #[arg(long, env = "KEYFRAME_ENV", value_enum, default_value = "development")]
+    pub environment: Environment,
+    /// Directory for uploads and artifacts.
+    #[arg(long, env = "KEYFRAME_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// HMAC secret for access tokens, at least 32 bytes. Required outside development.
+    #[arg(long, env = "KEYFRAME_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Key id of the access-token secret.
+    #[arg(long, env = "KEYFRAME_JWT_KEY_ID", default_value = "k1")]
+    pub jwt_key_id: String,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "KEYFRAME_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+    /// Refresh-token lifetime in seconds.
+    #[arg(long, env = "KEYFRAME_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl_secs: u64,
+    /// argon2id memory in KiB (OWASP minimum 19456; lower only for tests).
+    #[arg(long, env = "KEYFRAME_ARGON2_MEMORY_KIB", default_value_t = Argon2Settings::OWASP.memory_kib)]
+    pub argon2_memory_kib: u32,
+    /// argon2id passes.
+    #[arg(long, env = "KEYFRAME_ARGON2_ITERATIONS", default_value_t = Argon2Settings::OWASP.iterations)]
+    pub argon2_iterations: u32,
+    /// Password hashes allowed to run at once.
+    #[arg(long, env = "KEYFRAME_MAX_CONCURRENT_HASHES", default_value_t = 2)]
+    pub max_concurrent_hashes: usize,
+    /// Longest wait, in milliseconds, for `x-keyframe-min-position`.
+    #[arg(long, env = "KEYFRAME_READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 5_000)]
+    pub read_your_writes_timeout_ms: u64,
+    /// Mark the refresh cookie `Secure` (set when served over TLS).
+    #[arg(long, env = "KEYFRAME_SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+    /// Postgres pool size.
+    #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+}
+
+/// Shortest accepted JWT secret: HS256 wants a key at least as long as its output.
+const JWT_SECRET_MIN_BYTES: usize = 32;
+
+impl ServeArgs {
+    /// The API settings; refuses to go on without a real secret outside development.
+    pub fn api_settings(&self) -> anyhow::Result<ApiSettings> {
+        let secret = match (&self.jwt_secret, self.environment) {
+            (Some(secret), _) if secret.len() >= JWT_SECRET_MIN_BYTES => secret.clone(),
+            (Some(_), _) => anyhow::bail!("KEYFRAME_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes"),
+            (None, Environment::Production) => anyhow::bail!("KEYFRAME_JWT_SECRET is required outside development"),
+            (None, Environment::Development) => {
+                tracing::warn!("no KEYFRAME_JWT_SECRET: using a random one; tokens die with this process");
+                format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+            }
+        };
+        if self.environment == Environment::Production && self.argon2_memory_kib < Argon2Settings::OWASP.memory_kib {
+            anyhow::bail!("argon2 memory below the OWASP minimum is for tests only, not production");
+        }
+        let mut settings = ApiSettings::new(secret);
+        settings.jwt_key_id = self.jwt_key_id.clone();
+        settings.access_token_ttl = Duration::from_secs(self.access_token_ttl_secs);
+        settings.refresh_token_ttl = Duration::from_secs(self.refresh_token_ttl_secs);
+        settings.argon2 = Argon2Settings {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: 1,
+        };
+        settings.max_concurrent_hashes = self.max_concurrent_hashes;
+        settings.read_your_writes_timeout = Duration::from_millis(self.read_your_writes_timeout_ms);
+        settings.secure_cookies = self.secure_cookies;
+        Ok(settings)
+    }
+}

@@ -1,0 +1,65 @@
+//! The operator and auditor tools: `replay` and `events export`.
+
+use crate::app::connect_pool;
+use crate::cli::{ExportArgs, ReplayArgs};
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use keyframe_eventlog::export::{ExportRange, export as export_log};
+use keyframe_eventlog::projector::replay as replay_projection;
+use std::io::{BufWriter, Write};
+
+/// Rebuilds the chosen projections, with a progress bar and a final rate.
+pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> {
+    let pool = connect_pool(database_url, 4).await?;
+    keyframe_eventlog::schema::migrate(&pool).await?;
+    let all = keyframe_projections::all();
+    let chosen: Vec<_> = match &args.projection {
+        Some(name) => {
+            let found: Vec<_> = all.into_iter().filter(|p| p.name() == name).collect();
+            if found.is_empty() {
+                let known: Vec<_> = keyframe_projections::all().iter().map(|p| p.name()).collect();
+                anyhow::bail!("no projection named {name}; known: {}", known.join(", "));
+            }
+            found
+        }
+        None => all,
+    };
+    for projection in chosen {
+        let total = keyframe_eventlog::reader::count_events(&pool).await?;
+        let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
+                .context("progress template")?
+                .progress_chars("=> "),
+        );
+        bar.set_message(projection.name());
+        let report = replay_projection(&pool, projection.as_ref(), args.batch_size, &mut |done| bar.set_position(done))
+            .await
+            .with_context(|| format!("replaying {}", projection.name()))?;
+        bar.finish_and_clear();
+        println!(
+            "replayed {}: {} events in {:.2} s ({:.0} events/s)",
+            projection.name(),
+            report.events,
+            report.elapsed.as_secs_f64(),
+            report.events_per_second()
+        );
+    }
+    Ok(())
+}
+
+/// Writes the log as NDJSON to the chosen file or standard output.
+pub async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> {
+    let pool = connect_pool(database_url, 2).await?;
+    let range = ExportRange { from_position: args.from_position, since: args.since, until: args.until };
+    let mut out: Box<dyn Write + Send> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
+    };
+    let written = export_log(&pool, range, &mut out).await?;
+    drop(out);
+    eprintln!("exported {written} events");
+    Ok(())
+}

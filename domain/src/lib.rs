@@ -1,0 +1,10 @@
+//! Keyframe's domain: the aggregates, their commands, events and errors, and the value types
+//! they are made of. Pure: no I/O, no clock. Time and anything looked up arrive inside commands.
+
+pub mod ids;
+pub mod log;
+pub mod project;
+pub mod session;
+pub mod user;
+pub mod values;
+

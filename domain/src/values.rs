@@ -1,0 +1,206 @@
+//! Validated value types. Each `parse` is the one place its rule lives; the API turns a
+//! [`ValidationError`] into a 422 naming the field.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A value that broke its rule, with the field it came from and a message a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The request field, as the client named it.
+    pub field: &'static str,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl ValidationError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+/// Longest e-mail address accepted (RFC 5321 path limit).
+pub const EMAIL_MAX_LEN: usize = 254;
+
+/// An e-mail address, trimmed and lower-cased, so one mailbox is one account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// Normalises and checks the shape `local@domain.tld`; deliverability is proven by mail.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let email = raw.trim().to_lowercase();
+        if email.chars().count() > EMAIL_MAX_LEN {
+            return Err(ValidationError::new(field, format!("must be at most {EMAIL_MAX_LEN} characters")));
+        }
+        let valid = match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            }
+            None => false,
+        };
+        if !valid {
+            return Err(ValidationError::new(field, "must be an e-mail address like name@example.com"));
+        }
+        Ok(Self(email))
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Shortest password accepted. NIST SP 800-63B-4 asks for 15 when the password is the only
+/// factor, which it is until 2FA exists; it is counted in characters, not bytes.
+pub const PASSWORD_MIN_CHARS: usize = 15;
+/// Longest password accepted: well above NIST's "at least 64", low enough to bound hashing work.
+pub const PASSWORD_MAX_CHARS: usize = 256;
+
+/// A candidate password that meets the policy. Never stored, logged or put in an event: only its
+/// hash is. No composition rules, no truncation (NIST SP 800-63B).
+pub struct Password(String);
+
+impl Password {
+    /// Checks the length policy.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let chars = raw.chars().count();
+        if chars < PASSWORD_MIN_CHARS {
+            return Err(ValidationError::new(
+                field,
+                format!("must be at least {PASSWORD_MIN_CHARS} characters; a passphrase of a few words works well"),
+            ));
+        }
+        if chars > PASSWORD_MAX_CHARS {
+            return Err(ValidationError::new(field, format!("must be at most {PASSWORD_MAX_CHARS} characters")));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The password itself, for hashing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A PHC-format password hash (argon2id); the only form of a password Keyframe keeps.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct PasswordHash(pub String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+/// A SHA-256 (hex) of an opaque token; the token itself is only ever held by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct TokenHash(pub String);
+
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, required = $required:expr, max = $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Longest value accepted, in characters.
+            pub const MAX_CHARS: usize = $max;
+
+            /// Trims surrounding white space and checks the length.
+            pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+                let value = raw.trim();
+                let chars = value.chars().count();
+                if $required && chars == 0 {
+                    return Err(ValidationError::new(field, "must not be empty"));
+                }
+                if chars > $max {
+                    return Err(ValidationError::new(field, format!("must be at most {} characters", $max)));
+                }
+                if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                    return Err(ValidationError::new(field, "must not contain control characters"));
+                }
+                Ok(Self(value.to_owned()))
+            }
+
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// A person's name as they want it shown.
+    FullName, required = true, max = 200
+);
+bounded_text!(
+    /// A project's name.
+    ProjectName, required = true, max = 200
+);
+bounded_text!(
+    /// A project's free-text description (may be empty).
+    ProjectDescription, required = false, max = 5000
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_normalised_so_one_mailbox_is_one_account() {
+        let email = EmailAddress::parse("email", "  Alice@Example.COM ").expect("valid");
+        assert_eq!(email.as_str(), "alice@example.com");
+    }
+
+    #[test]
+    fn malformed_emails_are_refused_with_the_field_named() {
+        for raw in ["", "alice", "@example.com", "alice@", "alice@example", "a b@example.com", "a@b@c.com"] {
+            let err = EmailAddress::parse("email", raw).expect_err(raw);
+            assert_eq!(err.field, "email");
+        }
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters_and_never_truncated() {
+        assert!(Password::parse("password", "short").is_err());
+        assert!(Password::parse("password", &"é".repeat(PASSWORD_MIN_CHARS)).is_ok());
+        assert!(Password::parse("password", &"x".repeat(64)).is_ok());
+        assert!(Password::parse("password", &"x".repeat(PASSWORD_MAX_CHARS + 1)).is_err());
+        let pw = Password::parse("password", "correct horse battery staple").expect("valid");
+        assert_eq!(pw.expose(), "correct horse battery staple");
+        assert_eq!(format!("{pw:?}"), "Password(<redacted>)");
+    }
+
+    #[test]
+    fn bounded_text_is_trimmed_and_limited() {
+        assert_eq!(ProjectName::parse("name", "  Trailer  ").expect("valid").as_str(), "Trailer");
+        assert!(ProjectName::parse("name", "   ").is_err());
+        assert!(ProjectName::parse("name", &"n".repeat(ProjectName::MAX_CHARS + 1)).is_err());
+        assert!(ProjectName::parse("name", "a\u{0}b").is_err());
+        assert_eq!(ProjectDescription::parse("description", "").expect("empty is fine").as_str(), "");
+    }
+}

@@ -1,0 +1,62 @@
+//! Keyframe's read models: how each event changes rows, and how the API reads those rows.
+//!
+//! A [`Projection`] only says what an event does to its tables. The projector runtime in
+//! `keyframe-eventlog` supplies the rest: the JetStream consumer, the per-aggregate sequence
+//! check that makes re-delivery and out-of-order delivery harmless, and the checkpoint written
+//! in the same transaction as the rows.
+
+pub mod project_list;
+
+use async_trait::async_trait;
+use keyframe_domain::log::RecordedEvent;
+use sqlx::PgConnection;
+
+/// One read model.
+#[async_trait]
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name: the checkpoint key, the consumer name and `replay --projection NAME`.
+    fn name(&self) -> &'static str;
+
+    /// The aggregate types whose events it reads.
+    fn aggregate_types(&self) -> &'static [&'static str];
+
+    /// The tables it owns, emptied before a replay.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies events inside the runtime's transaction. The runtime passes each event once, per
+    /// aggregate in sequence order and only of [`Projection::aggregate_types`], so `apply` need
+    /// not check positions itself. A batch lets it write many rows in few statements.
+    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError>;
+}
+
+/// Why an event could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The payload does not match the event type (a bug, or an event this build does not know).
+    #[error("cannot read {event_type} #{global_position}: {source}")]
+    Payload {
+        /// The event's type.
+        event_type: String,
+        /// Its place in the log.
+        global_position: i64,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// The database refused the change.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Every projection Keyframe has, in a fixed order.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![std::sync::Arc::new(project_list::ProjectList)]
+}
+
+/// Reads an event's payload as the aggregate's event enum.
+pub fn decode<E: serde::de::DeserializeOwned>(event: &RecordedEvent) -> Result<E, ProjectionError> {
+    serde_json::from_value(event.payload.clone()).map_err(|source| ProjectionError::Payload {
+        event_type: event.event_type.clone(),
+        global_position: event.global_position,
+        source,
+    })
+}

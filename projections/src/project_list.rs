@@ -1,0 +1,195 @@
+//! `project_list`: one row per live project, for listing and reading a user's projects.
+
+use crate::{Projection, ProjectionError, decode};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use keyframe_domain::log::RecordedEvent;
+use keyframe_domain::project::{Project, ProjectEvent};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The `project_list` projection.
+pub struct ProjectList;
+
+/// Its name, as used by checkpoints, consumers and read-your-writes.
+pub const NAME: &str = "project_list";
+
+#[async_trait]
+impl Projection for ProjectList {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[Project::TYPE]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["project_list"]
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        // Fold the batch into one net change per project, then write each kind in one statement.
+        let mut changes: HashMap<Uuid, Change> = HashMap::new();
+        for event in events {
+            let project_id = parse_id(event)?;
+            let change = match (decode::<ProjectEvent>(event)?, changes.remove(&project_id)) {
+                (ProjectEvent::ProjectCreated { owner_id, name, description, created_at, .. }, _) => {
+                    Change::Created(ProjectRow {
+                        project_id,
+                        owner_id: owner_id.0,
+                        name: name.as_str().to_owned(),
+                        description: description.as_str().to_owned(),
+                        created_at,
+                        updated_at: created_at,
+                    })
+                }
+                (ProjectEvent::ProjectUpdated { name, description, updated_at }, Some(Change::Created(mut row))) => {
+                    if let Some(name) = name {
+                        row.name = name.as_str().to_owned();
+                    }
+                    if let Some(description) = description {
+                        row.description = description.as_str().to_owned();
+                    }
+                    row.updated_at = updated_at;
+                    Change::Created(row)
+                }
+                (ProjectEvent::ProjectUpdated { name, description, updated_at }, Some(Change::Updated(earlier))) => {
+                    Change::Updated(Update {
+                        name: name.map(|name| name.as_str().to_owned()).or(earlier.name),
+                        description: description.map(|d| d.as_str().to_owned()).or(earlier.description),
+                        updated_at,
+                    })
+                }
+                (ProjectEvent::ProjectUpdated { .. }, Some(Change::Deleted)) => Change::Deleted,
+                (ProjectEvent::ProjectUpdated { name, description, updated_at }, None) => Change::Updated(Update {
+                    name: name.map(|name| name.as_str().to_owned()),
+                    description: description.map(|d| d.as_str().to_owned()),
+                    updated_at,
+                }),
+                (ProjectEvent::ProjectDeleted { .. }, _) => Change::Deleted,
+            };
+            changes.insert(project_id, change);
+        }
+
+        let mut deleted = Vec::new();
+        let mut created = Vec::new();
+        let mut updated = Vec::new();
+        for (project_id, change) in changes {
+            match change {
+                Change::Deleted => deleted.push(project_id),
+                Change::Created(row) => created.push(row),
+                Change::Updated(update) => updated.push((project_id, update)),
+            }
+        }
+        if !deleted.is_empty() {
+            sqlx::query("DELETE FROM project_list WHERE project_id = ANY($1)").bind(&deleted).execute(&mut *conn).await?;
+        }
+        if !created.is_empty() {
+            sqlx::query(
+                "INSERT INTO project_list (project_id, owner_id, name, description, created_at, updated_at)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+                 ON CONFLICT (project_id) DO NOTHING",
+            )
+            .bind(created.iter().map(|row| row.project_id).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.owner_id).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.name.as_str()).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.description.as_str()).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.created_at).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.updated_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !updated.is_empty() {
+            sqlx::query(
+                "UPDATE project_list p SET name = COALESCE(u.name, p.name),
+                     description = COALESCE(u.description, p.description), updated_at = u.updated_at
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
+                     AS u(project_id, name, description, updated_at)
+                 WHERE p.project_id = u.project_id",
+            )
+            .bind(updated.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(updated.iter().map(|(_, u)| u.name.as_deref()).collect::<Vec<_>>())
+            .bind(updated.iter().map(|(_, u)| u.description.as_deref()).collect::<Vec<_>>())
+            .bind(updated.iter().map(|(_, u)| u.updated_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The net effect of a batch's events on one project.
+enum Change {
+    /// Created in this batch (with any later updates folded in).
+    Created(ProjectRow),
+    /// Changed fields of a project created earlier.
+    Updated(Update),
+    /// Gone.
+    Deleted,
+}
+
+struct Update {
+    name: Option<String>,
+    description: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+fn parse_id(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
+    event.aggregate_id.parse().map_err(|_| ProjectionError::Payload {
+        event_type: event.event_type.clone(),
+        global_position: event.global_position,
+        source: serde::de::Error::custom("aggregate id is not a UUID"),
+    })
+}
+
+/// A project as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ProjectRow {
+    /// The project's id.
+    pub project_id: Uuid,
+    /// Its owner.
+    pub owner_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its description ('' when none).
+    pub description: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The owner's projects, newest first, after `cursor` (the last id of the previous page).
+pub async fn list_for_owner(
+    pool: &PgPool,
+    owner_id: Uuid,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT project_id, owner_id, name, description, created_at, updated_at FROM project_list
+         WHERE owner_id = $1 AND ($2::uuid IS NULL OR project_id < $2)
+         ORDER BY project_id DESC LIMIT $3",
+    )
+    .bind(owner_id)
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One of the owner's projects; `None` when it does not exist or is someone else's.
+pub async fn get_for_owner(pool: &PgPool, owner_id: Uuid, project_id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT project_id, owner_id, name, description, created_at, updated_at FROM project_list
+         WHERE project_id = $1 AND owner_id = $2",
+    )
+    .bind(project_id)
+    .bind(owner_id)
+    .fetch_optional(pool)
+    .await
+}
