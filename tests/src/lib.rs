@@ -1,1 +1,402 @@
-//! placeholder
+//! Test support for Keyframe's end-to-end tests: a fresh database and NATS prefix per test,
+//! the real application on port 0, and a small HTTP client that speaks the API.
+//!
+//! Everything a test creates is removed when its handle drops (databases with `FORCE`, streams
+//! by name), and leftovers of crashed runs older than two hours are swept on the next run, so
+//! the shared Postgres and NATS servers do not fill up.
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use keyframe::app::{AppConfig, Application};
+use keyframe::config::{Component, NatsArgs};
+use keyframe_api::settings::{ApiSettings, Argon2Settings};
+use keyframe_domain::log::RecordedEvent;
+use keyframe_eventlog::streams::Naming;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the shared servers are (overridable like the service's own settings).
+pub fn admin_database_url() -> String {
+    std::env::var("KEYFRAME_TEST_ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The NATS server tests use.
+pub fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// How long an abandoned test database or stream lives before a later run removes it.
+const STALE_AFTER_SECS: u64 = 2 * 3600;
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+/// A unique name: creation time (for stale sweeping) and randomness (for parallel runs).
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}x{}", unix_now(), &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// Runs async clean-up from `Drop`, which may itself run inside or outside a runtime.
+fn block_on_cleanup<F: Future<Output = ()> + Send + 'static>(cleanup: F) {
+    let _ = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            runtime.block_on(cleanup);
+        }
+    })
+    .join();
+}
+
+/// A database of the test's own, migrated, dropped when the handle drops.
+pub struct TestDatabase {
+    /// Its name.
+    pub name: String,
+    /// Its connection string.
+    pub url: String,
+    /// A pool on it.
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a fresh database.
+    pub async fn create() -> Self {
+        let admin = PgPool::connect(&admin_database_url()).await.expect("connect to the admin database");
+        sweep_stale_databases(&admin).await;
+        let name = unique("kf_test_");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create database");
+        admin.close().await;
+        let base = admin_database_url();
+        let url = format!("{}/{name}", &base[..base.rfind('/').expect("database url has a path")]);
+        let pool = PgPool::connect(&url).await.expect("connect to the test database");
+        keyframe_eventlog::schema::migrate(&pool).await.expect("migrate");
+        Self { name, url, pool }
+    }
+}
+
+async fn sweep_stale_databases(admin: &PgPool) {
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'kf\\_test\\_%'")
+        .fetch_all(admin)
+        .await
+        .unwrap_or_default();
+    for name in names.into_iter().filter(|name| is_stale(name.trim_start_matches("kf_test_"))) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin).await;
+    }
+}
+
+fn is_stale(stamped: &str) -> bool {
+    stamped
+        .split('x')
+        .next()
+        .and_then(|secs| secs.parse::<u64>().ok())
+        .is_some_and(|created| created + STALE_AFTER_SECS < unix_now())
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let pool = self.pool.clone();
+        block_on_cleanup(async move {
+            pool.close().await;
+            if let Ok(admin) = PgPool::connect(&admin_database_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
+            }
+        });
+    }
+}
+
+/// A NATS prefix of the test's own; its stream is deleted when the handle drops.
+pub struct TestNats {
+    /// The naming under the prefix.
+    pub naming: Naming,
+    /// A client.
+    pub client: async_nats::Client,
+    /// JetStream on it.
+    pub jetstream: jetstream::Context,
+}
+
+impl TestNats {
+    /// A fresh prefix and a connection.
+    pub async fn create() -> Self {
+        let client = async_nats::connect(nats_url()).await.expect("connect to NATS");
+        let jetstream = jetstream::new(client.clone());
+        sweep_stale_streams(&jetstream).await;
+        let naming = Naming::new(unique("kft"));
+        Self { naming, client, jetstream }
+    }
+
+    /// Settings pointing the service at this prefix.
+    pub fn args(&self) -> NatsArgs {
+        NatsArgs {
+            nats_url: nats_url(),
+            nats_user: None,
+            nats_password: None,
+            nats_creds: None,
+            nats_prefix: self.naming.prefix().to_owned(),
+        }
+    }
+
+    /// Every event in the stream, in stream order, with its `Nats-Msg-Id`.
+    pub async fn stream_events(&self) -> Vec<(String, RecordedEvent)> {
+        let Ok(mut stream) = self.jetstream.get_stream(self.naming.events_stream()).await else {
+            return Vec::new();
+        };
+        let count = stream.info().await.expect("stream info").state.messages;
+        if count == 0 {
+            return Vec::new();
+        }
+        let consumer: consumer::PullConsumer = stream
+            .create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::None, ..Default::default() })
+            .await
+            .expect("ephemeral consumer");
+        let mut messages = consumer.messages().await.expect("messages");
+        let mut events = Vec::new();
+        while (events.len() as u64) < count {
+            let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .expect("stream read timed out")
+                .expect("stream ended")
+                .expect("message");
+            let id = message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get("Nats-Msg-Id"))
+                .map(|value| value.to_string())
+                .unwrap_or_default();
+            events.push((id, serde_json::from_slice(&message.payload).expect("a recorded event")));
+        }
+        events
+    }
+
+    /// How many messages the stream holds (0 before it exists).
+    pub async fn stream_len(&self) -> u64 {
+        match self.jetstream.get_stream(self.naming.events_stream()).await {
+            Ok(mut stream) => stream.info().await.map(|info| info.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+}
+
+async fn sweep_stale_streams(jetstream: &jetstream::Context) {
+    let names: Vec<String> = jetstream.stream_names().filter_map(|name| async move { name.ok() }).collect().await;
+    for name in names.into_iter().filter(|name| name.starts_with("KFT") && is_stale(&name[3..])) {
+        let _ = jetstream.delete_stream(&name).await;
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        let stream = self.naming.events_stream();
+        block_on_cleanup(async move {
+            if let Ok(client) = async_nats::connect(nats_url()).await {
+                let _ = jetstream::new(client).delete_stream(&stream).await;
+            }
+        });
+    }
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, and fails the test after
+/// `deadline`. Never a fixed sleep.
+pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// API settings for tests: cheap argon2 (explicitly; production refuses it), a fixed secret.
+pub fn test_api_settings() -> ApiSettings {
+    let mut settings = ApiSettings::new("test-secret-test-secret-test-secret-0123");
+    settings.argon2 = Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1 };
+    settings.max_concurrent_hashes = 4;
+    settings
+}
+
+/// The real service on port 0 with its own database and NATS prefix.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    app: Option<Application>,
+    /// Its NATS prefix.
+    pub nats: TestNats,
+    /// Its database (dropped last).
+    pub db: TestDatabase,
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// Its id.
+    pub id: String,
+    /// Its e-mail.
+    pub email: String,
+    /// The password it registered with.
+    pub password: String,
+    /// Current access token.
+    pub access_token: String,
+    /// Current refresh token.
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    /// Starts the API, relay and projectors.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(vec![Component::Api, Component::Relay, Component::Projectors]).await
+    }
+
+    /// Starts the chosen parts.
+    pub async fn spawn_with(components: Vec<Component>) -> Self {
+        let db = TestDatabase::create().await;
+        let nats = TestNats::create().await;
+        let config = AppConfig {
+            database_url: db.url.clone(),
+            db_max_connections: 10,
+            nats: nats.args(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            components,
+            api: test_api_settings(),
+        };
+        let app = Application::build(config).await.expect("the application starts");
+        let base_url = app.local_addr().map(|addr| format!("http://{addr}")).unwrap_or_default();
+        Self { base_url, http: reqwest::Client::new(), app: Some(app), nats, db }
+    }
+
+    /// Stops the service (the database and stream stay until the handle drops).
+    pub async fn stop(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+    }
+
+    /// `METHOD path` with an optional bearer token and JSON body.
+    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.http.request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("the request is answered")
+    }
+
+    /// Registers `email` and logs in.
+    pub async fn register_and_login(&self, email: &str) -> TestUser {
+        let password = "correct horse battery staple".to_owned();
+        let registered = self
+            .request(reqwest::Method::POST, "/api/v1/auth/register", None, Some(json!({"email": email, "password": password})))
+            .await;
+        assert_eq!(registered.status(), 201, "register {email}");
+        let body: Value = registered.json().await.expect("json");
+        let id = body["user"]["id"].as_str().expect("user id").to_owned();
+        let login = self
+            .request(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"email": email, "password": password})))
+            .await;
+        assert_eq!(login.status(), 200, "login {email}");
+        let tokens: Value = login.json().await.expect("json");
+        TestUser {
+            id,
+            email: email.to_owned(),
+            password,
+            access_token: tokens["access_token"].as_str().expect("access token").to_owned(),
+            refresh_token: tokens["refresh_token"].as_str().expect("refresh token").to_owned(),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(app) = self.app.as_mut() {
+            app.abort();
+        }
+    }
+}
+
+/// A background part (relay or projector) started by a test.
+pub struct Running {
+    stop: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Asks it to stop and waits.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+
+    /// Kills it where it stands, as a crash would (between a publish and its checkpoint, say).
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+/// Starts a relay from `db` to the test's stream (creating the stream).
+pub async fn start_relay(db: &TestDatabase, nats: &TestNats, settings: keyframe_eventlog::relay::RelaySettings) -> Running {
+    keyframe_eventlog::streams::ensure_events_stream(&nats.jetstream, &nats.naming).await.expect("stream");
+    let relay = keyframe_eventlog::relay::Relay::new(
+        db.pool.clone(),
+        db.url.clone(),
+        nats.jetstream.clone(),
+        nats.naming.clone(),
+        settings,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    Running { stop, handle: tokio::spawn(async move { relay.run(token).await }) }
+}
+
+/// Starts the `project_list` projector on the test's stream.
+pub async fn start_project_list_projector(
+    db: &TestDatabase,
+    nats: &TestNats,
+    settings: keyframe_eventlog::projector::ProjectorSettings,
+) -> Running {
+    keyframe_eventlog::streams::ensure_events_stream(&nats.jetstream, &nats.naming).await.expect("stream");
+    let projector = keyframe_eventlog::projector::Projector::new(
+        db.pool.clone(),
+        nats.jetstream.clone(),
+        nats.naming.clone(),
+        std::sync::Arc::new(keyframe_projections::project_list::ProjectList),
+        settings,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    Running { stop, handle: tokio::spawn(async move { projector.run(token).await }) }
+}
+
+/// Every committed event in the database, in commit-safe order. Unfenced: call it once the
+/// writes are done (the fence is cluster-wide, so a parallel test's open transaction would
+/// otherwise hide events here).
+pub async fn all_events(pool: &PgPool) -> Vec<RecordedEvent> {
+    keyframe_eventlog::reader::read_all_unfenced(pool).await.expect("read the log")
+}
+
+/// Asserts that a stream holds each event of `expected` exactly once, and each aggregate's
+/// events in sequence order.
+pub fn assert_exactly_once_in_order(stream: &[(String, RecordedEvent)], expected: &[RecordedEvent]) {
+    use std::collections::{HashMap, HashSet};
+    let ids: Vec<&str> = stream.iter().map(|(id, _)| id.as_str()).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "no event is in the stream twice");
+    let wanted: HashSet<String> = expected.iter().map(RecordedEvent::message_id).collect();
+    let got: HashSet<String> = unique.iter().map(|id| (*id).to_owned()).collect();
+    assert_eq!(got.len(), wanted.len(), "the stream holds as many events as committed");
+    assert!(got == wanted, "the stream holds exactly the committed events");
+    let mut last: HashMap<(String, String), i64> = HashMap::new();
+    for (id, event) in stream {
+        assert_eq!(id, &event.message_id(), "Nats-Msg-Id is <type>:<id>:<sequence>");
+        let previous = last.insert((event.aggregate_type.clone(), event.aggregate_id.clone()), event.sequence).unwrap_or(0);
+        assert_eq!(event.sequence, previous + 1, "{} arrives right after its predecessor", event.message_id());
+    }
+}

@@ -25,13 +25,35 @@ pub struct Projector {
     jetstream: jetstream::Context,
     naming: Naming,
     projection: Arc<dyn Projection>,
-    batch_size: usize,
+    settings: ProjectorSettings,
+}
+
+/// Tuning for a projector.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectorSettings {
+    /// Most events applied in one transaction.
+    pub batch_size: usize,
+    /// How long JetStream waits for an ack before redelivering: after a crash, the messages that
+    /// were in flight come back this much later. Batches take milliseconds, so it is short.
+    pub ack_wait: Duration,
+}
+
+impl Default for ProjectorSettings {
+    fn default() -> Self {
+        Self { batch_size: 1_000, ack_wait: Duration::from_secs(10) }
+    }
 }
 
 impl Projector {
     /// A projector for `projection`.
-    pub fn new(pool: PgPool, jetstream: jetstream::Context, naming: Naming, projection: Arc<dyn Projection>) -> Self {
-        Self { pool, jetstream, naming, projection, batch_size: 1_000 }
+    pub fn new(
+        pool: PgPool,
+        jetstream: jetstream::Context,
+        naming: Naming,
+        projection: Arc<dyn Projection>,
+        settings: ProjectorSettings,
+    ) -> Self {
+        Self { pool, jetstream, naming, projection, settings }
     }
 
     /// Runs until `shutdown`; on an error it logs, pauses and resumes from the consumer.
@@ -60,7 +82,7 @@ impl Projector {
             // place in the log, which read-your-writes compares against.
             filter_subject: self.naming.events_filter(),
             ack_policy: AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(60),
+            ack_wait: self.settings.ack_wait,
             max_ack_pending: 10_000,
             ..Default::default()
         };
@@ -74,8 +96,8 @@ impl Projector {
                     .map_err(|e| anyhow::anyhow!("loading the consumer: {e}"))?
             }
         };
-        let messages = consumer.stream().max_messages_per_batch(self.batch_size).messages().await.context("pulling")?;
-        let mut chunks = messages.ready_chunks(self.batch_size);
+        let messages = consumer.stream().max_messages_per_batch(self.settings.batch_size).messages().await.context("pulling")?;
+        let mut chunks = messages.ready_chunks(self.settings.batch_size);
         loop {
             let chunk = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),

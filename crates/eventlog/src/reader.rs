@@ -73,6 +73,14 @@ pub async fn read_committed_after(
     rows.iter().map(decode).collect()
 }
 
+/// Every event visible now, in commit-safe order, without the fence: for tests and checks
+/// that run once writing has stopped.
+pub async fn read_all_unfenced(pool: &PgPool) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY tx_id, global_position");
+    let rows = sqlx::query(&sql).fetch_all(pool).await?;
+    rows.iter().map(decode).collect()
+}
+
 /// Whether committed events after `after` exist that the fence still holds back (an older
 /// transaction is running). The relay then looks again shortly instead of waiting for a
 /// notification that an unrelated transaction will never send.

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
 use keyframe_api::state::AppState;
-use keyframe_eventlog::projector::Projector;
+use keyframe_eventlog::projector::{Projector, ProjectorSettings};
 use keyframe_eventlog::relay::{Relay, RelaySettings};
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
 use sqlx::PgPool;
@@ -70,7 +70,7 @@ impl Application {
         }
         if config.components.contains(&Component::Projectors) {
             for projection in keyframe_projections::all() {
-                let projector = Projector::new(pool.clone(), jetstream.clone(), naming.clone(), projection);
+                let projector = Projector::new(pool.clone(), jetstream.clone(), naming.clone(), projection, ProjectorSettings::default());
                 let stop = shutdown.clone();
                 tasks.spawn(async move {
                     projector.run(stop).await;
@@ -115,6 +115,12 @@ impl Application {
         };
         self.stop().await;
         outcome
+    }
+
+    /// Stops every part at once without waiting (for `Drop` in tests and emergencies).
+    pub fn abort(&mut self) {
+        self.shutdown.cancel();
+        self.tasks.abort_all();
     }
 
     /// Stops every part and waits for them, at most a few seconds.

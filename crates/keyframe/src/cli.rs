@@ -38,16 +38,15 @@ pub enum Command {
 
 /// `keyframe replay`.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
 pub struct ReplayArgs {
     /// The projection to rebuild (e.g. `project_list`).
-    #[arg(long)]
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
     pub projection: Option<String>,
     /// Rebuild every projection.
     #[arg(long)]
     pub all: bool,
     /// Events per transaction.
-    #[arg(long, default_value_t = 5_000, global = true)]
+    #[arg(long, default_value_t = 5_000)]
     pub batch_size: i64,
 }
 

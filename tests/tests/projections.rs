@@ -1,0 +1,215 @@
+//! The `project_list` read model through the projector runtime: applied, re-applied and applied
+//! out of order it ends the same; replay rebuilds it; a projector killed mid-backlog resumes.
+
+use keyframe_domain::ids::{ProjectId, UserId};
+use keyframe_domain::log::RecordedEvent;
+use keyframe_domain::project::{Project, ProjectCommand};
+use keyframe_domain::values::{ProjectDescription, ProjectName};
+use keyframe_eventlog::commands::CommandBus;
+use keyframe_eventlog::metadata::CommandMetadata;
+use keyframe_eventlog::projector::{ProjectorSettings, apply_in_transaction, checkpoint, replay};
+use keyframe_eventlog::reader::LogPosition;
+use keyframe_eventlog::relay::RelaySettings;
+use keyframe_projections::project_list::ProjectList;
+use keyframe_tests::{TestDatabase, TestNats, all_events, start_project_list_projector, start_relay, wait_for};
+use sqlx::PgPool;
+use std::time::Duration;
+
+type Row = (uuid::Uuid, uuid::Uuid, String, String);
+
+async fn rows(pool: &PgPool) -> Vec<Row> {
+    sqlx::query_as("SELECT project_id, owner_id, name, description FROM project_list ORDER BY project_id")
+        .fetch_all(pool)
+        .await
+        .expect("rows")
+}
+
+struct Scenario {
+    owner: UserId,
+    kept: ProjectId,
+    renamed: ProjectId,
+    deleted: ProjectId,
+}
+
+/// Three projects: one kept as created, one renamed twice, one deleted.
+async fn write_scenario(pool: &PgPool) -> Scenario {
+    let bus = CommandBus::<Project>::new(pool.clone());
+    let meta = CommandMetadata::system();
+    let s = Scenario { owner: UserId::new(), kept: ProjectId::new(), renamed: ProjectId::new(), deleted: ProjectId::new() };
+    let name = |n: &str| ProjectName::parse("name", n).expect("valid");
+    for (id, label) in [(s.kept, "Kept"), (s.renamed, "Draft"), (s.deleted, "Doomed")] {
+        let create = || ProjectCommand::CreateProject {
+            project_id: id,
+            owner_id: s.owner,
+            name: name(label),
+            description: ProjectDescription::parse("description", "first").expect("valid"),
+            at: chrono::Utc::now(),
+        };
+        bus.execute(&id.to_string(), create, &meta).await.expect("create");
+    }
+    for label in ["Second", "Final"] {
+        let update = || ProjectCommand::UpdateProject { actor: s.owner, name: Some(name(label)), description: None, at: chrono::Utc::now() };
+        bus.execute(&s.renamed.to_string(), update, &meta).await.expect("rename");
+    }
+    let description = || ProjectCommand::UpdateProject {
+        actor: s.owner,
+        name: None,
+        description: Some(ProjectDescription::parse("description", "last").expect("valid")),
+        at: chrono::Utc::now(),
+    };
+    bus.execute(&s.renamed.to_string(), description, &meta).await.expect("describe");
+    bus.execute(&s.deleted.to_string(), || ProjectCommand::DeleteProject { actor: s.owner, at: chrono::Utc::now() }, &meta)
+        .await
+        .expect("delete");
+    s
+}
+
+fn expected(s: &Scenario) -> Vec<Row> {
+    let mut rows = vec![
+        (s.kept.0, s.owner.0, "Kept".to_owned(), "first".to_owned()),
+        (s.renamed.0, s.owner.0, "Final".to_owned(), "last".to_owned()),
+    ];
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_changes_nothing() {
+    let db = TestDatabase::create().await;
+    let scenario = write_scenario(&db.pool).await;
+    let events = all_events(&db.pool).await;
+
+    apply_in_transaction(&db.pool, &ProjectList, &events).await.expect("apply");
+    assert_eq!(rows(&db.pool).await, expected(&scenario));
+    let before: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT project_id, updated_at FROM project_list ORDER BY project_id").fetch_all(&db.pool).await.expect("rows");
+
+    // Re-delivery: the whole log again, then each event alone.
+    apply_in_transaction(&db.pool, &ProjectList, &events).await.expect("re-apply");
+    for event in &events {
+        apply_in_transaction(&db.pool, &ProjectList, std::slice::from_ref(event)).await.expect("re-apply one");
+    }
+    assert_eq!(rows(&db.pool).await, expected(&scenario));
+    let after: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT project_id, updated_at FROM project_list ORDER BY project_id").fetch_all(&db.pool).await.expect("rows");
+    assert_eq!(before, after, "nothing was touched again");
+    let reached = checkpoint(&db.pool, "project_list").await.expect("checkpoint");
+    assert_eq!(reached, events.last().map(LogPosition::of), "the checkpoint is the newest event");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn applying_the_events_out_of_order_gives_the_same_rows() {
+    let db = TestDatabase::create().await;
+    let scenario = write_scenario(&db.pool).await;
+    let events = all_events(&db.pool).await;
+
+    // Newest first, one per transaction: every event but the first arrives before its predecessors.
+    let reversed: Vec<RecordedEvent> = events.iter().rev().cloned().collect();
+    for event in &reversed {
+        apply_in_transaction(&db.pool, &ProjectList, std::slice::from_ref(event)).await.expect("apply");
+    }
+    assert_eq!(rows(&db.pool).await, expected(&scenario));
+
+    // And shuffled within one batch, into a fresh read model.
+    sqlx::query("TRUNCATE project_list, projection_aggregate_sequences, projection_checkpoints").execute(&db.pool).await.expect("reset");
+    let mut interleaved: Vec<RecordedEvent> = events.iter().skip(1).step_by(2).cloned().collect();
+    interleaved.extend(events.iter().step_by(2).cloned());
+    apply_in_transaction(&db.pool, &ProjectList, &interleaved).await.expect("apply");
+    assert_eq!(rows(&db.pool).await, expected(&scenario));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_rebuilds_the_read_model_from_the_event_store() {
+    let db = TestDatabase::create().await;
+    let scenario = write_scenario(&db.pool).await;
+    let events = all_events(&db.pool).await;
+    // A read model gone wrong: a stray row, a wrong name.
+    apply_in_transaction(&db.pool, &ProjectList, &events).await.expect("apply");
+    sqlx::query("UPDATE project_list SET name = 'corrupted'").execute(&db.pool).await.expect("corrupt");
+    sqlx::query("INSERT INTO project_list VALUES ($1, $2, 'stray', '', now(), now())")
+        .bind(uuid::Uuid::now_v7())
+        .bind(uuid::Uuid::now_v7())
+        .execute(&db.pool)
+        .await
+        .expect("stray");
+
+    let mut seen = Vec::new();
+    let report = replay(&db.pool, &ProjectList, 2, &mut |done| seen.push(done)).await.expect("replay");
+    assert_eq!(rows(&db.pool).await, expected(&scenario));
+    assert_eq!(report.events, events.len() as u64);
+    assert_eq!(seen.last().copied(), Some(events.len() as u64), "progress reaches the end");
+    assert!(seen.len() > 1, "progress is reported per batch");
+    assert_eq!(checkpoint(&db.pool, "project_list").await.expect("checkpoint"), events.last().map(LogPosition::of));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_right() {
+    let db = TestDatabase::create().await;
+    let nats = TestNats::create().await;
+    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let meta = CommandMetadata::system();
+    let owner = UserId::new();
+    let mut wanted = Vec::new();
+    for i in 0..150 {
+        let id = ProjectId::new();
+        let create = || ProjectCommand::CreateProject {
+            project_id: id,
+            owner_id: owner,
+            name: ProjectName::parse("name", &format!("p{i}")).expect("valid"),
+            description: ProjectDescription::default(),
+            at: chrono::Utc::now(),
+        };
+        bus.execute(&id.to_string(), create, &meta).await.expect("create");
+        if i % 3 == 0 {
+            bus.execute(&id.to_string(), || ProjectCommand::DeleteProject { actor: owner, at: chrono::Utc::now() }, &meta)
+                .await
+                .expect("delete");
+        } else {
+            let rename = || ProjectCommand::UpdateProject {
+                actor: owner,
+                name: Some(ProjectName::parse("name", &format!("p{i} final")).expect("valid")),
+                description: None,
+                at: chrono::Utc::now(),
+            };
+            bus.execute(&id.to_string(), rename, &meta).await.expect("rename");
+            wanted.push((id.0, owner.0, format!("p{i} final"), String::new()));
+        }
+    }
+    wanted.sort();
+    let events = all_events(&db.pool).await;
+    let relay = start_relay(&db, &nats, RelaySettings::default()).await;
+    wait_for("the backlog in the stream", Duration::from_secs(20), || async { nats.stream_len().await >= events.len() as u64 }).await;
+    relay.stop().await;
+
+    let settings = ProjectorSettings { batch_size: 5, ack_wait: Duration::from_secs(1) };
+    let first = start_project_list_projector(&db, &nats, settings).await;
+    wait_for("the first projector to apply something", Duration::from_secs(20), || async {
+        checkpoint(&db.pool, "project_list").await.expect("checkpoint").is_some()
+    })
+    .await;
+    first.kill().await;
+    let newest = events.last().map(LogPosition::of);
+    let reached = checkpoint(&db.pool, "project_list").await.expect("checkpoint");
+    assert!(reached < newest, "killed in the middle of the backlog");
+
+    let second = start_project_list_projector(&db, &nats, settings).await;
+    wait_for("the second projector to reach the end", Duration::from_secs(30), || async {
+        checkpoint(&db.pool, "project_list").await.expect("checkpoint") == newest
+    })
+    .await;
+    // Messages the killed projector held come back after ack_wait; they must change nothing.
+    wait_for("redelivered messages to be acked", Duration::from_secs(30), || async {
+        let stream = nats.jetstream.get_stream(nats.naming.events_stream()).await.expect("stream");
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer("projector_project_list").await.expect("consumer");
+        consumer.info().await.is_ok_and(|info| info.num_ack_pending == 0 && info.num_pending == 0)
+    })
+    .await;
+    second.stop().await;
+    assert_eq!(rows(&db.pool).await, wanted);
+    let sequences: i64 = sqlx::query_scalar("SELECT sum(last_sequence)::bigint FROM projection_aggregate_sequences")
+        .fetch_one(&db.pool)
+        .await
+        .expect("sum");
+    assert_eq!(sequences, 300, "every project's last sequence is 2");
+}
