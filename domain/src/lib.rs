@@ -7,4 +7,3 @@ pub mod project;
 pub mod session;
 pub mod user;
 pub mod values;
-

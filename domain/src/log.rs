@@ -38,8 +38,6 @@ impl RecordedEvent {
 
     /// The inner payload of an externally tagged enum event (`{"ProjectCreated": {...}}`).
     pub fn body(&self) -> &serde_json::Value {
-        self.payload
-            .get(&self.event_type)
-            .unwrap_or(&self.payload)
+        self.payload.get(&self.event_type).unwrap_or(&self.payload)
     }
 }

@@ -162,20 +162,45 @@ impl Aggregate for Project {
 
     async fn handle(&mut self, command: ProjectCommand, _: &(), sink: &EventSink<Self>) -> Result<(), ProjectError> {
         match command {
-            ProjectCommand::CreateProject { project_id, owner_id, name, description, at } => {
+            ProjectCommand::CreateProject {
+                project_id,
+                owner_id,
+                name,
+                description,
+                at,
+            } => {
                 if self.id.is_some() {
                     return Err(ProjectError::AlreadyExists);
                 }
-                let event = ProjectEvent::ProjectCreated { project_id, owner_id, name, description, created_at: at };
+                let event = ProjectEvent::ProjectCreated {
+                    project_id,
+                    owner_id,
+                    name,
+                    description,
+                    created_at: at,
+                };
                 sink.write(event, self).await;
             }
-            ProjectCommand::UpdateProject { actor, name, description, at } => {
+            ProjectCommand::UpdateProject {
+                actor,
+                name,
+                description,
+                at,
+            } => {
                 self.ensure_visible_to(actor)?;
                 // Only what actually changes is recorded; an update that changes nothing is no event.
                 let name = name.filter(|name| *name != self.name);
                 let description = description.filter(|description| *description != self.description);
                 if name.is_some() || description.is_some() {
-                    sink.write(ProjectEvent::ProjectUpdated { name, description, updated_at: at }, self).await;
+                    sink.write(
+                        ProjectEvent::ProjectUpdated {
+                            name,
+                            description,
+                            updated_at: at,
+                        },
+                        self,
+                    )
+                    .await;
                 }
             }
             ProjectCommand::DeleteProject { actor, at } => {
@@ -188,7 +213,13 @@ impl Aggregate for Project {
 
     fn apply(&mut self, event: ProjectEvent) {
         match event {
-            ProjectEvent::ProjectCreated { project_id, owner_id, name, description, created_at } => {
+            ProjectEvent::ProjectCreated {
+                project_id,
+                owner_id,
+                name,
+                description,
+                created_at,
+            } => {
                 self.id = Some(project_id);
                 self.created_at = Some(created_at);
                 self.updated_at = Some(created_at);
@@ -196,7 +227,11 @@ impl Aggregate for Project {
                 self.name = name;
                 self.description = description;
             }
-            ProjectEvent::ProjectUpdated { name, description, updated_at } => {
+            ProjectEvent::ProjectUpdated {
+                name,
+                description,
+                updated_at,
+            } => {
                 self.updated_at = Some(updated_at);
                 if let Some(name) = name {
                     self.name = name;
@@ -237,7 +272,11 @@ mod tests {
 
     impl Given {
         fn new() -> Self {
-            Self { project_id: ProjectId::new(), owner_id: UserId::new(), at: Utc::now() }
+            Self {
+                project_id: ProjectId::new(),
+                owner_id: UserId::new(),
+                at: Utc::now(),
+            }
         }
 
         fn created(&self) -> ProjectEvent {
@@ -261,7 +300,12 @@ mod tests {
         }
 
         fn rename(&self, actor: UserId, to: &str) -> ProjectCommand {
-            ProjectCommand::UpdateProject { actor, name: Some(name(to)), description: None, at: self.at }
+            ProjectCommand::UpdateProject {
+                actor,
+                name: Some(name(to)),
+                description: None,
+                at: self.at,
+            }
         }
 
         fn deleted(&self) -> ProjectEvent {
@@ -280,13 +324,19 @@ mod tests {
     #[test]
     fn creating_a_project_records_project_created() {
         let g = Given::new();
-        TestFramework::<Project>::with(()).given_no_previous_events().when(g.create()).then_expect_events(vec![g.created()]);
+        TestFramework::<Project>::with(())
+            .given_no_previous_events()
+            .when(g.create())
+            .then_expect_events(vec![g.created()]);
     }
 
     #[test]
     fn creating_an_existing_project_is_refused() {
         let g = Given::new();
-        TestFramework::<Project>::with(()).given(vec![g.created()]).when(g.create()).then_expect_error(ProjectError::AlreadyExists);
+        TestFramework::<Project>::with(())
+            .given(vec![g.created()])
+            .when(g.create())
+            .then_expect_error(ProjectError::AlreadyExists);
     }
 
     #[test]
@@ -310,7 +360,10 @@ mod tests {
     #[test]
     fn an_update_that_changes_nothing_records_nothing() {
         let g = Given::new();
-        TestFramework::<Project>::with(()).given(vec![g.created()]).when(g.rename(g.owner_id, "Trailer")).then_expect_events(vec![]);
+        TestFramework::<Project>::with(())
+            .given(vec![g.created()])
+            .when(g.rename(g.owner_id, "Trailer"))
+            .then_expect_events(vec![]);
     }
 
     #[test]
@@ -345,7 +398,10 @@ mod tests {
         let g = Given::new();
         TestFramework::<Project>::with(())
             .given(vec![g.created()])
-            .when(ProjectCommand::DeleteProject { actor: g.owner_id, at: g.at })
+            .when(ProjectCommand::DeleteProject {
+                actor: g.owner_id,
+                at: g.at,
+            })
             .then_expect_events(vec![g.deleted()]);
     }
 
@@ -354,7 +410,10 @@ mod tests {
         let g = Given::new();
         TestFramework::<Project>::with(())
             .given(vec![g.created(), g.deleted()])
-            .when(ProjectCommand::DeleteProject { actor: g.owner_id, at: g.at })
+            .when(ProjectCommand::DeleteProject {
+                actor: g.owner_id,
+                at: g.at,
+            })
             .then_expect_error(ProjectError::NotFound);
     }
 
@@ -363,7 +422,10 @@ mod tests {
         let g = Given::new();
         TestFramework::<Project>::with(())
             .given(vec![g.created()])
-            .when(ProjectCommand::DeleteProject { actor: UserId::new(), at: g.at })
+            .when(ProjectCommand::DeleteProject {
+                actor: UserId::new(),
+                at: g.at,
+            })
             .then_expect_error(ProjectError::NotFound);
     }
 }

@@ -164,7 +164,15 @@ impl Aggregate for Session {
 
     async fn handle(&mut self, command: SessionCommand, _: &(), sink: &EventSink<Self>) -> Result<(), SessionError> {
         match command {
-            SessionCommand::StartSession { session_id, user_id, refresh_token_hash, refresh_expires_at, user_agent, ip, at } => {
+            SessionCommand::StartSession {
+                session_id,
+                user_id,
+                refresh_token_hash,
+                refresh_expires_at,
+                user_agent,
+                ip,
+                at,
+            } => {
                 if self.id.is_some() {
                     return Err(SessionError::AlreadyStarted);
                 }
@@ -179,7 +187,12 @@ impl Aggregate for Session {
                 };
                 sink.write(event, self).await;
             }
-            SessionCommand::RotateRefreshToken { presented_hash, new_hash, refresh_expires_at, at } => {
+            SessionCommand::RotateRefreshToken {
+                presented_hash,
+                new_hash,
+                refresh_expires_at,
+                at,
+            } => {
                 self.ensure_active()?;
                 if presented_hash != self.refresh_token_hash {
                     return Err(SessionError::RefreshTokenInvalid);
@@ -187,7 +200,11 @@ impl Aggregate for Session {
                 if self.refresh_expires_at.is_some_and(|expires| expires <= at) {
                     return Err(SessionError::RefreshTokenExpired);
                 }
-                let event = SessionEvent::RefreshTokenRotated { refresh_token_hash: new_hash, refresh_expires_at, rotated_at: at };
+                let event = SessionEvent::RefreshTokenRotated {
+                    refresh_token_hash: new_hash,
+                    refresh_expires_at,
+                    rotated_at: at,
+                };
                 sink.write(event, self).await;
             }
             SessionCommand::EndSession { actor, reason, at } => {
@@ -195,7 +212,8 @@ impl Aggregate for Session {
                     return Err(SessionError::NotFound);
                 }
                 self.ensure_active()?;
-                sink.write(SessionEvent::SessionEnded { reason, ended_at: at }, self).await;
+                sink.write(SessionEvent::SessionEnded { reason, ended_at: at }, self)
+                    .await;
             }
         }
         Ok(())
@@ -203,13 +221,23 @@ impl Aggregate for Session {
 
     fn apply(&mut self, event: SessionEvent) {
         match event {
-            SessionEvent::SessionStarted { session_id, user_id, refresh_token_hash, refresh_expires_at, .. } => {
+            SessionEvent::SessionStarted {
+                session_id,
+                user_id,
+                refresh_token_hash,
+                refresh_expires_at,
+                ..
+            } => {
                 self.id = Some(session_id);
                 self.user_id = Some(user_id);
                 self.refresh_token_hash = refresh_token_hash;
                 self.refresh_expires_at = Some(refresh_expires_at);
             }
-            SessionEvent::RefreshTokenRotated { refresh_token_hash, refresh_expires_at, .. } => {
+            SessionEvent::RefreshTokenRotated {
+                refresh_token_hash,
+                refresh_expires_at,
+                ..
+            } => {
                 self.refresh_token_hash = refresh_token_hash;
                 self.refresh_expires_at = Some(refresh_expires_at);
             }
@@ -244,7 +272,11 @@ mod tests {
 
     impl Given {
         fn new() -> Self {
-            Self { session_id: SessionId::new(), user_id: UserId::new(), at: Utc::now() }
+            Self {
+                session_id: SessionId::new(),
+                user_id: UserId::new(),
+                at: Utc::now(),
+            }
         }
 
         fn started(&self) -> SessionEvent {
@@ -281,7 +313,10 @@ mod tests {
         }
 
         fn ended(&self) -> SessionEvent {
-            SessionEvent::SessionEnded { reason: SessionEndReason::Logout, ended_at: self.at }
+            SessionEvent::SessionEnded {
+                reason: SessionEndReason::Logout,
+                ended_at: self.at,
+            }
         }
     }
 
@@ -292,26 +327,33 @@ mod tests {
     #[test]
     fn logging_in_starts_a_session() {
         let g = Given::new();
-        TestFramework::<Session>::with(()).given_no_previous_events().when(g.start()).then_expect_events(vec![g.started()]);
+        TestFramework::<Session>::with(())
+            .given_no_previous_events()
+            .when(g.start())
+            .then_expect_events(vec![g.started()]);
     }
 
     #[test]
     fn starting_a_started_session_is_refused() {
         let g = Given::new();
-        TestFramework::<Session>::with(()).given(vec![g.started()]).when(g.start()).then_expect_error(SessionError::AlreadyStarted);
+        TestFramework::<Session>::with(())
+            .given(vec![g.started()])
+            .when(g.start())
+            .then_expect_error(SessionError::AlreadyStarted);
     }
 
     #[test]
     fn refreshing_with_the_current_token_rotates_it() {
         let g = Given::new();
         let at = g.at + Duration::minutes(5);
-        TestFramework::<Session>::with(()).given(vec![g.started()]).when(g.rotate("first", at)).then_expect_events(vec![
-            SessionEvent::RefreshTokenRotated {
+        TestFramework::<Session>::with(())
+            .given(vec![g.started()])
+            .when(g.rotate("first", at))
+            .then_expect_events(vec![SessionEvent::RefreshTokenRotated {
                 refresh_token_hash: hash("second"),
                 refresh_expires_at: at + Duration::days(30),
                 rotated_at: at,
-            },
-        ]);
+            }]);
     }
 
     #[test]
@@ -341,7 +383,10 @@ mod tests {
     #[test]
     fn refreshing_an_unknown_session_is_refused() {
         let g = Given::new();
-        TestFramework::<Session>::with(()).given_no_previous_events().when(g.rotate("first", g.at)).then_expect_error(SessionError::NotFound);
+        TestFramework::<Session>::with(())
+            .given_no_previous_events()
+            .when(g.rotate("first", g.at))
+            .then_expect_error(SessionError::NotFound);
     }
 
     #[test]
@@ -358,7 +403,11 @@ mod tests {
         let g = Given::new();
         TestFramework::<Session>::with(())
             .given(vec![g.started()])
-            .when(SessionCommand::EndSession { actor: g.user_id, reason: SessionEndReason::Logout, at: g.at })
+            .when(SessionCommand::EndSession {
+                actor: g.user_id,
+                reason: SessionEndReason::Logout,
+                at: g.at,
+            })
             .then_expect_events(vec![g.ended()]);
     }
 
@@ -367,7 +416,11 @@ mod tests {
         let g = Given::new();
         TestFramework::<Session>::with(())
             .given(vec![g.started(), g.ended()])
-            .when(SessionCommand::EndSession { actor: g.user_id, reason: SessionEndReason::Logout, at: g.at })
+            .when(SessionCommand::EndSession {
+                actor: g.user_id,
+                reason: SessionEndReason::Logout,
+                at: g.at,
+            })
             .then_expect_error(SessionError::Ended);
     }
 
@@ -376,7 +429,11 @@ mod tests {
         let g = Given::new();
         TestFramework::<Session>::with(())
             .given(vec![g.started()])
-            .when(SessionCommand::EndSession { actor: UserId::new(), reason: SessionEndReason::Logout, at: g.at })
+            .when(SessionCommand::EndSession {
+                actor: UserId::new(),
+                reason: SessionEndReason::Logout,
+                at: g.at,
+            })
             .then_expect_error(SessionError::NotFound);
     }
 }

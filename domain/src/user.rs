@@ -118,11 +118,23 @@ impl Aggregate for User {
 
     async fn handle(&mut self, command: UserCommand, _: &(), sink: &EventSink<Self>) -> Result<(), UserError> {
         match command {
-            UserCommand::RegisterUser { user_id, email, password_hash, full_name, at } => {
+            UserCommand::RegisterUser {
+                user_id,
+                email,
+                password_hash,
+                full_name,
+                at,
+            } => {
                 if self.id.is_some() {
                     return Err(UserError::AlreadyRegistered);
                 }
-                let event = UserEvent::UserRegistered { user_id, email, password_hash, full_name, registered_at: at };
+                let event = UserEvent::UserRegistered {
+                    user_id,
+                    email,
+                    password_hash,
+                    full_name,
+                    registered_at: at,
+                };
                 sink.write(event, self).await;
             }
         }
@@ -131,7 +143,13 @@ impl Aggregate for User {
 
     fn apply(&mut self, event: UserEvent) {
         match event {
-            UserEvent::UserRegistered { user_id, email, password_hash, full_name, registered_at } => {
+            UserEvent::UserRegistered {
+                user_id,
+                email,
+                password_hash,
+                full_name,
+                registered_at,
+            } => {
                 self.id = Some(user_id);
                 self.email = email;
                 self.password_hash = password_hash;
@@ -158,8 +176,19 @@ mod tests {
     }
 
     fn register(user_id: UserId, at: DateTime<Utc>) -> UserCommand {
-        let UserEvent::UserRegistered { email, password_hash, full_name, .. } = registered(user_id, at);
-        UserCommand::RegisterUser { user_id, email, password_hash, full_name, at }
+        let UserEvent::UserRegistered {
+            email,
+            password_hash,
+            full_name,
+            ..
+        } = registered(user_id, at);
+        UserCommand::RegisterUser {
+            user_id,
+            email,
+            password_hash,
+            full_name,
+            at,
+        }
     }
 
     #[test]

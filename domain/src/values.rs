@@ -16,7 +16,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -33,7 +36,10 @@ impl EmailAddress {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
         let email = raw.trim().to_lowercase();
         if email.chars().count() > EMAIL_MAX_LEN {
-            return Err(ValidationError::new(field, format!("must be at most {EMAIL_MAX_LEN} characters")));
+            return Err(ValidationError::new(
+                field,
+                format!("must be at most {EMAIL_MAX_LEN} characters"),
+            ));
         }
         let valid = match email.split_once('@') {
             Some((local, domain)) => {
@@ -47,7 +53,10 @@ impl EmailAddress {
             None => false,
         };
         if !valid {
-            return Err(ValidationError::new(field, "must be an e-mail address like name@example.com"));
+            return Err(ValidationError::new(
+                field,
+                "must be an e-mail address like name@example.com",
+            ));
         }
         Ok(Self(email))
     }
@@ -85,7 +94,10 @@ impl Password {
             ));
         }
         if chars > PASSWORD_MAX_CHARS {
-            return Err(ValidationError::new(field, format!("must be at most {PASSWORD_MAX_CHARS} characters")));
+            return Err(ValidationError::new(
+                field,
+                format!("must be at most {PASSWORD_MAX_CHARS} characters"),
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -178,7 +190,15 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_refused_with_the_field_named() {
-        for raw in ["", "alice", "@example.com", "alice@", "alice@example", "a b@example.com", "a@b@c.com"] {
+        for raw in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "a@b@c.com",
+        ] {
             let err = EmailAddress::parse("email", raw).expect_err(raw);
             assert_eq!(err.field, "email");
         }
@@ -197,10 +217,18 @@ mod tests {
 
     #[test]
     fn bounded_text_is_trimmed_and_limited() {
-        assert_eq!(ProjectName::parse("name", "  Trailer  ").expect("valid").as_str(), "Trailer");
+        assert_eq!(
+            ProjectName::parse("name", "  Trailer  ").expect("valid").as_str(),
+            "Trailer"
+        );
         assert!(ProjectName::parse("name", "   ").is_err());
         assert!(ProjectName::parse("name", &"n".repeat(ProjectName::MAX_CHARS + 1)).is_err());
         assert!(ProjectName::parse("name", "a\u{0}b").is_err());
-        assert_eq!(ProjectDescription::parse("description", "").expect("empty is fine").as_str(), "");
+        assert_eq!(
+            ProjectDescription::parse("description", "")
+                .expect("empty is fine")
+                .as_str(),
+            ""
+        );
     }
 }

@@ -37,17 +37,31 @@ impl Projection for ProjectList {
         for event in events {
             let project_id = parse_id(event)?;
             let change = match (decode::<ProjectEvent>(event)?, changes.remove(&project_id)) {
-                (ProjectEvent::ProjectCreated { owner_id, name, description, created_at, .. }, _) => {
-                    Change::Created(ProjectRow {
-                        project_id,
-                        owner_id: owner_id.0,
-                        name: name.as_str().to_owned(),
-                        description: description.as_str().to_owned(),
+                (
+                    ProjectEvent::ProjectCreated {
+                        owner_id,
+                        name,
+                        description,
                         created_at,
-                        updated_at: created_at,
-                    })
-                }
-                (ProjectEvent::ProjectUpdated { name, description, updated_at }, Some(Change::Created(mut row))) => {
+                        ..
+                    },
+                    _,
+                ) => Change::Created(ProjectRow {
+                    project_id,
+                    owner_id: owner_id.0,
+                    name: name.as_str().to_owned(),
+                    description: description.as_str().to_owned(),
+                    created_at,
+                    updated_at: created_at,
+                }),
+                (
+                    ProjectEvent::ProjectUpdated {
+                        name,
+                        description,
+                        updated_at,
+                    },
+                    Some(Change::Created(mut row)),
+                ) => {
                     if let Some(name) = name {
                         row.name = name.as_str().to_owned();
                     }
@@ -57,15 +71,27 @@ impl Projection for ProjectList {
                     row.updated_at = updated_at;
                     Change::Created(row)
                 }
-                (ProjectEvent::ProjectUpdated { name, description, updated_at }, Some(Change::Updated(earlier))) => {
-                    Change::Updated(Update {
-                        name: name.map(|name| name.as_str().to_owned()).or(earlier.name),
-                        description: description.map(|d| d.as_str().to_owned()).or(earlier.description),
+                (
+                    ProjectEvent::ProjectUpdated {
+                        name,
+                        description,
                         updated_at,
-                    })
-                }
+                    },
+                    Some(Change::Updated(earlier)),
+                ) => Change::Updated(Update {
+                    name: name.map(|name| name.as_str().to_owned()).or(earlier.name),
+                    description: description.map(|d| d.as_str().to_owned()).or(earlier.description),
+                    updated_at,
+                }),
                 (ProjectEvent::ProjectUpdated { .. }, Some(Change::Deleted)) => Change::Deleted,
-                (ProjectEvent::ProjectUpdated { name, description, updated_at }, None) => Change::Updated(Update {
+                (
+                    ProjectEvent::ProjectUpdated {
+                        name,
+                        description,
+                        updated_at,
+                    },
+                    None,
+                ) => Change::Updated(Update {
                     name: name.map(|name| name.as_str().to_owned()),
                     description: description.map(|d| d.as_str().to_owned()),
                     updated_at,
@@ -86,7 +112,10 @@ impl Projection for ProjectList {
             }
         }
         if !deleted.is_empty() {
-            sqlx::query("DELETE FROM project_list WHERE project_id = ANY($1)").bind(&deleted).execute(&mut *conn).await?;
+            sqlx::query("DELETE FROM project_list WHERE project_id = ANY($1)")
+                .bind(&deleted)
+                .execute(&mut *conn)
+                .await?;
         }
         if !created.is_empty() {
             sqlx::query(
@@ -113,7 +142,12 @@ impl Projection for ProjectList {
             )
             .bind(updated.iter().map(|(id, _)| *id).collect::<Vec<_>>())
             .bind(updated.iter().map(|(_, u)| u.name.as_deref()).collect::<Vec<_>>())
-            .bind(updated.iter().map(|(_, u)| u.description.as_deref()).collect::<Vec<_>>())
+            .bind(
+                updated
+                    .iter()
+                    .map(|(_, u)| u.description.as_deref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(updated.iter().map(|(_, u)| u.updated_at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;

@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the shared servers are (overridable like the service's own settings).
 pub fn admin_database_url() -> String {
-    std::env::var("KEYFRAME_TEST_ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("KEYFRAME_TEST_ADMIN_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// The NATS server tests use.
@@ -32,12 +33,19 @@ pub fn nats_url() -> String {
 const STALE_AFTER_SECS: u64 = 2 * 3600;
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// A unique name: creation time (for stale sweeping) and randomness (for parallel runs).
 fn unique(prefix: &str) -> String {
-    format!("{prefix}{}x{}", unix_now(), &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}{}x{}",
+        unix_now(),
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 /// Runs async clean-up from `Drop`, which may itself run inside or outside a runtime.
@@ -63,10 +71,15 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates and migrates a fresh database.
     pub async fn create() -> Self {
-        let admin = PgPool::connect(&admin_database_url()).await.expect("connect to the admin database");
+        let admin = PgPool::connect(&admin_database_url())
+            .await
+            .expect("connect to the admin database");
         sweep_stale_databases(&admin).await;
         let name = unique("kf_test_");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
         admin.close().await;
         let base = admin_database_url();
         let url = format!("{}/{name}", &base[..base.rfind('/').expect("database url has a path")]);
@@ -81,8 +94,13 @@ async fn sweep_stale_databases(admin: &PgPool) {
         .fetch_all(admin)
         .await
         .unwrap_or_default();
-    for name in names.into_iter().filter(|name| is_stale(name.trim_start_matches("kf_test_"))) {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin).await;
+    for name in names
+        .into_iter()
+        .filter(|name| is_stale(name.trim_start_matches("kf_test_")))
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(admin)
+            .await;
     }
 }
 
@@ -101,7 +119,9 @@ impl Drop for TestDatabase {
         block_on_cleanup(async move {
             pool.close().await;
             if let Ok(admin) = PgPool::connect(&admin_database_url()).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&admin)
+                    .await;
             }
         });
     }
@@ -124,7 +144,11 @@ impl TestNats {
         let jetstream = jetstream::new(client.clone());
         sweep_stale_streams(&jetstream).await;
         let naming = Naming::new(unique("kft"));
-        Self { naming, client, jetstream }
+        Self {
+            naming,
+            client,
+            jetstream,
+        }
     }
 
     /// Settings pointing the service at this prefix.
@@ -148,7 +172,10 @@ impl TestNats {
             return Vec::new();
         }
         let consumer: consumer::PullConsumer = stream
-            .create_consumer(consumer::pull::Config { ack_policy: consumer::AckPolicy::None, ..Default::default() })
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
             .await
             .expect("ephemeral consumer");
         let mut messages = consumer.messages().await.expect("messages");
@@ -180,8 +207,15 @@ impl TestNats {
 }
 
 async fn sweep_stale_streams(jetstream: &jetstream::Context) {
-    let names: Vec<String> = jetstream.stream_names().filter_map(|name| async move { name.ok() }).collect().await;
-    for name in names.into_iter().filter(|name| name.starts_with("KFT") && is_stale(&name[3..])) {
+    let names: Vec<String> = jetstream
+        .stream_names()
+        .filter_map(|name| async move { name.ok() })
+        .collect()
+        .await;
+    for name in names
+        .into_iter()
+        .filter(|name| name.starts_with("KFT") && is_stale(&name[3..]))
+    {
         let _ = jetstream.delete_stream(&name).await;
     }
 }
@@ -206,7 +240,10 @@ where
 {
     let started = std::time::Instant::now();
     while !condition().await {
-        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -214,7 +251,11 @@ where
 /// API settings for tests: cheap argon2 (explicitly; production refuses it), a fixed secret.
 pub fn test_api_settings() -> ApiSettings {
     let mut settings = ApiSettings::new("test-secret-test-secret-test-secret-0123");
-    settings.argon2 = Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1 };
+    settings.argon2 = Argon2Settings {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
     settings.max_concurrent_hashes = 4;
     settings
 }
@@ -266,8 +307,17 @@ impl TestApp {
             api: test_api_settings(),
         };
         let app = Application::build(config).await.expect("the application starts");
-        let base_url = app.local_addr().map(|addr| format!("http://{addr}")).unwrap_or_default();
-        Self { base_url, http: reqwest::Client::new(), app: Some(app), nats, db }
+        let base_url = app
+            .local_addr()
+            .map(|addr| format!("http://{addr}"))
+            .unwrap_or_default();
+        Self {
+            base_url,
+            http: reqwest::Client::new(),
+            app: Some(app),
+            nats,
+            db,
+        }
     }
 
     /// Stops the service (the database and stream stay until the handle drops).
@@ -278,7 +328,13 @@ impl TestApp {
     }
 
     /// `METHOD path` with an optional bearer token and JSON body.
-    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> reqwest::Response {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let mut request = self.http.request(method, format!("{}{path}", self.base_url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -293,13 +349,23 @@ impl TestApp {
     pub async fn register_and_login(&self, email: &str) -> TestUser {
         let password = "correct horse battery staple".to_owned();
         let registered = self
-            .request(reqwest::Method::POST, "/api/v1/auth/register", None, Some(json!({"email": email, "password": password})))
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/auth/register",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
             .await;
         assert_eq!(registered.status(), 201, "register {email}");
         let body: Value = registered.json().await.expect("json");
         let id = body["user"]["id"].as_str().expect("user id").to_owned();
         let login = self
-            .request(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"email": email, "password": password})))
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
             .await;
         assert_eq!(login.status(), 200, "login {email}");
         let tokens: Value = login.json().await.expect("json");
@@ -342,8 +408,14 @@ impl Running {
 }
 
 /// Starts a relay from `db` to the test's stream (creating the stream).
-pub async fn start_relay(db: &TestDatabase, nats: &TestNats, settings: keyframe_eventlog::relay::RelaySettings) -> Running {
-    keyframe_eventlog::streams::ensure_events_stream(&nats.jetstream, &nats.naming).await.expect("stream");
+pub async fn start_relay(
+    db: &TestDatabase,
+    nats: &TestNats,
+    settings: keyframe_eventlog::relay::RelaySettings,
+) -> Running {
+    keyframe_eventlog::streams::ensure_events_stream(&nats.jetstream, &nats.naming)
+        .await
+        .expect("stream");
     let relay = keyframe_eventlog::relay::Relay::new(
         db.pool.clone(),
         db.url.clone(),
@@ -353,7 +425,10 @@ pub async fn start_relay(db: &TestDatabase, nats: &TestNats, settings: keyframe_
     );
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
-    Running { stop, handle: tokio::spawn(async move { relay.run(token).await }) }
+    Running {
+        stop,
+        handle: tokio::spawn(async move { relay.run(token).await }),
+    }
 }
 
 /// Starts the `project_list` projector on the test's stream.
@@ -362,7 +437,9 @@ pub async fn start_project_list_projector(
     nats: &TestNats,
     settings: keyframe_eventlog::projector::ProjectorSettings,
 ) -> Running {
-    keyframe_eventlog::streams::ensure_events_stream(&nats.jetstream, &nats.naming).await.expect("stream");
+    keyframe_eventlog::streams::ensure_events_stream(&nats.jetstream, &nats.naming)
+        .await
+        .expect("stream");
     let projector = keyframe_eventlog::projector::Projector::new(
         db.pool.clone(),
         nats.jetstream.clone(),
@@ -372,14 +449,19 @@ pub async fn start_project_list_projector(
     );
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
-    Running { stop, handle: tokio::spawn(async move { projector.run(token).await }) }
+    Running {
+        stop,
+        handle: tokio::spawn(async move { projector.run(token).await }),
+    }
 }
 
 /// Every committed event in the database, in commit-safe order. Unfenced: call it once the
 /// writes are done (the fence is cluster-wide, so a parallel test's open transaction would
 /// otherwise hide events here).
 pub async fn all_events(pool: &PgPool) -> Vec<RecordedEvent> {
-    keyframe_eventlog::reader::read_all_unfenced(pool).await.expect("read the log")
+    keyframe_eventlog::reader::read_all_unfenced(pool)
+        .await
+        .expect("read the log")
 }
 
 /// Asserts that a stream holds each event of `expected` exactly once, and each aggregate's
@@ -396,7 +478,17 @@ pub fn assert_exactly_once_in_order(stream: &[(String, RecordedEvent)], expected
     let mut last: HashMap<(String, String), i64> = HashMap::new();
     for (id, event) in stream {
         assert_eq!(id, &event.message_id(), "Nats-Msg-Id is <type>:<id>:<sequence>");
-        let previous = last.insert((event.aggregate_type.clone(), event.aggregate_id.clone()), event.sequence).unwrap_or(0);
-        assert_eq!(event.sequence, previous + 1, "{} arrives right after its predecessor", event.message_id());
+        let previous = last
+            .insert(
+                (event.aggregate_type.clone(), event.aggregate_id.clone()),
+                event.sequence,
+            )
+            .unwrap_or(0);
+        assert_eq!(
+            event.sequence,
+            previous + 1,
+            "{} arrives right after its predecessor",
+            event.message_id()
+        );
     }
 }

@@ -13,7 +13,9 @@ async fn a_user_registers_logs_in_creates_projects_and_lists_them_reading_their_
     let app = TestApp::spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
 
-    let me = app.request(Method::GET, "/api/v1/auth/me", Some(&ada.access_token), None).await;
+    let me = app
+        .request(Method::GET, "/api/v1/auth/me", Some(&ada.access_token), None)
+        .await;
     assert_eq!(me.status(), 200);
     let me = body(me).await;
     assert_eq!(me["email"], "ada@example.com");
@@ -22,10 +24,19 @@ async fn a_user_registers_logs_in_creates_projects_and_lists_them_reading_their_
     let mut last_position = 0;
     for name in ["Trailer", "Teaser", "Interview"] {
         let created = app
-            .request(Method::POST, "/api/v1/projects", Some(&ada.access_token), Some(json!({"name": name, "description": "cuts"})))
+            .request(
+                Method::POST,
+                "/api/v1/projects",
+                Some(&ada.access_token),
+                Some(json!({"name": name, "description": "cuts"})),
+            )
             .await;
         assert_eq!(created.status(), 201);
-        let position: i64 = created.headers()["x-keyframe-position"].to_str().expect("ascii").parse().expect("number");
+        let position: i64 = created.headers()["x-keyframe-position"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("number");
         assert!(position > last_position, "positions grow");
         last_position = position;
         assert_eq!(body(created).await["name"], name);
@@ -40,19 +51,38 @@ async fn a_user_registers_logs_in_creates_projects_and_lists_them_reading_their_
         .await
         .expect("answered");
     assert_eq!(listed.status(), 200);
-    assert!(listed.headers().get("x-keyframe-consistent").is_none(), "the read model caught up");
+    assert!(
+        listed.headers().get("x-keyframe-consistent").is_none(),
+        "the read model caught up"
+    );
     let listed = body(listed).await;
-    let names: Vec<&str> = listed["items"].as_array().expect("items").iter().map(|p| p["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["Interview", "Teaser", "Trailer"], "newest first, all three");
     assert_eq!(listed["next_cursor"], Value::Null);
 
     // Paging: two per page, the cursor leads to the rest.
-    let first = body(app.request(Method::GET, "/api/v1/projects?limit=2", Some(&ada.access_token), None).await).await;
+    let first = body(
+        app.request(Method::GET, "/api/v1/projects?limit=2", Some(&ada.access_token), None)
+            .await,
+    )
+    .await;
     assert_eq!(first["items"].as_array().expect("items").len(), 2);
     let cursor = first["next_cursor"].as_str().expect("a next page");
-    let second =
-        body(app.request(Method::GET, &format!("/api/v1/projects?limit=2&cursor={cursor}"), Some(&ada.access_token), None).await)
-            .await;
+    let second = body(
+        app.request(
+            Method::GET,
+            &format!("/api/v1/projects?limit=2&cursor={cursor}"),
+            Some(&ada.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
     assert_eq!(second["items"][0]["name"], "Trailer");
     assert_eq!(second["next_cursor"], Value::Null);
 }
@@ -62,8 +92,18 @@ async fn a_second_user_sees_none_of_the_first_users_projects() {
     let app = TestApp::spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
     let bob = app.register_and_login("bob@example.com").await;
-    let created = app.request(Method::POST, "/api/v1/projects", Some(&ada.access_token), Some(json!({"name": "Secret"}))).await;
-    let position = created.headers()["x-keyframe-position"].to_str().expect("ascii").to_owned();
+    let created = app
+        .request(
+            Method::POST,
+            "/api/v1/projects",
+            Some(&ada.access_token),
+            Some(json!({"name": "Secret"})),
+        )
+        .await;
+    let position = created.headers()["x-keyframe-position"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     let project = body(created).await;
     let path = format!("/api/v1/projects/{}", project["id"].as_str().expect("id"));
 
@@ -77,8 +117,14 @@ async fn a_second_user_sees_none_of_the_first_users_projects() {
         .expect("answered");
     assert_eq!(body(bobs).await["items"], json!([]));
 
-    for (method, payload) in [(Method::GET, None), (Method::PATCH, Some(json!({"name": "Mine"}))), (Method::DELETE, None)] {
-        let response = app.request(method.clone(), &path, Some(&bob.access_token), payload).await;
+    for (method, payload) in [
+        (Method::GET, None),
+        (Method::PATCH, Some(json!({"name": "Mine"}))),
+        (Method::DELETE, None),
+    ] {
+        let response = app
+            .request(method.clone(), &path, Some(&bob.access_token), payload)
+            .await;
         assert_eq!(response.status(), 404, "{method} on someone else's project");
         assert_eq!(body(response).await["code"], "not_found");
     }
@@ -98,14 +144,36 @@ async fn a_second_user_sees_none_of_the_first_users_projects() {
 async fn the_owner_updates_and_deletes_a_project() {
     let app = TestApp::spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
-    let project = body(app.request(Method::POST, "/api/v1/projects", Some(&ada.access_token), Some(json!({"name": "Draft"}))).await).await;
+    let project = body(
+        app.request(
+            Method::POST,
+            "/api/v1/projects",
+            Some(&ada.access_token),
+            Some(json!({"name": "Draft"})),
+        )
+        .await,
+    )
+    .await;
     let path = format!("/api/v1/projects/{}", project["id"].as_str().expect("id"));
 
-    let updated = app.request(Method::PATCH, &path, Some(&ada.access_token), Some(json!({"name": "Final", "description": "v2"}))).await;
+    let updated = app
+        .request(
+            Method::PATCH,
+            &path,
+            Some(&ada.access_token),
+            Some(json!({"name": "Final", "description": "v2"})),
+        )
+        .await;
     assert_eq!(updated.status(), 200);
-    let position = updated.headers()["x-keyframe-position"].to_str().expect("ascii").to_owned();
+    let position = updated.headers()["x-keyframe-position"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     let updated = body(updated).await;
-    assert_eq!((updated["name"].as_str(), updated["description"].as_str()), (Some("Final"), Some("v2")));
+    assert_eq!(
+        (updated["name"].as_str(), updated["description"].as_str()),
+        (Some("Final"), Some("v2"))
+    );
     let read = app
         .http
         .get(format!("{}{path}", app.base_url))
@@ -118,7 +186,10 @@ async fn the_owner_updates_and_deletes_a_project() {
 
     let deleted = app.request(Method::DELETE, &path, Some(&ada.access_token), None).await;
     assert_eq!(deleted.status(), 204);
-    let position = deleted.headers()["x-keyframe-position"].to_str().expect("ascii").to_owned();
+    let position = deleted.headers()["x-keyframe-position"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     let gone = app
         .http
         .get(format!("{}{path}", app.base_url))
@@ -128,7 +199,12 @@ async fn the_owner_updates_and_deletes_a_project() {
         .await
         .expect("answered");
     assert_eq!(gone.status(), 404);
-    assert_eq!(app.request(Method::DELETE, &path, Some(&ada.access_token), None).await.status(), 404);
+    assert_eq!(
+        app.request(Method::DELETE, &path, Some(&ada.access_token), None)
+            .await
+            .status(),
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -136,7 +212,14 @@ async fn refresh_rotates_the_token_and_logout_ends_the_session() {
     let app = TestApp::spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
 
-    let refreshed = app.request(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": ada.refresh_token}))).await;
+    let refreshed = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": ada.refresh_token})),
+        )
+        .await;
     assert_eq!(refreshed.status(), 200);
     let cookie = refreshed.headers()["set-cookie"].to_str().expect("ascii").to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.starts_with("keyframe_refresh="));
@@ -145,7 +228,14 @@ async fn refresh_rotates_the_token_and_logout_ends_the_session() {
     let new_access = pair["access_token"].as_str().expect("access").to_owned();
     assert_ne!(new_refresh, ada.refresh_token);
 
-    let reused = app.request(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": ada.refresh_token}))).await;
+    let reused = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": ada.refresh_token})),
+        )
+        .await;
     assert_eq!(reused.status(), 401, "a rotated refresh token works once");
     assert_eq!(body(reused).await["code"], "invalid_refresh_token");
 
@@ -158,14 +248,28 @@ async fn refresh_rotates_the_token_and_logout_ends_the_session() {
         .await
         .expect("answered");
     assert_eq!(by_cookie.status(), 200);
-    let latest = body(by_cookie).await["refresh_token"].as_str().expect("refresh").to_owned();
+    let latest = body(by_cookie).await["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
 
-    let me = app.request(Method::GET, "/api/v1/auth/me", Some(&new_access), None).await;
+    let me = app
+        .request(Method::GET, "/api/v1/auth/me", Some(&new_access), None)
+        .await;
     assert_eq!(me.status(), 200, "the new access token works");
 
-    let logout = app.request(Method::POST, "/api/v1/auth/logout", Some(&new_access), None).await;
+    let logout = app
+        .request(Method::POST, "/api/v1/auth/logout", Some(&new_access), None)
+        .await;
     assert_eq!(logout.status(), 204);
-    let after = app.request(Method::POST, "/api/v1/auth/refresh", None, Some(json!({"refresh_token": latest}))).await;
+    let after = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": latest})),
+        )
+        .await;
     assert_eq!(after.status(), 401, "an ended session cannot be refreshed");
 }
 
@@ -173,8 +277,18 @@ async fn refresh_rotates_the_token_and_logout_ends_the_session() {
 async fn login_refuses_wrong_passwords_and_unknown_emails_alike_and_accepts_the_oauth2_form() {
     let app = TestApp::spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
-    for (email, password) in [("ada@example.com", "wrong password, long enough"), ("nobody@example.com", "whatever it is, long")] {
-        let response = app.request(Method::POST, "/api/v1/auth/login", None, Some(json!({"email": email, "password": password}))).await;
+    for (email, password) in [
+        ("ada@example.com", "wrong password, long enough"),
+        ("nobody@example.com", "whatever it is, long"),
+    ] {
+        let response = app
+            .request(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
         assert_eq!(response.status(), 401);
         let problem = body(response).await;
         assert_eq!(problem["code"], "invalid_credentials");
@@ -184,7 +298,10 @@ async fn login_refuses_wrong_passwords_and_unknown_emails_alike_and_accepts_the_
         .http
         .post(format!("{}/api/v1/auth/login", app.base_url))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("grant_type=password&username=ADA%40example.com&password={}", ada.password.replace(' ', "+")))
+        .body(format!(
+            "grant_type=password&username=ADA%40example.com&password={}",
+            ada.password.replace(' ', "+")
+        ))
         .send()
         .await
         .expect("answered");
@@ -197,7 +314,12 @@ async fn registering_a_taken_email_is_a_conflict() {
     let app = TestApp::spawn().await;
     app.register_and_login("ada@example.com").await;
     let again = app
-        .request(Method::POST, "/api/v1/auth/register", None, Some(json!({"email": " ADA@example.com", "password": "another long passphrase"})))
+        .request(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"email": " ADA@example.com", "password": "another long passphrase"})),
+        )
         .await;
     assert_eq!(again.status(), 409);
     assert_eq!(body(again).await["code"], "email_taken");
@@ -218,21 +340,99 @@ async fn bad_input_gets_a_clear_problem_never_a_500() {
     };
 
     let cases: Vec<(reqwest::Response, u16, &str)> = vec![
-        (raw("/api/v1/projects", "application/json", "{\"name\":").await.expect("answered"), 400, "malformed_json"),
-        (raw("/api/v1/projects", "text/plain", "{}").await.expect("answered"), 415, "unsupported_media_type"),
-        (app.request(Method::POST, "/api/v1/projects", token, Some(json!({"name": "x", "colour": "red"}))).await, 422, "invalid_body"),
-        (app.request(Method::POST, "/api/v1/projects", token, Some(json!({"name": 42}))).await, 422, "invalid_body"),
-        (app.request(Method::POST, "/api/v1/projects", token, Some(json!({"name": "n".repeat(201)}))).await, 422, "validation_failed"),
-        (app.request(Method::POST, "/api/v1/projects", token, Some(json!({"name": "   "}))).await, 422, "validation_failed"),
-        (app.request(Method::GET, "/api/v1/projects/not-a-uuid", token, None).await, 400, "invalid_id"),
-        (app.request(Method::GET, "/api/v1/projects?limit=1000", token, None).await, 422, "validation_failed"),
-        (app.request(Method::GET, "/api/v1/projects?cursor=garbage", token, None).await, 400, "invalid_cursor"),
-        (app.request(Method::GET, "/api/v1/projects", None, None).await, 401, "missing_token"),
-        (app.request(Method::GET, "/api/v1/projects", Some("not.a.jwt"), None).await, 401, "invalid_token"),
-        (app.request(Method::GET, "/api/v1/nowhere", token, None).await, 404, "not_found"),
-        (app.request(Method::PUT, "/api/v1/projects", token, None).await, 405, "method_not_allowed"),
         (
-            app.request(Method::POST, "/api/v1/auth/register", None, Some(json!({"email": "nope", "password": "short"}))).await,
+            raw("/api/v1/projects", "application/json", "{\"name\":")
+                .await
+                .expect("answered"),
+            400,
+            "malformed_json",
+        ),
+        (
+            raw("/api/v1/projects", "text/plain", "{}").await.expect("answered"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            app.request(
+                Method::POST,
+                "/api/v1/projects",
+                token,
+                Some(json!({"name": "x", "colour": "red"})),
+            )
+            .await,
+            422,
+            "invalid_body",
+        ),
+        (
+            app.request(Method::POST, "/api/v1/projects", token, Some(json!({"name": 42})))
+                .await,
+            422,
+            "invalid_body",
+        ),
+        (
+            app.request(
+                Method::POST,
+                "/api/v1/projects",
+                token,
+                Some(json!({"name": "n".repeat(201)})),
+            )
+            .await,
+            422,
+            "validation_failed",
+        ),
+        (
+            app.request(Method::POST, "/api/v1/projects", token, Some(json!({"name": "   "})))
+                .await,
+            422,
+            "validation_failed",
+        ),
+        (
+            app.request(Method::GET, "/api/v1/projects/not-a-uuid", token, None)
+                .await,
+            400,
+            "invalid_id",
+        ),
+        (
+            app.request(Method::GET, "/api/v1/projects?limit=1000", token, None)
+                .await,
+            422,
+            "validation_failed",
+        ),
+        (
+            app.request(Method::GET, "/api/v1/projects?cursor=garbage", token, None)
+                .await,
+            400,
+            "invalid_cursor",
+        ),
+        (
+            app.request(Method::GET, "/api/v1/projects", None, None).await,
+            401,
+            "missing_token",
+        ),
+        (
+            app.request(Method::GET, "/api/v1/projects", Some("not.a.jwt"), None)
+                .await,
+            401,
+            "invalid_token",
+        ),
+        (
+            app.request(Method::GET, "/api/v1/nowhere", token, None).await,
+            404,
+            "not_found",
+        ),
+        (
+            app.request(Method::PUT, "/api/v1/projects", token, None).await,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            app.request(
+                Method::POST,
+                "/api/v1/auth/register",
+                None,
+                Some(json!({"email": "nope", "password": "short"})),
+            )
+            .await,
             422,
             "validation_failed",
         ),
@@ -244,21 +444,41 @@ async fn bad_input_gets_a_clear_problem_never_a_500() {
         let problem = body(response).await;
         assert_eq!(problem["code"], code);
         assert_eq!(problem["status"], status);
-        assert_eq!(problem["request_id"], request_id.as_str(), "the problem quotes the request id");
+        assert_eq!(
+            problem["request_id"],
+            request_id.as_str(),
+            "the problem quotes the request id"
+        );
         assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
 
     let invalid = body(
-        app.request(Method::POST, "/api/v1/auth/register", None, Some(json!({"email": "nope", "password": "short"}))).await,
+        app.request(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"email": "nope", "password": "short"})),
+        )
+        .await,
     )
     .await;
-    let fields: Vec<&str> = invalid["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("field")).collect();
+    let fields: Vec<&str> = invalid["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().expect("field"))
+        .collect();
     assert_eq!(fields, ["email", "password"], "every bad field is named at once");
 
-    let huge = app.http.post(format!("{}/api/v1/projects", app.base_url)).bearer_auth(&ada.access_token)
+    let huge = app
+        .http
+        .post(format!("{}/api/v1/projects", app.base_url))
+        .bearer_auth(&ada.access_token)
         .header("content-type", "application/json")
         .body(format!("{{\"name\":\"{}\"}}", "x".repeat(200_000)))
-        .send().await.expect("answered");
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(huge.status(), 413);
     assert_eq!(body(huge).await["code"], "payload_too_large");
 }
@@ -267,7 +487,11 @@ async fn bad_input_gets_a_clear_problem_never_a_500() {
 async fn every_response_carries_a_request_id_and_echoes_the_clients() {
     let app = TestApp::spawn().await;
     let fresh = app.request(Method::GET, "/health/live", None, None).await;
-    assert!(fresh.headers()["x-request-id"].to_str().is_ok_and(|id| uuid::Uuid::parse_str(id).is_ok()));
+    assert!(
+        fresh.headers()["x-request-id"]
+            .to_str()
+            .is_ok_and(|id| uuid::Uuid::parse_str(id).is_ok())
+    );
     let echoed = app
         .http
         .get(format!("{}/health/live", app.base_url))
@@ -321,8 +545,13 @@ async fn health_reports_ready_and_turns_503_when_postgres_goes_away() {
     assert_eq!(body(ready).await["checks"], json!({"postgres": "ok", "nats": "ok"}));
 
     // Take the database away under the running service.
-    let admin = sqlx::PgPool::connect(&keyframe_tests::admin_database_url()).await.expect("admin");
-    sqlx::query(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", app.db.name)).execute(&admin).await.expect("lock out");
+    let admin = sqlx::PgPool::connect(&keyframe_tests::admin_database_url())
+        .await
+        .expect("admin");
+    sqlx::query(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", app.db.name))
+        .execute(&admin)
+        .await
+        .expect("lock out");
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
         .bind(&app.db.name)
         .execute(&admin)
@@ -333,7 +562,10 @@ async fn health_reports_ready_and_turns_503_when_postgres_goes_away() {
     assert_eq!(body(down).await["checks"]["postgres"], "down");
     let live = app.request(Method::GET, "/health/live", None, None).await;
     assert_eq!(live.status(), 200, "liveness does not depend on Postgres");
-    sqlx::query(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", app.db.name)).execute(&admin).await.expect("let in");
+    sqlx::query(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", app.db.name))
+        .execute(&admin)
+        .await
+        .expect("let in");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,10 +574,70 @@ async fn the_openapi_document_and_docs_are_served() {
     let spec = app.request(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(spec.status(), 200);
     let spec = body(spec).await;
-    for path in ["/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/projects", "/api/v1/projects/{id}", "/health/ready"] {
+    for path in [
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/projects",
+        "/api/v1/projects/{id}",
+        "/health/ready",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} is documented");
     }
-    let docs = app.http.get(format!("{}/docs/", app.base_url)).send().await.expect("answered");
+    let docs = app
+        .http
+        .get(format!("{}/docs/", app.base_url))
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(docs.status(), 200);
-    assert!(docs.text().await.expect("html").contains("swagger"), "the vendored Swagger UI is served");
+    assert!(
+        docs.text().await.expect("html").contains("swagger"),
+        "the vendored Swagger UI is served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_that_keeps_conflicting_is_retried_a_bounded_number_of_times_then_answered_409() {
+    let app = TestApp::spawn().await;
+    let ada = app.register_and_login("ada@example.com").await;
+    // Every append of a Project event now fails as a concurrent writer's would: a unique
+    // violation inside the append transaction. Each attempt is counted.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE conflict_attempts;
+         CREATE FUNCTION always_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM nextval('conflict_attempts'); -- sequences ignore the rollback
+             RAISE unique_violation USING MESSAGE = 'simulated concurrent append';
+         END $$;
+         CREATE TRIGGER always_conflict BEFORE INSERT ON events FOR EACH ROW
+             WHEN (NEW.aggregate_type = 'Project') EXECUTE FUNCTION always_conflict();",
+    )
+    .execute(&app.db.pool)
+    .await
+    .expect("install the trigger");
+
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/projects",
+            Some(&ada.access_token),
+            Some(json!({"name": "Contended"})),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+    assert_eq!(body(response).await["code"], "concurrent_modification");
+    let attempts: i64 = sqlx::query_scalar("SELECT last_value FROM conflict_attempts")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("n");
+    assert_eq!(
+        attempts,
+        i64::from(keyframe_eventlog::commands::DEFAULT_MAX_ATTEMPTS),
+        "retried, but not forever"
+    );
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Project'")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(written, 0, "nothing half-written");
 }

@@ -35,7 +35,12 @@ struct Scenario {
 async fn write_scenario(pool: &PgPool) -> Scenario {
     let bus = CommandBus::<Project>::new(pool.clone());
     let meta = CommandMetadata::system();
-    let s = Scenario { owner: UserId::new(), kept: ProjectId::new(), renamed: ProjectId::new(), deleted: ProjectId::new() };
+    let s = Scenario {
+        owner: UserId::new(),
+        kept: ProjectId::new(),
+        renamed: ProjectId::new(),
+        deleted: ProjectId::new(),
+    };
     let name = |n: &str| ProjectName::parse("name", n).expect("valid");
     for (id, label) in [(s.kept, "Kept"), (s.renamed, "Draft"), (s.deleted, "Doomed")] {
         let create = || ProjectCommand::CreateProject {
@@ -48,8 +53,15 @@ async fn write_scenario(pool: &PgPool) -> Scenario {
         bus.execute(&id.to_string(), create, &meta).await.expect("create");
     }
     for label in ["Second", "Final"] {
-        let update = || ProjectCommand::UpdateProject { actor: s.owner, name: Some(name(label)), description: None, at: chrono::Utc::now() };
-        bus.execute(&s.renamed.to_string(), update, &meta).await.expect("rename");
+        let update = || ProjectCommand::UpdateProject {
+            actor: s.owner,
+            name: Some(name(label)),
+            description: None,
+            at: chrono::Utc::now(),
+        };
+        bus.execute(&s.renamed.to_string(), update, &meta)
+            .await
+            .expect("rename");
     }
     let description = || ProjectCommand::UpdateProject {
         actor: s.owner,
@@ -57,10 +69,19 @@ async fn write_scenario(pool: &PgPool) -> Scenario {
         description: Some(ProjectDescription::parse("description", "last").expect("valid")),
         at: chrono::Utc::now(),
     };
-    bus.execute(&s.renamed.to_string(), description, &meta).await.expect("describe");
-    bus.execute(&s.deleted.to_string(), || ProjectCommand::DeleteProject { actor: s.owner, at: chrono::Utc::now() }, &meta)
+    bus.execute(&s.renamed.to_string(), description, &meta)
         .await
-        .expect("delete");
+        .expect("describe");
+    bus.execute(
+        &s.deleted.to_string(),
+        || ProjectCommand::DeleteProject {
+            actor: s.owner,
+            at: chrono::Utc::now(),
+        },
+        &meta,
+    )
+    .await
+    .expect("delete");
     s
 }
 
@@ -79,22 +100,38 @@ async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_chang
     let scenario = write_scenario(&db.pool).await;
     let events = all_events(&db.pool).await;
 
-    apply_in_transaction(&db.pool, &ProjectList, &events).await.expect("apply");
+    apply_in_transaction(&db.pool, &ProjectList, &events)
+        .await
+        .expect("apply");
     assert_eq!(rows(&db.pool).await, expected(&scenario));
     let before: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT project_id, updated_at FROM project_list ORDER BY project_id").fetch_all(&db.pool).await.expect("rows");
+        sqlx::query_as("SELECT project_id, updated_at FROM project_list ORDER BY project_id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rows");
 
     // Re-delivery: the whole log again, then each event alone.
-    apply_in_transaction(&db.pool, &ProjectList, &events).await.expect("re-apply");
+    apply_in_transaction(&db.pool, &ProjectList, &events)
+        .await
+        .expect("re-apply");
     for event in &events {
-        apply_in_transaction(&db.pool, &ProjectList, std::slice::from_ref(event)).await.expect("re-apply one");
+        apply_in_transaction(&db.pool, &ProjectList, std::slice::from_ref(event))
+            .await
+            .expect("re-apply one");
     }
     assert_eq!(rows(&db.pool).await, expected(&scenario));
     let after: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT project_id, updated_at FROM project_list ORDER BY project_id").fetch_all(&db.pool).await.expect("rows");
+        sqlx::query_as("SELECT project_id, updated_at FROM project_list ORDER BY project_id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rows");
     assert_eq!(before, after, "nothing was touched again");
     let reached = checkpoint(&db.pool, "project_list").await.expect("checkpoint");
-    assert_eq!(reached, events.last().map(LogPosition::of), "the checkpoint is the newest event");
+    assert_eq!(
+        reached,
+        events.last().map(LogPosition::of),
+        "the checkpoint is the newest event"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,15 +143,22 @@ async fn applying_the_events_out_of_order_gives_the_same_rows() {
     // Newest first, one per transaction: every event but the first arrives before its predecessors.
     let reversed: Vec<RecordedEvent> = events.iter().rev().cloned().collect();
     for event in &reversed {
-        apply_in_transaction(&db.pool, &ProjectList, std::slice::from_ref(event)).await.expect("apply");
+        apply_in_transaction(&db.pool, &ProjectList, std::slice::from_ref(event))
+            .await
+            .expect("apply");
     }
     assert_eq!(rows(&db.pool).await, expected(&scenario));
 
     // And shuffled within one batch, into a fresh read model.
-    sqlx::query("TRUNCATE project_list, projection_aggregate_sequences, projection_checkpoints").execute(&db.pool).await.expect("reset");
+    sqlx::query("TRUNCATE project_list, projection_aggregate_sequences, projection_checkpoints")
+        .execute(&db.pool)
+        .await
+        .expect("reset");
     let mut interleaved: Vec<RecordedEvent> = events.iter().skip(1).step_by(2).cloned().collect();
     interleaved.extend(events.iter().step_by(2).cloned());
-    apply_in_transaction(&db.pool, &ProjectList, &interleaved).await.expect("apply");
+    apply_in_transaction(&db.pool, &ProjectList, &interleaved)
+        .await
+        .expect("apply");
     assert_eq!(rows(&db.pool).await, expected(&scenario));
 }
 
@@ -124,8 +168,13 @@ async fn replay_rebuilds_the_read_model_from_the_event_store() {
     let scenario = write_scenario(&db.pool).await;
     let events = all_events(&db.pool).await;
     // A read model gone wrong: a stray row, a wrong name.
-    apply_in_transaction(&db.pool, &ProjectList, &events).await.expect("apply");
-    sqlx::query("UPDATE project_list SET name = 'corrupted'").execute(&db.pool).await.expect("corrupt");
+    apply_in_transaction(&db.pool, &ProjectList, &events)
+        .await
+        .expect("apply");
+    sqlx::query("UPDATE project_list SET name = 'corrupted'")
+        .execute(&db.pool)
+        .await
+        .expect("corrupt");
     sqlx::query("INSERT INTO project_list VALUES ($1, $2, 'stray', '', now(), now())")
         .bind(uuid::Uuid::now_v7())
         .bind(uuid::Uuid::now_v7())
@@ -134,12 +183,21 @@ async fn replay_rebuilds_the_read_model_from_the_event_store() {
         .expect("stray");
 
     let mut seen = Vec::new();
-    let report = replay(&db.pool, &ProjectList, 2, &mut |done| seen.push(done)).await.expect("replay");
+    let report = replay(&db.pool, &ProjectList, 2, &mut |done| seen.push(done))
+        .await
+        .expect("replay");
     assert_eq!(rows(&db.pool).await, expected(&scenario));
     assert_eq!(report.events, events.len() as u64);
-    assert_eq!(seen.last().copied(), Some(events.len() as u64), "progress reaches the end");
+    assert_eq!(
+        seen.last().copied(),
+        Some(events.len() as u64),
+        "progress reaches the end"
+    );
     assert!(seen.len() > 1, "progress is reported per batch");
-    assert_eq!(checkpoint(&db.pool, "project_list").await.expect("checkpoint"), events.last().map(LogPosition::of));
+    assert_eq!(
+        checkpoint(&db.pool, "project_list").await.expect("checkpoint"),
+        events.last().map(LogPosition::of)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,9 +219,16 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
         };
         bus.execute(&id.to_string(), create, &meta).await.expect("create");
         if i % 3 == 0 {
-            bus.execute(&id.to_string(), || ProjectCommand::DeleteProject { actor: owner, at: chrono::Utc::now() }, &meta)
-                .await
-                .expect("delete");
+            bus.execute(
+                &id.to_string(),
+                || ProjectCommand::DeleteProject {
+                    actor: owner,
+                    at: chrono::Utc::now(),
+                },
+                &meta,
+            )
+            .await
+            .expect("delete");
         } else {
             let rename = || ProjectCommand::UpdateProject {
                 actor: owner,
@@ -178,14 +243,27 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
     wanted.sort();
     let events = all_events(&db.pool).await;
     let relay = start_relay(&db, &nats, RelaySettings::default()).await;
-    wait_for("the backlog in the stream", Duration::from_secs(20), || async { nats.stream_len().await >= events.len() as u64 }).await;
+    wait_for("the backlog in the stream", Duration::from_secs(20), || async {
+        nats.stream_len().await >= events.len() as u64
+    })
+    .await;
     relay.stop().await;
 
-    let settings = ProjectorSettings { batch_size: 5, ack_wait: Duration::from_secs(1) };
+    let settings = ProjectorSettings {
+        batch_size: 5,
+        ack_wait: Duration::from_secs(1),
+    };
     let first = start_project_list_projector(&db, &nats, settings).await;
-    wait_for("the first projector to apply something", Duration::from_secs(20), || async {
-        checkpoint(&db.pool, "project_list").await.expect("checkpoint").is_some()
-    })
+    wait_for(
+        "the first projector to apply something",
+        Duration::from_secs(20),
+        || async {
+            checkpoint(&db.pool, "project_list")
+                .await
+                .expect("checkpoint")
+                .is_some()
+        },
+    )
     .await;
     first.kill().await;
     let newest = events.last().map(LogPosition::of);
@@ -193,16 +271,25 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
     assert!(reached < newest, "killed in the middle of the backlog");
 
     let second = start_project_list_projector(&db, &nats, settings).await;
-    wait_for("the second projector to reach the end", Duration::from_secs(30), || async {
-        checkpoint(&db.pool, "project_list").await.expect("checkpoint") == newest
-    })
+    wait_for(
+        "the second projector to reach the end",
+        Duration::from_secs(30),
+        || async { checkpoint(&db.pool, "project_list").await.expect("checkpoint") == newest },
+    )
     .await;
     // Messages the killed projector held come back after ack_wait; they must change nothing.
     wait_for("redelivered messages to be acked", Duration::from_secs(30), || async {
-        let stream = nats.jetstream.get_stream(nats.naming.events_stream()).await.expect("stream");
+        let stream = nats
+            .jetstream
+            .get_stream(nats.naming.events_stream())
+            .await
+            .expect("stream");
         let mut consumer: async_nats::jetstream::consumer::PullConsumer =
             stream.get_consumer("projector_project_list").await.expect("consumer");
-        consumer.info().await.is_ok_and(|info| info.num_ack_pending == 0 && info.num_pending == 0)
+        consumer
+            .info()
+            .await
+            .is_ok_and(|info| info.num_ack_pending == 0 && info.num_pending == 0)
     })
     .await;
     second.stop().await;

@@ -12,7 +12,10 @@ use keyframe_eventlog::metadata::CommandMetadata;
 use keyframe_tests::{TestDatabase, all_events};
 
 async fn keyframe(args: &[&str]) -> anyhow::Result<()> {
-    run(Cli::try_parse_from(std::iter::once("keyframe").chain(args.iter().copied()))?).await
+    run(Cli::try_parse_from(
+        std::iter::once("keyframe").chain(args.iter().copied()),
+    )?)
+    .await
 }
 
 async fn write_projects(db: &TestDatabase, count: usize) {
@@ -27,7 +30,9 @@ async fn write_projects(db: &TestDatabase, count: usize) {
             description: ProjectDescription::default(),
             at: chrono::Utc::now(),
         };
-        bus.execute(&id.to_string(), create, &CommandMetadata::system()).await.expect("create");
+        bus.execute(&id.to_string(), create, &CommandMetadata::system())
+            .await
+            .expect("create");
     }
 }
 
@@ -50,20 +55,44 @@ async fn events_export_writes_the_log_as_ndjson_in_global_order_within_the_asked
     let file = dir.join("log.ndjson");
     let out = file.to_str().expect("utf-8");
 
-    keyframe(&["--database-url", &db.url, "events", "export", "--output", out]).await.expect("export");
+    keyframe(&["--database-url", &db.url, "events", "export", "--output", out])
+        .await
+        .expect("export");
     let exported = read_ndjson(&file);
     assert_eq!(exported, events, "the whole log, every field, in global order");
     assert_eq!(exported[0].metadata["actor"], "system");
 
     let third = events[2].global_position.to_string();
-    keyframe(&["--database-url", &db.url, "events", "export", "--from-position", &third, "--output", out]).await.expect("export");
+    keyframe(&[
+        "--database-url",
+        &db.url,
+        "events",
+        "export",
+        "--from-position",
+        &third,
+        "--output",
+        out,
+    ])
+    .await
+    .expect("export");
     assert_eq!(read_ndjson(&file), events[2..]);
 
     let since = events[1].recorded_at.to_rfc3339();
     let until = events[4].recorded_at.to_rfc3339();
-    keyframe(&["--database-url", &db.url, "events", "export", "--since", &since, "--until", &until, "--output", out])
-        .await
-        .expect("export");
+    keyframe(&[
+        "--database-url",
+        &db.url,
+        "events",
+        "export",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--output",
+        out,
+    ])
+    .await
+    .expect("export");
     assert_eq!(read_ndjson(&file), events[1..4]);
     std::fs::remove_dir_all(&dir).expect("clean up");
 
@@ -75,12 +104,29 @@ async fn events_export_writes_the_log_as_ndjson_in_global_order_within_the_asked
 async fn replay_rebuilds_a_named_projection_and_refuses_unknown_names() {
     let db = TestDatabase::create().await;
     write_projects(&db, 5).await;
-    keyframe(&["--database-url", &db.url, "migrate"]).await.expect("migrate is idempotent");
-    keyframe(&["--database-url", &db.url, "replay", "--projection", "project_list"]).await.expect("replay");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM project_list").fetch_one(&db.pool).await.expect("count");
+    keyframe(&["--database-url", &db.url, "migrate"])
+        .await
+        .expect("migrate is idempotent");
+    keyframe(&["--database-url", &db.url, "replay", "--projection", "project_list"])
+        .await
+        .expect("replay");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM project_list")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
     assert_eq!(count, 5);
-    keyframe(&["--database-url", &db.url, "replay", "--all", "--batch-size", "2"]).await.expect("replay all");
-    let error = keyframe(&["--database-url", &db.url, "replay", "--projection", "nope"]).await.expect_err("unknown");
-    assert!(error.to_string().contains("project_list"), "the error lists the known projections: {error}");
-    assert!(Cli::try_parse_from(["keyframe", "replay"]).is_err(), "replay needs --projection or --all");
+    keyframe(&["--database-url", &db.url, "replay", "--all", "--batch-size", "2"])
+        .await
+        .expect("replay all");
+    let error = keyframe(&["--database-url", &db.url, "replay", "--projection", "nope"])
+        .await
+        .expect_err("unknown");
+    assert!(
+        error.to_string().contains("project_list"),
+        "the error lists the known projections: {error}"
+    );
+    assert!(
+        Cli::try_parse_from(["keyframe", "replay"]).is_err(),
+        "replay needs --projection or --all"
+    );
 }

@@ -30,9 +30,14 @@ pub async fn await_min_position(state: &AppState, headers: &HeaderMap, projectio
     let Some(raw) = headers.get(MIN_POSITION) else {
         return Ok(true);
     };
-    let position: i64 = raw.to_str().ok().and_then(|v| v.trim().parse().ok()).filter(|p| *p > 0).ok_or_else(|| {
-        ApiError::bad_request("invalid_position", "x-keyframe-min-position must be a positive integer")
-    })?;
+    let position: i64 = raw
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_position", "x-keyframe-min-position must be a positive integer")
+        })?;
     let timeout = state.settings.read_your_writes_timeout;
     Ok(keyframe_eventlog::projector::wait_until_applied(&state.pool, projection, position, timeout).await?)
 }
@@ -41,7 +46,9 @@ pub async fn await_min_position(state: &AppState, headers: &HeaderMap, projectio
 pub fn mark_consistency(caught_up: bool, response: impl IntoResponse) -> Response {
     let mut response = response.into_response();
     if !caught_up {
-        response.headers_mut().insert(CONSISTENT, HeaderValue::from_static("false"));
+        response
+            .headers_mut()
+            .insert(CONSISTENT, HeaderValue::from_static("false"));
     }
     response
 }

@@ -3,8 +3,8 @@
 
 use crate::REQUEST_ID;
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
@@ -18,7 +18,12 @@ tokio::task_local! {
 /// Middleware: makes the request id available to [`current_request_id`] while the request is
 /// handled, so error responses can quote it.
 pub async fn scope_request_id(request: Request, next: Next) -> Response {
-    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     REQUEST_ID_SCOPE.scope(id, next.run(request)).await
 }
 
@@ -59,14 +64,25 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        let request_id =
-            parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip().to_string());
+        let request_id = parts
+            .headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|agent| agent.chars().take(USER_AGENT_MAX).collect());
-        Ok(Self { request_id, client_ip, user_agent })
+        Ok(Self {
+            request_id,
+            client_ip,
+            user_agent,
+        })
     }
 }

@@ -94,17 +94,26 @@ pub struct Problem {
 impl ApiError {
     /// A 400 with a code.
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::BadRequest { status: StatusCode::BAD_REQUEST, code, detail: detail.into() }
+        Self::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            detail: detail.into(),
+        }
     }
 
     /// A 404 for `what`.
     pub fn not_found(what: &str) -> Self {
-        Self::NotFound { detail: format!("{what} not found") }
+        Self::NotFound {
+            detail: format!("{what} not found"),
+        }
     }
 
     /// A 401 with a code.
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Unauthorized { code, detail: detail.into() }
+        Self::Unauthorized {
+            code,
+            detail: detail.into(),
+        }
     }
 
     /// Maps a command's failure, with `rejected` for the domain's own errors.
@@ -135,7 +144,10 @@ impl ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(error: ValidationError) -> Self {
-        Self::Validation(vec![FieldError { field: error.field.to_owned(), message: error.message }])
+        Self::Validation(vec![FieldError {
+            field: error.field.to_owned(),
+            message: error.message,
+        }])
     }
 }
 
@@ -175,9 +187,10 @@ impl IntoResponse for ApiError {
             errors,
         };
         let mut response = (status, Json(problem)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         response
     }
 }

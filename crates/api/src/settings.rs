@@ -15,7 +15,11 @@ pub struct Argon2Settings {
 
 impl Argon2Settings {
     /// OWASP's minimum for argon2id: m=19456 KiB, t=2, p=1. Production never goes below it.
-    pub const OWASP: Self = Self { memory_kib: 19_456, iterations: 2, parallelism: 1 };
+    pub const OWASP: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
 }
 
 /// Everything the API needs to know that is not a connection.

@@ -1,1 +1,203 @@
-fn main() {}
+//! `keyframe-bench`: measures Keyframe on this machine against its targets and prints medians,
+//! p50/p99 and ratios. Not a test: it asserts nothing and only reports.
+//!
+//! It runs the real thing: a `keyframe serve` child process (the sibling binary in the same
+//! target directory), local Postgres and NATS, HTTP over loopback. Every run uses a fresh
+//! database and NATS prefix and removes them afterwards.
+//!
+//! Build and run: `cargo build --release --bin keyframe --bin keyframe-bench && target/release/keyframe-bench`
+
+mod load;
+mod report;
+mod server;
+
+use anyhow::Context as _;
+use clap::Parser;
+use report::{Report, Stats};
+use server::{Scratch, Server};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Options.
+#[derive(Debug, Parser)]
+#[command(name = "keyframe-bench")]
+struct Args {
+    /// The `keyframe` binary to run (default: beside this one).
+    #[arg(long)]
+    keyframe_bin: Option<PathBuf>,
+    /// Postgres connection to create and drop the scratch databases with.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    admin_database_url: String,
+    /// NATS server.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Concurrent clients in the HTTP and raw-insert phases.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds per round of each load phase.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Rounds per load phase; the report quotes the median round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Events in the relay and replay backlog.
+    #[arg(long, default_value_t = 200_000)]
+    backlog: i64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let keyframe = match &args.keyframe_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("keyframe"),
+    };
+    anyhow::ensure!(
+        keyframe.exists(),
+        "{} not found: build it first (cargo build --release --bin keyframe --bin keyframe-bench)",
+        keyframe.display()
+    );
+    let round = Duration::from_secs(args.seconds);
+    let mut report = Report::default();
+    println!(
+        "keyframe-bench: {} clients, {} rounds of {}s, backlog {}",
+        args.concurrency, args.rounds, args.seconds, args.backlog
+    );
+
+    // Phase 1: commands, queries and projection lag against a running `keyframe serve`.
+    {
+        let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "serve").await?;
+        let server = Server::start(&keyframe, &scratch, &["serve"]).await?;
+        let client = load::Client::new(&server.base_url, args.concurrency)?;
+        let token = client.register_and_login().await.context("bench user")?;
+
+        let mut raw_rates = Vec::new();
+        let mut command_rates = Vec::new();
+        let mut command_latency = Vec::new();
+        let mut lag = Vec::new();
+        for _ in 0..args.rounds {
+            let raw = load::raw_inserts(&scratch.database_url, args.concurrency, round).await?;
+            raw_rates.push(raw.rate());
+            let (commands, lags) =
+                load::create_projects(&client, &token, &scratch.database_url, args.concurrency, round).await?;
+            command_rates.push(commands.rate());
+            command_latency.extend(commands.latencies);
+            lag.extend(lags);
+        }
+        let mut list_rates = Vec::new();
+        let mut list_latency = Vec::new();
+        for _ in 0..args.rounds {
+            let lists = load::list_projects(&client, &token, args.concurrency, round).await?;
+            list_rates.push(lists.rate());
+            list_latency.extend(lists.latencies);
+        }
+        let raw_median = report::median(&mut raw_rates);
+        let command_median = report::median(&mut command_rates);
+        report.line(
+            "raw INSERT+COMMIT (Postgres, c=32)",
+            format!("{raw_median:.0} tx/s (rounds: {})", report::list(&raw_rates)),
+            None,
+        );
+        report.line(
+            "create project over HTTP (c=32)",
+            format!(
+                "{command_median:.0} req/s (rounds: {}) {}",
+                report::list(&command_rates),
+                Stats::of(&mut command_latency)
+            ),
+            None,
+        );
+        report.line(
+            "  commands / raw inserts",
+            format!("{:.0} %", 100.0 * command_median / raw_median),
+            Some(("≥ 50 %", command_median / raw_median >= 0.5)),
+        );
+        report.line(
+            "  create p99",
+            format!("{:.1} ms", Stats::of(&mut command_latency).p99_ms()),
+            Some(("≤ 50 ms", Stats::of(&mut command_latency).p99_ms() <= 50.0)),
+        );
+        let list_median = report::median(&mut list_rates);
+        let list_stats = Stats::of(&mut list_latency);
+        report.line(
+            "list projects over HTTP (c=32)",
+            format!(
+                "{list_median:.0} req/s (rounds: {}) {list_stats}",
+                report::list(&list_rates)
+            ),
+            Some(("≥ 5000 req/s", list_median >= 5000.0)),
+        );
+        report.line(
+            "  list p99",
+            format!("{:.1} ms", list_stats.p99_ms()),
+            Some(("≤ 20 ms", list_stats.p99_ms() <= 20.0)),
+        );
+        let lag_stats = Stats::of(&mut lag);
+        report.line(
+            "projection lag under command load",
+            lag_stats.to_string(),
+            Some((
+                "p50 ≤ 20 ms, p99 ≤ 100 ms",
+                lag_stats.p50_ms() <= 20.0 && lag_stats.p99_ms() <= 100.0,
+            )),
+        );
+        let rss = server.peak_rss_mib()?;
+        report.line(
+            "peak RSS of keyframe serve",
+            format!("{rss:.0} MiB"),
+            Some(("≤ 200 MB", rss * 1.048_576 <= 200.0)),
+        );
+        server.stop().await;
+        scratch.remove().await;
+    }
+
+    // Phase 2: the relay and replay over a backlog written straight into the event store.
+    {
+        let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "backlog").await?;
+        let migrate = Server::run_to_end(&keyframe, &scratch, &["migrate"]).await?;
+        anyhow::ensure!(migrate.status.success(), "keyframe migrate failed");
+        load::write_backlog(&scratch.database_url, args.backlog).await?;
+
+        let started = Instant::now();
+        let relay = Server::start_background(&keyframe, &scratch, &["serve", "--run", "relay"]).await?;
+        let (first, last) = scratch
+            .wait_for_stream(args.backlog as u64, Duration::from_secs(600))
+            .await?;
+        let whole = started.elapsed();
+        let steady = last.duration_since(first);
+        let rate = args.backlog as f64 / steady.as_secs_f64();
+        report.line(
+            "relay: backlog to JetStream",
+            format!(
+                "{rate:.0} events/s (first to last PubAck; {:.0} events/s including start-up)",
+                args.backlog as f64 / whole.as_secs_f64()
+            ),
+            Some(("≥ 20000 events/s", rate >= 20_000.0)),
+        );
+        let rss = relay.peak_rss_mib()?;
+        report.line("  peak RSS of the relay process", format!("{rss:.0} MiB"), None);
+        relay.stop().await;
+
+        let mut replay_rates = Vec::new();
+        for _ in 0..args.rounds.min(3) {
+            let started = Instant::now();
+            let output = Server::run_to_end(&keyframe, &scratch, &["replay", "--projection", "project_list"]).await?;
+            anyhow::ensure!(
+                output.status.success(),
+                "replay failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            replay_rates.push(args.backlog as f64 / started.elapsed().as_secs_f64());
+            print!("  {}", String::from_utf8_lossy(&output.stdout));
+        }
+        let replay_median = report::median(&mut replay_rates);
+        report.line(
+            "replay project_list (wall, incl. process start)",
+            format!("{replay_median:.0} events/s (rounds: {})", report::list(&replay_rates)),
+            Some(("≥ 50000 events/s", replay_median >= 50_000.0)),
+        );
+        scratch.remove().await;
+    }
+    report.print();
+    Ok(())
+}

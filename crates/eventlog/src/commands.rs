@@ -90,7 +90,11 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
 
     /// The aggregate's current state, folded from its events; `None` when it has none.
     pub async fn load(&self, id: &str) -> Result<Option<A>, CommandError<A::Error>> {
-        let events = self.store.load_events(id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+        let events = self
+            .store
+            .load_events(id)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
         if events.is_empty() {
             return Ok(None);
         }

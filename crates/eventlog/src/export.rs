@@ -30,11 +30,20 @@ pub async fn export(pool: &PgPool, range: ExportRange, out: &mut (dyn Write + Se
          ORDER BY global_position LIMIT $5"
     );
     // One fence for the whole export, so pages agree on what had committed.
-    let fence: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetch_one(pool).await?;
+    let fence: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await?;
     let mut after = range.from_position.map_or(0, |from| from - 1);
     let mut written = 0;
     loop {
-        let rows = sqlx::query(&sql).bind(after).bind(range.since).bind(range.until).bind(&fence).bind(PAGE).fetch_all(pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(range.since)
+            .bind(range.until)
+            .bind(&fence)
+            .bind(PAGE)
+            .fetch_all(pool)
+            .await?;
         for row in &rows {
             let event = decode(row)?;
             after = event.global_position;

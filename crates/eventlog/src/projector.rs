@@ -9,7 +9,7 @@
 use crate::reader::{LogPosition, aggregate_events_between, position_of, read_committed_after};
 use crate::streams::Naming;
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
+use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
 use futures::StreamExt;
 use keyframe_domain::log::RecordedEvent;
 use keyframe_projections::Projection;
@@ -40,7 +40,10 @@ pub struct ProjectorSettings {
 
 impl Default for ProjectorSettings {
     fn default() -> Self {
-        Self { batch_size: 1_000, ack_wait: Duration::from_secs(10) }
+        Self {
+            batch_size: 1_000,
+            ack_wait: Duration::from_secs(10),
+        }
     }
 }
 
@@ -53,7 +56,13 @@ impl Projector {
         projection: Arc<dyn Projection>,
         settings: ProjectorSettings,
     ) -> Self {
-        Self { pool, jetstream, naming, projection, settings }
+        Self {
+            pool,
+            jetstream,
+            naming,
+            projection,
+            settings,
+        }
     }
 
     /// Runs until `shutdown`; on an error it logs, pauses and resumes from the consumer.
@@ -62,7 +71,11 @@ impl Projector {
             match self.consume(&shutdown).await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::error!(projection = self.projection.name(), error = format!("{error:#}"), "projector failed; resuming");
+                    tracing::error!(
+                        projection = self.projection.name(),
+                        error = format!("{error:#}"),
+                        "projector failed; resuming"
+                    );
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -74,7 +87,11 @@ impl Projector {
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let stream_name = self.naming.events_stream();
-        let stream = self.jetstream.get_stream(&stream_name).await.context("finding the events stream")?;
+        let stream = self
+            .jetstream
+            .get_stream(&stream_name)
+            .await
+            .context("finding the events stream")?;
         let config = pull::Config {
             durable_name: Some(self.naming.projector_consumer(self.projection.name())),
             description: Some(format!("Keyframe projection {}", self.projection.name())),
@@ -89,14 +106,22 @@ impl Projector {
         let consumer: jetstream::consumer::PullConsumer = match stream.create_consumer(config.clone()).await {
             Ok(consumer) => consumer,
             Err(_) => {
-                self.jetstream.update_consumer_on_stream(config.clone(), &stream_name).await.context("updating the consumer")?;
+                self.jetstream
+                    .update_consumer_on_stream(config.clone(), &stream_name)
+                    .await
+                    .context("updating the consumer")?;
                 stream
                     .get_consumer(config.durable_name.as_deref().unwrap_or_default())
                     .await
                     .map_err(|e| anyhow::anyhow!("loading the consumer: {e}"))?
             }
         };
-        let messages = consumer.stream().max_messages_per_batch(self.settings.batch_size).messages().await.context("pulling")?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.settings.batch_size)
+            .messages()
+            .await
+            .context("pulling")?;
         let mut chunks = messages.ready_chunks(self.settings.batch_size);
         loop {
             let chunk = tokio::select! {
@@ -114,7 +139,10 @@ impl Projector {
                     }
                     Err(error) => {
                         tracing::error!(subject = %message.subject, %error, "not a Keyframe event; discarding it");
-                        message.ack_with(jetstream::AckKind::Term).await.map_err(anyhow::Error::msg)?;
+                        message
+                            .ack_with(jetstream::AckKind::Term)
+                            .await
+                            .map_err(anyhow::Error::msg)?;
                     }
                 }
             }
@@ -133,7 +161,11 @@ impl Projector {
             match apply_in_transaction(&self.pool, self.projection.as_ref(), events).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    tracing::error!(projection = self.projection.name(), error = format!("{error:#}"), "applying a batch failed; retrying");
+                    tracing::error!(
+                        projection = self.projection.name(),
+                        error = format!("{error:#}"),
+                        "applying a batch failed; retrying"
+                    );
                     tokio::select! {
                         () = shutdown.cancelled() => anyhow::bail!("stopped while retrying a batch"),
                         () = tokio::time::sleep(pause) => {}
@@ -177,10 +209,15 @@ pub async fn apply_batch(
         return Ok(());
     };
     let name = projection.name();
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(projection_lock_key(name)).execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(projection_lock_key(name))
+        .execute(&mut *conn)
+        .await?;
 
-    let relevant: Vec<&RecordedEvent> =
-        events.iter().filter(|event| projection.aggregate_types().contains(&event.aggregate_type.as_str())).collect();
+    let relevant: Vec<&RecordedEvent> = events
+        .iter()
+        .filter(|event| projection.aggregate_types().contains(&event.aggregate_type.as_str()))
+        .collect();
     let mut last_sequences = load_sequences(conn, name, &relevant).await?;
     let mut to_apply: Vec<RecordedEvent> = Vec::with_capacity(relevant.len());
     for event in relevant {
@@ -192,7 +229,8 @@ pub async fn apply_batch(
         if event.sequence > last + 1 {
             // Arrived before its predecessors: take them from the event store first.
             let missing =
-                aggregate_events_between(conn, &event.aggregate_type, &event.aggregate_id, last, event.sequence).await?;
+                aggregate_events_between(conn, &event.aggregate_type, &event.aggregate_id, last, event.sequence)
+                    .await?;
             to_apply.extend(missing);
         }
         to_apply.push(event.clone());
@@ -238,10 +276,17 @@ async fn load_sequences(
     .bind(&ids)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(aggregate_type, aggregate_id, last)| ((aggregate_type, aggregate_id), last)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(aggregate_type, aggregate_id, last)| ((aggregate_type, aggregate_id), last))
+        .collect())
 }
 
-async fn save_sequences(conn: &mut PgConnection, projection: &str, applied: &[RecordedEvent]) -> Result<(), sqlx::Error> {
+async fn save_sequences(
+    conn: &mut PgConnection,
+    projection: &str,
+    applied: &[RecordedEvent],
+) -> Result<(), sqlx::Error> {
     let mut newest: HashMap<(&str, &str), i64> = HashMap::new();
     for event in applied {
         let entry = newest.entry((&event.aggregate_type, &event.aggregate_id)).or_default();
@@ -288,7 +333,10 @@ pub async fn wait_until_applied(
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
-        if checkpoint(pool, projection).await?.is_some_and(|reached| reached >= target) {
+        if checkpoint(pool, projection)
+            .await?
+            .is_some_and(|reached| reached >= target)
+        {
             return Ok(true);
         }
         let now = Instant::now();
@@ -328,14 +376,23 @@ pub async fn replay(
     let started = Instant::now();
     let name = projection.name();
     let mut conn = pool.acquire().await?;
-    sqlx::query("SELECT pg_advisory_lock($1)").bind(projection_lock_key(name)).execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(projection_lock_key(name))
+        .execute(&mut *conn)
+        .await?;
     let result = async {
         let mut tx = conn.begin().await?;
         for table in projection.tables() {
             sqlx::query(&format!("TRUNCATE {table}")).execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM projection_aggregate_sequences WHERE projection = $1").bind(name).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM projection_aggregate_sequences WHERE projection = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
 
         let mut position = LogPosition::default();
@@ -353,6 +410,12 @@ pub async fn replay(
         anyhow::Ok(events)
     }
     .await;
-    sqlx::query("SELECT pg_advisory_unlock($1)").bind(projection_lock_key(name)).execute(&mut *conn).await?;
-    Ok(ReplayReport { events: result?, elapsed: started.elapsed() })
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(projection_lock_key(name))
+        .execute(&mut *conn)
+        .await?;
+    Ok(ReplayReport {
+        events: result?,
+        elapsed: started.elapsed(),
+    })
 }

@@ -24,7 +24,10 @@ pub struct LogPosition {
 impl LogPosition {
     /// The position of an event.
     pub fn of(event: &RecordedEvent) -> Self {
-        Self { tx_id: event.tx_id, global_position: event.global_position }
+        Self {
+            tx_id: event.tx_id,
+            global_position: event.global_position,
+        }
     }
 }
 
@@ -122,7 +125,9 @@ pub async fn position_of(pool: &PgPool, global_position: i64) -> Result<Option<L
         .bind(global_position)
         .fetch_optional(pool)
         .await?;
-    Ok(tx_id.and_then(|tx| tx.parse().ok()).map(|tx_id| LogPosition { tx_id, global_position }))
+    Ok(tx_id
+        .and_then(|tx| tx.parse().ok())
+        .map(|tx_id| LogPosition { tx_id, global_position }))
 }
 
 /// The number of events in the log.

@@ -64,7 +64,13 @@ impl Relay {
         naming: Naming,
         settings: RelaySettings,
     ) -> Self {
-        Self { pool, database_url, jetstream, naming, settings }
+        Self {
+            pool,
+            database_url,
+            jetstream,
+            naming,
+            settings,
+        }
     }
 
     /// Runs until `shutdown`: waits to become leader, then relays. Errors are logged and the
@@ -74,7 +80,10 @@ impl Relay {
             match self.lead(&shutdown).await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "relay failed; restarting from its checkpoint");
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "relay failed; restarting from its checkpoint"
+                    );
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -85,7 +94,9 @@ impl Relay {
     }
 
     async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let mut leader = PgConnection::connect(&self.database_url).await.context("connecting for the leader lock")?;
+        let mut leader = PgConnection::connect(&self.database_url)
+            .await
+            .context("connecting for the leader lock")?;
         loop {
             let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(LEADER_LOCK_KEY)
@@ -101,7 +112,9 @@ impl Relay {
             }
         }
         tracing::info!(relay = %self.settings.name, "relay is leader");
-        let mut listener = PgListener::connect_with(&self.pool).await.context("connecting the listener")?;
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .context("connecting the listener")?;
         listener.listen(NOTIFY_CHANNEL).await.context("LISTEN")?;
         let mut checkpoint = load_checkpoint(&mut leader, &self.settings.name).await?;
 
@@ -141,7 +154,11 @@ impl Relay {
             match self.publish_once(batch).await {
                 Ok(()) => return Ok(()),
                 Err(error) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = format!("{error:#}"), attempt, "publishing a batch failed; retrying");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        attempt,
+                        "publishing a batch failed; retrying"
+                    );
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 }
                 Err(error) => return Err(error),
@@ -153,7 +170,9 @@ impl Relay {
         let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(batch.len());
         for event in batch {
             let payload = serde_json::to_vec(event).context("encoding an event")?;
-            let message = PublishMessage::build().payload(payload.into()).message_id(event.message_id());
+            let message = PublishMessage::build()
+                .payload(payload.into())
+                .message_id(event.message_id());
             let ack = self
                 .jetstream
                 .send_publish(self.naming.event_subject(event), message)
@@ -176,7 +195,10 @@ async fn load_checkpoint(conn: &mut PgConnection, relay: &str) -> anyhow::Result
             .await
             .context("loading the relay checkpoint")?;
     Ok(match row {
-        Some((tx_id, global_position)) => LogPosition { tx_id: tx_id.parse()?, global_position },
+        Some((tx_id, global_position)) => LogPosition {
+            tx_id: tx_id.parse()?,
+            global_position,
+        },
         None => LogPosition::default(),
     })
 }

@@ -40,7 +40,10 @@ impl Naming {
 
     /// `<prefix>.events.<aggregate_type>.<aggregate_id>.<event_type>`.
     pub fn event_subject(&self, event: &RecordedEvent) -> String {
-        format!("{}.events.{}.{}.{}", self.prefix, event.aggregate_type, event.aggregate_id, event.event_type)
+        format!(
+            "{}.events.{}.{}.{}",
+            self.prefix, event.aggregate_type, event.aggregate_id, event.event_type
+        )
     }
 
     /// The durable consumer name of a projection.

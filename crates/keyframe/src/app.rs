@@ -46,11 +46,15 @@ impl Application {
     /// configured parts.
     pub async fn build(config: AppConfig) -> anyhow::Result<Self> {
         let pool = connect_pool(&config.database_url, config.db_max_connections).await?;
-        keyframe_eventlog::schema::migrate(&pool).await.context("applying migrations")?;
+        keyframe_eventlog::schema::migrate(&pool)
+            .await
+            .context("applying migrations")?;
         let nats = config.nats.connect().await.context("connecting to NATS")?;
         let jetstream = jetstream::new(nats.clone());
         let naming = Naming::new(config.nats.nats_prefix.clone());
-        ensure_events_stream(&jetstream, &naming).await.map_err(|e| anyhow::anyhow!("creating the events stream: {e}"))?;
+        ensure_events_stream(&jetstream, &naming)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the events stream: {e}"))?;
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -70,7 +74,13 @@ impl Application {
         }
         if config.components.contains(&Component::Projectors) {
             for projection in keyframe_projections::all() {
-                let projector = Projector::new(pool.clone(), jetstream.clone(), naming.clone(), projection, ProjectorSettings::default());
+                let projector = Projector::new(
+                    pool.clone(),
+                    jetstream.clone(),
+                    naming.clone(),
+                    projection,
+                    ProjectorSettings::default(),
+                );
                 let stop = shutdown.clone();
                 tasks.spawn(async move {
                     projector.run(stop).await;
@@ -80,17 +90,27 @@ impl Application {
         }
         let mut local_addr = None;
         if config.components.contains(&Component::Api) {
-            let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+            let listener = tokio::net::TcpListener::bind(config.addr)
+                .await
+                .with_context(|| format!("binding {}", config.addr))?;
             local_addr = Some(listener.local_addr()?);
             let state = AppState::new(pool.clone(), nats, config.api).context("password hashing parameters")?;
             let app = keyframe_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
             let stop = shutdown.clone();
             tasks.spawn(async move {
-                axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await.context("serving HTTP")
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                    .context("serving HTTP")
             });
             tracing::info!(addr = %listener_addr(local_addr), "API listening");
         }
-        Ok(Self { local_addr, pool, shutdown, tasks })
+        Ok(Self {
+            local_addr,
+            pool,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Where the API listens, when it runs.

@@ -95,6 +95,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(args) => tools::replay(&cli.common.database_url, args).await,
-        Command::Events { command: EventsCommand::Export(args) } => tools::export(&cli.common.database_url, args).await,
+        Command::Events {
+            command: EventsCommand::Export(args),
+        } => tools::export(&cli.common.database_url, args).await,
     }
 }

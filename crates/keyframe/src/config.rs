@@ -12,10 +12,21 @@ use std::time::Duration;
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Postgres connection string.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/keyframe", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/keyframe",
+        global = true
+    )]
     pub database_url: String,
     /// Log format.
-    #[arg(long, env = "KEYFRAME_LOG_FORMAT", value_enum, default_value = "pretty", global = true)]
+    #[arg(
+        long,
+        env = "KEYFRAME_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
     pub log_format: LogFormat,
 }
 
@@ -40,10 +51,13 @@ pub struct NatsArgs {
 }
 
 fn parse_prefix(raw: &str) -> Result<String, String> {
-    let valid = !raw.is_empty()
-        && raw.len() <= 64
-        && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if valid { Ok(raw.to_owned()) } else { Err("use 1 to 64 letters, digits, '-' or '_'".to_owned()) }
+    let valid =
+        !raw.is_empty() && raw.len() <= 64 && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err("use 1 to 64 letters, digits, '-' or '_'".to_owned())
+    }
 }
 
 impl NatsArgs {

@@ -33,9 +33,11 @@ pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> 
                 .progress_chars("=> "),
         );
         bar.set_message(projection.name());
-        let report = replay_projection(&pool, projection.as_ref(), args.batch_size, &mut |done| bar.set_position(done))
-            .await
-            .with_context(|| format!("replaying {}", projection.name()))?;
+        let report = replay_projection(&pool, projection.as_ref(), args.batch_size, &mut |done| {
+            bar.set_position(done)
+        })
+        .await
+        .with_context(|| format!("replaying {}", projection.name()))?;
         bar.finish_and_clear();
         println!(
             "replayed {}: {} events in {:.2} s ({:.0} events/s)",
@@ -51,7 +53,11 @@ pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> 
 /// Writes the log as NDJSON to the chosen file or standard output.
 pub async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> {
     let pool = connect_pool(database_url, 2).await?;
-    let range = ExportRange { from_position: args.from_position, since: args.since, until: args.until };
+    let range = ExportRange {
+        from_position: args.from_position,
+        since: args.since,
+        until: args.until,
+    };
     let mut out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,

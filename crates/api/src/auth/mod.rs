@@ -32,11 +32,16 @@ impl FromRequestParts<AppState> for AuthUser {
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`")
+            })?;
         let claims = state
             .tokens
             .verify_access(token.trim())
             .map_err(|_| ApiError::unauthorized("invalid_token", "the access token is invalid or expired"))?;
-        Ok(Self { user_id: UserId(claims.sub), session_id: SessionId(claims.sid) })
+        Ok(Self {
+            user_id: UserId(claims.sub),
+            session_id: SessionId(claims.sid),
+        })
     }
 }

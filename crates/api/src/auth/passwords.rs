@@ -25,7 +25,11 @@ impl Passwords {
             .hash_password(b"keyframe-dummy-password-for-equal-timing")
             .map_err(|_| argon2::Error::OutOfMemory)?
             .to_string();
-        Ok(Self { params, permits: Arc::new(Semaphore::new(max_concurrent.max(1))), dummy_hash: Arc::new(dummy_hash) })
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            dummy_hash: Arc::new(dummy_hash),
+        })
     }
 
     /// The PHC string of `password` with a fresh salt.
@@ -33,7 +37,9 @@ impl Passwords {
         let params = self.params.clone();
         let _permit = self.permits.acquire().await?;
         let hash = tokio::task::spawn_blocking(move || {
-            hasher(&params).hash_password(password.expose().as_bytes()).map(|hash| hash.to_string())
+            hasher(&params)
+                .hash_password(password.expose().as_bytes())
+                .map(|hash| hash.to_string())
         })
         .await?
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
@@ -50,7 +56,9 @@ impl Passwords {
         let _permit = self.permits.acquire().await?;
         let matches = tokio::task::spawn_blocking(move || {
             // The hash carries its own parameters; `params` only matter for new hashes.
-            hasher(&params).verify_password(password.as_bytes(), hash.as_str()).is_ok()
+            hasher(&params)
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
         })
         .await?;
         Ok(matches && exists)
@@ -66,22 +74,47 @@ mod tests {
     use super::*;
 
     fn cheap() -> Passwords {
-        Passwords::new(Argon2Settings { memory_kib: 64, iterations: 1, parallelism: 1 }, 1).expect("params")
+        Passwords::new(
+            Argon2Settings {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            1,
+        )
+        .expect("params")
     }
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_and_no_other() {
         let passwords = cheap();
-        let hash = passwords.hash(Password::parse("password", "correct horse battery staple").expect("ok")).await;
+        let hash = passwords
+            .hash(Password::parse("password", "correct horse battery staple").expect("ok"))
+            .await;
         let hash = hash.expect("hash");
         assert!(hash.0.starts_with("$argon2id$"));
-        assert!(passwords.verify("correct horse battery staple".to_owned(), Some(hash.clone())).await.expect("ok"));
-        assert!(!passwords.verify("correct horse battery stapler".to_owned(), Some(hash)).await.expect("ok"));
+        assert!(
+            passwords
+                .verify("correct horse battery staple".to_owned(), Some(hash.clone()))
+                .await
+                .expect("ok")
+        );
+        assert!(
+            !passwords
+                .verify("correct horse battery stapler".to_owned(), Some(hash))
+                .await
+                .expect("ok")
+        );
     }
 
     #[tokio::test]
     async fn verifying_without_an_account_is_always_false() {
         let passwords = cheap();
-        assert!(!passwords.verify("keyframe-dummy-password-for-equal-timing".to_owned(), None).await.expect("ok"));
+        assert!(
+            !passwords
+                .verify("keyframe-dummy-password-for-equal-timing".to_owned(), None)
+                .await
+                .expect("ok")
+        );
     }
 }

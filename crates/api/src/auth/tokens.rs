@@ -108,7 +108,8 @@ impl Tokens {
         {
             return Err(InvalidToken);
         }
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|_| InvalidToken)?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|_| InvalidToken)?;
         if data.claims.typ != ACCESS_TYP {
             return Err(InvalidToken);
         }

@@ -83,7 +83,14 @@ pub struct RegisterResponse {
 
 /// Collects every field's problem before answering, so a client fixes a form in one round.
 fn collect<T>(result: Result<T, ValidationError>, errors: &mut Vec<FieldError>) -> Option<T> {
-    result.map_err(|error| errors.push(FieldError { field: error.field.to_owned(), message: error.message })).ok()
+    result
+        .map_err(|error| {
+            errors.push(FieldError {
+                field: error.field.to_owned(),
+                message: error.message,
+            })
+        })
+        .ok()
 }
 
 /// Create an account.
@@ -108,15 +115,19 @@ pub async fn register(
 
     let password_hash = state.passwords.hash(password).await?;
     let user_id = UserId::new();
-    let reserved = sqlx::query("INSERT INTO email_reservations (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(email.as_str())
-        .bind(user_id.0)
-        .execute(&state.pool)
-        .await?
-        .rows_affected()
-        == 1;
+    let reserved =
+        sqlx::query("INSERT INTO email_reservations (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(email.as_str())
+            .bind(user_id.0)
+            .execute(&state.pool)
+            .await?
+            .rows_affected()
+            == 1;
     if !reserved {
-        return Err(ApiError::Conflict { code: "email_taken", detail: "an account with this e-mail exists".to_owned() });
+        return Err(ApiError::Conflict {
+            code: "email_taken",
+            detail: "an account with this e-mail exists".to_owned(),
+        });
     }
     let now = Utc::now();
     let command = || UserCommand::RegisterUser {
@@ -142,14 +153,23 @@ pub async fn register(
             }));
         }
     };
-    let user = state.users.load(&user_id.to_string()).await.map_err(|e| ApiError::from_command(e, user_rejected))?;
+    let user = state
+        .users
+        .load(&user_id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished after registration"))?;
-    let body = RegisterResponse { user: UserView::of(user_id, &user) };
+    let body = RegisterResponse {
+        user: UserView::of(user_id, &user),
+    };
     Ok(with_position(position, (StatusCode::CREATED, Json(body))))
 }
 
 fn user_rejected(error: UserError) -> ApiError {
-    ApiError::Conflict { code: "already_registered", detail: error.to_string() }
+    ApiError::Conflict {
+        code: "already_registered",
+        detail: error.to_string(),
+    }
 }
 
 /// `POST /login` body, as JSON.
@@ -190,10 +210,16 @@ impl<S: Send + Sync> FromRequest<S> for Credentials {
             let Form(form) = Form::<LoginForm>::from_request(request, state)
                 .await
                 .map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
-            Ok(Self { email: form.username, password: form.password })
+            Ok(Self {
+                email: form.username,
+                password: form.password,
+            })
         } else {
             let ApiJson(body) = ApiJson::<LoginRequest>::from_request(request, state).await?;
-            Ok(Self { email: body.email, password: body.password })
+            Ok(Self {
+                email: body.email,
+                password: body.password,
+            })
         }
     }
 }
@@ -243,7 +269,11 @@ pub async fn login(
         Err(_) => None,
     };
     let user = match user_id {
-        Some(id) => state.users.load(&id.to_string()).await.map_err(|e| ApiError::from_command(e, user_rejected))?,
+        Some(id) => state
+            .users
+            .load(&id.to_string())
+            .await
+            .map_err(|e| ApiError::from_command(e, user_rejected))?,
         None => None,
     };
     let hash = user.as_ref().map(|user| user.password_hash().clone());
@@ -273,8 +303,15 @@ pub async fn login(
         .execute(&session_id.to_string(), command, &metadata)
         .await
         .map_err(|e| ApiError::from_command(e, session_rejected))?;
-    let token_user = TokenUser { id: user_id.0, email: user.email().to_string(), roles: user.roles() };
-    Ok(with_position(position, token_response(&state, user_id, session_id, refresh_token, token_user, now)))
+    let token_user = TokenUser {
+        id: user_id.0,
+        email: user.email().to_string(),
+        roles: user.roles(),
+    };
+    Ok(with_position(
+        position,
+        token_response(&state, user_id, session_id, refresh_token, token_user, now),
+    ))
 }
 
 fn token_response(
@@ -287,7 +324,13 @@ fn token_response(
 ) -> Response {
     let (access_token, expires_in) = state.tokens.issue_access(user_id, session_id, now);
     let cookie = refresh_cookie(state, &refresh_token, state.settings.refresh_token_ttl.as_secs());
-    let body = TokenResponse { access_token, token_type: "bearer", expires_in, refresh_token, user };
+    let body = TokenResponse {
+        access_token,
+        token_type: "bearer",
+        expires_in,
+        refresh_token,
+        user,
+    };
     let mut response = Json(body).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -303,7 +346,10 @@ fn refresh_cookie(state: &AppState, value: &str, max_age_secs: u64) -> String {
 
 fn session_rejected(error: SessionError) -> ApiError {
     match error {
-        SessionError::AlreadyStarted => ApiError::Conflict { code: "session_exists", detail: error.to_string() },
+        SessionError::AlreadyStarted => ApiError::Conflict {
+            code: "session_exists",
+            detail: error.to_string(),
+        },
         SessionError::NotFound
         | SessionError::Ended
         | SessionError::RefreshTokenInvalid
@@ -331,15 +377,23 @@ pub async fn refresh(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let presented = if body.is_empty() {
-        cookie_value(&headers, REFRESH_COOKIE)
-            .ok_or_else(|| ApiError::unauthorized("missing_refresh_token", "send the refresh token in the body or cookie"))?
+        cookie_value(&headers, REFRESH_COOKIE).ok_or_else(|| {
+            ApiError::unauthorized("missing_refresh_token", "send the refresh token in the body or cookie")
+        })?
     } else {
         let axum::Json(request) = axum::Json::<RefreshRequest>::from_bytes(&body).map_err(json_problem)?;
         request.refresh_token
     };
-    let session_id = refresh_token_session(&presented).ok_or_else(|| session_rejected(SessionError::RefreshTokenInvalid))?;
-    let session = state.sessions.load(&session_id.to_string()).await.map_err(|e| ApiError::from_command(e, session_rejected))?;
-    let user_id = session.and_then(|session| session.user_id()).ok_or_else(|| session_rejected(SessionError::NotFound))?;
+    let session_id =
+        refresh_token_session(&presented).ok_or_else(|| session_rejected(SessionError::RefreshTokenInvalid))?;
+    let session = state
+        .sessions
+        .load(&session_id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, session_rejected))?;
+    let user_id = session
+        .and_then(|session| session.user_id())
+        .ok_or_else(|| session_rejected(SessionError::NotFound))?;
 
     let now = Utc::now();
     let presented_hash = hash_refresh_token(&presented);
@@ -357,10 +411,21 @@ pub async fn refresh(
         .execute(&session_id.to_string(), command, &metadata)
         .await
         .map_err(|e| ApiError::from_command(e, session_rejected))?;
-    let user = state.users.load(&user_id.to_string()).await.map_err(|e| ApiError::from_command(e, user_rejected))?;
+    let user = state
+        .users
+        .load(&user_id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| session_rejected(SessionError::NotFound))?;
-    let token_user = TokenUser { id: user_id.0, email: user.email().to_string(), roles: user.roles() };
-    Ok(with_position(position, token_response(&state, user_id, session_id, refresh_token, token_user, now)))
+    let token_user = TokenUser {
+        id: user_id.0,
+        email: user.email().to_string(),
+        roles: user.roles(),
+    };
+    Ok(with_position(
+        position,
+        token_response(&state, user_id, session_id, refresh_token, token_user, now),
+    ))
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -377,10 +442,21 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// End the current session: its refresh token stops working.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = crate::error::Problem)))]
-pub async fn logout(State(state): State<AppState>, context: RequestContext, caller: AuthUser) -> Result<Response, ApiError> {
-    let command = || SessionCommand::EndSession { actor: caller.user_id, reason: SessionEndReason::Logout, at: Utc::now() };
+pub async fn logout(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+) -> Result<Response, ApiError> {
+    let command = || SessionCommand::EndSession {
+        actor: caller.user_id,
+        reason: SessionEndReason::Logout,
+        at: Utc::now(),
+    };
     let metadata = context.metadata(Actor::User(caller.user_id));
-    let outcome = state.sessions.execute(&caller.session_id.to_string(), command, &metadata).await;
+    let outcome = state
+        .sessions
+        .execute(&caller.session_id.to_string(), command, &metadata)
+        .await;
     let position = match outcome {
         Ok(position) => Some(position),
         // Logging out of an ended session is already done.
@@ -401,7 +477,11 @@ pub async fn logout(State(state): State<AppState>, context: RequestContext, call
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = crate::error::Problem)))]
 pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<UserView>, ApiError> {
-    let user = state.users.load(&caller.user_id.to_string()).await.map_err(|e| ApiError::from_command(e, user_rejected))?;
+    let user = state
+        .users
+        .load(&caller.user_id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
     Ok(Json(UserView::of(caller.user_id, &user)))
 }

@@ -13,7 +13,10 @@ use utoipa::ToSchema;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/health", get(ready)).route("/health/live", get(live)).route("/health/ready", get(ready))
+    Router::new()
+        .route("/health", get(ready))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
 }
 
 /// A health answer.
@@ -40,7 +43,11 @@ pub struct Checks {
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "health", responses((status = 200, body = Health)))]
 pub async fn live() -> Json<Health> {
-    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION"), checks: None })
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        checks: None,
+    })
 }
 
 /// Postgres and NATS both answer; 503 when either does not.
@@ -51,14 +58,23 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
         .await
         .is_ok_and(|result| result.is_ok());
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected
-        && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush()).await.is_ok_and(|result| result.is_ok());
+        && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush())
+            .await
+            .is_ok_and(|result| result.is_ok());
     let word = |ok: bool| if ok { "ok" } else { "down" };
     let healthy = postgres && nats;
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = Health {
         status: if healthy { "ok" } else { "unavailable" },
         version: env!("CARGO_PKG_VERSION"),
-        checks: Some(Checks { postgres: word(postgres), nats: word(nats) }),
+        checks: Some(Checks {
+            postgres: word(postgres),
+            nats: word(nats),
+        }),
     };
     (status, Json(body))
 }

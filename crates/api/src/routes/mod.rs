@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 
 /// Any path Keyframe does not serve.
 pub async fn not_found() -> ApiError {
-    ApiError::NotFound { detail: "no such endpoint".to_owned() }
+    ApiError::NotFound {
+        detail: "no such endpoint".to_owned(),
+    }
 }
 
 /// A known path with a method it does not take.

@@ -120,7 +120,10 @@ pub struct ListQuery {
 fn project_rejected(error: ProjectError) -> ApiError {
     match error {
         ProjectError::NotFound => ApiError::not_found("project"),
-        ProjectError::AlreadyExists => ApiError::Conflict { code: "project_exists", detail: error.to_string() },
+        ProjectError::AlreadyExists => ApiError::Conflict {
+            code: "project_exists",
+            detail: error.to_string(),
+        },
     }
 }
 
@@ -136,7 +139,9 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateProjectRequest>,
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
-    let name = ProjectName::parse("name", &body.name).map_err(|e| errors.push(field(e))).ok();
+    let name = ProjectName::parse("name", &body.name)
+        .map_err(|e| errors.push(field(e)))
+        .ok();
     let description = ProjectDescription::parse("description", body.description.as_deref().unwrap_or_default())
         .map_err(|e| errors.push(field(e)))
         .ok();
@@ -180,7 +185,10 @@ pub async fn create(
 }
 
 fn field(error: keyframe_domain::values::ValidationError) -> FieldError {
-    FieldError { field: error.field.to_owned(), message: error.message }
+    FieldError {
+        field: error.field.to_owned(),
+        message: error.message,
+    }
 }
 
 /// The caller's projects, newest first.
@@ -201,10 +209,9 @@ pub async fn list(
         }]));
     }
     let cursor = match query.cursor.as_deref() {
-        Some(raw) => Some(
-            raw.parse::<Uuid>()
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page"))?,
-        ),
+        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
+            ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page")
+        })?),
         None => None,
     };
     let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
@@ -215,7 +222,10 @@ pub async fn list(
     } else {
         None
     };
-    let page = ProjectPage { items: rows.into_iter().map(ProjectView::from).collect(), next_cursor };
+    let page = ProjectPage {
+        items: rows.into_iter().map(ProjectView::from).collect(),
+        next_cursor,
+    };
     Ok(mark_consistency(caught_up, Json(page)))
 }
 
@@ -249,7 +259,13 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateProjectRequest>,
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
-    let name = body.name.as_deref().map(|raw| ProjectName::parse("name", raw)).transpose().map_err(|e| errors.push(field(e))).ok();
+    let name = body
+        .name
+        .as_deref()
+        .map(|raw| ProjectName::parse("name", raw))
+        .transpose()
+        .map_err(|e| errors.push(field(e)))
+        .ok();
     let description = body
         .description
         .as_deref()
@@ -273,7 +289,11 @@ pub async fn update(
         .execute(&id.to_string(), command, &metadata)
         .await
         .map_err(|e| ApiError::from_command(e, project_rejected))?;
-    let project = state.projects.load(&id.to_string()).await.map_err(|e| ApiError::from_command(e, project_rejected))?;
+    let project = state
+        .projects
+        .load(&id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, project_rejected))?;
     let view = project
         .filter(|project| project.is_visible_to(caller.user_id))
         .and_then(|project| ProjectView::of(&project))
@@ -291,7 +311,10 @@ pub async fn delete(
     caller: AuthUser,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let command = || ProjectCommand::DeleteProject { actor: caller.user_id, at: Utc::now() };
+    let command = || ProjectCommand::DeleteProject {
+        actor: caller.user_id,
+        at: Utc::now(),
+    };
     let metadata = context.metadata(Actor::User(caller.user_id));
     let position = state
         .projects

@@ -1,0 +1,171 @@
+//! The system under test: scratch databases and NATS prefixes, and `keyframe` child processes.
+
+use anyhow::Context as _;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::process::{Child, Command};
+
+/// A database and NATS prefix of the run's own.
+pub struct Scratch {
+    admin_url: String,
+    name: String,
+    /// Its connection string.
+    pub database_url: String,
+    /// The NATS server.
+    pub nats_url: String,
+    /// The subject and stream prefix.
+    pub prefix: String,
+    jetstream: async_nats::jetstream::Context,
+}
+
+impl Scratch {
+    /// Creates the database; the stream appears when `keyframe` starts.
+    pub async fn create(admin_url: &str, nats_url: &str, tag: &str) -> anyhow::Result<Self> {
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let name = format!("kf_bench_{tag}_{stamp}");
+        let admin = sqlx::PgPool::connect(admin_url)
+            .await
+            .context("connecting to Postgres")?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+        admin.close().await;
+        let database_url = format!(
+            "{}/{name}",
+            &admin_url[..admin_url.rfind('/').context("admin url has no path")?]
+        );
+        let client = async_nats::connect(nats_url).await.context("connecting to NATS")?;
+        Ok(Self {
+            admin_url: admin_url.to_owned(),
+            name,
+            database_url,
+            nats_url: nats_url.to_owned(),
+            prefix: format!("kfbench{tag}{stamp}"),
+            jetstream: async_nats::jetstream::new(client),
+        })
+    }
+
+    fn stream_name(&self) -> String {
+        format!("{}_EVENTS", self.prefix.to_uppercase())
+    }
+
+    /// Waits until the stream holds `count` messages; answers when the first and the last
+    /// arrived (as seen by polling every 10 ms).
+    pub async fn wait_for_stream(&self, count: u64, timeout: Duration) -> anyhow::Result<(Instant, Instant)> {
+        let deadline = Instant::now() + timeout;
+        let mut first = None;
+        loop {
+            let messages = match self.jetstream.get_stream(self.stream_name()).await {
+                Ok(mut stream) => stream.info().await.map(|info| info.state.messages).unwrap_or(0),
+                Err(_) => 0,
+            };
+            if messages > 0 && first.is_none() {
+                first = Some(Instant::now());
+            }
+            if messages >= count {
+                return Ok((first.unwrap_or_else(Instant::now), Instant::now()));
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the stream reached only {messages} of {count} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Drops the database and the stream.
+    pub async fn remove(self) {
+        let _ = self.jetstream.delete_stream(self.stream_name()).await;
+        if let Ok(admin) = sqlx::PgPool::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(&admin)
+                .await;
+        }
+    }
+}
+
+/// A running `keyframe` process.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+}
+
+impl Server {
+    fn command(keyframe: &Path, scratch: &Scratch, args: &[&str], port: u16) -> Command {
+        let mut command = Command::new(keyframe);
+        command
+            .args(args)
+            .env("DATABASE_URL", &scratch.database_url)
+            .env("NATS_URL", &scratch.nats_url)
+            .env("KEYFRAME_NATS_PREFIX", &scratch.prefix)
+            .env("KEYFRAME_ADDR", format!("127.0.0.1:{port}"))
+            .env("KEYFRAME_JWT_SECRET", "bench-secret-bench-secret-bench-secret-42")
+            .env("KEYFRAME_ENV", "production")
+            .env("KEYFRAME_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Starts `keyframe <args>` with the API and waits until it is ready.
+    pub async fn start(keyframe: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Self> {
+        let server = Self::start_background(keyframe, scratch, args).await?;
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = client.get(format!("{}/health/ready", server.base_url)).send().await;
+            if ready.is_ok_and(|response| response.status().is_success()) {
+                return Ok(server);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "keyframe did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts `keyframe <args>` without waiting for anything.
+    pub async fn start_background(keyframe: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Self::command(keyframe, scratch, args, port)
+            .spawn()
+            .context("starting keyframe")?;
+        Ok(Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// Runs `keyframe <args>` to the end and returns what it printed.
+    pub async fn run_to_end(keyframe: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(Self::command(keyframe, scratch, args, 0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await?)
+    }
+
+    /// Peak resident set size so far (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+        let pid = self.child.id().context("process gone")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM")?;
+        Ok(kib / 1024.0)
+    }
+
+    /// SIGTERM, then a kill if it lingers.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        }
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
