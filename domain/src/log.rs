@@ -3,10 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 
 /// One committed event with its place in the global log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The payload stays raw JSON text: the relay passes it through to NATS and projections
+/// deserialise it straight into their event types, so it is never built as a tree in between.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordedEvent {
     /// Position in the global log, unique and increasing in insert order.
     pub global_position: i64,
@@ -23,7 +27,7 @@ pub struct RecordedEvent {
     /// The payload's schema version.
     pub event_version: String,
     /// The event itself, as the aggregate serialised it.
-    pub payload: serde_json::Value,
+    pub payload: Box<RawValue>,
     /// Who and what caused it: actor, request, correlation and causation ids, client ip, agent.
     pub metadata: HashMap<String, String>,
     /// When the event was appended.
@@ -35,9 +39,19 @@ impl RecordedEvent {
     pub fn message_id(&self) -> String {
         format!("{}:{}:{}", self.aggregate_type, self.aggregate_id, self.sequence)
     }
+}
 
-    /// The inner payload of an externally tagged enum event (`{"ProjectCreated": {...}}`).
-    pub fn body(&self) -> &serde_json::Value {
-        self.payload.get(&self.event_type).unwrap_or(&self.payload)
+impl PartialEq for RecordedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.global_position == other.global_position
+            && self.tx_id == other.tx_id
+            && self.aggregate_type == other.aggregate_type
+            && self.aggregate_id == other.aggregate_id
+            && self.sequence == other.sequence
+            && self.event_type == other.event_type
+            && self.event_version == other.event_version
+            && self.payload.get() == other.payload.get()
+            && self.metadata == other.metadata
+            && self.recorded_at == other.recorded_at
     }
 }

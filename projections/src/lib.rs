@@ -54,7 +54,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
 
 /// Reads an event's payload as the aggregate's event enum.
 pub fn decode<E: serde::de::DeserializeOwned>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|source| ProjectionError::Payload {
+    serde_json::from_str(event.payload.get()).map_err(|source| ProjectionError::Payload {
         event_type: event.event_type.clone(),
         global_position: event.global_position,
         source,

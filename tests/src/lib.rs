@@ -475,6 +475,11 @@ pub fn assert_exactly_once_in_order(stream: &[(String, RecordedEvent)], expected
     let got: HashSet<String> = unique.iter().map(|id| (*id).to_owned()).collect();
     assert_eq!(got.len(), wanted.len(), "the stream holds as many events as committed");
     assert!(got == wanted, "the stream holds exactly the committed events");
+    let positions: Vec<(u64, i64)> = stream.iter().map(|(_, e)| (e.tx_id, e.global_position)).collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "the stream follows the commit-safe order (tx_id, then global_position, numerically)"
+    );
     let mut last: HashMap<(String, String), i64> = HashMap::new();
     for (id, event) in stream {
         assert_eq!(id, &event.message_id(), "Nats-Msg-Id is <type>:<id>:<sequence>");

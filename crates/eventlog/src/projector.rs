@@ -395,17 +395,22 @@ pub async fn replay(
             .await?;
         tx.commit().await?;
 
-        let mut position = LogPosition::default();
+        // Read the next batch while the current one is applied (two connections).
         let mut events = 0_u64;
-        loop {
-            let batch = read_committed_after(pool, position, batch_size).await?;
-            let Some(last) = batch.last() else { break };
-            position = LogPosition::of(last);
-            let mut tx = conn.begin().await?;
-            apply_batch(&mut tx, projection, &batch).await?;
-            tx.commit().await?;
+        let mut batch = read_committed_after(pool, LogPosition::default(), batch_size).await?;
+        while let Some(last) = batch.last() {
+            let position = LogPosition::of(last);
+            let apply = async {
+                let mut tx = conn.begin().await?;
+                apply_batch(&mut tx, projection, &batch).await?;
+                tx.commit().await?;
+                anyhow::Ok(())
+            };
+            let (applied, next) = tokio::join!(apply, read_committed_after(pool, position, batch_size));
+            applied?;
             events += batch.len() as u64;
             progress(events);
+            batch = next?;
         }
         anyhow::Ok(events)
     }

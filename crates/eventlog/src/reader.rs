@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use keyframe_domain::log::RecordedEvent;
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
@@ -31,13 +32,15 @@ impl LogPosition {
     }
 }
 
-/// The columns every reader selects, in the order [`decode`] expects.
-pub(crate) const EVENT_COLUMNS: &str = "global_position, tx_id::text AS tx_id, aggregate_type, aggregate_id, \
-     sequence, event_type, event_version, payload, metadata, recorded_at";
+/// The columns every reader selects, in the order [`decode`] expects. The transaction id comes
+/// as text (sqlx has no `xid8`) under another name: an output column called `tx_id` would make
+/// `ORDER BY tx_id` sort the text, putting transaction 10 before 9.
+pub(crate) const EVENT_COLUMNS: &str = "global_position, tx_id::text AS tx_id_text, aggregate_type, aggregate_id, \
+     sequence, event_type, event_version, payload::text AS payload, metadata, recorded_at";
 
 /// Turns a row selected with [`EVENT_COLUMNS`] into a [`RecordedEvent`].
 pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
-    let tx_id: String = row.try_get("tx_id")?;
+    let tx_id: String = row.try_get("tx_id_text")?;
     let metadata: Json<HashMap<String, String>> = row.try_get("metadata")?;
     Ok(RecordedEvent {
         global_position: row.try_get("global_position")?,
@@ -47,7 +50,7 @@ pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
+        payload: RawValue::from_string(row.try_get("payload")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         metadata: metadata.0,
         recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
     })

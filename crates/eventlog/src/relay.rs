@@ -118,17 +118,27 @@ impl Relay {
         listener.listen(NOTIFY_CHANNEL).await.context("LISTEN")?;
         let mut checkpoint = load_checkpoint(&mut leader, &self.settings.name).await?;
 
+        let mut batch = Vec::new();
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let batch = read_committed_after(&self.pool, checkpoint, self.settings.batch_size)
-                .await
-                .context("reading the log")?;
+            if batch.is_empty() {
+                batch = read_committed_after(&self.pool, checkpoint, self.settings.batch_size)
+                    .await
+                    .context("reading the log")?;
+            }
             if let Some(last) = batch.last() {
-                self.publish(&batch).await?;
-                checkpoint = LogPosition::of(last);
+                // Read the next batch while this one's PubAcks come back.
+                let next_checkpoint = LogPosition::of(last);
+                let (published, next) = tokio::join!(
+                    self.publish(&batch),
+                    read_committed_after(&self.pool, next_checkpoint, self.settings.batch_size)
+                );
+                published?;
+                checkpoint = next_checkpoint;
                 save_checkpoint(&mut leader, &self.settings.name, checkpoint).await?;
+                batch = next.context("reading the log")?;
                 continue;
             }
             let wait = if held_back_after(&self.pool, checkpoint).await? {
