@@ -18,14 +18,3 @@ CREATE TABLE projection_checkpoints
     global_position bigint      NOT NULL,
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
-
--- The last sequence each projection applied per aggregate: re-delivered events at or below it
--- are skipped, and a gap above it is filled from the event store before applying.
-CREATE TABLE projection_aggregate_sequences
-(
-    projection     text   NOT NULL,
-    aggregate_type text   NOT NULL,
-    aggregate_id   text   NOT NULL,
-    last_sequence  bigint NOT NULL,
-    PRIMARY KEY (projection, aggregate_type, aggregate_id)
-);

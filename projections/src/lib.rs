@@ -10,6 +10,7 @@ pub mod project_list;
 use async_trait::async_trait;
 use keyframe_domain::log::RecordedEvent;
 use sqlx::PgConnection;
+use std::collections::HashMap;
 
 /// One read model.
 #[async_trait]
@@ -22,6 +23,16 @@ pub trait Projection: Send + Sync + 'static {
 
     /// The tables it owns, emptied before a replay.
     fn tables(&self) -> &'static [&'static str];
+
+    /// The sequence of the last event applied, per aggregate `(type, id)` among `aggregates`;
+    /// aggregates it has never seen are absent. Each projection keeps this in its own rows
+    /// (written by [`Projection::apply`] with the row change), which is what makes
+    /// re-delivered events harmless and gaps visible.
+    async fn last_sequences(
+        &self,
+        conn: &mut PgConnection,
+        aggregates: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), i64>, ProjectionError>;
 
     /// Applies events inside the runtime's transaction. The runtime passes each event once, per
     /// aggregate in sequence order and only of [`Projection::aggregate_types`], so `apply` need

@@ -31,11 +31,29 @@ impl Projection for ProjectList {
         &["project_list"]
     }
 
+    async fn last_sequences(
+        &self,
+        conn: &mut PgConnection,
+        aggregates: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
+        let ids: Vec<Uuid> = aggregates.iter().filter_map(|(_, id)| id.parse().ok()).collect();
+        let rows: Vec<(Uuid, i64)> =
+            sqlx::query_as("SELECT project_id, last_sequence FROM project_list WHERE project_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(conn)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, sequence)| ((Project::TYPE.to_owned(), id.to_string()), sequence))
+            .collect())
+    }
+
     async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         // Fold the batch into one net change per project, then write each kind in one statement.
         let mut changes: HashMap<Uuid, Change> = HashMap::new();
         for event in events {
             let project_id = parse_id(event)?;
+            let sequence = event.sequence;
             let change = match (decode::<ProjectEvent>(event)?, changes.remove(&project_id)) {
                 (
                     ProjectEvent::ProjectCreated {
@@ -46,13 +64,15 @@ impl Projection for ProjectList {
                         ..
                     },
                     _,
-                ) => Change::Created(ProjectRow {
+                ) => Change::Created(NewRow {
                     project_id,
                     owner_id: owner_id.0,
                     name: name.as_str().to_owned(),
                     description: description.as_str().to_owned(),
                     created_at,
                     updated_at: created_at,
+                    deleted_at: None,
+                    sequence,
                 }),
                 (
                     ProjectEvent::ProjectUpdated {
@@ -69,6 +89,7 @@ impl Projection for ProjectList {
                         row.description = description.as_str().to_owned();
                     }
                     row.updated_at = updated_at;
+                    row.sequence = sequence;
                     Change::Created(row)
                 }
                 (
@@ -77,50 +98,60 @@ impl Projection for ProjectList {
                         description,
                         updated_at,
                     },
-                    Some(Change::Updated(earlier)),
-                ) => Change::Updated(Update {
-                    name: name.map(|name| name.as_str().to_owned()).or(earlier.name),
-                    description: description.map(|d| d.as_str().to_owned()).or(earlier.description),
-                    updated_at,
-                }),
-                (ProjectEvent::ProjectUpdated { .. }, Some(Change::Deleted)) => Change::Deleted,
-                (
-                    ProjectEvent::ProjectUpdated {
-                        name,
-                        description,
+                    earlier,
+                ) => {
+                    let earlier = match earlier {
+                        Some(Change::Updated(update)) => Some(update),
+                        _ => None,
+                    };
+                    Change::Updated(Update {
+                        name: name
+                            .map(|name| name.as_str().to_owned())
+                            .or_else(|| earlier.as_ref().and_then(|u| u.name.clone())),
+                        description: description
+                            .map(|d| d.as_str().to_owned())
+                            .or_else(|| earlier.as_ref().and_then(|u| u.description.clone())),
                         updated_at,
-                    },
-                    None,
-                ) => Change::Updated(Update {
-                    name: name.map(|name| name.as_str().to_owned()),
-                    description: description.map(|d| d.as_str().to_owned()),
-                    updated_at,
-                }),
-                (ProjectEvent::ProjectDeleted { .. }, _) => Change::Deleted,
+                        deleted_at: None,
+                        sequence,
+                    })
+                }
+                (ProjectEvent::ProjectDeleted { deleted_at }, Some(Change::Created(mut row))) => {
+                    row.deleted_at = Some(deleted_at);
+                    row.sequence = sequence;
+                    Change::Created(row)
+                }
+                (ProjectEvent::ProjectDeleted { deleted_at }, earlier) => {
+                    let earlier = match earlier {
+                        Some(Change::Updated(update)) => Some(update),
+                        _ => None,
+                    };
+                    Change::Updated(Update {
+                        name: earlier.as_ref().and_then(|u| u.name.clone()),
+                        description: earlier.as_ref().and_then(|u| u.description.clone()),
+                        updated_at: earlier.as_ref().map_or(deleted_at, |u| u.updated_at),
+                        deleted_at: Some(deleted_at),
+                        sequence,
+                    })
+                }
             };
             changes.insert(project_id, change);
         }
 
-        let mut deleted = Vec::new();
         let mut created = Vec::new();
         let mut updated = Vec::new();
         for (project_id, change) in changes {
             match change {
-                Change::Deleted => deleted.push(project_id),
                 Change::Created(row) => created.push(row),
                 Change::Updated(update) => updated.push((project_id, update)),
             }
         }
-        if !deleted.is_empty() {
-            sqlx::query("DELETE FROM project_list WHERE project_id = ANY($1)")
-                .bind(&deleted)
-                .execute(&mut *conn)
-                .await?;
-        }
         if !created.is_empty() {
             sqlx::query(
-                "INSERT INTO project_list (project_id, owner_id, name, description, created_at, updated_at)
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+                "INSERT INTO project_list
+                     (project_id, owner_id, name, description, created_at, updated_at, deleted_at, last_sequence)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
+                     $6::timestamptz[], $7::timestamptz[], $8::bigint[])
                  ON CONFLICT (project_id) DO NOTHING",
             )
             .bind(created.iter().map(|row| row.project_id).collect::<Vec<_>>())
@@ -129,16 +160,20 @@ impl Projection for ProjectList {
             .bind(created.iter().map(|row| row.description.as_str()).collect::<Vec<_>>())
             .bind(created.iter().map(|row| row.created_at).collect::<Vec<_>>())
             .bind(created.iter().map(|row| row.updated_at).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.deleted_at).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.sequence).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
         if !updated.is_empty() {
+            // `last_sequence < u.sequence` keeps a stale write from overwriting a newer one.
             sqlx::query(
                 "UPDATE project_list p SET name = COALESCE(u.name, p.name),
-                     description = COALESCE(u.description, p.description), updated_at = u.updated_at
-                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
-                     AS u(project_id, name, description, updated_at)
-                 WHERE p.project_id = u.project_id",
+                     description = COALESCE(u.description, p.description), updated_at = u.updated_at,
+                     deleted_at = COALESCE(u.deleted_at, p.deleted_at), last_sequence = u.sequence
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bigint[])
+                     AS u(project_id, name, description, updated_at, deleted_at, sequence)
+                 WHERE p.project_id = u.project_id AND p.last_sequence < u.sequence",
             )
             .bind(updated.iter().map(|(id, _)| *id).collect::<Vec<_>>())
             .bind(updated.iter().map(|(_, u)| u.name.as_deref()).collect::<Vec<_>>())
@@ -149,6 +184,8 @@ impl Projection for ProjectList {
                     .collect::<Vec<_>>(),
             )
             .bind(updated.iter().map(|(_, u)| u.updated_at).collect::<Vec<_>>())
+            .bind(updated.iter().map(|(_, u)| u.deleted_at).collect::<Vec<_>>())
+            .bind(updated.iter().map(|(_, u)| u.sequence).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
@@ -158,18 +195,29 @@ impl Projection for ProjectList {
 
 /// The net effect of a batch's events on one project.
 enum Change {
-    /// Created in this batch (with any later updates folded in).
-    Created(ProjectRow),
-    /// Changed fields of a project created earlier.
+    /// Created in this batch (later updates and a deletion folded in).
+    Created(NewRow),
+    /// Changes to a project created in an earlier batch.
     Updated(Update),
-    /// Gone.
-    Deleted,
+}
+
+struct NewRow {
+    project_id: Uuid,
+    owner_id: Uuid,
+    name: String,
+    description: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    sequence: i64,
 }
 
 struct Update {
     name: Option<String>,
     description: Option<String>,
     updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    sequence: i64,
 }
 
 fn parse_id(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
@@ -206,7 +254,7 @@ pub async fn list_for_owner(
 ) -> Result<Vec<ProjectRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT project_id, owner_id, name, description, created_at, updated_at FROM project_list
-         WHERE owner_id = $1 AND ($2::uuid IS NULL OR project_id < $2)
+         WHERE owner_id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR project_id < $2)
          ORDER BY project_id DESC LIMIT $3",
     )
     .bind(owner_id)
@@ -220,7 +268,7 @@ pub async fn list_for_owner(
 pub async fn get_for_owner(pool: &PgPool, owner_id: Uuid, project_id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT project_id, owner_id, name, description, created_at, updated_at FROM project_list
-         WHERE project_id = $1 AND owner_id = $2",
+         WHERE project_id = $1 AND owner_id = $2 AND deleted_at IS NULL",
     )
     .bind(project_id)
     .bind(owner_id)

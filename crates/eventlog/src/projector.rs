@@ -2,9 +2,10 @@
 //! store, and lets queries wait for it to reach a client's own write.
 //!
 //! Exactly-once effect on top of at-least-once delivery: per batch, in one transaction, the
-//! runtime skips events at or below the last sequence it applied for their aggregate, fills a
-//! gap above it from the event store, lets the projection apply the rest in order, records the
-//! new sequences and advances the checkpoint. Only after the commit are the messages acked.
+//! runtime asks the projection for the last sequence it applied to each aggregate (kept in its
+//! rows), skips events at or below it, fills a gap above it from the event store, lets the
+//! projection apply the rest in order (recording the new sequences in the same rows) and
+//! advances the checkpoint. Only after the commit are the messages acked.
 
 use crate::reader::{LogPosition, aggregate_events_between, position_of, read_committed_after};
 use crate::streams::Naming;
@@ -218,7 +219,15 @@ pub async fn apply_batch(
         .iter()
         .filter(|event| projection.aggregate_types().contains(&event.aggregate_type.as_str()))
         .collect();
-    let mut last_sequences = load_sequences(conn, name, &relevant).await?;
+    let keys: Vec<(&str, &str)> = relevant
+        .iter()
+        .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))
+        .collect();
+    let mut last_sequences = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        projection.last_sequences(conn, &keys).await?
+    };
     let mut to_apply: Vec<RecordedEvent> = Vec::with_capacity(relevant.len());
     for event in relevant {
         let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
@@ -238,8 +247,12 @@ pub async fn apply_batch(
     }
     if !to_apply.is_empty() {
         projection.apply(conn, &to_apply).await?;
-        save_sequences(conn, name, &to_apply).await?;
     }
+    save_checkpoint(conn, name, newest).await
+}
+
+/// Advances a projection's checkpoint to `newest` (never backwards).
+async fn save_checkpoint(conn: &mut PgConnection, name: &str, newest: LogPosition) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
          ON CONFLICT (projection) DO UPDATE SET tx_id = EXCLUDED.tx_id, global_position = EXCLUDED.global_position,
@@ -251,60 +264,6 @@ pub async fn apply_batch(
     .bind(newest.tx_id.to_string())
     .bind(newest.global_position)
     .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn load_sequences(
-    conn: &mut PgConnection,
-    projection: &str,
-    events: &[&RecordedEvent],
-) -> Result<HashMap<(String, String), i64>, sqlx::Error> {
-    if events.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
-    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT s.aggregate_type, s.aggregate_id, s.last_sequence FROM projection_aggregate_sequences s
-         JOIN (SELECT DISTINCT * FROM unnest($2::text[], $3::text[])) AS k(aggregate_type, aggregate_id)
-           ON s.aggregate_type = k.aggregate_type AND s.aggregate_id = k.aggregate_id
-         WHERE s.projection = $1",
-    )
-    .bind(projection)
-    .bind(&types)
-    .bind(&ids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(aggregate_type, aggregate_id, last)| ((aggregate_type, aggregate_id), last))
-        .collect())
-}
-
-async fn save_sequences(
-    conn: &mut PgConnection,
-    projection: &str,
-    applied: &[RecordedEvent],
-) -> Result<(), sqlx::Error> {
-    let mut newest: HashMap<(&str, &str), i64> = HashMap::new();
-    for event in applied {
-        let entry = newest.entry((&event.aggregate_type, &event.aggregate_id)).or_default();
-        *entry = (*entry).max(event.sequence);
-    }
-    let (keys, sequences): (Vec<_>, Vec<i64>) = newest.into_iter().unzip();
-    let (types, ids): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
-    sqlx::query(
-        "INSERT INTO projection_aggregate_sequences (projection, aggregate_type, aggregate_id, last_sequence)
-         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[])
-         ON CONFLICT (projection, aggregate_type, aggregate_id)
-         DO UPDATE SET last_sequence = GREATEST(projection_aggregate_sequences.last_sequence, EXCLUDED.last_sequence)",
-    )
-    .bind(projection)
-    .bind(&types)
-    .bind(&ids)
-    .bind(&sequences)
-    .execute(conn)
     .await?;
     Ok(())
 }
@@ -367,6 +326,10 @@ impl ReplayReport {
 /// Empties `projection`'s tables and rebuilds them from the event store, in batches, calling
 /// `progress` with the events read so far. The live projector waits meanwhile (advisory lock)
 /// and afterwards skips what the replay applied.
+///
+/// The commit-safe order is also each aggregate's sequence order, and the tables start empty,
+/// so a replay applies every event once without the live path's sequence lookups. The
+/// checkpoint is written at the end; a replay that fails part-way must be run again.
 pub async fn replay(
     pool: &PgPool,
     projection: &dyn Projection,
@@ -385,10 +348,6 @@ pub async fn replay(
         for table in projection.tables() {
             sqlx::query(&format!("TRUNCATE {table}")).execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM projection_aggregate_sequences WHERE projection = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -397,20 +356,29 @@ pub async fn replay(
 
         // Read the next batch while the current one is applied (two connections).
         let mut events = 0_u64;
+        let mut position = None;
         let mut batch = read_committed_after(pool, LogPosition::default(), batch_size).await?;
         while let Some(last) = batch.last() {
-            let position = LogPosition::of(last);
+            position = Some(LogPosition::of(last));
+            let relevant: Vec<RecordedEvent> = batch
+                .iter()
+                .filter(|event| projection.aggregate_types().contains(&event.aggregate_type.as_str()))
+                .cloned()
+                .collect();
             let apply = async {
-                let mut tx = conn.begin().await?;
-                apply_batch(&mut tx, projection, &batch).await?;
-                tx.commit().await?;
+                if !relevant.is_empty() {
+                    projection.apply(&mut conn, &relevant).await?;
+                }
                 anyhow::Ok(())
             };
-            let (applied, next) = tokio::join!(apply, read_committed_after(pool, position, batch_size));
+            let (applied, next) = tokio::join!(apply, read_committed_after(pool, LogPosition::of(last), batch_size));
             applied?;
             events += batch.len() as u64;
             progress(events);
             batch = next?;
+        }
+        if let Some(position) = position {
+            save_checkpoint(&mut conn, name, position).await?;
         }
         anyhow::Ok(events)
     }
