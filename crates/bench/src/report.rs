@@ -70,10 +70,13 @@ pub fn list(values: &[f64]) -> String {
     values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ")
 }
 
-/// The lines to print at the end.
+/// A target in words, and whether the figure met it.
+type Target = (String, bool);
+
+/// The lines to print at the end: what, the figure, the target if any.
 #[derive(Default)]
 pub struct Report {
-    lines: Vec<(String, String, Option<(String, bool)>)>,
+    lines: Vec<(String, String, Option<Target>)>,
 }
 
 impl Report {
@@ -85,7 +88,7 @@ impl Report {
         self.lines.push((what.to_owned(), figure, target));
     }
 
-    fn format(what: &str, figure: &str, target: Option<&(String, bool)>) -> String {
+    fn format(what: &str, figure: &str, target: Option<&Target>) -> String {
         let verdict = match target {
             Some((text, true)) => format!("   [target {text}: met]"),
             Some((text, false)) => format!("   [target {text}: MISSED]"),

@@ -199,8 +199,8 @@ pub async fn apply_in_transaction(
     Ok(())
 }
 
-/// The idempotent core: skip what was applied, fill gaps, apply, record sequences and
-/// checkpoint. Runs inside the caller's transaction.
+/// The idempotent core: skip what was applied, fill gaps, apply (the projection records the
+/// new sequences in its rows) and checkpoint. Runs inside the caller's transaction.
 pub async fn apply_batch(
     conn: &mut PgConnection,
     projection: &dyn Projection,
