@@ -497,3 +497,87 @@ pub fn assert_exactly_once_in_order(stream: &[(String, RecordedEvent)], expected
         );
     }
 }
+
+/// A nats-server of the test's own (for what cannot be done to the shared one: a custom
+/// configuration, or being stopped). Killed and its files removed when dropped.
+pub struct NatsServerProcess {
+    child: std::process::Child,
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl NatsServerProcess {
+    /// Starts nats-server with JetStream. `config` is a configuration text in which `{port}` and
+    /// `{store}` are replaced; without one, a plain JetStream server is started.
+    pub async fn start(config: Option<&str>) -> Self {
+        let binary = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("nats-server is installed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = std::env::temp_dir().join(format!("keyframe-nats-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let store = dir.join("jetstream");
+        let args: Vec<String> = match config {
+            Some(text) => {
+                let path = dir.join("nats.conf");
+                let text = text
+                    .replace("{port}", &port.to_string())
+                    .replace("{store}", &store.display().to_string());
+                std::fs::write(&path, text).expect("write the configuration");
+                vec!["-c".to_owned(), path.display().to_string()]
+            }
+            None => [
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-sd",
+                &store.display().to_string(),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        };
+        let child = std::process::Command::new(binary)
+            .args(&args)
+            .env("KEYFRAME_NATS_PASSWORD", "service-pw")
+            .env("WORKER_NATS_PASSWORD", "worker-pw")
+            .env("ANALYTICS_NATS_PASSWORD", "analytics-pw")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        let url = format!("nats://127.0.0.1:{port}");
+        let server = Self { child, url, port, dir };
+        wait_for("nats-server to listen", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+        server
+    }
+
+    /// Kills the server, as an outage would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NatsServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -641,3 +641,40 @@ async fn a_command_that_keeps_conflicting_is_retried_a_bounded_number_of_times_t
         .expect("count");
     assert_eq!(written, 0, "nothing half-written");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_turns_503_when_nats_goes_away() {
+    let mut nats = keyframe_tests::NatsServerProcess::start(None).await;
+    let db = keyframe_tests::TestDatabase::create().await;
+    let nats_args = keyframe::config::NatsArgs {
+        nats_url: nats.url.clone(),
+        nats_user: None,
+        nats_password: None,
+        nats_creds: None,
+        nats_prefix: "kfready".to_owned(),
+    };
+    let config = keyframe::app::AppConfig {
+        database_url: db.url.clone(),
+        db_max_connections: 5,
+        nats: nats_args,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        components: vec![keyframe::config::Component::Api],
+        api: keyframe_tests::test_api_settings(),
+    };
+    let app = keyframe::app::Application::build(config).await.expect("starts");
+    let ready = format!("http://{}/health/ready", app.local_addr().expect("api"));
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&ready).send().await.expect("answered").status(), 200);
+
+    nats.kill();
+    keyframe_tests::wait_for(
+        "readiness to report NATS down",
+        std::time::Duration::from_secs(10),
+        || async {
+            let response = http.get(&ready).send().await.expect("answered");
+            response.status() == 503 && body(response).await["checks"]["nats"] == "down"
+        },
+    )
+    .await;
+    app.stop().await;
+}

@@ -3,61 +3,21 @@
 //! domain events.
 
 use futures::StreamExt;
-use keyframe_tests::wait_for;
-use std::process::{Child, Command, Stdio};
+use keyframe_tests::{NatsServerProcess, wait_for};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-struct NatsServer {
-    child: Child,
-    url: String,
-    store: std::path::PathBuf,
-}
+struct NatsServer(NatsServerProcess);
 
 impl NatsServer {
+    /// nats-server with the shipped `nats.conf`, only its listen address and store moved.
     async fn start() -> Self {
-        let binary = [
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-            "/usr/local/bin/nats-server",
-        ]
-        .into_iter()
-        .find(|path| std::path::Path::new(path).exists())
-        .expect("nats-server is installed");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let store = std::env::temp_dir().join(format!("keyframe-nats-conf-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&store).expect("store dir");
-        // The shipped file with only its listen address and store directory moved here.
         let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../nats.conf")).expect("nats.conf");
-        let store_dir = store.join("jetstream");
         let adapted = shipped
-            .replace("listen: 0.0.0.0:4222", &format!("listen: 127.0.0.1:{port}"))
-            .replace(
-                "store_dir: /data/jetstream",
-                &format!("store_dir: \"{}\"", store_dir.display()),
-            );
+            .replace("listen: 0.0.0.0:4222", "listen: 127.0.0.1:{port}")
+            .replace("store_dir: /data/jetstream", "store_dir: \"{store}\"");
         assert_ne!(adapted, shipped, "nats.conf still has the lines this test moves");
-        let config = store.join("nats.conf");
-        std::fs::write(&config, adapted).expect("write config");
-        let child = Command::new(binary)
-            .args(["-c", config.to_str().expect("utf-8")])
-            .env("KEYFRAME_NATS_PASSWORD", "service-pw")
-            .env("WORKER_NATS_PASSWORD", "worker-pw")
-            .env("ANALYTICS_NATS_PASSWORD", "analytics-pw")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let url = format!("nats://127.0.0.1:{port}");
-        wait_for("nats-server to listen", Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-        })
-        .await;
-        Self { child, url, store }
+        Self(NatsServerProcess::start(Some(&adapted)).await)
     }
 
     /// Connects as `user`, recording the server's permission errors.
@@ -73,18 +33,10 @@ impl NatsServer {
                     }
                 }
             })
-            .connect(&self.url)
+            .connect(&self.0.url)
             .await
             .expect("connect");
         (client, errors)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.store);
     }
 }
 
