@@ -201,7 +201,7 @@ async fn a_relay_killed_in_the_middle_of_a_backlog_resumes_without_loss_or_dupli
     second.stop().await;
     let stream = nats.stream_events().await;
     assert_exactly_once_in_order(&stream, &committed);
-    let backlog = keyframe_eventlog::relay::backlog(&db.pool, "events")
+    let backlog = keyframe_eventlog::relay::backlog(&db.pool, keyframe_eventlog::relay::DEFAULT_RELAY, 1_000_000)
         .await
         .expect("backlog");
     assert_eq!(backlog, 0, "the checkpoint reached the end of the log");

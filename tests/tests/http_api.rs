@@ -542,7 +542,12 @@ async fn health_reports_ready_and_turns_503_when_postgres_goes_away() {
     let app = TestApp::spawn().await;
     let ready = app.request(Method::GET, "/health/ready", None, None).await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(body(ready).await["checks"], json!({"postgres": "ok", "nats": "ok"}));
+    let ready = body(ready).await;
+    assert_eq!(ready["checks"], json!({"postgres": "ok", "nats": "ok"}));
+    assert!(
+        ready["relay_backlog"].as_i64().is_some(),
+        "the relay's backlog is exposed"
+    );
 
     // Take the database away under the running service.
     let admin = sqlx::PgPool::connect(&keyframe_tests::admin_database_url())

@@ -73,6 +73,10 @@ async fn main() -> anyhow::Result<()> {
         let client = load::Client::new(&server.base_url, args.concurrency)?;
         let token = client.register_and_login().await.context("bench user")?;
 
+        // The pipeline's own latency, with nothing else running: commit to visible.
+        let (_, mut idle_lag) = load::create_projects(&client, &token, &scratch.database_url, 0, round).await?;
+        report.line("projection lag, idle", Stats::of(&mut idle_lag).to_string(), None);
+
         let mut raw_rates = Vec::new();
         let mut command_rates = Vec::new();
         let mut command_latency = Vec::new();

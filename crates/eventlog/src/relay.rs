@@ -22,6 +22,9 @@ const LEADER_LOCK_KEY: i64 = 0x006b_6672_656c_6179;
 /// Channel the events table's trigger notifies on commit.
 pub const NOTIFY_CHANNEL: &str = "keyframe_events";
 
+/// The checkpoint name of the relay `serve` runs.
+pub const DEFAULT_RELAY: &str = "events";
+
 /// Tuning for the relay.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
@@ -38,7 +41,7 @@ pub struct RelaySettings {
 impl Default for RelaySettings {
     fn default() -> Self {
         Self {
-            name: "events".to_owned(),
+            name: DEFAULT_RELAY.to_owned(),
             batch_size: 2_000,
             poll_interval: Duration::from_millis(500),
             held_back_retry: Duration::from_millis(2),
@@ -228,13 +231,17 @@ async fn save_checkpoint(conn: &mut PgConnection, relay: &str, position: LogPosi
     Ok(())
 }
 
-/// How far the relay is behind: committed events after its checkpoint. Exposed for operators.
-pub async fn backlog(pool: &PgPool, relay: &str) -> anyhow::Result<i64> {
+/// How far the relay is behind: committed events after its checkpoint, counted up to `cap` so
+/// the answer stays cheap however large the backlog. Exposed by `/health/ready`.
+pub async fn backlog(pool: &PgPool, relay: &str, cap: i64) -> anyhow::Result<i64> {
     let checkpoint = load_checkpoint(&mut *pool.acquire().await?, relay).await?;
-    let count = sqlx::query_scalar("SELECT count(*) FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)")
-        .bind(checkpoint.tx_id.to_string())
-        .bind(checkpoint.global_position)
-        .fetch_one(pool)
-        .await?;
+    let count = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) LIMIT $3) pending",
+    )
+    .bind(checkpoint.tx_id.to_string())
+    .bind(checkpoint.global_position)
+    .bind(cap)
+    .fetch_one(pool)
+    .await?;
     Ok(count)
 }

@@ -29,6 +29,10 @@ pub struct Health {
     /// Each dependency: `ok` or `down`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<Checks>,
+    /// Committed events the relay has not yet published (counted up to 100,000); a number that
+    /// keeps growing means the relay is down or held back by a long-open transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_backlog: Option<i64>,
 }
 
 /// Dependency checks.
@@ -47,6 +51,7 @@ pub async fn live() -> Json<Health> {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
         checks: None,
+        relay_backlog: None,
     })
 }
 
@@ -61,6 +66,17 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
         && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush())
             .await
             .is_ok_and(|result| result.is_ok());
+    let relay_backlog = if postgres {
+        tokio::time::timeout(
+            CHECK_TIMEOUT,
+            keyframe_eventlog::relay::backlog(&state.pool, keyframe_eventlog::relay::DEFAULT_RELAY, 100_000),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+    } else {
+        None
+    };
     let word = |ok: bool| if ok { "ok" } else { "down" };
     let healthy = postgres && nats;
     let status = if healthy {
@@ -75,6 +91,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
             postgres: word(postgres),
             nats: word(nats),
         }),
+        relay_backlog,
     };
     (status, Json(body))
 }
