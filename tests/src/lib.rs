@@ -115,9 +115,10 @@ fn is_stale(stamped: &str) -> bool {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let pool = self.pool.clone();
+        // No `pool.close().await` first: on a current-thread test runtime the pool's connections
+        // are driven by the very thread this drop blocks, so waiting for them never ends.
+        // `WITH (FORCE)` ends those connections instead.
         block_on_cleanup(async move {
-            pool.close().await;
             if let Ok(admin) = PgPool::connect(&admin_database_url()).await {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&admin)

@@ -1,14 +1,15 @@
 //! Running commands against the event store.
 //!
-//! A [`CommandBus`] wraps cqrs-es's framework over the plain postgres-es event store (no
-//! snapshots: 0.5.0's snapshot store applies events twice). It stamps the metadata on every
-//! event, retries optimistic-concurrency conflicts a bounded number of times with jitter, and
-//! answers the global position of the aggregate's newest event so clients can read their writes.
+//! A [`CommandBus`] wraps cqrs-es's framework over Keyframe's event repository
+//! ([`crate::store`]: postgres-es's, appending in one statement; no snapshots, since 0.5.0's
+//! snapshot store applies events twice). It stamps the metadata on every event, retries
+//! optimistic-concurrency conflicts a bounded number of times with jitter, and answers the global
+//! position of the aggregate's newest event so clients can read their writes.
 
 use crate::metadata::CommandMetadata;
+use crate::store::{PgEventRepository, capture_appended};
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, EventStore};
-use postgres_es::{PostgresCqrs, PostgresEventRepository, postgres_cqrs};
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 use rand::Rng;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -35,8 +36,8 @@ pub enum CommandError<E: std::error::Error> {
 
 /// Executes commands for one aggregate type.
 pub struct CommandBus<A: Aggregate<Services = ()>> {
-    cqrs: PostgresCqrs<A>,
-    store: PersistedEventStore<PostgresEventRepository, A>,
+    cqrs: CqrsFramework<A, PersistedEventStore<PgEventRepository, A>>,
+    store: PersistedEventStore<PgEventRepository, A>,
     pool: PgPool,
     max_attempts: u32,
 }
@@ -45,8 +46,12 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
     /// A bus over the events table in `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self {
-            cqrs: postgres_cqrs(pool.clone(), Vec::new(), ()),
-            store: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
+            cqrs: CqrsFramework::new(
+                PersistedEventStore::new_event_store(PgEventRepository::new(pool.clone())),
+                Vec::new(),
+                (),
+            ),
+            store: PersistedEventStore::new_event_store(PgEventRepository::new(pool.clone())),
             pool,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
@@ -64,16 +69,21 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.cqrs.execute_with_metadata(id, command(), metadata.to_map()).await {
-                Ok(()) => break,
-                Err(AggregateError::AggregateConflict) if attempt < self.max_attempts => {
+            let execution = self.cqrs.execute_with_metadata(id, command(), metadata.to_map());
+            match capture_appended(execution).await {
+                (Ok(()), Some(appended)) => return Ok(appended),
+                // The command was accepted but emitted nothing: answer where the aggregate stands.
+                (Ok(()), None) => break,
+                (Err(AggregateError::AggregateConflict), _) if attempt < self.max_attempts => {
                     // Spread the retries so the writers that collided do not collide again.
                     let jitter_ms = rand::rng().random_range(1..=5 * u64::from(attempt));
                     tokio::time::sleep(Duration::from_millis(jitter_ms)).await;
                 }
-                Err(AggregateError::AggregateConflict) => return Err(CommandError::Conflict { attempts: attempt }),
-                Err(AggregateError::UserError(error)) => return Err(CommandError::Rejected(error)),
-                Err(other) => return Err(CommandError::Store(other.to_string())),
+                (Err(AggregateError::AggregateConflict), _) => {
+                    return Err(CommandError::Conflict { attempts: attempt });
+                }
+                (Err(AggregateError::UserError(error)), _) => return Err(CommandError::Rejected(error)),
+                (Err(other), _) => return Err(CommandError::Store(other.to_string())),
             }
         }
         sqlx::query_scalar(

@@ -15,4 +15,5 @@ pub mod projector;
 pub mod reader;
 pub mod relay;
 pub mod schema;
+pub mod store;
 pub mod streams;

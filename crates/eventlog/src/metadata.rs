@@ -64,7 +64,7 @@ impl CommandMetadata {
         self
     }
 
-    /// The map postgres-es stores in the `metadata` column.
+    /// The map stored in each event's `metadata` column.
     pub fn to_map(&self) -> HashMap<String, String> {
         let mut map = HashMap::from([
             ("actor".to_owned(), self.actor.to_string()),
