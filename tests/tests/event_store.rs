@@ -1,16 +1,20 @@
 //! The event repository under cqrs-es: a command's events land in one atomic statement, the bus
-//! answers exactly where they landed, and a stale sequence is a conflict that writes nothing.
+//! answers exactly where they landed, a stale sequence is a conflict that writes nothing, and
+//! every append wakes the relay once it has committed.
 
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use keyframe_domain::ids::{ProjectId, UserId};
-use keyframe_domain::project::{Project, ProjectCommand};
+use keyframe_domain::project::{Project, ProjectCommand, ProjectError};
 use keyframe_domain::values::{ProjectDescription, ProjectName};
 use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::CommandMetadata;
+use keyframe_eventlog::relay::NOTIFY_CHANNEL;
 use keyframe_eventlog::store::PgEventRepository;
 use keyframe_tests::{TestDatabase, all_events};
 use serde_json::json;
+use sqlx::postgres::PgListener;
+use std::time::Duration;
 
 fn name(text: &str) -> ProjectName {
     ProjectName::parse("name", text).expect("valid name")
@@ -137,4 +141,77 @@ async fn a_multi_event_append_is_atomic_and_a_stale_sequence_writes_nothing() {
         .await;
     assert!(snapshot.is_err(), "snapshots are refused, not silently dropped");
     assert_eq!(all_events(&db.pool).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_create_on_a_fresh_id_skips_the_load_and_a_create_on_an_existing_id_is_refused_by_the_aggregate() {
+    let db = TestDatabase::create().await;
+    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let owner = UserId::new();
+    let project_id = ProjectId::new();
+    let id = project_id.to_string();
+    let create = |title: &'static str| {
+        move || ProjectCommand::CreateProject {
+            project_id,
+            owner_id: owner,
+            name: name(title),
+            description: ProjectDescription::default(),
+            at: chrono::Utc::now(),
+        }
+    };
+
+    let position = bus
+        .execute_new(&id, create("Trailer"), &CommandMetadata::system())
+        .await
+        .expect("create");
+    let stored = all_events(&db.pool).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].sequence, stored[0].global_position), (1, position));
+    assert_eq!(stored[0].event_type, "ProjectCreated");
+    assert_eq!(stored[0].metadata["actor"], "system");
+
+    // The same id again: sequence 1 is taken, so the aggregate is loaded and answers.
+    let again = bus.execute_new(&id, create("Copy"), &CommandMetadata::system()).await;
+    assert!(
+        matches!(again, Err(CommandError::Rejected(ProjectError::AlreadyExists))),
+        "{again:?}"
+    );
+    assert_eq!(
+        all_events(&db.pool).await.len(),
+        1,
+        "the refused create appended nothing"
+    );
+    let project = bus.load(&id).await.expect("load").expect("exists");
+    assert_eq!(project.name().as_str(), "Trailer");
+}
+
+#[tokio::test]
+async fn every_append_wakes_the_relay_after_it_has_committed() {
+    let db = TestDatabase::create().await;
+    let mut listener = PgListener::connect_with(&db.pool).await.expect("listener");
+    listener.listen(NOTIFY_CHANNEL).await.expect("LISTEN");
+    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let owner = UserId::new();
+
+    for title in ["First", "Second"] {
+        let project_id = ProjectId::new();
+        bus.execute_new(
+            &project_id.to_string(),
+            || ProjectCommand::CreateProject {
+                project_id,
+                owner_id: owner,
+                name: name(title),
+                description: ProjectDescription::default(),
+                at: chrono::Utc::now(),
+            },
+            &CommandMetadata::system(),
+        )
+        .await
+        .expect("create");
+        let notification = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .expect("a NOTIFY within five seconds")
+            .expect("notification");
+        assert_eq!(notification.channel(), NOTIFY_CHANNEL);
+    }
 }

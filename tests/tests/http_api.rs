@@ -683,3 +683,51 @@ async fn readiness_turns_503_when_nats_goes_away() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_cut_by_the_database_answer_503_and_the_service_heals_without_a_500() {
+    let app = TestApp::spawn_with(vec![keyframe::config::Component::Api]).await;
+    let ada = app.register_and_login("ada@example.com").await;
+    // Warm the pool with several connections, then cut every one of them, as a Postgres restart
+    // or a network blip would.
+    let warm: Vec<_> = (0..8)
+        .map(|i| {
+            app.request(
+                Method::POST,
+                "/api/v1/projects",
+                Some(&ada.access_token),
+                Some(json!({"name": format!("Warm {i}")})),
+            )
+        })
+        .collect();
+    for response in futures::future::join_all(warm).await {
+        assert_eq!(response.status(), 201);
+    }
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .expect("terminate");
+    assert!(cut > 0, "the service's connections were cut");
+
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let response = app
+            .request(
+                Method::POST,
+                "/api/v1/projects",
+                Some(&ada.access_token),
+                Some(json!({"name": format!("After {i}")})),
+            )
+            .await;
+        let status = response.status().as_u16();
+        if status == 503 {
+            assert_eq!(body(response).await["code"], "unavailable");
+        }
+        statuses.push(status);
+    }
+    assert!(statuses.iter().all(|s| [201, 503].contains(s)), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 201), "healed: {statuses:?}");
+}

@@ -124,6 +124,12 @@ impl ApiError {
                 code: "concurrent_modification",
                 detail: "the resource was being changed by other requests; try again".to_owned(),
             },
+            CommandError::Unavailable(detail) => {
+                tracing::warn!(detail, "the event store is unreachable");
+                Self::Unavailable {
+                    detail: "the database is unreachable; try again shortly".to_owned(),
+                }
+            }
             CommandError::Store(detail) => Self::Internal(anyhow::anyhow!("event store: {detail}")),
         }
     }
@@ -153,7 +159,14 @@ impl From<ValidationError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Internal(anyhow::Error::new(error).context("database"))
+        if keyframe_eventlog::store::database_unreachable(&error) {
+            tracing::warn!(%error, "the database is unreachable");
+            Self::Unavailable {
+                detail: "the database is unreachable; try again shortly".to_owned(),
+            }
+        } else {
+            Self::Internal(anyhow::Error::new(error).context("database"))
+        }
     }
 }
 

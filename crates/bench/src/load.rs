@@ -116,8 +116,10 @@ where
 
 /// Single-row `INSERT` + `COMMIT` on the same Postgres: the floor a command is compared with.
 pub async fn raw_inserts(database_url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Phase> {
+    // The service's pool does not ping hot connections before each statement; neither does this.
     let pool = PgPoolOptions::new()
         .max_connections(concurrency as u32)
+        .test_before_acquire(false)
         .connect(database_url)
         .await?;
     sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw_inserts (id bigserial PRIMARY KEY, payload json NOT NULL)")
@@ -176,9 +178,20 @@ pub async fn create_projects(
             anyhow::Ok(lags)
         })
     };
+    let phase = create_projects_only(client, token, concurrency, duration).await?;
+    Ok((phase, probe.await??))
+}
+
+/// `POST /api/v1/projects` at `concurrency`, nothing else.
+pub async fn create_projects_only(
+    client: &Client,
+    token: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Phase> {
     let client = client.clone();
     let token = token.to_owned();
-    let phase = timed(concurrency, duration, move |i| {
+    timed(concurrency, duration, move |i| {
         let client = client.clone();
         let token = token.clone();
         async move {
@@ -186,8 +199,7 @@ pub async fn create_projects(
             Ok(())
         }
     })
-    .await?;
-    Ok((phase, probe.await??))
+    .await
 }
 
 /// `GET /api/v1/projects` at `concurrency`.

@@ -155,6 +155,38 @@ async fn main() -> anyhow::Result<()> {
         );
         server.stop().await;
         scratch.remove().await;
+
+        // The same commands with the API alone (no relay, no projectors in the process): how much
+        // of the gap to raw inserts is the command path itself and how much is the pipeline
+        // behind it competing for the same two cores.
+        let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "api").await?;
+        let server = Server::start(&keyframe, &scratch, &["serve", "--run", "api"]).await?;
+        let client = load::Client::new(&server.base_url, args.concurrency)?;
+        let token = client.register_and_login().await.context("bench user")?;
+        let mut alone_rates = Vec::new();
+        let mut alone_latency = Vec::new();
+        for _ in 0..args.rounds {
+            let commands = load::create_projects_only(&client, &token, args.concurrency, round).await?;
+            alone_rates.push(commands.rate());
+            alone_latency.extend(commands.latencies);
+        }
+        let alone_median = report::median(&mut alone_rates);
+        report.line(
+            "create project, API alone (c=32)",
+            format!(
+                "{alone_median:.0} req/s (rounds: {}) {}",
+                report::list(&alone_rates),
+                Stats::of(&mut alone_latency)
+            ),
+            None,
+        );
+        report.line(
+            "  API alone / raw inserts",
+            format!("{:.0} %", 100.0 * alone_median / raw_median),
+            None,
+        );
+        server.stop().await;
+        scratch.remove().await;
     }
 
     // Phase 2: the relay and replay over a backlog written straight into the event store.

@@ -29,10 +29,14 @@ impl Scratch {
             .context("connecting to Postgres")?;
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
         admin.close().await;
-        let database_url = format!(
-            "{}/{name}",
-            &admin_url[..admin_url.rfind('/').context("admin url has no path")?]
-        );
+        // Same server and options (the query string: TLS mode and the like), another database.
+        let (location, options) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+        let server = &location[..location.rfind('/').context("admin url has no path")?];
+        let database_url = if options.is_empty() {
+            format!("{server}/{name}")
+        } else {
+            format!("{server}/{name}?{options}")
+        };
         let client = async_nats::connect(nats_url).await.context("connecting to NATS")?;
         Ok(Self {
             admin_url: admin_url.to_owned(),

@@ -7,8 +7,9 @@
 //! position of the aggregate's newest event so clients can read their writes.
 
 use crate::metadata::CommandMetadata;
-use crate::store::{PgEventRepository, capture_appended};
-use cqrs_es::persist::PersistedEventStore;
+use crate::store::{PgEventRepository, capture_appended, database_unreachable};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 use rand::Rng;
 use sqlx::PgPool;
@@ -29,9 +30,31 @@ pub enum CommandError<E: std::error::Error> {
         /// How many attempts were made.
         attempts: u32,
     },
-    /// The event store failed (connection, serialisation).
+    /// The event store could not be reached.
+    #[error("event store unreachable: {0}")]
+    Unavailable(String),
+    /// The event store failed otherwise (serialisation, an unexpected database error).
     #[error("event store: {0}")]
     Store(String),
+}
+
+impl<E: std::error::Error> CommandError<E> {
+    fn from_store(error: AggregateError<E>) -> Self {
+        match error {
+            AggregateError::UserError(error) => Self::Rejected(error),
+            AggregateError::AggregateConflict => Self::Conflict { attempts: 1 },
+            AggregateError::DatabaseConnectionError(error) => Self::Unavailable(error.to_string()),
+            other => Self::Store(other.to_string()),
+        }
+    }
+
+    fn from_sqlx(error: sqlx::Error) -> Self {
+        if database_unreachable(&error) {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Store(error.to_string())
+        }
+    }
 }
 
 /// Executes commands for one aggregate type.
@@ -45,13 +68,10 @@ pub struct CommandBus<A: Aggregate<Services = ()>> {
 impl<A: Aggregate<Services = ()>> CommandBus<A> {
     /// A bus over the events table in `pool`.
     pub fn new(pool: PgPool) -> Self {
+        let repository = PgEventRepository::new(pool.clone());
         Self {
-            cqrs: CqrsFramework::new(
-                PersistedEventStore::new_event_store(PgEventRepository::new(pool.clone())),
-                Vec::new(),
-                (),
-            ),
-            store: PersistedEventStore::new_event_store(PgEventRepository::new(pool.clone())),
+            store: PersistedEventStore::new_event_store(repository.another()),
+            cqrs: CqrsFramework::new(PersistedEventStore::new_event_store(repository), Vec::new(), ()),
             pool,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
@@ -63,17 +83,32 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
     pub async fn execute(
         &self,
         id: &str,
-        mut command: impl FnMut() -> A::Command,
+        command: impl FnMut() -> A::Command,
         metadata: &CommandMetadata,
     ) -> Result<i64, CommandError<A::Error>> {
-        let mut attempt = 0;
+        self.execute_after_attempts(id, command, metadata, 0).await
+    }
+
+    /// [`Self::execute`] when `attempts_made` attempts have already conflicted: they count
+    /// towards the bound.
+    async fn execute_after_attempts(
+        &self,
+        id: &str,
+        mut command: impl FnMut() -> A::Command,
+        metadata: &CommandMetadata,
+        attempts_made: u32,
+    ) -> Result<i64, CommandError<A::Error>> {
+        let mut attempt = attempts_made;
+        if attempt >= self.max_attempts {
+            return Err(CommandError::Conflict { attempts: attempt });
+        }
         loop {
             attempt += 1;
             let execution = self.cqrs.execute_with_metadata(id, command(), metadata.to_map());
             match capture_appended(execution).await {
                 (Ok(()), Some(appended)) => return Ok(appended),
                 // The command was accepted but emitted nothing: answer where the aggregate stands.
-                (Ok(()), None) => break,
+                (Ok(()), None) => return self.newest_position(id).await,
                 (Err(AggregateError::AggregateConflict), _) if attempt < self.max_attempts => {
                     // Spread the retries so the writers that collided do not collide again.
                     let jitter_ms = rand::rng().random_range(1..=5 * u64::from(attempt));
@@ -82,10 +117,46 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
                 (Err(AggregateError::AggregateConflict), _) => {
                     return Err(CommandError::Conflict { attempts: attempt });
                 }
-                (Err(AggregateError::UserError(error)), _) => return Err(CommandError::Rejected(error)),
-                (Err(other), _) => return Err(CommandError::Store(other.to_string())),
+                (Err(other), _) => return Err(CommandError::from_store(other)),
             }
         }
+    }
+
+    /// Runs a command that starts aggregate `id`, an id the caller has just generated, without
+    /// loading it first: a new aggregate has no events, so the load would only cost a round trip.
+    /// The events get the same envelopes and metadata as [`Self::execute`] gives them. Should the
+    /// id exist after all, the append's unique key refuses sequence 1 and the command runs again
+    /// the ordinary way, so the aggregate itself answers (typically "already exists"); that
+    /// first attempt counts towards the retry bound.
+    pub async fn execute_new(
+        &self,
+        id: &str,
+        mut command: impl FnMut() -> A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<i64, CommandError<A::Error>> {
+        let mut aggregate = A::default();
+        let sink = EventSink::default();
+        aggregate
+            .handle(command(), &(), &sink)
+            .await
+            .map_err(CommandError::Rejected)?;
+        let events = sink.collect().await;
+        let fresh = EventStoreAggregateContext {
+            aggregate_id: id.to_owned(),
+            aggregate,
+            current_sequence: 0,
+            current_snapshot: None,
+        };
+        match capture_appended(self.store.commit(events, fresh, metadata.to_map())).await {
+            (Ok(_), Some(appended)) => Ok(appended),
+            (Ok(_), None) => self.newest_position(id).await,
+            (Err(AggregateError::AggregateConflict), _) => self.execute_after_attempts(id, command, metadata, 1).await,
+            (Err(other), _) => Err(CommandError::from_store(other)),
+        }
+    }
+
+    /// The global position of the aggregate's newest event (0 when it has none).
+    async fn newest_position(&self, id: &str) -> Result<i64, CommandError<A::Error>> {
         sqlx::query_scalar(
             "SELECT global_position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
              ORDER BY sequence DESC LIMIT 1",
@@ -95,16 +166,12 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         .fetch_optional(&self.pool)
         .await
         .map(Option::unwrap_or_default)
-        .map_err(|e| CommandError::Store(e.to_string()))
+        .map_err(CommandError::from_sqlx)
     }
 
     /// The aggregate's current state, folded from its events; `None` when it has none.
     pub async fn load(&self, id: &str) -> Result<Option<A>, CommandError<A::Error>> {
-        let events = self
-            .store
-            .load_events(id)
-            .await
-            .map_err(|e| CommandError::Store(e.to_string()))?;
+        let events = self.store.load_events(id).await.map_err(CommandError::from_store)?;
         if events.is_empty() {
             return Ok(None);
         }

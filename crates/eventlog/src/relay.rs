@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Advisory-lock key of the relay leader ("kfrelay" in ASCII).
 const LEADER_LOCK_KEY: i64 = 0x006b_6672_656c_6179;
-/// Channel the events table's trigger notifies on commit.
+/// Channel the event repository notifies on after each append has committed.
 pub const NOTIFY_CHANNEL: &str = "keyframe_events";
 
 /// The checkpoint name of the relay `serve` runs.

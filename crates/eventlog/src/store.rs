@@ -9,7 +9,13 @@
 //! Loading and streaming stay postgres-es's. Conflicts surface exactly as before: a unique
 //! violation on `(aggregate_type, aggregate_id, sequence)` is an optimistic-lock error. There are
 //! no snapshots (0.5.0's snapshot store applies events twice).
+//!
+//! After an append has committed, the repository wakes the relay with `NOTIFY`, from outside the
+//! appending transaction: a NOTIFY inside it would serialise every commit in the database (see
+//! `migrations/0005_notify_after_commit.sql`). The wake-ups are coalesced, one in flight at a
+//! time, so a burst of appends costs one extra statement, not one per append.
 
+use crate::relay::NOTIFY_CHANNEL;
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use postgres_es::PostgresEventRepository;
@@ -17,6 +23,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use std::cell::Cell;
 use std::future::Future;
+use tokio::sync::mpsc;
 
 tokio::task_local! {
     /// The highest global position the current command appended, if any.
@@ -33,35 +40,108 @@ pub(crate) async fn capture_appended<F: Future>(command: F) -> (F::Output, Optio
         .await
 }
 
+/// Wakes the relay after appends: at most one `NOTIFY` in flight, however many appends ring.
+#[derive(Clone)]
+struct RelayWake(mpsc::Sender<()>);
+
+impl RelayWake {
+    /// Starts the task that sends the notifications; it ends when the last handle is dropped.
+    fn spawn(pool: PgPool) -> Self {
+        // Capacity one: a ring while a NOTIFY is pending or in flight folds into the next one.
+        let (ring, mut rung) = mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            while rung.recv().await.is_some() {
+                // A wake-up lost in a crash costs only latency (the relay polls), so this
+                // statement's commit need not wait for the WAL flush.
+                let sent = sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
+                    .bind(NOTIFY_CHANNEL)
+                    .execute(&pool)
+                    .await;
+                if let Err(error) = sent {
+                    tracing::debug!(%error, "waking the relay failed; it will find the events by polling");
+                }
+            }
+        });
+        Self(ring)
+    }
+
+    fn ring(&self) {
+        // Full means a wake-up is already pending; closed means the runtime is shutting down.
+        let _ = self.0.try_send(());
+    }
+}
+
 /// The Postgres event repository.
 pub struct PgEventRepository {
     postgres_es: PostgresEventRepository,
     pool: PgPool,
+    wake: RelayWake,
 }
 
 impl PgEventRepository {
-    /// A repository over the `events` table in `pool`.
+    /// A repository over the `events` table in `pool`. Must be called inside a Tokio runtime: it
+    /// starts the task that wakes the relay.
     pub fn new(pool: PgPool) -> Self {
+        let wake = RelayWake::spawn(pool.clone());
+        Self::sharing(pool, wake)
+    }
+
+    fn sharing(pool: PgPool, wake: RelayWake) -> Self {
         Self {
             postgres_es: PostgresEventRepository::new(pool.clone()),
             pool,
+            wake,
         }
+    }
+
+    /// A second repository on the same pool that shares this one's relay wake-ups.
+    pub fn another(&self) -> Self {
+        Self::sharing(self.pool.clone(), self.wake.clone())
+    }
+}
+
+/// Whether `error` means Postgres could not be reached or dropped the connection (a restart, an
+/// administrator ending it, the network), as opposed to refusing the statement: the caller
+/// should answer "unavailable, try again", not report a bug.
+pub fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        // SQLSTATE class 08 is "connection exception", class 57 "operator intervention"
+        // (57P01 is the server ending the connection on shutdown or `pg_terminate_backend`).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        _ => false,
     }
 }
 
 fn persistence_error(error: sqlx::Error) -> PersistenceError {
-    match &error {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => PersistenceError::OptimisticLockError,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            PersistenceError::ConnectionError(Box::new(error))
+    let unique_violation = matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"));
+    if unique_violation {
+        PersistenceError::OptimisticLockError
+    } else if database_unreachable(&error) {
+        PersistenceError::ConnectionError(Box::new(error))
+    } else {
+        PersistenceError::UnknownError(Box::new(error))
+    }
+}
+
+/// postgres-es counts a connection its server ended (SQLSTATE 57P01) as an unknown error; count
+/// it as the connection error it is, so the caller answers "unavailable" rather than a bug.
+fn reclassify(error: PersistenceError) -> PersistenceError {
+    match error {
+        PersistenceError::UnknownError(error)
+            if error.downcast_ref::<sqlx::Error>().is_some_and(database_unreachable) =>
+        {
+            PersistenceError::ConnectionError(error)
         }
-        _ => PersistenceError::UnknownError(Box::new(error)),
+        other => other,
     }
 }
 
 impl PersistedEventRepository for PgEventRepository {
     async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.postgres_es.get_events::<A>(aggregate_id).await
+        self.postgres_es.get_events::<A>(aggregate_id).await.map_err(reclassify)
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -69,7 +149,10 @@ impl PersistedEventRepository for PgEventRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.postgres_es.get_last_events::<A>(aggregate_id, last_sequence).await
+        self.postgres_es
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
+            .map_err(reclassify)
     }
 
     async fn get_snapshot<A: Aggregate>(&self, _: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
@@ -112,6 +195,7 @@ impl PersistedEventRepository for PgEventRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(persistence_error)?;
+        self.wake.ring();
         let newest = positions.into_iter().max();
         let _ = APPENDED.try_with(|cell| cell.set(newest));
         Ok(())

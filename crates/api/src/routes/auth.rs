@@ -138,7 +138,7 @@ pub async fn register(
         at: now,
     };
     let metadata = context.metadata(Actor::Anonymous);
-    let position = match state.users.execute(&user_id.to_string(), command, &metadata).await {
+    let position = match state.users.execute_new(&user_id.to_string(), command, &metadata).await {
         Ok(position) => position,
         Err(error) => {
             // Registration failed: free the address for another try.
@@ -300,7 +300,7 @@ pub async fn login(
     let metadata = context.metadata(Actor::User(user_id));
     let position = state
         .sessions
-        .execute(&session_id.to_string(), command, &metadata)
+        .execute_new(&session_id.to_string(), command, &metadata)
         .await
         .map_err(|e| ApiError::from_command(e, session_rejected))?;
     let token_user = TokenUser {

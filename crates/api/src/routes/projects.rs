@@ -166,7 +166,7 @@ pub async fn create(
     let metadata = context.metadata(Actor::User(caller.user_id));
     let position = state
         .projects
-        .execute(&project_id.to_string(), command, &metadata)
+        .execute_new(&project_id.to_string(), command, &metadata)
         .await
         .map_err(|e| ApiError::from_command(e, project_rejected))?;
     let view = ProjectView {
