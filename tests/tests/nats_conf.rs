@@ -40,6 +40,30 @@ impl NatsServer {
     }
 }
 
+/// Publishes on `subject` until `subscription` receives it. The client's `flush` only empties
+/// its own buffer, so a subscription made just before may not be registered on the server yet:
+/// repeating the publish, rather than sleeping, waits exactly as long as that takes.
+async fn publish_until_received(
+    publisher: &async_nats::Client,
+    subject: &str,
+    subscription: &mut async_nats::Subscriber,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        publisher
+            .publish(subject.to_owned(), "{}".into())
+            .await
+            .expect("publish");
+        publisher.flush().await.expect("flush");
+        if let Ok(message) = tokio::time::timeout(Duration::from_millis(100), subscription.next()).await {
+            let message = message.expect("the subscription is open");
+            assert_eq!(message.subject.as_str(), subject);
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{subject} never arrived");
+    }
+}
+
 async fn wait_for_violation(errors: &Arc<Mutex<Vec<String>>>, subject: &str) {
     wait_for(
         &format!("a permissions violation for {subject}"),
@@ -65,16 +89,7 @@ async fn the_analytics_user_reads_events_and_can_do_nothing_else() {
         .subscribe("keyframe.events.>")
         .await
         .expect("subscribe to events");
-    analytics.flush().await.expect("flush");
-    service
-        .publish("keyframe.events.Project.p1.ProjectCreated", "{}".into())
-        .await
-        .expect("publish");
-    let received = tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .expect("in time")
-        .expect("a message");
-    assert_eq!(received.subject.as_str(), "keyframe.events.Project.p1.ProjectCreated");
+    publish_until_received(&service, "keyframe.events.Project.p1.ProjectCreated", &mut events).await;
 
     analytics
         .publish("keyframe.events.Project.p2.ProjectDeleted", "{}".into())
@@ -95,16 +110,7 @@ async fn the_worker_publishes_results_but_not_domain_events() {
     let (worker, worker_errors) = server.connect("worker", "worker-pw").await;
 
     let mut results = service.subscribe("keyframe.worker.jobs.>").await.expect("subscribe");
-    service.flush().await.expect("flush");
-    worker
-        .publish("keyframe.worker.jobs.j1.progress", "{\"percent\":50}".into())
-        .await
-        .expect("publish");
-    let received = tokio::time::timeout(Duration::from_secs(5), results.next())
-        .await
-        .expect("in time")
-        .expect("a message");
-    assert_eq!(received.subject.as_str(), "keyframe.worker.jobs.j1.progress");
+    publish_until_received(&worker, "keyframe.worker.jobs.j1.progress", &mut results).await;
 
     worker
         .publish("keyframe.events.Job.j1.JobSucceeded", "{}".into())
