@@ -1,13 +1,12 @@
-//! One Keyframe process: the API, the relay and the projectors, as configured, sharing a pool
-//! and a NATS connection, stopped together.
+//! One Keyframe process: the API, the relay and the projectors, as configured, stopped
+//! together. The relay and projectors run on a runtime of their own ([`crate::pipeline`]).
 
 use crate::config::{Component, NatsArgs};
+use crate::pipeline::{self, PipelineConfig};
 use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
 use keyframe_api::state::AppState;
-use keyframe_eventlog::projector::{Projector, ProjectorSettings};
-use keyframe_eventlog::relay::{Relay, RelaySettings};
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgPool};
@@ -58,35 +57,17 @@ impl Application {
 
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        if config.components.contains(&Component::Relay) {
-            let relay = Relay::new(
-                pool.clone(),
-                config.database_url.clone(),
-                jetstream.clone(),
-                naming.clone(),
-                RelaySettings::default(),
-            );
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                relay.run(stop).await;
-                Ok(())
-            });
-        }
-        if config.components.contains(&Component::Projectors) {
-            for projection in keyframe_projections::all() {
-                let projector = Projector::new(
-                    pool.clone(),
-                    jetstream.clone(),
-                    naming.clone(),
-                    projection,
-                    ProjectorSettings::default(),
-                );
-                let stop = shutdown.clone();
-                tasks.spawn(async move {
-                    projector.run(stop).await;
-                    Ok(())
-                });
-            }
+        let relay = config.components.contains(&Component::Relay);
+        let projectors = config.components.contains(&Component::Projectors);
+        if relay || projectors {
+            let pipeline = PipelineConfig {
+                database_url: config.database_url.clone(),
+                nats: config.nats.clone(),
+                relay,
+                projectors,
+            };
+            let stopped = pipeline::start(pipeline, shutdown.clone()).await?;
+            tasks.spawn(async move { stopped.await.context("the pipeline's thread died")? });
         }
         let mut local_addr = None;
         if config.components.contains(&Component::Api) {
