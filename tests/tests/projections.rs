@@ -254,6 +254,7 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
     let settings = ProjectorSettings {
         batch_size: 5,
         ack_wait: Duration::from_secs(1),
+        ..ProjectorSettings::default()
     };
     let first = start_project_list_projector(&db, &nats, settings).await;
     wait_for(

@@ -11,7 +11,7 @@ use crate::reader::{LogPosition, aggregate_events_between, position_of, read_com
 use crate::streams::Naming;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_projections::Projection;
 use sqlx::{Acquire, PgConnection, PgPool};
@@ -32,11 +32,17 @@ pub struct Projector {
 /// Tuning for a projector.
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectorSettings {
-    /// Most events applied in one transaction.
+    /// Events applied in one transaction: at most this many, or twice it when a small delivery
+    /// lingered and took in the next.
     pub batch_size: usize,
     /// How long JetStream waits for an ack before redelivering: after a crash, the messages that
     /// were in flight come back this much later. Batches take milliseconds, so it is short.
     pub ack_wait: Duration,
+    /// After a delivery smaller than a tenth of `batch_size`, how long to let more arrive before
+    /// applying: under a steady stream of commands, fewer and larger transactions. Bench, 32
+    /// clients creating projects: 2 ms raised commands/s by 16 % and cut lag p99 from 65 to
+    /// 32 ms (p50 11 -> 12 ms; idle 2.5 -> 5 ms); 5 ms gained 5 % more but lag p50 reached 19 ms.
+    pub linger: Duration,
 }
 
 impl Default for ProjectorSettings {
@@ -44,6 +50,7 @@ impl Default for ProjectorSettings {
         Self {
             batch_size: 1_000,
             ack_wait: Duration::from_secs(10),
+            linger: Duration::from_millis(2),
         }
     }
 }
@@ -125,10 +132,19 @@ impl Projector {
             .context("pulling")?;
         let mut chunks = messages.ready_chunks(self.settings.batch_size);
         loop {
-            let chunk = tokio::select! {
+            let mut chunk = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 chunk = chunks.next() => chunk.context("the consumer's message stream ended")?,
             };
+            if chunk.len() < self.settings.batch_size / 10 {
+                tokio::time::sleep(self.settings.linger).await;
+                while chunk.len() < self.settings.batch_size {
+                    match chunks.next().now_or_never() {
+                        Some(Some(more)) => chunk.extend(more),
+                        _ => break,
+                    }
+                }
+            }
             let mut events = Vec::with_capacity(chunk.len());
             let mut delivered = Vec::with_capacity(chunk.len());
             for message in chunk {

@@ -36,6 +36,10 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// How soon to look again when committed events are held back by a running transaction.
     pub held_back_retry: Duration,
+    /// Under a steady stream of commands each round would carry a dozen events; a round that
+    /// was smaller than a tenth of `batch_size` lets this much time pass before the next read,
+    /// so rounds carry more and cost fewer statements. It overlaps the PubAck wait.
+    pub linger: Duration,
 }
 
 impl Default for RelaySettings {
@@ -45,6 +49,7 @@ impl Default for RelaySettings {
             batch_size: 2_000,
             poll_interval: Duration::from_millis(500),
             held_back_retry: Duration::from_millis(2),
+            linger: Duration::from_millis(2),
         }
     }
 }
@@ -134,10 +139,14 @@ impl Relay {
             if let Some(last) = batch.last() {
                 // Read the next batch while this one's PubAcks come back.
                 let next_checkpoint = LogPosition::of(last);
-                let (published, next) = tokio::join!(
-                    self.publish(&batch),
-                    read_committed_after(&self.pool, next_checkpoint, self.settings.batch_size)
-                );
+                let small = (batch.len() as i64) < self.settings.batch_size / 10;
+                let read_next = async {
+                    if small {
+                        tokio::time::sleep(self.settings.linger).await;
+                    }
+                    read_committed_after(&self.pool, next_checkpoint, self.settings.batch_size).await
+                };
+                let (published, next) = tokio::join!(self.publish(&batch), read_next);
                 published?;
                 checkpoint = next_checkpoint;
                 save_checkpoint(&mut leader, &self.settings.name, checkpoint).await?;
