@@ -186,7 +186,7 @@ async fn a_create_on_a_fresh_id_skips_the_load_and_a_create_on_an_existing_id_is
 }
 
 #[tokio::test]
-async fn every_append_wakes_the_relay_after_it_has_committed() {
+async fn every_append_wakes_the_relay_and_its_event_is_readable_when_the_relay_wakes() {
     let db = TestDatabase::create().await;
     let mut listener = PgListener::connect_with(&db.pool).await.expect("listener");
     listener.listen(NOTIFY_CHANNEL).await.expect("LISTEN");
@@ -213,5 +213,10 @@ async fn every_append_wakes_the_relay_after_it_has_committed() {
             .expect("a NOTIFY within five seconds")
             .expect("notification");
         assert_eq!(notification.channel(), NOTIFY_CHANNEL);
+        let stored = all_events(&db.pool).await;
+        assert!(
+            stored.iter().any(|e| e.aggregate_id == project_id.to_string()),
+            "the woken relay finds the event"
+        );
     }
 }

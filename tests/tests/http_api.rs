@@ -729,5 +729,9 @@ async fn connections_cut_by_the_database_answer_503_and_the_service_heals_withou
         statuses.push(status);
     }
     assert!(statuses.iter().all(|s| [201, 503].contains(s)), "{statuses:?}");
+    assert!(
+        statuses.contains(&503),
+        "the cut connections were handed out and answered 503: {statuses:?}"
+    );
     assert!(statuses[20..].iter().all(|s| *s == 201), "healed: {statuses:?}");
 }

@@ -13,7 +13,7 @@
 //! After an append has committed, the repository wakes the relay with `NOTIFY`, from outside the
 //! appending transaction: a NOTIFY inside it would serialise every commit in the database (see
 //! `migrations/0005_notify_after_commit.sql`). The wake-ups are coalesced, one in flight at a
-//! time, so a burst of appends costs one extra statement, not one per append.
+//! time per command bus, so a burst of appends costs a few extra statements, not one per append.
 
 use crate::relay::NOTIFY_CHANNEL;
 use cqrs_es::Aggregate;
@@ -106,11 +106,15 @@ impl PgEventRepository {
 pub fn database_unreachable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        // SQLSTATE class 08 is "connection exception", class 57 "operator intervention"
-        // (57P01 is the server ending the connection on shutdown or `pg_terminate_backend`).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        // Connection exceptions, and the server ending or refusing connections (57P01 is a
+        // shutdown or `pg_terminate_backend`). Not 08P01 (a protocol violation is a bug) nor
+        // 57014 (a cancelled statement).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(
+                code.as_ref(),
+                "08000" | "08001" | "08003" | "08004" | "08006" | "57P01" | "57P02" | "57P03"
+            )
+        }),
         _ => false,
     }
 }

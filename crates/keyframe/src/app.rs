@@ -56,6 +56,9 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("creating the events stream: {e}"))?;
 
         let shutdown = CancellationToken::new();
+        // Should the rest of `build` fail (or its future be dropped), this stops what it started:
+        // the pipeline runs on a thread of its own that only the token can stop.
+        let stop_on_failure = shutdown.clone().drop_guard();
         let mut tasks = JoinSet::new();
         let relay = config.components.contains(&Component::Relay);
         let projectors = config.components.contains(&Component::Projectors);
@@ -86,6 +89,7 @@ impl Application {
             });
             tracing::info!(addr = %listener_addr(local_addr), "API listening");
         }
+        stop_on_failure.disarm();
         Ok(Self {
             local_addr,
             pool,
@@ -118,7 +122,8 @@ impl Application {
         outcome
     }
 
-    /// Stops every part at once without waiting (for `Drop` in tests and emergencies).
+    /// Stops every part at once without waiting (for `Drop` in tests and emergencies). Dropping
+    /// the application does the same.
     pub fn abort(&mut self) {
         self.shutdown.cancel();
         self.tasks.abort_all();
@@ -138,6 +143,13 @@ impl Application {
     }
 }
 
+impl Drop for Application {
+    fn drop(&mut self) {
+        // The relay and projectors run on their own thread, which aborting tasks cannot reach.
+        self.shutdown.cancel();
+    }
+}
+
 fn listener_addr(addr: Option<SocketAddr>) -> String {
     addr.map(|addr| addr.to_string()).unwrap_or_default()
 }
@@ -147,10 +159,11 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
 
 /// A pool sized for the process.
 ///
-/// sqlx pings every connection it hands out by default: one more round trip per statement,
-/// which cost the command path about a third of its throughput. Only a connection that sat idle
-/// (the kind a Postgres restart or a network cut leaves dead) is pinged here; a busy one that
-/// died fails its statement, which answers 503 and is gone from the pool.
+/// sqlx pings a connection before handing it out unless told not to: a round trip on the
+/// request's path before every statement. (It also pings each connection it takes back, which
+/// cannot be turned off in sqlx 0.8, but that happens after the request has its answer.) Here
+/// only a connection that sat idle, the kind a Postgres restart or a network cut leaves dead, is
+/// pinged first; a busy one that died fails its statement, which answers 503 and is closed.
 pub async fn connect_pool(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(max_connections)

@@ -37,21 +37,26 @@ pub struct PipelineConfig {
 
 /// Starts the pipeline's thread and waits until it has connected. The returned receiver
 /// answers when the pipeline has stopped: after `shutdown`, or on its own with the error.
+/// Cancelling `shutdown` is the only way to stop it: the caller must do so on every path.
 pub async fn start(
     config: PipelineConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<oneshot::Receiver<anyhow::Result<()>>> {
     let (connected_tx, connected_rx) = oneshot::channel::<anyhow::Result<()>>();
     let (stopped_tx, stopped_rx) = oneshot::channel();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("keyframe-pipeline")
-        .build()
-        .context("building the pipeline's runtime")?;
+    // The runtime is built and dropped on its own thread: dropping one inside async code panics.
     std::thread::Builder::new()
         .name("keyframe-pipeline".to_owned())
         .spawn(move || {
-            let outcome = runtime.block_on(run(config, shutdown, connected_tx));
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let outcome = match runtime {
+                Ok(runtime) => runtime.block_on(run(config, shutdown, connected_tx)),
+                Err(error) => {
+                    let _ =
+                        connected_tx.send(Err(anyhow::Error::new(error).context("building the pipeline's runtime")));
+                    Ok(())
+                }
+            };
             let _ = stopped_tx.send(outcome);
         })
         .context("starting the pipeline's thread")?;

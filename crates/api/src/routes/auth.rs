@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate as _;
 use keyframe_domain::ids::{SessionId, UserId};
 use keyframe_domain::session::{SessionCommand, SessionEndReason, SessionError};
 use keyframe_domain::user::{User, UserCommand, UserError};
@@ -141,12 +142,21 @@ pub async fn register(
     let position = match state.users.execute_new(&user_id.to_string(), command, &metadata).await {
         Ok(position) => position,
         Err(error) => {
-            // Registration failed: free the address for another try.
-            sqlx::query("DELETE FROM email_reservations WHERE email = $1 AND user_id = $2")
-                .bind(email.as_str())
-                .bind(user_id.0)
-                .execute(&state.pool)
-                .await?;
+            // Registration failed: free the address for another try, unless the user was
+            // written after all (a connection lost after the commit answers like a failure).
+            let freed = sqlx::query(
+                "DELETE FROM email_reservations WHERE email = $1 AND user_id = $2
+                 AND NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $3 AND aggregate_id = $4)",
+            )
+            .bind(email.as_str())
+            .bind(user_id.0)
+            .bind(User::TYPE)
+            .bind(user_id.to_string())
+            .execute(&state.pool)
+            .await;
+            if let Err(cleanup) = freed {
+                tracing::warn!(error = %cleanup, email_owner = %user_id, "an e-mail reservation stays behind");
+            }
             return Err(ApiError::from_command(error, |error: UserError| ApiError::Conflict {
                 code: "already_registered",
                 detail: error.to_string(),
