@@ -1,5 +1,6 @@
 //! The `project_list` read model through the projector runtime: applied, re-applied and applied
-//! out of order it ends the same; replay rebuilds it; a projector killed mid-backlog resumes.
+//! out of order it ends the same; replay rebuilds it; a projector killed mid-backlog resumes,
+//! and after a crash its checkpoint never claims an event still out with the crashed run.
 
 use keyframe_domain::ids::{ProjectId, UserId};
 use keyframe_domain::log::RecordedEvent;
@@ -7,7 +8,7 @@ use keyframe_domain::project::{Project, ProjectCommand};
 use keyframe_domain::values::{ProjectDescription, ProjectName};
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::metadata::CommandMetadata;
-use keyframe_eventlog::projector::{ProjectorSettings, apply_in_transaction, checkpoint, replay};
+use keyframe_eventlog::projector::{ProjectorSettings, apply_in_transaction, checkpoint, replay, wait_until_applied};
 use keyframe_eventlog::reader::LogPosition;
 use keyframe_eventlog::relay::RelaySettings;
 use keyframe_projections::project_list::ProjectList;
@@ -306,4 +307,117 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
         sequences.iter().all(|s| *s == 2),
         "every project's last applied sequence is its last event's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_crash_read_your_writes_waits_for_the_events_the_crashed_run_had_taken() {
+    let db = TestDatabase::create().await;
+    let nats = TestNats::create().await;
+    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let owner = UserId::new();
+    let create = |project_id: ProjectId, name: &'static str| {
+        move || ProjectCommand::CreateProject {
+            project_id,
+            owner_id: owner,
+            name: ProjectName::parse("name", name).expect("valid"),
+            description: ProjectDescription::default(),
+            at: chrono::Utc::now(),
+        }
+    };
+    let relay = start_relay(&db, &nats, RelaySettings::default()).await;
+    let early = ProjectId::new();
+    let early_position = bus
+        .execute_new(
+            &early.to_string(),
+            create(early, "Taken by the crashed run"),
+            &CommandMetadata::system(),
+        )
+        .await
+        .expect("create");
+    wait_for("the first event in the stream", Duration::from_secs(20), || async {
+        nats.stream_len().await >= 1
+    })
+    .await;
+
+    // A projector run takes the first event from the durable consumer and dies before acking.
+    let ack_wait = Duration::from_secs(4);
+    let stream = nats
+        .jetstream
+        .get_stream(nats.naming.events_stream())
+        .await
+        .expect("stream");
+    let crashed: async_nats::jetstream::consumer::PullConsumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some(nats.naming.projector_consumer("project_list")),
+            filter_subject: nats.naming.events_filter(),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_wait,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut taken = crashed.fetch().max_messages(1).messages().await.expect("fetch");
+    futures::StreamExt::next(&mut taken)
+        .await
+        .expect("a message")
+        .expect("delivered");
+    drop(taken);
+    let crashed_at = std::time::Instant::now();
+
+    // A newer event, then a fresh projector: it sees the newer event long before the old one
+    // comes back.
+    let late = ProjectId::new();
+    bus.execute_new(
+        &late.to_string(),
+        create(late, "Written after the crash"),
+        &CommandMetadata::system(),
+    )
+    .await
+    .expect("create");
+    let settings = ProjectorSettings {
+        ack_wait,
+        ..ProjectorSettings::default()
+    };
+    let projector = start_project_list_projector(&db, &nats, settings).await;
+    let visible = |id: ProjectId| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM project_list WHERE project_id = $1)")
+                .bind(id.0)
+                .fetch_one(&pool)
+                .await
+                .expect("query")
+        }
+    };
+    wait_for("the newer project to be projected", Duration::from_secs(20), || {
+        visible(late)
+    })
+    .await;
+    assert!(
+        !visible(early).await,
+        "the early event is still out with the crashed run"
+    );
+    assert!(crashed_at.elapsed() < ack_wait, "checked before the redelivery was due");
+    let caught_up = wait_until_applied(&db.pool, "project_list", early_position, Duration::ZERO)
+        .await
+        .expect("checkpoint");
+    assert!(
+        !caught_up,
+        "the checkpoint must not claim an event the projection lacks"
+    );
+
+    // Once the event comes back and is applied, the checkpoint catches up at once.
+    wait_for("the redelivered event to be projected", Duration::from_secs(30), || {
+        visible(early)
+    })
+    .await;
+    wait_for("the checkpoint to cover both", Duration::from_secs(10), || async {
+        wait_until_applied(&db.pool, "project_list", early_position, Duration::ZERO)
+            .await
+            .expect("checkpoint")
+    })
+    .await;
+    projector.stop().await;
+    relay.stop().await;
 }

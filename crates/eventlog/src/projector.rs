@@ -5,7 +5,9 @@
 //! runtime asks the projection for the last sequence it applied to each aggregate (kept in its
 //! rows), skips events at or below it, fills a gap above it from the event store, lets the
 //! projection apply the rest in order (recording the new sequences in the same rows) and
-//! advances the checkpoint. Only after the commit are the messages acked.
+//! advances the checkpoint. Only after the commit are the messages acked. After a crash the
+//! checkpoint holds still until the messages the crashed run had taken have come back and been
+//! applied, so read-your-writes never counts an unapplied event as applied.
 
 use crate::reader::{LogPosition, aggregate_events_between, position_of, read_committed_after};
 use crate::streams::Naming;
@@ -111,7 +113,7 @@ impl Projector {
             max_ack_pending: 10_000,
             ..Default::default()
         };
-        let consumer: jetstream::consumer::PullConsumer = match stream.create_consumer(config.clone()).await {
+        let mut consumer: jetstream::consumer::PullConsumer = match stream.create_consumer(config.clone()).await {
             Ok(consumer) => consumer,
             Err(_) => {
                 self.jetstream
@@ -131,6 +133,18 @@ impl Projector {
             .await
             .context("pulling")?;
         let mut chunks = messages.ready_chunks(self.settings.batch_size);
+        // Messages an earlier run took but never acked (it crashed mid-batch) come back only
+        // after `ack_wait`, behind newer ones. Until every message delivered before this start
+        // has been acked, the checkpoint stays put: moving it past them would tell
+        // read-your-writes that events still unapplied are applied.
+        let mut recovering_until = {
+            let info = consumer
+                .info()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the consumer: {e}"))?;
+            (info.num_ack_pending > 0).then_some(info.delivered.stream_sequence)
+        };
+        let mut newest_applied: Option<LogPosition> = None;
         loop {
             let mut chunk = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -163,19 +177,50 @@ impl Projector {
                     }
                 }
             }
-            self.apply_until_done(&events, shutdown).await?;
+            let checkpoint = if recovering_until.is_none() {
+                Checkpoint::Advance
+            } else {
+                Checkpoint::Hold
+            };
+            self.apply_until_done(&events, checkpoint, shutdown).await?;
+            newest_applied = newest_applied.max(events.iter().map(LogPosition::of).max());
+            let Some(until) = recovering_until else {
+                for message in delivered {
+                    message.ack().await.map_err(anyhow::Error::msg)?;
+                }
+                continue;
+            };
+            // Recovering: acks the server has confirmed, so the ack floor below counts them.
             for message in delivered {
-                message.ack().await.map_err(anyhow::Error::msg)?;
+                message.double_ack().await.map_err(anyhow::Error::msg)?;
+            }
+            let info = consumer
+                .info()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the consumer: {e}"))?;
+            if info.ack_floor.stream_sequence >= until {
+                // Everything delivered before this run is applied, and everything since was
+                // applied here in order: the checkpoint may catch up at once.
+                recovering_until = None;
+                if let Some(newest) = newest_applied {
+                    let mut conn = self.pool.acquire().await?;
+                    save_checkpoint(&mut conn, self.projection.name(), newest).await?;
+                }
             }
         }
     }
 
     /// Applies a batch, retrying a failure in place (never skipping ahead, so the checkpoint
     /// only ever covers applied events).
-    async fn apply_until_done(&self, events: &[RecordedEvent], shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn apply_until_done(
+        &self,
+        events: &[RecordedEvent],
+        checkpoint: Checkpoint,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut pause = Duration::from_millis(50);
         loop {
-            match apply_in_transaction(&self.pool, self.projection.as_ref(), events).await {
+            match apply_with(&self.pool, self.projection.as_ref(), events, checkpoint).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
                     tracing::error!(
@@ -203,28 +248,51 @@ fn projection_lock_key(projection: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
+/// Whether a batch moves the projection's checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpoint {
+    /// To the batch's newest event: everything before it is applied.
+    Advance,
+    /// Not at all: older events may still be on their way back.
+    Hold,
+}
+
 /// Applies delivered events to `projection` in one transaction with its checkpoint.
 pub async fn apply_in_transaction(
     pool: &PgPool,
     projection: &dyn Projection,
     events: &[RecordedEvent],
 ) -> anyhow::Result<()> {
+    apply_with(pool, projection, events, Checkpoint::Advance).await
+}
+
+async fn apply_with(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    events: &[RecordedEvent],
+    checkpoint: Checkpoint,
+) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     apply_batch(&mut tx, projection, events).await?;
+    if checkpoint == Checkpoint::Advance
+        && let Some(newest) = events.iter().map(LogPosition::of).max()
+    {
+        save_checkpoint(&mut tx, projection.name(), newest).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
 
 /// The idempotent core: skip what was applied, fill gaps, apply (the projection records the
-/// new sequences in its rows) and checkpoint. Runs inside the caller's transaction.
+/// new sequences in its rows). Runs inside the caller's transaction; the caller checkpoints.
 pub async fn apply_batch(
     conn: &mut PgConnection,
     projection: &dyn Projection,
     events: &[RecordedEvent],
 ) -> anyhow::Result<()> {
-    let Some(newest) = events.iter().map(LogPosition::of).max() else {
+    if events.is_empty() {
         return Ok(());
-    };
+    }
     let name = projection.name();
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(projection_lock_key(name))
@@ -264,7 +332,7 @@ pub async fn apply_batch(
     if !to_apply.is_empty() {
         projection.apply(conn, &to_apply).await?;
     }
-    save_checkpoint(conn, name, newest).await
+    Ok(())
 }
 
 /// Advances a projection's checkpoint to `newest` (never backwards).
