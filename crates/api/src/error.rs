@@ -116,6 +116,15 @@ impl ApiError {
         }
     }
 
+    /// 503: Postgres is down or dropped the connection. Logged here as a warning (it is an
+    /// outage, not a bug); the client is told only to try again.
+    fn database_unreachable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(cause = %cause, "the database is unreachable");
+        Self::Unavailable {
+            detail: "the database is unreachable; try again shortly".to_owned(),
+        }
+    }
+
     /// Maps a command's failure, with `rejected` for the domain's own errors.
     pub fn from_command<E: std::error::Error>(error: CommandError<E>, rejected: impl FnOnce(E) -> ApiError) -> Self {
         match error {
@@ -124,12 +133,7 @@ impl ApiError {
                 code: "concurrent_modification",
                 detail: "the resource was being changed by other requests; try again".to_owned(),
             },
-            CommandError::Unavailable(detail) => {
-                tracing::warn!(detail, "the event store is unreachable");
-                Self::Unavailable {
-                    detail: "the database is unreachable; try again shortly".to_owned(),
-                }
-            }
+            CommandError::Unavailable(detail) => Self::database_unreachable(&detail),
             CommandError::Store(detail) => Self::Internal(anyhow::anyhow!("event store: {detail}")),
         }
     }
@@ -160,10 +164,7 @@ impl From<ValidationError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if keyframe_eventlog::store::database_unreachable(&error) {
-            tracing::warn!(%error, "the database is unreachable");
-            Self::Unavailable {
-                detail: "the database is unreachable; try again shortly".to_owned(),
-            }
+            Self::database_unreachable(&error)
         } else {
             Self::Internal(anyhow::Error::new(error).context("database"))
         }

@@ -106,11 +106,7 @@ async fn main() -> anyhow::Result<()> {
         );
         report.line(
             "create project over HTTP (c=32)",
-            format!(
-                "{command_median:.0} req/s (rounds: {}) {}",
-                report::list(&command_rates),
-                Stats::of(&mut command_latency)
-            ),
+            report::requests(command_median, &command_rates, &Stats::of(&mut command_latency)),
             None,
         );
         report.line(
@@ -127,10 +123,7 @@ async fn main() -> anyhow::Result<()> {
         let list_stats = Stats::of(&mut list_latency);
         report.line(
             "list projects over HTTP (c=32)",
-            format!(
-                "{list_median:.0} req/s (rounds: {}) {list_stats}",
-                report::list(&list_rates)
-            ),
+            report::requests(list_median, &list_rates, &list_stats),
             Some(("≥ 5000 req/s", list_median >= 5000.0)),
         );
         report.line(
@@ -173,11 +166,7 @@ async fn main() -> anyhow::Result<()> {
         let alone_median = report::median(&mut alone_rates);
         report.line(
             "create project, API alone (c=32)",
-            format!(
-                "{alone_median:.0} req/s (rounds: {}) {}",
-                report::list(&alone_rates),
-                Stats::of(&mut alone_latency)
-            ),
+            report::requests(alone_median, &alone_rates, &Stats::of(&mut alone_latency)),
             None,
         );
         report.line(

@@ -70,6 +70,11 @@ pub fn list(values: &[f64]) -> String {
     values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ")
 }
 
+/// A request phase's figure: the median rate, every round's rate, and the latencies.
+pub fn requests(median_rate: f64, rates: &[f64], latency: &Stats) -> String {
+    format!("{median_rate:.0} req/s (rounds: {}) {latency}", list(rates))
+}
+
 /// A target in words, and whether the figure met it.
 type Target = (String, bool);
 

@@ -138,10 +138,7 @@ impl Projector {
         // has been acked, the checkpoint stays put: moving it past them would tell
         // read-your-writes that events still unapplied are applied.
         let mut recovering_until = {
-            let info = consumer
-                .info()
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the consumer: {e}"))?;
+            let info = consumer_info(&mut consumer).await?;
             (info.num_ack_pending > 0).then_some(info.delivered.stream_sequence)
         };
         let mut newest_applied: Option<LogPosition> = None;
@@ -194,10 +191,7 @@ impl Projector {
             for message in delivered {
                 message.double_ack().await.map_err(anyhow::Error::msg)?;
             }
-            let info = consumer
-                .info()
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the consumer: {e}"))?;
+            let info = consumer_info(&mut consumer).await?;
             if info.ack_floor.stream_sequence >= until {
                 // Everything delivered before this run is applied, and everything since was
                 // applied here in order: the checkpoint may catch up at once.
@@ -246,6 +240,14 @@ fn projection_lock_key(projection: &str) -> i64 {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
     i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// The consumer's current state as the server reports it (pending acks, ack floor).
+async fn consumer_info(consumer: &mut jetstream::consumer::PullConsumer) -> anyhow::Result<&jetstream::consumer::Info> {
+    consumer
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the consumer: {e}"))
 }
 
 /// Whether a batch moves the projection's checkpoint.
