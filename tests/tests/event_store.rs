@@ -1,12 +1,15 @@
 //! The event repository under cqrs-es: a command's events land in one atomic statement, the bus
 //! answers exactly where they landed, a stale sequence is a conflict that writes nothing, and
-//! every append wakes the relay once it has committed.
+//! every append wakes the relay once it has committed. Group commit: appends that queue share a
+//! commit, each still learns its own position, and a conflict fails only its own append.
 
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use keyframe_domain::ids::{ProjectId, UserId};
 use keyframe_domain::project::{Project, ProjectCommand, ProjectError};
 use keyframe_domain::values::{ProjectDescription, ProjectName};
+use futures::future::join_all;
+use keyframe_eventlog::append::{AppendError, Appender, EventRow};
 use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::CommandMetadata;
 use keyframe_eventlog::relay::NOTIFY_CHANNEL;
@@ -218,5 +221,173 @@ async fn every_append_wakes_the_relay_and_its_event_is_readable_when_the_relay_w
             stored.iter().any(|e| e.aggregate_id == project_id.to_string()),
             "the woken relay finds the event"
         );
+    }
+}
+
+fn row(aggregate_id: &str, sequence: i64, label: &str) -> EventRow {
+    EventRow {
+        aggregate_type: Project::TYPE.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        sequence,
+        event_type: "ProbeRecorded".to_owned(),
+        event_version: "1".to_owned(),
+        payload: json!({ "label": label }).to_string(),
+        metadata: json!({ "actor": "system" }).to_string(),
+    }
+}
+
+/// Holds a lock that stops every insert into `events` until the returned transaction ends, and
+/// makes `appender`'s only writer wait on it with one append (answered through the handle).
+async fn stall_the_writer(
+    db: &TestDatabase,
+    appender: &Appender,
+) -> (
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    tokio::task::JoinHandle<Result<i64, AppendError>>,
+) {
+    let mut blocker = db.pool.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE events IN SHARE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let waiting = tokio::spawn({
+        let appender = appender.clone();
+        async move { appender.append(vec![row(&ProjectId::new().to_string(), 1, "first")]).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let blocked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO events%')",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("pg_stat_activity");
+        if blocked {
+            return (blocker, waiting);
+        }
+        assert!(std::time::Instant::now() < deadline, "the first append never reached the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn appends_queued_behind_a_busy_writer_commit_together_and_each_learns_where_its_events_landed() {
+    let db = TestDatabase::create().await;
+    let appender = Appender::spawn(db.pool.clone(), 1);
+    let (blocker, first) = stall_the_writer(&db, &appender).await;
+
+    let ids: Vec<String> = (0..20).map(|_| ProjectId::new().to_string()).collect();
+    let mut queued = Box::pin(join_all(
+        ids.iter()
+            .map(|id| appender.append(vec![row(id, 1, "created"), row(id, 2, "renamed")])),
+    ));
+    // One poll puts every append in the queue while the writer is stuck on the lock.
+    assert!(futures::poll!(&mut queued).is_pending());
+    blocker.commit().await.expect("release the lock");
+
+    let positions: Vec<i64> = queued
+        .await
+        .into_iter()
+        .map(|outcome| outcome.expect("append"))
+        .collect();
+    first.await.expect("join").expect("the stalled append");
+
+    let stored = all_events(&db.pool).await;
+    assert_eq!(stored.len(), 1 + 2 * ids.len());
+    for (id, position) in ids.iter().zip(&positions) {
+        let newest = stored
+            .iter()
+            .find(|event| event.global_position == *position)
+            .expect("the answered position holds an event");
+        assert_eq!((newest.aggregate_id.as_str(), newest.sequence), (id.as_str(), 2));
+        assert_eq!(newest.payload.get(), r#"{"label":"renamed"}"#);
+    }
+    let queued_transactions: std::collections::HashSet<u64> = stored
+        .iter()
+        .filter(|event| ids.contains(&event.aggregate_id))
+        .map(|event| event.tx_id)
+        .collect();
+    assert_eq!(queued_transactions.len(), 1, "the 20 queued appends share one commit");
+}
+
+#[tokio::test]
+async fn a_conflict_inside_a_shared_commit_fails_only_its_own_append() {
+    let db = TestDatabase::create().await;
+    let appender = Appender::spawn(db.pool.clone(), 1);
+    let taken = ProjectId::new().to_string();
+    appender
+        .append(vec![row(&taken, 1, "original")])
+        .await
+        .expect("first writer");
+    let (blocker, first) = stall_the_writer(&db, &appender).await;
+
+    let fresh: Vec<String> = (0..10).map(|_| ProjectId::new().to_string()).collect();
+    let mut appends: Vec<_> = fresh.iter().map(|id| row(id, 1, "fresh")).collect();
+    appends.insert(5, row(&taken, 1, "late"));
+    let mut queued = Box::pin(join_all(appends.into_iter().map(|row| appender.append(vec![row]))));
+    assert!(futures::poll!(&mut queued).is_pending());
+    blocker.commit().await.expect("release the lock");
+    let outcomes = queued.await;
+    first.await.expect("join").expect("the stalled append");
+
+    for (index, outcome) in outcomes.iter().enumerate() {
+        if index == 5 {
+            assert!(matches!(outcome, Err(AppendError::Conflict)), "{outcome:?}");
+        } else {
+            assert!(outcome.is_ok(), "append {index}: {outcome:?}");
+        }
+    }
+    let stored = all_events(&db.pool).await;
+    assert_eq!(stored.len(), 2 + fresh.len(), "every append but the conflicting one is stored");
+    let original: Vec<&str> = stored
+        .iter()
+        .filter(|event| event.aggregate_id == taken)
+        .map(|event| event.payload.get())
+        .collect();
+    assert_eq!(original, vec![r#"{"label":"original"}"#]);
+}
+
+#[tokio::test]
+async fn many_concurrent_creates_each_answer_the_position_of_their_own_event() {
+    let db = TestDatabase::create().await;
+    let bus = std::sync::Arc::new(CommandBus::<Project>::new(db.pool.clone()));
+    let owner = UserId::new();
+    let creates = (0..200).map(|i| {
+        let bus = std::sync::Arc::clone(&bus);
+        tokio::spawn(async move {
+            let project_id = ProjectId::new();
+            let id = project_id.to_string();
+            let position = bus
+                .execute_new(
+                    &id,
+                    || ProjectCommand::CreateProject {
+                        project_id,
+                        owner_id: owner,
+                        name: name(&format!("Project {i}")),
+                        description: ProjectDescription::default(),
+                        at: chrono::Utc::now(),
+                    },
+                    &CommandMetadata::system(),
+                )
+                .await
+                .expect("create");
+            (id, position)
+        })
+    });
+    let answered: Vec<(String, i64)> = join_all(creates)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("join"))
+        .collect();
+
+    let stored = all_events(&db.pool).await;
+    assert_eq!(stored.len(), 200);
+    for (id, position) in answered {
+        let event = stored
+            .iter()
+            .find(|event| event.global_position == position)
+            .expect("an event at the answered position");
+        assert_eq!(event.aggregate_id, id);
     }
 }

@@ -47,6 +47,8 @@ pub struct ApiSettings {
     pub secure_cookies: bool,
     /// Largest JSON body accepted.
     pub json_body_limit_bytes: usize,
+    /// Append statements in flight at once (see [`keyframe_eventlog::append`]).
+    pub append_writers: usize,
 }
 
 impl ApiSettings {
@@ -64,6 +66,7 @@ impl ApiSettings {
             read_your_writes_timeout: Duration::from_secs(5),
             secure_cookies: false,
             json_body_limit_bytes: 64 * 1024,
+            append_writers: keyframe_eventlog::append::DEFAULT_WRITERS,
         }
     }
 }

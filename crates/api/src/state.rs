@@ -7,6 +7,7 @@ use keyframe_domain::project::Project;
 use keyframe_domain::session::Session;
 use keyframe_domain::user::User;
 use keyframe_eventlog::commands::CommandBus;
+use keyframe_eventlog::store::PgEventRepository;
 use sqlx::PgPool;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -46,10 +47,12 @@ pub struct App {
 impl AppState {
     /// Assembles the state.
     pub fn new(pool: PgPool, nats: async_nats::Client, settings: ApiSettings) -> Result<Self, argon2::Error> {
+        // One event writer for every aggregate type, so concurrent commands share commits.
+        let events = PgEventRepository::with_writers(pool.clone(), settings.append_writers);
         Ok(Self(Arc::new(App {
-            users: CommandBus::new(pool.clone()),
-            sessions: CommandBus::new(pool.clone()),
-            projects: CommandBus::new(pool.clone()),
+            users: CommandBus::sharing(&events),
+            sessions: CommandBus::sharing(&events),
+            projects: CommandBus::sharing(&events),
             tokens: Tokens::new(&settings),
             passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)?,
             pool,

@@ -140,7 +140,8 @@ pub async fn raw_inserts(database_url: &str, concurrency: usize, duration: Durat
 }
 
 /// `POST /api/v1/projects` at `concurrency`, while one more client measures how long each of
-/// its projects takes to appear in `project_list` after its 201 arrived.
+/// its projects takes to appear in `project_list` after its 201 arrived. It looks every
+/// millisecond: looking every 0.5 ms took about 7 % of the commands' throughput.
 pub async fn create_projects(
     client: &Client,
     token: &str,
@@ -171,7 +172,7 @@ pub async fn create_projects(
                         committed.elapsed() < Duration::from_secs(30),
                         "project never became visible"
                     );
-                    tokio::time::sleep(Duration::from_micros(500)).await;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 lags.push(committed.elapsed());
             }

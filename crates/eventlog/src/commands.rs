@@ -66,13 +66,18 @@ pub struct CommandBus<A: Aggregate<Services = ()>> {
 }
 
 impl<A: Aggregate<Services = ()>> CommandBus<A> {
-    /// A bus over the events table in `pool`.
+    /// A bus over the events table in `pool`, with a group-commit writer of its own.
     pub fn new(pool: PgPool) -> Self {
-        let repository = PgEventRepository::new(pool.clone());
+        Self::sharing(&PgEventRepository::new(pool))
+    }
+
+    /// A bus that appends through `repository`'s writer: every bus of a process should share
+    /// one, so that their commands' appends are committed together.
+    pub fn sharing(repository: &PgEventRepository) -> Self {
         Self {
             store: PersistedEventStore::new_event_store(repository.another()),
-            cqrs: CqrsFramework::new(PersistedEventStore::new_event_store(repository), Vec::new(), ()),
-            pool,
+            cqrs: CqrsFramework::new(PersistedEventStore::new_event_store(repository.another()), Vec::new(), ()),
+            pool: repository.pool().clone(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
     }

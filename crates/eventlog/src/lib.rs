@@ -3,11 +3,13 @@
 //!
 //! - [`commands`] runs a command against the Postgres event store, with metadata and bounded
 //!   retries on optimistic-concurrency conflicts, and answers the write's log position.
+//! - [`append`] writes commands' events with group commit, many commands to a statement.
 //! - [`reader`] reads the global log in commit-safe order (below `pg_snapshot_xmin`).
 //! - [`relay`] publishes the log to JetStream, one leader at a time, exactly once per event.
 //! - [`projector`] feeds read models from JetStream, idempotently, and rebuilds them.
 //! - [`export`] writes the log as NDJSON for auditors.
 
+pub mod append;
 pub mod commands;
 pub mod export;
 pub mod metadata;

@@ -1,21 +1,17 @@
 //! The event repository behind cqrs-es: postgres-es's repository over the `events` table, with
-//! its append replaced by a single statement that reports where the events landed.
+//! its append replaced by Keyframe's own.
 //!
 //! postgres-es appends with `BEGIN`, one `INSERT` per event and `COMMIT`, and the framework
 //! cannot say where the events landed, so a command cost five round trips to Postgres (load,
-//! begin, insert, commit, position query). Here the append is one `INSERT ... SELECT FROM
-//! unnest(...) RETURNING global_position`: atomic on its own, and it hands the position back to
-//! the [`crate::commands::CommandBus`] through a task-local, so a command costs two round trips.
-//! Loading and streaming stay postgres-es's. Conflicts surface exactly as before: a unique
-//! violation on `(aggregate_type, aggregate_id, sequence)` is an optimistic-lock error. There are
-//! no snapshots (0.5.0's snapshot store applies events twice).
-//!
-//! After an append has committed, the repository wakes the relay with `NOTIFY`, from outside the
-//! appending transaction: a NOTIFY inside it would serialise every commit in the database (see
-//! `migrations/0005_notify_after_commit.sql`). The wake-ups are coalesced, one in flight at a
-//! time per command bus, so a burst of appends costs a few extra statements, not one per append.
+//! begin, insert, commit, position query). Here a command's events go through the group-commit
+//! [`Appender`]: one `INSERT ... SELECT FROM unnest(...) RETURNING`, atomic on its own and shared
+//! with whatever other commands are waiting, which answers the events' global positions. The
+//! newest reaches the [`crate::commands::CommandBus`] through a task-local. Loading and
+//! streaming stay postgres-es's. Conflicts surface exactly as before: a unique violation on
+//! `(aggregate_type, aggregate_id, sequence)` is an optimistic-lock error. There are no
+//! snapshots (0.5.0's snapshot store applies events twice).
 
-use crate::relay::NOTIFY_CHANNEL;
+use crate::append::{AppendError, Appender, DEFAULT_WRITERS, EventRow};
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use postgres_es::PostgresEventRepository;
@@ -23,7 +19,6 @@ use serde_json::Value;
 use sqlx::PgPool;
 use std::cell::Cell;
 use std::future::Future;
-use tokio::sync::mpsc;
 
 tokio::task_local! {
     /// The highest global position the current command appended, if any.
@@ -40,63 +35,43 @@ pub(crate) async fn capture_appended<F: Future>(command: F) -> (F::Output, Optio
         .await
 }
 
-/// Wakes the relay after appends: at most one `NOTIFY` in flight, however many appends ring.
-#[derive(Clone)]
-struct RelayWake(mpsc::Sender<()>);
-
-impl RelayWake {
-    /// Starts the task that sends the notifications; it ends when the last handle is dropped.
-    fn spawn(pool: PgPool) -> Self {
-        // Capacity one: a ring while a NOTIFY is pending or in flight folds into the next one.
-        let (ring, mut rung) = mpsc::channel::<()>(1);
-        tokio::spawn(async move {
-            while rung.recv().await.is_some() {
-                // A wake-up lost in a crash costs only latency (the relay polls), so this
-                // statement's commit need not wait for the WAL flush.
-                let sent = sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
-                    .bind(NOTIFY_CHANNEL)
-                    .execute(&pool)
-                    .await;
-                if let Err(error) = sent {
-                    tracing::debug!(%error, "waking the relay failed; it will find the events by polling");
-                }
-            }
-        });
-        Self(ring)
-    }
-
-    fn ring(&self) {
-        // Full means a wake-up is already pending; closed means the runtime is shutting down.
-        let _ = self.0.try_send(());
-    }
-}
-
 /// The Postgres event repository.
 pub struct PgEventRepository {
     postgres_es: PostgresEventRepository,
     pool: PgPool,
-    wake: RelayWake,
+    appender: Appender,
 }
 
 impl PgEventRepository {
     /// A repository over the `events` table in `pool`. Must be called inside a Tokio runtime: it
-    /// starts the task that wakes the relay.
+    /// starts the group-commit writer.
     pub fn new(pool: PgPool) -> Self {
-        let wake = RelayWake::spawn(pool.clone());
-        Self::sharing(pool, wake)
+        Self::with_writers(pool, DEFAULT_WRITERS)
     }
 
-    fn sharing(pool: PgPool, wake: RelayWake) -> Self {
+    /// [`Self::new`] with at most `writers` append statements in flight.
+    pub fn with_writers(pool: PgPool, writers: usize) -> Self {
+        let appender = Appender::spawn(pool.clone(), writers);
+        Self::sharing(pool, appender)
+    }
+
+    fn sharing(pool: PgPool, appender: Appender) -> Self {
         Self {
             postgres_es: PostgresEventRepository::new(pool.clone()),
             pool,
-            wake,
+            appender,
         }
     }
 
-    /// A second repository on the same pool that shares this one's relay wake-ups.
+    /// A second repository on the same pool that shares this one's writer, so appends through
+    /// either are committed together.
     pub fn another(&self) -> Self {
-        Self::sharing(self.pool.clone(), self.wake.clone())
+        Self::sharing(self.pool.clone(), self.appender.clone())
+    }
+
+    /// The pool it reads and writes through.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }
 
@@ -116,17 +91,6 @@ pub fn database_unreachable(error: &sqlx::Error) -> bool {
             )
         }),
         _ => false,
-    }
-}
-
-fn persistence_error(error: sqlx::Error) -> PersistenceError {
-    let unique_violation = matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"));
-    if unique_violation {
-        PersistenceError::OptimisticLockError
-    } else if database_unreachable(&error) {
-        PersistenceError::ConnectionError(Box::new(error))
-    } else {
-        PersistenceError::UnknownError(Box::new(error))
     }
 }
 
@@ -176,32 +140,24 @@ impl PersistedEventRepository for PgEventRepository {
         if events.is_empty() {
             return Ok(());
         }
-        let json = |value: &Value| value.to_string();
-        let positions: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             SELECT t, i, s, e, v, p::json, m::json
-             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
-                 AS appended(t, i, s, e, v, p, m)
-             RETURNING global_position",
-        )
-        .bind(events.iter().map(|e| e.aggregate_type.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.aggregate_id.as_str()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| i64::try_from(e.sequence).unwrap_or(i64::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.event_version.as_str()).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| json(&e.payload)).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| json(&e.metadata)).collect::<Vec<_>>())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(persistence_error)?;
-        self.wake.ring();
-        let newest = positions.into_iter().max();
-        let _ = APPENDED.try_with(|cell| cell.set(newest));
+        let rows = events
+            .iter()
+            .map(|event| EventRow {
+                aggregate_type: event.aggregate_type.clone(),
+                aggregate_id: event.aggregate_id.clone(),
+                sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
+                event_type: event.event_type.clone(),
+                event_version: event.event_version.clone(),
+                payload: event.payload.to_string(),
+                metadata: event.metadata.to_string(),
+            })
+            .collect();
+        let newest = self.appender.append(rows).await.map_err(|error| match error {
+            AppendError::Conflict => PersistenceError::OptimisticLockError,
+            AppendError::Unreachable(_) => PersistenceError::ConnectionError(Box::new(error)),
+            AppendError::Failed(_) => PersistenceError::UnknownError(Box::new(error)),
+        })?;
+        let _ = APPENDED.try_with(|cell| cell.set(Some(newest)));
         Ok(())
     }
 

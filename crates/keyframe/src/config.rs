@@ -141,6 +141,11 @@ pub struct ServeArgs {
     /// Postgres pool size.
     #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
+    /// Event-append statements in flight at once; appends that arrive meanwhile are committed
+    /// together (group commit). Fewer means larger batches and less CPU per command.
+    #[arg(long, env = "KEYFRAME_DB_APPEND_WRITERS", default_value_t = keyframe_eventlog::append::DEFAULT_WRITERS as u16,
+        value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub db_append_writers: u16,
 }
 
 /// Shortest accepted JWT secret: HS256 wants a key at least as long as its output.
@@ -173,6 +178,7 @@ impl ServeArgs {
         settings.max_concurrent_hashes = self.max_concurrent_hashes;
         settings.read_your_writes_timeout = Duration::from_millis(self.read_your_writes_timeout_ms);
         settings.secure_cookies = self.secure_cookies;
+        settings.append_writers = usize::from(self.db_append_writers);
         Ok(settings)
     }
 }
