@@ -322,30 +322,44 @@ async fn a_conflict_inside_a_shared_commit_fails_only_its_own_append() {
         .expect("first writer");
     let (blocker, first) = stall_the_writer(&db, &appender).await;
 
+    // Ten fresh aggregates, one append to an aggregate already at sequence 1, and two appends
+    // racing for sequence 1 of the same new aggregate, all queued for the same statement.
+    let twin = ProjectId::new().to_string();
     let fresh: Vec<String> = (0..10).map(|_| ProjectId::new().to_string()).collect();
-    let mut appends: Vec<_> = fresh.iter().map(|id| row(id, 1, "fresh")).collect();
-    appends.insert(5, row(&taken, 1, "late"));
+    let mut appends: Vec<EventRow> = fresh.iter().map(|id| row(id, 1, "fresh")).collect();
+    appends.push(row(&taken, 1, "late"));
+    appends.push(row(&twin, 1, "twin a"));
+    appends.push(row(&twin, 1, "twin b"));
     let mut queued = Box::pin(join_all(appends.into_iter().map(|row| appender.append(vec![row]))));
     assert!(futures::poll!(&mut queued).is_pending());
     blocker.commit().await.expect("release the lock");
     let outcomes = queued.await;
     first.await.expect("join").expect("the stalled append");
 
-    for (index, outcome) in outcomes.iter().enumerate() {
-        if index == 5 {
-            assert!(matches!(outcome, Err(AppendError::Conflict)), "{outcome:?}");
-        } else {
-            assert!(outcome.is_ok(), "append {index}: {outcome:?}");
-        }
+    for (index, outcome) in outcomes[..10].iter().enumerate() {
+        assert!(outcome.is_ok(), "fresh append {index}: {outcome:?}");
     }
+    assert!(matches!(outcomes[10], Err(AppendError::Conflict)), "{:?}", outcomes[10]);
+    let twins = &outcomes[11..];
+    assert_eq!(
+        twins.iter().filter(|outcome| outcome.is_ok()).count(),
+        1,
+        "exactly one twin wins: {twins:?}"
+    );
+    assert!(twins.iter().any(|outcome| matches!(outcome, Err(AppendError::Conflict))));
+
     let stored = all_events(&db.pool).await;
-    assert_eq!(stored.len(), 2 + fresh.len(), "every append but the conflicting one is stored");
-    let original: Vec<&str> = stored
-        .iter()
-        .filter(|event| event.aggregate_id == taken)
-        .map(|event| event.payload.get())
-        .collect();
-    assert_eq!(original, vec![r#"{"label":"original"}"#]);
+    assert_eq!(stored.len(), 1 + 1 + fresh.len() + 1, "the stalled, original, fresh and one twin");
+    let payloads = |id: &str| -> Vec<&str> {
+        stored
+            .iter()
+            .filter(|event| event.aggregate_id == id)
+            .map(|event| event.payload.get())
+            .collect()
+    };
+    assert_eq!(payloads(&taken), vec![r#"{"label":"original"}"#]);
+    let winner = if twins[0].is_ok() { "twin a" } else { "twin b" };
+    assert_eq!(payloads(&twin), vec![format!(r#"{{"label":"{winner}"}}"#).as_str()]);
 }
 
 #[tokio::test]

@@ -9,12 +9,13 @@
 //! the queue grows and the statements grow with it, instead of the wait.
 //!
 //! Every command's events still commit atomically and in their order: they are rows of one
-//! statement. A batch is all or nothing, so one command must not sink the others: when the
-//! statement fails on a unique violation (some command's aggregate was written by someone else
-//! first: an optimistic-concurrency conflict), nothing was written, and each command of the
-//! batch is written again alone, so the conflict reaches only the command it belongs to. Any
-//! other failure (the connection lost, say) reaches every command of the batch, as it would
-//! have reached each written alone.
+//! statement. A batch is all or nothing, so one command must not sink the others: when Postgres
+//! refuses the statement (typically a unique violation: some command's aggregate was written by
+//! someone else first, an optimistic-concurrency conflict), nothing was written, and each
+//! command of the batch is written again alone, so the refusal reaches only the command it
+//! belongs to. A lost connection reaches every command of the batch: whether the statement
+//! committed is unknown, for all of them alike. The rows go in key order, so two batches in
+//! flight take their unique-index locks in the same order and cannot deadlock each other.
 //!
 //! After each commit the relay is woken with `NOTIFY`, from outside the appending transaction: a
 //! NOTIFY inside it would serialise every commit in the database (see
@@ -23,15 +24,19 @@
 
 use crate::relay::NOTIFY_CHANNEL;
 use crate::store::database_unreachable;
-use futures::future::join_all;
+use futures::{StreamExt as _, stream};
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Most events in one statement: a batch stops growing here (a single command larger than this
-/// still goes whole, alone).
+/// A batch takes no more commands once it holds this many events (the last command taken goes
+/// whole, so a batch can end up larger).
 pub const MAX_BATCH_ROWS: usize = 500;
+
+/// How many commands of a refused batch are written again at once, alone: enough to be quick,
+/// few enough to leave the pool's connections to the requests.
+const RETRIES_IN_FLIGHT: usize = 4;
 
 /// Statements in flight at once. Fewer means larger batches and less CPU per command, but a
 /// longer queue behind a slow commit. Bench, 32 clients creating projects with the whole
@@ -142,29 +147,43 @@ impl Appender {
     /// Appends one command's events atomically; answers the global position of the newest.
     pub async fn append(&self, rows: Vec<EventRow>) -> Result<i64, AppendError> {
         let (done, outcome) = oneshot::channel();
-        let stopped = || AppendError::Unreachable("the event writer has stopped".into());
         self.queue
             .send(Pending { rows, done })
             .await
-            .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+            .map_err(|_| AppendError::Unreachable("the event writer has stopped; nothing was written".into()))?;
+        outcome.await.map_err(|_| {
+            AppendError::Unreachable("the event writer stopped before answering; the events may have been written".into())
+        })?
     }
 }
 
 /// Writes a batch and tells each command its outcome; answers whether anything was written.
 async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
-    match insert(pool, batch.iter().flat_map(|pending| &pending.rows)).await {
-        Err(error) if batch.len() > 1 && is_unique_violation(&error) => {
-            // Nothing was written. Write each command alone so only the one that conflicted
-            // hears of it.
+    let mut rows: Vec<&EventRow> = batch.iter().flat_map(|pending| &pending.rows).collect();
+    // One lock order for every batch: each command's rows keep their sequence order.
+    rows.sort_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(&b.aggregate_type, &b.aggregate_id, b.sequence))
+    });
+    match insert(pool, rows.into_iter()).await {
+        Err(error) if batch.len() > 1 && refused(&error) => {
+            // Nothing was written. Write each command alone so only the one at fault hears of it.
             let alone = batch.into_iter().map(|pending| async move {
                 let inserted = insert(pool, pending.rows.iter()).await;
                 report(vec![pending], inserted)
             });
-            join_all(alone).await.into_iter().any(|written| written)
+            stream::iter(alone)
+                .buffer_unordered(RETRIES_IN_FLIGHT)
+                .fold(false, |any, written| async move { any || written })
+                .await
         }
         inserted => report(batch, inserted),
     }
+}
+
+/// Whether Postgres refused the statement (so it wrote nothing), as opposed to the connection
+/// failing (so it may have).
+fn refused(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(_)) && !database_unreachable(error)
 }
 
 /// Tells each command of `batch` the outcome of its statement; answers whether it wrote.

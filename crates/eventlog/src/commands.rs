@@ -1,8 +1,8 @@
 //! Running commands against the event store.
 //!
 //! A [`CommandBus`] wraps cqrs-es's framework over Keyframe's event repository
-//! ([`crate::store`]: postgres-es's, appending in one statement; no snapshots, since 0.5.0's
-//! snapshot store applies events twice). It stamps the metadata on every event, retries
+//! ([`crate::store`]: postgres-es's, appending through the group commit of [`crate::append`]; no
+//! snapshots, since 0.5.0's snapshot store applies events twice). It stamps the metadata on every event, retries
 //! optimistic-concurrency conflicts a bounded number of times with jitter, and answers the global
 //! position of the aggregate's newest event so clients can read their writes.
 

@@ -53,15 +53,33 @@ impl Naming {
 }
 
 /// Creates the events stream, or brings an existing one to this configuration.
+///
+/// A refusal is tried again a few times over about a second and a half before it is reported:
+/// JetStream refuses stream operations while it is still starting, and nats-server 2.9 fails a
+/// stream's creation when the account's last other stream is being deleted at that moment (it
+/// removes the account's store directory, seen when many test runs come and go).
 pub async fn ensure_events_stream(js: &jetstream::Context, naming: &Naming) -> Result<(), async_nats::Error> {
-    js.create_or_update_stream(stream::Config {
+    const ATTEMPTS: u32 = 5;
+    let config = stream::Config {
         name: naming.events_stream(),
         subjects: vec![naming.events_filter()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
-    })
-    .await?;
-    Ok(())
+    };
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match js.create_or_update_stream(config.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(error) if attempt < ATTEMPTS => {
+                tracing::warn!(stream = %config.name, %error, attempt, "creating the events stream failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
