@@ -203,6 +203,14 @@ pub async fn create_projects_only(
     .await
 }
 
+/// `ANALYZE`s the database, as autovacuum does in a running service.
+pub async fn analyze(database_url: &str) -> anyhow::Result<()> {
+    let pool = PgPoolOptions::new().max_connections(1).connect(database_url).await?;
+    sqlx::query("ANALYZE").execute(&pool).await.context("ANALYZE")?;
+    pool.close().await;
+    Ok(())
+}
+
 /// `GET /api/v1/projects` at `concurrency`.
 pub async fn list_projects(
     client: &Client,

@@ -415,7 +415,8 @@ impl ReplayReport {
 ///
 /// The commit-safe order is also each aggregate's sequence order, and the tables start empty,
 /// so a replay applies every event once without the live path's sequence lookups. The
-/// checkpoint is written at the end; a replay that fails part-way must be run again.
+/// checkpoint is written at the end, and the tables' planner statistics refreshed; a replay
+/// that fails part-way must be run again.
 pub async fn replay(
     pool: &PgPool,
     projection: &dyn Projection,
@@ -465,6 +466,13 @@ pub async fn replay(
         }
         if let Some(position) = position {
             save_checkpoint(&mut conn, name, position).await?;
+        }
+        // The tables were emptied and refilled faster than autovacuum looks (once a minute).
+        // Without statistics Postgres guesses a couple of rows per owner and plans a list as a
+        // scan of all the owner's rows and a sort (27 ms at 100,000 projects) instead of an
+        // index walk (0.1 ms).
+        for table in projection.tables() {
+            sqlx::query(&format!("ANALYZE {table}")).execute(&mut *conn).await?;
         }
         anyhow::Ok(events)
     }
