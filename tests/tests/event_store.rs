@@ -5,16 +5,16 @@
 
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+use futures::future::join_all;
 use keyframe_domain::ids::{ProjectId, UserId};
 use keyframe_domain::project::{Project, ProjectCommand, ProjectError};
 use keyframe_domain::values::{ProjectDescription, ProjectName};
-use futures::future::join_all;
 use keyframe_eventlog::append::{AppendError, Appender, EventRow};
 use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::CommandMetadata;
 use keyframe_eventlog::relay::NOTIFY_CHANNEL;
 use keyframe_eventlog::store::PgEventRepository;
-use keyframe_tests::{TestDatabase, all_events};
+use keyframe_tests::{TestDatabase, all_events, wait_for};
 use serde_json::json;
 use sqlx::postgres::PgListener;
 use std::time::Duration;
@@ -252,23 +252,27 @@ async fn stall_the_writer(
         .expect("lock");
     let waiting = tokio::spawn({
         let appender = appender.clone();
-        async move { appender.append(vec![row(&ProjectId::new().to_string(), 1, "first")]).await }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let blocked: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO events%')",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .expect("pg_stat_activity");
-        if blocked {
-            return (blocker, waiting);
+        async move {
+            appender
+                .append(vec![row(&ProjectId::new().to_string(), 1, "first")])
+                .await
         }
-        assert!(std::time::Instant::now() < deadline, "the first append never reached the lock");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    });
+    wait_for(
+        "the first append to wait on the lock",
+        Duration::from_secs(10),
+        || async {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO events%')",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .expect("pg_stat_activity")
+        },
+    )
+    .await;
+    (blocker, waiting)
 }
 
 #[tokio::test]
@@ -278,10 +282,10 @@ async fn appends_queued_behind_a_busy_writer_commit_together_and_each_learns_whe
     let (blocker, first) = stall_the_writer(&db, &appender).await;
 
     let ids: Vec<String> = (0..20).map(|_| ProjectId::new().to_string()).collect();
-    let mut queued = Box::pin(join_all(
-        ids.iter()
-            .map(|id| appender.append(vec![row(id, 1, "created"), row(id, 2, "renamed")])),
-    ));
+    let mut queued =
+        Box::pin(join_all(ids.iter().map(|id| {
+            appender.append(vec![row(id, 1, "created"), row(id, 2, "renamed")])
+        })));
     // One poll puts every append in the queue while the writer is stuck on the lock.
     assert!(futures::poll!(&mut queued).is_pending());
     blocker.commit().await.expect("release the lock");
@@ -346,10 +350,18 @@ async fn a_conflict_inside_a_shared_commit_fails_only_its_own_append() {
         1,
         "exactly one twin wins: {twins:?}"
     );
-    assert!(twins.iter().any(|outcome| matches!(outcome, Err(AppendError::Conflict))));
+    assert!(
+        twins
+            .iter()
+            .any(|outcome| matches!(outcome, Err(AppendError::Conflict)))
+    );
 
     let stored = all_events(&db.pool).await;
-    assert_eq!(stored.len(), 1 + 1 + fresh.len() + 1, "the stalled, original, fresh and one twin");
+    assert_eq!(
+        stored.len(),
+        1 + 1 + fresh.len() + 1,
+        "the stalled, original, fresh and one twin"
+    );
     let payloads = |id: &str| -> Vec<&str> {
         stored
             .iter()

@@ -154,7 +154,9 @@ impl Appender {
             .await
             .map_err(|_| AppendError::Unreachable("the event writer has stopped; nothing was written".into()))?;
         outcome.await.map_err(|_| {
-            AppendError::Unreachable("the event writer stopped before answering; the events may have been written".into())
+            AppendError::Unreachable(
+                "the event writer stopped before answering; the events may have been written".into(),
+            )
         })?
     }
 }

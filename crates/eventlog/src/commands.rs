@@ -76,7 +76,11 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
     pub fn sharing(repository: &PgEventRepository) -> Self {
         Self {
             store: PersistedEventStore::new_event_store(repository.another()),
-            cqrs: CqrsFramework::new(PersistedEventStore::new_event_store(repository.another()), Vec::new(), ()),
+            cqrs: CqrsFramework::new(
+                PersistedEventStore::new_event_store(repository.another()),
+                Vec::new(),
+                (),
+            ),
             pool: repository.pool().clone(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
