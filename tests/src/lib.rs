@@ -414,6 +414,16 @@ pub async fn start_relay(
     nats: &TestNats,
     settings: keyframe_eventlog::relay::RelaySettings,
 ) -> Running {
+    start_relay_woken_by(db, nats, settings, keyframe_eventlog::wake::LocalRelay::default()).await
+}
+
+/// [`start_relay`], woken directly by appends through `local` while it leads.
+pub async fn start_relay_woken_by(
+    db: &TestDatabase,
+    nats: &TestNats,
+    settings: keyframe_eventlog::relay::RelaySettings,
+    local: keyframe_eventlog::wake::LocalRelay,
+) -> Running {
     keyframe_eventlog::streams::ensure_events_stream(&nats.jetstream, &nats.naming)
         .await
         .expect("stream");
@@ -423,7 +433,8 @@ pub async fn start_relay(
         nats.jetstream.clone(),
         nats.naming.clone(),
         settings,
-    );
+    )
+    .woken_by(local);
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
     Running {

@@ -14,6 +14,7 @@ use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::CommandMetadata;
 use keyframe_eventlog::relay::NOTIFY_CHANNEL;
 use keyframe_eventlog::store::PgEventRepository;
+use keyframe_eventlog::wake::LocalRelay;
 use keyframe_tests::{TestDatabase, all_events, wait_for};
 use serde_json::json;
 use sqlx::postgres::PgListener;
@@ -278,7 +279,7 @@ async fn stall_the_writer(
 #[tokio::test]
 async fn appends_queued_behind_a_busy_writer_commit_together_and_each_learns_where_its_events_landed() {
     let db = TestDatabase::create().await;
-    let appender = Appender::spawn(db.pool.clone(), 1);
+    let appender = Appender::spawn(db.pool.clone(), 1, LocalRelay::default());
     let (blocker, first) = stall_the_writer(&db, &appender).await;
 
     let ids: Vec<String> = (0..20).map(|_| ProjectId::new().to_string()).collect();
@@ -318,7 +319,7 @@ async fn appends_queued_behind_a_busy_writer_commit_together_and_each_learns_whe
 #[tokio::test]
 async fn a_conflict_inside_a_shared_commit_fails_only_its_own_append() {
     let db = TestDatabase::create().await;
-    let appender = Appender::spawn(db.pool.clone(), 1);
+    let appender = Appender::spawn(db.pool.clone(), 1, LocalRelay::default());
     let taken = ProjectId::new().to_string();
     appender
         .append(vec![row(&taken, 1, "original")])

@@ -206,3 +206,166 @@ async fn a_relay_killed_in_the_middle_of_a_backlog_resumes_without_loss_or_dupli
         .expect("backlog");
     assert_eq!(backlog, 0, "the checkpoint reached the end of the log");
 }
+
+/// Sequential scans of `events` counted so far, this connection's own included.
+async fn events_seq_scans(conn: &mut sqlx::PgConnection) -> i64 {
+    // Counters reach the shared statistics when a backend goes idle, at most once a second
+    // unless forced; forcing makes this connection's scans visible to its next statement.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *conn)
+        .await
+        .expect("flush statistics");
+    sqlx::query_scalar("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'events'")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("read statistics")
+}
+
+#[tokio::test]
+async fn a_caught_up_relay_and_the_readiness_probe_look_up_the_log_without_reading_all_of_it() {
+    use keyframe_eventlog::reader::{LogPosition, held_back_after, read_committed_after};
+    use sqlx::postgres::PgPoolOptions;
+
+    let db = TestDatabase::create().await;
+    // A log of some size, with statistics, as a running service's would have.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Project', gen_random_uuid()::text, 1, 'ProbeRecorded', '1', '{}', '{}'
+         FROM generate_series(1, 20000)",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("write the log");
+    sqlx::query("ANALYZE events").execute(&db.pool).await.expect("analyze");
+    let (tx_id, global_position): (String, i64) = sqlx::query_as(
+        "SELECT tx_id::text, global_position FROM events ORDER BY tx_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("last event");
+    let caught_up = LogPosition {
+        tx_id: tx_id.parse().expect("xid8"),
+        global_position,
+    };
+    sqlx::query("INSERT INTO relay_checkpoints (relay, tx_id, global_position) VALUES ('events', $1::text::xid8, $2)")
+        .bind(&tx_id)
+        .bind(global_position)
+        .execute(&db.pool)
+        .await
+        .expect("checkpoint");
+    // Every other connection's counts are in before the baseline: a backend flushes its
+    // statistics as it exits, before it leaves pg_stat_activity.
+    db.pool.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .expect("connect");
+    wait_for("the setup connections to exit", Duration::from_secs(10), || {
+        let pool = pool.clone();
+        let name = db.name.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|others| others == 0)
+        }
+    })
+    .await;
+    let mut conn = pool.acquire().await.expect("acquire");
+    let before = events_seq_scans(&mut conn).await;
+    drop(conn);
+
+    // Postgres plans a prepared statement for its values five times, then may settle on one
+    // reusable plan: repeat well past that.
+    for _ in 0..20 {
+        assert!(!held_back_after(&pool, caught_up).await.expect("held back"));
+        assert!(
+            read_committed_after(&pool, caught_up, 2_000)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        let pending = keyframe_eventlog::relay::backlog(&pool, "events", 100_000)
+            .await
+            .expect("backlog");
+        assert_eq!(pending, 0);
+    }
+
+    let mut conn = pool.acquire().await.expect("acquire");
+    assert_eq!(
+        events_seq_scans(&mut conn).await,
+        before,
+        "a lookup after the relay's checkpoint read the whole log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appends_in_the_leading_relays_own_process_wake_it_directly_and_others_through_notify() {
+    use keyframe_eventlog::relay::NOTIFY_CHANNEL;
+    use keyframe_eventlog::store::PgEventRepository;
+    use keyframe_eventlog::wake::LocalRelay;
+    use keyframe_tests::start_relay_woken_by;
+
+    let db = TestDatabase::create().await;
+    let nats = TestNats::create().await;
+    let local = LocalRelay::default();
+    // Left to itself this relay would look only once a minute: only a wake-up gets it going.
+    let once_a_minute = RelaySettings {
+        poll_interval: Duration::from_secs(60),
+        ..RelaySettings::default()
+    };
+    let relay = start_relay_woken_by(&db, &nats, once_a_minute, local.clone()).await;
+    wait_for("the relay to lead", Duration::from_secs(10), || {
+        let local = local.clone();
+        async move { local.is_leading() }
+    })
+    .await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.expect("listener");
+    listener.listen(NOTIFY_CHANNEL).await.expect("LISTEN");
+    let bus = CommandBus::<Project>::sharing(&PgEventRepository::with_writers(db.pool.clone(), 2, local.clone()));
+    let owner = UserId::new();
+
+    for published in 1..=3 {
+        let id = ProjectId::new();
+        bus.execute_new(
+            &id.to_string(),
+            || create(id, owner, "woken"),
+            &CommandMetadata::system(),
+        )
+        .await
+        .expect("create");
+        wait_for(
+            "the relay to publish the new event",
+            Duration::from_secs(10),
+            || async { nats.stream_len().await >= published },
+        )
+        .await;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
+        "no NOTIFY went through Postgres while the process's own relay led"
+    );
+
+    // With no relay of its own leading, the process wakes whichever relay leads elsewhere.
+    relay.stop().await;
+    assert!(!local.is_leading());
+    let id = ProjectId::new();
+    bus.execute_new(
+        &id.to_string(),
+        || create(id, owner, "notified"),
+        &CommandMetadata::system(),
+    )
+    .await
+    .expect("create");
+    let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a NOTIFY once the process's relay had stopped")
+        .expect("notification");
+    assert_eq!(notification.channel(), NOTIFY_CHANNEL);
+}

@@ -8,6 +8,7 @@ use keyframe_domain::session::Session;
 use keyframe_domain::user::User;
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::store::PgEventRepository;
+use keyframe_eventlog::wake::LocalRelay;
 use sqlx::PgPool;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -45,10 +46,16 @@ pub struct App {
 }
 
 impl AppState {
-    /// Assembles the state.
-    pub fn new(pool: PgPool, nats: async_nats::Client, settings: ApiSettings) -> Result<Self, argon2::Error> {
+    /// Assembles the state. Appends wake `local_relay` directly while it leads (the relay of
+    /// this process, if it runs one), else the leading relay through `NOTIFY`.
+    pub fn new(
+        pool: PgPool,
+        nats: async_nats::Client,
+        settings: ApiSettings,
+        local_relay: LocalRelay,
+    ) -> Result<Self, argon2::Error> {
         // One event writer for every aggregate type, so concurrent commands share commits.
-        let events = PgEventRepository::with_writers(pool.clone(), settings.append_writers);
+        let events = PgEventRepository::with_writers(pool.clone(), settings.append_writers, local_relay);
         Ok(Self(Arc::new(App {
             users: CommandBus::sharing(&events),
             sessions: CommandBus::sharing(&events),

@@ -17,13 +17,11 @@
 //! committed is unknown, for all of them alike. The rows go in key order, so two batches in
 //! flight take their unique-index locks in the same order and cannot deadlock each other.
 //!
-//! After each commit the relay is woken with `NOTIFY`, from outside the appending transaction: a
-//! NOTIFY inside it would serialise every commit in the database (see
-//! `migrations/0005_notify_after_commit.sql`). The wake-ups are coalesced, one in flight at a
-//! time, so a burst of appends costs a few extra statements, not one per append.
+//! After each commit the relay is woken ([`crate::wake`]): directly when it runs in this
+//! process, else with a coalesced `NOTIFY`.
 
-use crate::relay::NOTIFY_CHANNEL;
 use crate::store::database_unreachable;
+use crate::wake::{LocalRelay, RelayWake};
 use futures::{StreamExt as _, stream};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -111,10 +109,11 @@ pub struct Appender {
 
 impl Appender {
     /// Starts the writer on the current Tokio runtime, with at most `writers` statements in
-    /// flight.
-    pub fn spawn(pool: PgPool, writers: usize) -> Self {
+    /// flight. After each commit it wakes `local_relay` when that relay leads, else whichever
+    /// relay leads through `NOTIFY`.
+    pub fn spawn(pool: PgPool, writers: usize, local_relay: LocalRelay) -> Self {
         let (queue, mut queued) = mpsc::channel::<Pending>(1_024);
-        let wake = RelayWake::spawn(pool.clone());
+        let wake = RelayWake::spawn(pool.clone(), local_relay);
         let writers = Arc::new(Semaphore::new(writers.max(1)));
         tokio::spawn(async move {
             while let Some(first) = queued.recv().await {
@@ -247,35 +246,4 @@ async fn insert<'a>(
     .bind(rows.map(|row| row.metadata.as_str()).collect::<Vec<_>>())
     .fetch_all(pool)
     .await
-}
-
-/// Wakes the relay after appends: at most one `NOTIFY` in flight, however many appends ring.
-#[derive(Clone)]
-struct RelayWake(mpsc::Sender<()>);
-
-impl RelayWake {
-    /// Starts the task that sends the notifications; it ends when the last handle is dropped.
-    fn spawn(pool: PgPool) -> Self {
-        // Capacity one: a ring while a NOTIFY is pending or in flight folds into the next one.
-        let (ring, mut rung) = mpsc::channel::<()>(1);
-        tokio::spawn(async move {
-            while rung.recv().await.is_some() {
-                // A wake-up lost in a crash costs only latency (the relay polls), so this
-                // statement's commit need not wait for the WAL flush.
-                let sent = sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
-                    .bind(NOTIFY_CHANNEL)
-                    .execute(&pool)
-                    .await;
-                if let Err(error) = sent {
-                    tracing::debug!(%error, "waking the relay failed; it will find the events by polling");
-                }
-            }
-        });
-        Self(ring)
-    }
-
-    fn ring(&self) {
-        // Full means a wake-up is already pending; closed means the runtime is shutting down.
-        let _ = self.0.try_send(());
-    }
 }

@@ -5,7 +5,8 @@
 //!   retries on optimistic-concurrency conflicts, and answers the write's log position.
 //! - [`append`] writes commands' events with group commit, many commands to a statement.
 //! - [`reader`] reads the global log in commit-safe order (below `pg_snapshot_xmin`).
-//! - [`relay`] publishes the log to JetStream, one leader at a time, exactly once per event.
+//! - [`relay`] publishes the log to JetStream, one leader at a time, exactly once per event;
+//!   [`wake`] is how appends wake it.
 //! - [`projector`] feeds read models from JetStream, idempotently, and rebuilds them.
 //! - [`export`] writes the log as NDJSON for auditors.
 
@@ -19,3 +20,4 @@ pub mod relay;
 pub mod schema;
 pub mod store;
 pub mod streams;
+pub mod wake;

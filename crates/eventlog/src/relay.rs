@@ -2,15 +2,18 @@
 //!
 //! One relay publishes at a time: leadership is a Postgres advisory lock held on a dedicated
 //! connection, and the checkpoint is written through that same connection, so a relay whose
-//! lock connection died cannot move the checkpoint. It wakes on `NOTIFY keyframe_events` and
-//! polls as a fallback. Each batch is published pipelined, every PubAck awaited, and only then
-//! is the checkpoint advanced; a restarted relay republishes from its checkpoint and JetStream
-//! drops the repeats by `Nats-Msg-Id`.
+//! lock connection died cannot move the checkpoint. It wakes when its own process appends
+//! ([`crate::wake`]), on `NOTIFY keyframe_events` from other processes, and polls as a fallback.
+//! Each batch is published pipelined, every PubAck awaited, and only then is the checkpoint
+//! advanced; a restarted relay republishes from its checkpoint and JetStream drops the repeats
+//! by `Nats-Msg-Id`.
 
 use crate::reader::{LogPosition, held_back_after, read_committed_after};
 use crate::streams::Naming;
+use crate::wake::LocalRelay;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use futures::FutureExt as _;
 use keyframe_domain::log::RecordedEvent;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -54,6 +57,25 @@ impl Default for RelaySettings {
     }
 }
 
+/// Most queued notifications taken in one go; the rest wait for the next idle moment.
+const MAX_DRAINED: usize = 100_000;
+
+/// Takes the notifications already queued on the listener, without waiting for more. They all
+/// say "something committed", and one read of the log answers them all. While the relay
+/// publishes it does not listen, so a busy spell leaves one queued per commit; answered one by
+/// one, each cost an empty read and a held-back check once the relay had caught up.
+fn drain_notifications(listener: &mut PgListener) -> Result<(), sqlx::Error> {
+    for _ in 0..MAX_DRAINED {
+        match listener.recv().now_or_never() {
+            Some(notification) => {
+                notification?;
+            }
+            None => break,
+        }
+    }
+    Ok(())
+}
+
 /// Publishes the log to JetStream.
 pub struct Relay {
     pool: PgPool,
@@ -61,6 +83,7 @@ pub struct Relay {
     jetstream: jetstream::Context,
     naming: Naming,
     settings: RelaySettings,
+    local: LocalRelay,
 }
 
 impl Relay {
@@ -78,7 +101,16 @@ impl Relay {
             jetstream,
             naming,
             settings,
+            local: LocalRelay::default(),
         }
+    }
+
+    /// Lets the appends of this process wake the relay through `local` while it leads, instead
+    /// of through Postgres. It still listens for `NOTIFY` from other processes.
+    #[must_use]
+    pub fn woken_by(mut self, local: LocalRelay) -> Self {
+        self.local = local;
+        self
     }
 
     /// Runs until `shutdown`: waits to become leader, then relays. Errors are logged and the
@@ -133,6 +165,8 @@ impl Relay {
             .context("connecting the listener")?;
         listener.listen(NOTIFY_CHANNEL).await.context("LISTEN")?;
         let mut checkpoint = load_checkpoint(&mut leader, &self.settings.name).await?;
+        // From here until this function returns, this process's appends ring the relay directly.
+        let _leading = self.local.lead();
 
         let mut batch = Vec::new();
         loop {
@@ -168,7 +202,11 @@ impl Relay {
             };
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                notification = listener.recv() => { notification.context("waiting for NOTIFY")?; }
+                notification = listener.recv() => {
+                    notification.context("waiting for NOTIFY")?;
+                    drain_notifications(&mut listener).context("waiting for NOTIFY")?;
+                }
+                () = self.local.rung() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -250,15 +288,23 @@ async fn save_checkpoint(conn: &mut PgConnection, relay: &str, position: LogPosi
 
 /// How far the relay is behind: committed events after its checkpoint, counted up to `cap` so
 /// the answer stays cheap however large the backlog. Exposed by `/health/ready`.
+///
+/// The `ORDER BY` and the literal cap keep the count on the commit-order index: the reusable
+/// plan of the bare `LIMIT $n` form was a sequential scan of the whole log, 37 ms at 200,000
+/// events when nothing is pending.
 pub async fn backlog(pool: &PgPool, relay: &str, cap: i64) -> anyhow::Result<i64> {
     let checkpoint = load_checkpoint(&mut *pool.acquire().await?, relay).await?;
-    let count = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2) LIMIT $3) pending",
-    )
-    .bind(checkpoint.tx_id.to_string())
-    .bind(checkpoint.global_position)
-    .bind(cap)
-    .fetch_one(pool)
-    .await?;
+    let sql = format!(
+        "SELECT count(*) FROM (
+             SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+             ORDER BY tx_id, global_position LIMIT {}
+         ) pending",
+        cap.max(1)
+    );
+    let count = sqlx::query_scalar(&sql)
+        .bind(checkpoint.tx_id.to_string())
+        .bind(checkpoint.global_position)
+        .fetch_one(pool)
+        .await?;
     Ok(count)
 }

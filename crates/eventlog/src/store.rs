@@ -12,6 +12,7 @@
 //! snapshots (0.5.0's snapshot store applies events twice).
 
 use crate::append::{AppendError, Appender, DEFAULT_WRITERS, EventRow};
+use crate::wake::LocalRelay;
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use postgres_es::PostgresEventRepository;
@@ -44,14 +45,15 @@ pub struct PgEventRepository {
 
 impl PgEventRepository {
     /// A repository over the `events` table in `pool`. Must be called inside a Tokio runtime: it
-    /// starts the group-commit writer.
+    /// starts the group-commit writer. Its appends wake the relay with `NOTIFY`.
     pub fn new(pool: PgPool) -> Self {
-        Self::with_writers(pool, DEFAULT_WRITERS)
+        Self::with_writers(pool, DEFAULT_WRITERS, LocalRelay::default())
     }
 
-    /// [`Self::new`] with at most `writers` append statements in flight.
-    pub fn with_writers(pool: PgPool, writers: usize) -> Self {
-        let appender = Appender::spawn(pool.clone(), writers);
+    /// [`Self::new`] with at most `writers` append statements in flight, waking `local_relay`
+    /// directly while that relay leads.
+    pub fn with_writers(pool: PgPool, writers: usize, local_relay: LocalRelay) -> Self {
+        let appender = Appender::spawn(pool.clone(), writers, local_relay);
         Self::sharing(pool, appender)
     }
 

@@ -8,6 +8,7 @@ use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
 use keyframe_api::state::AppState;
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
+use keyframe_eventlog::wake::LocalRelay;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgPool};
 use std::net::SocketAddr;
@@ -60,6 +61,9 @@ impl Application {
         // the pipeline runs on a thread of its own that only the token can stop.
         let stop_on_failure = shutdown.clone().drop_guard();
         let mut tasks = JoinSet::new();
+        // This process's relay, if it runs one: the API's appends wake it without a round
+        // trip through Postgres.
+        let local_relay = LocalRelay::default();
         let relay = config.components.contains(&Component::Relay);
         let projectors = config.components.contains(&Component::Projectors);
         if relay || projectors {
@@ -68,6 +72,7 @@ impl Application {
                 nats: config.nats.clone(),
                 relay,
                 projectors,
+                local_relay: local_relay.clone(),
             };
             let stopped = pipeline::start(pipeline, shutdown.clone()).await?;
             tasks.spawn(async move { stopped.await.context("the pipeline's thread died")? });
@@ -78,7 +83,8 @@ impl Application {
                 .await
                 .with_context(|| format!("binding {}", config.addr))?;
             local_addr = Some(listener.local_addr()?);
-            let state = AppState::new(pool.clone(), nats, config.api).context("password hashing parameters")?;
+            let state =
+                AppState::new(pool.clone(), nats, config.api, local_relay).context("password hashing parameters")?;
             let app = keyframe_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
             let stop = shutdown.clone();
             tasks.spawn(async move {

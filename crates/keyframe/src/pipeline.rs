@@ -15,6 +15,7 @@ use async_nats::jetstream;
 use keyframe_eventlog::projector::{Projector, ProjectorSettings};
 use keyframe_eventlog::relay::{Relay, RelaySettings};
 use keyframe_eventlog::streams::Naming;
+use keyframe_eventlog::wake::LocalRelay;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,8 @@ pub struct PipelineConfig {
     pub relay: bool,
     /// Run the projectors.
     pub projectors: bool,
+    /// How the process's appends wake its relay.
+    pub local_relay: LocalRelay,
 }
 
 /// Starts the pipeline's thread and waits until it has connected. The returned receiver
@@ -97,7 +100,8 @@ async fn run(
             jetstream.clone(),
             naming.clone(),
             RelaySettings::default(),
-        );
+        )
+        .woken_by(config.local_relay.clone());
         parts.spawn(relay.run(shutdown.clone()));
     }
     if config.projectors {
