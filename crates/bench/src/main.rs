@@ -18,6 +18,11 @@ use server::{Scratch, Server};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The load generator shares the two cores with what it measures, so it should take as little
+/// as it can: the same allocator as `keyframe` (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Options.
 #[derive(Debug, Parser)]
 #[command(name = "keyframe-bench")]
