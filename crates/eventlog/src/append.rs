@@ -38,10 +38,10 @@ const RETRIES_IN_FLIGHT: usize = 4;
 
 /// Statements in flight at once. Fewer means larger batches and less CPU per command, but a
 /// longer queue behind a slow commit. Bench, 32 clients creating projects with the whole
-/// pipeline running on 2 cores, medians of 3 rounds per run: 2 writers gave 7,670 commands/s,
-/// 3 gave 6,580 and 4 gave 6,650; 1 gave about the same commands/s as 2 but projection lag p99
-/// over 100 ms in 2 runs of 3. (Earlier figures quoted here were taken while the relay scanned
-/// the whole log whenever it caught up, which slowed the raw inserts they were compared with.)
+/// pipeline running on 2 cores, medians of 3 rounds per run, all with glibc's allocator: 2
+/// writers gave 7,670 commands/s, 3 gave 6,580 and 4 gave 6,650. In an older measurement, while
+/// the relay still scanned the whole log whenever it caught up, 1 writer gave about the same
+/// commands/s as 2 but projection lag p99 over 100 ms in 2 runs of 3.
 pub const DEFAULT_WRITERS: usize = 2;
 
 /// One event as the `events` table stores it.

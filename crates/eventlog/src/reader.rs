@@ -56,12 +56,13 @@ pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
-/// Up to `limit` committed events after `after`, in commit-safe order, never passing a
-/// transaction that is still running.
+/// Up to `limit` (at least 1) committed events after `after`, in commit-safe order, never
+/// passing a transaction that is still running.
 ///
-/// The limit is written into the statement, not bound: with `LIMIT $n` Postgres cannot cost a
-/// reusable plan and plans every call afresh. Callers pass one fixed batch size, so each
-/// connection prepares the statement once.
+/// The limit is written into the statement, not bound: for `LIMIT $n` Postgres must guess the
+/// limit when it weighs a reusable plan, and either plans every call afresh or settles on a
+/// plan made for a tenth of the table. Each caller passes one fixed batch size, so a
+/// connection prepares one statement per caller.
 pub async fn read_committed_after(
     pool: &PgPool,
     after: LogPosition,

@@ -62,8 +62,9 @@ const MAX_DRAINED: usize = 100_000;
 
 /// Takes the notifications already queued on the listener, without waiting for more. They all
 /// say "something committed", and one read of the log answers them all. While the relay
-/// publishes it does not listen, so a busy spell leaves one queued per commit; answered one by
-/// one, each cost an empty read and a held-back check once the relay had caught up.
+/// publishes it does not listen, so a busy spell of appends in other processes leaves up to one
+/// queued per append statement; answered one by one, each cost an empty read and a held-back
+/// check once the relay had caught up.
 fn drain_notifications(listener: &mut PgListener) -> Result<(), sqlx::Error> {
     for _ in 0..MAX_DRAINED {
         match listener.recv().now_or_never() {
@@ -286,8 +287,8 @@ async fn save_checkpoint(conn: &mut PgConnection, relay: &str, position: LogPosi
     Ok(())
 }
 
-/// How far the relay is behind: committed events after its checkpoint, counted up to `cap` so
-/// the answer stays cheap however large the backlog. Exposed by `/health/ready`.
+/// How far the relay is behind: committed events after its checkpoint, counted up to `cap` (at
+/// least 1) so the answer stays cheap however large the backlog. Exposed by `/health/ready`.
 ///
 /// The `ORDER BY` and the literal cap keep the count on the commit-order index: the reusable
 /// plan of the bare `LIMIT $n` form was a sequential scan of the whole log, 37 ms at 200,000

@@ -20,7 +20,8 @@ use tokio::sync::{Notify, mpsc};
 /// The relay of this process as the process's event writers see it: whether it leads, and a
 /// bell to ring when events have committed. Cheap to clone; works across Tokio runtimes.
 ///
-/// A default handle that no relay ever takes never leads: appends through it always NOTIFY.
+/// One handle serves one relay (leading is a flag, not a count). A default handle that no
+/// relay ever takes never leads: appends through it always NOTIFY.
 #[derive(Debug, Clone, Default)]
 pub struct LocalRelay(Arc<LocalRelayState>);
 
@@ -31,7 +32,9 @@ struct LocalRelayState {
 }
 
 impl LocalRelay {
-    /// Whether this process's relay holds the leader lock now.
+    /// Whether this process's relay has taken the lead and listens. It can be briefly stale: a
+    /// relay that just lost its lock clears it only when it notices, and until then rings go
+    /// to it and the new leader elsewhere finds those events by polling.
     pub fn is_leading(&self) -> bool {
         self.0.leading.load(Ordering::Acquire)
     }
