@@ -2,9 +2,9 @@
 //!
 //! A [`CommandBus`] wraps cqrs-es's framework over Keyframe's event repository
 //! ([`crate::store`]: postgres-es's, appending through the group commit of [`crate::append`]; no
-//! snapshots, since 0.5.0's snapshot store applies events twice). It stamps the metadata on every event, retries
-//! optimistic-concurrency conflicts a bounded number of times with jitter, and answers the global
-//! position of the aggregate's newest event so clients can read their writes.
+//! snapshots, since 0.5.0's snapshot store applies events twice). It stamps the metadata on every
+//! event, retries optimistic-concurrency conflicts a bounded number of times with jitter, and
+//! answers the global position of the aggregate's newest event so clients can read their writes.
 
 use crate::metadata::CommandMetadata;
 use crate::store::{PgEventRepository, capture_appended, database_unreachable};

@@ -95,23 +95,31 @@ pub async fn read_all_unfenced(pool: &PgPool) -> Result<Vec<RecordedEvent>, sqlx
 /// Whether committed events after `after` exist that the fence still holds back (an older
 /// transaction is running). The relay then looks again shortly instead of waiting for a
 /// notification that an unrelated transaction will never send.
-///
-/// Asked as "the first event after `after`, in index order", not as `EXISTS (...)`: for an
-/// `EXISTS` the planner expects a third of the table to match and picks a sequential scan
-/// that stops at the first hit. When nothing matches, the usual answer for a relay that has
-/// caught up, that scan reads the whole log: 26 ms at 200,000 events, against 0.02 ms here.
 pub async fn held_back_after(pool: &PgPool, after: LogPosition) -> Result<bool, sqlx::Error> {
-    let first: Option<i64> = sqlx::query_scalar(
-        "SELECT global_position FROM events
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-         ORDER BY tx_id, global_position
-         LIMIT 1",
-    )
-    .bind(after.tx_id.to_string())
-    .bind(after.global_position)
-    .fetch_optional(pool)
-    .await?;
-    Ok(first.is_some())
+    Ok(count_after(pool, after, 1).await? > 0)
+}
+
+/// Committed events after `after`, fence or no fence, counted up to `cap` (at least 1) so the
+/// answer stays cheap however many there are.
+///
+/// Counted as "the first `cap` events after `after`, in index order", with the cap written into
+/// the statement. As `EXISTS (...)`, or with a bound `LIMIT $n`, the planner expected a third
+/// of the table to match and chose a sequential scan; when nothing matches, the usual answer
+/// for a relay that has caught up, that scan read the whole log: 26 ms at 200,000 events,
+/// against 0.02 ms on the index.
+pub async fn count_after(pool: &PgPool, after: LogPosition, cap: i64) -> Result<i64, sqlx::Error> {
+    let sql = format!(
+        "SELECT count(*) FROM (
+             SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+             ORDER BY tx_id, global_position LIMIT {}
+         ) pending",
+        cap.max(1)
+    );
+    sqlx::query_scalar(&sql)
+        .bind(after.tx_id.to_string())
+        .bind(after.global_position)
+        .fetch_one(pool)
+        .await
 }
 
 /// One aggregate's events with sequence in `(after_sequence, up_to_sequence)`, in order: fills a
