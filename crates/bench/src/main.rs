@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     {
         let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "serve").await?;
         let server = Server::start(&keyframe, &scratch, &["serve"]).await?;
-        let client = load::Client::new(&server.base_url, args.concurrency)?;
+        let client = load::Client::new(&server.base_url)?;
         let token = client.register_and_login().await.context("bench user")?;
 
         // The pipeline's own latency, with nothing else running: commit to visible.
@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
         // behind it competing for the same two cores.
         let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "api").await?;
         let server = Server::start(&keyframe, &scratch, &["serve", "--run", "api"]).await?;
-        let client = load::Client::new(&server.base_url, args.concurrency)?;
+        let client = load::Client::new(&server.base_url)?;
         let token = client.register_and_login().await.context("bench user")?;
         let mut alone_rates = Vec::new();
         let mut alone_latency = Vec::new();
