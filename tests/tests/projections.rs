@@ -320,6 +320,73 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_projector_that_starts_behind_takes_its_backlog_in_full_batches() {
+    let db = TestDatabase::create().await;
+    let nats = TestNats::create().await;
+    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let meta = CommandMetadata::system();
+    let owner = UserId::new();
+    const BACKLOG: usize = 3_000;
+    for i in 0..BACKLOG {
+        let project_id = ProjectId::new();
+        let create = || ProjectCommand::CreateProject {
+            project_id,
+            owner_id: owner,
+            name: ProjectName::parse("name", &format!("p{i}")).expect("valid"),
+            description: ProjectDescription::parse("description", "").expect("valid"),
+            at: chrono::Utc::now(),
+        };
+        bus.execute_new(&project_id.to_string(), create, &meta)
+            .await
+            .expect("create");
+    }
+    let relay = start_relay(&db, &nats, RelaySettings::default()).await;
+    wait_for("the backlog in the stream", Duration::from_secs(30), || async {
+        nats.stream_len().await >= BACKLOG as u64
+    })
+    .await;
+    relay.stop().await;
+    // Every batch the projector commits moves its checkpoint once: count the moves.
+    sqlx::raw_sql(
+        "CREATE TABLE checkpoint_moves (global_position bigint NOT NULL);
+         CREATE FUNCTION record_checkpoint_move() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO checkpoint_moves VALUES (NEW.global_position); RETURN NEW; END $$;
+         CREATE TRIGGER record_checkpoint_move AFTER INSERT OR UPDATE ON projection_checkpoints
+             FOR EACH ROW EXECUTE FUNCTION record_checkpoint_move();",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("counting trigger");
+
+    let settings = ProjectorSettings::default();
+    let projector = start_project_list_projector(&db, &nats, settings).await;
+    let newest = all_events(&db.pool).await.last().map(LogPosition::of);
+    wait_for("the projector to reach the end", Duration::from_secs(30), || async {
+        checkpoint(&db.pool, "project_list").await.expect("checkpoint") == newest
+    })
+    .await;
+    projector.stop().await;
+
+    let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM project_list")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(projected, BACKLOG as i64);
+    let batches: i64 = sqlx::query_scalar("SELECT count(*) FROM checkpoint_moves")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    // Batches of up to 1,000 take 3, and a few more when the first pull arrives in pieces. Taken
+    // 128 at a time (what one poll received before Tokio's cooperative budget ran out), the
+    // backlog cost at least 24 transactions.
+    assert!(
+        batches <= BACKLOG.div_ceil(settings.batch_size) as i64 + 9,
+        "{batches} transactions for {BACKLOG} events in batches of up to {}",
+        settings.batch_size
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn after_a_crash_read_your_writes_waits_for_the_events_the_crashed_run_had_taken() {
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;

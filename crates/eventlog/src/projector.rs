@@ -143,14 +143,18 @@ impl Projector {
         };
         let mut newest_applied: Option<LogPosition> = None;
         loop {
+            // Each message taken from the subscription spends Tokio's cooperative budget (128 a
+            // poll), so `ready_chunks` stopped at 128 however many had arrived: a projector that
+            // fell behind caught up 128 events per transaction. Unconstrained, a chunk takes all
+            // that is ready, up to `batch_size`.
             let mut chunk = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                chunk = chunks.next() => chunk.context("the consumer's message stream ended")?,
+                chunk = tokio::task::unconstrained(chunks.next()) => chunk.context("the consumer's message stream ended")?,
             };
             if chunk.len() < self.settings.batch_size / 10 {
                 tokio::time::sleep(self.settings.linger).await;
                 while chunk.len() < self.settings.batch_size {
-                    match chunks.next().now_or_never() {
+                    match tokio::task::unconstrained(chunks.next()).now_or_never() {
                         Some(Some(more)) => chunk.extend(more),
                         _ => break,
                     }
