@@ -8,7 +8,9 @@ use keyframe_domain::project::{Project, ProjectCommand};
 use keyframe_domain::values::{ProjectDescription, ProjectName};
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::metadata::CommandMetadata;
-use keyframe_eventlog::projector::{ProjectorSettings, apply_in_transaction, checkpoint, replay, wait_until_applied};
+use keyframe_eventlog::projector::{
+    ProjectorSettings, apply_in_transaction, checkpoint, projection_lock_key, replay, wait_until_applied,
+};
 use keyframe_eventlog::reader::LogPosition;
 use keyframe_eventlog::relay::RelaySettings;
 use keyframe_projections::project_list::ProjectList;
@@ -135,6 +137,38 @@ async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_chang
         events.last().map(LogPosition::of),
         "the checkpoint is the newest event"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_waits_while_a_replay_holds_the_projection() {
+    let db = TestDatabase::create().await;
+    let scenario = write_scenario(&db.pool).await;
+    let events = all_events(&db.pool).await;
+    // What `replay` holds from its TRUNCATE to its last batch.
+    let mut replaying = db.pool.acquire().await.expect("connection");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(projection_lock_key("project_list"))
+        .execute(&mut *replaying)
+        .await
+        .expect("lock");
+
+    let pool = db.pool.clone();
+    let batch = tokio::spawn(async move { apply_in_transaction(&pool, &ProjectList, &events).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!batch.is_finished(), "the batch went ahead of the replay");
+    assert!(rows(&db.pool).await.is_empty());
+
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(projection_lock_key("project_list"))
+        .execute(&mut *replaying)
+        .await
+        .expect("unlock");
+    tokio::time::timeout(Duration::from_secs(10), batch)
+        .await
+        .expect("the batch to go on once the replay is done")
+        .expect("task")
+        .expect("apply");
+    assert_eq!(rows(&db.pool).await, expected(&scenario));
 }
 
 #[tokio::test(flavor = "multi_thread")]
