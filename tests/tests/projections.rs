@@ -154,7 +154,21 @@ async fn a_batch_waits_while_a_replay_holds_the_projection() {
 
     let pool = db.pool.clone();
     let batch = tokio::spawn(async move { apply_in_transaction(&pool, &ProjectList, &events).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Postgres shows the batch's backend queued behind the replay's lock.
+    wait_for(
+        "the batch to wait for the projection's lock",
+        Duration::from_secs(10),
+        || async {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                 WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database())",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .expect("pg_locks")
+        },
+    )
+    .await;
     assert!(!batch.is_finished(), "the batch went ahead of the replay");
     assert!(rows(&db.pool).await.is_empty());
 
