@@ -1,4 +1,6 @@
-//! The `Session` aggregate: one login, from start to end, across refresh-token rotations.
+//! The `Session` aggregate: one login, from start to end, across refresh-token rotations. A
+//! session is a refresh-token family (RFC 9700 section 4.14): each refresh replaces the token,
+//! and presenting one that was already replaced means it leaked, so the whole family ends.
 //!
 //! The refresh token is opaque to the client and only its hash is kept here; each refresh
 //! replaces the hash, so a token works once.
@@ -16,7 +18,10 @@ pub struct Session {
     id: Option<SessionId>,
     user_id: Option<UserId>,
     refresh_token_hash: TokenHash,
+    /// Hashes of the tokens this family already traded in: one of them coming back is reuse.
+    replaced_token_hashes: Vec<TokenHash>,
     refresh_expires_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
 }
 
@@ -24,6 +29,11 @@ impl Session {
     /// The user the session belongs to, once started.
     pub fn user_id(&self) -> Option<UserId> {
         self.user_id
+    }
+
+    /// When the session started.
+    pub fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.started_at
     }
 
     /// Whether the session has been ended.
@@ -36,8 +46,30 @@ impl Session {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionEndReason {
-    /// The user logged out.
+    /// The user logged out of this session.
     Logout,
+    /// The user logged out everywhere.
+    LogoutAll,
+    /// The user revoked this session from another one.
+    Revoked,
+    /// A refresh token of the family was presented after it had been replaced.
+    RefreshTokenReused,
+    /// The user changed the password (the session that changed it stays).
+    PasswordChanged,
+    /// The password was reset through the e-mailed link.
+    PasswordReset,
+    /// An administrator suspended the user.
+    UserSuspended,
+}
+
+/// Who asks for a session to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndRequester {
+    /// The user the session belongs to (logout, revoke one, logout everywhere).
+    Owner(UserId),
+    /// Keyframe itself, acting on a rule the API already checked (a password reset, a
+    /// suspension by an administrator).
+    Authority,
 }
 
 /// Commands for [`Session`].
@@ -71,10 +103,17 @@ pub enum SessionCommand {
         /// When the refresh happened.
         at: DateTime<Utc>,
     },
-    /// End the session; only its owner may.
+    /// Record that a replaced refresh token came back, and end the family.
+    RevokeForReuse {
+        /// Hash of the token the client presented.
+        presented_hash: TokenHash,
+        /// When it was presented.
+        at: DateTime<Utc>,
+    },
+    /// End the session: its owner, or Keyframe for a rule the API checked.
     EndSession {
         /// Who asks.
-        actor: UserId,
+        requested_by: EndRequester,
         /// Why.
         reason: SessionEndReason,
         /// When.
@@ -111,6 +150,14 @@ pub enum SessionEvent {
         /// When it happened.
         rotated_at: DateTime<Utc>,
     },
+    /// A refresh token this family had already replaced was presented: it leaked, or a client
+    /// is replaying it. The family ends with the next event.
+    RefreshTokenReuseDetected {
+        /// SHA-256 of the presented (replaced) token.
+        presented_hash: TokenHash,
+        /// When it was presented.
+        detected_at: DateTime<Utc>,
+    },
     /// The session ended; its refresh token no longer works.
     SessionEnded {
         /// Why.
@@ -125,6 +172,7 @@ impl DomainEvent for SessionEvent {
         match self {
             Self::SessionStarted { .. } => "SessionStarted",
             Self::RefreshTokenRotated { .. } => "RefreshTokenRotated",
+            Self::RefreshTokenReuseDetected { .. } => "RefreshTokenReuseDetected",
             Self::SessionEnded { .. } => "SessionEnded",
         }
         .to_owned()
@@ -147,9 +195,13 @@ pub enum SessionError {
     /// The session was ended (logout).
     #[error("this session has ended")]
     Ended,
-    /// The presented refresh token is not the session's current one.
+    /// The presented refresh token is not the session's current one, nor one it replaced.
     #[error("the refresh token is not valid")]
     RefreshTokenInvalid,
+    /// The presented refresh token was already traded in: the family must end
+    /// ([`SessionCommand::RevokeForReuse`]).
+    #[error("the refresh token was already used")]
+    RefreshTokenReused,
     /// The refresh token's lifetime is over.
     #[error("the refresh token has expired")]
     RefreshTokenExpired,
@@ -195,7 +247,11 @@ impl Aggregate for Session {
             } => {
                 self.ensure_active()?;
                 if presented_hash != self.refresh_token_hash {
-                    return Err(SessionError::RefreshTokenInvalid);
+                    return Err(if self.replaced_token_hashes.contains(&presented_hash) {
+                        SessionError::RefreshTokenReused
+                    } else {
+                        SessionError::RefreshTokenInvalid
+                    });
                 }
                 if self.refresh_expires_at.is_some_and(|expires| expires <= at) {
                     return Err(SessionError::RefreshTokenExpired);
@@ -207,8 +263,33 @@ impl Aggregate for Session {
                 };
                 sink.write(event, self).await;
             }
-            SessionCommand::EndSession { actor, reason, at } => {
-                if self.user_id != Some(actor) {
+            SessionCommand::RevokeForReuse { presented_hash, at } => {
+                self.ensure_active()?;
+                if !self.replaced_token_hashes.contains(&presented_hash) {
+                    return Err(SessionError::RefreshTokenInvalid);
+                }
+                sink.write(
+                    SessionEvent::RefreshTokenReuseDetected {
+                        presented_hash,
+                        detected_at: at,
+                    },
+                    self,
+                )
+                .await;
+                let ended = SessionEvent::SessionEnded {
+                    reason: SessionEndReason::RefreshTokenReused,
+                    ended_at: at,
+                };
+                sink.write(ended, self).await;
+            }
+            SessionCommand::EndSession {
+                requested_by,
+                reason,
+                at,
+            } => {
+                if let EndRequester::Owner(owner) = requested_by
+                    && self.user_id != Some(owner)
+                {
                     return Err(SessionError::NotFound);
                 }
                 self.ensure_active()?;
@@ -226,21 +307,25 @@ impl Aggregate for Session {
                 user_id,
                 refresh_token_hash,
                 refresh_expires_at,
+                started_at,
                 ..
             } => {
                 self.id = Some(session_id);
                 self.user_id = Some(user_id);
                 self.refresh_token_hash = refresh_token_hash;
                 self.refresh_expires_at = Some(refresh_expires_at);
+                self.started_at = Some(started_at);
             }
             SessionEvent::RefreshTokenRotated {
                 refresh_token_hash,
                 refresh_expires_at,
                 ..
             } => {
-                self.refresh_token_hash = refresh_token_hash;
+                let replaced = std::mem::replace(&mut self.refresh_token_hash, refresh_token_hash);
+                self.replaced_token_hashes.push(replaced);
                 self.refresh_expires_at = Some(refresh_expires_at);
             }
+            SessionEvent::RefreshTokenReuseDetected { .. } => {}
             SessionEvent::SessionEnded { ended_at, .. } => self.ended_at = Some(ended_at),
         }
     }
@@ -356,19 +441,82 @@ mod tests {
             }]);
     }
 
-    #[test]
-    fn refreshing_with_a_replaced_token_is_refused() {
-        let g = Given::new();
-        let at = g.at + Duration::minutes(5);
-        let rotated = SessionEvent::RefreshTokenRotated {
+    fn rotated(at: DateTime<Utc>) -> SessionEvent {
+        SessionEvent::RefreshTokenRotated {
             refresh_token_hash: hash("second"),
             refresh_expires_at: at + Duration::days(30),
             rotated_at: at,
-        };
+        }
+    }
+
+    #[test]
+    fn refreshing_with_a_replaced_token_is_refused_as_reuse() {
+        let g = Given::new();
+        let at = g.at + Duration::minutes(5);
         TestFramework::<Session>::with(())
-            .given(vec![g.started(), rotated])
+            .given(vec![g.started(), rotated(at)])
             .when(g.rotate("first", at))
+            .then_expect_error(SessionError::RefreshTokenReused);
+    }
+
+    #[test]
+    fn refreshing_with_a_token_the_family_never_had_is_refused_as_invalid() {
+        let g = Given::new();
+        TestFramework::<Session>::with(())
+            .given(vec![g.started()])
+            .when(g.rotate("forged", g.at))
             .then_expect_error(SessionError::RefreshTokenInvalid);
+    }
+
+    #[test]
+    fn a_replaced_token_coming_back_ends_the_family_and_says_why() {
+        let g = Given::new();
+        let at = g.at + Duration::minutes(5);
+        let later = at + Duration::minutes(1);
+        TestFramework::<Session>::with(())
+            .given(vec![g.started(), rotated(at)])
+            .when(SessionCommand::RevokeForReuse {
+                presented_hash: hash("first"),
+                at: later,
+            })
+            .then_expect_events(vec![
+                SessionEvent::RefreshTokenReuseDetected {
+                    presented_hash: hash("first"),
+                    detected_at: later,
+                },
+                SessionEvent::SessionEnded {
+                    reason: SessionEndReason::RefreshTokenReused,
+                    ended_at: later,
+                },
+            ]);
+    }
+
+    #[test]
+    fn revoking_for_reuse_needs_a_token_the_family_replaced() {
+        let g = Given::new();
+        TestFramework::<Session>::with(())
+            .given(vec![g.started()])
+            .when(SessionCommand::RevokeForReuse {
+                presented_hash: hash("first"),
+                at: g.at,
+            })
+            .then_expect_error(SessionError::RefreshTokenInvalid);
+    }
+
+    #[test]
+    fn keyframe_may_end_any_session_for_a_rule_the_api_checked() {
+        let g = Given::new();
+        TestFramework::<Session>::with(())
+            .given(vec![g.started()])
+            .when(SessionCommand::EndSession {
+                requested_by: EndRequester::Authority,
+                reason: SessionEndReason::UserSuspended,
+                at: g.at,
+            })
+            .then_expect_events(vec![SessionEvent::SessionEnded {
+                reason: SessionEndReason::UserSuspended,
+                ended_at: g.at,
+            }]);
     }
 
     #[test]
@@ -404,7 +552,7 @@ mod tests {
         TestFramework::<Session>::with(())
             .given(vec![g.started()])
             .when(SessionCommand::EndSession {
-                actor: g.user_id,
+                requested_by: EndRequester::Owner(g.user_id),
                 reason: SessionEndReason::Logout,
                 at: g.at,
             })
@@ -417,7 +565,7 @@ mod tests {
         TestFramework::<Session>::with(())
             .given(vec![g.started(), g.ended()])
             .when(SessionCommand::EndSession {
-                actor: g.user_id,
+                requested_by: EndRequester::Owner(g.user_id),
                 reason: SessionEndReason::Logout,
                 at: g.at,
             })
@@ -430,7 +578,7 @@ mod tests {
         TestFramework::<Session>::with(())
             .given(vec![g.started()])
             .when(SessionCommand::EndSession {
-                actor: UserId::new(),
+                requested_by: EndRequester::Owner(UserId::new()),
                 reason: SessionEndReason::Logout,
                 at: g.at,
             })

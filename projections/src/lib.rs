@@ -6,6 +6,7 @@
 //! in the same transaction as the rows.
 
 pub mod project_list;
+pub mod session_list;
 
 use async_trait::async_trait;
 use keyframe_domain::log::RecordedEvent;
@@ -60,7 +61,10 @@ pub enum ProjectionError {
 
 /// Every projection Keyframe has, in a fixed order.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![std::sync::Arc::new(project_list::ProjectList)]
+    vec![
+        std::sync::Arc::new(project_list::ProjectList),
+        std::sync::Arc::new(session_list::SessionList),
+    ]
 }
 
 /// Reads an event's payload as the aggregate's event enum.
@@ -70,4 +74,29 @@ pub fn decode<E: serde::de::DeserializeOwned>(event: &RecordedEvent) -> Result<E
         global_position: event.global_position,
         source,
     })
+}
+
+/// The aggregate id of an event, as a UUID (every Keyframe aggregate id is one).
+pub fn parse_uuid(event: &RecordedEvent) -> Result<uuid::Uuid, ProjectionError> {
+    event.aggregate_id.parse().map_err(|_| ProjectionError::Payload {
+        event_type: event.event_type.clone(),
+        global_position: event.global_position,
+        source: serde::de::Error::custom("aggregate id is not a UUID"),
+    })
+}
+
+/// [`Projection::last_sequences`] for a read model with one row per aggregate: `sql` selects
+/// `(id, last_sequence)` for the ids bound as `$1` (a `uuid[]`).
+pub async fn last_sequences_by_id(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    aggregate_type: &str,
+    aggregates: &[(&str, &str)],
+) -> Result<HashMap<(String, String), i64>, ProjectionError> {
+    let ids: Vec<uuid::Uuid> = aggregates.iter().filter_map(|(_, id)| id.parse().ok()).collect();
+    let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(sql).bind(&ids).fetch_all(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, sequence)| ((aggregate_type.to_owned(), id.to_string()), sequence))
+        .collect())
 }

@@ -1,6 +1,6 @@
 //! `project_list`: one row per live project, for listing and reading a user's projects.
 
-use crate::{Projection, ProjectionError, decode};
+use crate::{Projection, ProjectionError, decode, last_sequences_by_id, parse_uuid};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -36,23 +36,15 @@ impl Projection for ProjectList {
         conn: &mut PgConnection,
         aggregates: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
-        let ids: Vec<Uuid> = aggregates.iter().filter_map(|(_, id)| id.parse().ok()).collect();
-        let rows: Vec<(Uuid, i64)> =
-            sqlx::query_as("SELECT project_id, last_sequence FROM project_list WHERE project_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(conn)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, sequence)| ((Project::TYPE.to_owned(), id.to_string()), sequence))
-            .collect())
+        let sql = "SELECT project_id, last_sequence FROM project_list WHERE project_id = ANY($1)";
+        last_sequences_by_id(conn, sql, Project::TYPE, aggregates).await
     }
 
     async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         // Fold the batch into one net change per project, then write each kind in one statement.
         let mut changes: HashMap<Uuid, Change> = HashMap::new();
         for event in events {
-            let project_id = parse_id(event)?;
+            let project_id = parse_uuid(event)?;
             let sequence = event.sequence;
             let change = match (decode::<ProjectEvent>(event)?, changes.remove(&project_id)) {
                 (
@@ -218,14 +210,6 @@ struct Update {
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
     sequence: i64,
-}
-
-fn parse_id(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
-    event.aggregate_id.parse().map_err(|_| ProjectionError::Payload {
-        event_type: event.event_type.clone(),
-        global_position: event.global_position,
-        source: serde::de::Error::custom("aggregate id is not a UUID"),
-    })
 }
 
 /// A project as the API shows it.

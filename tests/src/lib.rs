@@ -321,6 +321,25 @@ impl TestApp {
         }
     }
 
+    /// A second API process on the same database and NATS prefix, as in a deployment with
+    /// several replicas. It stops when the handle drops.
+    pub async fn spawn_sibling(&self) -> Sibling {
+        let config = AppConfig {
+            database_url: self.db.url.clone(),
+            db_max_connections: 4,
+            nats: self.nats.args(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            components: vec![Component::Api],
+            api: test_api_settings(),
+        };
+        let app = Application::build(config).await.expect("the sibling starts");
+        let base_url = app
+            .local_addr()
+            .map(|addr| format!("http://{addr}"))
+            .unwrap_or_default();
+        Sibling { base_url, app }
+    }
+
     /// Stops the service (the database and stream stay until the handle drops).
     pub async fn stop(&mut self) {
         if let Some(app) = self.app.take() {
@@ -385,6 +404,19 @@ impl Drop for TestApp {
         if let Some(app) = self.app.as_mut() {
             app.abort();
         }
+    }
+}
+
+/// Another API process of a [`TestApp`].
+pub struct Sibling {
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    app: Application,
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        self.app.abort();
     }
 }
 

@@ -1,6 +1,7 @@
-//! The `project_list` read model through the projector runtime: applied, re-applied and applied
+//! The read models through the projector runtime. `project_list`: applied, re-applied and applied
 //! out of order it ends the same; replay rebuilds it; a projector killed mid-backlog resumes,
 //! and after a crash its checkpoint never claims an event still out with the crashed run.
+//! `session_list`: logins, refreshes and endings, unchanged by repeats.
 
 use keyframe_domain::ids::{ProjectId, UserId};
 use keyframe_domain::log::RecordedEvent;
@@ -545,4 +546,86 @@ async fn after_a_crash_read_your_writes_waits_for_the_events_the_crashed_run_had
     .await;
     projector.stop().await;
     relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_list_follows_logins_refreshes_and_endings_and_ignores_repeats() {
+    use keyframe_domain::ids::SessionId;
+    use keyframe_domain::session::{EndRequester, Session, SessionCommand, SessionEndReason};
+    use keyframe_domain::values::TokenHash;
+    use keyframe_projections::session_list::SessionList;
+
+    let db = TestDatabase::create().await;
+    let bus = CommandBus::<Session>::new(db.pool.clone());
+    let meta = CommandMetadata::system();
+    let user = UserId::new();
+    let (kept, ended) = (SessionId::new(), SessionId::new());
+    let started = chrono::Utc::now();
+    for (id, agent) in [(kept, "laptop"), (ended, "phone")] {
+        let start = || SessionCommand::StartSession {
+            session_id: id,
+            user_id: user,
+            refresh_token_hash: TokenHash("first".to_owned()),
+            refresh_expires_at: started + chrono::Duration::days(30),
+            user_agent: Some(agent.to_owned()),
+            ip: Some("10.0.0.1".to_owned()),
+            at: started,
+        };
+        bus.execute(&id.to_string(), start, &meta).await.expect("start");
+    }
+    let refreshed = started + chrono::Duration::minutes(10);
+    let rotate = || SessionCommand::RotateRefreshToken {
+        presented_hash: TokenHash("first".to_owned()),
+        new_hash: TokenHash("second".to_owned()),
+        refresh_expires_at: refreshed + chrono::Duration::days(30),
+        at: refreshed,
+    };
+    bus.execute(&kept.to_string(), rotate, &meta).await.expect("rotate");
+    let end = || SessionCommand::EndSession {
+        requested_by: EndRequester::Authority,
+        reason: SessionEndReason::PasswordReset,
+        at: refreshed,
+    };
+    bus.execute(&ended.to_string(), end, &meta).await.expect("end");
+
+    type SessionRow = (
+        uuid::Uuid,
+        Option<String>,
+        chrono::DateTime<chrono::Utc>,
+        Option<String>,
+    );
+    let rows = || async {
+        sqlx::query_as::<_, SessionRow>(
+            "SELECT session_id, user_agent, last_used_at, end_reason FROM session_list ORDER BY user_agent",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .expect("rows")
+    };
+    let events = all_events(&db.pool).await;
+    apply_in_transaction(&db.pool, &SessionList, &events)
+        .await
+        .expect("apply");
+    let first = rows().await;
+    let micros = |at: chrono::DateTime<chrono::Utc>| at.timestamp_micros();
+    assert_eq!(first.len(), 2);
+    assert_eq!((first[0].0, first[0].1.as_deref()), (kept.0, Some("laptop")));
+    assert_eq!(micros(first[0].2), micros(refreshed), "the refresh is the last use");
+    assert_eq!(first[0].3, None);
+    assert_eq!((first[1].0, first[1].3.as_deref()), (ended.0, Some("password_reset")));
+    let live = keyframe_projections::session_list::active_for_user(&db.pool, user.0, chrono::Utc::now())
+        .await
+        .expect("list");
+    assert_eq!(live.iter().map(|row| row.session_id).collect::<Vec<_>>(), [kept.0]);
+
+    // Delivered again, and again in reverse: nothing changes.
+    apply_in_transaction(&db.pool, &SessionList, &events)
+        .await
+        .expect("again");
+    for event in events.iter().rev() {
+        apply_in_transaction(&db.pool, &SessionList, std::slice::from_ref(event))
+            .await
+            .expect("reversed");
+    }
+    assert_eq!(rows().await, first);
 }

@@ -22,6 +22,21 @@ impl Argon2Settings {
     };
 }
 
+/// An access-token key that no longer signs but still verifies what it signed.
+#[derive(Clone)]
+pub struct JwtKey {
+    /// Its `kid`.
+    pub id: String,
+    /// The HMAC secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
 /// Everything the API needs to know that is not a connection.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -29,6 +44,8 @@ pub struct ApiSettings {
     pub jwt_secret: String,
     /// Key id written into the JWT header and required on the way back.
     pub jwt_key_id: String,
+    /// Retired keys: they sign nothing new, and verify access tokens until those expire.
+    pub jwt_retired_keys: Vec<JwtKey>,
     /// `iss` of access tokens.
     pub jwt_issuer: String,
     /// `aud` of access tokens.
@@ -37,6 +54,9 @@ pub struct ApiSettings {
     pub access_token_ttl: Duration,
     /// Lifetime of a refresh token (renewed by each rotation).
     pub refresh_token_ttl: Duration,
+    /// How long a session's standing (not ended) is trusted before the event store is asked
+    /// again: the longest an access token keeps working after its session ended elsewhere.
+    pub session_check_ttl: Duration,
     /// Password hashing cost.
     pub argon2: Argon2Settings,
     /// How many password hashes may run at once (each takes a core for a while).
@@ -57,10 +77,12 @@ impl ApiSettings {
         Self {
             jwt_secret: jwt_secret.into(),
             jwt_key_id: "k1".to_owned(),
+            jwt_retired_keys: Vec::new(),
             jwt_issuer: "keyframe".to_owned(),
             jwt_audience: "keyframe-api".to_owned(),
             access_token_ttl: Duration::from_secs(15 * 60),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            session_check_ttl: Duration::from_millis(500),
             argon2: Argon2Settings::OWASP,
             max_concurrent_hashes: 2,
             read_your_writes_timeout: Duration::from_secs(5),

@@ -1,5 +1,6 @@
 //! The state every handler shares.
 
+use crate::auth::guard::SessionGuard;
 use crate::auth::passwords::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::settings::ApiSettings;
@@ -39,6 +40,8 @@ pub struct App {
     pub projects: CommandBus<Project>,
     /// Access- and refresh-token issuing and checking.
     pub tokens: Tokens,
+    /// Whether an access token's session still stands.
+    pub session_guard: SessionGuard,
     /// Password hashing, bounded in concurrency.
     pub passwords: Passwords,
     /// Settings.
@@ -61,6 +64,7 @@ impl AppState {
             sessions: CommandBus::sharing(&events),
             projects: CommandBus::sharing(&events),
             tokens: Tokens::new(&settings),
+            session_guard: SessionGuard::new(settings.session_check_ttl),
             passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)?,
             pool,
             nats,

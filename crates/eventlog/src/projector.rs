@@ -417,6 +417,9 @@ impl ReplayReport {
     }
 }
 
+/// Longest a replay waits for transactions open when it started to finish.
+const REPLAY_FENCE_WAIT: Duration = Duration::from_secs(30);
+
 /// Empties `projection`'s tables and rebuilds them from the event store, in batches, calling
 /// `progress` with the events read so far. The live projector waits meanwhile (advisory lock)
 /// and afterwards skips what the replay applied.
@@ -449,11 +452,37 @@ pub async fn replay(
             .await?;
         tx.commit().await?;
 
+        // Every event committed by now must be in the rebuilt model. The reader stops below the
+        // oldest open transaction, so while one that began before now is still open (another
+        // writer's, anywhere in the cluster) the log can look shorter than it is: read on until
+        // the fence has passed every transaction this snapshot could not yet see as finished.
+        let visible_before: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+                .fetch_one(pool)
+                .await?;
+        let waited_since = Instant::now();
+
         // Read the next batch while the current one is applied (two connections).
         let mut events = 0_u64;
         let mut position = None;
         let mut batch = read_committed_after(pool, LogPosition::default(), batch_size).await?;
-        while let Some(last) = batch.last() {
+        loop {
+            if batch.is_empty() {
+                let fence: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                    .fetch_one(pool)
+                    .await?;
+                if fence >= visible_before {
+                    break;
+                }
+                if waited_since.elapsed() > REPLAY_FENCE_WAIT {
+                    tracing::warn!(projection = name, "an open transaction kept part of the log out of the replay; the live projector will apply the rest");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                batch = read_committed_after(pool, position.unwrap_or_default(), batch_size).await?;
+                continue;
+            }
+            let Some(last) = batch.last() else { break };
             position = Some(LogPosition::of(last));
             let relevant: Vec<RecordedEvent> = batch
                 .iter()

@@ -3,7 +3,7 @@
 
 use crate::telemetry::LogFormat;
 use clap::{Args, ValueEnum};
-use keyframe_api::settings::{ApiSettings, Argon2Settings};
+use keyframe_api::settings::{ApiSettings, Argon2Settings, JwtKey};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -117,6 +117,16 @@ pub struct ServeArgs {
     /// Key id of the access-token secret.
     #[arg(long, env = "KEYFRAME_JWT_KEY_ID", default_value = "k1")]
     pub jwt_key_id: String,
+    /// Retired access-token keys, `kid:secret` separated by commas: they verify the tokens they
+    /// signed until those expire, and sign nothing new.
+    #[arg(long, env = "KEYFRAME_JWT_RETIRED_KEYS", value_delimiter = ',', value_parser = parse_retired_key,
+        hide_env_values = true)]
+    pub jwt_retired_keys: Vec<JwtKey>,
+    /// How long, in milliseconds, a session found live is trusted before the event store is
+    /// asked again: the longest an access token outlives its session ended by another process.
+    #[arg(long, env = "KEYFRAME_SESSION_CHECK_TTL_MS", default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub session_check_ttl_ms: u64,
     /// Access-token lifetime in seconds.
     #[arg(long, env = "KEYFRAME_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
     pub access_token_ttl_secs: u64,
@@ -148,6 +158,18 @@ pub struct ServeArgs {
     pub db_append_writers: u16,
 }
 
+fn parse_retired_key(raw: &str) -> Result<JwtKey, String> {
+    match raw.split_once(':') {
+        Some((id, secret)) if !id.is_empty() && secret.len() >= JWT_SECRET_MIN_BYTES => Ok(JwtKey {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+        }),
+        _ => Err(format!(
+            "write each key as kid:secret, the secret at least {JWT_SECRET_MIN_BYTES} bytes"
+        )),
+    }
+}
+
 /// Shortest accepted JWT secret: HS256 wants a key at least as long as its output.
 const JWT_SECRET_MIN_BYTES: usize = 32;
 
@@ -168,6 +190,11 @@ impl ServeArgs {
         }
         let mut settings = ApiSettings::new(secret);
         settings.jwt_key_id = self.jwt_key_id.clone();
+        if self.jwt_retired_keys.iter().any(|key| key.id == self.jwt_key_id) {
+            anyhow::bail!("KEYFRAME_JWT_RETIRED_KEYS reuses the active key id {}", self.jwt_key_id);
+        }
+        settings.jwt_retired_keys = self.jwt_retired_keys.clone();
+        settings.session_check_ttl = Duration::from_millis(self.session_check_ttl_ms);
         settings.access_token_ttl = Duration::from_secs(self.access_token_ttl_secs);
         settings.refresh_token_ttl = Duration::from_secs(self.refresh_token_ttl_secs);
         settings.argon2 = Argon2Settings {

@@ -1,6 +1,7 @@
 //! Authentication: password hashing, access and refresh tokens, and the extractor that turns a
 //! bearer token into the caller.
 
+pub mod guard;
 pub mod passwords;
 pub mod tokens;
 
@@ -35,13 +36,20 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| {
                 ApiError::unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`")
             })?;
-        let claims = state
-            .tokens
-            .verify_access(token.trim())
-            .map_err(|_| ApiError::unauthorized("invalid_token", "the access token is invalid or expired"))?;
-        Ok(Self {
-            user_id: UserId(claims.sub),
-            session_id: SessionId(claims.sid),
-        })
+        let invalid = || ApiError::unauthorized("invalid_token", "the access token is invalid or expired");
+        let claims = state.tokens.verify_access(token.trim()).map_err(|_| invalid())?;
+        let (user_id, session_id) = (UserId(claims.sub), SessionId(claims.sid));
+        let active = state
+            .session_guard
+            .is_active(&state.sessions, session_id, user_id)
+            .await
+            .map_err(|error| ApiError::from_command(error, |_| invalid()))?;
+        if !active {
+            return Err(ApiError::unauthorized(
+                "session_ended",
+                "the session of this token has ended; log in again",
+            ));
+        }
+        Ok(Self { user_id, session_id })
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! Access tokens follow RFC 8725: the algorithm is pinned to HS256, `iss`, `aud`, `exp` and
 //! `sub` are required, the header's `typ` is `at+jwt` and the claims' `typ` is `access`, and
-//! `kid` must name our key. A refresh token is `<session id>.<32 random bytes, base64url>`: the
+//! `kid` must name one of our keys. Keys rotate: one signs, the retired ones still verify the
+//! tokens they signed until those expire; `kid` only ever selects among these. A refresh token is `<session id>.<32 random bytes, base64url>`: the
 //! session id finds the aggregate, the hash of the whole token must match its current hash.
 
 use crate::settings::ApiSettings;
+#[cfg(test)]
+use crate::settings::JwtKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -14,6 +17,7 @@ use keyframe_domain::values::TokenHash;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -51,7 +55,8 @@ pub struct InvalidToken;
 /// Issues and checks tokens.
 pub struct Tokens {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Every key that verifies, by `kid`: the signing key and the retired ones.
+    decoding: HashMap<String, DecodingKey>,
     key_id: String,
     issuer: String,
     audience: String,
@@ -67,9 +72,18 @@ impl Tokens {
         validation.set_audience(&[&settings.jwt_audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        let mut decoding: HashMap<String, DecodingKey> = settings
+            .jwt_retired_keys
+            .iter()
+            .map(|key| (key.id.clone(), DecodingKey::from_secret(key.secret.as_bytes())))
+            .collect();
+        decoding.insert(
+            settings.jwt_key_id.clone(),
+            DecodingKey::from_secret(settings.jwt_secret.as_bytes()),
+        );
         Self {
             encoding: EncodingKey::from_secret(settings.jwt_secret.as_bytes()),
-            decoding: DecodingKey::from_secret(settings.jwt_secret.as_bytes()),
+            decoding,
             key_id: settings.jwt_key_id.clone(),
             issuer: settings.jwt_issuer.clone(),
             audience: settings.jwt_audience.clone(),
@@ -102,14 +116,15 @@ impl Tokens {
     /// The claims of a valid access token.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
-        if header.alg != Algorithm::HS256
-            || header.kid.as_deref() != Some(self.key_id.as_str())
-            || header.typ.as_deref() != Some(ACCESS_HEADER_TYP)
-        {
+        if header.alg != Algorithm::HS256 || header.typ.as_deref() != Some(ACCESS_HEADER_TYP) {
             return Err(InvalidToken);
         }
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|_| InvalidToken)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.decoding.get(kid))
+            .ok_or(InvalidToken)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|_| InvalidToken)?;
         if data.claims.typ != ACCESS_TYP {
             return Err(InvalidToken);
         }
@@ -181,6 +196,31 @@ mod tests {
         let (_, claims) = (parts.next(), parts.next().expect("claims"));
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#);
         assert!(tokens.verify_access(&format!("{none_header}.{claims}.")).is_err());
+    }
+
+    #[test]
+    fn a_token_signed_by_a_retired_key_verifies_until_it_expires_and_an_unknown_kid_never_does() {
+        let old = tokens("old-secret");
+        let mut settings = ApiSettings::new("new-secret");
+        settings.jwt_key_id = "k2".to_owned();
+        settings.jwt_retired_keys = vec![JwtKey {
+            id: "k1".to_owned(),
+            secret: "old-secret".to_owned(),
+        }];
+        let rotated = Tokens::new(&settings);
+        let (user, session) = (UserId::new(), SessionId::new());
+        let (by_old_key, _) = old.issue_access(user, session, Utc::now());
+        assert_eq!(rotated.verify_access(&by_old_key).expect("still valid").sub, user.0);
+        let (by_new_key, _) = rotated.issue_access(user, session, Utc::now());
+        assert_eq!(
+            jsonwebtoken::decode_header(&by_new_key).expect("header").kid.as_deref(),
+            Some("k2")
+        );
+        assert!(rotated.verify_access(&by_new_key).is_ok());
+        // The old key, once dropped from the configuration, no longer verifies anything.
+        assert!(tokens("new-secret").verify_access(&by_old_key).is_err());
+        let (expired, _) = old.issue_access(user, session, Utc::now() - chrono::Duration::hours(1));
+        assert!(rotated.verify_access(&expired).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, json_problem};
+use crate::routes::sessions::end_session;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
@@ -16,10 +17,11 @@ use axum::{Form, Json, Router};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate as _;
 use keyframe_domain::ids::{SessionId, UserId};
-use keyframe_domain::session::{SessionCommand, SessionEndReason, SessionError};
+use keyframe_domain::session::{EndRequester, SessionCommand, SessionEndReason, SessionError};
 use keyframe_domain::user::{User, UserCommand, UserError};
-use keyframe_domain::values::{EmailAddress, FullName, Password, ValidationError};
-use keyframe_eventlog::metadata::Actor;
+use keyframe_domain::values::{EmailAddress, FullName, Password, TokenHash, ValidationError};
+use keyframe_eventlog::commands::CommandError;
+use keyframe_eventlog::metadata::{Actor, CommandMetadata};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -34,6 +36,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/refresh", post(refresh))
         .route("/logout", post(logout))
         .route("/me", get(me))
+        .merge(super::sessions::router())
 }
 
 /// `POST /register` body.
@@ -360,6 +363,10 @@ fn session_rejected(error: SessionError) -> ApiError {
             code: "session_exists",
             detail: error.to_string(),
         },
+        SessionError::RefreshTokenReused => ApiError::unauthorized(
+            "refresh_token_reused",
+            "this refresh token was already used; log in again",
+        ),
         SessionError::NotFound
         | SessionError::Ended
         | SessionError::RefreshTokenInvalid
@@ -416,11 +423,17 @@ pub async fn refresh(
         at: now,
     };
     let metadata = context.metadata(Actor::User(user_id));
-    let position = state
+    let position = match state
         .sessions
         .execute(&session_id.to_string(), command, &metadata)
         .await
-        .map_err(|e| ApiError::from_command(e, session_rejected))?;
+    {
+        Ok(position) => position,
+        Err(CommandError::Rejected(SessionError::RefreshTokenReused)) => {
+            return Err(revoke_for_reuse(&state, session_id, presented_hash, &metadata).await);
+        }
+        Err(error) => return Err(ApiError::from_command(error, session_rejected)),
+    };
     let user = state
         .users
         .load(&user_id.to_string())
@@ -436,6 +449,32 @@ pub async fn refresh(
         position,
         token_response(&state, user_id, session_id, refresh_token, token_user, now),
     ))
+}
+
+/// A replaced refresh token came back: whoever holds it, the family is no longer safe. Ends the
+/// session (recording why) and answers the 401 the client gets.
+async fn revoke_for_reuse(
+    state: &AppState,
+    session_id: SessionId,
+    presented_hash: TokenHash,
+    metadata: &CommandMetadata,
+) -> ApiError {
+    let command = || SessionCommand::RevokeForReuse {
+        presented_hash: presented_hash.clone(),
+        at: Utc::now(),
+    };
+    match state.sessions.execute(&session_id.to_string(), command, metadata).await {
+        // Revoked now, or already ended by a concurrent request: either way, refused.
+        Ok(_) | Err(CommandError::Rejected(SessionError::Ended)) => {
+            state.session_guard.ended(session_id);
+            tracing::warn!(session = %session_id, "a replaced refresh token was presented; the session is revoked");
+            ApiError::unauthorized(
+                "refresh_token_reused",
+                "this refresh token was already used; the session is revoked for safety, log in again",
+            )
+        }
+        Err(error) => ApiError::from_command(error, session_rejected),
+    }
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -457,30 +496,30 @@ pub async fn logout(
     context: RequestContext,
     caller: AuthUser,
 ) -> Result<Response, ApiError> {
-    let command = || SessionCommand::EndSession {
-        actor: caller.user_id,
-        reason: SessionEndReason::Logout,
-        at: Utc::now(),
-    };
     let metadata = context.metadata(Actor::User(caller.user_id));
-    let outcome = state
-        .sessions
-        .execute(&caller.session_id.to_string(), command, &metadata)
-        .await;
-    let position = match outcome {
-        Ok(position) => Some(position),
-        // Logging out of an ended session is already done.
-        Err(keyframe_eventlog::commands::CommandError::Rejected(SessionError::Ended)) => None,
-        Err(error) => return Err(ApiError::from_command(error, session_rejected)),
-    };
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&refresh_cookie(&state, "", 0)) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
+    let requested_by = EndRequester::Owner(caller.user_id);
+    let position = end_session(
+        &state,
+        caller.session_id,
+        requested_by,
+        SessionEndReason::Logout,
+        &metadata,
+    )
+    .await
+    .map_err(|error| ApiError::from_command(error, session_rejected))?;
+    let response = clear_refresh_cookie(&state, StatusCode::NO_CONTENT.into_response());
     Ok(match position {
         Some(position) => with_position(position, response),
         None => response,
     })
+}
+
+/// Adds a `Set-Cookie` that deletes the refresh cookie.
+pub(crate) fn clear_refresh_cookie(state: &AppState, mut response: Response) -> Response {
+    if let Ok(cookie) = HeaderValue::from_str(&refresh_cookie(state, "", 0)) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// The caller's account.

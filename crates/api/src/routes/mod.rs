@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod health;
 pub mod projects;
+pub mod sessions;
 
 use crate::error::ApiError;
 use axum::http::StatusCode;
