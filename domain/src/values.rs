@@ -79,13 +79,24 @@ pub const PASSWORD_MIN_CHARS: usize = 15;
 /// Longest password accepted: well above NIST's "at least 64", low enough to bound hashing work.
 pub const PASSWORD_MAX_CHARS: usize = 256;
 
+/// The least zxcvbn score accepted: 3 is "safely unguessable" (about 10^10 guesses), out of
+/// reach of an online attack and costly offline against argon2id.
+pub const PASSWORD_MIN_SCORE: u8 = 3;
+
+/// Only this many leading characters are scored: zxcvbn's matching grows faster than linearly
+/// with length, and a password whose first 100 characters are strong is strong.
+const PASSWORD_SCORED_CHARS: usize = 100;
+
 /// A candidate password that meets the policy. Never stored, logged or put in an event: only its
 /// hash is. No composition rules, no truncation (NIST SP 800-63B).
 pub struct Password(String);
 
 impl Password {
-    /// Checks the length policy.
-    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+    /// Checks the policy: a length of [`PASSWORD_MIN_CHARS`] to [`PASSWORD_MAX_CHARS`]
+    /// characters, and not common, breached-looking or guessable (zxcvbn's dictionaries of
+    /// common and leaked passwords, names and words, keyboard walks, repeats, sequences and
+    /// dates, and `related`: the account's own e-mail and name). The message says why.
+    pub fn parse(field: &'static str, raw: &str, related: &[&str]) -> Result<Self, ValidationError> {
         let chars = raw.chars().count();
         if chars < PASSWORD_MIN_CHARS {
             return Err(ValidationError::new(
@@ -97,6 +108,50 @@ impl Password {
             return Err(ValidationError::new(
                 field,
                 format!("must be at most {PASSWORD_MAX_CHARS} characters"),
+            ));
+        }
+        // Context-specific words (NIST SP 800-63B 5.1.1.2): the account's own e-mail and name
+        // parts of four characters or more, and the service's name.
+        let related: Vec<String> = related
+            .iter()
+            .flat_map(|text| text.split(|c: char| !c.is_alphanumeric()))
+            .map(str::to_lowercase)
+            .chain(std::iter::once("keyframe".to_owned()))
+            .filter(|part| part.chars().count() >= 4)
+            .collect();
+        let folded: String = raw
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect::<String>()
+            .to_lowercase();
+        if let Some(word) = related.iter().find(|word| folded.contains(word.as_str())) {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "must not contain \"{word}\": it is part of your e-mail address or name, or this service's name"
+                ),
+            ));
+        }
+        let scored: String = raw.chars().take(PASSWORD_SCORED_CHARS).collect();
+        let related: Vec<&str> = related.iter().map(String::as_str).collect();
+        let estimate = zxcvbn::zxcvbn(&scored, &related);
+        if u8::from(estimate.score()) < PASSWORD_MIN_SCORE {
+            let mut reasons = Vec::new();
+            if let Some(feedback) = estimate.feedback() {
+                if let Some(warning) = feedback.warning() {
+                    reasons.push(warning.to_string());
+                }
+                reasons.extend(feedback.suggestions().iter().map(ToString::to_string));
+            }
+            if reasons.is_empty() {
+                reasons.push("It is too easy to guess.".to_owned());
+            }
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "is too easy to guess: {} Use a few unrelated words, or a password manager.",
+                    reasons.join(" ")
+                ),
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -206,13 +261,47 @@ mod tests {
 
     #[test]
     fn passwords_are_counted_in_characters_and_never_truncated() {
-        assert!(Password::parse("password", "short").is_err());
-        assert!(Password::parse("password", &"é".repeat(PASSWORD_MIN_CHARS)).is_ok());
-        assert!(Password::parse("password", &"x".repeat(64)).is_ok());
-        assert!(Password::parse("password", &"x".repeat(PASSWORD_MAX_CHARS + 1)).is_err());
-        let pw = Password::parse("password", "correct horse battery staple").expect("valid");
-        assert_eq!(pw.expose(), "correct horse battery staple");
+        assert!(Password::parse("password", "short", &[]).is_err());
+        let accented = "éléphant rosé dîne à minuit";
+        assert!(accented.chars().count() >= PASSWORD_MIN_CHARS && accented.len() > accented.chars().count());
+        assert!(Password::parse("password", accented, &[]).is_ok());
+        let long = "tangerine orbit quietly ".repeat(10);
+        let pw = Password::parse("password", &long, &[]).expect("a long strong passphrase");
+        assert_eq!(pw.expose(), long, "never truncated");
+        assert!(Password::parse("password", &"x".repeat(PASSWORD_MAX_CHARS + 1), &[]).is_err());
+        let pw = Password::parse("password", "correct horse battery staple", &[]).expect("valid");
         assert_eq!(format!("{pw:?}"), "Password(<redacted>)");
+    }
+
+    #[test]
+    fn common_repeated_and_personal_passwords_are_refused_with_a_reason() {
+        for weak in [
+            "passwordpassword",
+            "123456789012345",
+            "aaaaaaaaaaaaaaaaaaaa",
+            "qwertyuiopasdfgh",
+            "iloveyouiloveyou",
+        ] {
+            let error = Password::parse("password", weak, &[]).expect_err(weak);
+            assert_eq!(error.field, "password");
+            assert!(
+                error.message.starts_with("is too easy to guess: "),
+                "{weak}: {}",
+                error.message
+            );
+            assert!(
+                error.message.len() > "is too easy to guess: ".len() + 60,
+                "{weak}: says why"
+            );
+        }
+        let personal = Password::parse(
+            "password",
+            "Ada Lovelace 1815 forever",
+            &["ada@example.com", "Ada Lovelace"],
+        );
+        let error = personal.expect_err("the account's own name");
+        assert!(error.message.contains("\"lovelace\""), "{}", error.message);
+        assert!(Password::parse("password", "my keyframe password 2026", &[]).is_err());
     }
 
     #[test]

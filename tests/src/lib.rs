@@ -5,6 +5,8 @@
 //! by name), and leftovers of crashed runs older than two hours are swept on the next run, so
 //! the shared Postgres and NATS servers do not fill up.
 
+pub mod smtp;
+
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use keyframe::app::{AppConfig, Application};
@@ -13,6 +15,7 @@ use keyframe_api::settings::{ApiSettings, Argon2Settings};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_eventlog::streams::Naming;
 use serde_json::{Value, json};
+use smtp::SmtpInbox;
 use sqlx::PgPool;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -258,6 +261,8 @@ pub fn test_api_settings() -> ApiSettings {
         parallelism: 1,
     };
     settings.max_concurrent_hashes = 4;
+    // Only used when a test gives no SMTP server: never the working tree.
+    settings.mail.dir = std::env::temp_dir().join("keyframe-test-mail");
     settings
 }
 
@@ -270,6 +275,8 @@ pub struct TestApp {
     app: Option<Application>,
     /// Its NATS prefix.
     pub nats: TestNats,
+    /// The SMTP server its mails go to.
+    pub mail: SmtpInbox,
     /// Its database (dropped last).
     pub db: TestDatabase,
 }
@@ -297,15 +304,22 @@ impl TestApp {
 
     /// Starts the chosen parts.
     pub async fn spawn_with(components: Vec<Component>) -> Self {
+        Self::spawn_with_settings(components, test_api_settings()).await
+    }
+
+    /// Starts the chosen parts with `api` settings (its mail goes to the test's SMTP server).
+    pub async fn spawn_with_settings(components: Vec<Component>, mut api: ApiSettings) -> Self {
         let db = TestDatabase::create().await;
         let nats = TestNats::create().await;
+        let mail = SmtpInbox::start().await;
+        api.mail.smtp_url = Some(mail.url());
         let config = AppConfig {
             database_url: db.url.clone(),
             db_max_connections: 10,
             nats: nats.args(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             components,
-            api: test_api_settings(),
+            api,
         };
         let app = Application::build(config).await.expect("the application starts");
         let base_url = app
@@ -317,6 +331,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             app: Some(app),
             nats,
+            mail,
             db,
         }
     }
@@ -330,7 +345,11 @@ impl TestApp {
             nats: self.nats.args(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             components: vec![Component::Api],
-            api: test_api_settings(),
+            api: {
+                let mut api = test_api_settings();
+                api.mail.smtp_url = Some(self.mail.url());
+                api
+            },
         };
         let app = Application::build(config).await.expect("the sibling starts");
         let base_url = app
@@ -365,7 +384,35 @@ impl TestApp {
         request.send().await.expect("the request is answered")
     }
 
-    /// Registers `email` and logs in.
+    /// Proves `email` with the token from the newest verification mail sent to it.
+    pub async fn verify_email(&self, email: &str) {
+        let sent = self.mail.to(email).len().max(1);
+        let mail = self.mail.wait_for(email, "Confirm your e-mail", sent).await;
+        let verified = self
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/auth/verify-email",
+                None,
+                Some(json!({"token": mail.token()})),
+            )
+            .await;
+        assert_eq!(verified.status(), 200, "verify {email}");
+    }
+
+    /// Waits until the `session_list` read model holds `count` sessions of `user_id`.
+    pub async fn wait_for_sessions_projected(&self, user_id: &str, count: i64) {
+        wait_for("the sessions in the read model", Duration::from_secs(10), || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM session_list WHERE user_id = $1::uuid")
+                .bind(user_id)
+                .fetch_one(&self.db.pool)
+                .await
+                .expect("count")
+                == count
+        })
+        .await;
+    }
+
+    /// Registers `email`, verifies it from the mail, and logs in.
     pub async fn register_and_login(&self, email: &str) -> TestUser {
         let password = "correct horse battery staple".to_owned();
         let registered = self
@@ -379,6 +426,7 @@ impl TestApp {
         assert_eq!(registered.status(), 201, "register {email}");
         let body: Value = registered.json().await.expect("json");
         let id = body["user"]["id"].as_str().expect("user id").to_owned();
+        self.verify_email(email).await;
         let login = self
             .request(
                 reqwest::Method::POST,

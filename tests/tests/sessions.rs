@@ -218,15 +218,7 @@ async fn logout_all_ends_every_session_of_the_user_and_no_one_elses() {
     let tablet = login_again(&app, &ada, "tablet").await;
     let bob = app.register_and_login("bob@example.com").await;
     // Logout-all reads the sessions from the read model: wait until it holds both.
-    wait_for("both sessions projected", Duration::from_secs(10), || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM session_list WHERE user_id = $1::uuid")
-            .bind(&ada.id)
-            .fetch_one(&app.db.pool)
-            .await
-            .expect("count")
-            == 2
-    })
-    .await;
+    app.wait_for_sessions_projected(&ada.id, 2).await;
 
     let out = app
         .request(Method::POST, "/api/v1/auth/logout-all", Some(&ada.access_token), None)

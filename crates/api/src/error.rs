@@ -36,6 +36,14 @@ pub enum ApiError {
         /// What is wrong.
         detail: String,
     },
+    /// The caller is known but may not do this: 403.
+    #[error("{detail}")]
+    Forbidden {
+        /// Stable code.
+        code: &'static str,
+        /// Why not.
+        detail: String,
+    },
     /// Does not exist, or is not the caller's: 404.
     #[error("{detail}")]
     NotFound {
@@ -144,6 +152,7 @@ impl ApiError {
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             Self::BadRequest { status, code, .. } => (*status, code),
             Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -9,6 +9,7 @@ pub mod consistency;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod mail;
 pub mod openapi;
 pub mod routes;
 pub mod settings;

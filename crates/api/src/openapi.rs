@@ -15,6 +15,8 @@ use utoipa_swagger_ui::SwaggerUi;
     paths(
         routes::health::live, routes::health::ready,
         routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::me,
+        routes::account::verify_email, routes::account::resend_verification, routes::account::request_password_reset,
+        routes::account::confirm_password_reset, routes::account::change_password, routes::account::update_profile,
         routes::sessions::list, routes::sessions::revoke, routes::sessions::logout_all,
         routes::projects::create, routes::projects::list, routes::projects::show, routes::projects::update,
         routes::projects::delete,

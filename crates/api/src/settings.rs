@@ -1,5 +1,7 @@
 //! The API's settings, filled from configuration by the `keyframe` binary.
 
+use keyframe_domain::user::LockoutPolicy;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// argon2id cost parameters.
@@ -37,8 +39,22 @@ impl std::fmt::Debug for JwtKey {
     }
 }
 
+/// Where mail goes.
+#[derive(Clone)]
+pub struct MailSettings {
+    /// `smtp://user:password@host:port?tls=required` or `smtps://...`; `None` writes `.eml`
+    /// files into `dir` instead (development).
+    pub smtp_url: Option<String>,
+    /// The sender, `Name <address>` or a bare address.
+    pub from: String,
+    /// Where mails go as files when there is no SMTP server.
+    pub dir: PathBuf,
+    /// The address users reach Keyframe's front end at, for the links in mails.
+    pub public_url: String,
+}
+
 /// Everything the API needs to know that is not a connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiSettings {
     /// HMAC key for access tokens (HS256).
     pub jwt_secret: String,
@@ -69,6 +85,31 @@ pub struct ApiSettings {
     pub json_body_limit_bytes: usize,
     /// Append statements in flight at once (see [`keyframe_eventlog::append`]).
     pub append_writers: usize,
+    /// Outgoing mail.
+    pub mail: MailSettings,
+    /// Whether login waits until the e-mail address is verified.
+    pub require_email_verification: bool,
+    /// How long a mailed verification token works.
+    pub email_verification_ttl: Duration,
+    /// How long a mailed password-reset token works.
+    pub password_reset_ttl: Duration,
+    /// When failed logins lock an account.
+    pub lockout: LockoutPolicy,
+}
+
+// By hand, so that secrets (the JWT keys, the SMTP password) never reach a log.
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("jwt_key_id", &self.jwt_key_id)
+            .field("jwt_retired_keys", &self.jwt_retired_keys)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("argon2", &self.argon2)
+            .field("smtp", &self.mail.smtp_url.is_some())
+            .field("require_email_verification", &self.require_email_verification)
+            .field("lockout", &self.lockout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiSettings {
@@ -89,6 +130,20 @@ impl ApiSettings {
             secure_cookies: false,
             json_body_limit_bytes: 64 * 1024,
             append_writers: keyframe_eventlog::append::DEFAULT_WRITERS,
+            mail: MailSettings {
+                smtp_url: None,
+                from: "Keyframe <no-reply@keyframe.invalid>".to_owned(),
+                dir: PathBuf::from("./data/mail"),
+                public_url: "http://127.0.0.1:8080".to_owned(),
+            },
+            require_email_verification: true,
+            email_verification_ttl: Duration::from_secs(24 * 3600),
+            password_reset_ttl: Duration::from_secs(3600),
+            lockout: LockoutPolicy {
+                threshold: 5,
+                window: chrono::Duration::minutes(15),
+                lock_for: chrono::Duration::minutes(15),
+            },
         }
     }
 }

@@ -3,6 +3,7 @@
 use crate::auth::guard::SessionGuard;
 use crate::auth::passwords::Passwords;
 use crate::auth::tokens::Tokens;
+use crate::mail::Mailer;
 use crate::settings::ApiSettings;
 use keyframe_domain::project::Project;
 use keyframe_domain::session::Session;
@@ -44,6 +45,8 @@ pub struct App {
     pub session_guard: SessionGuard,
     /// Password hashing, bounded in concurrency.
     pub passwords: Passwords,
+    /// Outgoing mail.
+    pub mailer: Arc<Mailer>,
     /// Settings.
     pub settings: ApiSettings,
 }
@@ -56,7 +59,7 @@ impl AppState {
         nats: async_nats::Client,
         settings: ApiSettings,
         local_relay: LocalRelay,
-    ) -> Result<Self, argon2::Error> {
+    ) -> anyhow::Result<Self> {
         // One event writer for every aggregate type, so concurrent commands share commits.
         let events = PgEventRepository::with_writers(pool.clone(), settings.append_writers, local_relay);
         Ok(Self(Arc::new(App {
@@ -65,7 +68,9 @@ impl AppState {
             projects: CommandBus::sharing(&events),
             tokens: Tokens::new(&settings),
             session_guard: SessionGuard::new(settings.session_check_ttl),
-            passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)?,
+            passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)
+                .map_err(|e| anyhow::anyhow!("password hashing parameters: {e}"))?,
+            mailer: Arc::new(Mailer::new(&settings.mail)?),
             pool,
             nats,
             settings,

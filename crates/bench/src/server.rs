@@ -104,7 +104,14 @@ impl Server {
             .env("KEYFRAME_NATS_PREFIX", &scratch.prefix)
             .env("KEYFRAME_ADDR", format!("127.0.0.1:{port}"))
             .env("KEYFRAME_JWT_SECRET", "bench-secret-bench-secret-bench-secret-42")
-            .env("KEYFRAME_ENV", "production")
+            // Development, so mail goes to files in a scratch directory instead of needing an
+            // SMTP server; argon2 keeps its production (OWASP) defaults all the same.
+            .env("KEYFRAME_ENV", "development")
+            .env(
+                "KEYFRAME_DATA_DIR",
+                std::env::temp_dir().join(format!("keyframe-bench-{}", scratch.prefix)),
+            )
+            .env("KEYFRAME_REQUIRE_EMAIL_VERIFICATION", "false")
             .env("KEYFRAME_LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

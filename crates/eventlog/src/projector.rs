@@ -77,8 +77,11 @@ impl Projector {
 
     /// Runs until `shutdown`; on an error it logs, pauses and resumes from the consumer.
     pub async fn run(self, shutdown: CancellationToken) {
+        // Kept across resumptions: a failure while recovering must not forget what the
+        // recovery had already applied and acked (nothing would come to save it).
+        let mut recovery = Recovery::default();
         while !shutdown.is_cancelled() {
-            match self.consume(&shutdown).await {
+            match self.consume(&shutdown, &mut recovery).await {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::error!(
@@ -95,7 +98,7 @@ impl Projector {
         }
     }
 
-    async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn consume(&self, shutdown: &CancellationToken, recovery: &mut Recovery) -> anyhow::Result<()> {
         let stream_name = self.naming.events_stream();
         let stream = self
             .jetstream
@@ -137,11 +140,11 @@ impl Projector {
         // after `ack_wait`, behind newer ones. Until every message delivered before this start
         // has been acked, the checkpoint stays put: moving it past them would tell
         // read-your-writes that events still unapplied are applied.
-        let mut recovering_until = {
-            let info = consumer_info(&mut consumer).await?;
-            (info.num_ack_pending > 0).then_some(info.delivered.stream_sequence)
-        };
-        let mut newest_applied: Option<LogPosition> = None;
+        let info = consumer_info(&mut consumer).await?;
+        if info.num_ack_pending > 0 {
+            recovery.until = recovery.until.max(Some(info.delivered.stream_sequence));
+        }
+        self.finish_recovery(&mut consumer, recovery).await?;
         loop {
             // Each message taken from the subscription spends Tokio's cooperative budget (128 a
             // poll), so `ready_chunks` stopped at 128 however many had arrived: a projector that
@@ -150,6 +153,12 @@ impl Projector {
             let mut chunk = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 chunk = tokio::task::unconstrained(chunks.next()) => chunk.context("the consumer's message stream ended")?,
+                // Recovering with nothing arriving: the floor may have passed by acks this loop
+                // did not send (the crashed run's last ones), and no batch would come to see it.
+                () = tokio::time::sleep(self.settings.ack_wait), if recovery.until.is_some() => {
+                    self.finish_recovery(&mut consumer, recovery).await?;
+                    continue;
+                }
             };
             if chunk.len() < self.settings.batch_size / 10 {
                 tokio::time::sleep(self.settings.linger).await;
@@ -178,34 +187,47 @@ impl Projector {
                     }
                 }
             }
-            let checkpoint = if recovering_until.is_none() {
+            let checkpoint = if recovery.until.is_none() {
                 Checkpoint::Advance
             } else {
                 Checkpoint::Hold
             };
             self.apply_until_done(&events, checkpoint, shutdown).await?;
-            newest_applied = newest_applied.max(events.iter().map(LogPosition::of).max());
-            let Some(until) = recovering_until else {
+            if recovery.until.is_none() {
                 for message in delivered {
                     message.ack().await.map_err(anyhow::Error::msg)?;
                 }
                 continue;
-            };
-            // Recovering: acks the server has confirmed, so the ack floor below counts them.
+            }
+            recovery.newest_applied = recovery.newest_applied.max(events.iter().map(LogPosition::of).max());
+            // Recovering: acks the server has confirmed, so the ack floor counts them.
             for message in delivered {
                 message.double_ack().await.map_err(anyhow::Error::msg)?;
             }
-            let info = consumer_info(&mut consumer).await?;
-            if info.ack_floor.stream_sequence >= until {
-                // Everything delivered before this run is applied, and everything since was
-                // applied here in order: the checkpoint may catch up at once.
-                recovering_until = None;
-                if let Some(newest) = newest_applied {
-                    let mut conn = self.pool.acquire().await?;
-                    save_checkpoint(&mut conn, self.projection.name(), newest).await?;
-                }
-            }
+            self.finish_recovery(&mut consumer, recovery).await?;
         }
+    }
+
+    /// Ends the recovery once the consumer's ack floor has passed everything delivered before
+    /// this process started: everything before it is applied, and everything since was applied
+    /// here in order, so the checkpoint may catch up at once.
+    async fn finish_recovery(
+        &self,
+        consumer: &mut jetstream::consumer::PullConsumer,
+        recovery: &mut Recovery,
+    ) -> anyhow::Result<()> {
+        if let Some(until) = recovery.until {
+            if consumer_info(consumer).await?.ack_floor.stream_sequence < until {
+                return Ok(());
+            }
+            recovery.until = None;
+        }
+        if let Some(newest) = recovery.newest_applied {
+            let mut conn = self.pool.acquire().await?;
+            save_checkpoint(&mut conn, self.projection.name(), newest).await?;
+            recovery.newest_applied = None;
+        }
+        Ok(())
     }
 
     /// Applies a batch, retrying a failure in place (never skipping ahead, so the checkpoint
@@ -253,6 +275,16 @@ async fn consumer_info(consumer: &mut jetstream::consumer::PullConsumer) -> anyh
         .info()
         .await
         .map_err(|e| anyhow::anyhow!("reading the consumer: {e}"))
+}
+
+/// Where a projector stands after a restart of its consumer: messages an earlier run took and
+/// never acked are still out until `until` (a stream sequence) is below the ack floor.
+#[derive(Debug, Default)]
+struct Recovery {
+    /// The last stream sequence delivered before this process started consuming.
+    until: Option<u64>,
+    /// The newest event applied (and acked) while recovering, not yet in the checkpoint.
+    newest_applied: Option<LogPosition>,
 }
 
 /// Whether a batch moves the projection's checkpoint.

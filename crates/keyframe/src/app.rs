@@ -83,8 +83,7 @@ impl Application {
                 .await
                 .with_context(|| format!("binding {}", config.addr))?;
             local_addr = Some(listener.local_addr()?);
-            let state =
-                AppState::new(pool.clone(), nats, config.api, local_relay).context("password hashing parameters")?;
+            let state = AppState::new(pool.clone(), nats, config.api, local_relay).context("assembling the API")?;
             let app = keyframe_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
             let stop = shutdown.clone();
             tasks.spawn(async move {

@@ -3,7 +3,8 @@
 
 use crate::telemetry::LogFormat;
 use clap::{Args, ValueEnum};
-use keyframe_api::settings::{ApiSettings, Argon2Settings, JwtKey};
+use keyframe_api::settings::{ApiSettings, Argon2Settings, JwtKey, MailSettings};
+use keyframe_domain::user::LockoutPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -148,6 +149,40 @@ pub struct ServeArgs {
     /// Mark the refresh cookie `Secure` (set when served over TLS).
     #[arg(long, env = "KEYFRAME_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
+    /// SMTP server for outgoing mail: `smtp://user:password@host:587?tls=required` or
+    /// `smtps://user:password@host`. Without it (development only) mails are written as `.eml`
+    /// files under `<data dir>/mail`.
+    #[arg(long, env = "KEYFRAME_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of Keyframe's mails.
+    #[arg(
+        long,
+        env = "KEYFRAME_MAIL_FROM",
+        default_value = "Keyframe <no-reply@keyframe.invalid>"
+    )]
+    pub mail_from: String,
+    /// Where users reach Keyframe, for the links in mails.
+    #[arg(long, env = "KEYFRAME_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// Refuse logins until the e-mail address is verified.
+    #[arg(long, env = "KEYFRAME_REQUIRE_EMAIL_VERIFICATION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_email_verification: bool,
+    /// How long a verification link works, in seconds.
+    #[arg(long, env = "KEYFRAME_EMAIL_VERIFICATION_TTL_SECS", default_value_t = 24 * 3600)]
+    pub email_verification_ttl_secs: u64,
+    /// How long a password-reset link works, in seconds.
+    #[arg(long, env = "KEYFRAME_PASSWORD_RESET_TTL_SECS", default_value_t = 3600)]
+    pub password_reset_ttl_secs: u64,
+    /// Failed logins within the window that lock an account.
+    #[arg(long, env = "KEYFRAME_LOCKOUT_THRESHOLD", default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub lockout_threshold: u32,
+    /// How far back failed logins count, in seconds.
+    #[arg(long, env = "KEYFRAME_LOCKOUT_WINDOW_SECS", default_value_t = 900)]
+    pub lockout_window_secs: u32,
+    /// How long a lockout lasts, in seconds.
+    #[arg(long, env = "KEYFRAME_LOCKOUT_DURATION_SECS", default_value_t = 900)]
+    pub lockout_duration_secs: u32,
     /// Postgres pool size.
     #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
@@ -206,6 +241,23 @@ impl ServeArgs {
         settings.read_your_writes_timeout = Duration::from_millis(self.read_your_writes_timeout_ms);
         settings.secure_cookies = self.secure_cookies;
         settings.append_writers = usize::from(self.db_append_writers);
+        if self.smtp_url.is_none() && self.environment == Environment::Production {
+            anyhow::bail!("KEYFRAME_SMTP_URL is required outside development (mails would only be written to files)");
+        }
+        settings.mail = MailSettings {
+            smtp_url: self.smtp_url.clone(),
+            from: self.mail_from.clone(),
+            dir: self.data_dir.join("mail"),
+            public_url: self.public_url.clone(),
+        };
+        settings.require_email_verification = self.require_email_verification;
+        settings.email_verification_ttl = Duration::from_secs(self.email_verification_ttl_secs);
+        settings.password_reset_ttl = Duration::from_secs(self.password_reset_ttl_secs);
+        settings.lockout = LockoutPolicy {
+            threshold: self.lockout_threshold,
+            window: chrono::Duration::seconds(i64::from(self.lockout_window_secs)),
+            lock_for: chrono::Duration::seconds(i64::from(self.lockout_duration_secs)),
+        };
         Ok(settings)
     }
 }

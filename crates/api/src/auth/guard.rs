@@ -1,17 +1,22 @@
 //! Whether the session behind an access token still stands.
 //!
 //! A JWT alone stays valid until it expires (15 minutes by default), long after a logout, a
-//! revocation or a refresh-token reuse ended its session. So every authenticated request also
-//! asks whether the session has ended. The answer comes from the event store (the `Session`
-//! aggregate), not from a read model, so it holds even when the projectors lag; it is kept for
+//! revocation, a refresh-token reuse or a password reset ended its session. So every
+//! authenticated request also asks whether the session has ended, and whether its user has
+//! since ended every older session (a password reset does). The answers come from the event
+//! store (the `Session` and `User` aggregates), not from a read model, so they hold even when
+//! the projectors lag; each is kept for
 //! [`ApiSettings::session_check_ttl`](crate::settings::ApiSettings) (500 ms by default), which
-//! bounds how long a token outlives its session when another process ended it. A session
-//! ended through this process is refused at once.
+//! bounds how long a token outlives its session when another process ended it. What this
+//! process ends is refused at once.
 
+use chrono::{DateTime, Utc};
 use keyframe_domain::ids::{SessionId, UserId};
-use keyframe_domain::session::{Session, SessionError};
+use keyframe_domain::session::Session;
+use keyframe_domain::user::User;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,17 +25,62 @@ const SWEEP_ABOVE: usize = 50_000;
 
 /// What was last learned about a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Standing {
-    /// Started by this user and not ended.
-    Active(UserId),
+enum SessionStanding {
+    /// Started by this user at that time, and not ended.
+    Active(UserId, DateTime<Utc>),
     /// Ended, or never started.
     Gone,
 }
 
-/// The cache of session standings, shared by every request of the process.
+/// What was last learned about a user, as far as their sessions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UserStanding {
+    /// Sessions started before this are over.
+    sessions_valid_from: Option<DateTime<Utc>>,
+}
+
+/// Why a command bus could not answer.
+pub type GuardError = CommandError<std::convert::Infallible>;
+
+/// Answers trusted for a while, shared by every request of the process.
+struct Cache<K, V> {
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash, V: Copy> Cache<K, V> {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &K, ttl: Duration, forever: impl Fn(&V) -> bool) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (checked, value) = entries.get(key)?;
+        (forever(value) || checked.elapsed() < ttl).then_some(*value)
+    }
+
+    fn put(&self, key: K, value: V, ttl: Duration) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= SWEEP_ABOVE {
+            entries.retain(|_, (checked, _)| checked.elapsed() < ttl);
+        }
+        entries.insert(key, (Instant::now(), value));
+    }
+
+    fn forget(&self, key: &K) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// The cache of session and user standings.
 pub struct SessionGuard {
     ttl: Duration,
-    standings: Mutex<HashMap<SessionId, (Instant, Standing)>>,
+    sessions: Cache<SessionId, SessionStanding>,
+    users: Cache<UserId, UserStanding>,
 }
 
 impl SessionGuard {
@@ -38,46 +88,76 @@ impl SessionGuard {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            standings: Mutex::new(HashMap::new()),
+            sessions: Cache::new(),
+            users: Cache::new(),
         }
     }
 
-    /// Whether `session` belongs to `user` and has not ended.
+    /// Whether `session` belongs to `user`, has not ended, and is not older than the user's
+    /// last "end every session".
     pub async fn is_active(
         &self,
         sessions: &CommandBus<Session>,
+        users: &CommandBus<User>,
         session: SessionId,
         user: UserId,
-    ) -> Result<bool, CommandError<SessionError>> {
-        if let Some(standing) = self.cached(session) {
-            return Ok(standing == Standing::Active(user));
-        }
-        let standing = match sessions.load(&session.to_string()).await? {
-            Some(loaded) if !loaded.is_ended() => loaded.user_id().map_or(Standing::Gone, Standing::Active),
-            _ => Standing::Gone,
+    ) -> Result<bool, GuardError> {
+        // An ended session never comes back, so that answer needs no refreshing.
+        let standing = match self.sessions.get(&session, self.ttl, |s| *s == SessionStanding::Gone) {
+            Some(standing) => standing,
+            None => {
+                let loaded = sessions.load(&session.to_string()).await.map_err(unavailable)?;
+                let standing = match loaded {
+                    Some(loaded) if !loaded.is_ended() => match (loaded.user_id(), loaded.started_at()) {
+                        (Some(owner), Some(started)) => SessionStanding::Active(owner, started),
+                        _ => SessionStanding::Gone,
+                    },
+                    _ => SessionStanding::Gone,
+                };
+                self.sessions.put(session, standing, self.ttl);
+                standing
+            }
         };
-        self.remember(session, standing);
-        Ok(standing == Standing::Active(user))
+        let SessionStanding::Active(owner, started) = standing else {
+            return Ok(false);
+        };
+        if owner != user {
+            return Ok(false);
+        }
+        let user_standing = match self.users.get(&user, self.ttl, |_| false) {
+            Some(standing) => standing,
+            None => {
+                let Some(loaded) = users.load(&user.to_string()).await.map_err(unavailable)? else {
+                    return Ok(false);
+                };
+                let standing = UserStanding {
+                    sessions_valid_from: loaded.sessions_valid_from(),
+                };
+                self.users.put(user, standing, self.ttl);
+                standing
+            }
+        };
+        Ok(user_standing.sessions_valid_from.is_none_or(|from| started >= from))
     }
 
     /// Records that `session` ended through this process: its tokens are refused from now on.
     pub fn ended(&self, session: SessionId) {
-        self.remember(session, Standing::Gone);
+        self.sessions.put(session, SessionStanding::Gone, self.ttl);
     }
 
-    fn cached(&self, session: SessionId) -> Option<Standing> {
-        let standings = self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (checked, standing) = standings.get(&session)?;
-        // An ended session never comes back, so that answer needs no refreshing.
-        (*standing == Standing::Gone || checked.elapsed() < self.ttl).then_some(*standing)
+    /// Forgets what it knew of `user`, after this process changed it.
+    pub fn user_changed(&self, user: UserId) {
+        self.users.forget(&user);
     }
+}
 
-    fn remember(&self, session: SessionId, standing: Standing) {
-        let mut standings = self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if standings.len() >= SWEEP_ABOVE {
-            let ttl = self.ttl;
-            standings.retain(|_, (checked, _)| checked.elapsed() < ttl);
-        }
-        standings.insert(session, (Instant::now(), standing));
+/// Only whether the store answered matters here; the aggregate's own errors cannot occur on a
+/// load.
+fn unavailable<E: std::error::Error>(error: CommandError<E>) -> GuardError {
+    match error {
+        CommandError::Rejected(error) => CommandError::Store(error.to_string()),
+        CommandError::Conflict { attempts } => CommandError::Conflict { attempts },
+        CommandError::Unavailable(detail) => CommandError::Unavailable(detail),
+        CommandError::Store(detail) => CommandError::Store(detail),
     }
 }

@@ -41,7 +41,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let (user_id, session_id) = (UserId(claims.sub), SessionId(claims.sid));
         let active = state
             .session_guard
-            .is_active(&state.sessions, session_id, user_id)
+            .is_active(&state.sessions, &state.users, session_id, user_id)
             .await
             .map_err(|error| ApiError::from_command(error, |_| invalid()))?;
         if !active {

@@ -89,7 +89,7 @@ mod tests {
     async fn a_hash_verifies_its_password_and_no_other() {
         let passwords = cheap();
         let hash = passwords
-            .hash(Password::parse("password", "correct horse battery staple").expect("ok"))
+            .hash(Password::parse("password", "correct horse battery staple", &[]).expect("ok"))
             .await;
         let hash = hash.expect("hash");
         assert!(hash.0.starts_with("$argon2id$"));

@@ -1,10 +1,14 @@
-//! Access tokens (short-lived JWTs) and refresh tokens (opaque, stored only as a hash).
+//! Access tokens (short-lived JWTs) and opaque tokens (refresh and mailed ones, stored only as
+//! a hash).
 //!
 //! Access tokens follow RFC 8725: the algorithm is pinned to HS256, `iss`, `aud`, `exp` and
 //! `sub` are required, the header's `typ` is `at+jwt` and the claims' `typ` is `access`, and
 //! `kid` must name one of our keys. Keys rotate: one signs, the retired ones still verify the
-//! tokens they signed until those expire; `kid` only ever selects among these. A refresh token is `<session id>.<32 random bytes, base64url>`: the
-//! session id finds the aggregate, the hash of the whole token must match its current hash.
+//! tokens they signed until those expire; `kid` only ever selects among these.
+//!
+//! Refresh tokens and mailed tokens are opaque: `<owner id>.<32 random bytes, base64url>`. The
+//! owner id finds the aggregate (the session, the user); the hash of the whole token must match
+//! the one it keeps.
 
 use crate::settings::ApiSettings;
 #[cfg(test)]
@@ -132,28 +136,30 @@ impl Tokens {
     }
 }
 
-/// A fresh refresh token for `session`, and the hash to store.
-pub fn new_refresh_token(session: SessionId) -> (String, TokenHash) {
+/// A fresh opaque token naming `owner` (the session of a refresh token, the user of a mailed
+/// one), and the hash to store: `<owner>.<32 random bytes, base64url>`.
+pub fn new_opaque_token(owner: Uuid) -> (String, TokenHash) {
     let mut secret = [0_u8; 32];
     rand::rng().fill_bytes(&mut secret);
-    let token = format!("{session}.{}", URL_SAFE_NO_PAD.encode(secret));
-    let hash = hash_refresh_token(&token);
+    let token = format!("{owner}.{}", URL_SAFE_NO_PAD.encode(secret));
+    let hash = hash_opaque_token(&token);
     (token, hash)
 }
 
-/// The stored form of a refresh token.
-pub fn hash_refresh_token(token: &str) -> TokenHash {
+/// The stored form of an opaque token: SHA-256, hex. The token carries 256 random bits, so a
+/// fast hash is enough (no password-style stretching needed).
+pub fn hash_opaque_token(token: &str) -> TokenHash {
     let digest = Sha256::digest(token.as_bytes());
     TokenHash(digest.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
-/// The session a refresh token claims to belong to (checked against the hash afterwards).
-pub fn refresh_token_session(token: &str) -> Option<SessionId> {
-    let (session, secret) = token.split_once('.')?;
+/// The owner an opaque token claims (checked against the stored hash afterwards).
+pub fn opaque_token_owner(token: &str) -> Option<Uuid> {
+    let (owner, secret) = token.split_once('.')?;
     if secret.is_empty() {
         return None;
     }
-    session.parse::<Uuid>().ok().map(SessionId)
+    owner.parse::<Uuid>().ok()
 }
 
 #[cfg(test)]
@@ -224,12 +230,13 @@ mod tests {
     }
 
     #[test]
-    fn refresh_tokens_name_their_session_and_hash_stably() {
+    fn opaque_tokens_name_their_owner_and_hash_stably() {
         let session = SessionId::new();
-        let (token, hash) = new_refresh_token(session);
-        assert_eq!(refresh_token_session(&token), Some(session));
-        assert_eq!(hash_refresh_token(&token), hash);
-        assert_ne!(new_refresh_token(session).0, token);
-        assert_eq!(refresh_token_session("not-a-token"), None);
+        let (token, hash) = new_opaque_token(session.0);
+        assert_eq!(opaque_token_owner(&token), Some(session.0));
+        assert_eq!(hash_opaque_token(&token), hash);
+        assert_ne!(new_opaque_token(session.0).0, token);
+        assert_eq!(opaque_token_owner("not-a-token"), None);
+        assert_eq!(opaque_token_owner(&format!("{session}.")), None);
     }
 }

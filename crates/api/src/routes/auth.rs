@@ -1,7 +1,7 @@
 //! `/api/v1/auth`: registration, login, token refresh, logout and the caller's own account.
 
 use crate::auth::AuthUser;
-use crate::auth::tokens::{hash_refresh_token, new_refresh_token, refresh_token_session};
+use crate::auth::tokens::{hash_opaque_token, new_opaque_token, opaque_token_owner};
 use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate as _;
 use keyframe_domain::ids::{SessionId, UserId};
 use keyframe_domain::session::{EndRequester, SessionCommand, SessionEndReason, SessionError};
-use keyframe_domain::user::{User, UserCommand, UserError};
+use keyframe_domain::user::{ExpiringToken, User, UserCommand, UserError};
 use keyframe_domain::values::{EmailAddress, FullName, Password, TokenHash, ValidationError};
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
@@ -35,7 +35,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/login", post(login))
         .route("/refresh", post(refresh))
         .route("/logout", post(logout))
-        .route("/me", get(me))
+        .route("/me", get(me).patch(super::account::update_profile))
+        .merge(super::account::router())
         .merge(super::sessions::router())
 }
 
@@ -45,7 +46,8 @@ pub(crate) fn router() -> Router<AppState> {
 pub struct RegisterRequest {
     /// E-mail address; trimmed and lower-cased.
     pub email: String,
-    /// At least 15 characters, at most 256; no composition rules.
+    /// At least 15 characters, at most 256; no composition rules; not a common or guessable
+    /// password.
     pub password: String,
     /// Display name, up to 200 characters.
     pub full_name: Option<String>,
@@ -62,17 +64,20 @@ pub struct UserView {
     pub full_name: Option<String>,
     /// Roles held.
     pub roles: Vec<String>,
+    /// Whether the address was proven with a mailed link.
+    pub email_verified: bool,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
 }
 
 impl UserView {
-    fn of(id: UserId, user: &User) -> Self {
+    pub(crate) fn of(id: UserId, user: &User) -> Self {
         Self {
             id: id.0,
             email: user.email().to_string(),
             full_name: user.full_name().map(|name| name.as_str().to_owned()),
             roles: user.roles(),
+            email_verified: user.email_verified(),
             created_at: user.registered_at().unwrap_or_default(),
         }
     }
@@ -97,7 +102,7 @@ fn collect<T>(result: Result<T, ValidationError>, errors: &mut Vec<FieldError>) 
         .ok()
 }
 
-/// Create an account.
+/// Create an account; a mail with a verification link goes to the address.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = RegisterResponse), (status = 409, description = "`email_taken`", body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)))]
@@ -108,7 +113,8 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
     let email = collect(EmailAddress::parse("email", &body.email), &mut errors);
-    let password = collect(Password::parse("password", &body.password), &mut errors);
+    let related = [body.email.as_str(), body.full_name.as_deref().unwrap_or_default()];
+    let password = collect(Password::parse("password", &body.password, &related), &mut errors);
     let full_name = match body.full_name.as_deref() {
         Some(name) => collect(FullName::parse("full_name", name).map(Some), &mut errors),
         None => Some(None),
@@ -134,11 +140,17 @@ pub async fn register(
         });
     }
     let now = Utc::now();
+    let (verification_token, verification_hash) = new_opaque_token(user_id.0);
+    let verification = ExpiringToken {
+        hash: verification_hash,
+        expires_at: now + state.settings.email_verification_ttl,
+    };
     let command = || UserCommand::RegisterUser {
         user_id,
         email: email.clone(),
         password_hash: password_hash.clone(),
         full_name: full_name.clone(),
+        verification: Some(verification.clone()),
         at: now,
     };
     let metadata = context.metadata(Actor::Anonymous);
@@ -172,16 +184,31 @@ pub async fn register(
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished after registration"))?;
+    let mail = state
+        .mailer
+        .verification(&email, &verification_token, state.settings.email_verification_ttl);
+    state.mailer.send_in_background(mail);
     let body = RegisterResponse {
         user: UserView::of(user_id, &user),
     };
     Ok(with_position(position, (StatusCode::CREATED, Json(body))))
 }
 
-fn user_rejected(error: UserError) -> ApiError {
-    ApiError::Conflict {
-        code: "already_registered",
-        detail: error.to_string(),
+/// How the `User` aggregate's refusals answer.
+pub(crate) fn user_rejected(error: UserError) -> ApiError {
+    let detail = error.to_string();
+    match error {
+        UserError::AlreadyRegistered => ApiError::Conflict {
+            code: "already_registered",
+            detail,
+        },
+        UserError::AlreadyVerified => ApiError::Conflict {
+            code: "already_verified",
+            detail,
+        },
+        UserError::NotFound => ApiError::not_found("account"),
+        UserError::TokenInvalid => ApiError::bad_request("invalid_token", detail),
+        UserError::TokenExpired => ApiError::bad_request("token_expired", detail),
     }
 }
 
@@ -272,34 +299,47 @@ pub async fn login(
     credentials: Credentials,
 ) -> Result<Response, ApiError> {
     let invalid = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
-    // A malformed address cannot have an account; it still pays for a hash, like any miss.
-    let user_id = match EmailAddress::parse("email", &credentials.email) {
-        Ok(email) => sqlx::query_scalar::<_, Uuid>("SELECT user_id FROM email_reservations WHERE email = $1")
-            .bind(email.as_str())
-            .fetch_optional(&state.pool)
-            .await?
-            .map(UserId),
-        Err(_) => None,
+    let account = find_user(&state, &credentials.email).await?;
+    let now = Utc::now();
+    if let Some(until) = account.as_ref().and_then(|(_, user)| user.locked_until(now)) {
+        // Burn the time a check would take, so a lock does not answer faster than a miss.
+        state.passwords.verify(credentials.password, None).await?;
+        return Err(ApiError::Forbidden {
+            code: "account_locked",
+            detail: format!(
+                "too many failed logins; try again after {} or reset the password",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        });
+    }
+    let hash = account.as_ref().map(|(_, user)| user.password_hash().clone());
+    let matches = state.passwords.verify(credentials.password, hash).await?;
+    let Some((user_id, user)) = account else {
+        return Err(invalid());
     };
-    let user = match user_id {
-        Some(id) => state
-            .users
-            .load(&id.to_string())
-            .await
-            .map_err(|e| ApiError::from_command(e, user_rejected))?,
-        None => None,
-    };
-    let hash = user.as_ref().map(|user| user.password_hash().clone());
-    if !state.passwords.verify(credentials.password, hash).await? {
+    if !matches {
+        record_failed_login(&state, user_id, &context);
         return Err(invalid());
     }
-    let (Some(user_id), Some(user)) = (user_id, user) else {
-        return Err(invalid());
-    };
+    if state.settings.require_email_verification && !user.email_verified() {
+        return Err(ApiError::Forbidden {
+            code: "email_not_verified",
+            detail: "confirm the e-mail address with the link we sent first (POST /api/v1/auth/resend-verification sends another)"
+                .to_owned(),
+        });
+    }
+    if user.has_failed_logins() {
+        let clear = || UserCommand::ClearFailedLogins { at: now };
+        let metadata = context.metadata(Actor::User(user_id));
+        state
+            .users
+            .execute(&user_id.to_string(), clear, &metadata)
+            .await
+            .map_err(|e| ApiError::from_command(e, user_rejected))?;
+    }
 
-    let now = Utc::now();
     let session_id = SessionId::new();
-    let (refresh_token, refresh_hash) = new_refresh_token(session_id);
+    let (refresh_token, refresh_hash) = new_opaque_token(session_id.0);
     let refresh_expires_at = now + state.settings.refresh_token_ttl;
     let command = || SessionCommand::StartSession {
         session_id,
@@ -325,6 +365,42 @@ pub async fn login(
         position,
         token_response(&state, user_id, session_id, refresh_token, token_user, now),
     ))
+}
+
+/// The account registered under `raw_email`, if any. A malformed address has none.
+pub(crate) async fn find_user(state: &AppState, raw_email: &str) -> Result<Option<(UserId, User)>, ApiError> {
+    let Ok(email) = EmailAddress::parse("email", raw_email) else {
+        return Ok(None);
+    };
+    let user_id = sqlx::query_scalar::<_, Uuid>("SELECT user_id FROM email_reservations WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(&state.pool)
+        .await?
+        .map(UserId);
+    let Some(user_id) = user_id else {
+        return Ok(None);
+    };
+    let user = state
+        .users
+        .load(&user_id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?;
+    Ok(user.map(|user| (user_id, user)))
+}
+
+/// Counts a wrong password against the account, on a task of its own: the answer to a wrong
+/// password then takes as long as the answer to an unknown e-mail (one password hash), instead
+/// of one append longer. The lockout follows within milliseconds.
+pub(crate) fn record_failed_login(state: &AppState, user_id: UserId, context: &RequestContext) {
+    let state = state.clone();
+    let metadata = context.metadata(Actor::User(user_id));
+    tokio::spawn(async move {
+        let policy = state.settings.lockout;
+        let command = || UserCommand::RecordFailedLogin { policy, at: Utc::now() };
+        if let Err(error) = state.users.execute(&user_id.to_string(), command, &metadata).await {
+            tracing::error!(user = %user_id, error = %error, "a failed login could not be counted");
+        }
+    });
 }
 
 fn token_response(
@@ -401,20 +477,31 @@ pub async fn refresh(
         let axum::Json(request) = axum::Json::<RefreshRequest>::from_bytes(&body).map_err(json_problem)?;
         request.refresh_token
     };
-    let session_id =
-        refresh_token_session(&presented).ok_or_else(|| session_rejected(SessionError::RefreshTokenInvalid))?;
+    let session_id = opaque_token_owner(&presented)
+        .map(SessionId)
+        .ok_or_else(|| session_rejected(SessionError::RefreshTokenInvalid))?;
     let session = state
         .sessions
         .load(&session_id.to_string())
         .await
         .map_err(|e| ApiError::from_command(e, session_rejected))?;
-    let user_id = session
-        .and_then(|session| session.user_id())
+    let (user_id, started_at) = session
+        .and_then(|session| Some((session.user_id()?, session.started_at()?)))
         .ok_or_else(|| session_rejected(SessionError::NotFound))?;
+    let user = state
+        .users
+        .load(&user_id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?;
+    let user = user.ok_or_else(|| session_rejected(SessionError::NotFound))?;
+    // A password reset ended every session before it, whether or not each was reached.
+    if user.sessions_valid_from().is_some_and(|from| started_at < from) {
+        return Err(session_rejected(SessionError::Ended));
+    }
 
     let now = Utc::now();
-    let presented_hash = hash_refresh_token(&presented);
-    let (refresh_token, new_hash) = new_refresh_token(session_id);
+    let presented_hash = hash_opaque_token(&presented);
+    let (refresh_token, new_hash) = new_opaque_token(session_id.0);
     let refresh_expires_at = now + state.settings.refresh_token_ttl;
     let command = || SessionCommand::RotateRefreshToken {
         presented_hash: presented_hash.clone(),
@@ -434,12 +521,6 @@ pub async fn refresh(
         }
         Err(error) => return Err(ApiError::from_command(error, session_rejected)),
     };
-    let user = state
-        .users
-        .load(&user_id.to_string())
-        .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?;
-    let user = user.ok_or_else(|| session_rejected(SessionError::NotFound))?;
     let token_user = TokenUser {
         id: user_id.0,
         email: user.email().to_string(),

@@ -1,5 +1,6 @@
 //! The routes, one module per resource.
 
+pub mod account;
 pub mod auth;
 pub mod health;
 pub mod projects;
