@@ -1,6 +1,6 @@
 //! The `User` aggregate: an account, identified by a unique e-mail address and a password hash,
 //! with its e-mail verification, password resets and changes, and the lockout that follows
-//! repeated failed logins.
+//! repeated failed logins, its second factor (TOTP) and the third-party API keys it keeps.
 //!
 //! E-mail uniqueness spans aggregates, so it is enforced before `RegisterUser` runs, by the
 //! reservation table (see the API's registration handler); the aggregate guards its own life.
@@ -8,11 +8,12 @@
 //! the time and the lockout policy in, so the rules here are pure.
 
 use crate::ids::UserId;
-use crate::values::{EmailAddress, FullName, PasswordHash, TokenHash};
+use crate::values::{ApiKeyProvider, EmailAddress, FullName, PasswordHash, SealedSecret, TokenHash};
 use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A Keyframe account.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -32,6 +33,25 @@ pub struct User {
     locked_until: Option<DateTime<Utc>>,
     /// Sessions that started before this instant are over (a password reset ends them all).
     sessions_valid_from: Option<DateTime<Utc>>,
+    /// A TOTP secret set up but not yet confirmed with a code.
+    totp_pending: Option<SealedSecret>,
+    /// The TOTP secret in force, once enabled.
+    totp_enabled: Option<SealedSecret>,
+    /// The newest 30-second step whose code was accepted: no code of it or before works again.
+    totp_last_step: u64,
+    /// Third-party API keys, sealed, by provider.
+    api_keys: BTreeMap<ApiKeyProvider, StoredApiKey>,
+}
+
+/// A third-party API key as the account keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredApiKey {
+    /// The key, sealed.
+    pub key: SealedSecret,
+    /// Its last four characters.
+    pub last4: String,
+    /// When it was stored.
+    pub stored_at: DateTime<Utc>,
 }
 
 /// A single-use token sent by mail, as the aggregate keeps it: its hash and when it expires.
@@ -98,6 +118,21 @@ impl User {
     /// Sessions that started before this are no longer valid.
     pub fn sessions_valid_from(&self) -> Option<DateTime<Utc>> {
         self.sessions_valid_from
+    }
+
+    /// The TOTP secret in force, when the second factor is on.
+    pub fn totp_secret(&self) -> Option<&SealedSecret> {
+        self.totp_enabled.as_ref()
+    }
+
+    /// The TOTP secret set up and awaiting its first code.
+    pub fn totp_pending(&self) -> Option<&SealedSecret> {
+        self.totp_pending.as_ref()
+    }
+
+    /// The stored third-party API keys.
+    pub fn api_keys(&self) -> &BTreeMap<ApiKeyProvider, StoredApiKey> {
+        &self.api_keys
     }
 
     /// The roles the user holds (administration comes later; everyone is a `user`).
@@ -177,6 +212,52 @@ pub enum UserCommand {
     },
     /// A login succeeded: earlier failures stop counting.
     ClearFailedLogins {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Set up a TOTP secret (it works only once confirmed by [`UserCommand::EnableTotp`]).
+    StartTotpEnrolment {
+        /// The secret, sealed.
+        secret: SealedSecret,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Turn the second factor on; the API checked a code of the pending secret.
+    EnableTotp {
+        /// The time step of that code.
+        step: u64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Turn the second factor off; the API checked a code of the secret in force.
+    DisableTotp {
+        /// The time step of that code.
+        step: u64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A login's second step: the API checked a code of the secret in force.
+    AcceptTotpCode {
+        /// The time step of that code.
+        step: u64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Keep a third-party API key (replacing one of the same provider).
+    StoreApiKey {
+        /// Whose key it is.
+        provider: ApiKeyProvider,
+        /// The key, sealed.
+        key: SealedSecret,
+        /// Its last four characters.
+        last4: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Forget a third-party API key.
+    RemoveApiKey {
+        /// Whose key it is.
+        provider: ApiKeyProvider,
         /// When.
         at: DateTime<Utc>,
     },
@@ -262,6 +343,52 @@ pub enum UserEvent {
         /// When.
         cleared_at: DateTime<Utc>,
     },
+    /// A TOTP secret was set up, awaiting a first code.
+    TotpEnrolmentStarted {
+        /// The secret, sealed under the master key (never in clear).
+        secret: SealedSecret,
+        /// When.
+        started_at: DateTime<Utc>,
+    },
+    /// The second factor is on.
+    TotpEnabled {
+        /// The time step of the code that confirmed it.
+        step: u64,
+        /// When.
+        enabled_at: DateTime<Utc>,
+    },
+    /// The second factor is off.
+    TotpDisabled {
+        /// The time step of the code that allowed it.
+        step: u64,
+        /// When.
+        disabled_at: DateTime<Utc>,
+    },
+    /// A login's TOTP code was accepted; no code of this step or earlier works again.
+    TotpCodeAccepted {
+        /// Its time step.
+        step: u64,
+        /// When.
+        accepted_at: DateTime<Utc>,
+    },
+    /// A third-party API key was stored.
+    ApiKeyStored {
+        /// Whose key it is.
+        provider: ApiKeyProvider,
+        /// The key, sealed under the master key (never in clear).
+        key: SealedSecret,
+        /// Its last four characters.
+        last4: String,
+        /// When.
+        stored_at: DateTime<Utc>,
+    },
+    /// A third-party API key was removed.
+    ApiKeyRemoved {
+        /// Whose key it was.
+        provider: ApiKeyProvider,
+        /// When.
+        removed_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -277,6 +404,12 @@ impl DomainEvent for UserEvent {
             Self::LoginFailed { .. } => "LoginFailed",
             Self::AccountLocked { .. } => "AccountLocked",
             Self::FailedLoginsCleared { .. } => "FailedLoginsCleared",
+            Self::TotpEnrolmentStarted { .. } => "TotpEnrolmentStarted",
+            Self::TotpEnabled { .. } => "TotpEnabled",
+            Self::TotpDisabled { .. } => "TotpDisabled",
+            Self::TotpCodeAccepted { .. } => "TotpCodeAccepted",
+            Self::ApiKeyStored { .. } => "ApiKeyStored",
+            Self::ApiKeyRemoved { .. } => "ApiKeyRemoved",
         }
         .to_owned()
     }
@@ -304,6 +437,21 @@ pub enum UserError {
     /// The token's time is over.
     #[error("the token has expired")]
     TokenExpired,
+    /// The second factor is already on.
+    #[error("two-factor authentication is already enabled")]
+    TotpAlreadyEnabled,
+    /// No TOTP secret was set up to enable.
+    #[error("set up two-factor authentication first")]
+    TotpNotSetUp,
+    /// The second factor is off.
+    #[error("two-factor authentication is not enabled")]
+    TotpNotEnabled,
+    /// A code of this time step (or an earlier one) was already used.
+    #[error("this code was already used; wait for the next one")]
+    TotpCodeReused,
+    /// No key stored for this provider.
+    #[error("no API key is stored for this provider")]
+    ApiKeyNotFound,
 }
 
 impl Aggregate for User {
@@ -408,6 +556,28 @@ impl Aggregate for User {
                 self.failed_logins.clear();
             }
             UserEvent::FailedLoginsCleared { .. } => self.failed_logins.clear(),
+            UserEvent::TotpEnrolmentStarted { secret, .. } => self.totp_pending = Some(secret),
+            UserEvent::TotpEnabled { step, .. } => {
+                self.totp_enabled = self.totp_pending.take();
+                self.totp_last_step = step;
+            }
+            UserEvent::TotpDisabled { step, .. } => {
+                self.totp_enabled = None;
+                self.totp_last_step = step;
+            }
+            UserEvent::TotpCodeAccepted { step, .. } => self.totp_last_step = step,
+            UserEvent::ApiKeyStored {
+                provider,
+                key,
+                last4,
+                stored_at,
+            } => {
+                let stored = StoredApiKey { key, last4, stored_at };
+                self.api_keys.insert(provider, stored);
+            }
+            UserEvent::ApiKeyRemoved { provider, .. } => {
+                self.api_keys.remove(&provider);
+            }
         }
     }
 }
@@ -506,7 +676,66 @@ impl User {
                 }
                 vec![UserEvent::FailedLoginsCleared { cleared_at: at }]
             }
+            UserCommand::StartTotpEnrolment { secret, at } => {
+                if self.totp_enabled.is_some() {
+                    return Err(UserError::TotpAlreadyEnabled);
+                }
+                vec![UserEvent::TotpEnrolmentStarted { secret, started_at: at }]
+            }
+            UserCommand::EnableTotp { step, at } => {
+                if self.totp_enabled.is_some() {
+                    return Err(UserError::TotpAlreadyEnabled);
+                }
+                if self.totp_pending.is_none() {
+                    return Err(UserError::TotpNotSetUp);
+                }
+                self.ensure_fresh_step(step)?;
+                vec![UserEvent::TotpEnabled { step, enabled_at: at }]
+            }
+            UserCommand::DisableTotp { step, at } => {
+                if self.totp_enabled.is_none() {
+                    return Err(UserError::TotpNotEnabled);
+                }
+                self.ensure_fresh_step(step)?;
+                vec![UserEvent::TotpDisabled { step, disabled_at: at }]
+            }
+            UserCommand::AcceptTotpCode { step, at } => {
+                if self.totp_enabled.is_none() {
+                    return Err(UserError::TotpNotEnabled);
+                }
+                self.ensure_fresh_step(step)?;
+                vec![UserEvent::TotpCodeAccepted { step, accepted_at: at }]
+            }
+            UserCommand::StoreApiKey {
+                provider,
+                key,
+                last4,
+                at,
+            } => vec![UserEvent::ApiKeyStored {
+                provider,
+                key,
+                last4,
+                stored_at: at,
+            }],
+            UserCommand::RemoveApiKey { provider, at } => {
+                if !self.api_keys.contains_key(&provider) {
+                    return Err(UserError::ApiKeyNotFound);
+                }
+                vec![UserEvent::ApiKeyRemoved {
+                    provider,
+                    removed_at: at,
+                }]
+            }
         })
+    }
+
+    /// RFC 6238 section 5.2: a code is accepted once. Steps only move forward, so a code of the
+    /// last accepted step, or of any before it, is a replay.
+    fn ensure_fresh_step(&self, step: u64) -> Result<(), UserError> {
+        if step <= self.totp_last_step {
+            return Err(UserError::TotpCodeReused);
+        }
+        Ok(())
     }
 }
 
@@ -869,5 +1098,125 @@ mod tests {
         assert_eq!(account.locked_until(g.at), None);
         assert_eq!(account.sessions_valid_from(), Some(g.at));
         assert!(account.email_verified(), "the reset link proved the mailbox");
+    }
+
+    fn sealed(text: &str) -> SealedSecret {
+        SealedSecret {
+            key_id: "m1".to_owned(),
+            wrapped_key: format!("wrapped-{text}"),
+            ciphertext: format!("sealed-{text}"),
+        }
+    }
+
+    fn enrolled(g: &Given) -> Vec<UserEvent> {
+        vec![
+            g.registered(),
+            UserEvent::TotpEnrolmentStarted {
+                secret: sealed("totp"),
+                started_at: g.at,
+            },
+        ]
+    }
+
+    fn enabled(g: &Given, step: u64) -> Vec<UserEvent> {
+        let mut events = enrolled(g);
+        events.push(UserEvent::TotpEnabled { step, enabled_at: g.at });
+        events
+    }
+
+    #[test]
+    fn a_code_of_the_pending_secret_enables_the_second_factor() {
+        let g = Given::new();
+        user()
+            .given(enrolled(&g))
+            .when(UserCommand::EnableTotp { step: 100, at: g.at })
+            .then_expect_events(vec![UserEvent::TotpEnabled {
+                step: 100,
+                enabled_at: g.at,
+            }]);
+        user()
+            .given(vec![g.registered()])
+            .when(UserCommand::EnableTotp { step: 100, at: g.at })
+            .then_expect_error(UserError::TotpNotSetUp);
+        user()
+            .given(enabled(&g, 100))
+            .when(UserCommand::StartTotpEnrolment {
+                secret: sealed("again"),
+                at: g.at,
+            })
+            .then_expect_error(UserError::TotpAlreadyEnabled);
+    }
+
+    #[test]
+    fn a_totp_code_is_never_accepted_twice_nor_an_older_one() {
+        let g = Given::new();
+        for step in [100, 99] {
+            user()
+                .given(enabled(&g, 100))
+                .when(UserCommand::AcceptTotpCode { step, at: g.at })
+                .then_expect_error(UserError::TotpCodeReused);
+        }
+        user()
+            .given(enabled(&g, 100))
+            .when(UserCommand::AcceptTotpCode { step: 101, at: g.at })
+            .then_expect_events(vec![UserEvent::TotpCodeAccepted {
+                step: 101,
+                accepted_at: g.at,
+            }]);
+    }
+
+    #[test]
+    fn disabling_needs_a_fresh_code_and_the_factor_on() {
+        let g = Given::new();
+        user()
+            .given(enabled(&g, 100))
+            .when(UserCommand::DisableTotp { step: 101, at: g.at })
+            .then_expect_events(vec![UserEvent::TotpDisabled {
+                step: 101,
+                disabled_at: g.at,
+            }]);
+        user()
+            .given(enabled(&g, 100))
+            .when(UserCommand::DisableTotp { step: 100, at: g.at })
+            .then_expect_error(UserError::TotpCodeReused);
+        user()
+            .given(vec![g.registered()])
+            .when(UserCommand::DisableTotp { step: 101, at: g.at })
+            .then_expect_error(UserError::TotpNotEnabled);
+    }
+
+    #[test]
+    fn api_keys_are_stored_sealed_replaced_and_removed() {
+        let g = Given::new();
+        let provider = ApiKeyProvider::parse("provider", "openai").expect("valid");
+        let stored = UserEvent::ApiKeyStored {
+            provider: provider.clone(),
+            key: sealed("key"),
+            last4: "abcd".to_owned(),
+            stored_at: g.at,
+        };
+        user()
+            .given(vec![g.registered()])
+            .when(UserCommand::StoreApiKey {
+                provider: provider.clone(),
+                key: sealed("key"),
+                last4: "abcd".to_owned(),
+                at: g.at,
+            })
+            .then_expect_events(vec![stored.clone()]);
+        user()
+            .given(vec![g.registered(), stored])
+            .when(UserCommand::RemoveApiKey {
+                provider: provider.clone(),
+                at: g.at,
+            })
+            .then_expect_events(vec![UserEvent::ApiKeyRemoved {
+                provider: provider.clone(),
+                removed_at: g.at,
+            }]);
+        user()
+            .given(vec![g.registered()])
+            .when(UserCommand::RemoveApiKey { provider, at: g.at })
+            .then_expect_error(UserError::ApiKeyNotFound);
     }
 }

@@ -185,6 +185,104 @@ impl fmt::Debug for PasswordHash {
 #[serde(transparent)]
 pub struct TokenHash(pub String);
 
+/// A secret encrypted by the API's envelope encryption: a data key wrapped by the master key
+/// `key_id`, and the secret under that data key (both base64, each `nonce || ciphertext`).
+/// Only this form of a user's secret is ever stored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    /// Which master key wrapped the data key.
+    pub key_id: String,
+    /// The data key, encrypted by the master key.
+    pub wrapped_key: String,
+    /// The secret, encrypted by the data key.
+    pub ciphertext: String,
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name of a third-party service whose API key a user stores (`openai`, `replicate`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKeyProvider(String);
+
+impl ApiKeyProvider {
+    /// Longest provider name.
+    pub const MAX_CHARS: usize = 40;
+
+    /// Lower-case letters, digits and `-`, 1 to 40 of them.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let valid = !raw.is_empty()
+            && raw.len() <= Self::MAX_CHARS
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                field,
+                format!("must be 1 to {} lower-case letters, digits or '-'", Self::MAX_CHARS),
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A third-party API key as a user hands it over: checked, then sealed at once.
+pub struct ApiKeySecret(String);
+
+impl ApiKeySecret {
+    /// Shortest key accepted.
+    pub const MIN_CHARS: usize = 8;
+    /// Longest key accepted.
+    pub const MAX_CHARS: usize = 4096;
+
+    /// 8 to 4096 printable characters without spaces.
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        let chars = raw.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars)
+            || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "must be {} to {} characters without spaces",
+                    Self::MIN_CHARS,
+                    Self::MAX_CHARS
+                ),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The key, to seal.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Its last four characters: all of it that is ever shown again.
+    pub fn last4(&self) -> String {
+        let chars: Vec<char> = self.0.chars().collect();
+        chars[chars.len().saturating_sub(4)..].iter().collect()
+    }
+}
+
+impl fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeySecret(..{})", self.last4())
+    }
+}
+
 macro_rules! bounded_text {
     ($(#[$doc:meta])* $name:ident, required = $required:expr, max = $max:expr) => {
         $(#[$doc])*

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod mail;
 pub mod openapi;
 pub mod routes;
+pub mod secrets;
 pub mod settings;
 pub mod state;
 
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .nest("/api/v1/auth", routes::auth::router())
         .nest("/api/v1/projects", routes::projects::router())
+        .nest("/api/v1/settings", routes::settings::router())
         .merge(openapi::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

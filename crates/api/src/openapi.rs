@@ -18,12 +18,14 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::account::verify_email, routes::account::resend_verification, routes::account::request_password_reset,
         routes::account::confirm_password_reset, routes::account::change_password, routes::account::update_profile,
         routes::sessions::list, routes::sessions::revoke, routes::sessions::logout_all,
+        routes::two_factor::setup, routes::two_factor::enable, routes::two_factor::disable, routes::two_factor::login_totp,
+        routes::settings::show, routes::settings::store_api_key, routes::settings::remove_api_key,
         routes::projects::create, routes::projects::list, routes::projects::show, routes::projects::update,
         routes::projects::delete,
     ),
     components(schemas(error::Problem, error::FieldError)),
     modifiers(&BearerAuth),
-    tags((name = "health"), (name = "auth"), (name = "projects"))
+    tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"))
 )]
 pub struct ApiDoc;
 

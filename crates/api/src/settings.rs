@@ -95,6 +95,18 @@ pub struct ApiSettings {
     pub password_reset_ttl: Duration,
     /// When failed logins lock an account.
     pub lockout: LockoutPolicy,
+    /// The master key of envelope encryption (32 bytes, base64), and its id.
+    pub master_key: MasterKeySetting,
+}
+
+/// The master key as configured.
+#[derive(Clone)]
+pub struct MasterKeySetting {
+    /// Its id, written into everything it seals.
+    pub id: String,
+    /// 32 bytes, base64; `None` makes a random one (development: sealed values die with the
+    /// process).
+    pub base64: Option<String>,
 }
 
 // By hand, so that secrets (the JWT keys, the SMTP password) never reach a log.
@@ -143,6 +155,10 @@ impl ApiSettings {
                 threshold: 5,
                 window: chrono::Duration::minutes(15),
                 lock_for: chrono::Duration::minutes(15),
+            },
+            master_key: MasterKeySetting {
+                id: "m1".to_owned(),
+                base64: None,
             },
         }
     }

@@ -4,6 +4,7 @@ use crate::auth::guard::SessionGuard;
 use crate::auth::passwords::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::mail::Mailer;
+use crate::secrets::MasterKey;
 use crate::settings::ApiSettings;
 use keyframe_domain::project::Project;
 use keyframe_domain::session::Session;
@@ -47,6 +48,8 @@ pub struct App {
     pub passwords: Passwords,
     /// Outgoing mail.
     pub mailer: Arc<Mailer>,
+    /// Seals and opens the secrets users keep with Keyframe (API keys, TOTP secrets).
+    pub master_key: MasterKey,
     /// Settings.
     pub settings: ApiSettings,
 }
@@ -71,6 +74,10 @@ impl AppState {
             passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)
                 .map_err(|e| anyhow::anyhow!("password hashing parameters: {e}"))?,
             mailer: Arc::new(Mailer::new(&settings.mail)?),
+            master_key: match &settings.master_key.base64 {
+                Some(encoded) => MasterKey::from_base64(&settings.master_key.id, encoded)?,
+                None => MasterKey::random(&settings.master_key.id),
+            },
             pool,
             nats,
             settings,

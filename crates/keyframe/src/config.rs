@@ -3,7 +3,7 @@
 
 use crate::telemetry::LogFormat;
 use clap::{Args, ValueEnum};
-use keyframe_api::settings::{ApiSettings, Argon2Settings, JwtKey, MailSettings};
+use keyframe_api::settings::{ApiSettings, Argon2Settings, JwtKey, MailSettings, MasterKeySetting};
 use keyframe_domain::user::LockoutPolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -115,6 +115,13 @@ pub struct ServeArgs {
     /// HMAC secret for access tokens, at least 32 bytes. Required outside development.
     #[arg(long, env = "KEYFRAME_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Master key for the secrets users keep with Keyframe (API keys, TOTP secrets): 32
+    /// bytes, base64 (`openssl rand -base64 32`). Required outside development.
+    #[arg(long, env = "KEYFRAME_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Id of the master key, written into what it seals.
+    #[arg(long, env = "KEYFRAME_MASTER_KEY_ID", default_value = "m1")]
+    pub master_key_id: String,
     /// Key id of the access-token secret.
     #[arg(long, env = "KEYFRAME_JWT_KEY_ID", default_value = "k1")]
     pub jwt_key_id: String,
@@ -251,6 +258,24 @@ impl ServeArgs {
             public_url: self.public_url.clone(),
         };
         settings.require_email_verification = self.require_email_verification;
+        match (&self.master_key, self.environment) {
+            (Some(key), _) => {
+                keyframe_api::secrets::MasterKey::from_base64(&self.master_key_id, key)
+                    .map_err(|e| anyhow::anyhow!("KEYFRAME_MASTER_KEY: {e}"))?;
+            }
+            (None, Environment::Production) => anyhow::bail!(
+                "KEYFRAME_MASTER_KEY is required outside development (32 bytes, base64: openssl rand -base64 32)"
+            ),
+            (None, Environment::Development) => {
+                tracing::warn!(
+                    "no KEYFRAME_MASTER_KEY: using a random one; stored API keys and TOTP secrets die with this process"
+                );
+            }
+        }
+        settings.master_key = MasterKeySetting {
+            id: self.master_key_id.clone(),
+            base64: self.master_key.clone(),
+        };
         settings.email_verification_ttl = Duration::from_secs(self.email_verification_ttl_secs);
         settings.password_reset_ttl = Duration::from_secs(self.password_reset_ttl_secs);
         settings.lockout = LockoutPolicy {
@@ -259,5 +284,53 @@ impl ServeArgs {
             lock_for: chrono::Duration::seconds(i64::from(self.lockout_duration_secs)),
         };
         Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    const SECRET: &str = "a-jwt-secret-of-at-least-32-bytes-long";
+    const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn production(extra: &[&str]) -> anyhow::Result<ApiSettings> {
+        let args = ["keyframe", "serve", "--environment", "production"]
+            .into_iter()
+            .chain(extra.iter().copied());
+        let cli = Cli::try_parse_from(args)?;
+        let Command::Serve(serve) = cli.command else {
+            anyhow::bail!("not serve");
+        };
+        serve.api_settings()
+    }
+
+    fn refusal(extra: &[&str]) -> String {
+        format!("{:#}", production(extra).expect_err("refused"))
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_real_secrets() {
+        let smtp = ["--smtp-url", "smtp://mail.example.com:587?tls=required"];
+        let all = [&["--jwt-secret", SECRET, "--master-key", MASTER_KEY][..], &smtp[..]].concat();
+        assert!(production(&all).is_ok(), "starts with every secret");
+
+        let no_jwt = [&["--master-key", MASTER_KEY][..], &smtp[..]].concat();
+        assert!(refusal(&no_jwt).contains("KEYFRAME_JWT_SECRET is required"));
+        let short_jwt = [
+            &["--jwt-secret", "too-short", "--master-key", MASTER_KEY][..],
+            &smtp[..],
+        ]
+        .concat();
+        assert!(refusal(&short_jwt).contains("at least 32 bytes"));
+        let no_master = [&["--jwt-secret", SECRET][..], &smtp[..]].concat();
+        assert!(refusal(&no_master).contains("KEYFRAME_MASTER_KEY is required"));
+        let bad_master = [&["--jwt-secret", SECRET, "--master-key", "c2hvcnQ="][..], &smtp[..]].concat();
+        assert!(refusal(&bad_master).contains("32 bytes"));
+        assert!(
+            refusal(&["--jwt-secret", SECRET, "--master-key", MASTER_KEY]).contains("KEYFRAME_SMTP_URL is required")
+        );
     }
 }

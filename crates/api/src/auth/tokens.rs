@@ -29,6 +29,32 @@ use uuid::Uuid;
 const ACCESS_HEADER_TYP: &str = "at+jwt";
 /// The claims `typ` of an access token.
 const ACCESS_TYP: &str = "access";
+/// The header `typ` of the token between a login's password and its TOTP code.
+const MFA_HEADER_TYP: &str = "mfa+jwt";
+/// The claims `typ` of that token.
+const MFA_TYP: &str = "mfa";
+/// How long the second step of a login may take.
+pub const MFA_TOKEN_TTL_SECS: i64 = 300;
+
+/// The claims of the token that proves a login's password, awaiting its TOTP code. It is no
+/// access token: its `typ`s differ and it names no session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MfaClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// The user.
+    pub sub: Uuid,
+    /// Token kind: `mfa`.
+    pub typ: String,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Expires at (Unix seconds).
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: Uuid,
+}
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,18 +135,54 @@ impl Tokens {
             exp: now.timestamp() + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
             jti: Uuid::now_v7(),
         };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.key_id.clone());
-        header.typ = Some(ACCESS_HEADER_TYP.to_owned());
-        // Encoding with our own HMAC key and claims cannot fail.
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap_or_default();
-        (token, ttl)
+        (self.sign(&claims, ACCESS_HEADER_TYP), ttl)
     }
 
     /// The claims of a valid access token.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
+        let claims: AccessClaims = self.verify(token, ACCESS_HEADER_TYP)?;
+        if claims.typ != ACCESS_TYP {
+            return Err(InvalidToken);
+        }
+        Ok(claims)
+    }
+
+    /// A token proving `user`'s password, to trade with a TOTP code for a session.
+    pub fn issue_mfa(&self, user: UserId, now: chrono::DateTime<chrono::Utc>) -> String {
+        let claims = MfaClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user.0,
+            typ: MFA_TYP.to_owned(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + MFA_TOKEN_TTL_SECS,
+            jti: Uuid::now_v7(),
+        };
+        self.sign(&claims, MFA_HEADER_TYP)
+    }
+
+    /// The user a valid MFA token names.
+    pub fn verify_mfa(&self, token: &str) -> Result<UserId, InvalidToken> {
+        let claims: MfaClaims = self.verify(token, MFA_HEADER_TYP)?;
+        if claims.typ != MFA_TYP {
+            return Err(InvalidToken);
+        }
+        Ok(UserId(claims.sub))
+    }
+
+    fn sign(&self, claims: &impl Serialize, typ: &str) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.key_id.clone());
+        header.typ = Some(typ.to_owned());
+        // Encoding with our own HMAC key and claims cannot fail.
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
+    }
+
+    /// Checks the header (algorithm, `typ`, one of our `kid`s), the signature and the standard
+    /// claims, and answers the claims.
+    fn verify<C: serde::de::DeserializeOwned>(&self, token: &str, typ: &str) -> Result<C, InvalidToken> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
-        if header.alg != Algorithm::HS256 || header.typ.as_deref() != Some(ACCESS_HEADER_TYP) {
+        if header.alg != Algorithm::HS256 || header.typ.as_deref() != Some(typ) {
             return Err(InvalidToken);
         }
         let key = header
@@ -128,10 +190,7 @@ impl Tokens {
             .as_deref()
             .and_then(|kid| self.decoding.get(kid))
             .ok_or(InvalidToken)?;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(|_| InvalidToken)?;
-        if data.claims.typ != ACCESS_TYP {
-            return Err(InvalidToken);
-        }
+        let data = jsonwebtoken::decode::<C>(token, key, &self.validation).map_err(|_| InvalidToken)?;
         Ok(data.claims)
     }
 }
@@ -227,6 +286,19 @@ mod tests {
         assert!(tokens("new-secret").verify_access(&by_old_key).is_err());
         let (expired, _) = old.issue_access(user, session, Utc::now() - chrono::Duration::hours(1));
         assert!(rotated.verify_access(&expired).is_err());
+    }
+
+    #[test]
+    fn an_mfa_token_is_no_access_token_and_the_other_way_round() {
+        let tokens = tokens("test-secret");
+        let user = UserId::new();
+        let mfa = tokens.issue_mfa(user, Utc::now());
+        assert_eq!(tokens.verify_mfa(&mfa).expect("valid"), user);
+        assert!(tokens.verify_access(&mfa).is_err());
+        let (access, _) = tokens.issue_access(user, SessionId::new(), Utc::now());
+        assert!(tokens.verify_mfa(&access).is_err());
+        let stale = tokens.issue_mfa(user, Utc::now() - chrono::Duration::minutes(6));
+        assert!(tokens.verify_mfa(&stale).is_err());
     }
 
     #[test]

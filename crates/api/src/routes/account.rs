@@ -11,7 +11,7 @@ use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
-use crate::routes::auth::{UserView, find_user, record_failed_login, user_rejected};
+use crate::routes::auth::{UserView, execute_as_user, find_user, load_caller, record_failed_login, user_rejected};
 use crate::routes::sessions::end_all_sessions;
 use crate::state::AppState;
 use axum::extract::State;
@@ -108,8 +108,7 @@ pub async fn verify_email(
         token_hash: token_hash.clone(),
         at: Utc::now(),
     };
-    let metadata = context.metadata(Actor::User(user_id));
-    let position = execute_for(&state, user_id, command, &metadata).await?;
+    let position = execute_as_user(&state, &context, user_id, command).await?;
     let view = current_view(&state, user_id).await?;
     Ok(with_position(position, Json(view)))
 }
@@ -210,8 +209,7 @@ pub async fn confirm_password_reset(
         password_hash: password_hash.clone(),
         at: Utc::now(),
     };
-    let metadata = context.metadata(Actor::User(user_id));
-    let position = execute_for(&state, user_id, command, &metadata).await?;
+    let position = execute_as_user(&state, &context, user_id, command).await?;
     state.session_guard.user_changed(user_id);
     // The reset already ends every older session (the guard and refresh check the reset's
     // time); ending each one as well puts it on the record and out of the sessions list.
@@ -222,7 +220,7 @@ pub async fn confirm_password_reset(
         SessionEndReason::PasswordReset,
         None,
         None,
-        &metadata,
+        &context.metadata(Actor::User(user_id)),
     )
     .await?;
     let view = current_view(&state, user_id).await?;
@@ -240,7 +238,7 @@ pub async fn change_password(
     caller: AuthUser,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
-    let user = load(&state, caller.user_id).await?;
+    let user = load_caller(&state, caller.user_id).await?;
     let current = Some(user.password_hash().clone());
     if !state.passwords.verify(body.current_password, current).await? {
         // A stolen session guessing the password counts against the account like a login.
@@ -256,8 +254,7 @@ pub async fn change_password(
         password_hash: password_hash.clone(),
         at: Utc::now(),
     };
-    let metadata = context.metadata(Actor::User(caller.user_id));
-    let position = execute_for(&state, caller.user_id, command, &metadata).await?;
+    let position = execute_as_user(&state, &context, caller.user_id, command).await?;
     let ended = end_all_sessions(
         &state,
         caller.user_id,
@@ -265,7 +262,7 @@ pub async fn change_password(
         SessionEndReason::PasswordChanged,
         None,
         Some(caller.session_id),
-        &metadata,
+        &context.metadata(Actor::User(caller.user_id)),
     )
     .await?;
     Ok(with_position(
@@ -294,24 +291,9 @@ pub async fn update_profile(
         full_name: full_name.clone(),
         at: Utc::now(),
     };
-    let metadata = context.metadata(Actor::User(caller.user_id));
-    let position = execute_for(&state, caller.user_id, command, &metadata).await?;
+    let position = execute_as_user(&state, &context, caller.user_id, command).await?;
     let view = current_view(&state, caller.user_id).await?;
     Ok(with_position(position, Json(view)).into_response())
-}
-
-/// Runs a command on `user`'s account, answering its refusals as problems.
-async fn execute_for(
-    state: &AppState,
-    user: UserId,
-    command: impl FnMut() -> UserCommand,
-    metadata: &keyframe_eventlog::metadata::CommandMetadata,
-) -> Result<i64, ApiError> {
-    state
-        .users
-        .execute(&user.to_string(), command, metadata)
-        .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))
 }
 
 /// A new password for `user`, checked against the policy with the account's own details.
@@ -324,15 +306,6 @@ fn new_password(raw: &str, user: &User) -> Result<Password, ApiError> {
     )?)
 }
 
-async fn load(state: &AppState, user_id: UserId) -> Result<User, ApiError> {
-    state
-        .users
-        .load(&user_id.to_string())
-        .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?
-        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))
-}
-
 async fn current_view(state: &AppState, user_id: UserId) -> Result<UserView, ApiError> {
-    Ok(UserView::of(user_id, &load(state, user_id).await?))
+    Ok(UserView::of(user_id, &load_caller(state, user_id).await?))
 }

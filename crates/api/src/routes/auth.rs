@@ -1,7 +1,7 @@
 //! `/api/v1/auth`: registration, login, token refresh, logout and the caller's own account.
 
 use crate::auth::AuthUser;
-use crate::auth::tokens::{hash_opaque_token, new_opaque_token, opaque_token_owner};
+use crate::auth::tokens::{MFA_TOKEN_TTL_SECS, hash_opaque_token, new_opaque_token, opaque_token_owner};
 use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
@@ -38,6 +38,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/me", get(me).patch(super::account::update_profile))
         .merge(super::account::router())
         .merge(super::sessions::router())
+        .merge(super::two_factor::router())
 }
 
 /// `POST /register` body.
@@ -194,6 +195,32 @@ pub async fn register(
     Ok(with_position(position, (StatusCode::CREATED, Json(body))))
 }
 
+/// Runs a command on `user_id`'s account on the user's own behalf, answering refusals as
+/// problems; answers the position of what it wrote.
+pub(crate) async fn execute_as_user(
+    state: &AppState,
+    context: &RequestContext,
+    user_id: UserId,
+    command: impl FnMut() -> UserCommand,
+) -> Result<i64, ApiError> {
+    let metadata = context.metadata(Actor::User(user_id));
+    state
+        .users
+        .execute(&user_id.to_string(), command, &metadata)
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))
+}
+
+/// The caller's account; gone (it never is, but the token outlived it) answers 401.
+pub(crate) async fn load_caller(state: &AppState, user_id: UserId) -> Result<User, ApiError> {
+    state
+        .users
+        .load(&user_id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?
+        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))
+}
+
 /// How the `User` aggregate's refusals answer.
 pub(crate) fn user_rejected(error: UserError) -> ApiError {
     let detail = error.to_string();
@@ -209,6 +236,20 @@ pub(crate) fn user_rejected(error: UserError) -> ApiError {
         UserError::NotFound => ApiError::not_found("account"),
         UserError::TokenInvalid => ApiError::bad_request("invalid_token", detail),
         UserError::TokenExpired => ApiError::bad_request("token_expired", detail),
+        UserError::TotpAlreadyEnabled => ApiError::Conflict {
+            code: "totp_already_enabled",
+            detail,
+        },
+        UserError::TotpNotSetUp => ApiError::Conflict {
+            code: "totp_not_set_up",
+            detail,
+        },
+        UserError::TotpNotEnabled => ApiError::Conflict {
+            code: "totp_not_enabled",
+            detail,
+        },
+        UserError::TotpCodeReused => ApiError::bad_request("totp_code_reused", detail),
+        UserError::ApiKeyNotFound => ApiError::not_found("API key"),
     }
 }
 
@@ -292,7 +333,9 @@ pub struct TokenResponse {
 
 /// Log in with e-mail and password (JSON, or an OAuth2 password form).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, description = "`invalid_credentials`", body = crate::error::Problem)))]
+    responses((status = 200, description = "The token pair, or an `MfaChallenge` when the account has a second factor", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials`", body = crate::error::Problem),
+        (status = 403, description = "`email_not_verified` or `account_locked`", body = crate::error::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     context: RequestContext,
@@ -337,7 +380,36 @@ pub async fn login(
             .await
             .map_err(|e| ApiError::from_command(e, user_rejected))?;
     }
+    if user.totp_secret().is_some() {
+        let body = MfaChallenge {
+            mfa_required: true,
+            mfa_token: state.tokens.issue_mfa(user_id, now),
+            expires_in: MFA_TOKEN_TTL_SECS.unsigned_abs(),
+        };
+        return Ok(Json(body).into_response());
+    }
+    start_session(&state, &context, user_id, &user).await
+}
 
+/// The answer to a correct password when the account has a second factor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaChallenge {
+    /// Always `true`: send a TOTP code to `POST /api/v1/auth/login/totp`.
+    pub mfa_required: bool,
+    /// Proves the password; send it with the code.
+    pub mfa_token: String,
+    /// Seconds the `mfa_token` works.
+    pub expires_in: u64,
+}
+
+/// Starts a session for a user whose credentials were checked, and answers the token pair.
+pub(crate) async fn start_session(
+    state: &AppState,
+    context: &RequestContext,
+    user_id: UserId,
+    user: &User,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
     let session_id = SessionId::new();
     let (refresh_token, refresh_hash) = new_opaque_token(session_id.0);
     let refresh_expires_at = now + state.settings.refresh_token_ttl;
@@ -363,7 +435,7 @@ pub async fn login(
     };
     Ok(with_position(
         position,
-        token_response(&state, user_id, session_id, refresh_token, token_user, now),
+        token_response(state, user_id, session_id, refresh_token, token_user, now),
     ))
 }
 

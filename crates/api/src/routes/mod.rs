@@ -5,6 +5,8 @@ pub mod auth;
 pub mod health;
 pub mod projects;
 pub mod sessions;
+pub mod settings;
+pub mod two_factor;
 
 use crate::error::ApiError;
 use axum::http::StatusCode;
