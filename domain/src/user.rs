@@ -1,6 +1,7 @@
 //! The `User` aggregate: an account, identified by a unique e-mail address and a password hash,
 //! with its e-mail verification, password resets and changes, and the lockout that follows
-//! repeated failed logins, its second factor (TOTP) and the third-party API keys it keeps.
+//! repeated failed logins, its second factor (TOTP), the third-party API keys it keeps, its
+//! roles, and suspension by an administrator.
 //!
 //! E-mail uniqueness spans aggregates, so it is enforced before `RegisterUser` runs, by the
 //! reservation table (see the API's registration handler); the aggregate guards its own life.
@@ -13,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A Keyframe account.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -41,6 +42,39 @@ pub struct User {
     totp_last_step: u64,
     /// Third-party API keys, sealed, by provider.
     api_keys: BTreeMap<ApiKeyProvider, StoredApiKey>,
+    /// Roles beyond `user`, which everyone holds.
+    extra_roles: BTreeSet<Role>,
+    /// Why an administrator suspended the account, while it is suspended.
+    suspended: Option<String>,
+}
+
+/// What a user may do. Everyone is a `user`; an `admin` also administers Keyframe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Uses Keyframe.
+    User,
+    /// Administers users and the system.
+    Admin,
+}
+
+impl Role {
+    /// The role's name in the API and in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// The role named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "user" => Some(Self::User),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// A third-party API key as the account keeps it.
@@ -135,9 +169,26 @@ impl User {
         &self.api_keys
     }
 
-    /// The roles the user holds (administration comes later; everyone is a `user`).
-    pub fn roles(&self) -> Vec<String> {
-        vec!["user".to_owned()]
+    /// The roles the user holds: `user`, and whatever was granted.
+    pub fn roles(&self) -> BTreeSet<Role> {
+        let mut roles = self.extra_roles.clone();
+        roles.insert(Role::User);
+        roles
+    }
+
+    /// The role names, for the API.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles().into_iter().map(|role| role.as_str().to_owned()).collect()
+    }
+
+    /// Whether the user is an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.extra_roles.contains(&Role::Admin)
+    }
+
+    /// Why the account is suspended, if it is.
+    pub fn suspension(&self) -> Option<&str> {
+        self.suspended.as_deref()
     }
 }
 
@@ -258,6 +309,37 @@ pub enum UserCommand {
     RemoveApiKey {
         /// Whose key it is.
         provider: ApiKeyProvider,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Mark the address verified without a mailed token: for the first administrator, whose
+    /// address comes from configuration.
+    MarkEmailVerified {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Set the user's roles (`user` is always kept); the API checked the actor is an admin.
+    SetRoles {
+        /// The roles wanted.
+        roles: BTreeSet<Role>,
+        /// The administrator, or `None` for Keyframe itself (the first admin from configuration).
+        by: Option<UserId>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Suspend the account; the API checked the actor is an admin.
+    Suspend {
+        /// Why, for the record and the user.
+        reason: String,
+        /// The administrator.
+        by: UserId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Lift a suspension; the API checked the actor is an admin.
+    Reactivate {
+        /// The administrator.
+        by: UserId,
         /// When.
         at: DateTime<Utc>,
     },
@@ -389,6 +471,31 @@ pub enum UserEvent {
         /// When.
         removed_at: DateTime<Utc>,
     },
+    /// The user's roles changed.
+    RolesChanged {
+        /// All roles held now (always with `user`).
+        roles: BTreeSet<Role>,
+        /// The administrator (`null`: Keyframe itself, from configuration).
+        changed_by: Option<UserId>,
+        /// When.
+        changed_at: DateTime<Utc>,
+    },
+    /// An administrator suspended the account: no login, every session ended.
+    UserSuspended {
+        /// Why.
+        reason: String,
+        /// The administrator.
+        suspended_by: UserId,
+        /// When.
+        suspended_at: DateTime<Utc>,
+    },
+    /// An administrator lifted the suspension.
+    UserReactivated {
+        /// The administrator.
+        reactivated_by: UserId,
+        /// When.
+        reactivated_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -410,6 +517,9 @@ impl DomainEvent for UserEvent {
             Self::TotpCodeAccepted { .. } => "TotpCodeAccepted",
             Self::ApiKeyStored { .. } => "ApiKeyStored",
             Self::ApiKeyRemoved { .. } => "ApiKeyRemoved",
+            Self::RolesChanged { .. } => "RolesChanged",
+            Self::UserSuspended { .. } => "UserSuspended",
+            Self::UserReactivated { .. } => "UserReactivated",
         }
         .to_owned()
     }
@@ -452,6 +562,16 @@ pub enum UserError {
     /// No key stored for this provider.
     #[error("no API key is stored for this provider")]
     ApiKeyNotFound,
+    /// An administrator may not take their own admin role or suspend themselves (Keyframe
+    /// would risk having no administrator left).
+    #[error("administrators cannot demote or suspend themselves")]
+    CannotActOnSelf,
+    /// The account is suspended already.
+    #[error("the account is already suspended")]
+    AlreadySuspended,
+    /// The account is not suspended.
+    #[error("the account is not suspended")]
+    NotSuspended,
 }
 
 impl Aggregate for User {
@@ -578,6 +698,17 @@ impl Aggregate for User {
             UserEvent::ApiKeyRemoved { provider, .. } => {
                 self.api_keys.remove(&provider);
             }
+            UserEvent::RolesChanged { mut roles, .. } => {
+                roles.remove(&Role::User);
+                self.extra_roles = roles;
+            }
+            UserEvent::UserSuspended {
+                reason, suspended_at, ..
+            } => {
+                self.suspended = Some(reason);
+                self.sessions_valid_from = Some(suspended_at);
+            }
+            UserEvent::UserReactivated { .. } => self.suspended = None,
         }
     }
 }
@@ -717,6 +848,48 @@ impl User {
                 last4,
                 stored_at: at,
             }],
+            UserCommand::MarkEmailVerified { at } => {
+                if self.email_verified() {
+                    return Ok(Vec::new());
+                }
+                vec![UserEvent::EmailVerified { verified_at: at }]
+            }
+            UserCommand::SetRoles { mut roles, by, at } => {
+                roles.insert(Role::User);
+                if by == self.id && self.is_admin() && !roles.contains(&Role::Admin) {
+                    return Err(UserError::CannotActOnSelf);
+                }
+                if roles == self.roles() {
+                    return Ok(Vec::new());
+                }
+                vec![UserEvent::RolesChanged {
+                    roles,
+                    changed_by: by,
+                    changed_at: at,
+                }]
+            }
+            UserCommand::Suspend { reason, by, at } => {
+                if Some(by) == self.id {
+                    return Err(UserError::CannotActOnSelf);
+                }
+                if self.suspended.is_some() {
+                    return Err(UserError::AlreadySuspended);
+                }
+                vec![UserEvent::UserSuspended {
+                    reason,
+                    suspended_by: by,
+                    suspended_at: at,
+                }]
+            }
+            UserCommand::Reactivate { by, at } => {
+                if self.suspended.is_none() {
+                    return Err(UserError::NotSuspended);
+                }
+                vec![UserEvent::UserReactivated {
+                    reactivated_by: by,
+                    reactivated_at: at,
+                }]
+            }
             UserCommand::RemoveApiKey { provider, at } => {
                 if !self.api_keys.contains_key(&provider) {
                     return Err(UserError::ApiKeyNotFound);
@@ -1218,5 +1391,91 @@ mod tests {
             .given(vec![g.registered()])
             .when(UserCommand::RemoveApiKey { provider, at: g.at })
             .then_expect_error(UserError::ApiKeyNotFound);
+    }
+
+    #[test]
+    fn roles_always_keep_user_and_an_admin_cannot_demote_themselves() {
+        let g = Given::new();
+        let admin = UserId::new();
+        let both: BTreeSet<Role> = [Role::User, Role::Admin].into();
+        user()
+            .given(vec![g.registered()])
+            .when(UserCommand::SetRoles {
+                roles: [Role::Admin].into(),
+                by: Some(admin),
+                at: g.at,
+            })
+            .then_expect_events(vec![UserEvent::RolesChanged {
+                roles: both.clone(),
+                changed_by: Some(admin),
+                changed_at: g.at,
+            }]);
+        let promoted = UserEvent::RolesChanged {
+            roles: both.clone(),
+            changed_by: None,
+            changed_at: g.at,
+        };
+        user()
+            .given(vec![g.registered(), promoted.clone()])
+            .when(UserCommand::SetRoles {
+                roles: [Role::User].into(),
+                by: Some(g.id),
+                at: g.at,
+            })
+            .then_expect_error(UserError::CannotActOnSelf);
+        user()
+            .given(vec![g.registered(), promoted])
+            .when(UserCommand::SetRoles {
+                roles: both,
+                by: None,
+                at: g.at,
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn suspension_and_reactivation_by_an_administrator() {
+        let g = Given::new();
+        let admin = UserId::new();
+        let suspended = UserEvent::UserSuspended {
+            reason: "spam".to_owned(),
+            suspended_by: admin,
+            suspended_at: g.at,
+        };
+        user()
+            .given(vec![g.registered()])
+            .when(UserCommand::Suspend {
+                reason: "spam".to_owned(),
+                by: admin,
+                at: g.at,
+            })
+            .then_expect_events(vec![suspended.clone()]);
+        user()
+            .given(vec![g.registered(), suspended.clone()])
+            .when(UserCommand::Suspend {
+                reason: "again".to_owned(),
+                by: admin,
+                at: g.at,
+            })
+            .then_expect_error(UserError::AlreadySuspended);
+        user()
+            .given(vec![g.registered()])
+            .when(UserCommand::Suspend {
+                reason: "me".to_owned(),
+                by: g.id,
+                at: g.at,
+            })
+            .then_expect_error(UserError::CannotActOnSelf);
+        user()
+            .given(vec![g.registered(), suspended])
+            .when(UserCommand::Reactivate { by: admin, at: g.at })
+            .then_expect_events(vec![UserEvent::UserReactivated {
+                reactivated_by: admin,
+                reactivated_at: g.at,
+            }]);
+        user()
+            .given(vec![g.registered()])
+            .when(UserCommand::Reactivate { by: admin, at: g.at })
+            .then_expect_error(UserError::NotSuspended);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod project_list;
 pub mod session_list;
+pub mod user_directory;
 
 use async_trait::async_trait;
 use keyframe_domain::log::RecordedEvent;
@@ -64,6 +65,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(project_list::ProjectList),
         std::sync::Arc::new(session_list::SessionList),
+        std::sync::Arc::new(user_directory::UserDirectory),
     ]
 }
 

@@ -339,17 +339,19 @@ impl TestApp {
     /// A second API process on the same database and NATS prefix, as in a deployment with
     /// several replicas. It stops when the handle drops.
     pub async fn spawn_sibling(&self) -> Sibling {
+        self.spawn_sibling_with(test_api_settings()).await
+    }
+
+    /// [`TestApp::spawn_sibling`] with `api` settings (its mail goes to the same SMTP server).
+    pub async fn spawn_sibling_with(&self, mut api: ApiSettings) -> Sibling {
+        api.mail.smtp_url = Some(self.mail.url());
         let config = AppConfig {
             database_url: self.db.url.clone(),
             db_max_connections: 4,
             nats: self.nats.args(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             components: vec![Component::Api],
-            api: {
-                let mut api = test_api_settings();
-                api.mail.smtp_url = Some(self.mail.url());
-                api
-            },
+            api,
         };
         let app = Application::build(config).await.expect("the sibling starts");
         let base_url = app
@@ -382,6 +384,17 @@ impl TestApp {
             request = request.json(&body);
         }
         request.send().await.expect("the request is answered")
+    }
+
+    /// `GET path` with a bearer token, read after `position` (`x-keyframe-min-position`).
+    pub async fn get_after(&self, path: &str, token: &str, position: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(token)
+            .header("x-keyframe-min-position", position)
+            .send()
+            .await
+            .expect("the request is answered")
     }
 
     /// Proves `email` with the token from the newest verification mail sent to it.

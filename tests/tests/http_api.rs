@@ -43,13 +43,8 @@ async fn a_user_registers_logs_in_creates_projects_and_lists_them_reading_their_
     }
 
     let listed = app
-        .http
-        .get(format!("{}/api/v1/projects", app.base_url))
-        .bearer_auth(&ada.access_token)
-        .header("x-keyframe-min-position", last_position.to_string())
-        .send()
-        .await
-        .expect("answered");
+        .get_after("/api/v1/projects", &ada.access_token, &last_position.to_string())
+        .await;
     assert_eq!(listed.status(), 200);
     assert!(
         listed.headers().get("x-keyframe-consistent").is_none(),
@@ -107,14 +102,7 @@ async fn a_second_user_sees_none_of_the_first_users_projects() {
     let project = body(created).await;
     let path = format!("/api/v1/projects/{}", project["id"].as_str().expect("id"));
 
-    let bobs = app
-        .http
-        .get(format!("{}/api/v1/projects", app.base_url))
-        .bearer_auth(&bob.access_token)
-        .header("x-keyframe-min-position", &position)
-        .send()
-        .await
-        .expect("answered");
+    let bobs = app.get_after("/api/v1/projects", &bob.access_token, &position).await;
     assert_eq!(body(bobs).await["items"], json!([]));
 
     for (method, payload) in [
@@ -129,14 +117,7 @@ async fn a_second_user_sees_none_of_the_first_users_projects() {
         assert_eq!(body(response).await["code"], "not_found");
     }
     // ... and the owner's project is untouched.
-    let own = app
-        .http
-        .get(format!("{}{path}", app.base_url))
-        .bearer_auth(&ada.access_token)
-        .header("x-keyframe-min-position", &position)
-        .send()
-        .await
-        .expect("answered");
+    let own = app.get_after(&path, &ada.access_token, &position).await;
     assert_eq!(body(own).await["name"], "Secret");
 }
 
@@ -174,14 +155,7 @@ async fn the_owner_updates_and_deletes_a_project() {
         (updated["name"].as_str(), updated["description"].as_str()),
         (Some("Final"), Some("v2"))
     );
-    let read = app
-        .http
-        .get(format!("{}{path}", app.base_url))
-        .bearer_auth(&ada.access_token)
-        .header("x-keyframe-min-position", &position)
-        .send()
-        .await
-        .expect("answered");
+    let read = app.get_after(&path, &ada.access_token, &position).await;
     assert_eq!(body(read).await["name"], "Final");
 
     let deleted = app.request(Method::DELETE, &path, Some(&ada.access_token), None).await;
@@ -190,14 +164,7 @@ async fn the_owner_updates_and_deletes_a_project() {
         .to_str()
         .expect("ascii")
         .to_owned();
-    let gone = app
-        .http
-        .get(format!("{}{path}", app.base_url))
-        .bearer_auth(&ada.access_token)
-        .header("x-keyframe-min-position", &position)
-        .send()
-        .await
-        .expect("answered");
+    let gone = app.get_after(&path, &ada.access_token, &position).await;
     assert_eq!(gone.status(), 404);
     assert_eq!(
         app.request(Method::DELETE, &path, Some(&ada.access_token), None)

@@ -1,7 +1,7 @@
 //! The read models through the projector runtime. `project_list`: applied, re-applied and applied
 //! out of order it ends the same; replay rebuilds it; a projector killed mid-backlog resumes,
 //! and after a crash its checkpoint never claims an event still out with the crashed run.
-//! `session_list`: logins, refreshes and endings, unchanged by repeats.
+//! `session_list` and `user_directory`: their events applied, unchanged by repeats.
 
 use keyframe_domain::ids::{ProjectId, UserId};
 use keyframe_domain::log::RecordedEvent;
@@ -628,4 +628,64 @@ async fn session_list_follows_logins_refreshes_and_endings_and_ignores_repeats()
             .expect("reversed");
     }
     assert_eq!(rows().await, first);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_directory_follows_registration_roles_and_suspension_and_ignores_repeats() {
+    use keyframe_domain::user::{Role, User, UserCommand};
+    use keyframe_domain::values::{EmailAddress, PasswordHash};
+    use keyframe_projections::user_directory::{self, UserDirectory};
+
+    let db = TestDatabase::create().await;
+    let bus = CommandBus::<User>::new(db.pool.clone());
+    let meta = CommandMetadata::system();
+    let (ada, admin) = (UserId::new(), UserId::new());
+    let id = ada.to_string();
+    let register = || UserCommand::RegisterUser {
+        user_id: ada,
+        email: EmailAddress::parse("email", "ada@example.com").expect("valid"),
+        password_hash: PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
+        full_name: None,
+        verification: None,
+        at: chrono::Utc::now(),
+    };
+    bus.execute(&id, register, &meta).await.expect("register");
+    let verify = || UserCommand::MarkEmailVerified { at: chrono::Utc::now() };
+    bus.execute(&id, verify, &meta).await.expect("verify");
+    let promote = || UserCommand::SetRoles {
+        roles: [Role::Admin].into(),
+        by: Some(admin),
+        at: chrono::Utc::now(),
+    };
+    bus.execute(&id, promote, &meta).await.expect("promote");
+    let suspend = || UserCommand::Suspend {
+        reason: "chargeback".to_owned(),
+        by: admin,
+        at: chrono::Utc::now(),
+    };
+    bus.execute(&id, suspend, &meta).await.expect("suspend");
+
+    let events = all_events(&db.pool).await;
+    apply_in_transaction(&db.pool, &UserDirectory, &events)
+        .await
+        .expect("apply");
+    let row = user_directory::get(&db.pool, ada.0)
+        .await
+        .expect("read")
+        .expect("a row");
+    assert_eq!(row.email, "ada@example.com");
+    assert_eq!(row.roles, ["user", "admin"]);
+    assert!(row.email_verified && !row.two_factor);
+    assert_eq!(row.suspended_reason.as_deref(), Some("chargeback"));
+
+    // Delivered again, and again in reverse: nothing changes.
+    apply_in_transaction(&db.pool, &UserDirectory, &events)
+        .await
+        .expect("again");
+    for event in events.iter().rev() {
+        apply_in_transaction(&db.pool, &UserDirectory, std::slice::from_ref(event))
+            .await
+            .expect("reversed");
+    }
+    assert_eq!(user_directory::get(&db.pool, ada.0).await.expect("read"), Some(row));
 }

@@ -5,6 +5,7 @@
 //! problem details with a stable `code`.
 
 pub mod auth;
+pub mod bootstrap;
 pub mod consistency;
 pub mod context;
 pub mod error;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1/auth", routes::auth::router())
         .nest("/api/v1/projects", routes::projects::router())
         .nest("/api/v1/settings", routes::settings::router())
+        .nest("/api/v1/admin", routes::admin::router(state.clone()))
         .merge(openapi::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

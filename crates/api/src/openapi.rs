@@ -20,12 +20,14 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::sessions::list, routes::sessions::revoke, routes::sessions::logout_all,
         routes::two_factor::setup, routes::two_factor::enable, routes::two_factor::disable, routes::two_factor::login_totp,
         routes::settings::show, routes::settings::store_api_key, routes::settings::remove_api_key,
+        routes::admin::list_users, routes::admin::show_user, routes::admin::set_roles, routes::admin::suspend,
+        routes::admin::reactivate, routes::admin::stats,
         routes::projects::create, routes::projects::list, routes::projects::show, routes::projects::update,
         routes::projects::delete,
     ),
     components(schemas(error::Problem, error::FieldError)),
     modifiers(&BearerAuth),
-    tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"))
+    tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"), (name = "admin"))
 )]
 pub struct ApiDoc;
 

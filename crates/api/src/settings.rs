@@ -97,6 +97,8 @@ pub struct ApiSettings {
     pub lockout: LockoutPolicy,
     /// The master key of envelope encryption (32 bytes, base64), and its id.
     pub master_key: MasterKeySetting,
+    /// The administrator to make sure of at start-up: e-mail and password.
+    pub first_admin: Option<(String, String)>,
 }
 
 /// The master key as configured.
@@ -160,6 +162,7 @@ impl ApiSettings {
                 id: "m1".to_owned(),
                 base64: None,
             },
+            first_admin: None,
         }
     }
 }

@@ -83,7 +83,11 @@ impl Application {
                 .await
                 .with_context(|| format!("binding {}", config.addr))?;
             local_addr = Some(listener.local_addr()?);
+            let first_admin = config.api.first_admin.clone();
             let state = AppState::new(pool.clone(), nats, config.api, local_relay).context("assembling the API")?;
+            if let Some((email, password)) = first_admin {
+                keyframe_api::bootstrap::ensure_first_admin(&state, &email, &password).await?;
+            }
             let app = keyframe_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
             let stop = shutdown.clone();
             tasks.spawn(async move {

@@ -122,6 +122,17 @@ pub struct ServeArgs {
     /// Id of the master key, written into what it seals.
     #[arg(long, env = "KEYFRAME_MASTER_KEY_ID", default_value = "m1")]
     pub master_key_id: String,
+    /// E-mail of the first administrator, made (or promoted) at start-up.
+    #[arg(long, env = "KEYFRAME_ADMIN_EMAIL", requires = "admin_password")]
+    pub admin_email: Option<String>,
+    /// Password of the first administrator, used only when the account does not exist yet.
+    #[arg(
+        long,
+        env = "KEYFRAME_ADMIN_PASSWORD",
+        hide_env_values = true,
+        requires = "admin_email"
+    )]
+    pub admin_password: Option<String>,
     /// Key id of the access-token secret.
     #[arg(long, env = "KEYFRAME_JWT_KEY_ID", default_value = "k1")]
     pub jwt_key_id: String,
@@ -272,6 +283,7 @@ impl ServeArgs {
                 );
             }
         }
+        settings.first_admin = self.admin_email.clone().zip(self.admin_password.clone());
         settings.master_key = MasterKeySetting {
             id: self.master_key_id.clone(),
             base64: self.master_key.clone(),

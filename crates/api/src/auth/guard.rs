@@ -32,11 +32,22 @@ enum SessionStanding {
     Gone,
 }
 
-/// What was last learned about a user, as far as their sessions go.
+/// What was last learned about a user, as far as their sessions and rights go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct UserStanding {
-    /// Sessions started before this are over.
+    /// Sessions started before this are over (a password reset, a suspension).
     sessions_valid_from: Option<DateTime<Utc>>,
+    /// Suspended accounts have no live session.
+    suspended: bool,
+    /// Holds the `admin` role.
+    admin: bool,
+}
+
+/// What a live session's user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// Whether the user is an administrator (as of at most the guard's TTL ago).
+    pub admin: bool,
 }
 
 /// Why a command bus could not answer.
@@ -93,15 +104,15 @@ impl SessionGuard {
         }
     }
 
-    /// Whether `session` belongs to `user`, has not ended, and is not older than the user's
-    /// last "end every session".
-    pub async fn is_active(
+    /// What `user` may do through `session`; `None` when the session is not theirs, has
+    /// ended, is older than the user's last "end every session", or the user is suspended.
+    pub async fn access(
         &self,
         sessions: &CommandBus<Session>,
         users: &CommandBus<User>,
         session: SessionId,
         user: UserId,
-    ) -> Result<bool, GuardError> {
+    ) -> Result<Option<Access>, GuardError> {
         // An ended session never comes back, so that answer needs no refreshing.
         let standing = match self.sessions.get(&session, self.ttl, |s| *s == SessionStanding::Gone) {
             Some(standing) => standing,
@@ -119,25 +130,30 @@ impl SessionGuard {
             }
         };
         let SessionStanding::Active(owner, started) = standing else {
-            return Ok(false);
+            return Ok(None);
         };
         if owner != user {
-            return Ok(false);
+            return Ok(None);
         }
         let user_standing = match self.users.get(&user, self.ttl, |_| false) {
             Some(standing) => standing,
             None => {
                 let Some(loaded) = users.load(&user.to_string()).await.map_err(unavailable)? else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let standing = UserStanding {
                     sessions_valid_from: loaded.sessions_valid_from(),
+                    suspended: loaded.suspension().is_some(),
+                    admin: loaded.is_admin(),
                 };
                 self.users.put(user, standing, self.ttl);
                 standing
             }
         };
-        Ok(user_standing.sessions_valid_from.is_none_or(|from| started >= from))
+        let live = !user_standing.suspended && user_standing.sessions_valid_from.is_none_or(|from| started >= from);
+        Ok(live.then_some(Access {
+            admin: user_standing.admin,
+        }))
     }
 
     /// Records that `session` ended through this process: its tokens are refused from now on.

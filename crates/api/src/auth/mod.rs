@@ -19,12 +19,18 @@ pub struct AuthUser {
     pub user_id: UserId,
     /// Through which session.
     pub session_id: SessionId,
+    /// Whether the caller is an administrator.
+    pub admin: bool,
 }
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(caller) = parts.extensions.get::<Self>() {
+            // Already checked by a layer in front of the handler (the admin routes').
+            return Ok(*caller);
+        }
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -39,17 +45,21 @@ impl FromRequestParts<AppState> for AuthUser {
         let invalid = || ApiError::unauthorized("invalid_token", "the access token is invalid or expired");
         let claims = state.tokens.verify_access(token.trim()).map_err(|_| invalid())?;
         let (user_id, session_id) = (UserId(claims.sub), SessionId(claims.sid));
-        let active = state
+        let access = state
             .session_guard
-            .is_active(&state.sessions, &state.users, session_id, user_id)
+            .access(&state.sessions, &state.users, session_id, user_id)
             .await
             .map_err(|error| ApiError::from_command(error, |_| invalid()))?;
-        if !active {
+        let Some(access) = access else {
             return Err(ApiError::unauthorized(
                 "session_ended",
                 "the session of this token has ended; log in again",
             ));
-        }
-        Ok(Self { user_id, session_id })
+        };
+        Ok(Self {
+            user_id,
+            session_id,
+            admin: access.admin,
+        })
     }
 }

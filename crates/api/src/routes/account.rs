@@ -12,7 +12,7 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
 use crate::routes::auth::{UserView, execute_as_user, find_user, load_caller, record_failed_login, user_rejected};
-use crate::routes::sessions::end_all_sessions;
+use crate::routes::sessions::{EveryLiveSession, end_all_sessions};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -213,16 +213,15 @@ pub async fn confirm_password_reset(
     state.session_guard.user_changed(user_id);
     // The reset already ends every older session (the guard and refresh check the reset's
     // time); ending each one as well puts it on the record and out of the sessions list.
-    end_all_sessions(
-        &state,
-        user_id,
-        EndRequester::Authority,
-        SessionEndReason::PasswordReset,
-        None,
-        None,
-        &context.metadata(Actor::User(user_id)),
-    )
-    .await?;
+    let which = EveryLiveSession {
+        user: user_id,
+        requested_by: EndRequester::Authority,
+        reason: SessionEndReason::PasswordReset,
+        also: None,
+        keep: None,
+        listed_after: Some(position),
+    };
+    end_all_sessions(&state, which, &context.metadata(Actor::User(user_id))).await?;
     let view = current_view(&state, user_id).await?;
     Ok(with_position(position, Json(view)))
 }
@@ -255,16 +254,15 @@ pub async fn change_password(
         at: Utc::now(),
     };
     let position = execute_as_user(&state, &context, caller.user_id, command).await?;
-    let ended = end_all_sessions(
-        &state,
-        caller.user_id,
-        EndRequester::Owner(caller.user_id),
-        SessionEndReason::PasswordChanged,
-        None,
-        Some(caller.session_id),
-        &context.metadata(Actor::User(caller.user_id)),
-    )
-    .await?;
+    let which = EveryLiveSession {
+        user: caller.user_id,
+        requested_by: EndRequester::Owner(caller.user_id),
+        reason: SessionEndReason::PasswordChanged,
+        also: None,
+        keep: Some(caller.session_id),
+        listed_after: Some(position),
+    };
+    let ended = end_all_sessions(&state, which, &context.metadata(Actor::User(caller.user_id))).await?;
     Ok(with_position(
         ended.unwrap_or(position).max(position),
         StatusCode::NO_CONTENT,

@@ -19,7 +19,7 @@ use cqrs_es::Aggregate as _;
 use keyframe_domain::ids::{SessionId, UserId};
 use keyframe_domain::session::{EndRequester, SessionCommand, SessionEndReason, SessionError};
 use keyframe_domain::user::{ExpiringToken, User, UserCommand, UserError};
-use keyframe_domain::values::{EmailAddress, FullName, Password, TokenHash, ValidationError};
+use keyframe_domain::values::{EmailAddress, FullName, Password, PasswordHash, TokenHash, ValidationError};
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
 use serde::{Deserialize, Serialize};
@@ -77,7 +77,7 @@ impl UserView {
             id: id.0,
             email: user.email().to_string(),
             full_name: user.full_name().map(|name| name.as_str().to_owned()),
-            roles: user.roles(),
+            roles: user.role_names(),
             email_verified: user.email_verified(),
             created_at: user.registered_at().unwrap_or_default(),
         }
@@ -126,6 +126,63 @@ pub async fn register(
 
     let password_hash = state.passwords.hash(password).await?;
     let user_id = UserId::new();
+    let (verification_token, verification_hash) = new_opaque_token(user_id.0);
+    let verification = ExpiringToken {
+        hash: verification_hash,
+        expires_at: Utc::now() + state.settings.email_verification_ttl,
+    };
+    let account = NewAccount {
+        user_id,
+        email: email.clone(),
+        password_hash,
+        full_name,
+        verification: Some(verification),
+    };
+    let position = create_account(&state, account, &context.metadata(Actor::Anonymous)).await?;
+    let user = state
+        .users
+        .load(&user_id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?;
+    let user = user.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished after registration"))?;
+    let mail = state
+        .mailer
+        .verification(&email, &verification_token, state.settings.email_verification_ttl);
+    state.mailer.send_in_background(mail);
+    let body = RegisterResponse {
+        user: UserView::of(user_id, &user),
+    };
+    Ok(with_position(position, (StatusCode::CREATED, Json(body))))
+}
+
+/// An account to create.
+pub(crate) struct NewAccount {
+    /// Its id.
+    pub user_id: UserId,
+    /// The address, unique across accounts.
+    pub email: EmailAddress,
+    /// The password's hash.
+    pub password_hash: PasswordHash,
+    /// Display name.
+    pub full_name: Option<FullName>,
+    /// The verification token to mail, if any.
+    pub verification: Option<ExpiringToken>,
+}
+
+/// Reserves the address (409 `email_taken` when another account holds it) and registers the
+/// account; a failed registration frees the address again.
+pub(crate) async fn create_account(
+    state: &AppState,
+    account: NewAccount,
+    metadata: &CommandMetadata,
+) -> Result<i64, ApiError> {
+    let NewAccount {
+        user_id,
+        email,
+        password_hash,
+        full_name,
+        verification,
+    } = account;
     let reserved =
         sqlx::query("INSERT INTO email_reservations (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(email.as_str())
@@ -141,22 +198,16 @@ pub async fn register(
         });
     }
     let now = Utc::now();
-    let (verification_token, verification_hash) = new_opaque_token(user_id.0);
-    let verification = ExpiringToken {
-        hash: verification_hash,
-        expires_at: now + state.settings.email_verification_ttl,
-    };
     let command = || UserCommand::RegisterUser {
         user_id,
         email: email.clone(),
         password_hash: password_hash.clone(),
         full_name: full_name.clone(),
-        verification: Some(verification.clone()),
+        verification: verification.clone(),
         at: now,
     };
-    let metadata = context.metadata(Actor::Anonymous);
-    let position = match state.users.execute_new(&user_id.to_string(), command, &metadata).await {
-        Ok(position) => position,
+    match state.users.execute_new(&user_id.to_string(), command, metadata).await {
+        Ok(position) => Ok(position),
         Err(error) => {
             // Registration failed: free the address for another try, unless the user was
             // written after all (a connection lost after the commit answers like a failure).
@@ -173,26 +224,9 @@ pub async fn register(
             if let Err(cleanup) = freed {
                 tracing::warn!(error = %cleanup, email_owner = %user_id, "an e-mail reservation stays behind");
             }
-            return Err(ApiError::from_command(error, |error: UserError| ApiError::Conflict {
-                code: "already_registered",
-                detail: error.to_string(),
-            }));
+            Err(ApiError::from_command(error, user_rejected))
         }
-    };
-    let user = state
-        .users
-        .load(&user_id.to_string())
-        .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?;
-    let user = user.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished after registration"))?;
-    let mail = state
-        .mailer
-        .verification(&email, &verification_token, state.settings.email_verification_ttl);
-    state.mailer.send_in_background(mail);
-    let body = RegisterResponse {
-        user: UserView::of(user_id, &user),
-    };
-    Ok(with_position(position, (StatusCode::CREATED, Json(body))))
+    }
 }
 
 /// Runs a command on `user_id`'s account on the user's own behalf, answering refusals as
@@ -250,6 +284,18 @@ pub(crate) fn user_rejected(error: UserError) -> ApiError {
         },
         UserError::TotpCodeReused => ApiError::bad_request("totp_code_reused", detail),
         UserError::ApiKeyNotFound => ApiError::not_found("API key"),
+        UserError::CannotActOnSelf => ApiError::Conflict {
+            code: "cannot_act_on_self",
+            detail,
+        },
+        UserError::AlreadySuspended => ApiError::Conflict {
+            code: "already_suspended",
+            detail,
+        },
+        UserError::NotSuspended => ApiError::Conflict {
+            code: "not_suspended",
+            detail,
+        },
     }
 }
 
@@ -364,6 +410,12 @@ pub async fn login(
         record_failed_login(&state, user_id, &context);
         return Err(invalid());
     }
+    if user.suspension().is_some() {
+        return Err(ApiError::Forbidden {
+            code: "account_suspended",
+            detail: "this account is suspended; contact support".to_owned(),
+        });
+    }
     if state.settings.require_email_verification && !user.email_verified() {
         return Err(ApiError::Forbidden {
             code: "email_not_verified",
@@ -431,7 +483,7 @@ pub(crate) async fn start_session(
     let token_user = TokenUser {
         id: user_id.0,
         email: user.email().to_string(),
-        roles: user.roles(),
+        roles: user.role_names(),
     };
     Ok(with_position(
         position,
@@ -566,8 +618,9 @@ pub async fn refresh(
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| session_rejected(SessionError::NotFound))?;
-    // A password reset ended every session before it, whether or not each was reached.
-    if user.sessions_valid_from().is_some_and(|from| started_at < from) {
+    // A password reset or a suspension ended every session before it, whether or not each was
+    // reached.
+    if user.suspension().is_some() || user.sessions_valid_from().is_some_and(|from| started_at < from) {
         return Err(session_rejected(SessionError::Ended));
     }
 
@@ -596,7 +649,7 @@ pub async fn refresh(
     let token_user = TokenUser {
         id: user_id.0,
         email: user.email().to_string(),
-        roles: user.roles(),
+        roles: user.role_names(),
     };
     Ok(with_position(
         position,

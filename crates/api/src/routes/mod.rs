@@ -1,6 +1,7 @@
 //! The routes, one module per resource.
 
 pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod projects;

@@ -124,16 +124,15 @@ pub async fn logout_all(
     caller: AuthUser,
 ) -> Result<Response, ApiError> {
     let metadata = context.metadata(keyframe_eventlog::metadata::Actor::User(caller.user_id));
-    let position = end_all_sessions(
-        &state,
-        caller.user_id,
-        EndRequester::Owner(caller.user_id),
-        SessionEndReason::LogoutAll,
-        Some(caller.session_id),
-        None,
-        &metadata,
-    )
-    .await?;
+    let which = EveryLiveSession {
+        user: caller.user_id,
+        requested_by: EndRequester::Owner(caller.user_id),
+        reason: SessionEndReason::LogoutAll,
+        also: Some(caller.session_id),
+        keep: None,
+        listed_after: None,
+    };
+    let position = end_all_sessions(&state, which, &metadata).await?;
     let response = super::auth::clear_refresh_cookie(&state, StatusCode::NO_CONTENT.into_response());
     Ok(match position {
         Some(position) => with_position(position, response),
@@ -165,17 +164,42 @@ pub(crate) async fn end_session(
     Ok(position)
 }
 
-/// Ends every live session of `user` (from the read model, plus `also`, which may be too new to
-/// be in it), except `keep`. Answers the position of the last event written.
+/// Which sessions [`end_all_sessions`] ends, and why.
+pub(crate) struct EveryLiveSession {
+    /// Whose.
+    pub user: UserId,
+    /// Who asks.
+    pub requested_by: EndRequester,
+    /// Why.
+    pub reason: SessionEndReason,
+    /// One more, which may be too new to be in the read model yet (the caller's).
+    pub also: Option<SessionId>,
+    /// One to leave alone (the caller's, when changing the password).
+    pub keep: Option<SessionId>,
+    /// Wait (bounded) until the read model has applied this position first: the command that
+    /// ends every older session, so that none started before it is missed.
+    pub listed_after: Option<i64>,
+}
+
+/// Ends every live session of a user, as listed by the `session_list` read model. Answers the
+/// position of the last event written.
 pub(crate) async fn end_all_sessions(
     state: &AppState,
-    user: UserId,
-    requested_by: EndRequester,
-    reason: SessionEndReason,
-    also: Option<SessionId>,
-    keep: Option<SessionId>,
+    which: EveryLiveSession,
     metadata: &CommandMetadata,
 ) -> Result<Option<i64>, ApiError> {
+    let EveryLiveSession {
+        user,
+        requested_by,
+        reason,
+        also,
+        keep,
+        listed_after,
+    } = which;
+    if let Some(position) = listed_after {
+        let timeout = state.settings.read_your_writes_timeout;
+        keyframe_eventlog::projector::wait_until_applied(&state.pool, session_list::NAME, position, timeout).await?;
+    }
     let mut sessions: Vec<SessionId> = session_list::active_for_user(&state.pool, user.0, Utc::now())
         .await?
         .into_iter()

@@ -1,0 +1,75 @@
+//! The first administrator, from configuration (`KEYFRAME_ADMIN_EMAIL`,
+//! `KEYFRAME_ADMIN_PASSWORD`), made at start-up through the same `User` commands as everyone
+//! else, and idempotently: an existing account is only given the `admin` role (its password
+//! stays as it is), and an existing admin is left alone.
+
+use crate::error::ApiError;
+use crate::routes::auth::{NewAccount, create_account, find_user, user_rejected};
+use crate::state::AppState;
+use anyhow::Context as _;
+use chrono::Utc;
+use keyframe_domain::ids::UserId;
+use keyframe_domain::user::{Role, UserCommand};
+use keyframe_domain::values::{EmailAddress, Password};
+use keyframe_eventlog::metadata::CommandMetadata;
+
+/// Makes sure the account `email` exists, is verified and is an administrator.
+pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -> anyhow::Result<()> {
+    let address = EmailAddress::parse("KEYFRAME_ADMIN_EMAIL", email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let metadata = CommandMetadata::system();
+    let user_id = match find_user(state, email).await.map_err(readable)? {
+        Some((user_id, _)) => user_id,
+        None => {
+            let password =
+                Password::parse("KEYFRAME_ADMIN_PASSWORD", password, &[email]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let account = NewAccount {
+                user_id: UserId::new(),
+                email: address,
+                password_hash: state.passwords.hash(password).await?,
+                full_name: None,
+                verification: None,
+            };
+            let user_id = account.user_id;
+            match create_account(state, account, &metadata).await {
+                Ok(_) => user_id,
+                // Another process made it meanwhile.
+                Err(ApiError::Conflict {
+                    code: "email_taken", ..
+                }) => {
+                    find_user(state, email)
+                        .await
+                        .map_err(readable)?
+                        .context("the first admin's account vanished")?
+                        .0
+                }
+                Err(error) => return Err(readable(error)),
+            }
+        }
+    };
+    let id = user_id.to_string();
+    let rejected = |e| readable(ApiError::from_command(e, user_rejected));
+    let verify = || UserCommand::MarkEmailVerified { at: Utc::now() };
+    state.users.execute(&id, verify, &metadata).await.map_err(rejected)?;
+    let user = state
+        .users
+        .load(&id)
+        .await
+        .map_err(rejected)?
+        .context("the first admin's account vanished")?;
+    if !user.is_admin() {
+        let mut roles = user.roles();
+        roles.insert(Role::Admin);
+        let promote = || UserCommand::SetRoles {
+            roles: roles.clone(),
+            by: None,
+            at: Utc::now(),
+        };
+        state.users.execute(&id, promote, &metadata).await.map_err(rejected)?;
+        tracing::info!(user = %user_id, email, "the first administrator is in place");
+    }
+    Ok(())
+}
+
+fn readable(error: ApiError) -> anyhow::Error {
+    anyhow::anyhow!("setting up the first administrator: {error}")
+}

@@ -1,0 +1,346 @@
+//! `/api/v1/admin`: administration, for users with the `admin` role. The role is checked once,
+//! by [`require_admin`] in front of every route here, not in each handler: a plain user gets
+//! 403 on every admin route, and an admin route cannot forget the check.
+//!
+//! Lists and reads come from the `user_directory` read model; changes go to the `User`
+//! aggregate with the administrator as the actor.
+
+use crate::auth::AuthUser;
+use crate::consistency::{await_min_position, mark_consistency, with_position};
+use crate::context::RequestContext;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::routes::auth::user_rejected;
+use crate::routes::sessions::{EveryLiveSession, end_all_sessions};
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use keyframe_domain::ids::UserId;
+use keyframe_domain::session::{EndRequester, SessionEndReason};
+use keyframe_domain::user::{Role, UserCommand};
+use keyframe_eventlog::metadata::Actor;
+use keyframe_projections::user_directory::{self, UserRow};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Longest suspension reason.
+const REASON_MAX_CHARS: usize = 500;
+
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list_users))
+        .route("/users/{id}", get(show_user))
+        .route("/users/{id}/roles", put(set_roles))
+        .route("/users/{id}/suspend", post(suspend))
+        .route("/users/{id}/reactivate", post(reactivate))
+        .route("/stats", get(stats))
+        .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
+}
+
+/// Lets only administrators through: 401 without a valid session, 403 for everyone else. The
+/// checked caller is handed on to the handler.
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let caller = match AuthUser::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => caller,
+        Err(problem) => return problem.into_response(),
+    };
+    if !caller.admin {
+        return ApiError::Forbidden {
+            code: "admin_only",
+            detail: "this endpoint is for administrators".to_owned(),
+        }
+        .into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// An account as administrators see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserView {
+    /// The user's id.
+    pub id: Uuid,
+    /// E-mail address.
+    pub email: String,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// Roles held.
+    pub roles: Vec<String>,
+    /// Whether the address is verified.
+    pub email_verified: bool,
+    /// Whether TOTP is on.
+    pub two_factor_enabled: bool,
+    /// `active` or `suspended`.
+    pub status: &'static str,
+    /// Why it is suspended, while it is.
+    pub suspended_reason: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for AdminUserView {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.user_id,
+            email: row.email,
+            full_name: row.full_name,
+            roles: row.roles,
+            email_verified: row.email_verified,
+            two_factor_enabled: row.two_factor,
+            status: if row.suspended_reason.is_some() {
+                "suspended"
+            } else {
+                "active"
+            },
+            suspended_reason: row.suspended_reason,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A page of accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserPage {
+    /// Newest first.
+    pub items: Vec<AdminUserView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// List query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AdminListQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+/// `PUT /users/{id}/roles` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRolesRequest {
+    /// `user` and optionally `admin` (`user` is always kept).
+    pub roles: Vec<String>,
+}
+
+/// `POST /users/{id}/suspend` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendRequest {
+    /// Why, 1 to 500 characters; recorded in the event.
+    pub reason: String,
+}
+
+/// System figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SystemStats {
+    /// Accounts.
+    pub users: i64,
+    /// With a verified address.
+    pub users_verified: i64,
+    /// Suspended.
+    pub users_suspended: i64,
+    /// Administrators.
+    pub admins: i64,
+    /// With TOTP on.
+    pub users_with_two_factor: i64,
+    /// Live sessions.
+    pub active_sessions: i64,
+    /// Live projects.
+    pub projects: i64,
+    /// Events in the log.
+    pub events: i64,
+}
+
+/// Every account, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])), params(AdminListQuery),
+    responses((status = 200, body = AdminUserPage), (status = 401, body = crate::error::Problem),
+        (status = 403, description = "`admin_only`", body = crate::error::Problem)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<AdminListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::Validation(vec![FieldError {
+            field: "limit".to_owned(),
+            message: "must be between 1 and 100".to_owned(),
+        }]));
+    }
+    let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
+    let mut rows = user_directory::list(&state.pool, query.cursor, limit + 1).await?;
+    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next_cursor = more.then(|| rows.last().map(|row| row.user_id.to_string())).flatten();
+    let page = AdminUserPage {
+        items: rows.into_iter().map(AdminUserView::from).collect(),
+        next_cursor,
+    };
+    Ok(mark_consistency(caught_up, Json(page)))
+}
+
+/// One account.
+#[utoipa::path(get, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses((status = 200, body = AdminUserView), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+pub async fn show_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
+    let row = user_directory::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(mark_consistency(caught_up, Json(AdminUserView::from(row))))
+}
+
+/// Runs an administrator's command on account `id` (404 when there is none).
+async fn administer(
+    state: &AppState,
+    context: &RequestContext,
+    admin: &AuthUser,
+    id: UserId,
+    command: impl FnMut() -> UserCommand,
+) -> Result<i64, ApiError> {
+    let metadata = context.metadata(Actor::User(admin.user_id));
+    let position = state
+        .users
+        .execute(&id.to_string(), command, &metadata)
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?;
+    state.session_guard.user_changed(id);
+    Ok(position)
+}
+
+/// Set a user's roles.
+#[utoipa::path(put, path = "/api/v1/admin/users/{id}/roles", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")), request_body = SetRolesRequest,
+    responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`cannot_act_on_self`", body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn set_roles(
+    State(state): State<AppState>,
+    context: RequestContext,
+    admin: AuthUser,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<SetRolesRequest>,
+) -> Result<Response, ApiError> {
+    let roles: BTreeSet<Role> = body
+        .roles
+        .iter()
+        .map(|name| Role::parse(name))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            ApiError::Validation(vec![FieldError {
+                field: "roles".to_owned(),
+                message: "each role must be `user` or `admin`".to_owned(),
+            }])
+        })?;
+    let by = Some(admin.user_id);
+    let command = || UserCommand::SetRoles {
+        roles: roles.clone(),
+        by,
+        at: Utc::now(),
+    };
+    let position = administer(&state, &context, &admin, UserId(id), command).await?;
+    Ok(with_position(position, axum::http::StatusCode::NO_CONTENT))
+}
+
+/// Suspend a user: no more logins, and every session ends.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/suspend", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")), request_body = SuspendRequest,
+    responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`already_suspended` or `cannot_act_on_self`", body = crate::error::Problem)))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    context: RequestContext,
+    admin: AuthUser,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<SuspendRequest>,
+) -> Result<Response, ApiError> {
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > REASON_MAX_CHARS {
+        return Err(ApiError::Validation(vec![FieldError {
+            field: "reason".to_owned(),
+            message: format!("must be 1 to {REASON_MAX_CHARS} characters"),
+        }]));
+    }
+    let command = || UserCommand::Suspend {
+        reason: reason.clone(),
+        by: admin.user_id,
+        at: Utc::now(),
+    };
+    let position = administer(&state, &context, &admin, UserId(id), command).await?;
+    // The suspension already refuses every session (the guard and refresh check it); ending
+    // each one puts it on the record and out of the sessions list.
+    let metadata = context.metadata(Actor::User(admin.user_id));
+    let which = EveryLiveSession {
+        user: UserId(id),
+        requested_by: EndRequester::Authority,
+        reason: SessionEndReason::UserSuspended,
+        also: None,
+        keep: None,
+        listed_after: Some(position),
+    };
+    let ended = end_all_sessions(&state, which, &metadata).await?;
+    Ok(with_position(
+        ended.unwrap_or(position).max(position),
+        axum::http::StatusCode::NO_CONTENT,
+    ))
+}
+
+/// Lift a user's suspension.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/reactivate", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, description = "`not_suspended`", body = crate::error::Problem)))]
+pub async fn reactivate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    admin: AuthUser,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let command = || UserCommand::Reactivate {
+        by: admin.user_id,
+        at: Utc::now(),
+    };
+    let position = administer(&state, &context, &admin, UserId(id), command).await?;
+    Ok(with_position(position, axum::http::StatusCode::NO_CONTENT))
+}
+
+/// Figures about the whole system.
+#[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = SystemStats), (status = 403, body = crate::error::Problem)))]
+pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
+    let users = user_directory::counts(&state.pool).await?;
+    let (active_sessions, projects, events): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM session_list WHERE ended_at IS NULL AND refresh_expires_at > now()),
+                (SELECT count(*) FROM project_list WHERE deleted_at IS NULL),
+                (SELECT coalesce(max(global_position), 0) FROM events)",
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    let stats = SystemStats {
+        users: users.total,
+        users_verified: users.verified,
+        users_suspended: users.suspended,
+        admins: users.admins,
+        users_with_two_factor: users.two_factor,
+        active_sessions,
+        projects,
+        events,
+    };
+    Ok(mark_consistency(caught_up, Json(stats)))
+}
