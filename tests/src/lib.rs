@@ -261,6 +261,13 @@ pub fn test_api_settings() -> ApiSettings {
         parallelism: 1,
     };
     settings.max_concurrent_hashes = 4;
+    // Tests make many requests from one address and account; the rate-limit tests set their own.
+    settings.rate_limits = keyframe_api::limits::RateLimitSettings {
+        auth_per_ip_per_minute: 10_000,
+        auth_per_account_per_15_minutes: 10_000,
+        api_per_user_per_minute: 100_000,
+        uploads_per_user_per_day: 10_000,
+    };
     // Only used when a test gives no SMTP server: never the working tree.
     settings.mail.dir = std::env::temp_dir().join("keyframe-test-mail");
     settings

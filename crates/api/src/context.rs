@@ -41,6 +41,8 @@ pub struct RequestContext {
     pub client_ip: Option<String>,
     /// The client's `User-Agent`.
     pub user_agent: Option<String>,
+    /// Where the request stands under the rate limits (for the answer's headers).
+    pub limits: Option<crate::limits::RequestLimits>,
 }
 
 impl RequestContext {
@@ -83,6 +85,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             request_id,
             client_ip,
             user_agent,
+            limits: parts.extensions.get().cloned(),
         })
     }
 }

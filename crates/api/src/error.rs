@@ -58,6 +58,9 @@ pub enum ApiError {
         /// What conflicts.
         detail: String,
     },
+    /// Over a rate limit: 429 with `Retry-After` and the `RateLimit` fields.
+    #[error("too many requests; try again in {} s", .0.reset_secs())]
+    RateLimited(crate::limits::Standing),
     /// A dependency is down: 503.
     #[error("{detail}")]
     Unavailable {
@@ -155,6 +158,7 @@ impl ApiError {
             Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -196,6 +200,10 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
+        let limited = match &self {
+            Self::RateLimited(standing) => Some(*standing),
+            _ => None,
+        };
         let errors = match self {
             Self::Validation(errors) => Some(errors),
             _ => None,
@@ -214,6 +222,15 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(standing) = limited {
+            let (policy, state) = standing.header_values();
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(standing.reset_secs()));
+            if let (Ok(policy), Ok(state)) = (HeaderValue::from_str(&policy), HeaderValue::from_str(&state)) {
+                headers.insert(crate::limits::RATELIMIT_POLICY, policy);
+                headers.insert(crate::limits::RATELIMIT, state);
+            }
+        }
         response
     }
 }

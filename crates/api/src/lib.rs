@@ -10,8 +10,10 @@ pub mod consistency;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod mail;
 pub mod openapi;
+pub mod protection;
 pub mod routes;
 pub mod secrets;
 pub mod settings;
@@ -30,9 +32,11 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.json_body_limit_bytes;
+    let behind_tls = state.settings.behind_tls;
+    let cors = protection::cors(&state.settings.cors_origins);
     Router::new()
         .merge(routes::health::router())
-        .nest("/api/v1/auth", routes::auth::router())
+        .nest("/api/v1/auth", routes::auth::router(state.clone()))
         .nest("/api/v1/projects", routes::projects::router())
         .nest("/api/v1/settings", routes::settings::router())
         .nest("/api/v1/admin", routes::admin::router(state.clone()))
@@ -40,6 +44,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(limits::report_limits))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            protection::security_headers(behind_tls, request, next)
+        }))
         .layer(axum::middleware::from_fn(context::scope_request_id))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let request_id = request
@@ -51,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
+        .layer(tower::util::option_layer(cors))
         .with_state(state)
 }
 

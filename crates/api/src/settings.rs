@@ -99,6 +99,12 @@ pub struct ApiSettings {
     pub master_key: MasterKeySetting,
     /// The administrator to make sure of at start-up: e-mail and password.
     pub first_admin: Option<(String, String)>,
+    /// Rate limits.
+    pub rate_limits: crate::limits::RateLimitSettings,
+    /// Served behind TLS (a terminating proxy): HSTS on every answer, `Secure` cookies.
+    pub behind_tls: bool,
+    /// Origins allowed by CORS (`https://app.example.com`); none: same-origin only.
+    pub cors_origins: Vec<String>,
 }
 
 /// The master key as configured.
@@ -163,6 +169,9 @@ impl ApiSettings {
                 base64: None,
             },
             first_admin: None,
+            rate_limits: crate::limits::RateLimitSettings::default(),
+            behind_tls: false,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 use crate::auth::guard::SessionGuard;
 use crate::auth::passwords::Passwords;
 use crate::auth::tokens::Tokens;
+use crate::limits::{InProcessLimiter, RateLimiter};
 use crate::mail::Mailer;
 use crate::secrets::MasterKey;
 use crate::settings::ApiSettings;
@@ -50,6 +51,8 @@ pub struct App {
     pub mailer: Arc<Mailer>,
     /// Seals and opens the secrets users keep with Keyframe (API keys, TOTP secrets).
     pub master_key: MasterKey,
+    /// Request counters for the rate limits.
+    pub limiter: Arc<dyn RateLimiter>,
     /// Settings.
     pub settings: ApiSettings,
 }
@@ -78,6 +81,7 @@ impl AppState {
                 Some(encoded) => MasterKey::from_base64(&settings.master_key.id, encoded)?,
                 None => MasterKey::random(&settings.master_key.id),
             },
+            limiter: Arc::new(InProcessLimiter::default()),
             pool,
             nats,
             settings,

@@ -55,7 +55,12 @@ impl Client {
 
     /// Registers a user (production argon2 parameters) and answers its access token.
     pub async fn register_and_login(&self) -> anyhow::Result<String> {
-        let credentials = json!({"email": format!("bench-{}@example.com", uuid::Uuid::now_v7()), "password": "a bench passphrase, long enough"});
+        Ok(self.register_and_login_with_credentials().await?.0)
+    }
+
+    /// Registers a user and answers its access token and the JSON body that logs it in.
+    pub async fn register_and_login_with_credentials(&self) -> anyhow::Result<(String, Vec<u8>)> {
+        let credentials = json!({"email": format!("bench-{}@example.com", uuid::Uuid::now_v7()), "password": "tangerine orbit quietly sideways"});
         let registered = self
             .http
             .post(format!("{}/api/v1/auth/register", self.base))
@@ -71,10 +76,11 @@ impl Client {
             .await?
             .json()
             .await?;
-        login["access_token"]
+        let token = login["access_token"]
             .as_str()
             .map(str::to_owned)
-            .context("no access token")
+            .context("no access token")?;
+        Ok((token, serde_json::to_vec(&credentials)?))
     }
 
     /// Opens `count` connections for the timed loops.
@@ -296,6 +302,35 @@ pub async fn list_projects(
         },
     )
     .await
+}
+
+/// `POST /api/v1/auth/login` at `login_concurrency` (each an argon2id verification and a new
+/// session) while `GET /api/v1/projects` runs at `list_concurrency`, both for `duration`:
+/// whether password hashing leaves the cores to everything else.
+pub async fn logins_beside_lists(
+    client: &Client,
+    token: &str,
+    credentials: &[u8],
+    login_concurrency: usize,
+    list_concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<(Phase, Phase)> {
+    let credentials = Bytes::copy_from_slice(credentials);
+    let logins = timed(
+        client.connect(token, login_concurrency).await?,
+        duration,
+        move |mut http, _| {
+            let body = credentials.to_vec();
+            async move {
+                let (status, _) = http.send(Method::POST, "/api/v1/auth/login", Some(body)).await?;
+                anyhow::ensure!(status == StatusCode::OK, "login: {status}");
+                Ok(http)
+            }
+        },
+    );
+    let lists = list_projects(client, token, list_concurrency, duration);
+    let (logins, lists) = tokio::join!(logins, lists);
+    Ok((logins?, lists?))
 }
 
 /// Writes `count` `ProjectCreated` events straight into the event store, 20,000 per

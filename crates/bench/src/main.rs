@@ -52,6 +52,10 @@ struct Args {
     backlog: i64,
 }
 
+/// List clients running beside the logins: a light, steady load whose latency shows whether
+/// hashing takes the cores from other requests.
+const LIST_BESIDE_LOGINS: usize = 4;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -141,6 +145,39 @@ async fn main() -> anyhow::Result<()> {
             format!("{:.1} ms", list_stats.p99_ms()),
             Some(("≤ 20 ms", list_stats.p99_ms() <= 20.0)),
         );
+        // Logins (production argon2id, c=16) beside a light list load, against the same list
+        // load alone: hashing is bounded so the other endpoints keep their cores.
+        let (bench_token, credentials) = client.register_and_login_with_credentials().await?;
+        let mut idle_lists = Vec::new();
+        let mut login_rates = Vec::new();
+        let mut login_latency = Vec::new();
+        let mut loaded_lists = Vec::new();
+        for _ in 0..args.rounds {
+            idle_lists.extend(
+                load::list_projects(&client, &bench_token, LIST_BESIDE_LOGINS, round)
+                    .await?
+                    .latencies,
+            );
+            let (logins, lists) =
+                load::logins_beside_lists(&client, &bench_token, &credentials, 16, LIST_BESIDE_LOGINS, round).await?;
+            login_rates.push(logins.rate());
+            login_latency.extend(logins.latencies);
+            loaded_lists.extend(lists.latencies);
+        }
+        let login_median = report::median(&mut login_rates);
+        report.line(
+            "login over HTTP, production argon2id (c=16)",
+            report::requests(login_median, &login_rates, &Stats::of(&mut login_latency)),
+            None,
+        );
+        let idle_p99 = Stats::of(&mut idle_lists).p99_ms();
+        let loaded_p99 = Stats::of(&mut loaded_lists).p99_ms();
+        report.line(
+            &format!("  list p99 (c={LIST_BESIDE_LOGINS}): alone / beside logins"),
+            format!("{idle_p99:.1} ms / {loaded_p99:.1} ms ({:.2}x)", loaded_p99 / idle_p99),
+            Some(("< 2x", loaded_p99 < 2.0 * idle_p99)),
+        );
+
         let lag_stats = Stats::of(&mut lag);
         report.line(
             "projection lag under command load",

@@ -112,6 +112,10 @@ impl Server {
                 std::env::temp_dir().join(format!("keyframe-bench-{}", scratch.prefix)),
             )
             .env("KEYFRAME_REQUIRE_EMAIL_VERIFICATION", "false")
+            // The load comes from one address and a few accounts: limits would measure themselves.
+            .env("KEYFRAME_RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", "0")
+            .env("KEYFRAME_RATE_LIMIT_AUTH_PER_ACCOUNT_PER_15_MIN", "0")
+            .env("KEYFRAME_RATE_LIMIT_API_PER_USER_PER_MINUTE", "0")
             .env("KEYFRAME_LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -158,9 +158,10 @@ pub struct ServeArgs {
     /// argon2id passes.
     #[arg(long, env = "KEYFRAME_ARGON2_ITERATIONS", default_value_t = Argon2Settings::OWASP.iterations)]
     pub argon2_iterations: u32,
-    /// Password hashes allowed to run at once.
-    #[arg(long, env = "KEYFRAME_MAX_CONCURRENT_HASHES", default_value_t = 2)]
-    pub max_concurrent_hashes: usize,
+    /// Password hashes allowed to run at once (default: one core fewer than the machine has,
+    /// at least 1, so a burst of logins never takes every core from the other requests).
+    #[arg(long, env = "KEYFRAME_MAX_CONCURRENT_HASHES", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_hashes: Option<u16>,
     /// Longest wait, in milliseconds, for `x-keyframe-min-position`.
     #[arg(long, env = "KEYFRAME_READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 5_000)]
     pub read_your_writes_timeout_ms: u64,
@@ -201,6 +202,26 @@ pub struct ServeArgs {
     /// How long a lockout lasts, in seconds.
     #[arg(long, env = "KEYFRAME_LOCKOUT_DURATION_SECS", default_value_t = 900)]
     pub lockout_duration_secs: u32,
+    /// Requests per minute per client address on the auth endpoints used without a session
+    /// (0: no limit).
+    #[arg(long, env = "KEYFRAME_RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", default_value_t = 60)]
+    pub rate_limit_auth_per_ip_per_minute: u32,
+    /// Logins and mail requests per account per 15 minutes (0: no limit).
+    #[arg(long, env = "KEYFRAME_RATE_LIMIT_AUTH_PER_ACCOUNT_PER_15_MIN", default_value_t = 20)]
+    pub rate_limit_auth_per_account_per_15_min: u32,
+    /// Authenticated requests per user per minute (0: no limit).
+    #[arg(long, env = "KEYFRAME_RATE_LIMIT_API_PER_USER_PER_MINUTE", default_value_t = 1_200)]
+    pub rate_limit_api_per_user_per_minute: u32,
+    /// Uploads per user per day (0: no limit).
+    #[arg(long, env = "KEYFRAME_RATE_LIMIT_UPLOADS_PER_USER_PER_DAY", default_value_t = 200)]
+    pub rate_limit_uploads_per_user_per_day: u32,
+    /// Served behind a TLS-terminating proxy: HSTS on every answer, `Secure` cookies.
+    #[arg(long, env = "KEYFRAME_BEHIND_TLS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub behind_tls: bool,
+    /// Origins allowed by CORS, comma-separated (`https://app.example.com`); none: same-origin
+    /// only.
+    #[arg(long, env = "KEYFRAME_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Postgres pool size.
     #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
@@ -255,7 +276,15 @@ impl ServeArgs {
             iterations: self.argon2_iterations,
             parallelism: 1,
         };
-        settings.max_concurrent_hashes = self.max_concurrent_hashes;
+        settings.max_concurrent_hashes = self.max_concurrent_hashes.map_or_else(
+            || {
+                std::thread::available_parallelism()
+                    .map_or(1, std::num::NonZeroUsize::get)
+                    .saturating_sub(1)
+                    .max(1)
+            },
+            usize::from,
+        );
         settings.read_your_writes_timeout = Duration::from_millis(self.read_your_writes_timeout_ms);
         settings.secure_cookies = self.secure_cookies;
         settings.append_writers = usize::from(self.db_append_writers);
@@ -284,6 +313,14 @@ impl ServeArgs {
             }
         }
         settings.first_admin = self.admin_email.clone().zip(self.admin_password.clone());
+        settings.rate_limits = keyframe_api::limits::RateLimitSettings {
+            auth_per_ip_per_minute: self.rate_limit_auth_per_ip_per_minute,
+            auth_per_account_per_15_minutes: self.rate_limit_auth_per_account_per_15_min,
+            api_per_user_per_minute: self.rate_limit_api_per_user_per_minute,
+            uploads_per_user_per_day: self.rate_limit_uploads_per_user_per_day,
+        };
+        settings.behind_tls = self.behind_tls;
+        settings.cors_origins = self.cors_origins.clone();
         settings.master_key = MasterKeySetting {
             id: self.master_key_id.clone(),
             base64: self.master_key.clone(),

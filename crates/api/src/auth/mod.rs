@@ -56,6 +56,12 @@ impl FromRequestParts<AppState> for AuthUser {
                 "the session of this token has ended; log in again",
             ));
         };
+        crate::limits::enforce(
+            state.limiter.as_ref(),
+            state.settings.rate_limits.api_user(),
+            &user_id.to_string(),
+            parts.extensions.get(),
+        )?;
         Ok(Self {
             user_id,
             session_id,

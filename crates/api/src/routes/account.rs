@@ -11,14 +11,15 @@ use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
-use crate::routes::auth::{UserView, execute_as_user, find_user, load_caller, record_failed_login, user_rejected};
+use crate::routes::auth::{
+    UserView, execute_as_user, find_user, limit_per_account, load_caller, record_failed_login, user_rejected,
+};
 use crate::routes::sessions::{EveryLiveSession, end_all_sessions};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use chrono::Utc;
 use keyframe_domain::ids::UserId;
 use keyframe_domain::session::{EndRequester, SessionEndReason};
@@ -27,15 +28,6 @@ use keyframe_domain::values::{FullName, Password};
 use keyframe_eventlog::metadata::Actor;
 use serde::Deserialize;
 use utoipa::ToSchema;
-
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/verify-email", post(verify_email))
-        .route("/resend-verification", post(resend_verification))
-        .route("/password-reset/request", post(request_password_reset))
-        .route("/password-reset/confirm", post(confirm_password_reset))
-        .route("/me/password", post(change_password))
-}
 
 /// A mailed token.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,9 +112,10 @@ pub async fn resend_verification(
     State(state): State<AppState>,
     context: RequestContext,
     ApiJson(body): ApiJson<EmailRequest>,
-) -> StatusCode {
+) -> Result<StatusCode, ApiError> {
+    limit_per_account(&state, &context, &body.email)?;
     mail_token_in_background(state, context, body.email, MailedToken::Verification);
-    StatusCode::ACCEPTED
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// Mail a password-reset link. Always 202, whether or not the address has an account.
@@ -132,9 +125,10 @@ pub async fn request_password_reset(
     State(state): State<AppState>,
     context: RequestContext,
     ApiJson(body): ApiJson<EmailRequest>,
-) -> StatusCode {
+) -> Result<StatusCode, ApiError> {
+    limit_per_account(&state, &context, &body.email)?;
     mail_token_in_background(state, context, body.email, MailedToken::PasswordReset);
-    StatusCode::ACCEPTED
+    Ok(StatusCode::ACCEPTED)
 }
 
 /// The kinds of single-use token Keyframe mails.

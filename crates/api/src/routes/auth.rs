@@ -29,16 +29,35 @@ use uuid::Uuid;
 /// Name of the refresh-token cookie.
 pub const REFRESH_COOKIE: &str = "keyframe_refresh";
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+/// Every `/api/v1/auth` route. Those a client calls without a session are counted against its
+/// address (the `auth-ip` rate limit) in one layer; the others need an access token, which
+/// counts against the user (`api-user`).
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    use super::{account, sessions, two_factor};
+    let without_session = Router::new()
         .route("/register", post(register))
         .route("/login", post(login))
+        .route("/login/totp", post(two_factor::login_totp))
         .route("/refresh", post(refresh))
+        .route("/verify-email", post(account::verify_email))
+        .route("/resend-verification", post(account::resend_verification))
+        .route("/password-reset/request", post(account::request_password_reset))
+        .route("/password-reset/confirm", post(account::confirm_password_reset))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::limits::limit_by_client_address,
+        ));
+    let with_session = Router::new()
         .route("/logout", post(logout))
-        .route("/me", get(me).patch(super::account::update_profile))
-        .merge(super::account::router())
-        .merge(super::sessions::router())
-        .merge(super::two_factor::router())
+        .route("/logout-all", post(sessions::logout_all))
+        .route("/me", get(me).patch(account::update_profile))
+        .route("/me/password", post(account::change_password))
+        .route("/sessions", get(sessions::list))
+        .route("/sessions/{id}", axum::routing::delete(sessions::revoke))
+        .route("/2fa/setup", post(two_factor::setup))
+        .route("/2fa/enable", post(two_factor::enable))
+        .route("/2fa/disable", post(two_factor::disable));
+    without_session.merge(with_session)
 }
 
 /// `POST /register` body.
@@ -388,6 +407,7 @@ pub async fn login(
     credentials: Credentials,
 ) -> Result<Response, ApiError> {
     let invalid = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
+    limit_per_account(&state, &context, &credentials.email)?;
     let account = find_user(&state, &credentials.email).await?;
     let now = Utc::now();
     if let Some(until) = account.as_ref().and_then(|(_, user)| user.locked_until(now)) {
@@ -491,6 +511,17 @@ pub(crate) async fn start_session(
     ))
 }
 
+/// Counts a login or mail request against the account it names (the `auth-account` rate
+/// limit), whether or not the account exists.
+pub(crate) fn limit_per_account(state: &AppState, context: &RequestContext, raw_email: &str) -> Result<(), ApiError> {
+    crate::limits::enforce(
+        state.limiter.as_ref(),
+        state.settings.rate_limits.auth_account(),
+        &raw_email.trim().to_lowercase(),
+        context.limits.as_ref(),
+    )
+}
+
 /// The account registered under `raw_email`, if any. A malformed address has none.
 pub(crate) async fn find_user(state: &AppState, raw_email: &str) -> Result<Option<(UserId, User)>, ApiError> {
     let Ok(email) = EmailAddress::parse("email", raw_email) else {
@@ -553,7 +584,11 @@ fn token_response(
 
 /// The refresh cookie: HttpOnly, scoped to the auth endpoints, `Secure` behind TLS.
 fn refresh_cookie(state: &AppState, value: &str, max_age_secs: u64) -> String {
-    let secure = if state.settings.secure_cookies { "; Secure" } else { "" };
+    let secure = if state.settings.secure_cookies || state.settings.behind_tls {
+        "; Secure"
+    } else {
+        ""
+    };
     format!("{REFRESH_COOKIE}={value}; Path=/api/v1/auth; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
 }
 

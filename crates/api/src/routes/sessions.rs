@@ -7,11 +7,10 @@ use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::extract::PathId;
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use keyframe_domain::ids::{SessionId, UserId};
 use keyframe_domain::session::{EndRequester, SessionCommand, SessionEndReason, SessionError};
@@ -21,13 +20,6 @@ use keyframe_projections::session_list;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sessions", get(list))
-        .route("/sessions/{id}", delete(revoke))
-        .route("/logout-all", post(logout_all))
-}
 
 /// One of the caller's sessions.
 #[derive(Debug, Serialize, ToSchema)]

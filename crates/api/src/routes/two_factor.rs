@@ -13,11 +13,10 @@ use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::routes::auth::{execute_as_user, load_caller, record_failed_login, start_session, user_rejected};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use chrono::Utc;
 use keyframe_domain::ids::UserId;
 use keyframe_domain::user::{User, UserCommand};
@@ -34,14 +33,6 @@ const SECRET_BYTES: usize = 20;
 const STEP_SECS: u64 = 30;
 /// The issuer shown in authenticator apps.
 const ISSUER: &str = "Keyframe";
-
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/2fa/setup", post(setup))
-        .route("/2fa/enable", post(enable))
-        .route("/2fa/disable", post(disable))
-        .route("/login/totp", post(login_totp))
-}
 
 /// A new secret, for an authenticator app.
 #[derive(Debug, Serialize, ToSchema)]
@@ -205,6 +196,7 @@ pub async fn login_totp(
         ApiError::unauthorized("invalid_mfa_token", "the mfa_token is invalid or expired; log in again")
     })?;
     let user = load_caller(&state, user_id).await?;
+    crate::routes::auth::limit_per_account(&state, &context, user.email().as_str())?;
     if user.locked_until(Utc::now()).is_some() {
         return Err(ApiError::Forbidden {
             code: "account_locked",
