@@ -8,7 +8,7 @@
 //! Tokens sent by mail reach the aggregate only as hashes, with their expiry; the API passes
 //! the time and the lockout policy in, so the rules here are pure.
 
-use crate::ids::UserId;
+use crate::ids::{SessionId, UserId};
 use crate::values::{ApiKeyProvider, EmailAddress, FullName, PasswordHash, SealedSecret, TokenHash};
 use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -32,8 +32,11 @@ pub struct User {
     /// Failed logins since the last success, lockout or reset.
     failed_logins: Vec<DateTime<Utc>>,
     locked_until: Option<DateTime<Utc>>,
-    /// Sessions that started before this instant are over (a password reset ends them all).
+    /// Sessions that started before this instant are over (a password reset or change, a
+    /// suspension, logging out everywhere), except `session_kept`.
     sessions_valid_from: Option<DateTime<Utc>>,
+    /// The one session a password change leaves alive: the one that made it.
+    session_kept: Option<SessionId>,
     /// A TOTP secret set up but not yet confirmed with a code.
     totp_pending: Option<SealedSecret>,
     /// The TOTP secret in force, once enabled.
@@ -149,9 +152,15 @@ impl User {
         !self.failed_logins.is_empty()
     }
 
-    /// Sessions that started before this are no longer valid.
-    pub fn sessions_valid_from(&self) -> Option<DateTime<Utc>> {
-        self.sessions_valid_from
+    /// Whether `session`, started at `started_at`, was ended by a user-wide "end every session"
+    /// (a reset, a change, a suspension, logging out everywhere), reached or not.
+    pub fn ended_session(&self, session: SessionId, started_at: DateTime<Utc>) -> bool {
+        self.sessions_valid_from.is_some_and(|from| started_at < from) && self.session_kept != Some(session)
+    }
+
+    /// The user-wide fence: sessions started before it are over, except the one kept.
+    pub fn session_fence(&self) -> Option<(DateTime<Utc>, Option<SessionId>)> {
+        self.sessions_valid_from.map(|from| (from, self.session_kept))
     }
 
     /// The TOTP secret in force, when the second factor is on.
@@ -240,10 +249,12 @@ pub enum UserCommand {
         /// When.
         at: DateTime<Utc>,
     },
-    /// Set a new password; the API has checked the current one.
+    /// Set a new password; the API has checked the current one. Every other session ends.
     ChangePassword {
         /// argon2id hash of the new password.
         password_hash: PasswordHash,
+        /// The session that asked, which stays.
+        kept_session: Option<SessionId>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -261,6 +272,11 @@ pub enum UserCommand {
         /// When.
         at: DateTime<Utc>,
     },
+    /// End every session of the user (logging out everywhere).
+    EndAllSessions {
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A login succeeded: earlier failures stop counting.
     ClearFailedLogins {
         /// When.
@@ -275,6 +291,8 @@ pub enum UserCommand {
     },
     /// Turn the second factor on; the API checked a code of the pending secret.
     EnableTotp {
+        /// The pending secret the code was checked against (a setup made meanwhile is not it).
+        secret: SealedSecret,
         /// The time step of that code.
         step: u64,
         /// When.
@@ -392,12 +410,20 @@ pub enum UserEvent {
         /// When.
         reset_at: DateTime<Utc>,
     },
-    /// The user changed the password.
+    /// The user changed the password: every session before it is over but `kept_session`.
     PasswordChanged {
         /// argon2id PHC string of the new password.
         password_hash: PasswordHash,
+        /// The session that made the change, which stays.
+        #[serde(default)]
+        kept_session: Option<SessionId>,
         /// When.
         changed_at: DateTime<Utc>,
+    },
+    /// The user logged out everywhere: every session before it is over.
+    AllSessionsEnded {
+        /// When.
+        ended_at: DateTime<Utc>,
     },
     /// The user changed the display name.
     ProfileUpdated {
@@ -507,6 +533,7 @@ impl DomainEvent for UserEvent {
             Self::PasswordResetRequested { .. } => "PasswordResetRequested",
             Self::PasswordReset { .. } => "PasswordReset",
             Self::PasswordChanged { .. } => "PasswordChanged",
+            Self::AllSessionsEnded { .. } => "AllSessionsEnded",
             Self::ProfileUpdated { .. } => "ProfileUpdated",
             Self::LoginFailed { .. } => "LoginFailed",
             Self::AccountLocked { .. } => "AccountLocked",
@@ -660,14 +687,25 @@ impl Aggregate for User {
                 self.failed_logins.clear();
                 self.locked_until = None;
                 self.sessions_valid_from = Some(reset_at);
+                self.session_kept = None;
                 // The reset link reached the mailbox: the address is proven too.
                 self.email_verified_at.get_or_insert(reset_at);
                 self.pending_verification = None;
             }
-            UserEvent::PasswordChanged { password_hash, .. } => {
+            UserEvent::PasswordChanged {
+                password_hash,
+                kept_session,
+                changed_at,
+            } => {
                 self.password_hash = password_hash;
+                self.sessions_valid_from = Some(changed_at);
+                self.session_kept = kept_session;
                 // A reset link mailed before the change must not undo it.
                 self.pending_reset = None;
+            }
+            UserEvent::AllSessionsEnded { ended_at } => {
+                self.sessions_valid_from = Some(ended_at);
+                self.session_kept = None;
             }
             UserEvent::ProfileUpdated { full_name, .. } => self.full_name = full_name,
             UserEvent::LoginFailed { failed_at } => self.failed_logins.push(failed_at),
@@ -707,6 +745,7 @@ impl Aggregate for User {
             } => {
                 self.suspended = Some(reason);
                 self.sessions_valid_from = Some(suspended_at);
+                self.session_kept = None;
             }
             UserEvent::UserReactivated { .. } => self.suspended = None,
         }
@@ -765,10 +804,16 @@ impl User {
                     reset_at: at,
                 }]
             }
-            UserCommand::ChangePassword { password_hash, at } => vec![UserEvent::PasswordChanged {
+            UserCommand::ChangePassword {
                 password_hash,
+                kept_session,
+                at,
+            } => vec![UserEvent::PasswordChanged {
+                password_hash,
+                kept_session,
                 changed_at: at,
             }],
+            UserCommand::EndAllSessions { at } => vec![UserEvent::AllSessionsEnded { ended_at: at }],
             UserCommand::UpdateProfile { full_name, at } => {
                 if full_name == self.full_name {
                     return Ok(Vec::new());
@@ -813,11 +858,11 @@ impl User {
                 }
                 vec![UserEvent::TotpEnrolmentStarted { secret, started_at: at }]
             }
-            UserCommand::EnableTotp { step, at } => {
+            UserCommand::EnableTotp { secret, step, at } => {
                 if self.totp_enabled.is_some() {
                     return Err(UserError::TotpAlreadyEnabled);
                 }
-                if self.totp_pending.is_none() {
+                if self.totp_pending.as_ref() != Some(&secret) {
                     return Err(UserError::TotpNotSetUp);
                 }
                 self.ensure_fresh_step(step)?;
@@ -1154,6 +1199,7 @@ mod tests {
                 g.reset_sent("reset"),
                 UserEvent::PasswordChanged {
                     password_hash: password("changed"),
+                    kept_session: None,
                     changed_at: g.at,
                 },
             ])
@@ -1172,10 +1218,12 @@ mod tests {
             .given(vec![g.registered()])
             .when(UserCommand::ChangePassword {
                 password_hash: password("second"),
+                kept_session: None,
                 at: g.at,
             })
             .then_expect_events(vec![UserEvent::PasswordChanged {
                 password_hash: password("second"),
+                kept_session: None,
                 changed_at: g.at,
             }]);
         user()
@@ -1269,7 +1317,9 @@ mod tests {
             account.apply(event);
         }
         assert_eq!(account.locked_until(g.at), None);
-        assert_eq!(account.sessions_valid_from(), Some(g.at));
+        assert_eq!(account.session_fence(), Some((g.at, None)));
+        assert!(account.ended_session(SessionId::new(), g.at - Duration::seconds(1)));
+        assert!(!account.ended_session(SessionId::new(), g.at));
         assert!(account.email_verified(), "the reset link proved the mailbox");
     }
 
@@ -1302,14 +1352,30 @@ mod tests {
         let g = Given::new();
         user()
             .given(enrolled(&g))
-            .when(UserCommand::EnableTotp { step: 100, at: g.at })
+            .when(UserCommand::EnableTotp {
+                secret: sealed("totp"),
+                step: 100,
+                at: g.at,
+            })
             .then_expect_events(vec![UserEvent::TotpEnabled {
                 step: 100,
                 enabled_at: g.at,
             }]);
         user()
             .given(vec![g.registered()])
-            .when(UserCommand::EnableTotp { step: 100, at: g.at })
+            .when(UserCommand::EnableTotp {
+                secret: sealed("totp"),
+                step: 100,
+                at: g.at,
+            })
+            .then_expect_error(UserError::TotpNotSetUp);
+        user()
+            .given(enrolled(&g))
+            .when(UserCommand::EnableTotp {
+                secret: sealed("another setup"),
+                step: 100,
+                at: g.at,
+            })
             .then_expect_error(UserError::TotpNotSetUp);
         user()
             .given(enabled(&g, 100))
@@ -1477,5 +1543,30 @@ mod tests {
             .given(vec![g.registered()])
             .when(UserCommand::Reactivate { by: admin, at: g.at })
             .then_expect_error(UserError::NotSuspended);
+    }
+
+    #[test]
+    fn a_password_change_ends_every_older_session_but_the_one_that_made_it() {
+        let g = Given::new();
+        let (kept, other) = (SessionId::new(), SessionId::new());
+        let before = g.at - Duration::minutes(1);
+        let mut account = User::default();
+        account.apply(g.registered());
+        account.apply(UserEvent::PasswordChanged {
+            password_hash: password("second"),
+            kept_session: Some(kept),
+            changed_at: g.at,
+        });
+        assert!(!account.ended_session(kept, before));
+        assert!(account.ended_session(other, before));
+        assert!(
+            !account.ended_session(other, g.at + Duration::seconds(1)),
+            "a later login lives"
+        );
+        account.apply(UserEvent::AllSessionsEnded { ended_at: g.at });
+        assert!(
+            account.ended_session(kept, before),
+            "logging out everywhere spares none"
+        );
     }
 }

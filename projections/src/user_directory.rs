@@ -125,6 +125,7 @@ impl Projection for UserDirectory {
                 UserEvent::EmailVerificationRequested { .. }
                 | UserEvent::PasswordResetRequested { .. }
                 | UserEvent::PasswordChanged { .. }
+                | UserEvent::AllSessionsEnded { .. }
                 | UserEvent::LoginFailed { .. }
                 | UserEvent::AccountLocked { .. }
                 | UserEvent::FailedLoginsCleared { .. }

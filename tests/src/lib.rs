@@ -350,7 +350,12 @@ impl TestApp {
     }
 
     /// [`TestApp::spawn_sibling`] with `api` settings (its mail goes to the same SMTP server).
-    pub async fn spawn_sibling_with(&self, mut api: ApiSettings) -> Sibling {
+    pub async fn spawn_sibling_with(&self, api: ApiSettings) -> Sibling {
+        self.try_spawn_sibling_with(api).await.expect("the sibling starts")
+    }
+
+    /// [`TestApp::spawn_sibling_with`], answering why it did not start.
+    pub async fn try_spawn_sibling_with(&self, mut api: ApiSettings) -> anyhow::Result<Sibling> {
         api.mail.smtp_url = Some(self.mail.url());
         let config = AppConfig {
             database_url: self.db.url.clone(),
@@ -360,12 +365,12 @@ impl TestApp {
             components: vec![Component::Api],
             api,
         };
-        let app = Application::build(config).await.expect("the sibling starts");
+        let app = Application::build(config).await?;
         let base_url = app
             .local_addr()
             .map(|addr| format!("http://{addr}"))
             .unwrap_or_default();
-        Sibling { base_url, app }
+        Ok(Sibling { base_url, app })
     }
 
     /// Stops the service (the database and stream stay until the handle drops).

@@ -15,8 +15,12 @@ async fn body(response: reqwest::Response) -> Value {
 }
 
 fn with_first_admin(email: &str) -> keyframe_api::settings::ApiSettings {
+    with_first_admin_password(email, ROOT_PASSWORD)
+}
+
+fn with_first_admin_password(email: &str, password: &str) -> keyframe_api::settings::ApiSettings {
     let mut settings = test_api_settings();
-    settings.first_admin = Some((email.to_owned(), ROOT_PASSWORD.to_owned()));
+    settings.first_admin = Some((email.to_owned(), password.to_owned()));
     settings
 }
 
@@ -71,13 +75,29 @@ async fn the_first_admin_comes_from_configuration_once_however_often_keyframe_st
         .expect("registered");
     assert_eq!(registered.metadata["actor"], "system");
 
-    // An existing account named as the first admin is promoted and keeps its password.
+    // An existing account is promoted only with its own password and a verified address:
+    // whoever registered the address first must not become an administrator.
     let bob = app.register_and_login("bob@example.com").await;
-    let promoted = app.spawn_sibling_with(with_first_admin(&bob.email)).await;
+    let refused = app.try_spawn_sibling_with(with_first_admin(&bob.email)).await;
+    let refusal = format!("{:#}", refused.err().expect("refused to start"));
+    assert!(refusal.contains("refusing to make it an administrator"), "{refusal}");
+    let unverified = "mallory@example.com";
+    let register = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"email": unverified, "password": ROOT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(register.status(), 201);
+    assert!(app.try_spawn_sibling_with(with_first_admin(unverified)).await.is_err());
+    let promoted = app
+        .spawn_sibling_with(with_first_admin_password(&bob.email, &bob.password))
+        .await;
     drop(promoted);
     let relogin = body(login(&app, &bob.email, &bob.password).await).await;
     assert_eq!(relogin["user"]["roles"], json!(["user", "admin"]));
-    assert_eq!(login(&app, &bob.email, ROOT_PASSWORD).await.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]

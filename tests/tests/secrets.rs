@@ -21,9 +21,17 @@ fn now() -> u64 {
 /// Sets up and enables TOTP for `user` with the current code; answers the authenticator, the
 /// secret as shown, and the code that enabled it.
 async fn enable_totp(app: &TestApp, user: &TestUser) -> (TOTP, String, String) {
-    let setup = app
-        .request(Method::POST, "/api/v1/auth/2fa/setup", Some(&user.access_token), None)
-        .await;
+    let setup = |password: &str| {
+        app.request(
+            Method::POST,
+            "/api/v1/auth/2fa/setup",
+            Some(&user.access_token),
+            Some(json!({"password": password})),
+        )
+    };
+    // A stolen access token alone cannot set up a second factor.
+    assert_eq!(setup("not the password at all").await.status(), 422);
+    let setup = setup(&user.password).await;
     assert_eq!(setup.status(), 200);
     let setup = body(setup).await;
     let url = setup["otpauth_url"].as_str().expect("url");
@@ -300,4 +308,49 @@ async fn after_every_flow_no_password_token_code_secret_or_api_key_is_in_the_eve
             assert!(!everything.contains(random), "found part of a token in clear");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_totp_codes_count_towards_the_lockout_and_the_password_step_does_not_clear_them() {
+    let app = TestApp::spawn().await;
+    let ada = app.register_and_login("ada@example.com").await;
+    let (totp, _, _) = enable_totp(&app, &ada).await;
+    // Setting up took one wrong password already (see enable_totp): four wrong codes more, split
+    // over two password steps, reach the threshold of five.
+    for _ in 0..2 {
+        let mfa_token = password_step(&app, &ada).await;
+        for _ in 0..2 {
+            let wrong = code_step(&app, &mfa_token, "000000").await;
+            assert_eq!(wrong.status(), 401);
+        }
+    }
+    let locked = |app: &TestApp| {
+        let pool = app.db.pool.clone();
+        async move {
+            keyframe_tests::all_events(&pool)
+                .await
+                .iter()
+                .any(|event| event.event_type == "AccountLocked")
+        }
+    };
+    keyframe_tests::wait_for("the lockout", std::time::Duration::from_secs(10), || locked(&app)).await;
+    let refused = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": ada.email, "password": ada.password})),
+        )
+        .await;
+    assert_eq!(refused.status(), 401, "locked: even the right password is refused");
+    let disable = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/2fa/disable",
+            Some(&ada.access_token),
+            Some(json!({"code": totp.generate(now() + STEP)})),
+        )
+        .await;
+    assert_eq!(disable.status(), 403);
+    assert_eq!(body(disable).await["code"], "account_locked");
 }

@@ -324,3 +324,51 @@ async fn forged_expired_and_misused_tokens_are_all_refused_with_401() {
         assert!(problem["code"].is_string(), "{attack}: {problem}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_all_and_a_password_change_end_sessions_the_sessions_list_never_saw() {
+    // No projectors: the sessions list stays empty, as if its projector had stalled.
+    let mut settings = keyframe_tests::test_api_settings();
+    settings.read_your_writes_timeout = Duration::from_millis(200);
+    let app = &TestApp::spawn_with_settings(
+        vec![keyframe::config::Component::Api, keyframe::config::Component::Relay],
+        settings,
+    )
+    .await;
+    let ada = app.register_and_login("ada@example.com").await;
+    let laptop = login_again(app, &ada, "laptop").await;
+    let phone = login_again(app, &ada, "phone").await;
+    let token = |pair: &Value, field: &str| pair[field].as_str().expect("token").to_owned();
+    let me = |access: String| async move {
+        app.request(Method::GET, "/api/v1/auth/me", Some(&access), None)
+            .await
+            .status()
+    };
+
+    let change = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/me/password",
+            Some(&token(&laptop, "access_token")),
+            Some(json!({"current_password": ada.password, "new_password": "plum tractor whispers gently"})),
+        )
+        .await;
+    assert_eq!(change.status(), 204);
+    assert_eq!(
+        me(token(&laptop, "access_token")).await,
+        200,
+        "the session that changed it stays"
+    );
+    assert_eq!(me(ada.access_token.clone()).await, 401);
+    assert_eq!(me(token(&phone, "access_token")).await, 401);
+    assert_eq!(refresh(app, &token(&phone, "refresh_token")).await.status(), 401);
+    let refreshed = refresh(app, &token(&laptop, "refresh_token")).await;
+    assert_eq!(refreshed.status(), 200, "and can still refresh");
+    let laptop_access = token(&body(refreshed).await, "access_token");
+
+    let out = app
+        .request(Method::POST, "/api/v1/auth/logout-all", Some(&laptop_access), None)
+        .await;
+    assert_eq!(out.status(), 204);
+    assert_eq!(me(laptop_access).await, 401);
+}

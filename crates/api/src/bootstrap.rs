@@ -1,7 +1,8 @@
 //! The first administrator, from configuration (`KEYFRAME_ADMIN_EMAIL`,
 //! `KEYFRAME_ADMIN_PASSWORD`), made at start-up through the same `User` commands as everyone
-//! else, and idempotently: an existing account is only given the `admin` role (its password
-//! stays as it is), and an existing admin is left alone.
+//! else, and idempotently: an existing admin is left alone. An existing account is promoted
+//! only when its address is verified and its password is the configured one: otherwise whoever
+//! registered the address first (no mailbox needed) would become an administrator.
 
 use crate::error::ApiError;
 use crate::routes::auth::{NewAccount, create_account, find_user, user_rejected};
@@ -18,7 +19,19 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
     let address = EmailAddress::parse("KEYFRAME_ADMIN_EMAIL", email).map_err(|e| anyhow::anyhow!("{e}"))?;
     let metadata = CommandMetadata::system();
     let user_id = match find_user(state, email).await.map_err(readable)? {
-        Some((user_id, _)) => user_id,
+        Some((user_id, user)) => {
+            if user.is_admin() {
+                return Ok(());
+            }
+            let hash = Some(user.password_hash().clone());
+            if !user.email_verified() || !state.passwords.verify(password.to_owned(), hash).await? {
+                anyhow::bail!(
+                    "an account with KEYFRAME_ADMIN_EMAIL exists, but its address is not verified or its password is \
+                     not KEYFRAME_ADMIN_PASSWORD: refusing to make it an administrator"
+                );
+            }
+            user_id
+        }
         None => {
             let password =
                 Password::parse("KEYFRAME_ADMIN_PASSWORD", password, &[email]).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -31,7 +44,17 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
             };
             let user_id = account.user_id;
             match create_account(state, account, &metadata).await {
-                Ok(_) => user_id,
+                Ok(_) => {
+                    // The address comes from the operator, not from a sign-up: nothing to prove.
+                    let verify = || UserCommand::MarkEmailVerified { at: Utc::now() };
+                    let id = user_id.to_string();
+                    state
+                        .users
+                        .execute(&id, verify, &metadata)
+                        .await
+                        .map_err(|e| readable(ApiError::from_command(e, user_rejected)))?;
+                    user_id
+                }
                 // Another process made it meanwhile.
                 Err(ApiError::Conflict {
                     code: "email_taken", ..
@@ -48,8 +71,6 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
     };
     let id = user_id.to_string();
     let rejected = |e| readable(ApiError::from_command(e, user_rejected));
-    let verify = || UserCommand::MarkEmailVerified { at: Utc::now() };
-    state.users.execute(&id, verify, &metadata).await.map_err(rejected)?;
     let user = state
         .users
         .load(&id)

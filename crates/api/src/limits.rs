@@ -214,13 +214,28 @@ pub async fn limit_by_client_address(
     let address = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
+        .map(|info| client_key(info.0.ip()))
         .unwrap_or_default();
     let policy = state.settings.rate_limits.auth_ip();
     if let Err(refused) = enforce(state.limiter.as_ref(), policy, &address, request.extensions().get()) {
         return refused.into_response();
     }
     next.run(request).await
+}
+
+/// The key a client address counts under: the address itself for IPv4, its /64 for IPv6 (one
+/// subscriber's allocation: counting each of its 2^64 addresses apart would limit nothing).
+pub fn client_key(address: std::net::IpAddr) -> String {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
+    }
 }
 
 /// The standing a request reached under the policies that applied to it, kept so the answer
@@ -284,6 +299,17 @@ mod tests {
         assert_eq!(policy, "\"test\";q=5;w=60");
         assert!(state.starts_with("\"test\";r=0;t="));
         assert!(limiter.hit(FIVE_A_MINUTE, "b").allowed, "another key has its own count");
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let one: std::net::IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let same_64: std::net::IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let other_64: std::net::IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(client_key(one), client_key(same_64));
+        assert_ne!(client_key(one), client_key(other_64));
+        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(client_key(mapped), "192.0.2.7");
     }
 
     #[test]

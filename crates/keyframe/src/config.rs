@@ -95,7 +95,7 @@ pub enum Environment {
 }
 
 /// `keyframe serve` settings.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ServeArgs {
     /// NATS.
     #[command(flatten)]
@@ -241,6 +241,19 @@ fn parse_retired_key(raw: &str) -> Result<JwtKey, String> {
         _ => Err(format!(
             "write each key as kid:secret, the secret at least {JWT_SECRET_MIN_BYTES} bytes"
         )),
+    }
+}
+
+// By hand: the secrets (JWT keys, master key, admin password, SMTP URL) never reach a log.
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("addr", &self.addr)
+            .field("run", &self.run)
+            .field("environment", &self.environment)
+            .field("data_dir", &self.data_dir)
+            .field("admin_email", &self.admin_email)
+            .finish_non_exhaustive()
     }
 }
 

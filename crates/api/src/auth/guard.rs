@@ -35,8 +35,9 @@ enum SessionStanding {
 /// What was last learned about a user, as far as their sessions and rights go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct UserStanding {
-    /// Sessions started before this are over (a password reset, a suspension).
-    sessions_valid_from: Option<DateTime<Utc>>,
+    /// Sessions started before this are over (a password reset or change, a suspension,
+    /// logging out everywhere), except the one kept.
+    fence: Option<(DateTime<Utc>, Option<SessionId>)>,
     /// Suspended accounts have no live session.
     suspended: bool,
     /// Holds the `admin` role.
@@ -142,7 +143,7 @@ impl SessionGuard {
                     return Ok(None);
                 };
                 let standing = UserStanding {
-                    sessions_valid_from: loaded.sessions_valid_from(),
+                    fence: loaded.session_fence(),
                     suspended: loaded.suspension().is_some(),
                     admin: loaded.is_admin(),
                 };
@@ -150,7 +151,10 @@ impl SessionGuard {
                 standing
             }
         };
-        let live = !user_standing.suspended && user_standing.sessions_valid_from.is_none_or(|from| started >= from);
+        let fenced = user_standing
+            .fence
+            .is_some_and(|(from, kept)| started < from && kept != Some(session));
+        let live = !user_standing.suspended && !fenced;
         Ok(live.then_some(Access {
             admin: user_standing.admin,
         }))

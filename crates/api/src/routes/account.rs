@@ -232,6 +232,7 @@ pub async fn change_password(
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<Response, ApiError> {
     let user = load_caller(&state, caller.user_id).await?;
+    refuse_while_locked(&user)?;
     let current = Some(user.password_hash().clone());
     if !state.passwords.verify(body.current_password, current).await? {
         // A stolen session guessing the password counts against the account like a login.
@@ -245,9 +246,11 @@ pub async fn change_password(
     let password_hash = state.passwords.hash(password).await?;
     let command = || UserCommand::ChangePassword {
         password_hash: password_hash.clone(),
+        kept_session: Some(caller.session_id),
         at: Utc::now(),
     };
     let position = execute_as_user(&state, &context, caller.user_id, command).await?;
+    state.session_guard.user_changed(caller.user_id);
     let which = EveryLiveSession {
         user: caller.user_id,
         requested_by: EndRequester::Owner(caller.user_id),
@@ -286,6 +289,21 @@ pub async fn update_profile(
     let position = execute_as_user(&state, &context, caller.user_id, command).await?;
     let view = current_view(&state, caller.user_id).await?;
     Ok(with_position(position, Json(view)).into_response())
+}
+
+/// While failed logins lock the account, nothing that checks a password or code may run: the
+/// lock would not bound guessing otherwise.
+pub(crate) fn refuse_while_locked(user: &User) -> Result<(), ApiError> {
+    match user.locked_until(Utc::now()) {
+        Some(until) => Err(ApiError::Forbidden {
+            code: "account_locked",
+            detail: format!(
+                "too many failed attempts; try again after {} or reset the password",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A new password for `user`, checked against the policy with the account's own details.

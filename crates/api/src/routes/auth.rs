@@ -410,16 +410,14 @@ pub async fn login(
     limit_per_account(&state, &context, &credentials.email)?;
     let account = find_user(&state, &credentials.email).await?;
     let now = Utc::now();
-    if let Some(until) = account.as_ref().and_then(|(_, user)| user.locked_until(now)) {
-        // Burn the time a check would take, so a lock does not answer faster than a miss.
+    if account
+        .as_ref()
+        .is_some_and(|(_, user)| user.locked_until(now).is_some())
+    {
+        // A locked account answers like a wrong password, after the same work: a different
+        // answer would tell that the address has an account. The owner gets out by a reset.
         state.passwords.verify(credentials.password, None).await?;
-        return Err(ApiError::Forbidden {
-            code: "account_locked",
-            detail: format!(
-                "too many failed logins; try again after {} or reset the password",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-        });
+        return Err(invalid());
     }
     let hash = account.as_ref().map(|(_, user)| user.password_hash().clone());
     let matches = state.passwords.verify(credentials.password, hash).await?;
@@ -442,15 +440,6 @@ pub async fn login(
             detail: "confirm the e-mail address with the link we sent first (POST /api/v1/auth/resend-verification sends another)"
                 .to_owned(),
         });
-    }
-    if user.has_failed_logins() {
-        let clear = || UserCommand::ClearFailedLogins { at: now };
-        let metadata = context.metadata(Actor::User(user_id));
-        state
-            .users
-            .execute(&user_id.to_string(), clear, &metadata)
-            .await
-            .map_err(|e| ApiError::from_command(e, user_rejected))?;
     }
     if user.totp_secret().is_some() {
         let body = MfaChallenge {
@@ -482,6 +471,11 @@ pub(crate) async fn start_session(
     user: &User,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
+    // Only a whole login (password, and code when 2FA is on) clears the failures: clearing after
+    // the password alone would let a guesser of TOTP codes reset the count at will.
+    if user.has_failed_logins() {
+        execute_as_user(state, context, user_id, || UserCommand::ClearFailedLogins { at: now }).await?;
+    }
     let session_id = SessionId::new();
     let (refresh_token, refresh_hash) = new_opaque_token(session_id.0);
     let refresh_expires_at = now + state.settings.refresh_token_ttl;
@@ -653,9 +647,9 @@ pub async fn refresh(
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| session_rejected(SessionError::NotFound))?;
-    // A password reset or a suspension ended every session before it, whether or not each was
-    // reached.
-    if user.suspension().is_some() || user.sessions_valid_from().is_some_and(|from| started_at < from) {
+    // A user-wide "end every session" (reset, change, suspension, logout-all) ended this one,
+    // whether or not it was reached one by one.
+    if user.suspension().is_some() || user.ended_session(session_id, started_at) {
         return Err(session_rejected(SessionError::Ended));
     }
 

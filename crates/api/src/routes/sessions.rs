@@ -116,13 +116,20 @@ pub async fn logout_all(
     caller: AuthUser,
 ) -> Result<Response, ApiError> {
     let metadata = context.metadata(keyframe_eventlog::metadata::Actor::User(caller.user_id));
+    // The fence first: it ends every session started before it at once, listed or not (the
+    // guard and refresh check it); ending each listed one then puts it on the record.
+    let fenced = crate::routes::auth::execute_as_user(&state, &context, caller.user_id, || {
+        keyframe_domain::user::UserCommand::EndAllSessions { at: Utc::now() }
+    })
+    .await?;
+    state.session_guard.user_changed(caller.user_id);
     let which = EveryLiveSession {
         user: caller.user_id,
         requested_by: EndRequester::Owner(caller.user_id),
         reason: SessionEndReason::LogoutAll,
         also: Some(caller.session_id),
         keep: None,
-        listed_after: None,
+        listed_after: Some(fenced),
     };
     let position = end_all_sessions(&state, which, &metadata).await?;
     let response = super::auth::clear_refresh_cookie(&state, StatusCode::NO_CONTENT.into_response());
@@ -190,7 +197,13 @@ pub(crate) async fn end_all_sessions(
     } = which;
     if let Some(position) = listed_after {
         let timeout = state.settings.read_your_writes_timeout;
-        keyframe_eventlog::projector::wait_until_applied(&state.pool, session_list::NAME, position, timeout).await?;
+        let listed =
+            keyframe_eventlog::projector::wait_until_applied(&state.pool, session_list::NAME, position, timeout)
+                .await?;
+        if !listed {
+            // The user-wide fence has ended them all already; only the record of each waits.
+            tracing::warn!(user = %user, "the sessions list lags; sessions it misses end by the fence alone");
+        }
     }
     let mut sessions: Vec<SessionId> = session_list::active_for_user(&state.pool, user.0, Utc::now())
         .await?

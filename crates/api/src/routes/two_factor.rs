@@ -73,7 +73,8 @@ fn totp(secret: Vec<u8>, account: &str) -> Result<TOTP, ApiError> {
         STEP_SECS,
         secret,
         Some(ISSUER.to_owned()),
-        account.to_owned(),
+        // The label may not hold ':' (the otpauth URL's issuer separator); an address may.
+        account.replace(':', "_"),
     )
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("building the TOTP: {e}")))
 }
@@ -110,16 +111,40 @@ fn invalid_code() -> ApiError {
     )
 }
 
-/// Make a new TOTP secret (replacing one set up and not yet enabled).
-#[utoipa::path(post, path = "/api/v1/auth/2fa/setup", tag = "auth", security(("bearer" = [])),
+/// `POST /2fa/setup` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetupRequest {
+    /// The account's password: a stolen access token alone must not be able to put a second
+    /// factor of its own in front of the owner.
+    pub password: String,
+}
+
+/// Make a new TOTP secret (replacing one set up and not yet enabled); needs the password.
+#[utoipa::path(post, path = "/api/v1/auth/2fa/setup", tag = "auth", security(("bearer" = [])), request_body = SetupRequest,
     responses((status = 200, body = TotpSetup), (status = 401, body = crate::error::Problem),
-        (status = 409, description = "`totp_already_enabled`", body = crate::error::Problem)))]
+        (status = 403, description = "`account_locked`", body = crate::error::Problem),
+        (status = 409, description = "`totp_already_enabled`", body = crate::error::Problem),
+        (status = 422, description = "a wrong password", body = crate::error::Problem)))]
 pub async fn setup(
     State(state): State<AppState>,
     context: RequestContext,
     caller: AuthUser,
+    ApiJson(body): ApiJson<SetupRequest>,
 ) -> Result<Response, ApiError> {
     let user = load_caller(&state, caller.user_id).await?;
+    crate::routes::account::refuse_while_locked(&user)?;
+    if user.totp_secret().is_some() {
+        return Err(user_rejected(keyframe_domain::user::UserError::TotpAlreadyEnabled));
+    }
+    let hash = Some(user.password_hash().clone());
+    if !state.passwords.verify(body.password, hash).await? {
+        record_failed_login(&state, caller.user_id, &context);
+        return Err(ApiError::Validation(vec![crate::error::FieldError {
+            field: "password".to_owned(),
+            message: "is not the account's password".to_owned(),
+        }]));
+    }
     let mut secret = vec![0_u8; SECRET_BYTES];
     rand::rng().fill_bytes(&mut secret);
     let sealed = state.master_key.seal(&secret, &sealing_context(caller.user_id));
@@ -154,7 +179,11 @@ pub async fn enable(
         .totp_pending()
         .ok_or_else(|| user_rejected(keyframe_domain::user::UserError::TotpNotSetUp))?;
     let step = matching_step(&state, caller.user_id, &user, pending, &body.code)?.ok_or_else(invalid_code)?;
-    let command = || UserCommand::EnableTotp { step, at: Utc::now() };
+    let command = || UserCommand::EnableTotp {
+        secret: pending.clone(),
+        step,
+        at: Utc::now(),
+    };
     let position = execute_as_user(&state, &context, caller.user_id, command).await?;
     Ok(with_position(position, StatusCode::NO_CONTENT))
 }
@@ -170,6 +199,7 @@ pub async fn disable(
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Response, ApiError> {
     let user = load_caller(&state, caller.user_id).await?;
+    crate::routes::account::refuse_while_locked(&user)?;
     let secret = user
         .totp_secret()
         .ok_or_else(|| user_rejected(keyframe_domain::user::UserError::TotpNotEnabled))?;
@@ -197,10 +227,11 @@ pub async fn login_totp(
     })?;
     let user = load_caller(&state, user_id).await?;
     crate::routes::auth::limit_per_account(&state, &context, user.email().as_str())?;
-    if user.locked_until(Utc::now()).is_some() {
+    crate::routes::account::refuse_while_locked(&user)?;
+    if user.suspension().is_some() {
         return Err(ApiError::Forbidden {
-            code: "account_locked",
-            detail: "too many failed logins; try again later or reset the password".to_owned(),
+            code: "account_suspended",
+            detail: "this account is suspended; contact support".to_owned(),
         });
     }
     let secret = user
