@@ -50,3 +50,11 @@ id_type!(
     /// A project owned by a user.
     ProjectId
 );
+id_type!(
+    /// An uploaded video.
+    AssetId
+);
+id_type!(
+    /// A job: an analysis or a clip cut of a video.
+    JobId
+);

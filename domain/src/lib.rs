@@ -2,7 +2,10 @@
 //! they are made of. Pure: no I/O, no clock. Time and anything looked up arrive inside commands.
 
 pub mod ids;
+pub mod job;
+pub mod library;
 pub mod log;
+pub mod media;
 pub mod project;
 pub mod session;
 pub mod user;

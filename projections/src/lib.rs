@@ -5,6 +5,8 @@
 //! check that makes re-delivery and out-of-order delivery harmless, and the checkpoint written
 //! in the same transaction as the rows.
 
+pub mod asset_list;
+pub mod job_list;
 pub mod project_list;
 pub mod session_list;
 pub mod user_directory;
@@ -66,6 +68,8 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(project_list::ProjectList),
         std::sync::Arc::new(session_list::SessionList),
         std::sync::Arc::new(user_directory::UserDirectory),
+        std::sync::Arc::new(asset_list::AssetList),
+        std::sync::Arc::new(job_list::JobList),
     ]
 }
 

@@ -19,7 +19,9 @@ use smtp::SmtpInbox;
 use sqlx::PgPool;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
 
 /// Where the shared servers are (overridable like the service's own settings).
 pub fn admin_database_url() -> String {
@@ -270,7 +272,29 @@ pub fn test_api_settings() -> ApiSettings {
     };
     // Only used when a test gives no SMTP server: never the working tree.
     settings.mail.dir = std::env::temp_dir().join("keyframe-test-mail");
+    // Each test stores its uploads apart (removed when its `TestApp` drops).
+    settings.storage = keyframe_media::storage::StorageConfig::Local {
+        root: std::env::temp_dir().join(format!("keyframe-test-storage-{}", uuid::Uuid::now_v7().simple())),
+    };
     settings
+}
+
+/// An HTTP client (after making ring the TLS provider, as every Keyframe process does).
+pub fn http_client() -> reqwest::Client {
+    keyframe_media::storage::install_tls_provider();
+    reqwest::Client::new()
+}
+
+/// Workers' treatment for tests: a dead worker's job moves on after 3 s, retries follow
+/// after 200 ms.
+pub fn test_coordinator_settings() -> keyframe_worker::coordinator::CoordinatorSettings {
+    keyframe_worker::coordinator::CoordinatorSettings {
+        worker_ack_wait: Duration::from_secs(3),
+        retry_backoff: keyframe_domain::job::Backoff {
+            base: chrono::Duration::milliseconds(200),
+            max: chrono::Duration::seconds(2),
+        },
+    }
 }
 
 /// The real service on port 0 with its own database and NATS prefix.
@@ -286,6 +310,8 @@ pub struct TestApp {
     pub mail: SmtpInbox,
     /// Its database (dropped last).
     pub db: TestDatabase,
+    /// Where its uploads and artifacts are stored.
+    pub storage: keyframe_media::storage::StorageConfig,
 }
 
 /// A logged-in user.
@@ -320,6 +346,7 @@ impl TestApp {
         let nats = TestNats::create().await;
         let mail = SmtpInbox::start().await;
         api.mail.smtp_url = Some(mail.url());
+        let storage = api.storage.clone();
         let config = AppConfig {
             database_url: db.url.clone(),
             db_max_connections: 10,
@@ -327,6 +354,7 @@ impl TestApp {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             components,
             api,
+            jobs: test_coordinator_settings(),
         };
         let app = Application::build(config).await.expect("the application starts");
         let base_url = app
@@ -335,11 +363,12 @@ impl TestApp {
             .unwrap_or_default();
         Self {
             base_url,
-            http: reqwest::Client::new(),
+            http: http_client(),
             app: Some(app),
             nats,
             mail,
             db,
+            storage,
         }
     }
 
@@ -364,6 +393,7 @@ impl TestApp {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             components: vec![Component::Api],
             api,
+            jobs: test_coordinator_settings(),
         };
         let app = Application::build(config).await?;
         let base_url = app
@@ -477,7 +507,113 @@ impl Drop for TestApp {
         if let Some(app) = self.app.as_mut() {
             app.abort();
         }
+        if let keyframe_media::storage::StorageConfig::Local { root } = &self.storage {
+            let _ = std::fs::remove_dir_all(root);
+        }
     }
+}
+
+/// A video worker running inside the test process.
+pub struct TestWorker {
+    /// Its name.
+    pub name: String,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    shutdown: CancellationToken,
+    scratch: PathBuf,
+}
+
+impl TestWorker {
+    /// Kills it mid-work, as `kill -9` would: its ffmpeg dies with it, its entries stay unacked.
+    pub async fn kill(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Stops it the graceful way.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+impl TestApp {
+    /// Starts a worker on this app's NATS prefix and storage, beating every 250 ms.
+    pub async fn spawn_worker(&self, name: &str) -> TestWorker {
+        self.spawn_worker_as(name, self.nats.args()).await
+    }
+
+    /// [`TestApp::spawn_worker`] connecting with `nats`.
+    pub async fn spawn_worker_as(&self, name: &str, nats: NatsArgs) -> TestWorker {
+        let scratch = std::env::temp_dir().join(format!("keyframe-test-scratch-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&scratch).expect("scratch dir");
+        let settings = keyframe_worker::runner::WorkerSettings {
+            name: name.to_owned(),
+            concurrency: 1,
+            heartbeat: Duration::from_millis(250),
+            scratch_dir: scratch.clone(),
+            analysis: keyframe_media::analysis::AnalysisOptions::default(),
+        };
+        let storage = keyframe_media::storage::Storage::open(&self.storage).expect("storage");
+        let client = nats.connect().await.expect("the worker connects");
+        let naming = keyframe_eventlog::streams::Naming::new(nats.nats_prefix.clone());
+        let worker = keyframe_worker::runner::Worker::new(client, naming, storage, settings);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(worker.run(shutdown.clone()));
+        TestWorker {
+            name: name.to_owned(),
+            task,
+            shutdown,
+            scratch,
+        }
+    }
+
+    /// Every file under the storage root (empty when nothing is stored).
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, files: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        if let keyframe_media::storage::StorageConfig::Local { root } = &self.storage {
+            walk(root, &mut files);
+        }
+        files
+    }
+}
+
+/// Makes a test video with ffmpeg's lavfi sources into `path`: `args` are the inputs and
+/// filters between `ffmpeg -y` and the output options (H.264 + AAC in MP4).
+pub fn make_video(path: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ])
+        .arg(path)
+        .status()
+        .expect("ffmpeg runs (CI installs it)");
+    assert!(status.success(), "ffmpeg made {}", path.display());
 }
 
 /// Another API process of a [`TestApp`].

@@ -621,10 +621,11 @@ async fn readiness_turns_503_when_nats_goes_away() {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         components: vec![keyframe::config::Component::Api],
         api: keyframe_tests::test_api_settings(),
+        jobs: keyframe_tests::test_coordinator_settings(),
     };
     let app = keyframe::app::Application::build(config).await.expect("starts");
     let ready = format!("http://{}/health/ready", app.local_addr().expect("api"));
-    let http = reqwest::Client::new();
+    let http = keyframe_tests::http_client();
     assert_eq!(http.get(&ready).send().await.expect("answered").status(), 200);
 
     nats.kill();

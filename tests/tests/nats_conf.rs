@@ -119,3 +119,139 @@ async fn the_worker_publishes_results_but_not_domain_events() {
     worker.flush().await.expect("flush");
     wait_for_violation(&worker_errors, "keyframe.events.Job.j1.JobSucceeded").await;
 }
+
+/// The whole video path with the shipped users: the service as `keyframe`, the worker as
+/// `worker`. The worker's permissions are enough to take a job, report on it and finish it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_with_only_the_worker_users_rights_runs_a_job_to_the_end() {
+    use keyframe::config::{Component, NatsArgs};
+    use serde_json::{Value, json};
+
+    let server = NatsServer::start().await;
+    let db = keyframe_tests::TestDatabase::create().await;
+    let nats = |user: &str, password: &str| NatsArgs {
+        nats_url: server.0.url.clone(),
+        nats_user: Some(user.to_owned()),
+        nats_password: Some(password.to_owned()),
+        nats_creds: None,
+        nats_prefix: "keyframe".to_owned(),
+    };
+    let mut api = keyframe_tests::test_api_settings();
+    api.require_email_verification = false;
+    let storage = api.storage.clone();
+    let config = keyframe::app::AppConfig {
+        database_url: db.url.clone(),
+        db_max_connections: 5,
+        nats: nats("keyframe", "service-pw"),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        components: vec![Component::Api, Component::Relay, Component::Projectors, Component::Jobs],
+        api,
+        jobs: keyframe_tests::test_coordinator_settings(),
+    };
+    let app = keyframe::app::Application::build(config).await.expect("starts");
+    let base = format!("http://{}", app.local_addr().expect("api"));
+    let http = keyframe_tests::http_client();
+    let credentials = json!({"email": "worker-path@example.com", "password": "correct horse battery staple"});
+    let registered = http
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(registered.status(), 201);
+    let login: Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&credentials)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    let token = login["access_token"].as_str().expect("token").to_owned();
+    let project: Value = http
+        .post(format!("{base}/api/v1/projects"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Permissions"}))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    let project_id = project["id"].as_str().expect("id");
+    let video = std::env::temp_dir().join(format!("keyframe-perm-{}.mp4", uuid::Uuid::now_v7().simple()));
+    keyframe_tests::make_video(
+        &video,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=160x120:r=25:d=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=3",
+        ],
+    );
+    let asset: Value = http
+        .post(format!("{base}/api/v1/projects/{project_id}/assets"))
+        .bearer_auth(&token)
+        .body(std::fs::read(&video).expect("video"))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    let _ = std::fs::remove_file(&video);
+    let job: Value = http
+        .post(format!("{base}/api/v1/projects/{project_id}/analyze"))
+        .bearer_auth(&token)
+        .json(&json!({"asset_id": asset["id"]}))
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    let job_id = job["id"].as_str().expect("job id").to_owned();
+
+    let worker_nats = nats("worker", "worker-pw");
+    let scratch = std::env::temp_dir().join(format!("keyframe-perm-scratch-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&scratch).expect("scratch");
+    let worker = keyframe_worker::runner::Worker::new(
+        worker_nats.connect().await.expect("the worker user connects"),
+        keyframe_eventlog::streams::Naming::new("keyframe"),
+        keyframe_media::storage::Storage::open(&storage).expect("storage"),
+        keyframe_worker::runner::WorkerSettings {
+            name: "restricted".to_owned(),
+            concurrency: 1,
+            heartbeat: Duration::from_millis(250),
+            scratch_dir: scratch.clone(),
+            analysis: keyframe_media::analysis::AnalysisOptions::default(),
+        },
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    wait_for("the job succeeded", Duration::from_secs(60), || async {
+        let job: Value = http
+            .get(format!("{base}/api/v1/jobs/{job_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answered")
+            .json()
+            .await
+            .expect("json");
+        job["status"] == "succeeded"
+    })
+    .await;
+    stop.cancel();
+    let _ = running.await;
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    if let keyframe_media::storage::StorageConfig::Local { root } = storage {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}

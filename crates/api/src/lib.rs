@@ -37,7 +37,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
         .nest("/api/v1/auth", routes::auth::router(state.clone()))
-        .nest("/api/v1/projects", routes::projects::router())
+        .nest(
+            "/api/v1/projects",
+            routes::projects::router().merge(routes::assets::router()),
+        )
+        .nest("/api/v1/jobs", routes::jobs::router())
         .nest("/api/v1/settings", routes::settings::router())
         .nest("/api/v1/admin", routes::admin::router(state.clone()))
         .merge(openapi::router())

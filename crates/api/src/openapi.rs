@@ -24,10 +24,14 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::admin::reactivate, routes::admin::stats,
         routes::projects::create, routes::projects::list, routes::projects::show, routes::projects::update,
         routes::projects::delete,
+        routes::assets::upload, routes::assets::list,
+        routes::jobs::create, routes::jobs::analyze_asset, routes::jobs::list, routes::jobs::stats, routes::jobs::show,
+        routes::jobs::cancel, routes::jobs::retry, routes::jobs::delete, routes::jobs::events, routes::jobs::artifact,
     ),
     components(schemas(error::Problem, error::FieldError)),
     modifiers(&BearerAuth),
-    tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"), (name = "admin"))
+    tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"), (name = "assets"), (name = "jobs"),
+        (name = "admin"))
 )]
 pub struct ApiDoc;
 

@@ -105,6 +105,14 @@ pub struct ApiSettings {
     pub behind_tls: bool,
     /// Origins allowed by CORS (`https://app.example.com`); none: same-origin only.
     pub cors_origins: Vec<String>,
+    /// Where uploads and artifacts are stored.
+    pub storage: keyframe_media::storage::StorageConfig,
+    /// Largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Storage each user's videos may take, in bytes.
+    pub storage_quota_bytes: u64,
+    /// Automatic retries of a job when the request names none.
+    pub default_max_retries: u32,
 }
 
 /// The master key as configured.
@@ -128,6 +136,9 @@ impl std::fmt::Debug for ApiSettings {
             .field("smtp", &self.mail.smtp_url.is_some())
             .field("require_email_verification", &self.require_email_verification)
             .field("lockout", &self.lockout)
+            .field("storage", &self.storage)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("storage_quota_bytes", &self.storage_quota_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +183,12 @@ impl ApiSettings {
             rate_limits: crate::limits::RateLimitSettings::default(),
             behind_tls: false,
             cors_origins: Vec::new(),
+            storage: keyframe_media::storage::StorageConfig::Local {
+                root: PathBuf::from("./data/storage"),
+            },
+            max_upload_bytes: 2 * 1024 * 1024 * 1024,
+            storage_quota_bytes: 5 * 1024 * 1024 * 1024,
+            default_max_retries: 2,
         }
     }
 }

@@ -7,12 +7,15 @@ use crate::limits::{InProcessLimiter, RateLimiter};
 use crate::mail::Mailer;
 use crate::secrets::MasterKey;
 use crate::settings::ApiSettings;
+use keyframe_domain::job::Job;
+use keyframe_domain::library::MediaLibrary;
 use keyframe_domain::project::Project;
 use keyframe_domain::session::Session;
 use keyframe_domain::user::User;
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::store::PgEventRepository;
 use keyframe_eventlog::wake::LocalRelay;
+use keyframe_media::storage::Storage;
 use sqlx::PgPool;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -41,6 +44,12 @@ pub struct App {
     pub sessions: CommandBus<Session>,
     /// Commands for projects.
     pub projects: CommandBus<Project>,
+    /// Commands for users' media libraries (uploads and the storage quota).
+    pub libraries: CommandBus<MediaLibrary>,
+    /// Commands for jobs.
+    pub jobs: CommandBus<Job>,
+    /// Where uploads and artifacts are stored.
+    pub storage: Storage,
     /// Access- and refresh-token issuing and checking.
     pub tokens: Tokens,
     /// Whether an access token's session still stands.
@@ -72,6 +81,9 @@ impl AppState {
             users: CommandBus::sharing(&events),
             sessions: CommandBus::sharing(&events),
             projects: CommandBus::sharing(&events),
+            libraries: CommandBus::sharing(&events),
+            jobs: CommandBus::sharing(&events),
+            storage: Storage::open(&settings.storage)?,
             tokens: Tokens::new(&settings),
             session_guard: SessionGuard::new(settings.session_check_ttl),
             passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)

@@ -47,7 +47,10 @@ impl Client {
             .trim_end_matches('/')
             .to_owned();
         Ok(Self {
-            http: reqwest::Client::new(),
+            http: {
+                keyframe_media::storage::install_tls_provider();
+                reqwest::Client::new()
+            },
             base: base.to_owned(),
             authority,
         })

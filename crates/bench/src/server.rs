@@ -126,7 +126,10 @@ impl Server {
     /// Starts `keyframe <args>` with the API and waits until it is ready.
     pub async fn start(keyframe: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Self> {
         let server = Self::start_background(keyframe, scratch, args).await?;
-        let client = reqwest::Client::new();
+        let client = {
+            keyframe_media::storage::install_tls_provider();
+            reqwest::Client::new()
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ready = client.get(format!("{}/health/ready", server.base_url)).send().await;

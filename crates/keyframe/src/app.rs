@@ -7,8 +7,11 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
 use keyframe_api::state::AppState;
+use keyframe_eventlog::commands::CommandBus;
+use keyframe_eventlog::store::PgEventRepository;
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
 use keyframe_eventlog::wake::LocalRelay;
+use keyframe_worker::coordinator::{Coordinator, CoordinatorSettings, ensure_worker_consumer};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgPool};
 use std::net::SocketAddr;
@@ -31,6 +34,8 @@ pub struct AppConfig {
     pub components: Vec<Component>,
     /// API settings.
     pub api: ApiSettings,
+    /// How the `jobs` component treats workers.
+    pub jobs: CoordinatorSettings,
 }
 
 /// A running process.
@@ -76,6 +81,16 @@ impl Application {
             };
             let stopped = pipeline::start(pipeline, shutdown.clone()).await?;
             tasks.spawn(async move { stopped.await.context("the pipeline's thread died")? });
+        }
+        if config.components.contains(&Component::Jobs) {
+            ensure_worker_consumer(&jetstream, &naming, config.jobs.worker_ack_wait).await?;
+            let jobs = CommandBus::sharing(&PgEventRepository::with_writers(
+                pool.clone(),
+                config.api.append_writers,
+                local_relay.clone(),
+            ));
+            let coordinator = Coordinator::new(jobs, nats.clone(), &naming, config.jobs);
+            tasks.spawn(coordinator.run(shutdown.clone()));
         }
         let mut local_addr = None;
         if config.components.contains(&Component::Api) {
@@ -161,6 +176,28 @@ impl Drop for Application {
 
 fn listener_addr(addr: Option<SocketAddr>) -> String {
     addr.map(|addr| addr.to_string()).unwrap_or_default()
+}
+
+/// `keyframe worker`: runs until Ctrl-C or SIGTERM. Needs only NATS and the storage, never
+/// Postgres.
+pub async fn run_worker(args: &crate::config::WorkerArgs) -> anyhow::Result<()> {
+    let settings = args.settings();
+    std::fs::create_dir_all(&settings.scratch_dir)
+        .with_context(|| format!("creating {}", settings.scratch_dir.display()))?;
+    if !keyframe_media::probe::tools_available().await {
+        anyhow::bail!("ffmpeg and ffprobe must be installed and on the PATH");
+    }
+    let storage = keyframe_media::storage::Storage::open(&args.storage.storage())?;
+    let nats = args.nats.connect().await.context("connecting to NATS")?;
+    let worker =
+        keyframe_worker::runner::Worker::new(nats, Naming::new(args.nats.nats_prefix.clone()), storage, settings);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    worker.run(shutdown).await
 }
 
 /// A connection idle longer than this is pinged before it is handed out.

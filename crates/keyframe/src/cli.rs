@@ -1,7 +1,7 @@
 //! The command line: `serve`, `migrate`, `replay`, `events export`.
 
 use crate::app::{AppConfig, Application, connect_pool};
-use crate::config::{CommonArgs, ServeArgs};
+use crate::config::{CommonArgs, ServeArgs, WorkerArgs};
 use crate::tools;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the API, the relay and the projectors (migrates first).
     Serve(Box<ServeArgs>),
+    /// Run the video worker: take queued jobs and run ffmpeg on them.
+    Worker(Box<WorkerArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Rebuild read models from the event store.
@@ -85,9 +87,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 nats: args.nats.clone(),
                 addr: args.addr,
                 components: args.run.clone(),
+                jobs: args.coordinator_settings(),
             };
             Application::build(config).await?.run_until_stopped().await
         }
+        Command::Worker(args) => crate::app::run_worker(&args).await,
         Command::Migrate => {
             let pool = connect_pool(&cli.common.database_url, 2).await?;
             keyframe_eventlog::schema::migrate(&pool).await?;

@@ -4,7 +4,10 @@
 use crate::telemetry::LogFormat;
 use clap::{Args, ValueEnum};
 use keyframe_api::settings::{ApiSettings, Argon2Settings, JwtKey, MailSettings, MasterKeySetting};
+use keyframe_domain::job::Backoff;
 use keyframe_domain::user::LockoutPolicy;
+use keyframe_media::storage::StorageConfig;
+use keyframe_worker::coordinator::CoordinatorSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,6 +86,83 @@ pub enum Component {
     Relay,
     /// The read-model projectors.
     Projectors,
+    /// The workers' counterpart: answers their requests with `Job` commands, and makes their
+    /// consumer.
+    Jobs,
+}
+
+/// Where uploads and artifacts are stored; `serve` and `worker` must agree.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Directory for uploads and artifacts (under `storage/`), mail files and scratch space.
+    #[arg(long, env = "KEYFRAME_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Store uploads and artifacts in this S3 bucket instead of the data directory
+    /// (credentials from the usual `AWS_*` variables).
+    #[arg(long, env = "KEYFRAME_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Endpoint of an S3-compatible store other than AWS (`http://minio:9000`).
+    #[arg(long, env = "KEYFRAME_S3_ENDPOINT", requires = "s3_bucket")]
+    pub s3_endpoint: Option<String>,
+    /// Region of the bucket.
+    #[arg(long, env = "KEYFRAME_S3_REGION", requires = "s3_bucket")]
+    pub s3_region: Option<String>,
+}
+
+impl StorageArgs {
+    /// The store these settings name.
+    pub fn storage(&self) -> StorageConfig {
+        match &self.s3_bucket {
+            Some(bucket) => StorageConfig::S3 {
+                bucket: bucket.clone(),
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+            },
+            None => StorageConfig::Local {
+                root: self.data_dir.join("storage"),
+            },
+        }
+    }
+}
+
+/// `keyframe worker` settings.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// NATS (the `worker` user of `nats.conf` is enough).
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Storage, as `serve` has it.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Jobs this worker runs at once.
+    #[arg(long, env = "KEYFRAME_WORKER_CONCURRENCY", default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Milliseconds between a running job's heartbeats (progress and in-progress ack): a
+    /// cancellation stops ffmpeg within about one.
+    #[arg(long, env = "KEYFRAME_WORKER_HEARTBEAT_MS", default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub heartbeat_ms: u64,
+    /// This worker's name in jobs' histories (default: host name and process id).
+    #[arg(long, env = "KEYFRAME_WORKER_NAME")]
+    pub name: Option<String>,
+}
+
+impl WorkerArgs {
+    /// The worker's settings.
+    pub fn settings(&self) -> keyframe_worker::runner::WorkerSettings {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+        keyframe_worker::runner::WorkerSettings {
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+            concurrency: usize::from(self.concurrency),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            scratch_dir: self.storage.data_dir.join("scratch"),
+            analysis: keyframe_media::analysis::AnalysisOptions::default(),
+        }
+    }
 }
 
 /// Where Keyframe runs.
@@ -104,14 +184,14 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYFRAME_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     /// Which parts to run in this process (comma-separated).
-    #[arg(long, env = "KEYFRAME_RUN", value_delimiter = ',', default_values = ["api", "relay", "projectors"])]
+    #[arg(long, env = "KEYFRAME_RUN", value_delimiter = ',', default_values = ["api", "relay", "projectors", "jobs"])]
     pub run: Vec<Component>,
     /// Deployment environment.
     #[arg(long, env = "KEYFRAME_ENV", value_enum, default_value = "development")]
     pub environment: Environment,
-    /// Directory for uploads and artifacts.
-    #[arg(long, env = "KEYFRAME_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    /// Storage of uploads and artifacts.
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// HMAC secret for access tokens, at least 32 bytes. Required outside development.
     #[arg(long, env = "KEYFRAME_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -222,6 +302,25 @@ pub struct ServeArgs {
     /// only.
     #[arg(long, env = "KEYFRAME_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// Largest upload accepted, in bytes.
+    #[arg(long, env = "KEYFRAME_MAX_UPLOAD_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// Storage each user's videos may take, in bytes.
+    #[arg(long, env = "KEYFRAME_STORAGE_QUOTA_BYTES", default_value_t = 5 * 1024 * 1024 * 1024)]
+    pub storage_quota_bytes: u64,
+    /// Automatic retries of a failed job when its request names none (at most 5).
+    #[arg(long, env = "KEYFRAME_JOB_MAX_RETRIES", default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub job_max_retries: u32,
+    /// Delay before a job's first automatic retry, in milliseconds; each further retry waits
+    /// twice as long, at most five minutes.
+    #[arg(long, env = "KEYFRAME_JOB_RETRY_BASE_MS", default_value_t = 5_000)]
+    pub job_retry_base_ms: u64,
+    /// Seconds JetStream waits for a worker's heartbeat before giving its job to another
+    /// worker: how soon the job of a worker that died moves on.
+    #[arg(long, env = "KEYFRAME_WORKER_ACK_WAIT_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub worker_ack_wait_secs: u64,
     /// Postgres pool size.
     #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
@@ -251,9 +350,23 @@ impl std::fmt::Debug for ServeArgs {
             .field("addr", &self.addr)
             .field("run", &self.run)
             .field("environment", &self.environment)
-            .field("data_dir", &self.data_dir)
+            .field("storage", &self.storage)
             .field("admin_email", &self.admin_email)
             .finish_non_exhaustive()
+    }
+}
+
+impl ServeArgs {
+    /// How the `jobs` component treats workers.
+    pub fn coordinator_settings(&self) -> CoordinatorSettings {
+        let base = chrono::Duration::milliseconds(i64::try_from(self.job_retry_base_ms).unwrap_or(i64::MAX));
+        CoordinatorSettings {
+            worker_ack_wait: Duration::from_secs(self.worker_ack_wait_secs),
+            retry_backoff: Backoff {
+                base,
+                max: chrono::Duration::minutes(5).max(base),
+            },
+        }
     }
 }
 
@@ -307,7 +420,7 @@ impl ServeArgs {
         settings.mail = MailSettings {
             smtp_url: self.smtp_url.clone(),
             from: self.mail_from.clone(),
-            dir: self.data_dir.join("mail"),
+            dir: self.storage.data_dir.join("mail"),
             public_url: self.public_url.clone(),
         };
         settings.require_email_verification = self.require_email_verification;
@@ -340,6 +453,10 @@ impl ServeArgs {
         };
         settings.email_verification_ttl = Duration::from_secs(self.email_verification_ttl_secs);
         settings.password_reset_ttl = Duration::from_secs(self.password_reset_ttl_secs);
+        settings.storage = self.storage.storage();
+        settings.max_upload_bytes = self.max_upload_bytes;
+        settings.storage_quota_bytes = self.storage_quota_bytes;
+        settings.default_max_retries = self.job_max_retries;
         settings.lockout = LockoutPolicy {
             threshold: self.lockout_threshold,
             window: chrono::Duration::seconds(i64::from(self.lockout_window_secs)),

@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    keyframe_media::storage::install_tls_provider();
     let cli = keyframe::cli::Cli::parse();
     keyframe::telemetry::init(cli.common.log_format);
     match keyframe::cli::run(cli).await {

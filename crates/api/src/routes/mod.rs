@@ -2,8 +2,10 @@
 
 pub mod account;
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod health;
+pub mod jobs;
 pub mod projects;
 pub mod sessions;
 pub mod settings;
@@ -25,5 +27,42 @@ pub async fn method_not_allowed() -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
         detail: "this endpoint does not take that method".to_owned(),
+    }
+}
+
+/// Page size when none is asked for.
+const DEFAULT_LIMIT: i64 = 20;
+/// Largest page.
+const MAX_LIMIT: i64 = 100;
+
+/// A list's `limit` (default 20, 1 to 100) and `cursor` (an id from `next_cursor`), checked.
+pub(crate) fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<uuid::Uuid>), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Validation(vec![crate::error::FieldError {
+            field: "limit".to_owned(),
+            message: format!("must be between 1 and {MAX_LIMIT}"),
+        }]));
+    }
+    let cursor = cursor
+        .map(|raw| {
+            raw.parse::<uuid::Uuid>().map_err(|_| {
+                ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page")
+            })
+        })
+        .transpose()?;
+    Ok((limit, cursor))
+}
+
+/// Trims rows fetched with `limit + 1` to the page and names the cursor of the next: the id of
+/// the page's last row, when there are more.
+pub(crate) fn split_page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(|row| id(row).to_string());
+        (rows, next)
+    } else {
+        (rows, None)
     }
 }

@@ -22,11 +22,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-/// Page size when none is asked for.
-const DEFAULT_LIMIT: i64 = 20;
-/// Largest page.
-const MAX_LIMIT: i64 = 100;
-
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(list).post(create))
@@ -201,27 +196,10 @@ pub async fn list(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Validation(vec![FieldError {
-            field: "limit".to_owned(),
-            message: format!("must be between 1 and {MAX_LIMIT}"),
-        }]));
-    }
-    let cursor = match query.cursor.as_deref() {
-        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
-            ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page")
-        })?),
-        None => None,
-    };
+    let (limit, cursor) = crate::routes::page(query.limit, query.cursor.as_deref())?;
     let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
-    let mut rows = project_list::list_for_owner(&state.pool, caller.user_id.0, cursor, limit + 1).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.project_id.to_string())
-    } else {
-        None
-    };
+    let rows = project_list::list_for_owner(&state.pool, caller.user_id.0, cursor, limit + 1).await?;
+    let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.project_id);
     let page = ProjectPage {
         items: rows.into_iter().map(ProjectView::from).collect(),
         next_cursor,
@@ -321,5 +299,8 @@ pub async fn delete(
         .execute(&id.to_string(), command, &metadata)
         .await
         .map_err(|e| ApiError::from_command(e, project_rejected))?;
+    // Its videos stop counting against the quota and their bytes go. Should this process stop
+    // in between, the next upload over the quota releases them (see `assets::record`).
+    crate::routes::assets::release_project(&state, &context, caller.user_id, ProjectId(id)).await?;
     Ok(with_position(position, StatusCode::NO_CONTENT))
 }

@@ -1,0 +1,868 @@
+//! `/api/v1/jobs`: requesting analyses and clip cuts, following them live, and fetching what
+//! they produced. Commands go to the `Job` aggregate; one job is read from its events (it is
+//! live, and a client polling it should never see it go back), lists and statistics come from
+//! the `job_list` read model. Another user's job is a 404.
+
+use crate::auth::AuthUser;
+use crate::consistency::{await_min_position, mark_consistency, with_position};
+use crate::context::RequestContext;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::routes::assets::{ensure_own_project, library};
+use crate::state::AppState;
+use anyhow::Context as _;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use keyframe_domain::ids::{AssetId, JobId, ProjectId};
+use keyframe_domain::job::{Job, JobCommand, JobError, JobEvent, JobSource, JobStatus, JobType};
+use keyframe_domain::media::{AnalysisReport, Span};
+use keyframe_eventlog::metadata::Actor;
+use keyframe_projections::job_list::{self, JobCount, JobFilter, JobRow};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// The most automatic retries a job may ask for.
+const MAX_RETRIES: u32 = 5;
+/// The longest prompt.
+const MAX_PROMPT_CHARS: usize = 2_000;
+/// Clips a `clip` job cuts when it does not say.
+const DEFAULT_CLIPS: usize = 3;
+/// How often an event stream looks for new events of its job.
+const STREAM_POLL: Duration = Duration::from_millis(200);
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(list).post(create))
+        .route("/stats", get(stats))
+        .route("/{id}", get(show).delete(delete))
+        .route("/{id}/cancel", post(cancel))
+        .route("/{id}/retry", post(retry))
+        .route("/{id}/events", get(events))
+        .route("/{id}/artifacts/{name}", get(artifact))
+}
+
+/// A file a job produced.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ArtifactView {
+    /// Its name.
+    pub name: String,
+    /// Its media type.
+    pub content_type: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// Where to download it.
+    pub url: String,
+}
+
+/// A job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    /// Its id.
+    pub id: Uuid,
+    /// `analyze` or `clip`.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// Percent done, as last recorded (coarse steps).
+    pub progress: u8,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Automatic retries allowed after a failed attempt.
+    pub max_retries: u32,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// The result, once succeeded.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// Files it produced.
+    pub artifacts: Vec<ArtifactView>,
+    /// Its cost in credits (billing is not active yet: `null`).
+    pub cost_credits: Option<i64>,
+    /// Its project.
+    pub project_id: Uuid,
+    /// The video it works on.
+    pub asset_id: Option<Uuid>,
+    /// Free text.
+    pub prompt: Option<String>,
+    /// Type-specific parameters.
+    #[schema(value_type = Object)]
+    pub parameters: serde_json::Value,
+    /// When requested.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When the last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When it last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl JobView {
+    fn of(job: &Job) -> Option<Self> {
+        let id = job.id()?.0;
+        Some(Self {
+            id,
+            job_type: job.job_type()?.as_str().to_owned(),
+            status: job.status().as_str().to_owned(),
+            progress: job.progress(),
+            attempts: job.attempts(),
+            max_retries: job.max_retries(),
+            error: job.error().map(str::to_owned),
+            result: job.result().cloned(),
+            artifacts: job
+                .artifacts()
+                .iter()
+                .map(|artifact| ArtifactView {
+                    name: artifact.name.clone(),
+                    content_type: artifact.content_type.clone(),
+                    size_bytes: artifact.size_bytes,
+                    url: format!("/api/v1/jobs/{id}/artifacts/{}", artifact.name),
+                })
+                .collect(),
+            cost_credits: None,
+            project_id: job.project_id()?.0,
+            asset_id: job.source().map(|source| source.asset_id.0),
+            prompt: job.prompt().map(str::to_owned),
+            parameters: job.parameters().clone(),
+            created_at: job.created_at(),
+            started_at: job.started_at(),
+            finished_at: job.finished_at(),
+            updated_at: job.updated_at(),
+        })
+    }
+}
+
+/// A job in a list (without its result: fetch the job for that).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobSummary {
+    /// Its id.
+    pub id: Uuid,
+    /// `analyze` or `clip`.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// Where it stands.
+    pub status: String,
+    /// Percent done.
+    pub progress: i16,
+    /// Attempts started.
+    pub attempts: i32,
+    /// Automatic retries allowed.
+    pub max_retries: i32,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// Its cost in credits (`null` until billing is active).
+    pub cost_credits: Option<i64>,
+    /// Its project.
+    pub project_id: Uuid,
+    /// The video.
+    pub asset_id: Option<Uuid>,
+    /// When requested.
+    pub created_at: DateTime<Utc>,
+    /// When the last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<JobRow> for JobSummary {
+    fn from(row: JobRow) -> Self {
+        Self {
+            id: row.job_id,
+            job_type: row.job_type,
+            status: row.status,
+            progress: row.progress,
+            attempts: row.attempts,
+            max_retries: row.max_retries,
+            error: row.error,
+            cost_credits: None,
+            project_id: row.project_id,
+            asset_id: row.asset_id,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    /// Newest first.
+    pub items: Vec<JobSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /jobs` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJobRequest {
+    /// `analyze` or `clip`.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// The project.
+    pub project_id: Uuid,
+    /// The video (required for `analyze`).
+    pub asset_id: Option<Uuid>,
+    /// Free text (kept for job types that take one).
+    pub prompt: Option<String>,
+    /// Type-specific: for `clip`, `{"source_job_id": "<a succeeded analyze job>", "count": 1..5}`.
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<serde_json::Value>,
+    /// Automatic retries after a failed attempt, 0 to 5 (default from configuration).
+    pub max_retries: Option<u32>,
+}
+
+/// `POST /projects/{id}/analyze` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeRequest {
+    /// The video.
+    pub asset_id: Uuid,
+    /// Options (none yet; must be an object when present).
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
+}
+
+/// List query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JobListQuery {
+    /// Only jobs with this status.
+    pub status: Option<String>,
+    /// Only jobs of this project.
+    pub project_id: Option<Uuid>,
+    /// Only jobs of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub job_type: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Counts of the caller's jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobStats {
+    /// All jobs.
+    pub total: i64,
+    /// By status.
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    /// By type.
+    pub by_type: std::collections::BTreeMap<String, i64>,
+    /// Mean run time of the finished attempts (succeeded or failed), in milliseconds.
+    pub mean_run_ms: Option<f64>,
+}
+
+fn job_rejected(error: JobError) -> ApiError {
+    let conflict = |code| ApiError::Conflict {
+        code,
+        detail: error.to_string(),
+    };
+    match error {
+        JobError::NotFound => ApiError::not_found("job"),
+        JobError::NotCancellable { .. } => conflict("job_not_cancellable"),
+        JobError::NotRetryable { .. } => conflict("job_not_retryable"),
+        JobError::StillActive { .. } => conflict("job_active"),
+        JobError::AlreadyExists => conflict("job_exists"),
+        JobError::StaleTicket | JobError::NotRunnable { .. } | JobError::AttemptSuperseded { .. } => {
+            conflict("job_state")
+        }
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::Validation(vec![FieldError {
+        field: field.to_owned(),
+        message: message.into(),
+    }])
+}
+
+async fn load_visible(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<Job, ApiError> {
+    state
+        .jobs
+        .load(&id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, job_rejected))?
+        .filter(|job| job.is_visible_to(caller.user_id))
+        .ok_or_else(|| ApiError::not_found("job"))
+}
+
+/// What a request becomes once checked: everything `RequestJob` needs.
+struct CheckedRequest {
+    project_id: ProjectId,
+    job_type: JobType,
+    source: JobSource,
+    prompt: Option<String>,
+    parameters: serde_json::Value,
+    max_retries: u32,
+}
+
+async fn check(state: &AppState, caller: &AuthUser, body: CreateJobRequest) -> Result<CheckedRequest, ApiError> {
+    let job_type = match body.job_type.as_str() {
+        "analyze" => JobType::Analyze,
+        "clip" => JobType::Clip,
+        _ => return Err(invalid("type", "must be analyze or clip")),
+    };
+    let max_retries = body.max_retries.unwrap_or(state.settings.default_max_retries);
+    if max_retries > MAX_RETRIES {
+        return Err(invalid("max_retries", format!("must be between 0 and {MAX_RETRIES}")));
+    }
+    if body
+        .prompt
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > MAX_PROMPT_CHARS)
+    {
+        return Err(invalid("prompt", format!("at most {MAX_PROMPT_CHARS} characters")));
+    }
+    let parameters = body.parameters.unwrap_or_else(|| serde_json::json!({}));
+    if !parameters.is_object() {
+        return Err(invalid("parameters", "must be an object"));
+    }
+    ensure_own_project(state, caller.user_id, body.project_id).await?;
+    let project_id = ProjectId(body.project_id);
+    let (source, parameters) = match job_type {
+        JobType::Analyze => {
+            let asset_id = body
+                .asset_id
+                .ok_or_else(|| invalid("asset_id", "an analysis needs a video"))?;
+            (asset_source(state, caller, project_id, asset_id).await?, parameters)
+        }
+        JobType::Clip => clip_source(state, caller, project_id, parameters).await?,
+    };
+    Ok(CheckedRequest {
+        project_id,
+        job_type,
+        source,
+        prompt: body.prompt,
+        parameters,
+        max_retries,
+    })
+}
+
+async fn asset_source(
+    state: &AppState,
+    caller: &AuthUser,
+    project_id: ProjectId,
+    asset_id: Uuid,
+) -> Result<JobSource, ApiError> {
+    let library = library(state, caller.user_id).await?;
+    let asset = library
+        .as_ref()
+        .and_then(|library| library.asset_in(project_id, AssetId(asset_id)))
+        .ok_or_else(|| ApiError::not_found("asset"))?;
+    Ok(JobSource {
+        asset_id: AssetId(asset_id),
+        storage_key: asset.storage_key.clone(),
+        duration_ms: asset.facts.duration_ms,
+    })
+}
+
+/// A clip job cuts the best highlights of a succeeded analysis of the same project: they are
+/// chosen now and written into its parameters, so the worker needs nothing else.
+async fn clip_source(
+    state: &AppState,
+    caller: &AuthUser,
+    project_id: ProjectId,
+    mut parameters: serde_json::Value,
+) -> Result<(JobSource, serde_json::Value), ApiError> {
+    let source_job_id = parameters
+        .get("source_job_id")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse::<Uuid>().ok())
+        .ok_or_else(|| {
+            invalid(
+                "parameters.source_job_id",
+                "name the succeeded analyze job to cut clips from",
+            )
+        })?;
+    let count = match parameters.get("count") {
+        None => DEFAULT_CLIPS,
+        Some(count) => count
+            .as_u64()
+            .filter(|count| (1..=5).contains(count))
+            .map(|count| count as usize)
+            .ok_or_else(|| invalid("parameters.count", "must be between 1 and 5"))?,
+    };
+    let analysis = load_visible(state, caller, source_job_id).await?;
+    if analysis.job_type() != Some(JobType::Analyze)
+        || analysis.project_id() != Some(project_id)
+        || analysis.status() != JobStatus::Succeeded
+    {
+        return Err(invalid(
+            "parameters.source_job_id",
+            "must be a succeeded analyze job of the same project",
+        ));
+    }
+    let report: AnalysisReport = analysis
+        .result()
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .context("reading the analysis")?
+        .ok_or_else(|| invalid("parameters.source_job_id", "the analysis has no result"))?;
+    let clips: Vec<Span> = report
+        .highlights
+        .iter()
+        .take(count)
+        .map(|h| Span {
+            start_ms: h.start_ms,
+            end_ms: h.end_ms,
+        })
+        .collect();
+    if clips.is_empty() {
+        return Err(invalid(
+            "parameters.source_job_id",
+            "the analysis found no highlights to cut",
+        ));
+    }
+    let source = analysis
+        .source()
+        .cloned()
+        .ok_or_else(|| invalid("parameters.source_job_id", "the analysis has no video"))?;
+    parameters["clips"] = serde_json::to_value(&clips).context("writing the clips")?;
+    Ok((source, parameters))
+}
+
+async fn request_job(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &AuthUser,
+    checked: CheckedRequest,
+) -> Result<Response, ApiError> {
+    let job_id = JobId::new();
+    let now = Utc::now();
+    let command = || JobCommand::RequestJob {
+        job_id,
+        owner_id: caller.user_id,
+        project_id: checked.project_id,
+        job_type: checked.job_type,
+        source: Some(checked.source.clone()),
+        prompt: checked.prompt.clone(),
+        parameters: checked.parameters.clone(),
+        max_retries: checked.max_retries,
+        at: now,
+    };
+    let position = state
+        .jobs
+        .execute_new(
+            &job_id.to_string(),
+            command,
+            &context.metadata(Actor::User(caller.user_id)),
+        )
+        .await
+        .map_err(|e| ApiError::from_command(e, job_rejected))?;
+    let job = load_visible(state, caller, job_id.0).await?;
+    let view = JobView::of(&job).context("a job without its request")?;
+    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/jobs/{job_id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(with_position(position, response))
+}
+
+/// Request a job.
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJobRequest,
+    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+    ApiJson(body): ApiJson<CreateJobRequest>,
+) -> Result<Response, ApiError> {
+    let checked = check(&state, &caller, body).await?;
+    request_job(&state, &context, &caller, checked).await
+}
+
+/// Analyse a video of the project (the same as requesting an `analyze` job).
+#[utoipa::path(post, path = "/api/v1/projects/{id}/analyze", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Project id")), request_body = AnalyzeRequest,
+    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem)))]
+pub async fn analyze_asset(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+    PathId(project_id): PathId,
+    ApiJson(body): ApiJson<AnalyzeRequest>,
+) -> Result<Response, ApiError> {
+    let request = CreateJobRequest {
+        job_type: "analyze".to_owned(),
+        project_id,
+        asset_id: Some(body.asset_id),
+        prompt: None,
+        parameters: body.options,
+        max_retries: None,
+    };
+    let checked = check(&state, &caller, request).await?;
+    request_job(&state, &context, &caller, checked).await
+}
+
+/// The caller's jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), params(JobListQuery,
+        ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the list includes this write")),
+    responses((status = 200, body = JobPage), (status = 422, body = crate::error::Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<JobListQuery>,
+) -> Result<Response, ApiError> {
+    let (limit, cursor) = crate::routes::page(query.limit, query.cursor.as_deref())?;
+    if let Some(status) = &query.status
+        && !["queued", "running", "succeeded", "failed", "cancelled"].contains(&status.as_str())
+    {
+        return Err(invalid(
+            "status",
+            "must be queued, running, succeeded, failed or cancelled",
+        ));
+    }
+    if let Some(job_type) = &query.job_type
+        && !["analyze", "clip"].contains(&job_type.as_str())
+    {
+        return Err(invalid("type", "must be analyze or clip"));
+    }
+    let filter = JobFilter {
+        status: query.status,
+        project_id: query.project_id,
+        job_type: query.job_type,
+    };
+    let caught_up = await_min_position(&state, &headers, job_list::NAME).await?;
+    let rows = job_list::list_for_owner(&state.pool, caller.user_id.0, &filter, cursor, limit + 1)
+        .await
+        .context("listing jobs")?;
+    let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.job_id);
+    let page = JobPage {
+        items: rows.into_iter().map(JobSummary::from).collect(),
+        next_cursor,
+    };
+    Ok(mark_consistency(caught_up, Json(page)))
+}
+
+/// Counts of the caller's jobs by status and type, and their mean run time.
+#[utoipa::path(get, path = "/api/v1/jobs/stats", tag = "jobs", security(("bearer" = [])),
+    responses((status = 200, body = JobStats)))]
+pub async fn stats(State(state): State<AppState>, caller: AuthUser, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caught_up = await_min_position(&state, &headers, job_list::NAME).await?;
+    let counts: Vec<JobCount> = job_list::counts_for_owner(&state.pool, caller.user_id.0)
+        .await
+        .context("counting jobs")?;
+    let mut stats = JobStats {
+        total: 0,
+        by_status: Default::default(),
+        by_type: Default::default(),
+        mean_run_ms: None,
+    };
+    let (mut run_total, mut run_count) = (0.0, 0);
+    for count in counts {
+        stats.total += count.count;
+        *stats.by_status.entry(count.status.clone()).or_default() += count.count;
+        *stats.by_type.entry(count.job_type.clone()).or_default() += count.count;
+        if let Some(mean) = count.mean_run_ms
+            && matches!(count.status.as_str(), "succeeded" | "failed")
+        {
+            run_total += mean * count.count as f64;
+            run_count += count.count;
+        }
+    }
+    if run_count > 0 {
+        stats.mean_run_ms = Some((run_total / run_count as f64).round());
+    }
+    Ok(mark_consistency(caught_up, Json(stats)))
+}
+
+/// One of the caller's jobs, as it stands now.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    PathId(id): PathId,
+) -> Result<Json<JobView>, ApiError> {
+    let job = load_visible(&state, &caller, id).await?;
+    Ok(Json(JobView::of(&job).ok_or_else(|| ApiError::not_found("job"))?))
+}
+
+async fn change(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &AuthUser,
+    id: Uuid,
+    command: impl Fn() -> JobCommand,
+) -> Result<Response, ApiError> {
+    let position = state
+        .jobs
+        .execute(&id.to_string(), command, &context.metadata(Actor::User(caller.user_id)))
+        .await
+        .map_err(|e| ApiError::from_command(e, job_rejected))?;
+    let job = load_visible(state, caller, id).await?;
+    let view = JobView::of(&job).ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(with_position(position, Json(view)))
+}
+
+/// Cancel a queued or running job (a running ffmpeg stops within about a second).
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "`job_not_cancellable`: it has ended")))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let actor = caller.user_id;
+    change(&state, &context, &caller, id, || JobCommand::Cancel {
+        actor,
+        at: Utc::now(),
+    })
+    .await
+}
+
+/// Run a failed or cancelled job again.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "`job_not_retryable`")))]
+pub async fn retry(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let actor = caller.user_id;
+    change(&state, &context, &caller, id, || JobCommand::Retry {
+        actor,
+        at: Utc::now(),
+    })
+    .await
+}
+
+/// Delete a finished job.
+#[utoipa::path(delete, path = "/api/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "`job_active`: cancel it first")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: AuthUser,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let job = load_visible(&state, &caller, id).await?;
+    let actor = caller.user_id;
+    let position = state
+        .jobs
+        .execute(
+            &id.to_string(),
+            || JobCommand::Delete { actor, at: Utc::now() },
+            &context.metadata(Actor::User(actor)),
+        )
+        .await
+        .map_err(|e| ApiError::from_command(e, job_rejected))?;
+    for artifact in job.artifacts() {
+        if let Err(error) = state.storage.delete(&artifact.storage_key).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "a deleted job's artifact could not be removed"
+            );
+        }
+    }
+    Ok(with_position(position, StatusCode::NO_CONTENT))
+}
+
+/// Download a thumbnail or clip.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/artifacts/{name}", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id"), ("name" = String, Path, description = "Artifact name")),
+    responses((status = 200, description = "The file, with its media type"), (status = 404, body = crate::error::Problem)))]
+pub async fn artifact(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path((id, name)): Path<(Uuid, String)>,
+) -> Result<Response, ApiError> {
+    let job = load_visible(&state, &caller, id).await?;
+    let artifact = job
+        .artifacts()
+        .iter()
+        .find(|artifact| artifact.name == name)
+        .ok_or_else(|| ApiError::not_found("artifact"))?;
+    let (size, chunks) = state
+        .storage
+        .read(&artifact.storage_key)
+        .await
+        .map_err(|_| ApiError::not_found("artifact"))?;
+    let disposition = format!("inline; filename=\"{}\"", artifact.name);
+    Ok((
+        [
+            (header::CONTENT_TYPE, artifact.content_type.clone()),
+            (header::CONTENT_LENGTH, size.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+/// One change of a job, as a Server-Sent Event: `id` is the job's event sequence (send it
+/// back as `Last-Event-ID` to resume), `event` the event type (`snapshot` for the state at
+/// connection), `data` the job's status after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobUpdate {
+    /// The event type (`JobStarted`, `JobProgressed`, ...), or `snapshot`.
+    pub event: String,
+    /// Status after it.
+    pub status: String,
+    /// Percent done.
+    pub progress: u8,
+    /// Attempts started.
+    pub attempts: u32,
+    /// What the attempt is doing.
+    pub stage: Option<String>,
+    /// The last failure's reason.
+    pub error: Option<String>,
+}
+
+fn update(event: &str, job: &Job) -> JobUpdate {
+    JobUpdate {
+        event: event.to_owned(),
+        status: job.status().as_str().to_owned(),
+        progress: job.progress(),
+        attempts: job.attempts(),
+        stage: job.stage().map(str::to_owned),
+        error: job.error().map(str::to_owned),
+    }
+}
+
+/// Follow a job: its status and progress as Server-Sent Events until it ends. Without
+/// `Last-Event-ID` the stream opens with a `snapshot`; with it, it resumes after that event.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/events", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")),
+    responses((status = 200, content_type = "text/event-stream", body = JobUpdate), (status = 404, body = crate::error::Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    load_visible(&state, &caller, id).await?;
+    let resume_after = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an event id"))?,
+        ),
+    };
+    let pool = state.pool.clone();
+    let job_id = id.to_string();
+    let stream = follow_job(pool, job_id, resume_after);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+struct Follow {
+    pool: sqlx::PgPool,
+    job_id: String,
+    job: Job,
+    /// Events up to here are folded into `job`.
+    folded: i64,
+    /// Events up to here were sent.
+    sent: i64,
+    pending: std::collections::VecDeque<Event>,
+    snapshot: bool,
+    done: bool,
+}
+
+/// The job's events from the store, folded as they come, sent from `resume_after` on.
+fn follow_job(
+    pool: sqlx::PgPool,
+    job_id: String,
+    resume_after: Option<i64>,
+) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
+    let follow = Follow {
+        pool,
+        job_id,
+        job: Job::default(),
+        folded: 0,
+        sent: resume_after.unwrap_or(0),
+        pending: Default::default(),
+        snapshot: resume_after.is_none(),
+        done: false,
+    };
+    futures::stream::unfold(follow, |mut follow| async move {
+        loop {
+            if let Some(event) = follow.pending.pop_front() {
+                return Some((Ok(event), follow));
+            }
+            if follow.done {
+                return None;
+            }
+            if follow.folded > 0 || !follow.snapshot {
+                tokio::time::sleep(STREAM_POLL).await;
+            }
+            if let Err(error) = follow.read().await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "a job event stream could not read; ending it"
+                );
+                return None;
+            }
+        }
+    })
+}
+
+impl Follow {
+    async fn read(&mut self) -> anyhow::Result<()> {
+        let rows: Vec<(i64, String, serde_json::Value)> = sqlx::query_as(
+            "SELECT sequence, event_type, payload FROM events
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
+        )
+        .bind(Job::TYPE)
+        .bind(&self.job_id)
+        .bind(self.folded)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading the job's events")?;
+        for (sequence, event_type, payload) in rows {
+            let event: JobEvent = serde_json::from_value(payload).context("reading a job event")?;
+            self.job.apply(event);
+            self.folded = sequence;
+            if sequence > self.sent && !self.snapshot {
+                self.push(sequence, &event_type);
+            }
+        }
+        if self.snapshot {
+            self.snapshot = false;
+            self.push(self.folded, "snapshot");
+        }
+        // Everything up to now is folded: a job that has ended has nothing more to say.
+        self.done = self.job.status().is_finished();
+        Ok(())
+    }
+
+    fn push(&mut self, sequence: i64, event_type: &str) {
+        self.sent = sequence;
+        let data = serde_json::to_string(&update(event_type, &self.job)).unwrap_or_default();
+        self.pending
+            .push_back(Event::default().id(sequence.to_string()).event(event_type).data(data));
+    }
+}

@@ -1,0 +1,237 @@
+//! `job_list`: one row per job, for listing with filters and for statistics.
+
+use crate::{Projection, ProjectionError, decode, last_sequences_by_id, parse_uuid};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use keyframe_domain::job::{Job, JobEvent, JobStatus};
+use keyframe_domain::log::RecordedEvent;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The `job_list` projection.
+pub struct JobList;
+
+/// Its name, as used by checkpoints, consumers and read-your-writes.
+pub const NAME: &str = "job_list";
+
+#[async_trait]
+impl Projection for JobList {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[Job::TYPE]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["job_list"]
+    }
+
+    async fn last_sequences(
+        &self,
+        conn: &mut PgConnection,
+        aggregates: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
+        let sql = "SELECT job_id, last_sequence FROM job_list WHERE job_id = ANY($1)";
+        last_sequences_by_id(conn, sql, Job::TYPE, aggregates).await
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        for event in events {
+            let job_id = parse_uuid(event)?;
+            let sequence = event.sequence;
+            let status = |status: JobStatus| status.as_str();
+            let query = match decode::<JobEvent>(event)? {
+                JobEvent::JobRequested {
+                    owner_id,
+                    project_id,
+                    job_type,
+                    source,
+                    max_retries,
+                    requested_at,
+                    ..
+                } => sqlx::query(
+                    "INSERT INTO job_list (job_id, owner_id, project_id, job_type, status, max_retries, asset_id,
+                         created_at, updated_at, last_sequence)
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7, $8) ON CONFLICT (job_id) DO NOTHING",
+                )
+                .bind(job_id)
+                .bind(owner_id.0)
+                .bind(project_id.0)
+                .bind(job_type.as_str())
+                .bind(max_retries as i32)
+                .bind(source.map(|s| s.asset_id.0))
+                .bind(requested_at)
+                .bind(sequence),
+                JobEvent::JobQueued { queued_at, .. } => sqlx::query(
+                    "UPDATE job_list SET status = 'queued', progress = 0, finished_at = NULL, updated_at = $2,
+                         last_sequence = $3 WHERE job_id = $1",
+                )
+                .bind(job_id)
+                .bind(queued_at)
+                .bind(sequence),
+                JobEvent::JobStarted {
+                    attempt, started_at, ..
+                } => sqlx::query(
+                    "UPDATE job_list SET status = 'running', progress = 0, attempts = $2, started_at = $3,
+                         error = NULL, updated_at = $3, last_sequence = $4 WHERE job_id = $1",
+                )
+                .bind(job_id)
+                .bind(attempt as i32)
+                .bind(started_at)
+                .bind(sequence),
+                JobEvent::JobProgressed { percent, at, .. } => sqlx::query(
+                    "UPDATE job_list SET progress = $2, updated_at = $3, last_sequence = $4 WHERE job_id = $1",
+                )
+                .bind(job_id)
+                .bind(i16::from(percent))
+                .bind(at)
+                .bind(sequence),
+                JobEvent::JobSucceeded { finished_at, .. } => sqlx::query(
+                    "UPDATE job_list SET status = 'succeeded', progress = 100, finished_at = $2, updated_at = $2,
+                         last_sequence = $3 WHERE job_id = $1",
+                )
+                .bind(job_id)
+                .bind(finished_at)
+                .bind(sequence),
+                JobEvent::JobAttemptFailed { reason, failed_at, .. } => {
+                    sqlx::query("UPDATE job_list SET error = $2, updated_at = $3, last_sequence = $4 WHERE job_id = $1")
+                        .bind(job_id)
+                        .bind(reason)
+                        .bind(failed_at)
+                        .bind(sequence)
+                }
+                JobEvent::JobRetried { retried_at, .. } => {
+                    sqlx::query("UPDATE job_list SET updated_at = $2, last_sequence = $3 WHERE job_id = $1")
+                        .bind(job_id)
+                        .bind(retried_at)
+                        .bind(sequence)
+                }
+                JobEvent::JobFailed { reason, failed_at, .. } => sqlx::query(
+                    "UPDATE job_list SET status = 'failed', error = $2, finished_at = $3, updated_at = $3,
+                         last_sequence = $4 WHERE job_id = $1",
+                )
+                .bind(job_id)
+                .bind(reason)
+                .bind(failed_at)
+                .bind(sequence),
+                JobEvent::JobCancelled { cancelled_at, .. } => sqlx::query(
+                    "UPDATE job_list SET status = $2, finished_at = $3, updated_at = $3, last_sequence = $4
+                     WHERE job_id = $1",
+                )
+                .bind(job_id)
+                .bind(status(JobStatus::Cancelled))
+                .bind(cancelled_at)
+                .bind(sequence),
+                JobEvent::JobDeleted { deleted_at } => {
+                    sqlx::query("UPDATE job_list SET deleted_at = $2, last_sequence = $3 WHERE job_id = $1")
+                        .bind(job_id)
+                        .bind(deleted_at)
+                        .bind(sequence)
+                }
+            };
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One row of `job_list`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobRow {
+    /// The job.
+    pub job_id: Uuid,
+    /// Its project.
+    pub project_id: Uuid,
+    /// `analyze` or `clip`.
+    pub job_type: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// Percent, as last recorded.
+    pub progress: i16,
+    /// Attempts started.
+    pub attempts: i32,
+    /// Automatic retries allowed.
+    pub max_retries: i32,
+    /// The video.
+    pub asset_id: Option<Uuid>,
+    /// The last failure's reason.
+    pub error: Option<String>,
+    /// When requested.
+    pub created_at: DateTime<Utc>,
+    /// When the last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this project.
+    pub project_id: Option<Uuid>,
+    /// Only this type.
+    pub job_type: Option<String>,
+}
+
+/// A page of `owner_id`'s jobs, newest first, after `cursor`.
+pub async fn list_for_owner(
+    pool: &PgPool,
+    owner_id: Uuid,
+    filter: &JobFilter,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT job_id, project_id, job_type, status, progress, attempts, max_retries, asset_id, error,
+                created_at, started_at, finished_at, updated_at
+         FROM job_list
+         WHERE owner_id = $1 AND deleted_at IS NULL
+           AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)
+           AND ($4::text IS NULL OR job_type = $4) AND ($5::uuid IS NULL OR job_id < $5)
+         ORDER BY job_id DESC LIMIT $6",
+    )
+    .bind(owner_id)
+    .bind(&filter.status)
+    .bind(filter.project_id)
+    .bind(&filter.job_type)
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Jobs of one status and type, and the mean run time of the finished ones.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobCount {
+    /// Status.
+    pub status: String,
+    /// Type.
+    pub job_type: String,
+    /// How many.
+    pub count: i64,
+    /// Mean of `finished_at - started_at` in milliseconds, over the succeeded and failed.
+    pub mean_run_ms: Option<f64>,
+}
+
+/// `owner_id`'s jobs counted by status and type.
+pub async fn counts_for_owner(pool: &PgPool, owner_id: Uuid) -> Result<Vec<JobCount>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, job_type, count(*) AS count,
+                (avg(extract(epoch FROM finished_at - started_at) * 1000)
+                    FILTER (WHERE status IN ('succeeded', 'failed') AND started_at IS NOT NULL))::float8 AS mean_run_ms
+         FROM job_list WHERE owner_id = $1 AND deleted_at IS NULL
+         GROUP BY status, job_type ORDER BY job_type, status",
+    )
+    .bind(owner_id)
+    .fetch_all(pool)
+    .await
+}
