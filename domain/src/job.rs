@@ -495,6 +495,12 @@ pub enum JobError {
         /// Where it stands.
         status: JobStatus,
     },
+    /// An outcome naming an artifact that is not a plain file name.
+    #[error("artifact name {name:?} is not a plain file name")]
+    InvalidArtifact {
+        /// The name.
+        name: String,
+    },
     /// Deleting a job that has not ended.
     #[error("the job is {status}; cancel it before deleting it")]
     StillActive {
@@ -575,6 +581,9 @@ impl Aggregate for Job {
                     return Ok(());
                 }
                 self.ensure_running_attempt(attempt)?;
+                if let Some(bad) = artifacts.iter().find(|a| !Artifact::is_valid_name(&a.name)) {
+                    return Err(JobError::InvalidArtifact { name: bad.name.clone() });
+                }
                 let event = JobEvent::JobSucceeded {
                     attempt,
                     result,
@@ -661,6 +670,7 @@ impl Aggregate for Job {
                 queued_at,
             } => {
                 self.status = JobStatus::Queued;
+                self.progress = 0;
                 self.ticket = ticket;
                 self.not_before = not_before;
                 self.claim = None;

@@ -141,6 +141,12 @@ pub struct Artifact {
     pub storage_key: String,
 }
 
+impl VideoFacts {
+    /// The longest video Keyframe takes: 12 hours. Longer claims are refused at upload, so no
+    /// later step has to size anything by an absurd duration a crafted file declares.
+    pub const MAX_DURATION_MS: u64 = 12 * 3600 * 1000;
+}
+
 impl Artifact {
     /// Whether `name` may name an artifact: short, plain, with an extension; never a path.
     pub fn is_valid_name(name: &str) -> bool {

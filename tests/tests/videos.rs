@@ -277,6 +277,20 @@ async fn an_uploaded_video_is_analysed_and_the_analysis_finds_the_cuts_the_black
             .collect::<Vec<_>>()
     );
 
+    // Resuming after the last event of an ended job: 204, so an EventSource stops.
+    let ended = app
+        .http
+        .get(format!("{}/api/v1/jobs/{job_id}/events", app.base_url))
+        .bearer_auth(&user.access_token)
+        .header(
+            "last-event-id",
+            events.last().map(|(id, _, _)| id.clone()).unwrap_or_default(),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+
     let done = job(&app, &user, &job_id).await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["attempts"], 1);

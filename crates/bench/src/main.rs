@@ -10,6 +10,7 @@
 mod load;
 mod report;
 mod server;
+mod videos;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -50,6 +51,10 @@ struct Args {
     /// Events in the relay and replay backlog.
     #[arg(long, default_value_t = 200_000)]
     backlog: i64,
+    /// Which phases to run (comma-separated): `serve` (commands, queries, logins, lag),
+    /// `backlog` (relay and replay), `videos` (analysis against decoding, uploads).
+    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos"])]
+    phases: Vec<String>,
 }
 
 /// List clients running beside the logins: a light, steady load whose latency shows whether
@@ -76,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Phase 1: commands, queries and projection lag against a running `keyframe serve`.
-    {
+    if args.phases.iter().any(|p| p == "serve") {
         let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "serve").await?;
         let server = Server::start(&keyframe, &scratch, &["serve"]).await?;
         let client = load::Client::new(&server.base_url)?;
@@ -226,7 +231,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Phase 2: the relay and replay over a backlog written straight into the event store.
-    {
+    if args.phases.iter().any(|p| p == "backlog") {
         let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "backlog").await?;
         let migrate = Server::run_to_end(&keyframe, &scratch, &["migrate"]).await?;
         anyhow::ensure!(migrate.status.success(), "keyframe migrate failed");
@@ -271,6 +276,13 @@ async fn main() -> anyhow::Result<()> {
             Some(("≥ 50000 events/s", replay_median >= 50_000.0)),
         );
         scratch.remove().await;
+    }
+    // Phase 3: videos. Analysis against one plain decode; uploads and the server's memory.
+    if args.phases.iter().any(|p| p == "videos") {
+        let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "videos").await?;
+        let outcome = videos::run(&mut report, &keyframe, &scratch, args.rounds).await;
+        scratch.remove().await;
+        outcome?;
     }
     report.print();
     Ok(())

@@ -162,16 +162,19 @@ impl Server {
             .await?)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("process gone")
+    }
+
+    /// Resident set size now (VmRSS), in MiB.
+    pub fn rss_mib(&self) -> anyhow::Result<f64> {
+        Ok(memory_kib(self.pid()?, "VmRSS").context("no VmRSS")? as f64 / 1024.0)
+    }
+
     /// Peak resident set size so far (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> anyhow::Result<f64> {
-        let pid = self.child.id().context("process gone")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM")?;
-        Ok(kib / 1024.0)
+        Ok(memory_kib(self.pid()?, "VmHWM").context("no VmHWM")? as f64 / 1024.0)
     }
 
     /// SIGTERM, then a kill if it lingers.
@@ -186,4 +189,13 @@ impl Server {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// A memory figure of process `pid` from `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }

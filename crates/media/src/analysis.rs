@@ -73,14 +73,14 @@ pub async fn analyze(
     command.arg(out_dir.join("thumb-%02d.jpg"));
 
     let mut findings = Findings::default();
-    let total_us = facts.duration_ms.unwrap_or(0) * 1000;
+    let total_us = facts.duration_ms.unwrap_or(0).saturating_mul(1000);
     ffmpeg::run(
         "ffmpeg",
         command,
         cancel,
         |line| findings.read(line),
         |out_us| {
-            if let Some(percent) = (out_us.min(total_us) * 100).checked_div(total_us) {
+            if let Some(percent) = out_us.min(total_us).saturating_mul(100).checked_div(total_us) {
                 on_progress(percent as u8);
             }
         },

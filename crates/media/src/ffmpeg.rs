@@ -66,8 +66,10 @@ pub async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn().map_err(|source| MediaError::Spawn { tool, source })?;
-    let stdout = child.stdout.take().map(|out| BufReader::new(out).lines());
-    let stderr = child.stderr.take().map(|err| BufReader::new(err).lines());
+    // Split on newlines, not UTF-8 lines: ffmpeg echoes a file's metadata tags, which need not
+    // be UTF-8, and one such line must not end the run.
+    let stdout = child.stdout.take().map(|out| BufReader::new(out).split(b'\n'));
+    let stderr = child.stderr.take().map(|err| BufReader::new(err).split(b'\n'));
     let (Some(mut stdout), Some(mut stderr)) = (stdout, stderr) else {
         return Err(MediaError::Failed {
             reason: format!("{tool} started without its output pipes"),
@@ -82,16 +84,18 @@ pub async fn run(
                 let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
                 return Err(MediaError::Cancelled);
             }
-            line = stdout.next_line(), if stdout_open => match line? {
+            line = stdout.next_segment(), if stdout_open => match line? {
                 Some(line) => {
+                    let line = String::from_utf8_lossy(&line);
                     if let Some(micros) = line.strip_prefix("out_time_us=").and_then(|v| v.trim().parse().ok()) {
                         on_progress(micros);
                     }
                 }
                 None => stdout_open = false,
             },
-            line = stderr.next_line(), if stderr_open => match line? {
+            line = stderr.next_segment(), if stderr_open => match line? {
                 Some(line) => {
+                    let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
                     on_stderr(&line);
                     if tail.len() == TAIL_LINES {
                         tail.pop_front();

@@ -99,7 +99,16 @@ impl Worker {
         let Some(consumer) = consumer else {
             return Ok(());
         };
-        tracing::info!(worker = %self.0.settings.name, "worker taking jobs");
+        // Beat well within the consumer's ack wait, whatever was configured here: a beat that
+        // came too late would hand a live attempt to another worker.
+        let ack_wait = consumer.cached_info().config.ack_wait;
+        let beat_every = self
+            .0
+            .settings
+            .heartbeat
+            .min(ack_wait / 3)
+            .max(Duration::from_millis(50));
+        tracing::info!(worker = %self.0.settings.name, ?beat_every, "worker taking jobs");
         let slots = Arc::new(Semaphore::new(self.0.settings.concurrency.max(1)));
         let mut running = tokio::task::JoinSet::new();
         loop {
@@ -132,7 +141,7 @@ impl Worker {
                     let worker = self.clone();
                     let stop = shutdown.child_token();
                     running.spawn(async move {
-                        worker.take(message, &stop).await;
+                        worker.take(message, &stop, beat_every).await;
                         drop(slot);
                     });
                 }
@@ -161,7 +170,7 @@ impl Worker {
     }
 
     /// Handles one delivered queue entry, acknowledging it once its outcome is settled.
-    async fn take(&self, message: jetstream::Message, stop: &CancellationToken) {
+    async fn take(&self, message: jetstream::Message, stop: &CancellationToken, beat_every: Duration) {
         let message = Arc::new(message);
         let entry = serde_json::from_slice::<RecordedEvent>(&message.payload)
             .ok()
@@ -179,7 +188,10 @@ impl Worker {
             let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
             return;
         }
-        let claim = uuid::Uuid::now_v7().to_string();
+        // The same worker asking again for the same queue entry (its request timed out, the
+        // entry came back to it) is recognised as the same claim; another worker's is not.
+        let stream_sequence = message.info().map(|info| info.stream_sequence).unwrap_or_default();
+        let claim = format!("{}/{stream_sequence}", self.0.settings.name);
         let start = StartRequest {
             ticket,
             claim,
@@ -214,6 +226,7 @@ impl Worker {
             message.clone(),
             progress.clone(),
             cancel.clone(),
+            beat_every,
         )));
         let outcome = self.attempt(&job_id, &order, &cancel, &progress).await;
         drop(heartbeat);
@@ -224,14 +237,18 @@ impl Worker {
                     result,
                     artifacts: artifacts.clone(),
                 };
-                let recorded = self.report(&job_id, kind::SUCCEEDED, &report, &message).await;
-                if !recorded {
-                    // Refused for good: what this attempt stored belongs to nobody.
-                    for artifact in &artifacts {
-                        let _ = self.0.storage.delete(&artifact.storage_key).await;
+                match self.report(&job_id, kind::SUCCEEDED, &report, &message).await {
+                    Reported::Recorded => {}
+                    Reported::Refused => {
+                        // Refused for good: what this attempt stored belongs to nobody.
+                        for artifact in &artifacts {
+                            let _ = self.0.storage.delete(&artifact.storage_key).await;
+                        }
                     }
+                    // Handed back unsettled: the entry comes again and the outcome with it.
+                    Reported::HandedBack => return,
                 }
-                tracing::info!(job_id, attempt = order.attempt, recorded, "attempt succeeded");
+                tracing::info!(job_id, attempt = order.attempt, "attempt succeeded");
             }
             Err(AttemptError::Failed(reason)) => {
                 tracing::warn!(job_id, attempt = order.attempt, reason, "attempt failed");
@@ -239,7 +256,9 @@ impl Worker {
                     attempt: order.attempt,
                     reason,
                 };
-                self.report(&job_id, kind::FAILED, &report, &message).await;
+                if self.report(&job_id, kind::FAILED, &report, &message).await == Reported::HandedBack {
+                    return;
+                }
             }
             Err(AttemptError::Stopped) if stop.is_cancelled() => {
                 // Shutting down: give the entry back for another worker at once.
@@ -260,8 +279,10 @@ impl Worker {
         message: Arc<jetstream::Message>,
         progress: Arc<Progress>,
         cancel: CancellationToken,
+        every: Duration,
     ) {
-        let mut ticks = tokio::time::interval(self.0.settings.heartbeat);
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         loop {
             ticks.tick().await;
@@ -271,7 +292,10 @@ impl Worker {
                 percent: progress.percent.load(Ordering::Relaxed),
                 stage: progress.stage(),
             };
-            if let Ok(ProgressReply::Stop { reason }) = self.ask(&job_id, kind::PROGRESS, &report).await {
+            // A slow answer must not delay the next in-progress ack: wait at most one beat.
+            let answer =
+                tokio::time::timeout(every, self.ask::<_, ProgressReply>(&job_id, kind::PROGRESS, &report)).await;
+            if let Ok(Ok(ProgressReply::Stop { reason })) = answer {
                 tracing::info!(job_id, attempt, reason, "told to stop");
                 cancel.cancel();
                 return;
@@ -279,23 +303,23 @@ impl Worker {
         }
     }
 
-    /// Reports an outcome until the service records or refuses it (answering `true` when
-    /// recorded), keeping the entry alive meanwhile. If the service stays away too long the
-    /// entry is left to come back, and the job is done again.
+    /// Reports an outcome until the service records or refuses it, keeping the entry alive
+    /// meanwhile. If the service stays away too long the entry is handed back, unsettled, to
+    /// come again.
     async fn report<R: Serialize>(
         &self,
         job_id: &str,
         request_kind: &str,
         request: &R,
         message: &jetstream::Message,
-    ) -> bool {
+    ) -> Reported {
         let deadline = tokio::time::Instant::now() + OUTCOME_PATIENCE;
         loop {
             match self.ask::<_, OutcomeReply>(job_id, request_kind, request).await {
-                Ok(OutcomeReply::Recorded) => return true,
+                Ok(OutcomeReply::Recorded) => return Reported::Recorded,
                 Ok(OutcomeReply::Refused { reason }) => {
                     tracing::info!(job_id, reason, "outcome refused");
-                    return false;
+                    return Reported::Refused;
                 }
                 Ok(OutcomeReply::Unavailable { reason }) | Err(reason) => {
                     tracing::warn!(job_id, reason, "outcome not recorded yet; asking again");
@@ -303,7 +327,7 @@ impl Worker {
             }
             if tokio::time::Instant::now() > deadline {
                 let _ = message.ack_with(AckKind::Nak(Some(RETRY_LATER))).await;
-                return false;
+                return Reported::HandedBack;
             }
             let _ = message.ack_with(AckKind::Progress).await;
             tokio::time::sleep(RETRY_LATER).await;
@@ -387,6 +411,12 @@ impl Worker {
             ProbeError::Tool(MediaError::Cancelled) => AttemptError::Stopped,
             other => AttemptError::Failed(other.to_string()),
         })?;
+        if facts
+            .duration_ms
+            .is_some_and(|ms| ms > keyframe_domain::media::VideoFacts::MAX_DURATION_MS)
+        {
+            return Err(AttemptError::Failed("the video is longer than 12 hours".to_owned()));
+        }
         progress.set(1, "analysing");
         let analysis = analysis::analyze(input, &facts, self.0.settings.analysis, out_dir, cancel, |percent| {
             progress.set(percent.min(98), "analysing");
@@ -440,6 +470,17 @@ async fn cut_clips(
         .collect();
     let files = files.into_iter().map(|path| (path, "video/mp4")).collect();
     Ok((serde_json::json!({ "clips": described }), files))
+}
+
+/// How reporting an outcome ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reported {
+    /// The service recorded it: settle the entry.
+    Recorded,
+    /// The service refused it for good: settle the entry, drop what the attempt made.
+    Refused,
+    /// The service stayed away: the entry was handed back unsettled.
+    HandedBack,
 }
 
 /// A task that stops when its handle is dropped.

@@ -494,3 +494,24 @@ fn deleting_a_queued_job_is_a_conflict() {
             status: JobStatus::Queued,
         });
 }
+
+#[test]
+fn an_outcome_with_an_artifact_name_that_is_a_path_is_refused() {
+    let g = Given::new();
+    job()
+        .given(g.running(2))
+        .when(JobCommand::CompleteAttempt {
+            attempt: 1,
+            result: serde_json::json!({}),
+            artifacts: vec![Artifact {
+                name: "../../etc/passwd".to_owned(),
+                content_type: "text/plain".to_owned(),
+                size_bytes: 1,
+                storage_key: "jobs/x".to_owned(),
+            }],
+            at: g.at,
+        })
+        .then_expect_error(JobError::InvalidArtifact {
+            name: "../../etc/passwd".to_owned(),
+        });
+}

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use keyframe_domain::ids::{AssetId, ProjectId, UserId};
 use keyframe_domain::library::{LibraryCommand, LibraryError, MediaLibrary, StoredVideo};
+use keyframe_domain::media::VideoFacts;
 use keyframe_eventlog::metadata::Actor;
 use keyframe_media::container::{SNIFF_LEN, sniff};
 use keyframe_media::probe::{self, ProbeError};
@@ -198,16 +199,61 @@ pub async fn upload(
         context.limits.as_ref(),
     )?;
     ensure_own_project(&state, caller.user_id, project_id).await?;
-    let max = state.settings.max_upload_bytes;
-    let quota = state.settings.storage_quota_bytes;
-    let used = library(&state, caller.user_id)
-        .await?
-        .map_or(0, |library| library.used_bytes());
-    let room = quota.saturating_sub(used);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let filename = display_name(query.filename.as_deref(), &headers);
+    // On a task of its own: a client that goes away must not stop the clean-up half-way (the
+    // handler's future is dropped on disconnect; the task runs to the end and removes what it
+    // stored if the upload does not complete).
+    let receiving = tokio::spawn(receive(
+        state.clone(),
+        context,
+        caller.user_id,
+        project_id,
+        filename,
+        declared,
+        body,
+    ));
+    let (video, position) = receiving.await.context("the upload task failed")??;
+    let container = video.container;
+    let view = AssetView {
+        id: video.asset_id.0,
+        project_id,
+        filename: video.filename,
+        size_bytes: video.size_bytes,
+        sha256: video.sha256,
+        content_type: container.content_type().to_owned(),
+        duration_ms: video.facts.duration_ms,
+        width: video.facts.width,
+        height: video.facts.height,
+        video_codec: video.facts.video_codec,
+        audio_codec: video.facts.audio_codec,
+        uploaded_at: Utc::now(),
+    };
+    Ok(with_position(
+        position,
+        (StatusCode::CREATED, Json(view)).into_response(),
+    ))
+}
+
+/// Streams, checks and records one upload; whatever it refuses leaves nothing in storage.
+async fn receive(
+    state: AppState,
+    context: RequestContext,
+    owner_id: UserId,
+    project_id: Uuid,
+    filename: String,
+    declared: Option<u64>,
+    body: Body,
+) -> Result<(StoredVideo, i64), ApiError> {
+    let max = state.settings.max_upload_bytes;
+    let quota = state.settings.storage_quota_bytes;
+    let used = library(&state, owner_id)
+        .await?
+        .map_or(0, |library| library.used_bytes());
+    let room = quota.saturating_sub(used);
     let mut chunks = body.into_data_stream();
     if declared.is_some_and(|length| length > max) {
         return Err(drained(&mut chunks, too_large(max)).await);
@@ -229,7 +275,7 @@ pub async fn upload(
     };
 
     let asset_id = AssetId::new();
-    let storage_key = format!("assets/{}/{asset_id}", caller.user_id);
+    let storage_key = format!("assets/{owner_id}/{asset_id}");
     let mut writer = state.storage.writer(&storage_key).await.map_err(ApiError::Internal)?;
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
@@ -285,51 +331,37 @@ pub async fn upload(
                 detail: refused.to_string(),
             },
         })?;
+        if facts.duration_ms.is_some_and(|ms| ms > VideoFacts::MAX_DURATION_MS) {
+            return Err(ApiError::BadRequest {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_video",
+                detail: "the video is longer than 12 hours".to_owned(),
+            });
+        }
         let video = StoredVideo {
             asset_id,
             project_id: ProjectId(project_id),
-            filename: display_name(query.filename.as_deref(), &headers),
+            filename,
             storage_key: storage_key.clone(),
             container,
             size_bytes: size,
             sha256: hex(&hasher.finalize()),
             facts,
         };
-        let position = record(&state, &context, caller.user_id, &video).await?;
+        let position = record(&state, &context, owner_id, &video).await?;
         Ok::<_, ApiError>((video, position))
     }
     .await;
-    let (video, position) = match stored {
-        Ok(stored) => stored,
-        Err(error) => {
-            if let Err(cleanup) = state.storage.delete(&storage_key).await {
-                tracing::error!(
-                    error = format!("{cleanup:#}"),
-                    storage_key,
-                    "a refused upload could not be removed"
-                );
-            }
-            return Err(error);
-        }
-    };
-    let view = AssetView {
-        id: asset_id.0,
-        project_id,
-        filename: video.filename,
-        size_bytes: video.size_bytes,
-        sha256: video.sha256,
-        content_type: container.content_type().to_owned(),
-        duration_ms: video.facts.duration_ms,
-        width: video.facts.width,
-        height: video.facts.height,
-        video_codec: video.facts.video_codec,
-        audio_codec: video.facts.audio_codec,
-        uploaded_at: Utc::now(),
-    };
-    Ok(with_position(
-        position,
-        (StatusCode::CREATED, Json(view)).into_response(),
-    ))
+    if stored.is_err()
+        && let Err(cleanup) = state.storage.delete(&storage_key).await
+    {
+        tracing::error!(
+            error = format!("{cleanup:#}"),
+            storage_key,
+            "a refused upload could not be removed"
+        );
+    }
+    stored
 }
 
 /// Reads what is left of a refused upload, up to a bound, before answering. An HTTP/1.1

@@ -279,9 +279,10 @@ fn job_rejected(error: JobError) -> ApiError {
         JobError::NotRetryable { .. } => conflict("job_not_retryable"),
         JobError::StillActive { .. } => conflict("job_active"),
         JobError::AlreadyExists => conflict("job_exists"),
-        JobError::StaleTicket | JobError::NotRunnable { .. } | JobError::AttemptSuperseded { .. } => {
-            conflict("job_state")
-        }
+        JobError::StaleTicket
+        | JobError::NotRunnable { .. }
+        | JobError::AttemptSuperseded { .. }
+        | JobError::InvalidArtifact { .. } => conflict("job_state"),
     }
 }
 
@@ -751,17 +752,20 @@ fn update(event: &str, job: &Job) -> JobUpdate {
 
 /// Follow a job: its status and progress as Server-Sent Events until it ends. Without
 /// `Last-Event-ID` the stream opens with a `snapshot`; with it, it resumes after that event.
+/// Resuming an ended job with nothing new answers 204 (an EventSource then stops).
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/events", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id"),
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")),
-    responses((status = 200, content_type = "text/event-stream", body = JobUpdate), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, content_type = "text/event-stream", body = JobUpdate),
+        (status = 204, description = "The job has ended and nothing followed `Last-Event-ID`"),
+        (status = 404, body = crate::error::Problem)))]
 pub async fn events(
     State(state): State<AppState>,
     caller: AuthUser,
     headers: HeaderMap,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    load_visible(&state, &caller, id).await?;
+    let job = load_visible(&state, &caller, id).await?;
     let resume_after = match headers.get("last-event-id") {
         None => None,
         Some(value) => Some(
@@ -773,6 +777,22 @@ pub async fn events(
                 .ok_or_else(|| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an event id"))?,
         ),
     };
+    if let Some(after) = resume_after
+        && job.status().is_finished()
+    {
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2")
+                .bind(Job::TYPE)
+                .bind(id.to_string())
+                .fetch_one(&state.pool)
+                .await
+                .context("reading the job's newest event")?;
+        if newest.is_none_or(|newest| after >= newest) {
+            // An ended job with nothing after what the client saw: 204 tells an EventSource
+            // to stop reconnecting.
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
     let pool = state.pool.clone();
     let job_id = id.to_string();
     let stream = follow_job(pool, job_id, resume_after);
