@@ -615,7 +615,23 @@ async fn concurrent_uploads_cannot_overshoot_the_quota_and_deleting_a_project_fr
     assert_eq!(app.stored_files().len(), 0, "the deleted project's videos are gone");
     let fresh = project(&app, &user).await;
     upload(&app, &user, &fresh, &video).await;
-    upload(&app, &user, &fresh, &video).await;
+    // The same as a browser form sends it: multipart, the name from the part.
+    let form = reqwest::multipart::Form::new().text("note", "ignored").part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.clone()).file_name("holiday/beach.mp4"),
+    );
+    let multipart = app
+        .http
+        .post(format!("{}/api/v1/projects/{fresh}/assets", app.base_url))
+        .bearer_auth(&user.access_token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(multipart.status(), StatusCode::CREATED);
+    let asset: Value = multipart.json().await.expect("json");
+    assert_eq!(asset["filename"], "beach.mp4");
+    assert_eq!(asset["size_bytes"], bytes.len());
     assert_eq!(app.stored_files().len(), 2);
 }
 

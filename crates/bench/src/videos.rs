@@ -46,7 +46,7 @@ async fn measure(
             "-f",
             "lavfi",
             "-i",
-            "mandelbrot=s=1280x720:r=30:end_pts=20",
+            "rgbtestsrc=s=1280x720:r=30:d=20",
             "-f",
             "lavfi",
             "-i",

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiQuery, PathId};
 use crate::state::AppState;
 use anyhow::Context as _;
-use axum::body::{Body, BodyDataStream};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,7 @@ use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use keyframe_domain::ids::{AssetId, ProjectId, UserId};
 use keyframe_domain::library::{LibraryCommand, LibraryError, MediaLibrary, StoredVideo};
 use keyframe_domain::media::VideoFacts;
@@ -199,11 +200,8 @@ pub async fn upload(
         context.limits.as_ref(),
     )?;
     ensure_own_project(&state, caller.user_id, project_id).await?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let filename = display_name(query.filename.as_deref(), &headers);
+    let (chunks, sent_name, declared) = upload_stream(&headers, body).await?;
+    let filename = display_name(query.filename.as_deref().or(sent_name.as_deref()), &headers);
     // On a task of its own: a client that goes away must not stop the clean-up half-way (the
     // handler's future is dropped on disconnect; the task runs to the end and removes what it
     // stored if the upload does not complete).
@@ -214,7 +212,7 @@ pub async fn upload(
         project_id,
         filename,
         declared,
-        body,
+        chunks,
     ));
     let (video, position) = receiving.await.context("the upload task failed")??;
     let container = video.container;
@@ -238,6 +236,55 @@ pub async fn upload(
     ))
 }
 
+/// An upload's bytes as they arrive.
+type Upload = BoxStream<'static, Result<Bytes, String>>;
+
+/// The file of a request: the raw body, or the first file part of a `multipart/form-data` body
+/// (streamed, like the raw body). Also the part's file name, and the declared length of a raw
+/// body (a multipart body's length is not the file's).
+async fn upload_stream(headers: &HeaderMap, body: Body) -> Result<(Upload, Option<String>, Option<u64>), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let chunks = body.into_data_stream().map(|chunk| chunk.map_err(|e| e.to_string()));
+        return Ok((Box::pin(chunks), None, declared));
+    };
+    let mut multipart = multer::Multipart::new(body.into_data_stream(), boundary);
+    loop {
+        let field = multipart.next_field().await.map_err(|e| {
+            ApiError::bad_request(
+                "invalid_multipart",
+                format!("the multipart body could not be read: {e}"),
+            )
+        })?;
+        let Some(field) = field else {
+            return Err(ApiError::bad_request(
+                "missing_file",
+                "the multipart body holds no file part",
+            ));
+        };
+        if field.file_name().is_none() {
+            continue;
+        }
+        let name = field.file_name().map(str::to_owned);
+        // The parts share the body: keep the reader alive for as long as the file streams.
+        let chunks = futures::stream::unfold((field, multipart), |(mut field, multipart)| async move {
+            match field.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), (field, multipart))),
+                Ok(None) => None,
+                Err(error) => Some((Err(error.to_string()), (field, multipart))),
+            }
+        });
+        return Ok((Box::pin(chunks), name, None));
+    }
+}
+
 /// Streams, checks and records one upload; whatever it refuses leaves nothing in storage.
 async fn receive(
     state: AppState,
@@ -246,7 +293,7 @@ async fn receive(
     project_id: Uuid,
     filename: String,
     declared: Option<u64>,
-    body: Body,
+    mut chunks: Upload,
 ) -> Result<(StoredVideo, i64), ApiError> {
     let max = state.settings.max_upload_bytes;
     let quota = state.settings.storage_quota_bytes;
@@ -254,7 +301,6 @@ async fn receive(
         .await?
         .map_or(0, |library| library.used_bytes());
     let room = quota.saturating_sub(used);
-    let mut chunks = body.into_data_stream();
     if declared.is_some_and(|length| length > max) {
         return Err(drained(&mut chunks, too_large(max)).await);
     }
@@ -368,7 +414,7 @@ async fn receive(
 /// client still sending its body when the server answers and closes often sees only the broken
 /// connection, never the answer; reading on (what lingering close does) lets the refusal reach
 /// it. Past 64 MiB or two seconds the connection is dropped all the same.
-async fn drained(chunks: &mut BodyDataStream, error: ApiError) -> ApiError {
+async fn drained(chunks: &mut Upload, error: ApiError) -> ApiError {
     const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
     let mut drained = 0;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
