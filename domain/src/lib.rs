@@ -3,6 +3,7 @@
 
 pub mod ids;
 pub mod job;
+pub mod ledger;
 pub mod library;
 pub mod log;
 pub mod media;

@@ -1,0 +1,432 @@
+//! The `CreditLedger` aggregate: one per user (its id is the user's), every movement of the
+//! user's credits as an event with a reason and a reference.
+//!
+//! Credits are whole numbers. `balance` is what the user owns; `reserved` is held for jobs
+//! that have not ended; `available = balance - reserved` is what a new job may reserve. No
+//! command can take `available` below zero, so the balance never goes negative. Every command
+//! that could arrive twice (a redelivered event, a replayed webhook) is idempotent by its
+//! reference: the job id for reservations and their settlement, the invoice for subscription
+//! grants.
+
+use crate::ids::{JobId, UserId};
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where granted credits come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GrantSource {
+    /// The bonus every new account gets.
+    SignupBonus,
+    /// An administrator's grant.
+    Admin {
+        /// Who granted.
+        admin_id: UserId,
+    },
+    /// A subscription period, paid.
+    Subscription {
+        /// The paid invoice: each grants once.
+        invoice_id: String,
+        /// The Stripe event that reported it.
+        stripe_event_id: String,
+    },
+}
+
+/// A user's credits.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CreditLedger {
+    owner_id: Option<UserId>,
+    balance: i64,
+    reservations: BTreeMap<JobId, i64>,
+    /// Jobs whose reservation was settled or released: a second settlement is a no-op.
+    closed: BTreeSet<JobId>,
+    /// Invoices already granted.
+    invoices: BTreeSet<String>,
+    signup_bonus_granted: bool,
+}
+
+impl CreditLedger {
+    /// Credits owned.
+    pub fn balance(&self) -> i64 {
+        self.balance
+    }
+
+    /// Credits held for jobs that have not ended.
+    pub fn reserved(&self) -> i64 {
+        self.reservations.values().sum()
+    }
+
+    /// Credits a new job may reserve.
+    pub fn available(&self) -> i64 {
+        self.balance - self.reserved()
+    }
+
+    /// The reservation held for `job_id`, if any.
+    pub fn reservation(&self, job_id: JobId) -> Option<i64> {
+        self.reservations.get(&job_id).copied()
+    }
+}
+
+/// Commands for [`CreditLedger`].
+#[derive(Debug)]
+pub enum LedgerCommand {
+    /// Add credits.
+    Grant {
+        /// The ledger's owner (also the aggregate id).
+        owner_id: UserId,
+        /// How many, more than zero.
+        amount: i64,
+        /// Where they come from.
+        source: GrantSource,
+        /// Why, in words.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Hold credits for a job before it exists.
+    Reserve {
+        /// The ledger's owner.
+        owner_id: UserId,
+        /// The job.
+        job_id: JobId,
+        /// How many, zero or more.
+        amount: i64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Charge a job's actual cost from its reservation and release the rest.
+    Settle {
+        /// The job.
+        job_id: JobId,
+        /// Its actual cost (at most the reservation is charged).
+        cost: i64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Give a job's reservation back (it failed, was cancelled, or was never created).
+    Release {
+        /// The job.
+        job_id: JobId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An administrator gives credits back.
+    Refund {
+        /// How many, more than zero.
+        amount: i64,
+        /// Who refunds.
+        admin_id: UserId,
+        /// What it refunds (a job id, a ticket), for the record.
+        reference: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+/// Events of [`CreditLedger`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LedgerEvent {
+    /// Credits were added.
+    CreditsGranted {
+        /// The owner.
+        owner_id: UserId,
+        /// How many.
+        amount: i64,
+        /// Where from.
+        source: GrantSource,
+        /// Why.
+        reason: String,
+        /// The balance after.
+        balance: i64,
+        /// When.
+        granted_at: DateTime<Utc>,
+    },
+    /// Credits were held for a job.
+    CreditsReserved {
+        /// The owner.
+        owner_id: UserId,
+        /// The job.
+        job_id: JobId,
+        /// How many.
+        amount: i64,
+        /// When.
+        reserved_at: DateTime<Utc>,
+    },
+    /// A job's cost was charged and the rest of its reservation released.
+    CreditsSettled {
+        /// The job.
+        job_id: JobId,
+        /// Charged.
+        charged: i64,
+        /// Released.
+        released: i64,
+        /// The balance after.
+        balance: i64,
+        /// When.
+        settled_at: DateTime<Utc>,
+    },
+    /// A job's reservation was given back whole.
+    CreditsReleased {
+        /// The job.
+        job_id: JobId,
+        /// How many.
+        amount: i64,
+        /// Why.
+        reason: String,
+        /// When.
+        released_at: DateTime<Utc>,
+    },
+    /// An administrator refunded credits.
+    CreditsRefunded {
+        /// How many.
+        amount: i64,
+        /// Who.
+        admin_id: UserId,
+        /// What it refunds.
+        reference: String,
+        /// Why.
+        reason: String,
+        /// The balance after.
+        balance: i64,
+        /// When.
+        refunded_at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for LedgerEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::CreditsGranted { .. } => "CreditsGranted",
+            Self::CreditsReserved { .. } => "CreditsReserved",
+            Self::CreditsSettled { .. } => "CreditsSettled",
+            Self::CreditsReleased { .. } => "CreditsReleased",
+            Self::CreditsRefunded { .. } => "CreditsRefunded",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+/// Rules a [`LedgerCommand`] can break.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// Not enough available credits for the reservation.
+    #[error("insufficient credits: {available} available, {required} required")]
+    InsufficientCredits {
+        /// Available now.
+        available: i64,
+        /// Asked for.
+        required: i64,
+    },
+    /// An amount that must be positive (or, for a reservation or cost, not negative) is not.
+    #[error("the amount must be {expected}")]
+    InvalidAmount {
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// Settling or releasing a job that holds no reservation here.
+    #[error("no reservation for this job")]
+    NoReservation,
+    /// The command names another user's ledger.
+    #[error("this ledger belongs to another user")]
+    NotOwner,
+}
+
+impl Aggregate for CreditLedger {
+    const TYPE: &'static str = "CreditLedger";
+    type Command = LedgerCommand;
+    type Event = LedgerEvent;
+    type Error = LedgerError;
+    type Services = ();
+
+    async fn handle(&mut self, command: LedgerCommand, _: &(), sink: &EventSink<Self>) -> Result<(), LedgerError> {
+        match command {
+            LedgerCommand::Grant {
+                owner_id,
+                amount,
+                source,
+                reason,
+                at,
+            } => {
+                self.ensure_owner(owner_id)?;
+                if amount <= 0 {
+                    return Err(LedgerError::InvalidAmount {
+                        expected: "more than zero",
+                    });
+                }
+                let repeated = match &source {
+                    GrantSource::Subscription { invoice_id, .. } => self.invoices.contains(invoice_id),
+                    GrantSource::SignupBonus => self.signup_bonus_granted,
+                    GrantSource::Admin { .. } => false,
+                };
+                if repeated {
+                    return Ok(());
+                }
+                let event = LedgerEvent::CreditsGranted {
+                    owner_id,
+                    amount,
+                    source,
+                    reason,
+                    balance: self.balance + amount,
+                    granted_at: at,
+                };
+                sink.write(event, self).await;
+            }
+            LedgerCommand::Reserve {
+                owner_id,
+                job_id,
+                amount,
+                at,
+            } => {
+                self.ensure_owner(owner_id)?;
+                if amount < 0 {
+                    return Err(LedgerError::InvalidAmount {
+                        expected: "zero or more",
+                    });
+                }
+                if self.reservations.contains_key(&job_id) || self.closed.contains(&job_id) {
+                    return Ok(());
+                }
+                if amount > self.available() {
+                    return Err(LedgerError::InsufficientCredits {
+                        available: self.available(),
+                        required: amount,
+                    });
+                }
+                let event = LedgerEvent::CreditsReserved {
+                    owner_id,
+                    job_id,
+                    amount,
+                    reserved_at: at,
+                };
+                sink.write(event, self).await;
+            }
+            LedgerCommand::Settle { job_id, cost, at } => {
+                if cost < 0 {
+                    return Err(LedgerError::InvalidAmount {
+                        expected: "zero or more",
+                    });
+                }
+                let Some(reserved) = self.open_reservation(job_id)? else {
+                    return Ok(());
+                };
+                let charged = cost.min(reserved);
+                let event = LedgerEvent::CreditsSettled {
+                    job_id,
+                    charged,
+                    released: reserved - charged,
+                    balance: self.balance - charged,
+                    settled_at: at,
+                };
+                sink.write(event, self).await;
+            }
+            LedgerCommand::Release { job_id, reason, at } => {
+                let Some(amount) = self.open_reservation(job_id)? else {
+                    return Ok(());
+                };
+                let event = LedgerEvent::CreditsReleased {
+                    job_id,
+                    amount,
+                    reason,
+                    released_at: at,
+                };
+                sink.write(event, self).await;
+            }
+            LedgerCommand::Refund {
+                amount,
+                admin_id,
+                reference,
+                reason,
+                at,
+            } => {
+                if amount <= 0 {
+                    return Err(LedgerError::InvalidAmount {
+                        expected: "more than zero",
+                    });
+                }
+                let event = LedgerEvent::CreditsRefunded {
+                    amount,
+                    admin_id,
+                    reference,
+                    reason,
+                    balance: self.balance + amount,
+                    refunded_at: at,
+                };
+                sink.write(event, self).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: LedgerEvent) {
+        match event {
+            LedgerEvent::CreditsGranted {
+                owner_id,
+                amount,
+                source,
+                ..
+            } => {
+                self.owner_id = Some(owner_id);
+                self.balance += amount;
+                match source {
+                    GrantSource::Subscription { invoice_id, .. } => {
+                        self.invoices.insert(invoice_id);
+                    }
+                    GrantSource::SignupBonus => self.signup_bonus_granted = true,
+                    GrantSource::Admin { .. } => {}
+                }
+            }
+            LedgerEvent::CreditsReserved {
+                owner_id,
+                job_id,
+                amount,
+                ..
+            } => {
+                self.owner_id = Some(owner_id);
+                self.reservations.insert(job_id, amount);
+            }
+            LedgerEvent::CreditsSettled { job_id, charged, .. } => {
+                self.reservations.remove(&job_id);
+                self.closed.insert(job_id);
+                self.balance -= charged;
+            }
+            LedgerEvent::CreditsReleased { job_id, .. } => {
+                self.reservations.remove(&job_id);
+                self.closed.insert(job_id);
+            }
+            LedgerEvent::CreditsRefunded { amount, .. } => self.balance += amount,
+        }
+    }
+}
+
+impl CreditLedger {
+    fn ensure_owner(&self, owner_id: UserId) -> Result<(), LedgerError> {
+        match self.owner_id {
+            Some(owner) if owner != owner_id => Err(LedgerError::NotOwner),
+            _ => Ok(()),
+        }
+    }
+
+    /// The open reservation of `job_id`; `None` when it was already settled or released (the
+    /// command is then a repeat, and does nothing).
+    fn open_reservation(&self, job_id: JobId) -> Result<Option<i64>, LedgerError> {
+        match self.reservations.get(&job_id) {
+            Some(amount) => Ok(Some(*amount)),
+            None if self.closed.contains(&job_id) => Ok(None),
+            None => Err(LedgerError::NoReservation),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
