@@ -6,6 +6,7 @@
 //! in the same transaction as the rows.
 
 pub mod asset_list;
+pub mod credit_transactions;
 pub mod job_list;
 pub mod project_list;
 pub mod session_list;
@@ -70,6 +71,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(user_directory::UserDirectory),
         std::sync::Arc::new(asset_list::AssetList),
         std::sync::Arc::new(job_list::JobList),
+        std::sync::Arc::new(credit_transactions::CreditTransactions),
     ]
 }
 

@@ -306,3 +306,89 @@ async fn admins_list_users_set_roles_and_see_stats_but_cannot_demote_or_suspend_
         403
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_accounts_get_the_signup_bonus_and_an_admin_grant_adds_to_it_on_the_record() {
+    let app = spawn_with_root().await;
+    let root = root_token(&app).await;
+    let user = app.register_and_login("saver@example.com").await;
+    let balance = body(
+        app.request(Method::GET, "/api/v1/credits/balance", Some(&user.access_token), None)
+            .await,
+    )
+    .await;
+    assert_eq!(balance, json!({"balance": 100, "reserved": 0, "available": 100}));
+
+    let path = format!("/api/v1/admin/users/{}/credits", user.id);
+    let refused = app
+        .request(
+            Method::POST,
+            &path,
+            Some(&user.access_token),
+            Some(json!({"amount": 5, "reason": "me"})),
+        )
+        .await;
+    assert_eq!(refused.status(), 403, "only administrators grant");
+    let invalid = app
+        .request(
+            Method::POST,
+            &path,
+            Some(&root),
+            Some(json!({"amount": 0, "reason": ""})),
+        )
+        .await;
+    assert_eq!(invalid.status(), 422);
+    let missing = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/admin/users/{}/credits", uuid::Uuid::now_v7()),
+            Some(&root),
+            Some(json!({"amount": 5, "reason": "nobody"})),
+        )
+        .await;
+    assert_eq!(missing.status(), 404);
+    let granted = app
+        .request(
+            Method::POST,
+            &path,
+            Some(&root),
+            Some(json!({"amount": 250, "reason": "beta tester"})),
+        )
+        .await;
+    assert_eq!(granted.status(), 200);
+    let position = granted.headers()["x-keyframe-position"]
+        .to_str()
+        .expect("position")
+        .to_owned();
+    assert_eq!(body(granted).await["balance"], 350);
+
+    let page = body(
+        app.get_after("/api/v1/credits/transactions?limit=1", &user.access_token, &position)
+            .await,
+    )
+    .await;
+    assert_eq!(page["items"][0]["kind"], "grant");
+    assert_eq!(page["items"][0]["amount"], 250);
+    assert_eq!(page["items"][0]["balance"], 350);
+    assert_eq!(page["items"][0]["reason"], "beta tester");
+    let cursor = page["next_cursor"].as_str().expect("a second page");
+    let rest = body(
+        app.request(
+            Method::GET,
+            &format!("/api/v1/credits/transactions?cursor={cursor}"),
+            Some(&user.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(rest["items"][0]["reference"], "signup");
+    assert_eq!(rest["items"][0]["amount"], 100);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let ledger_events: Vec<_> = all_events(&app.db.pool)
+        .await
+        .into_iter()
+        .filter(|event| event.aggregate_type == "CreditLedger" && event.aggregate_id == user.id)
+        .collect();
+    assert_eq!(count(&ledger_events, "CreditsGranted"), 2);
+}

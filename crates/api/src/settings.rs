@@ -113,6 +113,8 @@ pub struct ApiSettings {
     pub storage_quota_bytes: u64,
     /// Automatic retries of a job when the request names none.
     pub default_max_retries: u32,
+    /// Credits every new account is granted.
+    pub signup_bonus_credits: i64,
 }
 
 /// The master key as configured.
@@ -189,6 +191,7 @@ impl ApiSettings {
             max_upload_bytes: 2 * 1024 * 1024 * 1024,
             storage_quota_bytes: 5 * 1024 * 1024 * 1024,
             default_max_retries: 2,
+            signup_bonus_credits: 100,
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::mail::Mailer;
 use crate::secrets::MasterKey;
 use crate::settings::ApiSettings;
 use keyframe_domain::job::Job;
+use keyframe_domain::ledger::CreditLedger;
 use keyframe_domain::library::MediaLibrary;
 use keyframe_domain::project::Project;
 use keyframe_domain::session::Session;
@@ -48,6 +49,8 @@ pub struct App {
     pub libraries: CommandBus<MediaLibrary>,
     /// Commands for jobs.
     pub jobs: CommandBus<Job>,
+    /// Commands for users' credit ledgers.
+    pub ledgers: CommandBus<CreditLedger>,
     /// Where uploads and artifacts are stored.
     pub storage: Storage,
     /// Access- and refresh-token issuing and checking.
@@ -83,6 +86,7 @@ impl AppState {
             projects: CommandBus::sharing(&events),
             libraries: CommandBus::sharing(&events),
             jobs: CommandBus::sharing(&events),
+            ledgers: CommandBus::sharing(&events),
             storage: Storage::open(&settings.storage)?,
             tokens: Tokens::new(&settings),
             session_guard: SessionGuard::new(settings.session_check_ttl),

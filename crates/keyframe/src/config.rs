@@ -321,6 +321,10 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYFRAME_WORKER_ACK_WAIT_SECS", default_value_t = 30,
         value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub worker_ack_wait_secs: u64,
+    /// Credits every new account is granted (0: none).
+    #[arg(long, env = "KEYFRAME_SIGNUP_BONUS_CREDITS", default_value_t = 100,
+        value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
+    pub signup_bonus_credits: i64,
     /// Postgres pool size.
     #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
@@ -457,6 +461,7 @@ impl ServeArgs {
         settings.max_upload_bytes = self.max_upload_bytes;
         settings.storage_quota_bytes = self.storage_quota_bytes;
         settings.default_max_retries = self.job_max_retries;
+        settings.signup_bonus_credits = self.signup_bonus_credits;
         settings.lockout = LockoutPolicy {
             threshold: self.lockout_threshold,
             window: chrono::Duration::seconds(i64::from(self.lockout_window_secs)),

@@ -40,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/users/{id}/roles", put(set_roles))
         .route("/users/{id}/suspend", post(suspend))
         .route("/users/{id}/reactivate", post(reactivate))
+        .route("/users/{id}/credits", post(grant_credits))
         .route("/stats", get(stats))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
 }
@@ -343,4 +344,67 @@ pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<
         events,
     };
     Ok(mark_consistency(caught_up, Json(stats)))
+}
+
+/// `POST /admin/users/{id}/credits` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantCreditsRequest {
+    /// Credits to grant, 1 to 1,000,000.
+    pub amount: i64,
+    /// Why (kept with the grant).
+    pub reason: String,
+}
+
+/// Grant credits to a user.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/credits", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")), request_body = GrantCreditsRequest,
+    responses((status = 200, body = crate::routes::credits::Balance), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn grant_credits(
+    State(state): State<AppState>,
+    context: RequestContext,
+    admin: AuthUser,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<GrantCreditsRequest>,
+) -> Result<Response, ApiError> {
+    let reason = body.reason.trim().to_owned();
+    let mut errors = Vec::new();
+    if !(1..=1_000_000).contains(&body.amount) {
+        errors.push(FieldError {
+            field: "amount".to_owned(),
+            message: "must be between 1 and 1000000".to_owned(),
+        });
+    }
+    if reason.is_empty() || reason.chars().count() > REASON_MAX_CHARS {
+        errors.push(FieldError {
+            field: "reason".to_owned(),
+            message: format!("must be 1 to {REASON_MAX_CHARS} characters"),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let user_id = UserId(id);
+    let exists = state
+        .users
+        .load(&id.to_string())
+        .await
+        .map_err(|e| ApiError::from_command(e, user_rejected))?
+        .is_some();
+    if !exists {
+        return Err(ApiError::not_found("user"));
+    }
+    let metadata = context.metadata(Actor::User(admin.user_id));
+    let source = keyframe_domain::ledger::GrantSource::Admin {
+        admin_id: admin.user_id,
+    };
+    let position = crate::routes::credits::grant(&state, user_id, body.amount, source, &reason, &metadata).await?;
+    let ledger = crate::routes::credits::ledger(&state, user_id).await?;
+    let balance = crate::routes::credits::Balance {
+        balance: ledger.balance(),
+        reserved: ledger.reserved(),
+        available: ledger.available(),
+    };
+    Ok(with_position(position, Json(balance)))
 }

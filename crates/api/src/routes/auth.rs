@@ -158,6 +158,7 @@ pub async fn register(
         verification: Some(verification),
     };
     let position = create_account(&state, account, &context.metadata(Actor::Anonymous)).await?;
+    crate::routes::credits::grant_signup_bonus(&state, user_id, &context).await;
     let user = state
         .users
         .load(&user_id.to_string())

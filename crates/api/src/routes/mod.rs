@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod credits;
 pub mod health;
 pub mod jobs;
 pub mod projects;

@@ -1,0 +1,198 @@
+//! `credit_transactions`: one row per movement of a user's credits, for the transactions list.
+
+use crate::{Projection, ProjectionError, decode, parse_uuid};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerEvent};
+use keyframe_domain::log::RecordedEvent;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The `credit_transactions` projection.
+pub struct CreditTransactions;
+
+/// Its name, as used by checkpoints, consumers and read-your-writes.
+pub const NAME: &str = "credit_transactions";
+
+#[async_trait]
+impl Projection for CreditTransactions {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[CreditLedger::TYPE]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["credit_transactions"]
+    }
+
+    async fn last_sequences(
+        &self,
+        conn: &mut PgConnection,
+        aggregates: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
+        crate::last_sequences_by_id(
+            conn,
+            "SELECT owner_id, max(sequence) FROM credit_transactions WHERE owner_id = ANY($1) GROUP BY owner_id",
+            CreditLedger::TYPE,
+            aggregates,
+        )
+        .await
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        for event in events {
+            let owner_id = parse_uuid(event)?;
+            let row = match decode::<LedgerEvent>(event)? {
+                LedgerEvent::CreditsGranted {
+                    amount,
+                    source,
+                    reason,
+                    balance,
+                    ..
+                } => {
+                    let reference = match source {
+                        GrantSource::SignupBonus => "signup".to_owned(),
+                        GrantSource::Admin { admin_id } => format!("admin:{admin_id}"),
+                        GrantSource::Subscription { invoice_id, .. } => format!("invoice:{invoice_id}"),
+                    };
+                    Row::new("grant", amount, 0, Some(balance), None, Some(reference), Some(reason))
+                }
+                LedgerEvent::CreditsReserved { job_id, amount, .. } => {
+                    Row::new("reservation", 0, amount, None, Some(job_id.0), None, None)
+                }
+                LedgerEvent::CreditsSettled {
+                    job_id,
+                    charged,
+                    released,
+                    balance,
+                    ..
+                } => Row::new(
+                    "settlement",
+                    -charged,
+                    -(charged + released),
+                    Some(balance),
+                    Some(job_id.0),
+                    None,
+                    None,
+                ),
+                LedgerEvent::CreditsReleased {
+                    job_id, amount, reason, ..
+                } => Row::new("release", 0, -amount, None, Some(job_id.0), None, Some(reason)),
+                LedgerEvent::CreditsRefunded {
+                    amount,
+                    admin_id,
+                    reference,
+                    reason,
+                    balance,
+                    ..
+                } => Row::new(
+                    "refund",
+                    amount,
+                    0,
+                    Some(balance),
+                    None,
+                    Some(format!("admin:{admin_id} {reference}")),
+                    Some(reason),
+                ),
+            };
+            sqlx::query(
+                "INSERT INTO credit_transactions (owner_id, sequence, kind, amount, reserved, balance, job_id,
+                     reference, reason, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            )
+            .bind(owner_id)
+            .bind(event.sequence)
+            .bind(row.kind)
+            .bind(row.amount)
+            .bind(row.reserved)
+            .bind(row.balance)
+            .bind(row.job_id)
+            .bind(row.reference)
+            .bind(row.reason)
+            .bind(event.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+struct Row {
+    kind: &'static str,
+    amount: i64,
+    reserved: i64,
+    balance: Option<i64>,
+    job_id: Option<Uuid>,
+    reference: Option<String>,
+    reason: Option<String>,
+}
+
+impl Row {
+    fn new(
+        kind: &'static str,
+        amount: i64,
+        reserved: i64,
+        balance: Option<i64>,
+        job_id: Option<Uuid>,
+        reference: Option<String>,
+        reason: Option<String>,
+    ) -> Self {
+        Self {
+            kind,
+            amount,
+            reserved,
+            balance,
+            job_id,
+            reference,
+            reason,
+        }
+    }
+}
+
+/// One movement.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TransactionRow {
+    /// Its place in the user's ledger (the cursor).
+    pub sequence: i64,
+    /// `grant`, `reservation`, `settlement`, `release` or `refund`.
+    pub kind: String,
+    /// The change to the balance.
+    pub amount: i64,
+    /// The change to what is reserved.
+    pub reserved: i64,
+    /// The balance after, where it changed.
+    pub balance: Option<i64>,
+    /// The job, for reservations and their ends.
+    pub job_id: Option<Uuid>,
+    /// Where it came from (`signup`, `admin:<id>`, `invoice:<id>`).
+    pub reference: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// When.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A page of `owner_id`'s movements, newest first, before `cursor`.
+pub async fn list_for_owner(
+    pool: &PgPool,
+    owner_id: Uuid,
+    cursor: Option<i64>,
+    limit: i64,
+) -> Result<Vec<TransactionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sequence, kind, amount, reserved, balance, job_id, reference, reason, recorded_at
+         FROM credit_transactions WHERE owner_id = $1 AND ($2::bigint IS NULL OR sequence < $2)
+         ORDER BY sequence DESC LIMIT $3",
+    )
+    .bind(owner_id)
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
