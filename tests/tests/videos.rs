@@ -121,6 +121,11 @@ async fn upload(app: &TestApp, user: &TestUser, project_id: &str, path: &Path) -
     response.json().await.expect("json")
 }
 
+async fn get_json(app: &TestApp, user: &TestUser, path: &str) -> Value {
+    let response = app.request(Method::GET, path, Some(&user.access_token), None).await;
+    response.json().await.expect("json")
+}
+
 async fn job(app: &TestApp, user: &TestUser, job_id: &str) -> Value {
     let response = app
         .request(
@@ -389,33 +394,13 @@ async fn an_uploaded_video_is_analysed_and_the_analysis_finds_the_cuts_the_black
 
     // Lists, filters and statistics.
     wait_for("both jobs listed as succeeded", Duration::from_secs(10), || async {
-        let list: Value = app
-            .request(
-                Method::GET,
-                "/api/v1/jobs?status=succeeded",
-                Some(&user.access_token),
-                None,
-            )
-            .await
-            .json()
-            .await
-            .expect("json");
+        let list: Value = get_json(&app, &user, "/api/v1/jobs?status=succeeded").await;
         list["items"].as_array().map(Vec::len) == Some(2)
     })
     .await;
-    let clips: Value = app
-        .request(Method::GET, "/api/v1/jobs?type=clip", Some(&user.access_token), None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let clips: Value = get_json(&app, &user, "/api/v1/jobs?type=clip").await;
     assert_eq!(clips["items"].as_array().map(Vec::len), Some(1));
-    let stats: Value = app
-        .request(Method::GET, "/api/v1/jobs/stats", Some(&user.access_token), None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let stats: Value = get_json(&app, &user, "/api/v1/jobs/stats").await;
     assert_eq!(stats["total"], 2);
     assert_eq!(stats["by_status"]["succeeded"], 2);
     assert_eq!(stats["by_type"]["analyze"], 1);
@@ -635,7 +620,7 @@ async fn concurrent_uploads_cannot_overshoot_the_quota_and_deleting_a_project_fr
     assert_eq!(app.stored_files().len(), 2);
 }
 
-/// The pid of an ffmpeg working on something under `marker` (the user's storage folder).
+/// Whether an ffmpeg is working on something under `marker` (the user's storage folder).
 fn ffmpeg_running_on(marker: &str) -> bool {
     let output = std::process::Command::new("pgrep")
         .args(["-f", &format!("ffmpeg.*{marker}")])

@@ -401,10 +401,8 @@ pub async fn grant_credits(
     };
     let position = crate::routes::credits::grant(&state, user_id, body.amount, source, &reason, &metadata).await?;
     let ledger = crate::routes::credits::ledger(&state, user_id).await?;
-    let balance = crate::routes::credits::Balance {
-        balance: ledger.balance(),
-        reserved: ledger.reserved(),
-        available: ledger.available(),
-    };
-    Ok(with_position(position, Json(balance)))
+    Ok(with_position(
+        position,
+        Json(crate::routes::credits::Balance::of(&ledger)),
+    ))
 }

@@ -62,6 +62,17 @@ pub struct Transaction {
     pub created_at: DateTime<Utc>,
 }
 
+impl Balance {
+    /// Where `ledger` stands.
+    pub fn of(ledger: &CreditLedger) -> Self {
+        Self {
+            balance: ledger.balance(),
+            reserved: ledger.reserved(),
+            available: ledger.available(),
+        }
+    }
+}
+
 impl From<TransactionRow> for Transaction {
     fn from(row: TransactionRow) -> Self {
         Self {
@@ -169,12 +180,7 @@ pub(crate) async fn grant_signup_bonus(state: &AppState, owner_id: UserId, conte
 #[utoipa::path(get, path = "/api/v1/credits/balance", tag = "credits", security(("bearer" = [])),
     responses((status = 200, body = Balance), (status = 401, body = crate::error::Problem)))]
 pub async fn balance(State(state): State<AppState>, caller: AuthUser) -> Result<Json<Balance>, ApiError> {
-    let ledger = ledger(&state, caller.user_id).await?;
-    Ok(Json(Balance {
-        balance: ledger.balance(),
-        reserved: ledger.reserved(),
-        available: ledger.available(),
-    }))
+    Ok(Json(Balance::of(&ledger(&state, caller.user_id).await?)))
 }
 
 /// The caller's movements of credits, newest first.
@@ -199,15 +205,10 @@ pub async fn transactions(
         })
         .transpose()?;
     let caught_up = await_min_position(&state, &headers, credit_transactions::NAME).await?;
-    let mut rows = credit_transactions::list_for_owner(&state.pool, caller.user_id.0, cursor, limit + 1)
+    let rows = credit_transactions::list_for_owner(&state.pool, caller.user_id.0, cursor, limit + 1)
         .await
         .context("listing transactions")?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.sequence.to_string())
-    } else {
-        None
-    };
+    let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.sequence);
     let page = TransactionPage {
         items: rows.into_iter().map(Transaction::from).collect(),
         next_cursor,

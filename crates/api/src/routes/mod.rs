@@ -57,7 +57,11 @@ pub(crate) fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Opt
 
 /// Trims rows fetched with `limit + 1` to the page and names the cursor of the next: the id of
 /// the page's last row, when there are more.
-pub(crate) fn split_page<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> uuid::Uuid) -> (Vec<T>, Option<String>) {
+pub(crate) fn split_page<T, K: ToString>(
+    mut rows: Vec<T>,
+    limit: i64,
+    id: impl Fn(&T) -> K,
+) -> (Vec<T>, Option<String>) {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if rows.len() > limit {
         rows.truncate(limit);
