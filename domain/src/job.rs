@@ -124,6 +124,8 @@ pub struct Job {
     parameters: serde_json::Value,
     max_retries: u32,
     retries_left: u32,
+    cost_credits: i64,
+    run: u32,
     status: JobStatus,
     ticket: u32,
     not_before: Option<DateTime<Utc>>,
@@ -231,6 +233,23 @@ impl Job {
     pub fn updated_at(&self) -> Option<DateTime<Utc>> {
         self.updated_at
     }
+    /// Its price in credits.
+    pub fn cost_credits(&self) -> i64 {
+        self.cost_credits
+    }
+    /// Which run it is on: 0 from its request, one more for each manual retry. Each run holds
+    /// a reservation of its own, reserved before it starts and settled or released when it ends.
+    pub fn run(&self) -> u32 {
+        self.run
+    }
+    /// What it costs the owner as it stands: its price while it waits, runs or has succeeded;
+    /// nothing once it failed or was cancelled (the reservation is released).
+    pub fn charge(&self) -> i64 {
+        match self.status {
+            JobStatus::Failed | JobStatus::Cancelled => 0,
+            _ => self.cost_credits,
+        }
+    }
     /// Whether `actor` may see it: it exists, is not deleted, and is theirs.
     pub fn is_visible_to(&self, actor: UserId) -> bool {
         self.id.is_some() && !self.deleted && self.owner_id == Some(actor)
@@ -258,6 +277,8 @@ pub enum JobCommand {
         parameters: serde_json::Value,
         /// Automatic retries allowed.
         max_retries: u32,
+        /// Its price in credits, already reserved in the owner's ledger.
+        cost_credits: i64,
         /// When.
         at: DateTime<Utc>,
     },
@@ -349,6 +370,10 @@ pub enum JobEvent {
         parameters: serde_json::Value,
         /// Automatic retries allowed.
         max_retries: u32,
+        /// Its price in credits, reserved before the job existed (0 for jobs requested before
+        /// billing).
+        #[serde(default)]
+        cost_credits: i64,
         /// When.
         requested_at: DateTime<Utc>,
     },
@@ -393,6 +418,9 @@ pub enum JobEvent {
         result: serde_json::Value,
         /// The files it produced.
         artifacts: Vec<Artifact>,
+        /// The run that ended (see [`Job::run`]): its reservation is settled.
+        #[serde(default)]
+        run: u32,
         /// When.
         finished_at: DateTime<Utc>,
     },
@@ -420,6 +448,9 @@ pub enum JobEvent {
         attempt: u32,
         /// Why.
         reason: String,
+        /// The run that ended: its reservation is released.
+        #[serde(default)]
+        run: u32,
         /// When.
         failed_at: DateTime<Utc>,
     },
@@ -427,6 +458,9 @@ pub enum JobEvent {
     JobCancelled {
         /// What it was doing.
         previous_status: JobStatus,
+        /// The run that ended: its reservation is released.
+        #[serde(default)]
+        run: u32,
         /// When.
         cancelled_at: DateTime<Utc>,
     },
@@ -527,6 +561,7 @@ impl Aggregate for Job {
                 prompt,
                 parameters,
                 max_retries,
+                cost_credits,
                 at,
             } => {
                 if self.id.is_some() {
@@ -541,6 +576,7 @@ impl Aggregate for Job {
                     prompt,
                     parameters,
                     max_retries,
+                    cost_credits,
                     requested_at: at,
                 };
                 sink.write(requested, self).await;
@@ -588,6 +624,7 @@ impl Aggregate for Job {
                     attempt,
                     result,
                     artifacts,
+                    run: self.run,
                     finished_at: at,
                 };
                 sink.write(event, self).await;
@@ -611,6 +648,7 @@ impl Aggregate for Job {
                 }
                 let event = JobEvent::JobCancelled {
                     previous_status: self.status,
+                    run: self.run,
                     cancelled_at: at,
                 };
                 sink.write(event, self).await;
@@ -650,6 +688,7 @@ impl Aggregate for Job {
                 prompt,
                 parameters,
                 max_retries,
+                cost_credits,
                 requested_at,
             } => {
                 self.id = Some(job_id);
@@ -661,6 +700,7 @@ impl Aggregate for Job {
                 self.parameters = parameters;
                 self.max_retries = max_retries;
                 self.retries_left = max_retries;
+                self.cost_credits = cost_credits;
                 self.created_at = Some(requested_at);
                 self.updated_at = Some(requested_at);
             }
@@ -721,10 +761,13 @@ impl Aggregate for Job {
                 self.updated_at = Some(failed_at);
             }
             JobEvent::JobRetried {
+                automatic,
                 retries_left,
                 retried_at,
-                ..
             } => {
+                if !automatic {
+                    self.run += 1;
+                }
                 self.retries_left = retries_left;
                 self.finished_at = None;
                 self.updated_at = Some(retried_at);
@@ -812,6 +855,7 @@ impl Job {
                 if self.retries_left == 0 {
                     let failed = JobEvent::JobFailed {
                         attempt: self.attempts,
+                        run: self.run,
                         reason: "the workers running it stopped responding and no retries are left".to_owned(),
                         failed_at: at,
                     };
@@ -856,6 +900,7 @@ impl Job {
             let failed = JobEvent::JobFailed {
                 attempt,
                 reason,
+                run: self.run,
                 failed_at: at,
             };
             sink.write(failed, self).await;

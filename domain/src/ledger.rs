@@ -5,8 +5,12 @@
 //! that have not ended; `available = balance - reserved` is what a new job may reserve. No
 //! command can take `available` below zero, so the balance never goes negative. Every command
 //! that could arrive twice (a redelivered event, a replayed webhook) is idempotent by its
-//! reference: the job id for reservations and their settlement, the invoice for subscription
-//! grants.
+//! reference: the job and its run for reservations and their settlement, the invoice for
+//! subscription grants.
+//!
+//! A job's reservation belongs to one run of it (see `Job::run`): a manual retry of a failed or
+//! cancelled job is a new run that reserves again, so the late release of the earlier run can
+//! never touch the new run's credits.
 
 use crate::ids::{JobId, UserId};
 use chrono::{DateTime, Utc};
@@ -35,14 +39,22 @@ pub enum GrantSource {
     },
 }
 
+/// Credits held for one run of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Reservation {
+    run: u32,
+    amount: i64,
+}
+
 /// A user's credits.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CreditLedger {
     owner_id: Option<UserId>,
     balance: i64,
-    reservations: BTreeMap<JobId, i64>,
-    /// Jobs whose reservation was settled or released: a second settlement is a no-op.
-    closed: BTreeSet<JobId>,
+    reservations: BTreeMap<JobId, Reservation>,
+    /// For each job, its latest run whose reservation was settled or released: ending it again
+    /// is a no-op.
+    closed: BTreeMap<JobId, u32>,
     /// Invoices already granted.
     invoices: BTreeSet<String>,
     signup_bonus_granted: bool,
@@ -56,7 +68,7 @@ impl CreditLedger {
 
     /// Credits held for jobs that have not ended.
     pub fn reserved(&self) -> i64 {
-        self.reservations.values().sum()
+        self.reservations.values().map(|r| r.amount).sum()
     }
 
     /// Credits a new job may reserve.
@@ -64,14 +76,14 @@ impl CreditLedger {
         self.balance - self.reserved()
     }
 
-    /// The reservation held for `job_id`, if any.
-    pub fn reservation(&self, job_id: JobId) -> Option<i64> {
-        self.reservations.get(&job_id).copied()
+    /// The open reservation of `job_id`, if any: its run and amount.
+    pub fn reservation(&self, job_id: JobId) -> Option<(u32, i64)> {
+        self.reservations.get(&job_id).map(|r| (r.run, r.amount))
     }
 }
 
 /// Commands for [`CreditLedger`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum LedgerCommand {
     /// Add credits.
     Grant {
@@ -92,6 +104,8 @@ pub enum LedgerCommand {
         owner_id: UserId,
         /// The job.
         job_id: JobId,
+        /// Which run of it.
+        run: u32,
         /// How many, zero or more.
         amount: i64,
         /// When.
@@ -101,6 +115,8 @@ pub enum LedgerCommand {
     Settle {
         /// The job.
         job_id: JobId,
+        /// The run that ended.
+        run: u32,
         /// Its actual cost (at most the reservation is charged).
         cost: i64,
         /// When.
@@ -110,6 +126,8 @@ pub enum LedgerCommand {
     Release {
         /// The job.
         job_id: JobId,
+        /// The run that ended (or never started).
+        run: u32,
         /// Why.
         reason: String,
         /// When.
@@ -154,6 +172,9 @@ pub enum LedgerEvent {
         owner_id: UserId,
         /// The job.
         job_id: JobId,
+        /// Which run of it.
+        #[serde(default)]
+        run: u32,
         /// How many.
         amount: i64,
         /// When.
@@ -163,6 +184,9 @@ pub enum LedgerEvent {
     CreditsSettled {
         /// The job.
         job_id: JobId,
+        /// The run.
+        #[serde(default)]
+        run: u32,
         /// Charged.
         charged: i64,
         /// Released.
@@ -176,6 +200,9 @@ pub enum LedgerEvent {
     CreditsReleased {
         /// The job.
         job_id: JobId,
+        /// The run.
+        #[serde(default)]
+        run: u32,
         /// How many.
         amount: i64,
         /// Why.
@@ -237,6 +264,12 @@ pub enum LedgerError {
     /// Settling or releasing a job that holds no reservation here.
     #[error("no reservation for this job")]
     NoReservation,
+    /// Reserving for a new run of a job while its earlier run still holds credits.
+    #[error("run {run} of this job still holds a reservation")]
+    ReservationOpen {
+        /// The run that holds it.
+        run: u32,
+    },
     /// The command names another user's ledger.
     #[error("this ledger belongs to another user")]
     NotOwner,
@@ -285,6 +318,7 @@ impl Aggregate for CreditLedger {
             LedgerCommand::Reserve {
                 owner_id,
                 job_id,
+                run,
                 amount,
                 at,
             } => {
@@ -294,8 +328,11 @@ impl Aggregate for CreditLedger {
                         expected: "zero or more",
                     });
                 }
-                if self.reservations.contains_key(&job_id) || self.closed.contains(&job_id) {
-                    return Ok(());
+                match self.reservations.get(&job_id) {
+                    Some(open) if open.run >= run => return Ok(()),
+                    Some(open) => return Err(LedgerError::ReservationOpen { run: open.run }),
+                    None if self.is_closed(job_id, run) => return Ok(()),
+                    None => {}
                 }
                 if amount > self.available() {
                     return Err(LedgerError::InsufficientCredits {
@@ -306,23 +343,25 @@ impl Aggregate for CreditLedger {
                 let event = LedgerEvent::CreditsReserved {
                     owner_id,
                     job_id,
+                    run,
                     amount,
                     reserved_at: at,
                 };
                 sink.write(event, self).await;
             }
-            LedgerCommand::Settle { job_id, cost, at } => {
+            LedgerCommand::Settle { job_id, run, cost, at } => {
                 if cost < 0 {
                     return Err(LedgerError::InvalidAmount {
                         expected: "zero or more",
                     });
                 }
-                let Some(reserved) = self.open_reservation(job_id)? else {
+                let Some(reserved) = self.open_reservation(job_id, run)? else {
                     return Ok(());
                 };
                 let charged = cost.min(reserved);
                 let event = LedgerEvent::CreditsSettled {
                     job_id,
+                    run,
                     charged,
                     released: reserved - charged,
                     balance: self.balance - charged,
@@ -330,12 +369,18 @@ impl Aggregate for CreditLedger {
                 };
                 sink.write(event, self).await;
             }
-            LedgerCommand::Release { job_id, reason, at } => {
-                let Some(amount) = self.open_reservation(job_id)? else {
+            LedgerCommand::Release {
+                job_id,
+                run,
+                reason,
+                at,
+            } => {
+                let Some(amount) = self.open_reservation(job_id, run)? else {
                     return Ok(());
                 };
                 let event = LedgerEvent::CreditsReleased {
                     job_id,
+                    run,
                     amount,
                     reason,
                     released_at: at,
@@ -389,21 +434,20 @@ impl Aggregate for CreditLedger {
             LedgerEvent::CreditsReserved {
                 owner_id,
                 job_id,
+                run,
                 amount,
                 ..
             } => {
                 self.owner_id = Some(owner_id);
-                self.reservations.insert(job_id, amount);
+                self.reservations.insert(job_id, Reservation { run, amount });
             }
-            LedgerEvent::CreditsSettled { job_id, charged, .. } => {
-                self.reservations.remove(&job_id);
-                self.closed.insert(job_id);
+            LedgerEvent::CreditsSettled {
+                job_id, run, charged, ..
+            } => {
+                self.close(job_id, run);
                 self.balance -= charged;
             }
-            LedgerEvent::CreditsReleased { job_id, .. } => {
-                self.reservations.remove(&job_id);
-                self.closed.insert(job_id);
-            }
+            LedgerEvent::CreditsReleased { job_id, run, .. } => self.close(job_id, run),
             LedgerEvent::CreditsRefunded { amount, .. } => self.balance += amount,
         }
     }
@@ -417,14 +461,27 @@ impl CreditLedger {
         }
     }
 
-    /// The open reservation of `job_id`; `None` when it was already settled or released (the
-    /// command is then a repeat, and does nothing).
-    fn open_reservation(&self, job_id: JobId) -> Result<Option<i64>, LedgerError> {
+    /// The open reservation of `run` of `job_id`; `None` when it was already settled or
+    /// released (the command is then a repeat, and does nothing).
+    fn open_reservation(&self, job_id: JobId, run: u32) -> Result<Option<i64>, LedgerError> {
         match self.reservations.get(&job_id) {
-            Some(amount) => Ok(Some(*amount)),
-            None if self.closed.contains(&job_id) => Ok(None),
-            None => Err(LedgerError::NoReservation),
+            Some(open) if open.run == run => Ok(Some(open.amount)),
+            _ if self.is_closed(job_id, run) => Ok(None),
+            _ => Err(LedgerError::NoReservation),
         }
+    }
+
+    /// Whether `run` of `job_id` (or a later run) has ended.
+    fn is_closed(&self, job_id: JobId, run: u32) -> bool {
+        self.closed.get(&job_id).is_some_and(|closed| *closed >= run)
+    }
+
+    fn close(&mut self, job_id: JobId, run: u32) {
+        if self.reservations.get(&job_id).is_some_and(|open| open.run == run) {
+            self.reservations.remove(&job_id);
+        }
+        let closed = self.closed.entry(job_id).or_insert(run);
+        *closed = (*closed).max(run);
     }
 }
 

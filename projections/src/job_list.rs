@@ -52,12 +52,13 @@ impl Projection for JobList {
                     job_type,
                     source,
                     max_retries,
+                    cost_credits,
                     requested_at,
                     ..
                 } => sqlx::query(
                     "INSERT INTO job_list (job_id, owner_id, project_id, job_type, status, max_retries, asset_id,
-                         created_at, updated_at, last_sequence)
-                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7, $8) ON CONFLICT (job_id) DO NOTHING",
+                         created_at, updated_at, last_sequence, cost_credits)
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7, $8, $9) ON CONFLICT (job_id) DO NOTHING",
                 )
                 .bind(job_id)
                 .bind(owner_id.0)
@@ -66,7 +67,8 @@ impl Projection for JobList {
                 .bind(max_retries as i32)
                 .bind(source.map(|s| s.asset_id.0))
                 .bind(requested_at)
-                .bind(sequence),
+                .bind(sequence)
+                .bind(cost_credits),
                 JobEvent::JobQueued { queued_at, .. } => sqlx::query(
                     "UPDATE job_list SET status = 'queued', progress = 0, finished_at = NULL, updated_at = $2,
                          last_sequence = $3 WHERE job_id = $1",
@@ -161,6 +163,8 @@ pub struct JobRow {
     pub asset_id: Option<Uuid>,
     /// The last failure's reason.
     pub error: Option<String>,
+    /// Its price in credits; 0 once it failed or was cancelled; `None` from before billing.
+    pub cost_credits: Option<i64>,
     /// When requested.
     pub created_at: DateTime<Utc>,
     /// When the last attempt started.
@@ -192,6 +196,7 @@ pub async fn list_for_owner(
 ) -> Result<Vec<JobRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT job_id, project_id, job_type, status, progress, attempts, max_retries, asset_id, error,
+                CASE WHEN status IN ('failed', 'cancelled') THEN 0 ELSE cost_credits END AS cost_credits,
                 created_at, started_at, finished_at, updated_at
          FROM job_list
          WHERE owner_id = $1 AND deleted_at IS NULL

@@ -574,6 +574,49 @@ impl TestApp {
         }
     }
 
+    /// Creates a project of `user`'s; answers its id.
+    pub async fn create_project(&self, user: &TestUser, name: &str) -> String {
+        let created = self
+            .request(
+                reqwest::Method::POST,
+                "/api/v1/projects",
+                Some(&user.access_token),
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+        created.json::<Value>().await.expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    /// Uploads the video at `path` into `project_id`; answers the asset.
+    pub async fn upload_video(&self, user: &TestUser, project_id: &str, path: &std::path::Path) -> Value {
+        let response = self
+            .http
+            .post(format!(
+                "{}/api/v1/projects/{project_id}/assets?filename=clip.mp4",
+                self.base_url
+            ))
+            .bearer_auth(&user.access_token)
+            .header("content-type", "video/mp4")
+            .body(std::fs::read(path).expect("video"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        response.json().await.expect("json")
+    }
+
+    /// `GET path` as `user`, as JSON.
+    pub async fn get_json(&self, user: &TestUser, path: &str) -> Value {
+        let response = self
+            .request(reqwest::Method::GET, path, Some(&user.access_token), None)
+            .await;
+        response.json().await.expect("json")
+    }
+
     /// Every file under the storage root (empty when nothing is stored).
     pub fn stored_files(&self) -> Vec<PathBuf> {
         fn walk(dir: &std::path::Path, files: &mut Vec<PathBuf>) {

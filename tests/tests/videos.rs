@@ -6,7 +6,7 @@ use keyframe::config::Component;
 use keyframe_tests::{TestApp, TestUser, make_video, test_api_settings, wait_for};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// API, relay, projectors and the jobs coordinator.
@@ -85,22 +85,6 @@ fn long_video() -> PathBuf {
     path
 }
 
-async fn project(app: &TestApp, user: &TestUser) -> String {
-    let created = app
-        .request(
-            Method::POST,
-            "/api/v1/projects",
-            Some(&user.access_token),
-            Some(json!({"name": "Trailer"})),
-        )
-        .await;
-    assert_eq!(created.status(), StatusCode::CREATED);
-    created.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
-}
-
 async fn upload_bytes(app: &TestApp, user: &TestUser, project_id: &str, bytes: Vec<u8>) -> reqwest::Response {
     app.http
         .post(format!(
@@ -113,17 +97,6 @@ async fn upload_bytes(app: &TestApp, user: &TestUser, project_id: &str, bytes: V
         .send()
         .await
         .expect("answered")
-}
-
-async fn upload(app: &TestApp, user: &TestUser, project_id: &str, path: &Path) -> Value {
-    let response = upload_bytes(app, user, project_id, std::fs::read(path).expect("video")).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("json")
-}
-
-async fn get_json(app: &TestApp, user: &TestUser, path: &str) -> Value {
-    let response = app.request(Method::GET, path, Some(&user.access_token), None).await;
-    response.json().await.expect("json")
 }
 
 async fn job(app: &TestApp, user: &TestUser, job_id: &str) -> Value {
@@ -227,9 +200,9 @@ fn near(actual: &Value, expected_ms: u64) -> bool {
 async fn an_uploaded_video_is_analysed_and_the_analysis_finds_the_cuts_the_black_and_the_silence() {
     let app = spawn(test_api_settings()).await;
     let user = app.register_and_login("analyst@example.com").await;
-    let project_id = project(&app, &user).await;
+    let project_id = app.create_project(&user, "Trailer").await;
     let video = video_with_a_cut_a_black_gap_and_a_silence();
-    let asset = upload(&app, &user, &project_id, &video).await;
+    let asset = app.upload_video(&user, &project_id, &video).await;
     assert_eq!(asset["content_type"], "video/mp4");
     assert_eq!(asset["filename"], "clip.mp4");
     assert_eq!(asset["size_bytes"], std::fs::metadata(&video).expect("file").len());
@@ -394,13 +367,13 @@ async fn an_uploaded_video_is_analysed_and_the_analysis_finds_the_cuts_the_black
 
     // Lists, filters and statistics.
     wait_for("both jobs listed as succeeded", Duration::from_secs(10), || async {
-        let list: Value = get_json(&app, &user, "/api/v1/jobs?status=succeeded").await;
+        let list: Value = app.get_json(&user, "/api/v1/jobs?status=succeeded").await;
         list["items"].as_array().map(Vec::len) == Some(2)
     })
     .await;
-    let clips: Value = get_json(&app, &user, "/api/v1/jobs?type=clip").await;
+    let clips: Value = app.get_json(&user, "/api/v1/jobs?type=clip").await;
     assert_eq!(clips["items"].as_array().map(Vec::len), Some(1));
-    let stats: Value = get_json(&app, &user, "/api/v1/jobs/stats").await;
+    let stats: Value = app.get_json(&user, "/api/v1/jobs/stats").await;
     assert_eq!(stats["total"], 2);
     assert_eq!(stats["by_status"]["succeeded"], 2);
     assert_eq!(stats["by_type"]["analyze"], 1);
@@ -447,7 +420,7 @@ async fn bad_uploads_are_refused_cleanly_and_leave_nothing_stored() {
     settings.max_upload_bytes = 200 * 1024;
     let app = spawn(settings).await;
     let user = app.register_and_login("uploader@example.com").await;
-    let project_id = project(&app, &user).await;
+    let project_id = app.create_project(&user, "Trailer").await;
 
     let text = upload_bytes(
         &app,
@@ -571,7 +544,7 @@ async fn concurrent_uploads_cannot_overshoot_the_quota_and_deleting_a_project_fr
     settings.storage_quota_bytes = bytes.len() as u64 * 5 / 2;
     let app = spawn(settings).await;
     let user = app.register_and_login("quota@example.com").await;
-    let project_id = project(&app, &user).await;
+    let project_id = app.create_project(&user, "Trailer").await;
 
     let uploads = (0..6).map(|_| upload_bytes(&app, &user, &project_id, bytes.clone()));
     let answers = futures::future::join_all(uploads).await;
@@ -598,8 +571,8 @@ async fn concurrent_uploads_cannot_overshoot_the_quota_and_deleting_a_project_fr
         .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.stored_files().len(), 0, "the deleted project's videos are gone");
-    let fresh = project(&app, &user).await;
-    upload(&app, &user, &fresh, &video).await;
+    let fresh = app.create_project(&user, "Trailer").await;
+    app.upload_video(&user, &fresh, &video).await;
     // The same as a browser form sends it: multipart, the name from the part.
     let form = reqwest::multipart::Form::new().text("note", "ignored").part(
         "file",
@@ -633,8 +606,8 @@ async fn a_killed_workers_job_finishes_on_another_worker_and_cancel_stops_a_runn
     let app = spawn(test_api_settings()).await;
     let user = app.register_and_login("resilient@example.com").await;
     let user_id = user.id.clone();
-    let project_id = project(&app, &user).await;
-    let asset = upload(&app, &user, &project_id, &long_video()).await;
+    let project_id = app.create_project(&user, "Trailer").await;
+    let asset = app.upload_video(&user, &project_id, &long_video()).await;
     let asset_id = asset["id"].as_str().expect("id");
 
     let job_id = analyze(&app, &user, &project_id, asset_id, 2).await;
@@ -703,8 +676,10 @@ async fn a_killed_workers_job_finishes_on_another_worker_and_cancel_stops_a_runn
 async fn a_corrupt_video_fails_its_job_with_a_readable_reason_after_the_retries() {
     let app = spawn(test_api_settings()).await;
     let user = app.register_and_login("unlucky@example.com").await;
-    let project_id = project(&app, &user).await;
-    let asset = upload(&app, &user, &project_id, &video_with_a_cut_a_black_gap_and_a_silence()).await;
+    let project_id = app.create_project(&user, "Trailer").await;
+    let asset = app
+        .upload_video(&user, &project_id, &video_with_a_cut_a_black_gap_and_a_silence())
+        .await;
     let asset_id = asset["id"].as_str().expect("id").to_owned();
     // The stored bytes rot after the upload.
     for file in app.stored_files() {

@@ -27,6 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::assets::upload, routes::assets::list,
         routes::jobs::create, routes::jobs::analyze_asset, routes::jobs::list, routes::jobs::stats, routes::jobs::show,
         routes::jobs::cancel, routes::jobs::retry, routes::jobs::delete, routes::jobs::events, routes::jobs::artifact,
+        routes::jobs::quote,
         routes::credits::balance, routes::credits::transactions, routes::admin::grant_credits,
     ),
     components(schemas(error::Problem, error::FieldError)),

@@ -115,6 +115,8 @@ pub struct ApiSettings {
     pub default_max_retries: u32,
     /// Credits every new account is granted.
     pub signup_bonus_credits: i64,
+    /// What jobs cost.
+    pub pricing: keyframe_domain::pricing::Pricing,
 }
 
 /// The master key as configured.
@@ -192,6 +194,7 @@ impl ApiSettings {
             storage_quota_bytes: 5 * 1024 * 1024 * 1024,
             default_max_retries: 2,
             signup_bonus_credits: 100,
+            pricing: keyframe_domain::pricing::Pricing::default(),
         }
     }
 }

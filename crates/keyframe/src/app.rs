@@ -1,5 +1,5 @@
-//! One Keyframe process: the API, the relay and the projectors, as configured, stopped
-//! together. The relay and projectors run on a runtime of their own ([`crate::pipeline`]).
+//! One Keyframe process: the API, the relay, the projectors, the jobs coordinator and the
+//! billing settlement, as configured, stopped together. The relay and projectors run on a runtime of their own ([`crate::pipeline`]).
 
 use crate::config::{Component, NatsArgs};
 use crate::pipeline::{self, PipelineConfig};
@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
 use keyframe_api::state::AppState;
+use keyframe_billing::settlement::Settlement;
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::store::PgEventRepository;
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
@@ -91,6 +92,17 @@ impl Application {
             ));
             let coordinator = Coordinator::new(jobs, nats.clone(), &naming, config.jobs);
             tasks.spawn(coordinator.run(shutdown.clone()));
+        }
+        if config.components.contains(&Component::Billing) {
+            let repository =
+                PgEventRepository::with_writers(pool.clone(), config.api.append_writers, local_relay.clone());
+            let settlement = Settlement::new(
+                CommandBus::sharing(&repository),
+                CommandBus::sharing(&repository),
+                jetstream.clone(),
+                naming.clone(),
+            );
+            tasks.spawn(settlement.run(shutdown.clone()));
         }
         let mut local_addr = None;
         if config.components.contains(&Component::Api) {

@@ -89,6 +89,8 @@ pub enum Component {
     /// The workers' counterpart: answers their requests with `Job` commands, and makes their
     /// consumer.
     Jobs,
+    /// The settlement of job credits: charges or releases each run's reservation when it ends.
+    Billing,
 }
 
 /// Where uploads and artifacts are stored; `serve` and `worker` must agree.
@@ -184,7 +186,7 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYFRAME_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
     /// Which parts to run in this process (comma-separated).
-    #[arg(long, env = "KEYFRAME_RUN", value_delimiter = ',', default_values = ["api", "relay", "projectors", "jobs"])]
+    #[arg(long, env = "KEYFRAME_RUN", value_delimiter = ',', default_values = ["api", "relay", "projectors", "jobs", "billing"])]
     pub run: Vec<Component>,
     /// Deployment environment.
     #[arg(long, env = "KEYFRAME_ENV", value_enum, default_value = "development")]
@@ -325,6 +327,14 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYFRAME_SIGNUP_BONUS_CREDITS", default_value_t = 100,
         value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     pub signup_bonus_credits: i64,
+    /// Credits an analysis costs per started minute of video.
+    #[arg(long, env = "KEYFRAME_ANALYZE_CREDITS_PER_MINUTE", default_value_t = 1,
+        value_parser = clap::value_parser!(i64).range(0..=10_000))]
+    pub analyze_credits_per_minute: i64,
+    /// Credits a clip job costs (flat).
+    #[arg(long, env = "KEYFRAME_CLIP_CREDITS", default_value_t = 2,
+        value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
+    pub clip_credits: i64,
     /// Postgres pool size.
     #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
@@ -462,6 +472,10 @@ impl ServeArgs {
         settings.storage_quota_bytes = self.storage_quota_bytes;
         settings.default_max_retries = self.job_max_retries;
         settings.signup_bonus_credits = self.signup_bonus_credits;
+        settings.pricing = keyframe_domain::pricing::Pricing {
+            analyze_per_minute: self.analyze_credits_per_minute,
+            clip: self.clip_credits,
+        };
         settings.lockout = LockoutPolicy {
             threshold: self.lockout_threshold,
             window: chrono::Duration::seconds(i64::from(self.lockout_window_secs)),

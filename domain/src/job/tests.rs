@@ -43,6 +43,7 @@ impl Given {
             prompt: None,
             parameters: serde_json::json!({}),
             max_retries,
+            cost_credits: 3,
             requested_at: self.at,
         }
     }
@@ -104,6 +105,7 @@ impl Given {
             attempt: 1,
             result: serde_json::json!({"ok": true}),
             artifacts: vec![],
+            run: 0,
             finished_at: self.at,
         }
     }
@@ -111,6 +113,7 @@ impl Given {
     fn cancelled(&self, previous_status: JobStatus) -> JobEvent {
         JobEvent::JobCancelled {
             previous_status,
+            run: 0,
             cancelled_at: self.at,
         }
     }
@@ -134,6 +137,7 @@ fn requesting_a_job_records_it_and_queues_it() {
             prompt: None,
             parameters: serde_json::json!({}),
             max_retries: 2,
+            cost_credits: 3,
             at: g.at,
         })
         .then_expect_events(vec![g.requested(2), g.queued(1, None)]);
@@ -153,6 +157,7 @@ fn requesting_an_existing_job_is_refused() {
             prompt: None,
             parameters: serde_json::json!({}),
             max_retries: 0,
+            cost_credits: 2,
             at: g.at,
         })
         .then_expect_error(JobError::AlreadyExists);
@@ -234,6 +239,7 @@ fn a_lost_worker_with_no_retries_left_fails_the_job() {
             JobEvent::JobFailed {
                 attempt: 1,
                 reason: "the workers running it stopped responding and no retries are left".to_owned(),
+                run: 0,
                 failed_at: g.at,
             },
         ]);
@@ -372,6 +378,7 @@ fn a_failed_attempt_without_retries_left_fails_the_job() {
         JobEvent::JobFailed {
             attempt: 1,
             reason: "ffmpeg: invalid data".to_owned(),
+            run: 0,
             failed_at: g.at,
         },
     ]);
@@ -386,6 +393,7 @@ fn the_same_failure_reported_twice_is_recorded_once() {
         JobEvent::JobFailed {
             attempt: 1,
             reason: "ffmpeg: invalid data".to_owned(),
+            run: 0,
             failed_at: g.at,
         },
     ]);
@@ -514,4 +522,75 @@ fn an_outcome_with_an_artifact_name_that_is_a_path_is_refused() {
         .then_expect_error(JobError::InvalidArtifact {
             name: "../../etc/passwd".to_owned(),
         });
+}
+
+#[test]
+fn a_manual_retry_starts_a_new_run_that_the_end_names() {
+    let g = Given::new();
+    let mut given = g.running(0);
+    given.extend([
+        g.cancelled(JobStatus::Running),
+        JobEvent::JobRetried {
+            automatic: false,
+            retries_left: 0,
+            retried_at: g.at,
+        },
+        g.queued(2, None),
+        g.started(2, 2, "c2"),
+    ]);
+    job().given(given).when(g.fail(2)).then_expect_events(vec![
+        g.attempt_failed(2, "ffmpeg: invalid data"),
+        JobEvent::JobFailed {
+            attempt: 2,
+            reason: "ffmpeg: invalid data".to_owned(),
+            run: 1,
+            failed_at: g.at,
+        },
+    ]);
+}
+
+#[test]
+fn automatic_retries_stay_in_the_same_run() {
+    let g = Given::new();
+    let mut given = g.running(1);
+    given.extend([
+        g.attempt_failed(1, "x"),
+        JobEvent::JobRetried {
+            automatic: true,
+            retries_left: 0,
+            retried_at: g.at,
+        },
+        g.queued(2, None),
+        g.started(2, 2, "c2"),
+    ]);
+    job()
+        .given(given)
+        .when(JobCommand::Cancel {
+            actor: g.owner_id,
+            at: g.at,
+        })
+        .then_expect_events(vec![JobEvent::JobCancelled {
+            previous_status: JobStatus::Running,
+            run: 0,
+            cancelled_at: g.at,
+        }]);
+}
+
+#[test]
+fn the_charge_is_the_price_unless_the_job_failed_or_was_cancelled() {
+    let g = Given::new();
+    let mut job = Job::default();
+    for event in g.running(0) {
+        job.apply(event);
+    }
+    assert_eq!((job.cost_credits(), job.charge(), job.run()), (3, 3, 0));
+    job.apply(g.cancelled(JobStatus::Running));
+    assert_eq!(job.charge(), 0);
+    job.apply(JobEvent::JobRetried {
+        automatic: false,
+        retries_left: 0,
+        retried_at: g.at,
+    });
+    job.apply(g.queued(2, None));
+    assert_eq!((job.charge(), job.run()), (3, 1));
 }

@@ -35,6 +35,7 @@ impl Given {
         LedgerEvent::CreditsReserved {
             owner_id: self.owner_id,
             job_id: self.job_id,
+            run: 0,
             amount,
             reserved_at: self.at,
         }
@@ -44,6 +45,7 @@ impl Given {
         LedgerCommand::Reserve {
             owner_id: self.owner_id,
             job_id,
+            run: 0,
             amount,
             at: self.at,
         }
@@ -201,11 +203,13 @@ fn settling_charges_the_cost_and_releases_the_rest() {
         .given(vec![g.granted(100, 100), g.reserved(60)])
         .when(LedgerCommand::Settle {
             job_id: g.job_id,
+            run: 0,
             cost: 45,
             at: g.at,
         })
         .then_expect_events(vec![LedgerEvent::CreditsSettled {
             job_id: g.job_id,
+            run: 0,
             charged: 45,
             released: 15,
             balance: 55,
@@ -220,11 +224,13 @@ fn settling_never_charges_more_than_was_reserved() {
         .given(vec![g.granted(100, 100), g.reserved(60)])
         .when(LedgerCommand::Settle {
             job_id: g.job_id,
+            run: 0,
             cost: 90,
             at: g.at,
         })
         .then_expect_events(vec![LedgerEvent::CreditsSettled {
             job_id: g.job_id,
+            run: 0,
             charged: 60,
             released: 0,
             balance: 40,
@@ -237,6 +243,7 @@ fn settling_again_changes_nothing() {
     let g = Given::new();
     let settled = LedgerEvent::CreditsSettled {
         job_id: g.job_id,
+        run: 0,
         charged: 60,
         released: 0,
         balance: 40,
@@ -246,6 +253,7 @@ fn settling_again_changes_nothing() {
         .given(vec![g.granted(100, 100), g.reserved(60), settled])
         .when(LedgerCommand::Settle {
             job_id: g.job_id,
+            run: 0,
             cost: 60,
             at: g.at,
         })
@@ -259,6 +267,7 @@ fn settling_a_job_without_a_reservation_is_refused() {
         .given(vec![g.granted(100, 100)])
         .when(LedgerCommand::Settle {
             job_id: g.job_id,
+            run: 0,
             cost: 10,
             at: g.at,
         })
@@ -270,12 +279,14 @@ fn releasing_gives_the_whole_reservation_back_once() {
     let g = Given::new();
     let released = LedgerEvent::CreditsReleased {
         job_id: g.job_id,
+        run: 0,
         amount: 60,
         reason: "job failed".to_owned(),
         released_at: g.at,
     };
     let release = || LedgerCommand::Release {
         job_id: g.job_id,
+        run: 0,
         reason: "job failed".to_owned(),
         at: g.at,
     };
@@ -290,10 +301,11 @@ fn releasing_gives_the_whole_reservation_back_once() {
 }
 
 #[test]
-fn a_released_job_cannot_reserve_again() {
+fn a_released_run_cannot_reserve_again() {
     let g = Given::new();
     let released = LedgerEvent::CreditsReleased {
         job_id: g.job_id,
+        run: 0,
         amount: 60,
         reason: "cancelled".to_owned(),
         released_at: g.at,
@@ -351,5 +363,97 @@ fn available_is_the_balance_less_what_is_reserved() {
         ledger.apply(event);
     }
     assert_eq!((ledger.balance(), ledger.reserved(), ledger.available()), (100, 60, 40));
-    assert_eq!(ledger.reservation(g.job_id), Some(60));
+    assert_eq!(ledger.reservation(g.job_id), Some((0, 60)));
+}
+
+impl Given {
+    fn reserved_run(&self, run: u32, amount: i64) -> LedgerEvent {
+        LedgerEvent::CreditsReserved {
+            owner_id: self.owner_id,
+            job_id: self.job_id,
+            run,
+            amount,
+            reserved_at: self.at,
+        }
+    }
+
+    fn released_run(&self, run: u32, amount: i64) -> LedgerEvent {
+        LedgerEvent::CreditsReleased {
+            job_id: self.job_id,
+            run,
+            amount,
+            reason: "cancelled".to_owned(),
+            released_at: self.at,
+        }
+    }
+
+    fn reserve_run(&self, run: u32, amount: i64) -> LedgerCommand {
+        LedgerCommand::Reserve {
+            owner_id: self.owner_id,
+            job_id: self.job_id,
+            run,
+            amount,
+            at: self.at,
+        }
+    }
+}
+
+#[test]
+fn a_retried_job_reserves_again_for_its_next_run() {
+    let g = Given::new();
+    ledger()
+        .given(vec![g.granted(100, 100), g.reserved_run(0, 60), g.released_run(0, 60)])
+        .when(g.reserve_run(1, 60))
+        .then_expect_events(vec![g.reserved_run(1, 60)]);
+}
+
+#[test]
+fn a_next_run_cannot_reserve_while_the_earlier_run_holds_credits() {
+    let g = Given::new();
+    ledger()
+        .given(vec![g.granted(100, 100), g.reserved_run(0, 60)])
+        .when(g.reserve_run(1, 30))
+        .then_expect_error(LedgerError::ReservationOpen { run: 0 });
+}
+
+#[test]
+fn a_late_release_of_an_earlier_run_leaves_the_next_run_alone() {
+    let g = Given::new();
+    ledger()
+        .given(vec![
+            g.granted(100, 100),
+            g.reserved_run(0, 60),
+            g.released_run(0, 60),
+            g.reserved_run(1, 60),
+        ])
+        .when(LedgerCommand::Release {
+            job_id: g.job_id,
+            run: 0,
+            reason: "cancelled".to_owned(),
+            at: g.at,
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn settling_a_run_that_was_never_reserved_is_refused() {
+    let g = Given::new();
+    ledger()
+        .given(vec![g.granted(100, 100), g.reserved_run(0, 60)])
+        .when(LedgerCommand::Settle {
+            job_id: g.job_id,
+            run: 1,
+            cost: 60,
+            at: g.at,
+        })
+        .then_expect_error(LedgerError::NoReservation);
+}
+
+#[test]
+fn a_repeated_reservation_of_an_open_run_changes_nothing() {
+    let g = Given::new();
+    ledger()
+        .given(vec![g.granted(100, 100), g.reserved_run(1, 60)])
+        .when(g.reserve_run(1, 60))
+        .then_expect_events(vec![]);
 }

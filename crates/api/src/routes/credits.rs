@@ -14,8 +14,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use keyframe_domain::ids::UserId;
+use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError};
+use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
 use keyframe_projections::credit_transactions::{self, TransactionRow};
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,9 @@ pub(crate) fn ledger_rejected(error: LedgerError) -> ApiError {
             field: "amount".to_owned(),
             message: error.to_string(),
         }]),
-        LedgerError::NoReservation | LedgerError::NotOwner => ApiError::Internal(anyhow::Error::new(error)),
+        LedgerError::NoReservation | LedgerError::ReservationOpen { .. } | LedgerError::NotOwner => {
+            ApiError::Internal(anyhow::Error::new(error))
+        }
     }
 }
 
@@ -153,6 +156,56 @@ pub(crate) async fn grant(
         .execute(&owner_id.to_string(), command, metadata)
         .await
         .map_err(|e| ApiError::from_command(e, ledger_rejected))
+}
+
+/// Holds `amount` credits of `owner_id` for `run` of `job_id`, before the run is recorded on
+/// the job: not enough available credits is a 402 `insufficient_credits`.
+pub(crate) async fn reserve_for_job(
+    state: &AppState,
+    owner_id: UserId,
+    job_id: JobId,
+    run: u32,
+    amount: i64,
+    metadata: &CommandMetadata,
+) -> Result<(), ApiError> {
+    let command = || LedgerCommand::Reserve {
+        owner_id,
+        job_id,
+        run,
+        amount,
+        at: Utc::now(),
+    };
+    state
+        .ledgers
+        .execute(&owner_id.to_string(), command, metadata)
+        .await
+        .map(drop)
+        .map_err(|e| ApiError::from_command(e, ledger_rejected))
+}
+
+/// Gives back the reservation of `run` of `job_id`. Repeats, and runs that never reserved
+/// (jobs from before billing), change nothing. A failure is logged, not answered: it runs on
+/// the way out of a request that already failed, or as housekeeping the settlement repeats.
+pub(crate) async fn release_for_job(
+    state: &AppState,
+    owner_id: UserId,
+    job_id: JobId,
+    run: u32,
+    reason: &str,
+    metadata: &CommandMetadata,
+) {
+    let command = || LedgerCommand::Release {
+        job_id,
+        run,
+        reason: reason.to_owned(),
+        at: Utc::now(),
+    };
+    match state.ledgers.execute(&owner_id.to_string(), command, metadata).await {
+        Ok(_) | Err(CommandError::Rejected(LedgerError::NoReservation)) => {}
+        Err(error) => {
+            tracing::error!(%error, %job_id, run, "releasing a job's reservation failed; its credits stay held");
+        }
+    }
 }
 
 /// The signup bonus for a new account. Best effort: the account stands without it (logged).

@@ -2,6 +2,10 @@
 //! they produced. Commands go to the `Job` aggregate; one job is read from its events (it is
 //! live, and a client polling it should never see it go back), lists and statistics come from
 //! the `job_list` read model. Another user's job is a 404.
+//!
+//! Billing: a job's price is reserved in its owner's `CreditLedger` before the job is
+//! recorded (not enough credits: 402 and no job), and so is each manual retry's run. The
+//! settlement process (`keyframe_billing::settlement`) charges or releases it when the run ends.
 
 use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency, with_position};
@@ -9,6 +13,7 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::routes::assets::{ensure_own_project, library};
+use crate::routes::credits;
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::body::Body;
@@ -42,6 +47,7 @@ const STREAM_POLL: Duration = Duration::from_millis(200);
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(list).post(create))
+        .route("/quote", post(quote))
         .route("/stats", get(stats))
         .route("/{id}", get(show).delete(delete))
         .route("/{id}/cancel", post(cancel))
@@ -86,7 +92,8 @@ pub struct JobView {
     pub result: Option<serde_json::Value>,
     /// Files it produced.
     pub artifacts: Vec<ArtifactView>,
-    /// Its cost in credits (billing is not active yet: `null`).
+    /// Its cost in credits: its price, reserved while it waits or runs and charged when it
+    /// succeeds; 0 once it failed or was cancelled (nothing is charged).
     pub cost_credits: Option<i64>,
     /// Its project.
     pub project_id: Uuid,
@@ -129,7 +136,7 @@ impl JobView {
                     url: format!("/api/v1/jobs/{id}/artifacts/{}", artifact.name),
                 })
                 .collect(),
-            cost_credits: None,
+            cost_credits: Some(job.charge()),
             project_id: job.project_id()?.0,
             asset_id: job.source().map(|source| source.asset_id.0),
             prompt: job.prompt().map(str::to_owned),
@@ -160,7 +167,7 @@ pub struct JobSummary {
     pub max_retries: i32,
     /// Why the last attempt failed.
     pub error: Option<String>,
-    /// Its cost in credits (`null` until billing is active).
+    /// Its cost in credits (as on the job; `null` for jobs from before billing).
     pub cost_credits: Option<i64>,
     /// Its project.
     pub project_id: Uuid,
@@ -186,7 +193,7 @@ impl From<JobRow> for JobSummary {
             attempts: row.attempts,
             max_retries: row.max_retries,
             error: row.error,
-            cost_credits: None,
+            cost_credits: row.cost_credits,
             project_id: row.project_id,
             asset_id: row.asset_id,
             created_at: row.created_at,
@@ -311,6 +318,8 @@ struct CheckedRequest {
     prompt: Option<String>,
     parameters: serde_json::Value,
     max_retries: u32,
+    /// Its price in credits.
+    cost: i64,
 }
 
 async fn check(state: &AppState, caller: &AuthUser, body: CreateJobRequest) -> Result<CheckedRequest, ApiError> {
@@ -345,7 +354,9 @@ async fn check(state: &AppState, caller: &AuthUser, body: CreateJobRequest) -> R
         }
         JobType::Clip => clip_source(state, caller, project_id, parameters).await?,
     };
+    let cost = state.settings.pricing.price(job_type, source.duration_ms);
     Ok(CheckedRequest {
+        cost,
         project_id,
         job_type,
         source,
@@ -447,6 +458,8 @@ async fn request_job(
 ) -> Result<Response, ApiError> {
     let job_id = JobId::new();
     let now = Utc::now();
+    let metadata = context.metadata(Actor::User(caller.user_id));
+    credits::reserve_for_job(state, caller.user_id, job_id, 0, checked.cost, &metadata).await?;
     let command = || JobCommand::RequestJob {
         job_id,
         owner_id: caller.user_id,
@@ -456,17 +469,17 @@ async fn request_job(
         prompt: checked.prompt.clone(),
         parameters: checked.parameters.clone(),
         max_retries: checked.max_retries,
+        cost_credits: checked.cost,
         at: now,
     };
-    let position = state
-        .jobs
-        .execute_new(
-            &job_id.to_string(),
-            command,
-            &context.metadata(Actor::User(caller.user_id)),
-        )
-        .await
-        .map_err(|e| ApiError::from_command(e, job_rejected))?;
+    let position = match state.jobs.execute_new(&job_id.to_string(), command, &metadata).await {
+        Ok(position) => position,
+        Err(error) => {
+            let reason = "the job could not be recorded";
+            credits::release_for_job(state, caller.user_id, job_id, 0, reason, &metadata).await;
+            return Err(ApiError::from_command(error, job_rejected));
+        }
+    };
     let job = load_visible(state, caller, job_id.0).await?;
     let view = JobView::of(&job).context("a job without its request")?;
     let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
@@ -478,8 +491,9 @@ async fn request_job(
 
 /// Request a job.
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJobRequest,
-    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+    responses((status = 202, body = JobView),
+        (status = 402, body = crate::error::Problem, description = "`insufficient_credits`: no job was made"),
+        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,
@@ -490,10 +504,41 @@ pub async fn create(
     request_job(&state, &context, &caller, checked).await
 }
 
+/// What a job would cost, and what the caller has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobQuote {
+    /// The job's price in credits.
+    pub cost_credits: i64,
+    /// The caller's available credits now.
+    pub available_credits: i64,
+    /// Whether the job could be requested now.
+    pub affordable: bool,
+}
+
+/// Price a job without requesting it: the same body and checks as `POST /jobs`.
+#[utoipa::path(post, path = "/api/v1/jobs/quote", tag = "jobs", security(("bearer" = [])), request_body = CreateJobRequest,
+    responses((status = 200, body = JobQuote), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+pub async fn quote(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ApiJson(body): ApiJson<CreateJobRequest>,
+) -> Result<Json<JobQuote>, ApiError> {
+    let checked = check(&state, &caller, body).await?;
+    let available = credits::ledger(&state, caller.user_id).await?.available();
+    Ok(Json(JobQuote {
+        cost_credits: checked.cost,
+        available_credits: available,
+        affordable: checked.cost <= available,
+    }))
+}
+
 /// Analyse a video of the project (the same as requesting an `analyze` job).
 #[utoipa::path(post, path = "/api/v1/projects/{id}/analyze", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id")), request_body = AnalyzeRequest,
-    responses((status = 202, body = JobView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 202, body = JobView),
+        (status = 402, body = crate::error::Problem, description = "`insufficient_credits`: no job was made"),
+        (status = 404, body = crate::error::Problem)))]
 pub async fn analyze_asset(
     State(state): State<AppState>,
     context: RequestContext,
@@ -635,10 +680,12 @@ pub async fn cancel(
     .await
 }
 
-/// Run a failed or cancelled job again.
+/// Run a failed or cancelled job again: a new run, which reserves the job's price again.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem),
+    responses((status = 200, body = JobView),
+        (status = 402, body = crate::error::Problem, description = "`insufficient_credits`: the job stays as it was"),
+        (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem, description = "`job_not_retryable`")))]
 pub async fn retry(
     State(state): State<AppState>,
@@ -647,11 +694,38 @@ pub async fn retry(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let actor = caller.user_id;
-    change(&state, &context, &caller, id, || JobCommand::Retry {
+    let job = load_visible(&state, &caller, id).await?;
+    if !matches!(job.status(), JobStatus::Failed | JobStatus::Cancelled) {
+        return Err(job_rejected(JobError::NotRetryable { status: job.status() }));
+    }
+    let job_id = JobId(id);
+    let metadata = context.metadata(Actor::User(actor));
+    // The ended run's credits go back now rather than when the settlement process gets to its
+    // end (that release is then a repeat): the next run may need them.
+    let ended = job.run();
+    credits::release_for_job(&state, actor, job_id, ended, "the job ended", &metadata).await;
+    credits::reserve_for_job(&state, actor, job_id, ended + 1, job.cost_credits(), &metadata).await?;
+    let retried = change(&state, &context, &caller, id, || JobCommand::Retry {
         actor,
         at: Utc::now(),
     })
-    .await
+    .await;
+    if retried.is_err() {
+        // Another request may have retried it first and taken this run: release only a run
+        // the job does not hold.
+        let holds_run = state
+            .jobs
+            .load(&id.to_string())
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|job| job.run() > ended);
+        if !holds_run {
+            let reason = "the retry could not be recorded";
+            credits::release_for_job(&state, actor, job_id, ended + 1, reason, &metadata).await;
+        }
+    }
+    retried
 }
 
 /// Delete a finished job.

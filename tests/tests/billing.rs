@@ -1,0 +1,332 @@
+//! Job billing end to end: reservations in the request (real HTTP, real Postgres), and the
+//! settlement process reading real JetStream, through redelivery and a restart.
+
+use async_nats::HeaderMap;
+use keyframe::config::Component;
+use keyframe_billing::settlement::{SETTLEMENT_CONSUMER, Settlement};
+use keyframe_domain::ledger::LedgerEvent;
+use keyframe_eventlog::commands::CommandBus;
+use keyframe_tests::{TestApp, TestUser, make_video, test_api_settings, wait_for};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A 2-second video: an analysis of it costs one credit (one started minute).
+fn short_video() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keyframe-test-billing-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("short.mp4");
+    make_video(
+        &path,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=160x120:r=10:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=2:r=22050",
+        ],
+    );
+    path
+}
+
+/// `user`'s ledger events, in order.
+async fn ledger_events(pool: &PgPool, user: &TestUser) -> Vec<LedgerEvent> {
+    let payloads: Vec<Value> = sqlx::query_scalar(
+        "SELECT payload FROM events WHERE aggregate_type = 'CreditLedger' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(&user.id)
+    .fetch_all(pool)
+    .await
+    .expect("ledger events");
+    payloads
+        .into_iter()
+        .map(|payload| serde_json::from_value(payload).expect("a ledger event"))
+        .collect()
+}
+
+/// Folds the events the way an auditor would: (balance, reserved), checking that neither the
+/// balance nor the available credits ever went below zero on the way.
+fn audit(events: &[LedgerEvent]) -> (i64, i64) {
+    let (mut balance, mut reserved) = (0, 0);
+    for event in events {
+        match event {
+            LedgerEvent::CreditsGranted { amount, .. } | LedgerEvent::CreditsRefunded { amount, .. } => {
+                balance += amount
+            }
+            LedgerEvent::CreditsReserved { amount, .. } => reserved += amount,
+            LedgerEvent::CreditsSettled { charged, released, .. } => {
+                balance -= charged;
+                reserved -= charged + released;
+            }
+            LedgerEvent::CreditsReleased { amount, .. } => reserved -= amount,
+        }
+        assert!(balance >= 0 && balance - reserved >= 0, "went negative at {event:?}");
+    }
+    (balance, reserved)
+}
+
+async fn balance(app: &TestApp, user: &TestUser) -> (i64, i64, i64) {
+    let body = app.get_json(user, "/api/v1/credits/balance").await;
+    let field = |name: &str| body[name].as_i64().expect("a number");
+    (field("balance"), field("reserved"), field("available"))
+}
+
+async fn request_analysis(app: &TestApp, user: &TestUser, project_id: &str, asset_id: &str) -> reqwest::Response {
+    app.request(
+        Method::POST,
+        "/api/v1/jobs",
+        Some(&user.access_token),
+        Some(json!({"type": "analyze", "project_id": project_id, "asset_id": asset_id})),
+    )
+    .await
+}
+
+/// `POST /jobs/quote` for an analysis: what it would cost.
+async fn quote_analysis(app: &TestApp, user: &TestUser, project_id: &str, asset_id: &str) -> Value {
+    let answer = app
+        .request(
+            Method::POST,
+            "/api/v1/jobs/quote",
+            Some(&user.access_token),
+            Some(json!({"type": "analyze", "project_id": project_id, "asset_id": asset_id})),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    answer.json().await.expect("json")
+}
+
+async fn post(app: &TestApp, user: &TestUser, path: &str) -> reqwest::Response {
+    app.request(Method::POST, path, Some(&user.access_token), None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_requests_against_credit_for_fifty_make_exactly_fifty_jobs() {
+    let mut settings = test_api_settings();
+    settings.signup_bonus_credits = 50;
+    let app =
+        TestApp::spawn_with_settings(vec![Component::Api, Component::Relay, Component::Projectors], settings).await;
+    let user = app.register_and_login("many@example.com").await;
+    let project_id = app.create_project(&user, "Batch").await;
+    let asset = app.upload_video(&user, &project_id, &short_video()).await;
+    let asset_id = asset["id"].as_str().expect("asset id").to_owned();
+
+    let quote = quote_analysis(&app, &user, &project_id, &asset_id).await;
+    assert_eq!(
+        quote,
+        json!({"cost_credits": 1, "available_credits": 50, "affordable": true})
+    );
+
+    let requests = (0..200).map(|_| request_analysis(&app, &user, &project_id, &asset_id));
+    let answers = futures::future::join_all(requests).await;
+    let (mut accepted, mut refused) = (BTreeSet::new(), 0);
+    for answer in answers {
+        match answer.status() {
+            StatusCode::ACCEPTED => {
+                let job: Value = answer.json().await.expect("json");
+                assert_eq!(job["cost_credits"], 1);
+                accepted.insert(job["id"].as_str().expect("id").to_owned());
+            }
+            StatusCode::PAYMENT_REQUIRED => {
+                let problem: Value = answer.json().await.expect("json");
+                assert_eq!(problem["code"], "insufficient_credits");
+                refused += 1;
+            }
+            other => panic!("unexpected answer {other}: {}", answer.text().await.unwrap_or_default()),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (50, 150));
+    assert_eq!(balance(&app, &user).await, (50, 50, 0));
+
+    // Exactly the accepted jobs exist, each with exactly one reservation.
+    let requested: Vec<String> = sqlx::query_scalar(
+        "SELECT aggregate_id FROM events WHERE aggregate_type = 'Job' AND event_type = 'JobRequested'",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .expect("jobs");
+    assert_eq!(requested.into_iter().collect::<BTreeSet<_>>(), accepted);
+    let events = ledger_events(&app.db.pool, &user).await;
+    let reserved_jobs: Vec<String> = events
+        .iter()
+        .filter_map(|event| match event {
+            LedgerEvent::CreditsReserved { job_id, .. } => Some(job_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reserved_jobs.len(), 50);
+    assert_eq!(reserved_jobs.into_iter().collect::<BTreeSet<_>>(), accepted);
+    assert_eq!(audit(&events), (50, 50), "the ledger's events sum to the balance");
+
+    let quote = quote_analysis(&app, &user, &project_id, &asset_id).await;
+    assert_eq!(
+        quote,
+        json!({"cost_credits": 1, "available_credits": 0, "affordable": false})
+    );
+}
+
+/// The settlement process of the test's own, on the app's database and stream.
+fn start_settlement(app: &TestApp) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let settlement = Settlement::new(
+        CommandBus::new(app.db.pool.clone()),
+        CommandBus::new(app.db.pool.clone()),
+        app.nats.jetstream.clone(),
+        app.nats.naming.clone(),
+    );
+    let shutdown = CancellationToken::new();
+    (shutdown.clone(), tokio::spawn(settlement.run(shutdown)))
+}
+
+/// Publishes `event_type` of job `job_id` to the stream again under a new message id, as a
+/// redelivery would hand it over again.
+async fn deliver_again(app: &TestApp, job_id: &str, event_type: &str) {
+    let (_, event) = app
+        .nats
+        .stream_events()
+        .await
+        .into_iter()
+        .find(|(_, event)| event.aggregate_id == job_id && event.event_type == event_type)
+        .expect("the event is in the stream");
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", format!("again-{}", uuid::Uuid::now_v7()).as_str());
+    app.nats
+        .jetstream
+        .publish_with_headers(
+            app.nats.naming.event_subject(&event),
+            headers,
+            serde_json::to_vec(&event).expect("json").into(),
+        )
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+}
+
+fn count(events: &[LedgerEvent], kind: &str, job_id: &str) -> usize {
+    events
+        .iter()
+        .filter(|event| match event {
+            LedgerEvent::CreditsSettled { job_id: id, .. } => kind == "settled" && id.to_string() == job_id,
+            LedgerEvent::CreditsReleased { job_id: id, .. } => kind == "released" && id.to_string() == job_id,
+            _ => false,
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
+    let mut settings = test_api_settings();
+    settings.signup_bonus_credits = 10;
+    let app = TestApp::spawn_with_settings(
+        vec![Component::Api, Component::Relay, Component::Projectors, Component::Jobs],
+        settings,
+    )
+    .await;
+    let (stop_settlement, settlement) = start_settlement(&app);
+    let user = app.register_and_login("settle@example.com").await;
+    let project_id = app.create_project(&user, "Settle").await;
+    let asset = app.upload_video(&user, &project_id, &short_video()).await;
+    let asset_id = asset["id"].as_str().expect("asset id").to_owned();
+
+    // A job that succeeds on a real worker is charged its price.
+    let worker = app.spawn_worker("w1").await;
+    let succeeded: Value = request_analysis(&app, &user, &project_id, &asset_id)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let succeeded_id = succeeded["id"].as_str().expect("id").to_owned();
+    assert_eq!(balance(&app, &user).await, (10, 1, 9));
+    wait_for("the success to be settled", Duration::from_secs(60), || async {
+        balance(&app, &user).await == (9, 0, 9)
+    })
+    .await;
+    worker.stop().await;
+    let job = app.get_json(&user, &format!("/api/v1/jobs/{succeeded_id}")).await;
+    assert_eq!(
+        (job["status"].as_str(), job["cost_credits"].as_i64()),
+        (Some("succeeded"), Some(1))
+    );
+
+    // A cancelled job gets its reservation back, and shows no cost.
+    let cancelled: Value = request_analysis(&app, &user, &project_id, &asset_id)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let cancelled_id = cancelled["id"].as_str().expect("id").to_owned();
+    let answer = post(&app, &user, &format!("/api/v1/jobs/{cancelled_id}/cancel")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.json::<Value>().await.expect("json")["cost_credits"], 0);
+    wait_for("the cancellation to be released", Duration::from_secs(20), || async {
+        balance(&app, &user).await == (9, 0, 9)
+    })
+    .await;
+
+    // The process stops. Meanwhile a third job is requested and cancelled, and both earlier
+    // ends are delivered again.
+    stop_settlement.cancel();
+    settlement.await.expect("joined").expect("stopped cleanly");
+    let late: Value = request_analysis(&app, &user, &project_id, &asset_id)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let late_id = late["id"].as_str().expect("id").to_owned();
+    let answer = post(&app, &user, &format!("/api/v1/jobs/{late_id}/cancel")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    deliver_again(&app, &succeeded_id, "JobSucceeded").await;
+    deliver_again(&app, &cancelled_id, "JobCancelled").await;
+    assert_eq!(balance(&app, &user).await, (9, 1, 8), "held while nothing settles");
+
+    // A new process resumes from the durable consumer: the late cancellation is released, the
+    // repeats change nothing.
+    let (stop_settlement, settlement) = start_settlement(&app);
+    wait_for(
+        "the late cancellation to be released",
+        Duration::from_secs(20),
+        || async { balance(&app, &user).await == (9, 0, 9) },
+    )
+    .await;
+    wait_for("every delivery to be acked", Duration::from_secs(20), || async {
+        let mut consumer = app
+            .nats
+            .jetstream
+            .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+                SETTLEMENT_CONSUMER,
+                app.nats.naming.events_stream(),
+            )
+            .await
+            .expect("the settlement consumer");
+        let info = consumer.info().await.expect("info");
+        info.num_pending == 0 && info.num_ack_pending == 0
+    })
+    .await;
+
+    // A manual retry is a new run: it reserves again, and its own cancellation releases it.
+    let retried = post(&app, &user, &format!("/api/v1/jobs/{late_id}/retry")).await;
+    assert_eq!(retried.status(), StatusCode::OK);
+    assert_eq!(retried.json::<Value>().await.expect("json")["cost_credits"], 1);
+    assert_eq!(balance(&app, &user).await, (9, 1, 8));
+    let answer = post(&app, &user, &format!("/api/v1/jobs/{late_id}/cancel")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    wait_for("the retried run to be released", Duration::from_secs(20), || async {
+        balance(&app, &user).await == (9, 0, 9)
+    })
+    .await;
+    stop_settlement.cancel();
+    settlement.await.expect("joined").expect("stopped cleanly");
+
+    let events = ledger_events(&app.db.pool, &user).await;
+    assert_eq!(count(&events, "settled", &succeeded_id), 1);
+    assert_eq!(count(&events, "released", &succeeded_id), 0);
+    assert_eq!(count(&events, "released", &cancelled_id), 1);
+    assert_eq!(count(&events, "released", &late_id), 2, "one per run");
+    assert_eq!(audit(&events), (9, 0));
+}
