@@ -6,6 +6,7 @@
 //! the shared Postgres and NATS servers do not fill up.
 
 pub mod smtp;
+pub mod stripe;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;

@@ -21,7 +21,7 @@ pub enum ApiError {
     /// The request itself is malformed: 400 (or 413/415 by `status`).
     #[error("{detail}")]
     BadRequest {
-        /// HTTP status (400, 413 or 415).
+        /// HTTP status (400, 402, 413 or 415).
         status: StatusCode,
         /// Stable code.
         code: &'static str,
@@ -61,6 +61,17 @@ pub enum ApiError {
     /// Over a rate limit: 429 with `Retry-After` and the `RateLimit` fields.
     #[error("too many requests; try again in {} s", .0.reset_secs())]
     RateLimited(crate::limits::Standing),
+    /// A service Keyframe calls for the client (Stripe) refused or failed: 502, or 503 when
+    /// it is not configured or cannot be reached.
+    #[error("{detail}")]
+    Upstream {
+        /// 502 or 503.
+        status: StatusCode,
+        /// Stable code.
+        code: &'static str,
+        /// What happened.
+        detail: String,
+    },
     /// A dependency is down: 503.
     #[error("{detail}")]
     Unavailable {
@@ -159,6 +170,7 @@ impl ApiError {
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Upstream { status, code, .. } => (*status, code),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }

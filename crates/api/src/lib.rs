@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         )
         .nest("/api/v1/jobs", routes::jobs::router())
         .nest("/api/v1/credits", routes::credits::router())
+        .nest("/api/v1/subscriptions", routes::subscriptions::router())
         .nest("/api/v1/settings", routes::settings::router())
         .nest("/api/v1/admin", routes::admin::router(state.clone()))
         .merge(openapi::router())

@@ -29,10 +29,12 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::jobs::cancel, routes::jobs::retry, routes::jobs::delete, routes::jobs::events, routes::jobs::artifact,
         routes::jobs::quote,
         routes::credits::balance, routes::credits::transactions, routes::admin::grant_credits,
+        routes::subscriptions::plans, routes::subscriptions::current, routes::subscriptions::checkout,
+        routes::subscriptions::webhook,
     ),
     components(schemas(error::Problem, error::FieldError)),
     modifiers(&BearerAuth),
-    tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"), (name = "assets"), (name = "jobs"), (name = "credits"),
+    tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"), (name = "assets"), (name = "jobs"), (name = "credits"), (name = "subscriptions"),
         (name = "admin"))
 )]
 pub struct ApiDoc;

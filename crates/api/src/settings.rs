@@ -117,6 +117,23 @@ pub struct ApiSettings {
     pub signup_bonus_credits: i64,
     /// What jobs cost.
     pub pricing: keyframe_domain::pricing::Pricing,
+    /// Subscriptions and Stripe.
+    pub billing: BillingSettings,
+}
+
+/// Subscriptions and Stripe.
+#[derive(Clone, Default)]
+pub struct BillingSettings {
+    /// The plans.
+    pub plans: keyframe_billing::plans::Plans,
+    /// Stripe's API; `None`: checkout answers 503 `billing_not_configured`.
+    pub stripe: Option<keyframe_billing::stripe::StripeConfig>,
+    /// The webhook endpoint's signing secret (`whsec_...`); `None`: webhooks answer 503.
+    pub webhook_secret: Option<String>,
+    /// Where Stripe sends a buyer after paying.
+    pub success_url: String,
+    /// Where Stripe sends a buyer who turns back.
+    pub cancel_url: String,
 }
 
 /// The master key as configured.
@@ -143,6 +160,8 @@ impl std::fmt::Debug for ApiSettings {
             .field("storage", &self.storage)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("storage_quota_bytes", &self.storage_quota_bytes)
+            .field("stripe", &self.billing.stripe)
+            .field("plans", &self.billing.plans)
             .finish_non_exhaustive()
     }
 }
@@ -195,6 +214,11 @@ impl ApiSettings {
             default_max_retries: 2,
             signup_bonus_credits: 100,
             pricing: keyframe_domain::pricing::Pricing::default(),
+            billing: BillingSettings {
+                success_url: "http://127.0.0.1:8080/billing/success".to_owned(),
+                cancel_url: "http://127.0.0.1:8080/billing/cancelled".to_owned(),
+                ..BillingSettings::default()
+            },
         }
     }
 }

@@ -7,11 +7,13 @@ use crate::limits::{InProcessLimiter, RateLimiter};
 use crate::mail::Mailer;
 use crate::secrets::MasterKey;
 use crate::settings::ApiSettings;
+use keyframe_billing::stripe::StripeClient;
 use keyframe_domain::job::Job;
 use keyframe_domain::ledger::CreditLedger;
 use keyframe_domain::library::MediaLibrary;
 use keyframe_domain::project::Project;
 use keyframe_domain::session::Session;
+use keyframe_domain::subscription::Subscription;
 use keyframe_domain::user::User;
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::store::PgEventRepository;
@@ -51,6 +53,10 @@ pub struct App {
     pub jobs: CommandBus<Job>,
     /// Commands for users' credit ledgers.
     pub ledgers: CommandBus<CreditLedger>,
+    /// Commands for users' subscriptions.
+    pub subscriptions: CommandBus<Subscription>,
+    /// Stripe's API, when configured.
+    pub stripe: Option<StripeClient>,
     /// Where uploads and artifacts are stored.
     pub storage: Storage,
     /// Access- and refresh-token issuing and checking.
@@ -87,6 +93,12 @@ impl AppState {
             libraries: CommandBus::sharing(&events),
             jobs: CommandBus::sharing(&events),
             ledgers: CommandBus::sharing(&events),
+            subscriptions: CommandBus::sharing(&events),
+            stripe: settings.billing.stripe.clone().map(|config| {
+                // Idempotent; the binary installs it first, embedders may not have.
+                keyframe_media::storage::install_tls_provider();
+                StripeClient::new(config)
+            }),
             storage: Storage::open(&settings.storage)?,
             tokens: Tokens::new(&settings),
             session_guard: SessionGuard::new(settings.session_check_ttl),

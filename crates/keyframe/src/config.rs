@@ -335,6 +335,25 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYFRAME_CLIP_CREDITS", default_value_t = 2,
         value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
     pub clip_credits: i64,
+    /// Subscription plans, `name:monthly_credits[:stripe_price_id]`, comma-separated; a plan
+    /// without a Stripe price cannot be bought (the first such is the free plan).
+    #[arg(long, env = "KEYFRAME_PLANS", default_value = "free:0,pro:1000,studio:5000")]
+    pub plans: keyframe_billing::plans::Plans,
+    /// Stripe's API (a test server in tests).
+    #[arg(long, env = "KEYFRAME_STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    pub stripe_api_base: String,
+    /// Stripe's secret API key (`sk_...`); without it checkout answers 503.
+    #[arg(long, env = "KEYFRAME_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// The webhook endpoint's signing secret (`whsec_...`); without it webhooks answer 503.
+    #[arg(long, env = "KEYFRAME_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+    /// Where Stripe sends a buyer after paying (default: `<public url>/billing/success`).
+    #[arg(long, env = "KEYFRAME_STRIPE_SUCCESS_URL")]
+    pub stripe_success_url: Option<String>,
+    /// Where Stripe sends a buyer who turns back (default: `<public url>/billing/cancelled`).
+    #[arg(long, env = "KEYFRAME_STRIPE_CANCEL_URL")]
+    pub stripe_cancel_url: Option<String>,
     /// Postgres pool size.
     #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
@@ -472,6 +491,20 @@ impl ServeArgs {
         settings.storage_quota_bytes = self.storage_quota_bytes;
         settings.default_max_retries = self.job_max_retries;
         settings.signup_bonus_credits = self.signup_bonus_credits;
+        let public_url = self.public_url.trim_end_matches('/');
+        settings.billing = keyframe_api::settings::BillingSettings {
+            plans: self.plans.clone(),
+            stripe: self
+                .stripe_secret_key
+                .clone()
+                .map(|secret_key| keyframe_billing::stripe::StripeConfig {
+                    api_base: self.stripe_api_base.clone(),
+                    secret_key,
+                }),
+            webhook_secret: self.stripe_webhook_secret.clone(),
+            success_url: (self.stripe_success_url.clone()).unwrap_or_else(|| format!("{public_url}/billing/success")),
+            cancel_url: (self.stripe_cancel_url.clone()).unwrap_or_else(|| format!("{public_url}/billing/cancelled")),
+        };
         settings.pricing = keyframe_domain::pricing::Pricing {
             analyze_per_minute: self.analyze_credits_per_minute,
             clip: self.clip_credits,

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod projects;
 pub mod sessions;
 pub mod settings;
+pub mod subscriptions;
 pub mod two_factor;
 
 use crate::error::ApiError;

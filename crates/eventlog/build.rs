@@ -1,0 +1,6 @@
+//! Rebuilds the crate when a migration is added: `sqlx::migrate!` embeds the migrations
+//! directory at compile time, and Cargo would otherwise not notice a new file in it.
+
+fn main() {
+    println!("cargo:rerun-if-changed=../../migrations");
+}
