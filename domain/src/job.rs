@@ -337,6 +337,10 @@ pub enum JobCommand {
     Retry {
         /// Who asks.
         actor: UserId,
+        /// The run it starts, whose credits the caller reserved: the job's next. A retry made
+        /// from an older view of the job (another retry got there first) is refused, so no run
+        /// starts without its own reservation.
+        run: u32,
         /// When.
         at: DateTime<Utc>,
     },
@@ -529,6 +533,14 @@ pub enum JobError {
         /// Where it stands.
         status: JobStatus,
     },
+    /// A retry starting a run that is not the job's next.
+    #[error("this retry starts run {run}, but the job is on run {current}")]
+    StaleRun {
+        /// The run the retry would start.
+        run: u32,
+        /// The job's current run.
+        current: u32,
+    },
     /// An outcome naming an artifact that is not a plain file name.
     #[error("artifact name {name:?} is not a plain file name")]
     InvalidArtifact {
@@ -653,10 +665,13 @@ impl Aggregate for Job {
                 };
                 sink.write(event, self).await;
             }
-            JobCommand::Retry { actor, at } => {
+            JobCommand::Retry { actor, run, at } => {
                 self.ensure_visible_to(actor)?;
                 if !matches!(self.status, JobStatus::Failed | JobStatus::Cancelled) {
                     return Err(JobError::NotRetryable { status: self.status });
+                }
+                if run != self.run + 1 {
+                    return Err(JobError::StaleRun { run, current: self.run });
                 }
                 let retried = JobEvent::JobRetried {
                     automatic: false,

@@ -28,6 +28,8 @@ pub struct Subscription {
     applied: BTreeSet<String>,
     /// Stripe's time of the newest change applied.
     last_change: Option<DateTime<Utc>>,
+    /// Subscriptions that ended: a late event about one of them changes nothing.
+    ended: BTreeSet<String>,
 }
 
 impl Subscription {
@@ -192,7 +194,20 @@ impl Aggregate for Subscription {
         if self.applied.contains(&stripe_event_id) || stale {
             return Ok(());
         }
+        let about = match &change {
+            SubscriptionChange::Started(state) | SubscriptionChange::Updated(state) => &state.subscription_id,
+            SubscriptionChange::Ended { subscription_id } => subscription_id,
+        };
+        if self.ended.contains(about) {
+            return Ok(());
+        }
         let event = match change {
+            // Already known from an update (Stripe does not promise order): that is newer.
+            SubscriptionChange::Started(state)
+                if self.subscription_id.as_deref() == Some(state.subscription_id.as_str()) =>
+            {
+                return Ok(());
+            }
             SubscriptionChange::Started(state) => SubscriptionEvent::SubscriptionStarted {
                 owner_id,
                 state,
@@ -212,17 +227,14 @@ impl Aggregate for Subscription {
                     stripe_created,
                 }
             }
-            SubscriptionChange::Ended { subscription_id } => {
-                if self.subscription_id.as_deref() != Some(subscription_id.as_str()) || self.has_ended() {
-                    return Ok(());
-                }
-                SubscriptionEvent::SubscriptionEnded {
-                    owner_id,
-                    subscription_id,
-                    stripe_event_id,
-                    stripe_created,
-                }
-            }
+            // Recorded even for a subscription not seen yet (its start may arrive later): it
+            // must never start after its end.
+            SubscriptionChange::Ended { subscription_id } => SubscriptionEvent::SubscriptionEnded {
+                owner_id,
+                subscription_id,
+                stripe_event_id,
+                stripe_created,
+            },
         };
         sink.write(event, self).await;
         Ok(())
@@ -254,15 +266,18 @@ impl Aggregate for Subscription {
             }
             SubscriptionEvent::SubscriptionEnded {
                 owner_id,
+                subscription_id,
                 stripe_event_id,
                 stripe_created,
-                ..
             } => {
                 self.owner_id = Some(owner_id);
-                self.status = Some("canceled".to_owned());
-                self.cancel_at_period_end = false;
+                if self.subscription_id.as_deref() == Some(subscription_id.as_str()) {
+                    self.status = Some("canceled".to_owned());
+                    self.cancel_at_period_end = false;
+                    self.last_change = Some(stripe_created);
+                }
+                self.ended.insert(subscription_id);
                 self.applied.insert(stripe_event_id);
-                self.last_change = Some(stripe_created);
             }
         }
     }

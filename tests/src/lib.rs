@@ -356,6 +356,7 @@ impl TestApp {
             components,
             api,
             jobs: test_coordinator_settings(),
+            billing: Default::default(),
         };
         let app = Application::build(config).await.expect("the application starts");
         let base_url = app
@@ -395,6 +396,7 @@ impl TestApp {
             components: vec![Component::Api],
             api,
             jobs: test_coordinator_settings(),
+            billing: Default::default(),
         };
         let app = Application::build(config).await?;
         let base_url = app

@@ -3,7 +3,7 @@
 
 use async_nats::HeaderMap;
 use keyframe::config::Component;
-use keyframe_billing::settlement::{SETTLEMENT_CONSUMER, Settlement};
+use keyframe_billing::settlement::{RESERVATION_CONSUMER, SETTLEMENT_CONSUMER, Settlement, SettlementSettings};
 use keyframe_domain::ledger::LedgerEvent;
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_tests::{TestApp, TestUser, make_video, test_api_settings, wait_for};
@@ -173,11 +173,19 @@ async fn two_hundred_requests_against_credit_for_fifty_make_exactly_fifty_jobs()
 
 /// The settlement process of the test's own, on the app's database and stream.
 fn start_settlement(app: &TestApp) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    start_settlement_with(app, SettlementSettings::default())
+}
+
+fn start_settlement_with(
+    app: &TestApp,
+    settings: SettlementSettings,
+) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let settlement = Settlement::new(
         CommandBus::new(app.db.pool.clone()),
         CommandBus::new(app.db.pool.clone()),
         app.nats.jetstream.clone(),
         app.nats.naming.clone(),
+        settings,
     );
     let shutdown = CancellationToken::new();
     (shutdown.clone(), tokio::spawn(settlement.run(shutdown)))
@@ -206,6 +214,24 @@ async fn deliver_again(app: &TestApp, job_id: &str, event_type: &str) {
         .expect("published")
         .await
         .expect("stored");
+}
+
+/// Waits until consumer `name` has every message delivered and acked.
+async fn wait_until_consumed(app: &TestApp, name: &str) {
+    wait_for("every delivery to be acked", Duration::from_secs(30), || async {
+        let mut consumer = app
+            .nats
+            .jetstream
+            .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+                name,
+                app.nats.naming.events_stream(),
+            )
+            .await
+            .expect("the consumer");
+        let info = consumer.info().await.expect("info");
+        info.num_pending == 0 && info.num_ack_pending == 0
+    })
+    .await;
 }
 
 fn count(events: &[LedgerEvent], kind: &str, job_id: &str) -> usize {
@@ -242,7 +268,7 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
         .await
         .expect("json");
     let succeeded_id = succeeded["id"].as_str().expect("id").to_owned();
-    assert_eq!(balance(&app, &user).await, (10, 1, 9));
+    assert_eq!(succeeded["cost_credits"], 1);
     wait_for("the success to be settled", Duration::from_secs(60), || async {
         balance(&app, &user).await == (9, 0, 9)
     })
@@ -294,20 +320,7 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
         || async { balance(&app, &user).await == (9, 0, 9) },
     )
     .await;
-    wait_for("every delivery to be acked", Duration::from_secs(20), || async {
-        let mut consumer = app
-            .nats
-            .jetstream
-            .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-                SETTLEMENT_CONSUMER,
-                app.nats.naming.events_stream(),
-            )
-            .await
-            .expect("the settlement consumer");
-        let info = consumer.info().await.expect("info");
-        info.num_pending == 0 && info.num_ack_pending == 0
-    })
-    .await;
+    wait_until_consumed(&app, SETTLEMENT_CONSUMER).await;
 
     // A manual retry is a new run: it reserves again, and its own cancellation releases it.
     let retried = post(&app, &user, &format!("/api/v1/jobs/{late_id}/retry")).await;
@@ -329,4 +342,72 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
     assert_eq!(count(&events, "released", &cancelled_id), 1);
     assert_eq!(count(&events, "released", &late_id), 2, "one per run");
     assert_eq!(audit(&events), (9, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
+    let mut settings = test_api_settings();
+    settings.signup_bonus_credits = 10;
+    let app =
+        TestApp::spawn_with_settings(vec![Component::Api, Component::Relay, Component::Projectors], settings).await;
+    let user = app.register_and_login("orphan@example.com").await;
+    let project_id = app.create_project(&user, "Orphans").await;
+    let asset = app.upload_video(&user, &project_id, &short_video()).await;
+    let asset_id = asset["id"].as_str().expect("asset id").to_owned();
+
+    // A job requested as usual keeps its reservation...
+    let kept = request_analysis(&app, &user, &project_id, &asset_id).await;
+    assert_eq!(kept.status(), StatusCode::ACCEPTED);
+    // ... and a reservation made by a request that stopped before recording its job (a
+    // crash between the two steps) has no job at all.
+    let owner_id = keyframe_domain::ids::UserId(user.id.parse().expect("uuid"));
+    let orphan = keyframe_domain::ids::JobId::new();
+    let ledgers: CommandBus<keyframe_domain::ledger::CreditLedger> = CommandBus::new(app.db.pool.clone());
+    ledgers
+        .execute(
+            &user.id,
+            || keyframe_domain::ledger::LedgerCommand::Reserve {
+                owner_id,
+                job_id: orphan,
+                run: 0,
+                amount: 4,
+                at: chrono::Utc::now(),
+            },
+            &keyframe_eventlog::metadata::CommandMetadata::system(),
+        )
+        .await
+        .expect("reserved");
+    assert_eq!(balance(&app, &user).await, (10, 5, 5));
+
+    let (stop, settlement) = start_settlement_with(
+        &app,
+        SettlementSettings {
+            reservation_grace: Duration::from_secs(1),
+        },
+    );
+    wait_for(
+        "the orphaned reservation to be released",
+        Duration::from_secs(30),
+        || async { balance(&app, &user).await == (10, 1, 9) },
+    )
+    .await;
+    wait_until_consumed(&app, RESERVATION_CONSUMER).await;
+    stop.cancel();
+    settlement.await.expect("joined").expect("stopped cleanly");
+
+    assert_eq!(
+        balance(&app, &user).await,
+        (10, 1, 9),
+        "the recorded job keeps its credits"
+    );
+    let events = ledger_events(&app.db.pool, &user).await;
+    let released: Vec<&LedgerEvent> = events
+        .iter()
+        .filter(|event| matches!(event, LedgerEvent::CreditsReleased { .. }))
+        .collect();
+    assert!(
+        matches!(released.as_slice(), [LedgerEvent::CreditsReleased { job_id, reason, amount: 4, .. }]
+            if *job_id == orphan && reason == "the job was never recorded"),
+        "{released:?}"
+    );
 }

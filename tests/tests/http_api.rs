@@ -622,6 +622,7 @@ async fn readiness_turns_503_when_nats_goes_away() {
         components: vec![keyframe::config::Component::Api],
         api: keyframe_tests::test_api_settings(),
         jobs: keyframe_tests::test_coordinator_settings(),
+        billing: Default::default(),
     };
     let app = keyframe::app::Application::build(config).await.expect("starts");
     let ready = format!("http://{}/health/ready", app.local_addr().expect("api"));

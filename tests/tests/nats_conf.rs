@@ -147,6 +147,7 @@ async fn a_worker_with_only_the_worker_users_rights_runs_a_job_to_the_end() {
         components: vec![Component::Api, Component::Relay, Component::Projectors, Component::Jobs],
         api,
         jobs: keyframe_tests::test_coordinator_settings(),
+        billing: Default::default(),
     };
     let app = keyframe::app::Application::build(config).await.expect("starts");
     let base = format!("http://{}", app.local_addr().expect("api"));

@@ -96,15 +96,26 @@ fn checkout_completed(id: &str, user: &TestUser) -> Value {
     )
 }
 
-/// An invoice that names only its customer and price: the user comes from the checkout.
+/// A paid invoice of a subscription period, made now, that names only its customer and price:
+/// the user comes from the checkout.
 fn invoice_paid(id: &str, invoice_id: &str) -> Value {
+    invoice(
+        id,
+        invoice_id,
+        "subscription_cycle",
+        "cus_1",
+        chrono::Utc::now().timestamp(),
+    )
+}
+
+fn invoice(id: &str, invoice_id: &str, billing_reason: &str, customer: &str, created: i64) -> Value {
     event(
         id,
         "invoice.paid",
-        1_700_000_100,
+        created,
         json!({
-            "id": invoice_id, "object": "invoice", "customer": "cus_1", "subscription": "sub_1",
-            "billing_reason": "subscription_cycle",
+            "id": invoice_id, "object": "invoice", "customer": customer, "subscription": "sub_1",
+            "billing_reason": billing_reason,
             "lines": {"data": [{"price": {"id": "price_pro"}}]},
         }),
     )
@@ -242,8 +253,12 @@ async fn webhooks_start_the_plan_grant_each_invoice_once_and_end_it() {
         true
     );
     assert_eq!(balance(&app, &user).await, 1000);
-    // The next month's invoice grants again.
+    // The next month's invoice grants again; a proration invoice of a plan change does not.
     receipt(deliver(&app, &invoice_paid("evt_4", "in_2")).await).await;
+    assert_eq!(balance(&app, &user).await, 2000);
+    let now = chrono::Utc::now().timestamp();
+    let proration = invoice("evt_4p", "in_2p", "subscription_update", "cus_1", now);
+    assert_eq!(receipt(deliver(&app, &proration).await).await["handled"], false);
     assert_eq!(balance(&app, &user).await, 2000);
 
     // An upgrade, to end with the period.
@@ -294,14 +309,22 @@ async fn webhooks_start_the_plan_grant_each_invoice_once_and_end_it() {
     );
     assert_eq!(balance(&app, &user).await, 2000, "credits granted stay");
 
-    let transactions = app.get_json(&user, "/api/v1/credits/transactions").await;
-    let references: Vec<&str> = transactions["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|item| item["reference"].as_str())
-        .collect();
-    assert_eq!(references, ["invoice:in_2", "invoice:in_1"]);
+    // The movements, once the read model has them.
+    keyframe_tests::wait_for(
+        "both grants in the transactions",
+        std::time::Duration::from_secs(10),
+        || async {
+            let transactions = app.get_json(&user, "/api/v1/credits/transactions").await;
+            let references: Vec<String> = transactions["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .filter_map(|item| item["reference"].as_str().map(str::to_owned))
+                .collect();
+            references == ["invoice:in_2", "invoice:in_1"]
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -357,6 +380,14 @@ async fn unsigned_forged_stale_malformed_and_unknown_calls_change_nothing() {
     receipt(deliver(&app, &checkout_completed("evt_12", &user)).await).await;
     assert_eq!(receipt(deliver(&app, &paid).await).await["handled"], true);
     assert_eq!(balance(&app, &user).await, 1000);
+
+    // An event for a customer that is no Keyframe user's, older than the grace hour: answered
+    // 200 unhandled so Stripe does not keep retrying it for days.
+    let foreign = invoice("evt_13", "in_foreign", "subscription_cycle", "cus_foreign", now - 7_200);
+    assert_eq!(
+        receipt(deliver(&app, &foreign).await).await,
+        json!({"received": true, "duplicate": false, "handled": false})
+    );
 
     let ledger_events: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'CreditLedger' AND aggregate_id = $1")

@@ -280,6 +280,65 @@ pub async fn create_projects_only(
     .await
 }
 
+/// Who requests jobs, and the body of their request: one user's analysis of one video.
+#[derive(Clone)]
+pub struct JobRequester {
+    /// The user's access token.
+    pub token: String,
+    /// `POST /api/v1/jobs` body.
+    pub body: Vec<u8>,
+}
+
+impl Client {
+    /// Registers a user, makes a project and uploads `video` into it: a requester of analyses.
+    pub async fn job_requester(&self, video: &std::path::Path) -> anyhow::Result<JobRequester> {
+        let token = self.register_and_login().await?;
+        let project: Value = self
+            .http
+            .post(format!("{}/api/v1/projects", self.base))
+            .bearer_auth(&token)
+            .json(&json!({"name": "bench jobs"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let project_id = project["id"].as_str().context("no project id")?;
+        let asset: Value = self
+            .http
+            .post(format!("{}/api/v1/projects/{project_id}/assets", self.base))
+            .bearer_auth(&token)
+            .header("content-type", "video/mp4")
+            .body(std::fs::read(video)?)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let asset_id = asset["id"].as_str().context("no asset id")?;
+        let body = serde_json::to_vec(&json!({"type": "analyze", "project_id": project_id, "asset_id": asset_id}))?;
+        Ok(JobRequester { token, body })
+    }
+}
+
+/// `POST /api/v1/jobs`, one client per requester (the same requester may appear many times:
+/// they then share one credit ledger).
+pub async fn request_jobs(client: &Client, requesters: &[JobRequester], duration: Duration) -> anyhow::Result<Phase> {
+    let mut workers = Vec::with_capacity(requesters.len());
+    for requester in requesters {
+        let http = Connection::open(&client.authority, &requester.token).await?;
+        workers.push((http, requester.body.clone()));
+    }
+    timed(workers, duration, |(mut http, body), _| async move {
+        let (status, answer) = http.send(Method::POST, "/api/v1/jobs", Some(body.clone())).await?;
+        anyhow::ensure!(
+            status == StatusCode::ACCEPTED,
+            "job request: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+        Ok((http, body))
+    })
+    .await
+}
+
 /// `ANALYZE`s the database, as autovacuum does in a running service.
 pub async fn analyze(database_url: &str) -> anyhow::Result<()> {
     let pool = PgPoolOptions::new().max_connections(1).connect(database_url).await?;

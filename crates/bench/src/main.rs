@@ -7,6 +7,7 @@
 //!
 //! Build and run: `cargo build --release --bin keyframe --bin keyframe-bench && target/release/keyframe-bench`
 
+mod credits;
 mod load;
 mod report;
 mod server;
@@ -52,8 +53,9 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     backlog: i64,
     /// Which phases to run (comma-separated): `serve` (commands, queries, logins, lag),
-    /// `backlog` (relay and replay), `videos` (analysis against decoding, uploads).
-    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos"])]
+    /// `backlog` (relay and replay), `videos` (analysis against decoding, uploads), `credits`
+    /// (job requests with their reservation, distinct users against one shared user).
+    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos", "credits"])]
     phases: Vec<String>,
 }
 
@@ -281,6 +283,13 @@ async fn main() -> anyhow::Result<()> {
     if args.phases.iter().any(|p| p == "videos") {
         let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "videos").await?;
         let outcome = videos::run(&mut report, &keyframe, &scratch, args.rounds).await;
+        scratch.remove().await;
+        outcome?;
+    }
+    // Phase 4: job requests with their credit reservation.
+    if args.phases.iter().any(|p| p == "credits") {
+        let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "credits").await?;
+        let outcome = credits::run(&mut report, &keyframe, &scratch, args.concurrency, args.rounds, round).await;
         scratch.remove().await;
         outcome?;
     }

@@ -176,7 +176,7 @@ fn seconds(values: &[f64]) -> String {
     values.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(", ")
 }
 
-fn ffmpeg(args: &[&str], output: &Path) -> anyhow::Result<()> {
+pub(crate) fn ffmpeg(args: &[&str], output: &Path) -> anyhow::Result<()> {
     let status = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(args)

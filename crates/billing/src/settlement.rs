@@ -1,13 +1,21 @@
 //! The settlement process manager: when a job's run ends, charge or give back the credits
-//! reserved for it.
+//! reserved for it; and when a reservation's job never appears, give its credits back.
 //!
-//! It reads `Job` events from its own durable JetStream consumer (`billing_settlement`,
-//! filtered to `<prefix>.events.Job.>`: one filter subject, as nats-server 2.9 allows), turns
-//! each run's end into a `CreditLedger` command ([`keyframe_domain::settlement`]) and acks
-//! the message only once the command is recorded. Delivery is at least once: a message whose
-//! ack was lost, or that a process stopped before acking, comes again. The effect is still
-//! exactly once because the ledger ignores a second settlement or release of the same run of
-//! the same job. After a restart the durable consumer resumes where the acks stopped.
+//! It reads two durable JetStream consumers (one filter subject each, as nats-server 2.9
+//! allows):
+//! - `billing_settlement`, on `<prefix>.events.Job.>`: each run's end becomes a
+//!   `CreditLedger` command ([`keyframe_domain::settlement`]): success settles, failure and
+//!   cancellation release;
+//! - `billing_reservations`, on `<prefix>.events.CreditLedger.*.CreditsReserved`: the sweep.
+//!   The API reserves before it records the job (or the retry); should the process stop in
+//!   between, nothing else would ever release that reservation. A reservation whose job does
+//!   not hold its run is looked at again after a grace period (a delayed NAK: JetStream keeps
+//!   the timer) and released if the job still does not hold it.
+//!
+//! Every message is acked only once its command is recorded. Delivery is at least once: a
+//! message whose ack was lost, or that a stopped process never acked, comes again. The effect
+//! is still exactly once because the ledger ignores a second settlement or release of the same
+//! run of the same job. After a restart the durable consumers resume where the acks stopped.
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
@@ -15,7 +23,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use keyframe_domain::ids::JobId;
 use keyframe_domain::job::{Job, JobEvent};
-use keyframe_domain::ledger::{CreditLedger, LedgerError};
+use keyframe_domain::ledger::{CreditLedger, LedgerCommand, LedgerError, LedgerEvent};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::settlement::ledger_command_for;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
@@ -24,21 +32,51 @@ use keyframe_eventlog::streams::Naming;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The durable consumer's name.
+/// The durable consumer of run ends.
 pub const SETTLEMENT_CONSUMER: &str = "billing_settlement";
+/// The durable consumer of reservations (the sweep).
+pub const RESERVATION_CONSUMER: &str = "billing_reservations";
 
-/// How long JetStream waits for an ack before delivering a message again.
+/// How long JetStream waits for an ack before delivering a message again; a message being
+/// retried is kept in progress meanwhile.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct SettlementSettings {
+    /// How long after its reservation a job (or a retry) must hold the reserved run before the
+    /// sweep releases it. Requests record the job milliseconds after reserving; the margin
+    /// covers a slow database.
+    pub reservation_grace: Duration,
+}
+
+impl Default for SettlementSettings {
+    fn default() -> Self {
+        Self {
+            reservation_grace: Duration::from_secs(120),
+        }
+    }
+}
 
 /// What became of one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
-    /// A run's end was recorded in the ledger (or had been already: a repeat changes nothing).
+    /// Recorded in the ledger (or recorded before: a repeat changes nothing).
     Recorded,
-    /// The event ends no run.
+    /// The event asks nothing (it ends no run; the reservation's job holds its run).
     NothingToDo,
     /// The run holds no reservation (a job requested before billing): nothing to settle.
     NoReservation,
+    /// A reservation whose job does not hold its run yet, still within the grace: look again
+    /// after this long.
+    LookAgainIn(Duration),
+}
+
+/// Which stream of events a consumer reads.
+#[derive(Debug, Clone, Copy)]
+enum Feed {
+    RunEnds,
+    Reservations,
 }
 
 /// Settles job credits from the event stream.
@@ -47,6 +85,7 @@ pub struct Settlement {
     ledgers: CommandBus<CreditLedger>,
     jetstream: jetstream::Context,
     naming: Naming,
+    settings: SettlementSettings,
 }
 
 impl Settlement {
@@ -56,22 +95,32 @@ impl Settlement {
         ledgers: CommandBus<CreditLedger>,
         jetstream: jetstream::Context,
         naming: Naming,
+        settings: SettlementSettings,
     ) -> Self {
         Self {
             jobs,
             ledgers,
             jetstream,
             naming,
+            settings,
         }
     }
 
-    /// Runs until `shutdown`; on an error it logs, pauses and resumes from the consumer.
+    /// Runs both consumers until `shutdown`; on an error each logs, pauses and resumes.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tokio::join!(
+            self.keep_consuming(Feed::RunEnds, &shutdown),
+            self.keep_consuming(Feed::Reservations, &shutdown)
+        );
+        Ok(())
+    }
+
+    async fn keep_consuming(&self, feed: Feed, shutdown: &CancellationToken) {
         while !shutdown.is_cancelled() {
-            match self.consume(&shutdown).await {
+            match self.consume(feed, shutdown).await {
                 Ok(()) => break,
                 Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "settlement failed; resuming");
+                    tracing::error!(?feed, error = format!("{error:#}"), "settlement failed; resuming");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -79,21 +128,39 @@ impl Settlement {
                 }
             }
         }
-        Ok(())
     }
 
-    async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let stream_name = self.naming.events_stream();
-        let config = pull::Config {
-            durable_name: Some(SETTLEMENT_CONSUMER.to_owned()),
-            description: Some("Keyframe billing: settles job credits when a run ends".to_owned()),
-            filter_subject: format!("{}.events.Job.>", self.naming.prefix()),
+    fn consumer_config(&self, feed: Feed) -> pull::Config {
+        let prefix = self.naming.prefix();
+        let (name, description, filter_subject) = match feed {
+            Feed::RunEnds => (
+                SETTLEMENT_CONSUMER,
+                "Keyframe billing: settles job credits when a run ends",
+                format!("{prefix}.events.Job.>"),
+            ),
+            Feed::Reservations => (
+                RESERVATION_CONSUMER,
+                "Keyframe billing: releases reservations whose job never appeared",
+                format!("{prefix}.events.CreditLedger.*.CreditsReserved"),
+            ),
+        };
+        pull::Config {
+            durable_name: Some(name.to_owned()),
+            description: Some(description.to_owned()),
+            filter_subject,
             ack_policy: AckPolicy::Explicit,
             ack_wait: ACK_WAIT,
             max_deliver: -1,
-            max_ack_pending: 1_000,
+            // Reservations waiting out their grace stay unacked: room for a busy few minutes.
+            max_ack_pending: 100_000,
             ..Default::default()
-        };
+        }
+    }
+
+    async fn consume(&self, feed: Feed, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let stream_name = self.naming.events_stream();
+        let config = self.consumer_config(feed);
+        let name = config.durable_name.clone().unwrap_or_default();
         let stream = self
             .jetstream
             .get_stream(&stream_name)
@@ -105,11 +172,11 @@ impl Settlement {
                 self.jetstream
                     .update_consumer_on_stream(config, &stream_name)
                     .await
-                    .context("updating the settlement consumer")?;
+                    .with_context(|| format!("updating the consumer {name}"))?;
                 stream
-                    .get_consumer(SETTLEMENT_CONSUMER)
+                    .get_consumer(&name)
                     .await
-                    .map_err(|e| anyhow::anyhow!("loading the settlement consumer: {e}"))?
+                    .map_err(|e| anyhow::anyhow!("loading the consumer {name}: {e}"))?
             }
         };
         let mut messages = consumer.messages().await.context("pulling")?;
@@ -124,45 +191,59 @@ impl Settlement {
                 message.ack_with(AckKind::Term).await.map_err(anyhow::Error::msg)?;
                 continue;
             };
-            if !self.settle_until_done(&event, shutdown).await {
+            let Some(settled) = self.handle_until_done(feed, &event, &message, shutdown).await else {
                 // Stopping: unacked, the message comes again to the next run.
                 return Ok(());
-            }
-            message.ack().await.map_err(anyhow::Error::msg)?;
+            };
+            let ack = match settled {
+                Settled::LookAgainIn(delay) => AckKind::Nak(Some(delay)),
+                _ => AckKind::Ack,
+            };
+            message.ack_with(ack).await.map_err(anyhow::Error::msg)?;
         }
     }
 
-    /// Settles `event`, retrying what may pass (the database away, other writers) with a
-    /// growing pause; `false` when stopped first.
-    async fn settle_until_done(&self, event: &RecordedEvent, shutdown: &CancellationToken) -> bool {
+    /// Handles `event`, retrying what may pass (the database away, other writers) with a
+    /// growing pause and keeping the message in progress meanwhile; `None` when stopped first.
+    async fn handle_until_done(
+        &self,
+        feed: Feed,
+        event: &RecordedEvent,
+        message: &jetstream::Message,
+        shutdown: &CancellationToken,
+    ) -> Option<Settled> {
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.settle(event).await {
-                Ok(outcome) => {
-                    if outcome == Settled::NoReservation {
-                        tracing::info!(job_id = %event.aggregate_id, "a job without a reservation ended; nothing to settle");
-                    }
-                    return true;
+            let outcome = match feed {
+                Feed::RunEnds => self.settle(event).await,
+                Feed::Reservations => self.sweep(event).await,
+            };
+            match outcome {
+                Ok(Settled::NoReservation) => {
+                    tracing::warn!(job_id = %event.aggregate_id, "a job run without a reservation ended; nothing to settle");
+                    return Some(Settled::NoReservation);
                 }
+                Ok(settled) => return Some(settled),
                 Err(SettleError::Permanent(error)) => {
-                    tracing::error!(job_id = %event.aggregate_id, event = %event.message_id(), error = format!("{error:#}"),
-                        "this job event cannot be settled; skipping it");
-                    return true;
+                    tracing::error!(event = %event.message_id(), error = format!("{error:#}"),
+                        "this event cannot be settled; skipping it");
+                    return Some(Settled::NothingToDo);
                 }
                 Err(SettleError::Transient(error)) => {
-                    tracing::warn!(job_id = %event.aggregate_id, error = format!("{error:#}"), "settling failed; retrying");
+                    tracing::warn!(event = %event.message_id(), error = format!("{error:#}"), "settling failed; retrying");
                 }
             }
+            let _ = message.ack_with(AckKind::Progress).await;
             tokio::select! {
-                () = shutdown.cancelled() => return false,
+                () = shutdown.cancelled() => return None,
                 () = tokio::time::sleep(pause) => {}
             }
             pause = (pause * 2).min(Duration::from_secs(10));
         }
     }
 
-    /// Records in the owner's ledger what `event` asks of it. Safe to call again for the same
-    /// event: the ledger answers a repeat with no change.
+    /// Records in the owner's ledger what a run's end asks of it. Safe to call again for the
+    /// same event: the ledger answers a repeat with no change.
     pub async fn settle(&self, event: &RecordedEvent) -> Result<Settled, SettleError> {
         if event.aggregate_type != "Job"
             || !matches!(event.event_type.as_str(), "JobSucceeded" | "JobFailed" | "JobCancelled")
@@ -171,21 +252,66 @@ impl Settlement {
         }
         let job_event: JobEvent =
             serde_json::from_str(event.payload.get()).map_err(|e| SettleError::Permanent(e.into()))?;
-        let job_id = event
-            .aggregate_id
-            .parse()
-            .map(JobId)
-            .map_err(|e: uuid::Error| SettleError::Permanent(e.into()))?;
-        let job = match self.jobs.load(&event.aggregate_id).await {
-            Ok(job) => job.unwrap_or_default(),
-            Err(error) => return Err(SettleError::Transient(anyhow::anyhow!("loading the job: {error}"))),
-        };
+        let job_id = parse_job_id(&event.aggregate_id)?;
+        let job = self.job(&event.aggregate_id).await?.unwrap_or_default();
         let Some((owner_id, command)) = ledger_command_for(job_id, &job_event, &job, Utc::now()) else {
             return Err(SettleError::Permanent(anyhow::anyhow!("the job's request is missing")));
         };
+        self.record(owner_id.to_string(), command, event).await
+    }
+
+    /// Releases a reservation whose job does not hold the reserved run once the grace has
+    /// passed; answers when to look again before that.
+    pub async fn sweep(&self, event: &RecordedEvent) -> Result<Settled, SettleError> {
+        if event.aggregate_type != "CreditLedger" || event.event_type != "CreditsReserved" {
+            return Ok(Settled::NothingToDo);
+        }
+        let LedgerEvent::CreditsReserved {
+            job_id,
+            run,
+            reserved_at,
+            ..
+        } = serde_json::from_str(event.payload.get()).map_err(|e| SettleError::Permanent(e.into()))?
+        else {
+            return Ok(Settled::NothingToDo);
+        };
+        let held = self
+            .job(&job_id.to_string())
+            .await?
+            .is_some_and(|job| job.id().is_some() && job.run() >= run);
+        if held {
+            return Ok(Settled::NothingToDo);
+        }
+        let age = (Utc::now() - reserved_at).to_std().unwrap_or_default();
+        if age < self.settings.reservation_grace {
+            return Ok(Settled::LookAgainIn(self.settings.reservation_grace - age));
+        }
+        tracing::warn!(%job_id, run, "releasing a reservation whose job never recorded the run");
+        let command = LedgerCommand::Release {
+            job_id,
+            run,
+            reason: "the job was never recorded".to_owned(),
+            at: Utc::now(),
+        };
+        self.record(event.aggregate_id.clone(), command, event).await
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<Job>, SettleError> {
+        self.jobs
+            .load(id)
+            .await
+            .map_err(|error| SettleError::Transient(anyhow::anyhow!("loading the job: {error}")))
+    }
+
+    async fn record(
+        &self,
+        ledger_id: String,
+        command: LedgerCommand,
+        cause: &RecordedEvent,
+    ) -> Result<Settled, SettleError> {
         let recorded = self
             .ledgers
-            .execute(&owner_id.to_string(), || command.clone(), &Self::metadata(event))
+            .execute(&ledger_id, || command.clone(), &Self::metadata(cause))
             .await;
         match recorded {
             Ok(_) => Ok(Settled::Recorded),
@@ -195,7 +321,7 @@ impl Settlement {
         }
     }
 
-    /// The system acts, caused by the event, in the chain of the request that started the job.
+    /// The system acts, caused by the event, in the chain of the request that started it.
     fn metadata(event: &RecordedEvent) -> CommandMetadata {
         let mut metadata = CommandMetadata::system().with_actor(Actor::System);
         metadata.causation_id = event.message_id();
@@ -204,6 +330,12 @@ impl Settlement {
         }
         metadata
     }
+}
+
+fn parse_job_id(raw: &str) -> Result<JobId, SettleError> {
+    raw.parse()
+        .map(JobId)
+        .map_err(|e: uuid::Error| SettleError::Permanent(e.into()))
 }
 
 /// Why an event was not settled.

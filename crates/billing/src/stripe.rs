@@ -58,7 +58,7 @@ pub fn verify(header: Option<&str>, payload: &[u8], secret: &str, now: i64) -> R
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now - timestamp).abs() > SIGNATURE_TOLERANCE_SECS {
+    if now.abs_diff(timestamp) > SIGNATURE_TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let expected = sign(secret, timestamp, payload);
@@ -327,6 +327,11 @@ mod tests {
     fn unsigned_and_malformed_headers_are_refused() {
         let body = VECTOR_BODY.as_bytes();
         assert_eq!(verify(None, body, "whsec_test_secret", 0), Err(SignatureError::Missing));
+        let extreme = format!("t={},v1={VECTOR_SIGNATURE}", i64::MIN);
+        assert_eq!(
+            verify(Some(&extreme), body, "whsec_test_secret", 1_700_000_000),
+            Err(SignatureError::Stale)
+        );
         for header in ["", "t=1700000000", "v1=abc", "t=soon,v1=abc"] {
             assert_eq!(
                 verify(Some(header), body, "whsec_test_secret", 1_700_000_000),

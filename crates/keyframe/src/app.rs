@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
 use keyframe_api::state::AppState;
-use keyframe_billing::settlement::Settlement;
+use keyframe_billing::settlement::{Settlement, SettlementSettings};
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::store::PgEventRepository;
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
@@ -37,6 +37,8 @@ pub struct AppConfig {
     pub api: ApiSettings,
     /// How the `jobs` component treats workers.
     pub jobs: CoordinatorSettings,
+    /// How the `billing` component settles.
+    pub billing: SettlementSettings,
 }
 
 /// A running process.
@@ -101,6 +103,7 @@ impl Application {
                 CommandBus::sharing(&repository),
                 jetstream.clone(),
                 naming.clone(),
+                config.billing,
             );
             tasks.spawn(settlement.run(shutdown.clone()));
         }

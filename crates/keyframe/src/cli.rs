@@ -88,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 addr: args.addr,
                 components: args.run.clone(),
                 jobs: args.coordinator_settings(),
+                billing: args.settlement_settings(),
             };
             Application::build(config).await?.run_until_stopped().await
         }

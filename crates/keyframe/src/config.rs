@@ -339,6 +339,11 @@ pub struct ServeArgs {
     /// without a Stripe price cannot be bought (the first such is the free plan).
     #[arg(long, env = "KEYFRAME_PLANS", default_value = "free:0,pro:1000,studio:5000")]
     pub plans: keyframe_billing::plans::Plans,
+    /// Seconds a job (or retry) has to record the run it reserved credits for before the
+    /// settlement releases the reservation (a process stopped between the two).
+    #[arg(long, env = "KEYFRAME_RESERVATION_GRACE_SECS", default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reservation_grace_secs: u64,
     /// Stripe's API (a test server in tests).
     #[arg(long, env = "KEYFRAME_STRIPE_API_BASE", default_value = "https://api.stripe.com")]
     pub stripe_api_base: String,
@@ -390,6 +395,13 @@ impl std::fmt::Debug for ServeArgs {
 }
 
 impl ServeArgs {
+    /// How the `billing` component settles.
+    pub fn settlement_settings(&self) -> keyframe_billing::settlement::SettlementSettings {
+        keyframe_billing::settlement::SettlementSettings {
+            reservation_grace: Duration::from_secs(self.reservation_grace_secs),
+        }
+    }
+
     /// How the `jobs` component treats workers.
     pub fn coordinator_settings(&self) -> CoordinatorSettings {
         let base = chrono::Duration::milliseconds(i64::try_from(self.job_retry_base_ms).unwrap_or(i64::MAX));

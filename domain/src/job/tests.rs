@@ -449,6 +449,7 @@ fn retrying_a_cancelled_job_queues_it_with_a_fresh_budget() {
         .given(given)
         .when(JobCommand::Retry {
             actor: g.owner_id,
+            run: 1,
             at: g.at,
         })
         .then_expect_events(vec![
@@ -468,6 +469,7 @@ fn retrying_a_running_job_is_a_conflict() {
         .given(g.running(2))
         .when(JobCommand::Retry {
             actor: g.owner_id,
+            run: 1,
             at: g.at,
         })
         .then_expect_error(JobError::NotRetryable {
@@ -593,4 +595,32 @@ fn the_charge_is_the_price_unless_the_job_failed_or_was_cancelled() {
     });
     job.apply(g.queued(2, None));
     assert_eq!((job.charge(), job.run()), (3, 1));
+}
+
+#[test]
+fn a_retry_for_a_run_that_is_not_the_next_is_refused() {
+    let g = Given::new();
+    let mut given = g.running(2);
+    given.extend([
+        g.cancelled(JobStatus::Running),
+        JobEvent::JobRetried {
+            automatic: false,
+            retries_left: 2,
+            retried_at: g.at,
+        },
+        g.queued(2, None),
+        JobEvent::JobCancelled {
+            previous_status: JobStatus::Queued,
+            run: 1,
+            cancelled_at: g.at,
+        },
+    ]);
+    job()
+        .given(given)
+        .when(JobCommand::Retry {
+            actor: g.owner_id,
+            run: 1,
+            at: g.at,
+        })
+        .then_expect_error(JobError::StaleRun { run: 1, current: 1 });
 }

@@ -149,8 +149,14 @@ fn deletion_ends_the_subscription_and_its_plan() {
 }
 
 #[test]
-fn deletion_of_another_subscription_changes_nothing() {
+fn deletion_of_another_subscription_leaves_the_running_one_alone() {
     let g = Given::new();
+    let ended_earlier = SubscriptionEvent::SubscriptionEnded {
+        owner_id: g.owner_id,
+        subscription_id: "sub_0".to_owned(),
+        stripe_event_id: "evt_5".to_owned(),
+        stripe_created: g.at + chrono::Duration::seconds(20),
+    };
     subscription()
         .given(vec![g.started()])
         .when(g.command(
@@ -159,6 +165,48 @@ fn deletion_of_another_subscription_changes_nothing() {
             SubscriptionChange::Ended {
                 subscription_id: "sub_0".to_owned(),
             },
+        ))
+        .then_expect_events(vec![ended_earlier.clone()]);
+    let mut state = Subscription::default();
+    state.apply(g.started());
+    state.apply(ended_earlier);
+    assert_eq!(state.plan(), Some("pro"));
+}
+
+#[test]
+fn a_start_delivered_after_the_end_does_not_revive_the_subscription() {
+    let g = Given::new();
+    let ended = SubscriptionEvent::SubscriptionEnded {
+        owner_id: g.owner_id,
+        subscription_id: "sub_1".to_owned(),
+        stripe_event_id: "evt_9".to_owned(),
+        stripe_created: g.at + chrono::Duration::seconds(90),
+    };
+    subscription()
+        .given(vec![ended])
+        .when(g.command(
+            "evt_1",
+            0,
+            SubscriptionChange::Started(g.state("sub_1", "pro", "active")),
+        ))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_start_delivered_after_an_update_of_the_same_subscription_changes_nothing() {
+    let g = Given::new();
+    let updated = SubscriptionEvent::SubscriptionUpdated {
+        owner_id: g.owner_id,
+        state: g.state("sub_1", "studio", "past_due"),
+        stripe_event_id: "evt_2".to_owned(),
+        stripe_created: g.at,
+    };
+    subscription()
+        .given(vec![updated])
+        .when(g.command(
+            "evt_1",
+            0,
+            SubscriptionChange::Started(g.state("sub_1", "pro", "active")),
         ))
         .then_expect_events(vec![]);
 }

@@ -120,9 +120,12 @@ pub(crate) fn ledger_rejected(error: LedgerError) -> ApiError {
             field: "amount".to_owned(),
             message: error.to_string(),
         }]),
-        LedgerError::NoReservation | LedgerError::ReservationOpen { .. } | LedgerError::NotOwner => {
-            ApiError::Internal(anyhow::Error::new(error))
-        }
+        // The earlier run's release did not go through (the database wavered): try again.
+        LedgerError::ReservationOpen { .. } => ApiError::Conflict {
+            code: "concurrent_modification",
+            detail: format!("{error}; try again"),
+        },
+        LedgerError::NoReservation | LedgerError::NotOwner => ApiError::Internal(anyhow::Error::new(error)),
     }
 }
 

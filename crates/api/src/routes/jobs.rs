@@ -283,7 +283,7 @@ fn job_rejected(error: JobError) -> ApiError {
     match error {
         JobError::NotFound => ApiError::not_found("job"),
         JobError::NotCancellable { .. } => conflict("job_not_cancellable"),
-        JobError::NotRetryable { .. } => conflict("job_not_retryable"),
+        JobError::NotRetryable { .. } | JobError::StaleRun { .. } => conflict("job_not_retryable"),
         JobError::StillActive { .. } => conflict("job_active"),
         JobError::AlreadyExists => conflict("job_exists"),
         JobError::StaleTicket
@@ -354,7 +354,16 @@ async fn check(state: &AppState, caller: &AuthUser, body: CreateJobRequest) -> R
         }
         JobType::Clip => clip_source(state, caller, project_id, parameters).await?,
     };
-    let cost = state.settings.pricing.price(job_type, source.duration_ms);
+    let cost = state
+        .settings
+        .pricing
+        .price(job_type, source.duration_ms)
+        .ok_or_else(|| {
+            invalid(
+                "asset_id",
+                "the video's length is unknown, so its analysis cannot be priced",
+            )
+        })?;
     Ok(CheckedRequest {
         cost,
         project_id,
@@ -475,8 +484,13 @@ async fn request_job(
     let position = match state.jobs.execute_new(&job_id.to_string(), command, &metadata).await {
         Ok(position) => position,
         Err(error) => {
-            let reason = "the job could not be recorded";
-            credits::release_for_job(state, caller.user_id, job_id, 0, reason, &metadata).await;
+            // The job may have been recorded all the same (the answer was lost): then the run
+            // is its own and the settlement ends it. Unknown either way: the reservation
+            // sweep of the settlement process releases it if the job never appears.
+            if matches!(state.jobs.load(&job_id.to_string()).await, Ok(None)) {
+                let reason = "the job could not be recorded";
+                credits::release_for_job(state, caller.user_id, job_id, 0, reason, &metadata).await;
+            }
             return Err(ApiError::from_command(error, job_rejected));
         }
     };
@@ -703,26 +717,26 @@ pub async fn retry(
     // The ended run's credits go back now rather than when the settlement process gets to its
     // end (that release is then a repeat): the next run may need them.
     let ended = job.run();
+    let next = ended + 1;
     credits::release_for_job(&state, actor, job_id, ended, "the job ended", &metadata).await;
-    credits::reserve_for_job(&state, actor, job_id, ended + 1, job.cost_credits(), &metadata).await?;
+    credits::reserve_for_job(&state, actor, job_id, next, job.cost_credits(), &metadata).await?;
     let retried = change(&state, &context, &caller, id, || JobCommand::Retry {
         actor,
+        run: next,
         at: Utc::now(),
     })
     .await;
     if retried.is_err() {
-        // Another request may have retried it first and taken this run: release only a run
-        // the job does not hold.
-        let holds_run = state
-            .jobs
-            .load(&id.to_string())
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|job| job.run() > ended);
-        if !holds_run {
-            let reason = "the retry could not be recorded";
-            credits::release_for_job(&state, actor, job_id, ended + 1, reason, &metadata).await;
+        // Release the reservation only when the job certainly does not hold the run (another
+        // retry may have started it first, or the answer was lost after the commit). When the
+        // job cannot be read, the settlement's reservation sweep decides later.
+        match state.jobs.load(&id.to_string()).await {
+            Ok(job) if job.as_ref().is_none_or(|job| job.run() < next) => {
+                let reason = "the retry could not be recorded";
+                credits::release_for_job(&state, actor, job_id, next, reason, &metadata).await;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, %job_id, "a failed retry's reservation is left to the sweep"),
         }
     }
     retried

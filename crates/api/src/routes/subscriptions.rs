@@ -36,6 +36,14 @@ use uuid::Uuid;
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// Longest client idempotency key.
 const IDEMPOTENCY_KEY_MAX: usize = 200;
+/// How long an event Keyframe cannot attribute to a user is refused (so that Stripe delivers
+/// it again once the checkout that introduces its customer has arrived). Past it the event is
+/// acknowledged unhandled and logged: a Stripe account may hold customers that are not
+/// Keyframe's, and refusing their events for days would make Stripe disable the endpoint.
+const ATTRIBUTION_GRACE_SECS: i64 = 3_600;
+/// The invoices that pay a subscription period: only they grant the plan's credits (not
+/// prorations of a plan change, nor one-off invoices).
+const PERIOD_INVOICES: [&str; 2] = ["subscription_create", "subscription_cycle"];
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -350,23 +358,30 @@ fn metadata(event: &WebhookEvent) -> CommandMetadata {
 }
 
 /// Whose the event is: the user id Keyframe put in the object's metadata at checkout (at the
-/// first of `pointers` that has one), else the user of its Stripe customer.
-async fn owner_of(state: &AppState, event: &WebhookEvent, pointers: &[&str]) -> Result<UserId, ApiError> {
+/// first of `pointers` that has one), else the user of its Stripe customer. `None` for an event
+/// no user can be found for after [`ATTRIBUTION_GRACE_SECS`]; within it, 422 so Stripe retries.
+async fn owner_of(state: &AppState, event: &WebhookEvent, pointers: &[&str]) -> Result<Option<UserId>, ApiError> {
     if let Some(user_id) = event.first_text(pointers).and_then(|id| id.parse::<Uuid>().ok()) {
-        return Ok(UserId(user_id));
+        return Ok(Some(UserId(user_id)));
     }
     let customer = event.text("/customer").ok_or_else(|| missing(event, "customer"))?;
     let user_id: Option<Uuid> = sqlx::query_scalar("SELECT user_id FROM stripe_customers WHERE customer_id = $1")
         .bind(customer)
         .fetch_optional(&state.pool)
         .await?;
-    user_id.map(UserId).ok_or_else(|| {
-        tracing::warn!(event_id = %event.id, customer, "a Stripe event for a customer no checkout introduced");
-        ApiError::BadRequest {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "unknown_customer",
-            detail: format!("customer {customer} is no Keyframe user's (yet)"),
-        }
+    if let Some(user_id) = user_id {
+        return Ok(Some(UserId(user_id)));
+    }
+    if Utc::now().timestamp() - event.created > ATTRIBUTION_GRACE_SECS {
+        tracing::error!(event_id = %event.id, event_type = %event.event_type, customer,
+            "a Stripe event for a customer that is no Keyframe user's; acknowledged unhandled");
+        return Ok(None);
+    }
+    tracing::warn!(event_id = %event.id, customer, "a Stripe event for a customer no checkout introduced yet");
+    Err(ApiError::BadRequest {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "unknown_customer",
+        detail: format!("customer {customer} is no Keyframe user's (yet)"),
     })
 }
 
@@ -413,7 +428,9 @@ async fn checkout_completed(state: &AppState, event: &WebhookEvent) -> Result<bo
     if event.text("/mode") != Some("subscription") {
         return Ok(false);
     }
-    let owner_id = owner_of(state, event, &["/client_reference_id", "/metadata/user_id"]).await?;
+    let Some(owner_id) = owner_of(state, event, &["/client_reference_id", "/metadata/user_id"]).await? else {
+        return Ok(false);
+    };
     let customer_id = event.text("/customer").ok_or_else(|| missing(event, "customer"))?;
     let subscription_id = event
         .text("/subscription")
@@ -438,7 +455,13 @@ async fn checkout_completed(state: &AppState, event: &WebhookEvent) -> Result<bo
 
 async fn invoice_paid(state: &AppState, event: &WebhookEvent) -> Result<bool, ApiError> {
     let invoice_id = event.text("/id").ok_or_else(|| missing(event, "id"))?;
-    let owner_id = owner_of(
+    if !event
+        .text("/billing_reason")
+        .is_some_and(|reason| PERIOD_INVOICES.contains(&reason))
+    {
+        return Ok(false);
+    }
+    let Some(owner_id) = owner_of(
         state,
         event,
         &[
@@ -447,7 +470,10 @@ async fn invoice_paid(state: &AppState, event: &WebhookEvent) -> Result<bool, Ap
             "/lines/data/0/metadata/user_id",
         ],
     )
-    .await?;
+    .await?
+    else {
+        return Ok(false);
+    };
     let plan = match plan_of(
         state,
         event,
@@ -513,14 +539,18 @@ fn subscription_state(state: &AppState, event: &WebhookEvent) -> Result<StripeSu
 }
 
 async fn subscription_updated(state: &AppState, event: &WebhookEvent) -> Result<bool, ApiError> {
-    let owner_id = owner_of(state, event, &["/metadata/user_id"]).await?;
+    let Some(owner_id) = owner_of(state, event, &["/metadata/user_id"]).await? else {
+        return Ok(false);
+    };
     let updated = subscription_state(state, event)?;
     change_subscription(state, event, owner_id, SubscriptionChange::Updated(updated)).await?;
     Ok(true)
 }
 
 async fn subscription_deleted(state: &AppState, event: &WebhookEvent) -> Result<bool, ApiError> {
-    let owner_id = owner_of(state, event, &["/metadata/user_id"]).await?;
+    let Some(owner_id) = owner_of(state, event, &["/metadata/user_id"]).await? else {
+        return Ok(false);
+    };
     let subscription_id = event.text("/id").ok_or_else(|| missing(event, "id"))?.to_owned();
     change_subscription(state, event, owner_id, SubscriptionChange::Ended { subscription_id }).await?;
     Ok(true)
