@@ -411,3 +411,87 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
         "{released:?}"
     );
 }
+
+#[tokio::test]
+async fn a_cached_ledger_sees_what_other_processes_appended_and_forgets_what_was_refused() {
+    use keyframe_domain::ids::{JobId, UserId};
+    use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError};
+    use keyframe_eventlog::commands::CommandError;
+    use keyframe_eventlog::metadata::CommandMetadata;
+
+    let db = keyframe_tests::TestDatabase::create().await;
+    // Two processes: this one keeps ledgers in memory, the other does not.
+    let here: CommandBus<CreditLedger> = CommandBus::new(db.pool.clone()).cached(16);
+    let elsewhere: CommandBus<CreditLedger> = CommandBus::new(db.pool.clone());
+    let owner_id = UserId::new();
+    let id = owner_id.to_string();
+    let meta = CommandMetadata::system();
+    let grant = |amount| {
+        move || LedgerCommand::Grant {
+            owner_id,
+            amount,
+            source: GrantSource::SignupBonus,
+            reason: "grant".to_owned(),
+            at: chrono::Utc::now(),
+        }
+    };
+    let admin_grant = |amount| {
+        move || LedgerCommand::Grant {
+            owner_id,
+            amount,
+            source: GrantSource::Admin { admin_id: owner_id },
+            reason: "top-up".to_owned(),
+            at: chrono::Utc::now(),
+        }
+    };
+    let reserve = |job_id, amount| {
+        move || LedgerCommand::Reserve {
+            owner_id,
+            job_id,
+            run: 0,
+            amount,
+            at: chrono::Utc::now(),
+        }
+    };
+
+    here.execute(&id, grant(10), &meta).await.expect("granted here");
+    elsewhere
+        .execute(&id, admin_grant(5), &meta)
+        .await
+        .expect("granted elsewhere");
+    // Only a ledger that saw the other process's grant can reserve 15.
+    here.execute(&id, reserve(JobId::new(), 15), &meta)
+        .await
+        .expect("reserved all 15");
+
+    // Refused here: nothing of the refused command may linger in memory.
+    let refused = here.execute(&id, reserve(JobId::new(), 1), &meta).await;
+    assert!(
+        matches!(
+            refused,
+            Err(CommandError::Rejected(LedgerError::InsufficientCredits {
+                available: 0,
+                required: 1
+            }))
+        ),
+        "{refused:?}"
+    );
+    elsewhere
+        .execute(&id, admin_grant(3), &meta)
+        .await
+        .expect("granted elsewhere");
+    here.execute(&id, reserve(JobId::new(), 3), &meta)
+        .await
+        .expect("reserved the new 3");
+
+    let stored = elsewhere.load(&id).await.expect("loaded").expect("a ledger");
+    assert_eq!((stored.balance(), stored.reserved(), stored.available()), (18, 18, 0));
+    let sequences: Vec<i64> = sqlx::query_scalar(
+        "SELECT sequence FROM events WHERE aggregate_type = 'CreditLedger' AND aggregate_id = $1 ORDER BY sequence",
+    )
+    .bind(&id)
+    .fetch_all(&db.pool)
+    .await
+    .expect("sequences");
+    assert_eq!(sequences, [1, 2, 3, 4, 5], "one event per accepted command, in order");
+}

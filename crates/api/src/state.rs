@@ -23,6 +23,9 @@ use sqlx::PgPool;
 use std::ops::Deref;
 use std::sync::Arc;
 
+/// Credit ledgers each process keeps in memory between commands.
+const LEDGERS_CACHED: usize = 4_096;
+
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
@@ -92,7 +95,9 @@ impl AppState {
             projects: CommandBus::sharing(&events),
             libraries: CommandBus::sharing(&events),
             jobs: CommandBus::sharing(&events),
-            ledgers: CommandBus::sharing(&events),
+            // Every job request and every run's end is a command on its owner's ledger, which
+            // grows with each: keep the busy ones in memory.
+            ledgers: CommandBus::sharing(&events).cached(LEDGERS_CACHED),
             subscriptions: CommandBus::sharing(&events),
             stripe: settings.billing.stripe.clone().map(|config| {
                 // Idempotent; the binary installs it first, embedders may not have.

@@ -10,14 +10,21 @@
 //! aggregate ids) instead of racing: a hot aggregate (one user's credit ledger under many job
 //! requests at once) then costs a queue, not a storm of conflicts that exhausts the retries.
 //! Optimistic concurrency still guards against every other process.
+//!
+//! A bus may also keep aggregates in memory between commands ([`CommandBus::cached`]): a
+//! command then reads only the events appended since (by any process) instead of the whole
+//! history. Meant for aggregates that grow with use, like a credit ledger that gains events
+//! with every job; the turn lock keeps one process's commands from racing on an entry.
 
 use crate::metadata::CommandMetadata;
 use crate::store::{PgEventRepository, capture_appended, database_unreachable};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
 use rand::Rng;
 use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How often a command is tried when another writer got to the aggregate first.
@@ -73,6 +80,32 @@ pub struct CommandBus<A: Aggregate<Services = ()>> {
     pool: PgPool,
     max_attempts: u32,
     turns: Box<[tokio::sync::Mutex<()>]>,
+    repository: PgEventRepository,
+    cache: Option<AggregateCache<A>>,
+}
+
+/// Aggregates as of their last command here, with the sequence of their newest event.
+struct AggregateCache<A> {
+    entries: Mutex<HashMap<String, (A, usize)>>,
+    capacity: usize,
+}
+
+impl<A> AggregateCache<A> {
+    fn take(&self, id: &str) -> Option<(A, usize)> {
+        self.entries.lock().ok()?.remove(id)
+    }
+
+    fn put(&self, id: &str, aggregate: A, sequence: usize) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= self.capacity
+            && let Some(evicted) = entries.keys().next().cloned()
+        {
+            entries.remove(&evicted);
+        }
+        entries.insert(id.to_owned(), (aggregate, sequence));
+    }
 }
 
 impl<A: Aggregate<Services = ()>> CommandBus<A> {
@@ -94,7 +127,19 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
             pool: repository.pool().clone(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             turns: (0..TURN_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            repository: repository.another(),
+            cache: None,
         }
+    }
+
+    /// This bus, keeping up to `capacity` aggregates in memory between commands (an arbitrary
+    /// one makes room when full).
+    pub fn cached(mut self, capacity: usize) -> Self {
+        self.cache = Some(AggregateCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        });
+        self
     }
 
     /// The lock that commands for aggregate `id` take turns on.
@@ -132,8 +177,11 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         let _turn = self.turn_of(id).lock().await;
         loop {
             attempt += 1;
-            let execution = self.cqrs.execute_with_metadata(id, command(), metadata.to_map());
-            match capture_appended(execution).await {
+            let outcome = match &self.cache {
+                Some(cache) => self.attempt_cached(cache, id, command(), metadata).await,
+                None => capture_appended(self.cqrs.execute_with_metadata(id, command(), metadata.to_map())).await,
+            };
+            match outcome {
                 (Ok(()), Some(appended)) => return Ok(appended),
                 // The command was accepted but emitted nothing: answer where the aggregate stands.
                 (Ok(()), None) => return self.newest_position(id).await,
@@ -148,6 +196,55 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
                 (Err(other), _) => return Err(CommandError::from_store(other)),
             }
         }
+    }
+
+    /// One attempt of a command against the cached aggregate brought up to date: the events
+    /// appended after the cached sequence are applied first, then the command is handled and
+    /// its events committed at that sequence (a conflict means someone appended meanwhile, and
+    /// the entry is dropped). The entry is kept only when it is known to match the store.
+    async fn attempt_cached(
+        &self,
+        cache: &AggregateCache<A>,
+        id: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> (Result<(), AggregateError<A::Error>>, Option<i64>) {
+        let (mut aggregate, mut sequence) = cache.take(id).unwrap_or_default();
+        let newer = match self.repository.get_last_events::<A>(id, sequence).await {
+            Ok(events) => events,
+            Err(error) => return (Err(error.into()), None),
+        };
+        for event in newer {
+            match serde_json::from_value::<A::Event>(event.payload) {
+                Ok(payload) => aggregate.apply(payload),
+                Err(error) => return (Err(AggregateError::DeserializationError(Box::new(error))), None),
+            }
+            sequence = event.sequence;
+        }
+        let sink = EventSink::default();
+        // On a refusal the aggregate may hold events the sink applied but that were never
+        // stored: it is dropped, not cached.
+        if let Err(error) = aggregate.handle(command, &(), &sink).await {
+            return (Err(AggregateError::UserError(error)), None);
+        }
+        let events = sink.collect().await;
+        if events.is_empty() {
+            cache.put(id, aggregate, sequence);
+            return (Ok(()), None);
+        }
+        let appended_count = events.len();
+        // The context's aggregate only feeds snapshots, which this store does not keep.
+        let context = EventStoreAggregateContext {
+            aggregate_id: id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: sequence,
+            current_snapshot: None,
+        };
+        let (committed, appended) = capture_appended(self.store.commit(events, context, metadata.to_map())).await;
+        if committed.is_ok() {
+            cache.put(id, aggregate, sequence + appended_count);
+        }
+        (committed.map(drop), appended)
     }
 
     /// Runs a command that starts aggregate `id`, an id the caller has just generated, without

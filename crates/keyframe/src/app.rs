@@ -100,7 +100,7 @@ impl Application {
                 PgEventRepository::with_writers(pool.clone(), config.api.append_writers, local_relay.clone());
             let settlement = Settlement::new(
                 CommandBus::sharing(&repository),
-                CommandBus::sharing(&repository),
+                CommandBus::sharing(&repository).cached(4_096),
                 jetstream.clone(),
                 naming.clone(),
                 config.billing,
