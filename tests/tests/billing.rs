@@ -413,7 +413,7 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
 }
 
 #[tokio::test]
-async fn a_cached_ledger_sees_what_other_processes_appended_and_forgets_what_was_refused() {
+async fn a_cached_ledger_sees_what_other_processes_appended_and_stays_right_after_a_refusal() {
     use keyframe_domain::ids::{JobId, UserId};
     use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError};
     use keyframe_eventlog::commands::CommandError;
@@ -464,7 +464,7 @@ async fn a_cached_ledger_sees_what_other_processes_appended_and_forgets_what_was
         .await
         .expect("reserved all 15");
 
-    // Refused here: nothing of the refused command may linger in memory.
+    // Refused here: the ledger kept in memory stays as stored.
     let refused = here.execute(&id, reserve(JobId::new(), 1), &meta).await;
     assert!(
         matches!(

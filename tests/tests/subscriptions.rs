@@ -260,6 +260,22 @@ async fn webhooks_start_the_plan_grant_each_invoice_once_and_end_it() {
     let proration = invoice("evt_4p", "in_2p", "subscription_update", "cus_1", now);
     assert_eq!(receipt(deliver(&app, &proration).await).await["handled"], false);
     assert_eq!(balance(&app, &user).await, 2000);
+    // A plan change that starts a new period at once: billed as an update, with the new
+    // plan's period line marked as no proration beside the proration of the old plan.
+    let new_period = event(
+        "evt_4q",
+        "invoice.paid",
+        now,
+        json!({
+            "id": "in_3", "object": "invoice", "customer": "cus_1", "billing_reason": "subscription_update",
+            "lines": {"data": [
+                {"proration": true, "price": {"id": "price_pro"}},
+                {"proration": false, "price": {"id": "price_studio"}},
+            ]},
+        }),
+    );
+    assert_eq!(receipt(deliver(&app, &new_period).await).await["handled"], true);
+    assert_eq!(balance(&app, &user).await, 7000);
 
     // An upgrade, to end with the period.
     let period_end = 1_702_592_000;
@@ -307,7 +323,7 @@ async fn webhooks_start_the_plan_grant_each_invoice_once_and_end_it() {
         current,
         json!({"plan": "free", "status": "canceled", "monthly_credits": 0, "current_period_end": null, "cancel_at_period_end": false})
     );
-    assert_eq!(balance(&app, &user).await, 2000, "credits granted stay");
+    assert_eq!(balance(&app, &user).await, 7000, "credits granted stay");
 
     // The movements, once the read model has them.
     keyframe_tests::wait_for(
@@ -321,7 +337,7 @@ async fn webhooks_start_the_plan_grant_each_invoice_once_and_end_it() {
                 .iter()
                 .filter_map(|item| item["reference"].as_str().map(str::to_owned))
                 .collect();
-            references == ["invoice:in_2", "invoice:in_1"]
+            references == ["invoice:in_3", "invoice:in_2", "invoice:in_1"]
         },
     )
     .await;
@@ -384,10 +400,10 @@ async fn unsigned_forged_stale_malformed_and_unknown_calls_change_nothing() {
     // An event for a customer that is no Keyframe user's, older than the grace hour: answered
     // 200 unhandled so Stripe does not keep retrying it for days.
     let foreign = invoice("evt_13", "in_foreign", "subscription_cycle", "cus_foreign", now - 7_200);
-    assert_eq!(
-        receipt(deliver(&app, &foreign).await).await,
-        json!({"received": true, "duplicate": false, "handled": false})
-    );
+    let unhandled = json!({"received": true, "duplicate": false, "handled": false});
+    assert_eq!(receipt(deliver(&app, &foreign).await).await, unhandled);
+    // Not marked processed: sent again (say from Stripe's dashboard), it is looked at again.
+    assert_eq!(receipt(deliver(&app, &foreign).await).await, unhandled);
 
     let ledger_events: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'CreditLedger' AND aggregate_id = $1")

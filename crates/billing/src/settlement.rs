@@ -9,8 +9,10 @@
 //! - `billing_reservations`, on `<prefix>.events.CreditLedger.*.CreditsReserved`: the sweep.
 //!   The API reserves before it records the job (or the retry); should the process stop in
 //!   between, nothing else would ever release that reservation. A reservation whose job does
-//!   not hold its run is looked at again after a grace period (a delayed NAK: JetStream keeps
-//!   the timer) and released if the job still does not hold it.
+//!   not hold its run is looked at again a few seconds later (the job is usually recorded by
+//!   then), then once more after the grace period, and released only if the job still does not
+//!   hold it. The waits are delayed NAKs: JetStream keeps the timers, and no two clocks are
+//!   compared.
 //!
 //! Every message is acked only once its command is recorded. Delivery is at least once: a
 //! message whose ack was lost, or that a stopped process never acked, comes again. The effect
@@ -40,13 +42,16 @@ pub const RESERVATION_CONSUMER: &str = "billing_reservations";
 /// How long JetStream waits for an ack before delivering a message again; a message being
 /// retried is kept in progress meanwhile.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+/// The sweep's second look at a reservation whose job did not hold the run at the first: the
+/// request that reserved records the job milliseconds later, so this settles nearly all.
+const SECOND_LOOK: Duration = Duration::from_secs(3);
 
 /// Tuning.
 #[derive(Debug, Clone, Copy)]
 pub struct SettlementSettings {
-    /// How long after its reservation a job (or a retry) must hold the reserved run before the
-    /// sweep releases it. Requests record the job milliseconds after reserving; the margin
-    /// covers a slow database.
+    /// How long the sweep waits, after its second look, for a job (or a retry) to hold the run
+    /// it reserved before releasing the reservation. Requests record the job milliseconds
+    /// after reserving; the margin covers a slow database.
     pub reservation_grace: Duration,
 }
 
@@ -216,7 +221,10 @@ impl Settlement {
         loop {
             let outcome = match feed {
                 Feed::RunEnds => self.settle(event).await,
-                Feed::Reservations => self.sweep(event).await,
+                Feed::Reservations => {
+                    let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+                    self.sweep(event, delivered).await
+                }
             };
             match outcome {
                 Ok(Settled::NoReservation) => {
@@ -260,18 +268,15 @@ impl Settlement {
         self.record(owner_id.to_string(), command, event).await
     }
 
-    /// Releases a reservation whose job does not hold the reserved run once the grace has
-    /// passed; answers when to look again before that.
-    pub async fn sweep(&self, event: &RecordedEvent) -> Result<Settled, SettleError> {
+    /// Looks at a reservation on its `delivered`-th delivery: nothing to do when its job holds
+    /// the reserved run; else look again shortly (first delivery), then after the grace
+    /// (second), then release it.
+    pub async fn sweep(&self, event: &RecordedEvent, delivered: i64) -> Result<Settled, SettleError> {
         if event.aggregate_type != "CreditLedger" || event.event_type != "CreditsReserved" {
             return Ok(Settled::NothingToDo);
         }
-        let LedgerEvent::CreditsReserved {
-            job_id,
-            run,
-            reserved_at,
-            ..
-        } = serde_json::from_str(event.payload.get()).map_err(|e| SettleError::Permanent(e.into()))?
+        let LedgerEvent::CreditsReserved { job_id, run, .. } =
+            serde_json::from_str(event.payload.get()).map_err(|e| SettleError::Permanent(e.into()))?
         else {
             return Ok(Settled::NothingToDo);
         };
@@ -282,9 +287,10 @@ impl Settlement {
         if held {
             return Ok(Settled::NothingToDo);
         }
-        let age = (Utc::now() - reserved_at).to_std().unwrap_or_default();
-        if age < self.settings.reservation_grace {
-            return Ok(Settled::LookAgainIn(self.settings.reservation_grace - age));
+        match delivered {
+            ..=1 => return Ok(Settled::LookAgainIn(SECOND_LOOK.min(self.settings.reservation_grace))),
+            2 => return Ok(Settled::LookAgainIn(self.settings.reservation_grace)),
+            _ => {}
         }
         tracing::warn!(%job_id, run, "releasing a reservation whose job never recorded the run");
         let command = LedgerCommand::Release {

@@ -84,27 +84,43 @@ pub struct CommandBus<A: Aggregate<Services = ()>> {
     cache: Option<AggregateCache<A>>,
 }
 
-/// Aggregates as of their last command here, with the sequence of their newest event.
+/// Aggregates as of their last command here, with the sequence of their newest event; the
+/// least recently used makes room when full.
 struct AggregateCache<A> {
-    entries: Mutex<HashMap<String, (A, usize)>>,
+    entries: Mutex<CacheEntries<A>>,
     capacity: usize,
+}
+
+struct CacheEntries<A> {
+    /// Id -> (aggregate, its newest sequence, when last used).
+    by_id: HashMap<String, (A, usize, u64)>,
+    clock: u64,
 }
 
 impl<A> AggregateCache<A> {
     fn take(&self, id: &str) -> Option<(A, usize)> {
-        self.entries.lock().ok()?.remove(id)
+        let (aggregate, sequence, _) = self.entries.lock().ok()?.by_id.remove(id)?;
+        Some((aggregate, sequence))
     }
 
     fn put(&self, id: &str, aggregate: A, sequence: usize) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        if entries.len() >= self.capacity
-            && let Some(evicted) = entries.keys().next().cloned()
-        {
-            entries.remove(&evicted);
+        if entries.by_id.len() >= self.capacity {
+            // A scan, but only when full, and over a few thousand entries at most.
+            let least_recent = entries
+                .by_id
+                .iter()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(id, _)| id.clone());
+            if let Some(id) = least_recent {
+                entries.by_id.remove(&id);
+            }
         }
-        entries.insert(id.to_owned(), (aggregate, sequence));
+        entries.clock += 1;
+        let used = entries.clock;
+        entries.by_id.insert(id.to_owned(), (aggregate, sequence, used));
     }
 }
 
@@ -136,7 +152,10 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
     /// one makes room when full).
     pub fn cached(mut self, capacity: usize) -> Self {
         self.cache = Some(AggregateCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(CacheEntries {
+                by_id: HashMap::new(),
+                clock: 0,
+            }),
             capacity: capacity.max(1),
         });
         self
@@ -222,9 +241,13 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
             sequence = event.sequence;
         }
         let sink = EventSink::default();
-        // On a refusal the aggregate may hold events the sink applied but that were never
-        // stored: it is dropped, not cached.
         if let Err(error) = aggregate.handle(command, &(), &sink).await {
+            // Refused before writing anything (the usual case, say too few credits): the
+            // aggregate is as stored and stays cached. Refused after writing, it holds events
+            // that were never stored: dropped.
+            if sink.collect().await.is_empty() {
+                cache.put(id, aggregate, sequence);
+            }
             return (Err(AggregateError::UserError(error)), None);
         }
         let events = sink.collect().await;

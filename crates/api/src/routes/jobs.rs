@@ -28,6 +28,7 @@ use cqrs_es::Aggregate;
 use keyframe_domain::ids::{AssetId, JobId, ProjectId};
 use keyframe_domain::job::{Job, JobCommand, JobError, JobEvent, JobSource, JobStatus, JobType};
 use keyframe_domain::media::{AnalysisReport, Span};
+use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::Actor;
 use keyframe_projections::job_list::{self, JobCount, JobFilter, JobRow};
 use serde::{Deserialize, Serialize};
@@ -484,10 +485,11 @@ async fn request_job(
     let position = match state.jobs.execute_new(&job_id.to_string(), command, &metadata).await {
         Ok(position) => position,
         Err(error) => {
-            // The job may have been recorded all the same (the answer was lost): then the run
-            // is its own and the settlement ends it. Unknown either way: the reservation
-            // sweep of the settlement process releases it if the job never appears.
-            if matches!(state.jobs.load(&job_id.to_string()).await, Ok(None)) {
+            // Refused, or outrun by other writers: certainly not recorded, so the credits go
+            // back now. When the store failed, the job may have been recorded all the same
+            // (the answer lost); the settlement's reservation sweep releases it later if the
+            // job never appears.
+            if matches!(error, CommandError::Rejected(_) | CommandError::Conflict { .. }) {
                 let reason = "the job could not be recorded";
                 credits::release_for_job(state, caller.user_id, job_id, 0, reason, &metadata).await;
             }
@@ -720,26 +722,33 @@ pub async fn retry(
     let next = ended + 1;
     credits::release_for_job(&state, actor, job_id, ended, "the job ended", &metadata).await;
     credits::reserve_for_job(&state, actor, job_id, next, job.cost_credits(), &metadata).await?;
-    let retried = change(&state, &context, &caller, id, || JobCommand::Retry {
+    let retry = || JobCommand::Retry {
         actor,
         run: next,
         at: Utc::now(),
-    })
-    .await;
-    if retried.is_err() {
-        // Release the reservation only when the job certainly does not hold the run (another
-        // retry may have started it first, or the answer was lost after the commit). When the
-        // job cannot be read, the settlement's reservation sweep decides later.
-        match state.jobs.load(&id.to_string()).await {
-            Ok(job) if job.as_ref().is_none_or(|job| job.run() < next) => {
-                let reason = "the retry could not be recorded";
-                credits::release_for_job(&state, actor, job_id, next, reason, &metadata).await;
+    };
+    let position = match state.jobs.execute(&id.to_string(), retry, &metadata).await {
+        Ok(position) => position,
+        Err(error) => {
+            // Refused or outrun: release the reservation unless the job holds the run (another
+            // retry may have started it first). When the store failed, the retry may have
+            // been recorded all the same: the settlement's reservation sweep decides later.
+            if matches!(error, CommandError::Rejected(_) | CommandError::Conflict { .. }) {
+                match state.jobs.load(&id.to_string()).await {
+                    Ok(job) if job.as_ref().is_none_or(|job| job.run() < next) => {
+                        let reason = "the retry could not be recorded";
+                        credits::release_for_job(&state, actor, job_id, next, reason, &metadata).await;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, %job_id, "a failed retry's reservation is left to the sweep"),
+                }
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, %job_id, "a failed retry's reservation is left to the sweep"),
+            return Err(ApiError::from_command(error, job_rejected));
         }
-    }
-    retried
+    };
+    let job = load_visible(&state, &caller, id).await?;
+    let view = JobView::of(&job).ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(with_position(position, Json(view)))
 }
 
 /// Delete a finished job.

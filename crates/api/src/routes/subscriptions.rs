@@ -324,24 +324,40 @@ pub async fn webhook(
             handled: false,
         }));
     }
-    let handled = match event.event_type.as_str() {
+    let outcome = match event.event_type.as_str() {
         "checkout.session.completed" => checkout_completed(&state, &event).await?,
         "invoice.paid" => invoice_paid(&state, &event).await?,
         "customer.subscription.updated" => subscription_updated(&state, &event).await?,
         "customer.subscription.deleted" => subscription_deleted(&state, &event).await?,
-        _ => false,
+        _ => Outcome::Ignored,
     };
-    sqlx::query("INSERT INTO stripe_webhook_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(&event.id)
-        .bind(&event.event_type)
-        .execute(&state.pool)
-        .await?;
+    // An event acknowledged without an owner is not marked processed: sent again later (from
+    // Stripe's dashboard, once the customer is known), it is processed then.
+    if outcome != Outcome::Unattributed {
+        sqlx::query("INSERT INTO stripe_webhook_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(&event.id)
+            .bind(&event.event_type)
+            .execute(&state.pool)
+            .await?;
+    }
+    let handled = outcome == Outcome::Handled;
     tracing::info!(event_id = %event.id, event_type = %event.event_type, handled, "Stripe event processed");
     Ok(Json(WebhookReceipt {
         received: true,
         duplicate: false,
         handled,
     }))
+}
+
+/// What processing an event came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Keyframe acted on it.
+    Handled,
+    /// Nothing in it for Keyframe (a type it does not handle, an invoice that pays no period).
+    Ignored,
+    /// No user could be found for it, past the grace: acknowledged, not marked processed.
+    Unattributed,
 }
 
 fn missing(event: &WebhookEvent, field: &str) -> ApiError {
@@ -424,12 +440,12 @@ async fn change_subscription(
     Ok(())
 }
 
-async fn checkout_completed(state: &AppState, event: &WebhookEvent) -> Result<bool, ApiError> {
+async fn checkout_completed(state: &AppState, event: &WebhookEvent) -> Result<Outcome, ApiError> {
     if event.text("/mode") != Some("subscription") {
-        return Ok(false);
+        return Ok(Outcome::Ignored);
     }
     let Some(owner_id) = owner_of(state, event, &["/client_reference_id", "/metadata/user_id"]).await? else {
-        return Ok(false);
+        return Ok(Outcome::Unattributed);
     };
     let customer_id = event.text("/customer").ok_or_else(|| missing(event, "customer"))?;
     let subscription_id = event
@@ -450,16 +466,21 @@ async fn checkout_completed(state: &AppState, event: &WebhookEvent) -> Result<bo
         cancel_at_period_end: false,
     };
     change_subscription(state, event, owner_id, SubscriptionChange::Started(started)).await?;
-    Ok(true)
+    Ok(Outcome::Handled)
 }
 
-async fn invoice_paid(state: &AppState, event: &WebhookEvent) -> Result<bool, ApiError> {
+async fn invoice_paid(state: &AppState, event: &WebhookEvent) -> Result<Outcome, ApiError> {
     let invoice_id = event.text("/id").ok_or_else(|| missing(event, "id"))?;
-    if !event
-        .text("/billing_reason")
-        .is_some_and(|reason| PERIOD_INVOICES.contains(&reason))
-    {
-        return Ok(false);
+    let period = period_line(event);
+    let pays_a_period = match event.text("/billing_reason") {
+        Some(reason) if PERIOD_INVOICES.contains(&reason) => true,
+        // A plan change that starts a new period at once bills it as an update: its period
+        // line is marked as no proration.
+        Some("subscription_update") => period.is_some_and(|line| is_proration(line) == Some(false)),
+        _ => false,
+    };
+    if !pays_a_period {
+        return Ok(Outcome::Ignored);
     }
     let Some(owner_id) = owner_of(
         state,
@@ -472,18 +493,28 @@ async fn invoice_paid(state: &AppState, event: &WebhookEvent) -> Result<bool, Ap
     )
     .await?
     else {
-        return Ok(false);
+        return Ok(Outcome::Unattributed);
     };
-    let plan = match plan_of(
-        state,
-        event,
-        &["/lines/data/0/pricing/price_details/price", "/lines/data/0/price/id"],
-        &[
-            "/parent/subscription_details/metadata/plan",
-            "/subscription_details/metadata/plan",
-            "/lines/data/0/metadata/plan",
-        ],
-    ) {
+    let plans = &state.settings.billing.plans;
+    let period_price = period
+        .and_then(|line| {
+            line.pointer("/pricing/price_details/price")
+                .or_else(|| line.pointer("/price/id"))
+        })
+        .and_then(|price| price.as_str());
+    let priced = period_price.and_then(|price| plans.priced(price));
+    let plan = match priced.or_else(|| {
+        plan_of(
+            state,
+            event,
+            &[],
+            &[
+                "/parent/subscription_details/metadata/plan",
+                "/subscription_details/metadata/plan",
+                "/lines/data/0/metadata/plan",
+            ],
+        )
+    }) {
         Some(plan) => plan,
         None => {
             let subscription = subscription_of(state, owner_id).await?;
@@ -494,7 +525,7 @@ async fn invoice_paid(state: &AppState, event: &WebhookEvent) -> Result<bool, Ap
         }
     };
     if plan.monthly_credits == 0 {
-        return Ok(true);
+        return Ok(Outcome::Handled);
     }
     let source = GrantSource::Subscription {
         invoice_id: invoice_id.to_owned(),
@@ -502,7 +533,26 @@ async fn invoice_paid(state: &AppState, event: &WebhookEvent) -> Result<bool, Ap
     };
     let reason = format!("{} plan, invoice {invoice_id} paid", plan.name);
     credits::grant(state, owner_id, plan.monthly_credits, source, &reason, &metadata(event)).await?;
-    Ok(true)
+    Ok(Outcome::Handled)
+}
+
+/// The invoice line that pays the subscription's period: the first that is no proration.
+fn period_line(event: &WebhookEvent) -> Option<&serde_json::Value> {
+    event
+        .data
+        .object
+        .pointer("/lines/data")?
+        .as_array()?
+        .iter()
+        .find(|line| is_proration(line) != Some(true))
+}
+
+/// Whether an invoice line is a proration, where it says (older API versions on the line,
+/// newer ones under its parent).
+fn is_proration(line: &serde_json::Value) -> Option<bool> {
+    line.pointer("/proration")
+        .or_else(|| line.pointer("/parent/subscription_item_details/proration"))
+        .and_then(|value| value.as_bool())
 }
 
 fn subscription_state(state: &AppState, event: &WebhookEvent) -> Result<StripeSubscriptionState, ApiError> {
@@ -538,20 +588,20 @@ fn subscription_state(state: &AppState, event: &WebhookEvent) -> Result<StripeSu
     })
 }
 
-async fn subscription_updated(state: &AppState, event: &WebhookEvent) -> Result<bool, ApiError> {
+async fn subscription_updated(state: &AppState, event: &WebhookEvent) -> Result<Outcome, ApiError> {
     let Some(owner_id) = owner_of(state, event, &["/metadata/user_id"]).await? else {
-        return Ok(false);
+        return Ok(Outcome::Unattributed);
     };
     let updated = subscription_state(state, event)?;
     change_subscription(state, event, owner_id, SubscriptionChange::Updated(updated)).await?;
-    Ok(true)
+    Ok(Outcome::Handled)
 }
 
-async fn subscription_deleted(state: &AppState, event: &WebhookEvent) -> Result<bool, ApiError> {
+async fn subscription_deleted(state: &AppState, event: &WebhookEvent) -> Result<Outcome, ApiError> {
     let Some(owner_id) = owner_of(state, event, &["/metadata/user_id"]).await? else {
-        return Ok(false);
+        return Ok(Outcome::Unattributed);
     };
     let subscription_id = event.text("/id").ok_or_else(|| missing(event, "id"))?.to_owned();
     change_subscription(state, event, owner_id, SubscriptionChange::Ended { subscription_id }).await?;
-    Ok(true)
+    Ok(Outcome::Handled)
 }
