@@ -3,7 +3,9 @@
 
 use async_nats::HeaderMap;
 use keyframe::config::Component;
-use keyframe_billing::settlement::{RESERVATION_CONSUMER, SETTLEMENT_CONSUMER, Settlement, SettlementSettings};
+use keyframe_billing::settlement::{
+    RESERVATION_CONSUMER, SETTLEMENT_CONSUMER, SIGNUP_CONSUMER, Settlement, SettlementSettings,
+};
 use keyframe_domain::ledger::LedgerEvent;
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_tests::{TestApp, TestUser, make_video, test_api_settings, wait_for};
@@ -171,9 +173,17 @@ async fn two_hundred_requests_against_credit_for_fifty_make_exactly_fifty_jobs()
     );
 }
 
-/// The settlement process of the test's own, on the app's database and stream.
-fn start_settlement(app: &TestApp) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    start_settlement_with(app, SettlementSettings::default())
+/// The settlement process of the test's own, on the app's database and stream, granting the
+/// same signup bonus as the app (as one deployment's processes share their configuration).
+fn start_settlement(
+    app: &TestApp,
+    signup_bonus_credits: i64,
+) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let settings = SettlementSettings {
+        signup_bonus_credits,
+        ..SettlementSettings::default()
+    };
+    start_settlement_with(app, settings)
 }
 
 fn start_settlement_with(
@@ -191,15 +201,15 @@ fn start_settlement_with(
     (shutdown.clone(), tokio::spawn(settlement.run(shutdown)))
 }
 
-/// Publishes `event_type` of job `job_id` to the stream again under a new message id, as a
-/// redelivery would hand it over again.
-async fn deliver_again(app: &TestApp, job_id: &str, event_type: &str) {
+/// Publishes `event_type` of aggregate `aggregate_id` to the stream again under a new message
+/// id, as a redelivery would hand it over again.
+async fn deliver_again(app: &TestApp, aggregate_id: &str, event_type: &str) {
     let (_, event) = app
         .nats
         .stream_events()
         .await
         .into_iter()
-        .find(|(_, event)| event.aggregate_id == job_id && event.event_type == event_type)
+        .find(|(_, event)| event.aggregate_id == aggregate_id && event.event_type == event_type)
         .expect("the event is in the stream");
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", format!("again-{}", uuid::Uuid::now_v7()).as_str());
@@ -254,7 +264,7 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
         settings,
     )
     .await;
-    let (stop_settlement, settlement) = start_settlement(&app);
+    let (stop_settlement, settlement) = start_settlement(&app, 10);
     let user = app.register_and_login("settle@example.com").await;
     let project_id = app.create_project(&user, "Settle").await;
     let asset = app.upload_video(&user, &project_id, &short_video()).await;
@@ -313,7 +323,7 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
 
     // A new process resumes from the durable consumer: the late cancellation is released, the
     // repeats change nothing.
-    let (stop_settlement, settlement) = start_settlement(&app);
+    let (stop_settlement, settlement) = start_settlement(&app, 10);
     wait_for(
         "the late cancellation to be released",
         Duration::from_secs(20),
@@ -383,6 +393,7 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
         &app,
         SettlementSettings {
             reservation_grace: Duration::from_secs(1),
+            signup_bonus_credits: 10,
         },
     );
     wait_for(
@@ -494,4 +505,34 @@ async fn a_cached_ledger_sees_what_other_processes_appended_and_stays_right_afte
     .await
     .expect("sequences");
     assert_eq!(sequences, [1, 2, 3, 4, 5], "one event per accepted command, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_the_request_did_not_credit_gets_its_signup_bonus_from_the_settlement_once() {
+    // The API grants no bonus here, as when its grant failed; the settlement process is the
+    // safety net, and a restart of it grants nothing more.
+    let mut settings = test_api_settings();
+    settings.signup_bonus_credits = 0;
+    let app =
+        TestApp::spawn_with_settings(vec![Component::Api, Component::Relay, Component::Projectors], settings).await;
+    let user = app.register_and_login("late-bonus@example.com").await;
+    assert_eq!(balance(&app, &user).await, (0, 0, 0));
+    let bonus = SettlementSettings {
+        signup_bonus_credits: 25,
+        ..SettlementSettings::default()
+    };
+    let (stop, settlement) = start_settlement_with(&app, bonus);
+    wait_for("the bonus", Duration::from_secs(20), || async {
+        balance(&app, &user).await == (25, 0, 25)
+    })
+    .await;
+    stop.cancel();
+    settlement.await.expect("joined").expect("stopped cleanly");
+    deliver_again(&app, &user.id, "UserRegistered").await;
+    let (stop, settlement) = start_settlement_with(&app, bonus);
+    wait_until_consumed(&app, SIGNUP_CONSUMER).await;
+    stop.cancel();
+    settlement.await.expect("joined").expect("stopped cleanly");
+    assert_eq!(balance(&app, &user).await, (25, 0, 25));
+    assert_eq!(ledger_events(&app.db.pool, &user).await.len(), 1);
 }

@@ -12,7 +12,10 @@
 //!   not hold its run is looked at again a few seconds later (the job is usually recorded by
 //!   then), then once more after the grace period, and released only if the job still does not
 //!   hold it. The waits are delayed NAKs: JetStream keeps the timers, and no two clocks are
-//!   compared.
+//!   compared;
+//! - `billing_signups`, on `<prefix>.events.User.*.UserRegistered`: the signup bonus. The API
+//!   grants it in the registration request; should that fail (or the process stop), this
+//!   grants it. The ledger grants one signup bonus per user, so the two never add up.
 //!
 //! Every message is acked only once its command is recorded. Delivery is at least once: a
 //! message whose ack was lost, or that a stopped process never acked, comes again. The effect
@@ -23,9 +26,9 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
 use chrono::Utc;
 use futures::StreamExt;
-use keyframe_domain::ids::JobId;
+use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::job::{Job, JobEvent};
-use keyframe_domain::ledger::{CreditLedger, LedgerCommand, LedgerError, LedgerEvent};
+use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError, LedgerEvent};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::settlement::ledger_command_for;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
@@ -38,6 +41,8 @@ use tokio_util::sync::CancellationToken;
 pub const SETTLEMENT_CONSUMER: &str = "billing_settlement";
 /// The durable consumer of reservations (the sweep).
 pub const RESERVATION_CONSUMER: &str = "billing_reservations";
+/// The durable consumer of registrations (the signup bonus).
+pub const SIGNUP_CONSUMER: &str = "billing_signups";
 
 /// How long JetStream waits for an ack before delivering a message again; a message being
 /// retried is kept in progress meanwhile.
@@ -53,12 +58,15 @@ pub struct SettlementSettings {
     /// it reserved before releasing the reservation. Requests record the job milliseconds
     /// after reserving; the margin covers a slow database.
     pub reservation_grace: Duration,
+    /// Credits every new account is granted (0: none); the same setting as the API's.
+    pub signup_bonus_credits: i64,
 }
 
 impl Default for SettlementSettings {
     fn default() -> Self {
         Self {
             reservation_grace: Duration::from_secs(120),
+            signup_bonus_credits: 100,
         }
     }
 }
@@ -68,7 +76,8 @@ impl Default for SettlementSettings {
 pub enum Settled {
     /// Recorded in the ledger (or recorded before: a repeat changes nothing).
     Recorded,
-    /// The event asks nothing (it ends no run; the reservation's job holds its run).
+    /// The event asks nothing (it ends no run; the reservation's job holds its run; the
+    /// bonus is off).
     NothingToDo,
     /// The run holds no reservation (a job requested before billing): nothing to settle.
     NoReservation,
@@ -82,6 +91,7 @@ pub enum Settled {
 enum Feed {
     RunEnds,
     Reservations,
+    Signups,
 }
 
 /// Settles job credits from the event stream.
@@ -115,7 +125,8 @@ impl Settlement {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tokio::join!(
             self.keep_consuming(Feed::RunEnds, &shutdown),
-            self.keep_consuming(Feed::Reservations, &shutdown)
+            self.keep_consuming(Feed::Reservations, &shutdown),
+            self.keep_consuming(Feed::Signups, &shutdown)
         );
         Ok(())
     }
@@ -147,6 +158,11 @@ impl Settlement {
                 RESERVATION_CONSUMER,
                 "Keyframe billing: releases reservations whose job never appeared",
                 format!("{prefix}.events.CreditLedger.*.CreditsReserved"),
+            ),
+            Feed::Signups => (
+                SIGNUP_CONSUMER,
+                "Keyframe billing: makes sure every new account has its signup bonus",
+                format!("{prefix}.events.User.*.UserRegistered"),
             ),
         };
         pull::Config {
@@ -225,6 +241,7 @@ impl Settlement {
                     let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
                     self.sweep(event, delivered).await
                 }
+                Feed::Signups => self.signup_bonus(event).await,
             };
             match outcome {
                 Ok(Settled::NoReservation) => {
@@ -297,6 +314,28 @@ impl Settlement {
             job_id,
             run,
             reason: "the job was never recorded".to_owned(),
+            at: Utc::now(),
+        };
+        self.record(event.aggregate_id.clone(), command, event).await
+    }
+
+    /// Grants a new account its signup bonus unless it has it (the ledger grants one per
+    /// user: a repeat changes nothing).
+    pub async fn signup_bonus(&self, event: &RecordedEvent) -> Result<Settled, SettleError> {
+        let amount = self.settings.signup_bonus_credits;
+        if event.aggregate_type != "User" || event.event_type != "UserRegistered" || amount <= 0 {
+            return Ok(Settled::NothingToDo);
+        }
+        let owner_id = event
+            .aggregate_id
+            .parse()
+            .map(UserId)
+            .map_err(|e: uuid::Error| SettleError::Permanent(e.into()))?;
+        let command = LedgerCommand::Grant {
+            owner_id,
+            amount,
+            source: GrantSource::SignupBonus,
+            reason: "signup bonus".to_owned(),
             at: Utc::now(),
         };
         self.record(event.aggregate_id.clone(), command, event).await

@@ -399,6 +399,7 @@ impl ServeArgs {
     pub fn settlement_settings(&self) -> keyframe_billing::settlement::SettlementSettings {
         keyframe_billing::settlement::SettlementSettings {
             reservation_grace: Duration::from_secs(self.reservation_grace_secs),
+            signup_bonus_credits: self.signup_bonus_credits,
         }
     }
 

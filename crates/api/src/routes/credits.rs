@@ -211,7 +211,8 @@ pub(crate) async fn release_for_job(
     }
 }
 
-/// The signup bonus for a new account. Best effort: the account stands without it (logged).
+/// The signup bonus for a new account, at once. Should it fail, the account stands and the
+/// settlement process grants the bonus from the `UserRegistered` event (one per user).
 pub(crate) async fn grant_signup_bonus(state: &AppState, owner_id: UserId, context: &RequestContext) {
     let amount = state.settings.signup_bonus_credits;
     if amount == 0 {
@@ -228,7 +229,7 @@ pub(crate) async fn grant_signup_bonus(state: &AppState, owner_id: UserId, conte
     )
     .await
     {
-        tracing::error!(error = %error, user_id = %owner_id, "the signup bonus was not granted");
+        tracing::warn!(error = %error, user_id = %owner_id, "the signup bonus was not granted here; the settlement process grants it");
     }
 }
 
