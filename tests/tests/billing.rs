@@ -191,8 +191,8 @@ fn start_settlement_with(
     settings: SettlementSettings,
 ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let settlement = Settlement::new(
-        CommandBus::new(app.db.pool.clone()),
-        CommandBus::new(app.db.pool.clone()),
+        std::sync::Arc::new(CommandBus::new(app.db.pool.clone())),
+        std::sync::Arc::new(CommandBus::new(app.db.pool.clone()).cached(16)),
         app.nats.jetstream.clone(),
         app.nats.naming.clone(),
         settings,
@@ -535,4 +535,40 @@ async fn an_account_the_request_did_not_credit_gets_its_signup_bonus_from_the_se
     settlement.await.expect("joined").expect("stopped cleanly");
     assert_eq!(balance(&app, &user).await, (25, 0, 25));
     assert_eq!(ledger_events(&app.db.pool, &user).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_billing_part_of_serve_settles_beside_the_api_on_shared_ledgers() {
+    let mut settings = test_api_settings();
+    settings.signup_bonus_credits = 100;
+    let app = TestApp::spawn_with_settings(
+        vec![
+            Component::Api,
+            Component::Relay,
+            Component::Projectors,
+            Component::Jobs,
+            Component::Billing,
+        ],
+        settings,
+    )
+    .await;
+    let user = app.register_and_login("serve@example.com").await;
+    let project_id = app.create_project(&user, "Served").await;
+    let asset = app.upload_video(&user, &project_id, &short_video()).await;
+    let asset_id = asset["id"].as_str().expect("asset id").to_owned();
+    let job: Value = request_analysis(&app, &user, &project_id, &asset_id)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    let answer = post(&app, &user, &format!("/api/v1/jobs/{job_id}/cancel")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    wait_for("the cancellation to be released", Duration::from_secs(20), || async {
+        balance(&app, &user).await == (100, 0, 100)
+    })
+    .await;
+    let events = ledger_events(&app.db.pool, &user).await;
+    assert_eq!(count(&events, "released", &job_id), 1);
+    assert_eq!(audit(&events), (100, 0));
 }

@@ -24,7 +24,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 /// Credit ledgers each process keeps in memory between commands.
-const LEDGERS_CACHED: usize = 4_096;
+pub const LEDGERS_CACHED: usize = 4_096;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -52,10 +52,11 @@ pub struct App {
     pub projects: CommandBus<Project>,
     /// Commands for users' media libraries (uploads and the storage quota).
     pub libraries: CommandBus<MediaLibrary>,
-    /// Commands for jobs.
-    pub jobs: CommandBus<Job>,
-    /// Commands for users' credit ledgers.
-    pub ledgers: CommandBus<CreditLedger>,
+    /// Commands for jobs (shared with the settlement process when it runs here).
+    pub jobs: Arc<CommandBus<Job>>,
+    /// Commands for users' credit ledgers (shared with the settlement process when it runs
+    /// here, so their commands on one ledger take turns instead of colliding).
+    pub ledgers: Arc<CommandBus<CreditLedger>>,
     /// Commands for users' subscriptions.
     pub subscriptions: CommandBus<Subscription>,
     /// Stripe's API, when configured.
@@ -94,10 +95,10 @@ impl AppState {
             sessions: CommandBus::sharing(&events),
             projects: CommandBus::sharing(&events),
             libraries: CommandBus::sharing(&events),
-            jobs: CommandBus::sharing(&events),
+            jobs: Arc::new(CommandBus::sharing(&events)),
             // Every job request and every run's end is a command on its owner's ledger, which
             // grows with each: keep the busy ones in memory.
-            ledgers: CommandBus::sharing(&events).cached(LEDGERS_CACHED),
+            ledgers: Arc::new(CommandBus::sharing(&events).cached(LEDGERS_CACHED)),
             subscriptions: CommandBus::sharing(&events),
             stripe: settings.billing.stripe.clone().map(|config| {
                 // Idempotent; the binary installs it first, embedders may not have.

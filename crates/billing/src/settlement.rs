@@ -34,6 +34,7 @@ use keyframe_domain::settlement::ledger_command_for;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
 use keyframe_eventlog::streams::Naming;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -96,18 +97,18 @@ enum Feed {
 
 /// Settles job credits from the event stream.
 pub struct Settlement {
-    jobs: CommandBus<Job>,
-    ledgers: CommandBus<CreditLedger>,
+    jobs: Arc<CommandBus<Job>>,
+    ledgers: Arc<CommandBus<CreditLedger>>,
     jetstream: jetstream::Context,
     naming: Naming,
     settings: SettlementSettings,
 }
 
 impl Settlement {
-    /// A settlement process over these buses.
+    /// A settlement process over these buses (the API's, when both run in one process).
     pub fn new(
-        jobs: CommandBus<Job>,
-        ledgers: CommandBus<CreditLedger>,
+        jobs: Arc<CommandBus<Job>>,
+        ledgers: Arc<CommandBus<CreditLedger>>,
         jetstream: jetstream::Context,
         naming: Naming,
         settings: SettlementSettings,

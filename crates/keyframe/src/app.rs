@@ -6,7 +6,7 @@ use crate::pipeline::{self, PipelineConfig};
 use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
-use keyframe_api::state::AppState;
+use keyframe_api::state::{AppState, LEDGERS_CACHED};
 use keyframe_billing::settlement::{Settlement, SettlementSettings};
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::store::PgEventRepository;
@@ -16,6 +16,7 @@ use keyframe_worker::coordinator::{Coordinator, CoordinatorSettings, ensure_work
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgPool};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -95,29 +96,40 @@ impl Application {
             let coordinator = Coordinator::new(jobs, nats.clone(), &naming, config.jobs);
             tasks.spawn(coordinator.run(shutdown.clone()));
         }
-        if config.components.contains(&Component::Billing) {
-            let repository =
-                PgEventRepository::with_writers(pool.clone(), config.api.append_writers, local_relay.clone());
-            let settlement = Settlement::new(
-                CommandBus::sharing(&repository),
-                CommandBus::sharing(&repository).cached(4_096),
-                jetstream.clone(),
-                naming.clone(),
-                config.billing,
-            );
-            tasks.spawn(settlement.run(shutdown.clone()));
-        }
-        let mut local_addr = None;
-        if config.components.contains(&Component::Api) {
+        let append_writers = config.api.append_writers;
+        // The API's state first: a settlement in the same process uses its buses, so both
+        // take turns on a ledger (and share its cache) instead of colliding.
+        let api_state = if config.components.contains(&Component::Api) {
             let listener = tokio::net::TcpListener::bind(config.addr)
                 .await
                 .with_context(|| format!("binding {}", config.addr))?;
-            local_addr = Some(listener.local_addr()?);
             let first_admin = config.api.first_admin.clone();
-            let state = AppState::new(pool.clone(), nats, config.api, local_relay).context("assembling the API")?;
+            let state =
+                AppState::new(pool.clone(), nats, config.api, local_relay.clone()).context("assembling the API")?;
             if let Some((email, password)) = first_admin {
                 keyframe_api::bootstrap::ensure_first_admin(&state, &email, &password).await?;
             }
+            Some((listener, state))
+        } else {
+            None
+        };
+        if config.components.contains(&Component::Billing) {
+            let (jobs, ledgers) = match &api_state {
+                Some((_, state)) => (state.jobs.clone(), state.ledgers.clone()),
+                None => {
+                    let repository = PgEventRepository::with_writers(pool.clone(), append_writers, local_relay.clone());
+                    (
+                        Arc::new(CommandBus::sharing(&repository)),
+                        Arc::new(CommandBus::sharing(&repository).cached(LEDGERS_CACHED)),
+                    )
+                }
+            };
+            let settlement = Settlement::new(jobs, ledgers, jetstream.clone(), naming.clone(), config.billing);
+            tasks.spawn(settlement.run(shutdown.clone()));
+        }
+        let mut local_addr = None;
+        if let Some((listener, state)) = api_state {
+            local_addr = Some(listener.local_addr()?);
             let app = keyframe_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
             let stop = shutdown.clone();
             tasks.spawn(async move {
