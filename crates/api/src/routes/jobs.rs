@@ -672,6 +672,11 @@ async fn change(
         .execute(&id.to_string(), command, &context.metadata(Actor::User(caller.user_id)))
         .await
         .map_err(|e| ApiError::from_command(e, job_rejected))?;
+    changed_job(state, caller, id, position).await
+}
+
+/// The answer to a change: the job as it stands after it, with the change's position.
+async fn changed_job(state: &AppState, caller: &AuthUser, id: Uuid, position: i64) -> Result<Response, ApiError> {
     let job = load_visible(state, caller, id).await?;
     let view = JobView::of(&job).ok_or_else(|| ApiError::not_found("job"))?;
     Ok(with_position(position, Json(view)))
@@ -746,9 +751,7 @@ pub async fn retry(
             return Err(ApiError::from_command(error, job_rejected));
         }
     };
-    let job = load_visible(&state, &caller, id).await?;
-    let view = JobView::of(&job).ok_or_else(|| ApiError::not_found("job"))?;
-    Ok(with_position(position, Json(view)))
+    changed_job(&state, &caller, id, position).await
 }
 
 /// Delete a finished job.
