@@ -6,7 +6,7 @@
 //! command can take `available` below zero, so the balance never goes negative. Every command
 //! that could arrive twice (a redelivered event, a replayed webhook) is idempotent by its
 //! reference: the job and its run for reservations and their settlement, the invoice for
-//! subscription grants.
+//! subscription grants, the month for the free plan's allowance.
 //!
 //! A job's reservation belongs to one run of it (see `Job::run`): a manual retry of a failed or
 //! cancelled job is a new run that reserves again, so the late release of the earlier run can
@@ -37,6 +37,19 @@ pub enum GrantSource {
         /// The Stripe event that reported it.
         stripe_event_id: String,
     },
+    /// A month of the free plan's allowance, for an account without a paid subscription.
+    Allowance {
+        /// The plan whose allowance it is.
+        plan: String,
+        /// The calendar month (UTC) it is for, `YYYY-MM` (see [`allowance_period`]): each
+        /// grants once.
+        period: String,
+    },
+}
+
+/// The allowance period (calendar month, UTC) that `at` falls in, as `YYYY-MM`.
+pub fn allowance_period(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m").to_string()
 }
 
 /// Credits held for one run of a job.
@@ -57,6 +70,9 @@ pub struct CreditLedger {
     closed: BTreeMap<JobId, u32>,
     /// Invoices already granted.
     invoices: BTreeSet<String>,
+    /// Allowance periods (`YYYY-MM`) already granted.
+    #[serde(default)]
+    allowances: BTreeSet<String>,
     signup_bonus_granted: bool,
 }
 
@@ -300,6 +316,7 @@ impl Aggregate for CreditLedger {
                 let repeated = match &source {
                     GrantSource::Subscription { invoice_id, .. } => self.invoices.contains(invoice_id),
                     GrantSource::SignupBonus => self.signup_bonus_granted,
+                    GrantSource::Allowance { period, .. } => self.allowances.contains(period),
                     GrantSource::Admin { .. } => false,
                 };
                 if repeated {
@@ -428,6 +445,9 @@ impl Aggregate for CreditLedger {
                         self.invoices.insert(invoice_id);
                     }
                     GrantSource::SignupBonus => self.signup_bonus_granted = true,
+                    GrantSource::Allowance { period, .. } => {
+                        self.allowances.insert(period);
+                    }
                     GrantSource::Admin { .. } => {}
                 }
             }

@@ -60,6 +60,7 @@ impl Projection for CreditTransactions {
                         GrantSource::SignupBonus => "signup".to_owned(),
                         GrantSource::Admin { admin_id } => format!("admin:{admin_id}"),
                         GrantSource::Subscription { invoice_id, .. } => format!("invoice:{invoice_id}"),
+                        GrantSource::Allowance { plan, period } => format!("allowance:{plan}:{period}"),
                     };
                     Row::new("grant", amount, 0, Some(balance), None, Some(reference), Some(reason))
                 }

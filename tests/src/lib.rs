@@ -13,6 +13,7 @@ use futures::StreamExt;
 use keyframe::app::{AppConfig, Application};
 use keyframe::config::{Component, NatsArgs};
 use keyframe_api::settings::{ApiSettings, Argon2Settings};
+use keyframe_billing::settlement::SettlementSettings;
 use keyframe_domain::log::RecordedEvent;
 use keyframe_eventlog::streams::Naming;
 use serde_json::{Value, json};
@@ -348,6 +349,13 @@ impl TestApp {
         let mail = SmtpInbox::start().await;
         api.mail.smtp_url = Some(mail.url());
         let storage = api.storage.clone();
+        // One deployment's parts share their configuration: the settlement's bonus and free
+        // plan are the API's.
+        let billing = SettlementSettings {
+            signup_bonus_credits: api.signup_bonus_credits,
+            free_plan: api.billing.plans.free().cloned(),
+            ..SettlementSettings::default()
+        };
         let config = AppConfig {
             database_url: db.url.clone(),
             db_max_connections: 10,
@@ -356,7 +364,7 @@ impl TestApp {
             components,
             api,
             jobs: test_coordinator_settings(),
-            billing: Default::default(),
+            billing,
         };
         let app = Application::build(config).await.expect("the application starts");
         let base_url = app

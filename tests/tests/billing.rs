@@ -394,6 +394,7 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
         SettlementSettings {
             reservation_grace: Duration::from_secs(1),
             signup_bonus_credits: 10,
+            ..SettlementSettings::default()
         },
     );
     wait_for(
@@ -521,7 +522,7 @@ async fn an_account_the_request_did_not_credit_gets_its_signup_bonus_from_the_se
         signup_bonus_credits: 25,
         ..SettlementSettings::default()
     };
-    let (stop, settlement) = start_settlement_with(&app, bonus);
+    let (stop, settlement) = start_settlement_with(&app, bonus.clone());
     wait_for("the bonus", Duration::from_secs(20), || async {
         balance(&app, &user).await == (25, 0, 25)
     })
@@ -541,6 +542,7 @@ async fn an_account_the_request_did_not_credit_gets_its_signup_bonus_from_the_se
 async fn the_billing_part_of_serve_settles_beside_the_api_on_shared_ledgers() {
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 100;
+    settings.billing.plans = "free:5,pro:1000:price_pro".parse().expect("plans");
     let app = TestApp::spawn_with_settings(
         vec![
             Component::Api,
@@ -553,6 +555,12 @@ async fn the_billing_part_of_serve_settles_beside_the_api_on_shared_ledgers() {
     )
     .await;
     let user = app.register_and_login("serve@example.com").await;
+    // The bonus in the request, the month's free allowance from the settlement's consumer of
+    // registrations (the month's sweep, run at start, found no account yet).
+    wait_for("the month's allowance", Duration::from_secs(20), || async {
+        balance(&app, &user).await == (105, 0, 105)
+    })
+    .await;
     let project_id = app.create_project(&user, "Served").await;
     let asset = app.upload_video(&user, &project_id, &short_video()).await;
     let asset_id = asset["id"].as_str().expect("asset id").to_owned();
@@ -565,10 +573,167 @@ async fn the_billing_part_of_serve_settles_beside_the_api_on_shared_ledgers() {
     let answer = post(&app, &user, &format!("/api/v1/jobs/{job_id}/cancel")).await;
     assert_eq!(answer.status(), StatusCode::OK);
     wait_for("the cancellation to be released", Duration::from_secs(20), || async {
-        balance(&app, &user).await == (100, 0, 100)
+        balance(&app, &user).await == (105, 0, 105)
     })
     .await;
     let events = ledger_events(&app.db.pool, &user).await;
     assert_eq!(count(&events, "released", &job_id), 1);
-    assert_eq!(audit(&events), (100, 0));
+    assert_eq!(audit(&events), (105, 0));
+    assert_eq!(allowances_of(&app, &user).await.len(), 1);
+}
+
+/// Each allowance `user`'s ledger recorded, as (plan, period).
+async fn allowances_of(app: &TestApp, user: &TestUser) -> Vec<(String, String)> {
+    use keyframe_domain::ledger::GrantSource;
+    ledger_events(&app.db.pool, user)
+        .await
+        .into_iter()
+        .filter_map(|event| match event {
+            LedgerEvent::CreditsGranted {
+                source: GrantSource::Allowance { plan, period },
+                ..
+            } => Some((plan, period)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_without_a_subscription() {
+    use chrono::{Months, Utc};
+    use keyframe_billing::allowance::Allowances;
+    use keyframe_domain::ledger::allowance_period;
+    use keyframe_domain::subscription::{StripeSubscriptionState, SubscriptionChange, SubscriptionCommand};
+    use keyframe_eventlog::metadata::CommandMetadata;
+    use std::sync::Arc;
+
+    let mut settings = test_api_settings();
+    settings.signup_bonus_credits = 0;
+    settings.billing.plans = "free:30,pro:1000:price_pro".parse().expect("plans");
+    let free_plan = settings.billing.plans.free().cloned();
+    let app =
+        TestApp::spawn_with_settings(vec![Component::Api, Component::Relay, Component::Projectors], settings).await;
+    let ledgers = Arc::new(CommandBus::new(app.db.pool.clone()).cached(16));
+    let subscriptions = Arc::new(CommandBus::new(app.db.pool.clone()));
+    let allowances = Arc::new(
+        Allowances::new(
+            app.db.pool.clone(),
+            ledgers.clone(),
+            subscriptions.clone(),
+            free_plan.clone(),
+        )
+        .expect("the free plan grants credits"),
+    );
+    let this_month = allowance_period(Utc::now());
+
+    // A new account gets its month's allowance from the settlement, with the signup bonus.
+    let no_bonus = SettlementSettings {
+        signup_bonus_credits: 0,
+        free_plan,
+        ..SettlementSettings::default()
+    };
+    let settlement = Settlement::new(
+        Arc::new(CommandBus::new(app.db.pool.clone())),
+        ledgers.clone(),
+        app.nats.jetstream.clone(),
+        app.nats.naming.clone(),
+        no_bonus,
+    )
+    .with_allowances(allowances.clone());
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(settlement.run(stop.clone()));
+    let alice = app.register_and_login("alice-free@example.com").await;
+    wait_for("alice's allowance", Duration::from_secs(20), || async {
+        balance(&app, &alice).await == (30, 0, 30)
+    })
+    .await;
+    wait_until_consumed(&app, SIGNUP_CONSUMER).await;
+    stop.cancel();
+    running.await.expect("joined").expect("stopped cleanly");
+    let current = app.get_json(&alice, "/api/v1/subscriptions/current").await;
+    assert_eq!(current["plan"], "free");
+    assert_eq!(current["monthly_credits"], 30);
+
+    // Accounts the settlement did not see (it was stopped) are granted by the month's sweep;
+    // one paying for a plan is not.
+    let bob = app.register_and_login("bob-free@example.com").await;
+    let carol = app.register_and_login("carol-pro@example.com").await;
+    let carol_id: uuid::Uuid = carol.id.parse().expect("uuid");
+    subscriptions
+        .execute(
+            &carol.id,
+            || SubscriptionCommand {
+                owner_id: keyframe_domain::ids::UserId(carol_id),
+                stripe_event_id: "evt_carol_start".to_owned(),
+                stripe_created: Utc::now(),
+                change: SubscriptionChange::Started(StripeSubscriptionState {
+                    subscription_id: "sub_carol".to_owned(),
+                    customer_id: "cus_carol".to_owned(),
+                    plan: "pro".to_owned(),
+                    status: "active".to_owned(),
+                    current_period_end: None,
+                    cancel_at_period_end: false,
+                }),
+            },
+            &CommandMetadata::system(),
+        )
+        .await
+        .expect("carol subscribes");
+    wait_for(
+        "the directory to list the accounts",
+        Duration::from_secs(20),
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_directory")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("count")
+                == 3
+        },
+    )
+    .await;
+    assert_eq!(
+        allowances.sweep_due(Utc::now()).await.expect("sweep"),
+        2,
+        "alice (again) and bob"
+    );
+    let month = |period: &str| vec![("free".to_owned(), period.to_owned())];
+    assert_eq!(allowances_of(&app, &alice).await, month(&this_month));
+    assert_eq!(allowances_of(&app, &bob).await, month(&this_month));
+    assert!(allowances_of(&app, &carol).await.is_empty());
+    assert_eq!(balance(&app, &bob).await, (30, 0, 30));
+
+    // A finished month is not swept again; a sweep that stopped half way and starts over
+    // grants nobody twice.
+    assert_eq!(allowances.sweep_due(Utc::now()).await.expect("sweep"), 0);
+    sqlx::query("UPDATE allowance_sweeps SET last_user_id = NULL, finished_at = NULL")
+        .execute(&app.db.pool)
+        .await
+        .expect("rewind");
+    allowances.sweep_due(Utc::now()).await.expect("sweep again");
+    assert_eq!(allowances_of(&app, &alice).await, month(&this_month));
+    assert_eq!(balance(&app, &alice).await, (30, 0, 30));
+
+    // A month left unfinished long ago is finished first, for the accounts that existed then
+    // (none of these); then the new month is granted.
+    sqlx::query("INSERT INTO allowance_sweeps (period) VALUES ('2020-01')")
+        .execute(&app.db.pool)
+        .await
+        .expect("an old month");
+    let next_month = Utc::now().checked_add_months(Months::new(1)).expect("a date");
+    assert_eq!(allowances.sweep_due(next_month).await.expect("sweep"), 2);
+    let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM allowance_sweeps WHERE finished_at IS NULL")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(unfinished, 0);
+    let both = vec![
+        ("free".to_owned(), this_month.clone()),
+        ("free".to_owned(), allowance_period(next_month)),
+    ];
+    assert_eq!(allowances_of(&app, &alice).await, both);
+    assert_eq!(allowances_of(&app, &bob).await, both);
+    assert!(allowances_of(&app, &carol).await.is_empty());
+    assert_eq!(balance(&app, &bob).await, (60, 0, 60));
+    let audit_of_bob = ledger_events(&app.db.pool, &bob).await;
+    assert_eq!(audit(&audit_of_bob), (60, 0));
 }

@@ -58,7 +58,7 @@ pub struct App {
     /// here, so their commands on one ledger take turns instead of colliding).
     pub ledgers: Arc<CommandBus<CreditLedger>>,
     /// Commands for users' subscriptions.
-    pub subscriptions: CommandBus<Subscription>,
+    pub subscriptions: Arc<CommandBus<Subscription>>,
     /// Stripe's API, when configured.
     pub stripe: Option<StripeClient>,
     /// Where uploads and artifacts are stored.
@@ -99,7 +99,7 @@ impl AppState {
             // Every job request and every run's end is a command on its owner's ledger, which
             // grows with each: keep the busy ones in memory.
             ledgers: Arc::new(CommandBus::sharing(&events).cached(LEDGERS_CACHED)),
-            subscriptions: CommandBus::sharing(&events),
+            subscriptions: Arc::new(CommandBus::sharing(&events)),
             stripe: settings.billing.stripe.clone().map(|config| {
                 // Idempotent; the binary installs it first, embedders may not have.
                 keyframe_media::storage::install_tls_provider();

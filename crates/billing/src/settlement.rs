@@ -15,20 +15,23 @@
 //!   compared;
 //! - `billing_signups`, on `<prefix>.events.User.*.UserRegistered`: the signup bonus. The API
 //!   grants it in the registration request; should that fail (or the process stop), this
-//!   grants it. The ledger grants one signup bonus per user, so the two never add up.
+//!   grants it. The ledger grants one signup bonus per user, so the two never add up. With a
+//!   free plan that grants credits, the new account also gets its month's allowance
+//!   ([`crate::allowance`]).
 //!
 //! Every message is acked only once its command is recorded. Delivery is at least once: a
 //! message whose ack was lost, or that a stopped process never acked, comes again. The effect
 //! is still exactly once because the ledger ignores a second settlement or release of the same
 //! run of the same job. After a restart the durable consumers resume where the acks stopped.
 
+use crate::allowance::Allowances;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
 use chrono::Utc;
 use futures::StreamExt;
 use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::job::{Job, JobEvent};
-use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError, LedgerEvent};
+use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError, LedgerEvent, allowance_period};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::settlement::ledger_command_for;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
@@ -42,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 pub const SETTLEMENT_CONSUMER: &str = "billing_settlement";
 /// The durable consumer of reservations (the sweep).
 pub const RESERVATION_CONSUMER: &str = "billing_reservations";
-/// The durable consumer of registrations (the signup bonus).
+/// The durable consumer of registrations (the signup bonus and the month's allowance).
 pub const SIGNUP_CONSUMER: &str = "billing_signups";
 
 /// How long JetStream waits for an ack before delivering a message again; a message being
@@ -53,7 +56,7 @@ const ACK_WAIT: Duration = Duration::from_secs(30);
 const SECOND_LOOK: Duration = Duration::from_secs(3);
 
 /// Tuning.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SettlementSettings {
     /// How long the sweep waits, after its second look, for a job (or a retry) to hold the run
     /// it reserved before releasing the reservation. Requests record the job milliseconds
@@ -61,6 +64,9 @@ pub struct SettlementSettings {
     pub reservation_grace: Duration,
     /// Credits every new account is granted (0: none); the same setting as the API's.
     pub signup_bonus_credits: i64,
+    /// The plan of accounts without a paid subscription, whose monthly credits (if any) the
+    /// `billing` component grants them each month ([`crate::allowance`]).
+    pub free_plan: Option<crate::plans::Plan>,
 }
 
 impl Default for SettlementSettings {
@@ -68,6 +74,7 @@ impl Default for SettlementSettings {
         Self {
             reservation_grace: Duration::from_secs(120),
             signup_bonus_credits: 100,
+            free_plan: None,
         }
     }
 }
@@ -102,6 +109,7 @@ pub struct Settlement {
     jetstream: jetstream::Context,
     naming: Naming,
     settings: SettlementSettings,
+    allowances: Option<Arc<Allowances>>,
 }
 
 impl Settlement {
@@ -119,7 +127,14 @@ impl Settlement {
             jetstream,
             naming,
             settings,
+            allowances: None,
         }
+    }
+
+    /// This settlement, also granting each new account its month's free allowance.
+    pub fn with_allowances(mut self, allowances: Arc<Allowances>) -> Self {
+        self.allowances = Some(allowances);
+        self
     }
 
     /// Runs both consumers until `shutdown`; on an error each logs, pauses and resumes.
@@ -162,7 +177,7 @@ impl Settlement {
             ),
             Feed::Signups => (
                 SIGNUP_CONSUMER,
-                "Keyframe billing: makes sure every new account has its signup bonus",
+                "Keyframe billing: makes sure every new account has its signup bonus and month's allowance",
                 format!("{prefix}.events.User.*.UserRegistered"),
             ),
         };
@@ -242,7 +257,7 @@ impl Settlement {
                     let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
                     self.sweep(event, delivered).await
                 }
-                Feed::Signups => self.signup_bonus(event).await,
+                Feed::Signups => self.signup_grants(event).await,
             };
             match outcome {
                 Ok(Settled::NoReservation) => {
@@ -320,11 +335,11 @@ impl Settlement {
         self.record(event.aggregate_id.clone(), command, event).await
     }
 
-    /// Grants a new account its signup bonus unless it has it (the ledger grants one per
-    /// user: a repeat changes nothing).
-    pub async fn signup_bonus(&self, event: &RecordedEvent) -> Result<Settled, SettleError> {
-        let amount = self.settings.signup_bonus_credits;
-        if event.aggregate_type != "User" || event.event_type != "UserRegistered" || amount <= 0 {
+    /// Grants a new account its signup bonus and its month's free allowance unless it has
+    /// them (the ledger grants one bonus per user, one allowance per month: a repeat changes
+    /// nothing). The month is the registration's, so a late redelivery grants no other.
+    pub async fn signup_grants(&self, event: &RecordedEvent) -> Result<Settled, SettleError> {
+        if event.aggregate_type != "User" || event.event_type != "UserRegistered" {
             return Ok(Settled::NothingToDo);
         }
         let owner_id = event
@@ -332,14 +347,26 @@ impl Settlement {
             .parse()
             .map(UserId)
             .map_err(|e: uuid::Error| SettleError::Permanent(e.into()))?;
-        let command = LedgerCommand::Grant {
-            owner_id,
-            amount,
-            source: GrantSource::SignupBonus,
-            reason: "signup bonus".to_owned(),
-            at: Utc::now(),
-        };
-        self.record(event.aggregate_id.clone(), command, event).await
+        let mut settled = Settled::NothingToDo;
+        let amount = self.settings.signup_bonus_credits;
+        if amount > 0 {
+            let command = LedgerCommand::Grant {
+                owner_id,
+                amount,
+                source: GrantSource::SignupBonus,
+                reason: "signup bonus".to_owned(),
+                at: Utc::now(),
+            };
+            settled = self.record(event.aggregate_id.clone(), command, event).await?;
+        }
+        if let Some(allowances) = &self.allowances {
+            allowances
+                .grant(owner_id, &allowance_period(event.recorded_at), &Self::metadata(event))
+                .await
+                .map_err(SettleError::Transient)?;
+            settled = Settled::Recorded;
+        }
+        Ok(settled)
     }
 
     async fn job(&self, id: &str) -> Result<Option<Job>, SettleError> {

@@ -148,8 +148,8 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         }
     }
 
-    /// This bus, keeping up to `capacity` aggregates in memory between commands (an arbitrary
-    /// one makes room when full).
+    /// This bus, keeping up to `capacity` aggregates in memory between commands (the least
+    /// recently used makes room when full).
     pub fn cached(mut self, capacity: usize) -> Self {
         self.cache = Some(AggregateCache {
             entries: Mutex::new(CacheEntries {

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
 use keyframe_api::state::{AppState, LEDGERS_CACHED};
+use keyframe_billing::allowance::Allowances;
 use keyframe_billing::settlement::{Settlement, SettlementSettings};
 use keyframe_eventlog::commands::CommandBus;
 use keyframe_eventlog::store::PgEventRepository;
@@ -114,17 +115,29 @@ impl Application {
             None
         };
         if config.components.contains(&Component::Billing) {
-            let (jobs, ledgers) = match &api_state {
-                Some((_, state)) => (state.jobs.clone(), state.ledgers.clone()),
+            let (jobs, ledgers, subscriptions) = match &api_state {
+                Some((_, state)) => (state.jobs.clone(), state.ledgers.clone(), state.subscriptions.clone()),
                 None => {
                     let repository = PgEventRepository::with_writers(pool.clone(), append_writers, local_relay.clone());
                     (
                         Arc::new(CommandBus::sharing(&repository)),
                         Arc::new(CommandBus::sharing(&repository).cached(LEDGERS_CACHED)),
+                        Arc::new(CommandBus::sharing(&repository)),
                     )
                 }
             };
-            let settlement = Settlement::new(jobs, ledgers, jetstream.clone(), naming.clone(), config.billing);
+            let allowances = Allowances::new(
+                pool.clone(),
+                ledgers.clone(),
+                subscriptions,
+                config.billing.free_plan.clone(),
+            )
+            .map(Arc::new);
+            let mut settlement = Settlement::new(jobs, ledgers, jetstream.clone(), naming.clone(), config.billing);
+            if let Some(allowances) = allowances {
+                settlement = settlement.with_allowances(allowances.clone());
+                tasks.spawn(allowances.run(shutdown.clone()));
+            }
             tasks.spawn(settlement.run(shutdown.clone()));
         }
         let mut local_addr = None;

@@ -400,6 +400,7 @@ impl ServeArgs {
         keyframe_billing::settlement::SettlementSettings {
             reservation_grace: Duration::from_secs(self.reservation_grace_secs),
             signup_bonus_credits: self.signup_bonus_credits,
+            free_plan: self.plans.free().cloned(),
         }
     }
 

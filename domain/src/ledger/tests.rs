@@ -100,6 +100,62 @@ fn the_signup_bonus_is_granted_once() {
 }
 
 #[test]
+fn the_free_allowance_grants_once_per_month() {
+    let g = Given::new();
+    let allowance = |period: &str| LedgerCommand::Grant {
+        owner_id: g.owner_id,
+        amount: 30,
+        source: GrantSource::Allowance {
+            plan: "free".to_owned(),
+            period: period.to_owned(),
+        },
+        reason: format!("free plan allowance, {period}"),
+        at: g.at,
+    };
+    let november = LedgerEvent::CreditsGranted {
+        owner_id: g.owner_id,
+        amount: 30,
+        source: GrantSource::Allowance {
+            plan: "free".to_owned(),
+            period: "2026-11".to_owned(),
+        },
+        reason: "free plan allowance, 2026-11".to_owned(),
+        balance: 130,
+        granted_at: g.at,
+    };
+    ledger()
+        .given(vec![g.granted(100, 100)])
+        .when(allowance("2026-11"))
+        .then_expect_events(vec![november.clone()]);
+    ledger()
+        .given(vec![g.granted(100, 100), november.clone()])
+        .when(allowance("2026-11"))
+        .then_expect_events(vec![]);
+    ledger()
+        .given(vec![g.granted(100, 100), november])
+        .when(allowance("2026-12"))
+        .then_expect_events(vec![LedgerEvent::CreditsGranted {
+            owner_id: g.owner_id,
+            amount: 30,
+            source: GrantSource::Allowance {
+                plan: "free".to_owned(),
+                period: "2026-12".to_owned(),
+            },
+            reason: "free plan allowance, 2026-12".to_owned(),
+            balance: 160,
+            granted_at: g.at,
+        }]);
+}
+
+#[test]
+fn an_allowance_period_is_the_utc_calendar_month() {
+    let at = |raw: &str| raw.parse::<DateTime<Utc>>().expect("a timestamp");
+    assert_eq!(allowance_period(at("2026-11-30T23:59:59Z")), "2026-11");
+    assert_eq!(allowance_period(at("2026-12-01T00:00:00Z")), "2026-12");
+    assert_eq!(allowance_period(at("2027-01-01T00:30:00+01:00")), "2026-12");
+}
+
+#[test]
 fn an_invoice_grants_its_credits_once() {
     let g = Given::new();
     let first = LedgerEvent::CreditsGranted {

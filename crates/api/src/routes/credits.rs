@@ -55,7 +55,7 @@ pub struct Transaction {
     pub balance: Option<i64>,
     /// The job, for reservations and their ends.
     pub job_id: Option<Uuid>,
-    /// Where it came from (`signup`, `admin:<id>`, `invoice:<id>`).
+    /// Where it came from (`signup`, `admin:<id>`, `invoice:<id>`, `allowance:<plan>:<YYYY-MM>`).
     pub reference: Option<String>,
     /// Why.
     pub reason: Option<String>,
