@@ -3,15 +3,20 @@
 //!
 //! Two paths grant it, and the ledger grants one allowance per account and month
 //! (`GrantSource::Allowance`), so they never add up:
-//! - a new account gets its month's allowance with its signup bonus, from the settlement's
-//!   `billing_signups` consumer;
-//! - the monthly sweep pages through the account directory and grants every account the month
-//!   it is in. Its progress is kept in `allowance_sweeps` (a cursor per month), so a stopped
-//!   process resumes where it was, a finished month costs one query to skip, and a month left
-//!   unfinished (the process was down at its end) is finished before the next one starts.
+//! - a new account gets the current month's allowance with its signup bonus, from the
+//!   settlement's `billing_signups` consumer;
+//! - the monthly sweep pages through every registered account and grants it the month. It
+//!   reads the accounts from the event store, not from the account directory (a read model that
+//!   may lag, or be rebuilding), so no account is missed because a projector was behind. Its
+//!   progress is kept in `allowance_sweeps` (a cursor per month): a stopped process resumes
+//!   where it was, a finished month costs two small queries to skip, and months the process was
+//!   down for, or left unfinished, are swept before the current one.
 //!
-//! An account paying for a plan gets that plan's credits with each paid invoice instead, and no
-//! allowance for a month it is subscribed in when the sweep reaches it.
+//! An account is on the free plan when `GET /subscriptions/current` says so: it has no
+//! subscription, or its subscription ended (see `Subscription::plan`). One paying for a plan
+//! gets that plan's credits with each paid invoice instead. The sweep looks at an account once
+//! a month: one that subscribes later in the month keeps the allowance it was granted, and one
+//! whose subscription ends gets the free allowance from the next month.
 
 use crate::plans::Plan;
 use anyhow::Context as _;
@@ -25,18 +30,18 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-/// How often the sweep looks whether a month is due: a finished month costs one query.
+/// How often the sweep looks whether a month is due.
 const CHECK_EVERY: Duration = Duration::from_secs(300);
 /// Accounts granted between two saves of the sweep's cursor.
 const PAGE: i64 = 200;
 
-/// What one account got.
+/// What became of one account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllowanceOutcome {
-    /// The month's allowance was granted (or had been: a repeat changes nothing).
-    Granted,
+    /// The account holds the month's allowance: granted now, or before (a repeat changes
+    /// nothing).
+    Holds,
     /// The account pays for a plan: its invoices grant its credits.
     Subscribed,
     /// The ledger refused (logged): the sweep goes on with the next account.
@@ -74,7 +79,7 @@ impl Allowances {
         while !shutdown.is_cancelled() {
             match self.sweep_due(Utc::now()).await {
                 Ok(0) => {}
-                Ok(granted) => tracing::info!(granted, plan = %self.plan.name, "monthly allowances granted"),
+                Ok(covered) => tracing::info!(covered, plan = %self.plan.name, "monthly allowance sweep done"),
                 // The cursor keeps what was done: the next look resumes from there.
                 Err(error) => tracing::error!(
                     error = format!("{error:#}"),
@@ -89,14 +94,21 @@ impl Allowances {
         Ok(())
     }
 
-    /// Finishes every month not yet swept, up to the one `now` falls in; answers how many
-    /// accounts were granted an allowance.
+    /// Finishes every month not yet swept, up to the one `now` falls in (the months since the
+    /// last one swept included, should the process have been down for some); answers how many
+    /// accounts it found holding their allowance.
     pub async fn sweep_due(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
-        sqlx::query("INSERT INTO allowance_sweeps (period) VALUES ($1) ON CONFLICT (period) DO NOTHING")
-            .bind(allowance_period(now))
-            .execute(&self.pool)
+        let latest: Option<String> = sqlx::query_scalar("SELECT max(period) FROM allowance_sweeps")
+            .fetch_one(&self.pool)
             .await
-            .context("starting this month's sweep")?;
+            .context("finding the last month swept")?;
+        for period in periods_after(latest.as_deref(), now) {
+            sqlx::query("INSERT INTO allowance_sweeps (period) VALUES ($1) ON CONFLICT (period) DO NOTHING")
+                .bind(period)
+                .execute(&self.pool)
+                .await
+                .context("starting a month's sweep")?;
+        }
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT period FROM allowance_sweeps WHERE finished_at IS NULL AND period <= $1 ORDER BY period",
         )
@@ -104,36 +116,42 @@ impl Allowances {
         .fetch_all(&self.pool)
         .await
         .context("finding the months due")?;
-        let mut granted = 0;
+        let mut covered = 0;
         for period in due {
-            granted += self.sweep(&period).await?;
+            covered += self.sweep(&period).await?;
         }
-        Ok(granted)
+        Ok(covered)
     }
 
-    /// Grants month `period` (`YYYY-MM`) to every account created before it ended, from where
-    /// the last sweep of it stopped; answers how many were granted.
+    /// Grants month `period` (`YYYY-MM`) to every account registered before it ended, from
+    /// where the last sweep of it stopped; answers how many accounts hold it.
+    ///
+    /// An account whose grant fails is logged and passed over (it must not hold up everyone
+    /// after it, month after month); a page where every grant failed means the store is away,
+    /// and the sweep stops there to resume from the same place at its next look.
     async fn sweep(&self, period: &str) -> anyhow::Result<u64> {
-        let mut granted = 0;
+        let mut covered = 0;
         loop {
-            let after: Option<Uuid> = sqlx::query_scalar("SELECT last_user_id FROM allowance_sweeps WHERE period = $1")
-                .bind(period)
-                .fetch_one(&self.pool)
-                .await
-                .context("reading the sweep's cursor")?;
-            let accounts: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT user_id FROM user_directory
-                 WHERE user_id > $2
-                   AND created_at < ((($1 || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')
-                 ORDER BY user_id LIMIT $3",
+            let after: Option<String> =
+                sqlx::query_scalar("SELECT last_account FROM allowance_sweeps WHERE period = $1")
+                    .bind(period)
+                    .fetch_one(&self.pool)
+                    .await
+                    .context("reading the sweep's cursor")?;
+            // The first event of every account, in the primary key's order.
+            let accounts: Vec<String> = sqlx::query_scalar(
+                "SELECT aggregate_id FROM events
+                 WHERE aggregate_type = 'User' AND aggregate_id > $2 AND event_type = 'UserRegistered'
+                   AND recorded_at < ((($1 || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')
+                 ORDER BY aggregate_id LIMIT $3",
             )
             .bind(period)
-            .bind(after.unwrap_or(Uuid::nil()))
+            .bind(after.unwrap_or_default())
             .bind(PAGE)
             .fetch_all(&self.pool)
             .await
             .context("listing accounts")?;
-            let Some(&last) = accounts.last() else {
+            let Some(last) = accounts.last().cloned() else {
                 sqlx::query(
                     "UPDATE allowance_sweeps SET finished_at = now() WHERE period = $1 AND finished_at IS NULL",
                 )
@@ -141,19 +159,38 @@ impl Allowances {
                 .execute(&self.pool)
                 .await
                 .context("finishing the sweep")?;
-                return Ok(granted);
+                return Ok(covered);
             };
             let metadata = Self::metadata(&format!("allowance:{period}"));
-            for account in accounts {
-                if self.grant(UserId(account), period, &metadata).await? == AllowanceOutcome::Granted {
-                    granted += 1;
+            let (mut failed, mut last_error) = (0, None);
+            for account in &accounts {
+                let outcome = match account.parse() {
+                    Ok(id) => self.grant(UserId(id), period, &metadata).await,
+                    Err(error) => Err(anyhow::anyhow!("account id {account:?}: {error}")),
+                };
+                match outcome {
+                    Ok(AllowanceOutcome::Holds) => covered += 1,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(
+                            account,
+                            period,
+                            error = format!("{error:#}"),
+                            "could not grant the monthly allowance; passing this account over"
+                        );
+                        failed += 1;
+                        last_error = Some(error);
+                    }
                 }
+            }
+            if let Some(error) = last_error.filter(|_| failed == accounts.len()) {
+                return Err(error.context("no grant of a whole page went through"));
             }
             // Another process sweeping the same month may be further on: the cursor only
             // moves forward.
             sqlx::query(
-                "UPDATE allowance_sweeps SET last_user_id = $2
-                 WHERE period = $1 AND (last_user_id IS NULL OR last_user_id < $2)",
+                "UPDATE allowance_sweeps SET last_account = $2
+                 WHERE period = $1 AND (last_account IS NULL OR last_account < $2)",
             )
             .bind(period)
             .bind(last)
@@ -195,7 +232,7 @@ impl Allowances {
             .execute(&owner_id.to_string(), || command.clone(), metadata)
             .await
         {
-            Ok(_) => Ok(AllowanceOutcome::Granted),
+            Ok(_) => Ok(AllowanceOutcome::Holds),
             Err(CommandError::Rejected(error)) => {
                 tracing::error!(%owner_id, %error, "the ledger refused the monthly allowance");
                 Ok(AllowanceOutcome::Refused)
@@ -209,5 +246,54 @@ impl Allowances {
         let mut metadata = CommandMetadata::system().with_actor(Actor::System);
         metadata.causation_id = causation.to_owned();
         metadata
+    }
+}
+
+/// The months after `latest` (`YYYY-MM`, the last one swept) up to the one `now` falls in; only
+/// `now`'s when nothing was swept yet (an allowance is not owed for months before the first
+/// sweep).
+fn periods_after(latest: Option<&str>, now: DateTime<Utc>) -> Vec<String> {
+    let current = allowance_period(now);
+    let first_day = |period: &str| chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").ok();
+    let Some(mut month) = latest.and_then(first_day) else {
+        return vec![current];
+    };
+    let mut periods = Vec::new();
+    while let Some(next) = month.checked_add_months(chrono::Months::new(1)) {
+        month = next;
+        let period = month.format("%Y-%m").to_string();
+        if period > current {
+            break;
+        }
+        periods.push(period);
+    }
+    periods
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(raw: &str) -> DateTime<Utc> {
+        raw.parse().expect("a timestamp")
+    }
+
+    #[test]
+    fn the_months_due_are_those_since_the_last_swept_up_to_now() {
+        assert_eq!(periods_after(None, at("2026-11-26T08:00:00Z")), ["2026-11"]);
+        assert_eq!(
+            periods_after(Some("2026-11"), at("2026-11-26T08:00:00Z")),
+            Vec::<String>::new()
+        );
+        assert_eq!(periods_after(Some("2026-11"), at("2026-12-01T00:00:00Z")), ["2026-12"]);
+        assert_eq!(
+            periods_after(Some("2026-10"), at("2027-01-05T00:00:00Z")),
+            ["2026-11", "2026-12", "2027-01"]
+        );
+        // A clock set back finds nothing due.
+        assert_eq!(
+            periods_after(Some("2026-12"), at("2026-11-26T08:00:00Z")),
+            Vec::<String>::new()
+        );
     }
 }

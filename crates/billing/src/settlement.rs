@@ -16,7 +16,7 @@
 //! - `billing_signups`, on `<prefix>.events.User.*.UserRegistered`: the signup bonus. The API
 //!   grants it in the registration request; should that fail (or the process stop), this
 //!   grants it. The ledger grants one signup bonus per user, so the two never add up. With a
-//!   free plan that grants credits, the new account also gets its month's allowance
+//!   free plan that grants credits, the new account also gets the month's allowance
 //!   ([`crate::allowance`]).
 //!
 //! Every message is acked only once its command is recorded. Delivery is at least once: a
@@ -24,7 +24,7 @@
 //! is still exactly once because the ledger ignores a second settlement or release of the same
 //! run of the same job. After a restart the durable consumers resume where the acks stopped.
 
-use crate::allowance::Allowances;
+use crate::allowance::{AllowanceOutcome, Allowances};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
 use chrono::Utc;
@@ -335,9 +335,11 @@ impl Settlement {
         self.record(event.aggregate_id.clone(), command, event).await
     }
 
-    /// Grants a new account its signup bonus and its month's free allowance unless it has
-    /// them (the ledger grants one bonus per user, one allowance per month: a repeat changes
-    /// nothing). The month is the registration's, so a late redelivery grants no other.
+    /// Grants a new account its signup bonus and the current month's free allowance unless it
+    /// has them (the ledger grants one bonus per user, one allowance per month: a repeat changes
+    /// nothing). The month is the one this runs in, not the registration's: a registration
+    /// delivered again months later (a recreated consumer reads the whole stream) grants no
+    /// month that has passed. Both are tried before either's failure is answered.
     pub async fn signup_grants(&self, event: &RecordedEvent) -> Result<Settled, SettleError> {
         if event.aggregate_type != "User" || event.event_type != "UserRegistered" {
             return Ok(Settled::NothingToDo);
@@ -347,9 +349,8 @@ impl Settlement {
             .parse()
             .map(UserId)
             .map_err(|e: uuid::Error| SettleError::Permanent(e.into()))?;
-        let mut settled = Settled::NothingToDo;
         let amount = self.settings.signup_bonus_credits;
-        if amount > 0 {
+        let bonus = if amount > 0 {
             let command = LedgerCommand::Grant {
                 owner_id,
                 amount,
@@ -357,16 +358,25 @@ impl Settlement {
                 reason: "signup bonus".to_owned(),
                 at: Utc::now(),
             };
-            settled = self.record(event.aggregate_id.clone(), command, event).await?;
-        }
-        if let Some(allowances) = &self.allowances {
-            allowances
-                .grant(owner_id, &allowance_period(event.recorded_at), &Self::metadata(event))
+            self.record(event.aggregate_id.clone(), command, event).await
+        } else {
+            Ok(Settled::NothingToDo)
+        };
+        let allowance = match &self.allowances {
+            Some(allowances) => allowances
+                .grant(owner_id, &allowance_period(Utc::now()), &Self::metadata(event))
                 .await
-                .map_err(SettleError::Transient)?;
-            settled = Settled::Recorded;
+                .map(|outcome| match outcome {
+                    AllowanceOutcome::Holds => Settled::Recorded,
+                    _ => Settled::NothingToDo,
+                })
+                .map_err(SettleError::Transient),
+            None => Ok(Settled::NothingToDo),
+        };
+        match (bonus?, allowance?) {
+            (Settled::Recorded, _) | (_, Settled::Recorded) => Ok(Settled::Recorded),
+            (bonus, _) => Ok(bonus),
         }
-        Ok(settled)
     }
 
     async fn job(&self, id: &str) -> Result<Option<Job>, SettleError> {
