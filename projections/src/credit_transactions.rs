@@ -64,11 +64,12 @@ impl Projection for CreditTransactions {
                     };
                     Row::new("grant", amount, 0, Some(balance), None, Some(reference), Some(reason))
                 }
-                LedgerEvent::CreditsReserved { job_id, amount, .. } => {
-                    Row::new("reservation", 0, amount, None, Some(job_id.0), None, None)
-                }
+                LedgerEvent::CreditsReserved {
+                    job_id, run, amount, ..
+                } => Row::new("reservation", 0, amount, None, Some((job_id.0, run)), None, None),
                 LedgerEvent::CreditsSettled {
                     job_id,
+                    run,
                     charged,
                     released,
                     balance,
@@ -78,13 +79,17 @@ impl Projection for CreditTransactions {
                     -charged,
                     -(charged + released),
                     Some(balance),
-                    Some(job_id.0),
+                    Some((job_id.0, run)),
                     None,
                     None,
                 ),
                 LedgerEvent::CreditsReleased {
-                    job_id, amount, reason, ..
-                } => Row::new("release", 0, -amount, None, Some(job_id.0), None, Some(reason)),
+                    job_id,
+                    run,
+                    amount,
+                    reason,
+                    ..
+                } => Row::new("release", 0, -amount, None, Some((job_id.0, run)), None, Some(reason)),
                 LedgerEvent::CreditsRefunded {
                     amount,
                     admin_id,
@@ -104,8 +109,8 @@ impl Projection for CreditTransactions {
             };
             sqlx::query(
                 "INSERT INTO credit_transactions (owner_id, sequence, kind, amount, reserved, balance, job_id,
-                     reference, reason, recorded_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                     job_run, reference, reason, recorded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
             )
             .bind(owner_id)
             .bind(event.sequence)
@@ -113,7 +118,8 @@ impl Projection for CreditTransactions {
             .bind(row.amount)
             .bind(row.reserved)
             .bind(row.balance)
-            .bind(row.job_id)
+            .bind(row.job.map(|(job_id, _)| job_id))
+            .bind(row.job.map(|(_, run)| i64::from(run)))
             .bind(row.reference)
             .bind(row.reason)
             .bind(event.recorded_at)
@@ -129,7 +135,8 @@ struct Row {
     amount: i64,
     reserved: i64,
     balance: Option<i64>,
-    job_id: Option<Uuid>,
+    /// The job and its run, for reservations and their ends.
+    job: Option<(Uuid, u32)>,
     reference: Option<String>,
     reason: Option<String>,
 }
@@ -140,7 +147,7 @@ impl Row {
         amount: i64,
         reserved: i64,
         balance: Option<i64>,
-        job_id: Option<Uuid>,
+        job: Option<(Uuid, u32)>,
         reference: Option<String>,
         reason: Option<String>,
     ) -> Self {
@@ -149,7 +156,7 @@ impl Row {
             amount,
             reserved,
             balance,
-            job_id,
+            job,
             reference,
             reason,
         }
@@ -171,7 +178,10 @@ pub struct TransactionRow {
     pub balance: Option<i64>,
     /// The job, for reservations and their ends.
     pub job_id: Option<Uuid>,
-    /// Where it came from (`signup`, `admin:<id>`, `invoice:<id>`).
+    /// Which run of the job (a manual retry is a new run); `None` on rows written before runs
+    /// were recorded here, until the projection is rebuilt.
+    pub job_run: Option<i32>,
+    /// Where it came from (`signup`, `admin:<id>`, `invoice:<id>`, `allowance:<plan>:<YYYY-MM>`).
     pub reference: Option<String>,
     /// Why.
     pub reason: Option<String>,
@@ -187,7 +197,7 @@ pub async fn list_for_owner(
     limit: i64,
 ) -> Result<Vec<TransactionRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT sequence, kind, amount, reserved, balance, job_id, reference, reason, recorded_at
+        "SELECT sequence, kind, amount, reserved, balance, job_id, job_run, reference, reason, recorded_at
          FROM credit_transactions WHERE owner_id = $1 AND ($2::bigint IS NULL OR sequence < $2)
          ORDER BY sequence DESC LIMIT $3",
     )

@@ -352,6 +352,34 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
     assert_eq!(count(&events, "released", &cancelled_id), 1);
     assert_eq!(count(&events, "released", &late_id), 2, "one per run");
     assert_eq!(audit(&events), (9, 0));
+
+    // The transactions list tells the runs apart.
+    let runs_of_late = || async {
+        let page = app.get_json(&user, "/api/v1/credits/transactions?limit=100").await;
+        let mut movements: Vec<(String, i64)> = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|item| item["job_id"] == late_id.as_str())
+            .map(|item| {
+                (
+                    item["kind"].as_str().expect("kind").to_owned(),
+                    item["run"].as_i64().expect("run"),
+                )
+            })
+            .collect();
+        movements.reverse();
+        movements
+    };
+    let expected: Vec<(String, i64)> = [("reservation", 0), ("release", 0), ("reservation", 1), ("release", 1)]
+        .map(|(kind, run)| (kind.to_owned(), run))
+        .to_vec();
+    wait_for(
+        "the transactions to show both runs",
+        Duration::from_secs(20),
+        || async { runs_of_late().await == expected },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

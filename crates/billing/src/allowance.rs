@@ -35,6 +35,31 @@ use tokio_util::sync::CancellationToken;
 const CHECK_EVERY: Duration = Duration::from_secs(300);
 /// Accounts granted between two saves of the sweep's cursor.
 const PAGE: i64 = 200;
+/// Tries of one account's grant while its failure may pass (pauses of 0.2, 0.8 s between).
+const GRANT_ATTEMPTS: u32 = 3;
+
+/// Why an allowance was not granted.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The store was away, or other writers kept changing the ledger: trying later may pass.
+    #[error("{0:#}")]
+    Passing(anyhow::Error),
+    /// Trying again cannot help (an event that does not read, a malformed id).
+    #[error("{0:#}")]
+    Lasting(anyhow::Error),
+}
+
+impl GrantError {
+    fn of<E: std::error::Error>(error: CommandError<E>, doing: String) -> Self {
+        let passing = matches!(error, CommandError::Unavailable(_) | CommandError::Conflict { .. });
+        let error = anyhow::anyhow!("{doing}: {error}");
+        if passing {
+            Self::Passing(error)
+        } else {
+            Self::Lasting(error)
+        }
+    }
+}
 
 /// What became of one account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,9 +151,10 @@ impl Allowances {
     /// Grants month `period` (`YYYY-MM`) to every account registered before it ended, from
     /// where the last sweep of it stopped; answers how many accounts hold it.
     ///
-    /// An account whose grant fails is logged and passed over (it must not hold up everyone
-    /// after it, month after month); a page where every grant failed means the store is away,
-    /// and the sweep stops there to resume from the same place at its next look.
+    /// An account whose grant fails (after a few tries, for a failure that may pass) is logged
+    /// and passed over: it must not hold up everyone after it, month after month. A page where
+    /// every grant failed for the store being away stops the sweep there, to resume from the
+    /// same place at its next look.
     async fn sweep(&self, period: &str) -> anyhow::Result<u64> {
         let mut covered = 0;
         loop {
@@ -162,11 +188,11 @@ impl Allowances {
                 return Ok(covered);
             };
             let metadata = Self::metadata(&format!("allowance:{period}"));
-            let (mut failed, mut last_error) = (0, None);
+            let (mut unreachable, mut last_error) = (0, None);
             for account in &accounts {
                 let outcome = match account.parse() {
-                    Ok(id) => self.grant(UserId(id), period, &metadata).await,
-                    Err(error) => Err(anyhow::anyhow!("account id {account:?}: {error}")),
+                    Ok(id) => self.grant_retrying(UserId(id), period, &metadata).await,
+                    Err(error) => Err(GrantError::Lasting(anyhow::anyhow!("account id {account:?}: {error}"))),
                 };
                 match outcome {
                     Ok(AllowanceOutcome::Holds) => covered += 1,
@@ -175,16 +201,18 @@ impl Allowances {
                         tracing::error!(
                             account,
                             period,
-                            error = format!("{error:#}"),
+                            error = %error,
                             "could not grant the monthly allowance; passing this account over"
                         );
-                        failed += 1;
+                        if matches!(error, GrantError::Passing(_)) {
+                            unreachable += 1;
+                        }
                         last_error = Some(error);
                     }
                 }
             }
-            if let Some(error) = last_error.filter(|_| failed == accounts.len()) {
-                return Err(error.context("no grant of a whole page went through"));
+            if let Some(error) = last_error.filter(|_| unreachable == accounts.len()) {
+                return Err(anyhow::Error::new(error).context("the store was away for a whole page"));
             }
             // Another process sweeping the same month may be further on: the cursor only
             // moves forward.
@@ -200,6 +228,24 @@ impl Allowances {
         }
     }
 
+    /// [`Self::grant`], tried again after a pause while the failure may pass.
+    async fn grant_retrying(
+        &self,
+        owner_id: UserId,
+        period: &str,
+        metadata: &CommandMetadata,
+    ) -> Result<AllowanceOutcome, GrantError> {
+        let mut pause = Duration::from_millis(200);
+        for _ in 1..GRANT_ATTEMPTS {
+            match self.grant(owner_id, period, metadata).await {
+                Err(GrantError::Passing(_)) => tokio::time::sleep(pause).await,
+                outcome => return outcome,
+            }
+            pause *= 4;
+        }
+        self.grant(owner_id, period, metadata).await
+    }
+
     /// Grants `owner_id` the allowance of month `period` unless it pays for a plan (or has it
     /// already: the ledger grants one per month).
     pub async fn grant(
@@ -207,12 +253,12 @@ impl Allowances {
         owner_id: UserId,
         period: &str,
         metadata: &CommandMetadata,
-    ) -> anyhow::Result<AllowanceOutcome> {
+    ) -> Result<AllowanceOutcome, GrantError> {
         let subscription = self
             .subscriptions
             .load(&owner_id.to_string())
             .await
-            .map_err(|e| anyhow::anyhow!("loading the subscription of {owner_id}: {e}"))?;
+            .map_err(|error| GrantError::of(error, format!("loading the subscription of {owner_id}")))?;
         if subscription.as_ref().and_then(Subscription::plan).is_some() {
             return Ok(AllowanceOutcome::Subscribed);
         }
@@ -237,7 +283,7 @@ impl Allowances {
                 tracing::error!(%owner_id, %error, "the ledger refused the monthly allowance");
                 Ok(AllowanceOutcome::Refused)
             }
-            Err(error) => Err(anyhow::anyhow!("granting {owner_id} the allowance: {error}")),
+            Err(error) => Err(GrantError::of(error, format!("granting {owner_id} the allowance"))),
         }
     }
 

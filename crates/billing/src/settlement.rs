@@ -24,10 +24,10 @@
 //! is still exactly once because the ledger ignores a second settlement or release of the same
 //! run of the same job. After a restart the durable consumers resume where the acks stopped.
 
-use crate::allowance::{AllowanceOutcome, Allowances};
+use crate::allowance::{AllowanceOutcome, Allowances, GrantError};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::job::{Job, JobEvent};
@@ -335,11 +335,13 @@ impl Settlement {
         self.record(event.aggregate_id.clone(), command, event).await
     }
 
-    /// Grants a new account its signup bonus and the current month's free allowance unless it
-    /// has them (the ledger grants one bonus per user, one allowance per month: a repeat changes
-    /// nothing). The month is the one this runs in, not the registration's: a registration
-    /// delivered again months later (a recreated consumer reads the whole stream) grants no
-    /// month that has passed. Both are tried before either's failure is answered.
+    /// Grants a new account its signup bonus and its registration month's free allowance unless
+    /// it has them (the ledger grants one bonus per user, one allowance per month: a repeat
+    /// changes nothing). The allowance only while that month is this one or the one before: a
+    /// registration handled late (billing was down over the month's end) still gets its month,
+    /// which the month's sweep may have finished without it, but one delivered again long after
+    /// (a recreated consumer reads the whole stream) grants no month long past. Both are tried
+    /// before either's failure is answered.
     pub async fn signup_grants(&self, event: &RecordedEvent) -> Result<Settled, SettleError> {
         if event.aggregate_type != "User" || event.event_type != "UserRegistered" {
             return Ok(Settled::NothingToDo);
@@ -362,20 +364,27 @@ impl Settlement {
         } else {
             Ok(Settled::NothingToDo)
         };
+        let registered_in = allowance_period(event.recorded_at);
         let allowance = match &self.allowances {
-            Some(allowances) => allowances
-                .grant(owner_id, &allowance_period(Utc::now()), &Self::metadata(event))
+            Some(allowances) if is_this_or_last_month(&registered_in, Utc::now()) => allowances
+                .grant(owner_id, &registered_in, &Self::metadata(event))
                 .await
                 .map(|outcome| match outcome {
                     AllowanceOutcome::Holds => Settled::Recorded,
                     _ => Settled::NothingToDo,
                 })
-                .map_err(SettleError::Transient),
-            None => Ok(Settled::NothingToDo),
+                .map_err(|error| match error {
+                    GrantError::Passing(error) => SettleError::Transient(error),
+                    GrantError::Lasting(error) => SettleError::Permanent(error),
+                }),
+            _ => Ok(Settled::NothingToDo),
         };
-        match (bonus?, allowance?) {
-            (Settled::Recorded, _) | (_, Settled::Recorded) => Ok(Settled::Recorded),
-            (bonus, _) => Ok(bonus),
+        match (bonus, allowance) {
+            // Both are safe to repeat: a failure that may pass has the message handled again.
+            (Err(error @ SettleError::Transient(_)), _) | (_, Err(error @ SettleError::Transient(_))) => Err(error),
+            (Err(error), _) | (_, Err(error)) => Err(error),
+            (Ok(Settled::Recorded), _) | (_, Ok(Settled::Recorded)) => Ok(Settled::Recorded),
+            (Ok(bonus), Ok(_)) => Ok(bonus),
         }
     }
 
@@ -415,6 +424,12 @@ impl Settlement {
     }
 }
 
+/// Whether month `period` (`YYYY-MM`) is the month of `now` or the one before.
+fn is_this_or_last_month(period: &str, now: DateTime<Utc>) -> bool {
+    let last_month = now.checked_sub_months(chrono::Months::new(1)).unwrap_or(now);
+    period == allowance_period(now) || period == allowance_period(last_month)
+}
+
 fn parse_job_id(raw: &str) -> Result<JobId, SettleError> {
     raw.parse()
         .map(JobId)
@@ -430,4 +445,21 @@ pub enum SettleError {
     /// Trying again cannot succeed (a malformed event, a broken rule): logged and skipped.
     #[error("{0:#}")]
     Permanent(anyhow::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registration_is_granted_its_month_only_while_it_is_this_month_or_the_last() {
+        let now: DateTime<Utc> = "2027-01-03T10:00:00Z".parse().expect("a timestamp");
+        assert!(is_this_or_last_month("2027-01", now));
+        assert!(
+            is_this_or_last_month("2026-12", now),
+            "handled late, over the month's end"
+        );
+        assert!(!is_this_or_last_month("2026-11", now), "delivered again long after");
+        assert!(!is_this_or_last_month("2027-02", now));
+    }
 }

@@ -55,6 +55,9 @@ pub struct Transaction {
     pub balance: Option<i64>,
     /// The job, for reservations and their ends.
     pub job_id: Option<Uuid>,
+    /// Which run of the job, from 0 (a manual retry is a new run, with a reservation of its
+    /// own); `null` without a job.
+    pub run: Option<i32>,
     /// Where it came from (`signup`, `admin:<id>`, `invoice:<id>`, `allowance:<plan>:<YYYY-MM>`).
     pub reference: Option<String>,
     /// Why.
@@ -83,6 +86,7 @@ impl From<TransactionRow> for Transaction {
             reserved: row.reserved,
             balance: row.balance,
             job_id: row.job_id,
+            run: row.job_run,
             reference: row.reference,
             reason: row.reason,
             created_at: row.recorded_at,
