@@ -140,18 +140,44 @@ async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_chang
     );
 }
 
+/// A connection holding `project_list`'s lock, as `replay` does from its TRUNCATE to its last
+/// batch.
+async fn hold_projection_lock(pool: &PgPool) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(projection_lock_key("project_list"))
+        .execute(&mut *conn)
+        .await
+        .expect("lock");
+    conn
+}
+
+async fn release_projection_lock(conn: &mut sqlx::PgConnection) {
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(projection_lock_key("project_list"))
+        .execute(conn)
+        .await
+        .expect("unlock");
+}
+
+/// Whether Postgres shows a backend of this database queued behind an advisory lock.
+async fn someone_waits_for_a_lock(pool: &PgPool) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database())",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("pg_locks")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_waits_while_a_replay_holds_the_projection() {
     let db = TestDatabase::create().await;
     let scenario = write_scenario(&db.pool).await;
     let events = all_events(&db.pool).await;
     // What `replay` holds from its TRUNCATE to its last batch.
-    let mut replaying = db.pool.acquire().await.expect("connection");
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(projection_lock_key("project_list"))
-        .execute(&mut *replaying)
-        .await
-        .expect("lock");
+    let mut replaying = hold_projection_lock(&db.pool).await;
 
     let pool = db.pool.clone();
     let batch = tokio::spawn(async move { apply_in_transaction(&pool, &ProjectList, &events).await });
@@ -159,31 +185,75 @@ async fn a_batch_waits_while_a_replay_holds_the_projection() {
     wait_for(
         "the batch to wait for the projection's lock",
         Duration::from_secs(10),
-        || async {
-            sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-                 WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database())",
-            )
-            .fetch_one(&db.pool)
-            .await
-            .expect("pg_locks")
-        },
+        || someone_waits_for_a_lock(&db.pool),
     )
     .await;
     assert!(!batch.is_finished(), "the batch went ahead of the replay");
     assert!(rows(&db.pool).await.is_empty());
 
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(projection_lock_key("project_list"))
-        .execute(&mut *replaying)
-        .await
-        .expect("unlock");
+    release_projection_lock(&mut replaying).await;
     tokio::time::timeout(Duration::from_secs(10), batch)
         .await
         .expect("the batch to go on once the replay is done")
         .expect("task")
         .expect("apply");
     assert_eq!(rows(&db.pool).await, expected(&scenario));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_abandoned_while_it_waits_for_the_lock_leaves_no_transaction_holding_it() {
+    // As when a projector's task is dropped mid-batch while another writer holds the lock: the
+    // connection that was waiting must not end up back in the pool inside an open
+    // transaction, holding the lock for good once it gets it.
+    let db = TestDatabase::create().await;
+    write_scenario(&db.pool).await;
+    let events = all_events(&db.pool).await;
+    let mut replaying = hold_projection_lock(&db.pool).await;
+    let pool = db.pool.clone();
+    let abandoned_events = events.clone();
+    let batch = tokio::spawn(async move { apply_in_transaction(&pool, &ProjectList, &abandoned_events).await });
+    wait_for("the batch to wait for the lock", Duration::from_secs(10), || {
+        someone_waits_for_a_lock(&db.pool)
+    })
+    .await;
+    batch.abort();
+    assert!(batch.await.is_err_and(|error| error.is_cancelled()));
+    release_projection_lock(&mut replaying).await;
+    drop(replaying);
+
+    wait_for(
+        "no connection left in a transaction",
+        Duration::from_secs(10),
+        || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(&db.pool)
+            .await
+            .expect("pg_stat_activity")
+                == 0
+        },
+    )
+    .await;
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("pg_locks");
+    assert_eq!(held, 0, "nobody holds the projection's lock");
+    // The next writer goes straight on, and the abandoned batch wrote nothing.
+    assert!(rows(&db.pool).await.is_empty());
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        apply_in_transaction(&db.pool, &ProjectList, &events),
+    )
+    .await
+    .expect("the next batch takes the lock at once")
+    .expect("apply");
+    assert!(!rows(&db.pool).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

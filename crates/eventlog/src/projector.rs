@@ -317,12 +317,14 @@ async fn apply_with(
     // The lock is taken in the statement that opens the transaction: under load each round trip
     // is a wait for the backend to be scheduled, and this is one fewer per batch. The key is an
     // integer computed here, so writing it into the text is safe.
-    let mut tx = pool
-        .begin_with(format!(
+    let mut tx = begin_detached(
+        pool,
+        format!(
             "BEGIN; SELECT pg_advisory_xact_lock({})",
             projection_lock_key(projection.name())
-        ))
-        .await?;
+        ),
+    )
+    .await?;
     apply_batch(&mut tx, projection, events).await?;
     if checkpoint == Checkpoint::Advance
         && let Some(newest) = events.iter().map(LogPosition::of).max()
@@ -331,6 +333,22 @@ async fn apply_with(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Opens a transaction with `statement`, in a task of its own so that a caller dropped while
+/// it waits (for the projection's lock, say) cannot leave it open. sqlx counts a transaction
+/// only once its `BEGIN` has answered: a caller cancelled before that would put the connection
+/// back in the pool inside a transaction nobody will end, holding the projection's lock, and
+/// every other writer of the projection would wait on it for good. Run apart, the begin always
+/// completes, and if nobody waits for it any more the transaction is dropped, so rolled back.
+async fn begin_detached(
+    pool: &PgPool,
+    statement: String,
+) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let pool = pool.clone();
+    Ok(tokio::spawn(async move { pool.begin_with(statement).await })
+        .await
+        .context("opening the transaction")??)
 }
 
 /// The idempotent core: skip what was applied, fill gaps, apply (the projection records the
