@@ -18,11 +18,11 @@ pub async fn run(
     rounds: usize,
     round: Duration,
 ) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("keyframe-bench-credits-{}", scratch.prefix));
-    std::fs::create_dir_all(&dir)?;
-    let outcome = measure(report, keyframe, scratch, concurrency, rounds, round, &dir).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
+    scratch
+        .with_dir("credits", async |dir| {
+            measure(report, keyframe, scratch, concurrency, rounds, round, dir).await
+        })
+        .await
 }
 
 async fn measure(

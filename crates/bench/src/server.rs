@@ -20,6 +20,20 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// Runs `measure` with a directory of `phase`'s own for its files, removed afterwards
+    /// whatever the outcome.
+    pub async fn with_dir<T>(
+        &self,
+        phase: &str,
+        measure: impl AsyncFnOnce(&std::path::Path) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let dir = std::env::temp_dir().join(format!("keyframe-bench-{phase}-{}", self.prefix));
+        std::fs::create_dir_all(&dir)?;
+        let outcome = measure(&dir).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        outcome
+    }
+
     /// Creates the database; the stream appears when `keyframe` starts.
     pub async fn create(admin_url: &str, nats_url: &str, tag: &str) -> anyhow::Result<Self> {
         let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();

@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs the phase, adding its lines to `report`.
 pub async fn run(report: &mut Report, keyframe: &Path, scratch: &Scratch, rounds: usize) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("keyframe-bench-videos-{}", scratch.prefix));
-    std::fs::create_dir_all(&dir)?;
-    let outcome = measure(report, keyframe, scratch, rounds, &dir).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
+    scratch
+        .with_dir("videos", async |dir| {
+            measure(report, keyframe, scratch, rounds, dir).await
+        })
+        .await
 }
 
 async fn measure(

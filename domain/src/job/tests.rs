@@ -92,6 +92,15 @@ impl Given {
         }
     }
 
+    fn job_failed(&self, attempt: u32, reason: &str, run: u32) -> JobEvent {
+        JobEvent::JobFailed {
+            attempt,
+            reason: reason.to_owned(),
+            run,
+            failed_at: self.at,
+        }
+    }
+
     fn running(&self, max_retries: u32) -> Vec<JobEvent> {
         vec![
             self.requested(max_retries),
@@ -236,12 +245,11 @@ fn a_lost_worker_with_no_retries_left_fails_the_job() {
         .when(g.start(1, "c2"))
         .then_expect_events(vec![
             g.attempt_failed(1, "the worker running this attempt stopped responding"),
-            JobEvent::JobFailed {
-                attempt: 1,
-                reason: "the workers running it stopped responding and no retries are left".to_owned(),
-                run: 0,
-                failed_at: g.at,
-            },
+            g.job_failed(
+                1,
+                "the workers running it stopped responding and no retries are left",
+                0,
+            ),
         ]);
 }
 
@@ -375,12 +383,7 @@ fn a_failed_attempt_without_retries_left_fails_the_job() {
     let g = Given::new();
     job().given(g.running(0)).when(g.fail(1)).then_expect_events(vec![
         g.attempt_failed(1, "ffmpeg: invalid data"),
-        JobEvent::JobFailed {
-            attempt: 1,
-            reason: "ffmpeg: invalid data".to_owned(),
-            run: 0,
-            failed_at: g.at,
-        },
+        g.job_failed(1, "ffmpeg: invalid data", 0),
     ]);
 }
 
@@ -390,12 +393,7 @@ fn the_same_failure_reported_twice_is_recorded_once() {
     let mut given = g.running(0);
     given.extend([
         g.attempt_failed(1, "ffmpeg: invalid data"),
-        JobEvent::JobFailed {
-            attempt: 1,
-            reason: "ffmpeg: invalid data".to_owned(),
-            run: 0,
-            failed_at: g.at,
-        },
+        g.job_failed(1, "ffmpeg: invalid data", 0),
     ]);
     job().given(given).when(g.fail(1)).then_expect_events(vec![]);
 }
@@ -542,12 +540,7 @@ fn a_manual_retry_starts_a_new_run_that_the_end_names() {
     ]);
     job().given(given).when(g.fail(2)).then_expect_events(vec![
         g.attempt_failed(2, "ffmpeg: invalid data"),
-        JobEvent::JobFailed {
-            attempt: 2,
-            reason: "ffmpeg: invalid data".to_owned(),
-            run: 1,
-            failed_at: g.at,
-        },
+        g.job_failed(2, "ffmpeg: invalid data", 1),
     ]);
 }
 
