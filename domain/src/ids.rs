@@ -43,6 +43,11 @@ id_type!(
     UserId
 );
 id_type!(
+    /// One guess at an account's credentials (a password or a second-factor code), from its
+    /// admission to its verdict.
+    LoginAttemptId
+);
+id_type!(
     /// A login session (one per login, lives across refresh-token rotations).
     SessionId
 );

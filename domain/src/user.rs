@@ -8,7 +8,11 @@
 //! Tokens sent by mail reach the aggregate only as hashes, with their expiry; the API passes
 //! the time and the lockout policy in, so the rules here are pure.
 
-use crate::ids::{SessionId, UserId};
+mod login_attempts;
+
+pub use login_attempts::LoginAttempts;
+
+use crate::ids::{LoginAttemptId, SessionId, UserId};
 use crate::values::{ApiKeyProvider, EmailAddress, FullName, PasswordHash, SealedSecret, TokenHash};
 use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -29,9 +33,8 @@ pub struct User {
     pending_verification: Option<ExpiringToken>,
     /// The newest password-reset token sent, until it is used.
     pending_reset: Option<ExpiringToken>,
-    /// Failed logins since the last success, lockout or reset.
-    failed_logins: Vec<DateTime<Utc>>,
-    locked_until: Option<DateTime<Utc>>,
+    /// Guesses at the credentials: admitted, failed, and the lock they led to.
+    login_attempts: LoginAttempts,
     /// Sessions that started before this instant are over (a password reset or change, a
     /// suspension, logging out everywhere), except `session_kept`.
     sessions_valid_from: Option<DateTime<Utc>>,
@@ -144,12 +147,12 @@ impl User {
 
     /// Until when the account is locked, if it is locked at `now`.
     pub fn locked_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.locked_until.filter(|until| *until > now)
+        self.login_attempts.locked_until(now)
     }
 
     /// Whether failed logins were counted since the last success.
     pub fn has_failed_logins(&self) -> bool {
-        !self.failed_logins.is_empty()
+        self.login_attempts.has_failures()
     }
 
     /// Whether `session`, started at `started_at`, was ended by a user-wide "end every session"
@@ -265,10 +268,32 @@ pub enum UserCommand {
         /// When.
         at: DateTime<Utc>,
     },
-    /// A login with this account's e-mail gave a wrong password.
-    RecordFailedLogin {
+    /// Let one guess at the credentials (a password or a second-factor code) be judged: refused
+    /// while the account is locked or while the window's failures and the guesses still being
+    /// judged reach the policy's threshold. Every guess is admitted before it is judged, so no
+    /// concurrency, in one process or many, judges more than the threshold.
+    AdmitLoginAttempt {
+        /// The guess.
+        attempt: LoginAttemptId,
         /// The lockout rule in force.
         policy: LockoutPolicy,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An admitted guess was wrong. Always recorded (the guess was judged), and locks the
+    /// account when it brings the window's failures to the threshold.
+    RecordFailedLogin {
+        /// The guess.
+        attempt: LoginAttemptId,
+        /// The lockout rule in force.
+        policy: LockoutPolicy,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An admitted guess was right: it no longer counts against the window.
+    RecordPassedLoginAttempt {
+        /// The guess.
+        attempt: LoginAttemptId,
         /// When.
         at: DateTime<Utc>,
     },
@@ -432,10 +457,29 @@ pub enum UserEvent {
         /// When.
         updated_at: DateTime<Utc>,
     },
-    /// A login gave a wrong password.
+    /// A guess at the credentials may be judged: until its verdict it counts against the
+    /// lockout window like a failure (a verdict lost to a crash leaves it counted).
+    LoginAttemptAdmitted {
+        /// The guess.
+        attempt: LoginAttemptId,
+        /// When.
+        admitted_at: DateTime<Utc>,
+    },
+    /// A login gave a wrong password (or a wrong second-factor code).
     LoginFailed {
+        /// The admitted guess it judged (absent on events recorded before guesses were admitted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<LoginAttemptId>,
         /// When.
         failed_at: DateTime<Utc>,
+    },
+    /// An admitted guess was right; it stops counting against the window. (Earlier failures
+    /// still count until a whole login clears them.)
+    LoginAttemptPassed {
+        /// The guess.
+        attempt: LoginAttemptId,
+        /// When.
+        passed_at: DateTime<Utc>,
     },
     /// Too many failed logins: no login until `locked_until`.
     AccountLocked {
@@ -535,7 +579,9 @@ impl DomainEvent for UserEvent {
             Self::PasswordChanged { .. } => "PasswordChanged",
             Self::AllSessionsEnded { .. } => "AllSessionsEnded",
             Self::ProfileUpdated { .. } => "ProfileUpdated",
+            Self::LoginAttemptAdmitted { .. } => "LoginAttemptAdmitted",
             Self::LoginFailed { .. } => "LoginFailed",
+            Self::LoginAttemptPassed { .. } => "LoginAttemptPassed",
             Self::AccountLocked { .. } => "AccountLocked",
             Self::FailedLoginsCleared { .. } => "FailedLoginsCleared",
             Self::TotpEnrolmentStarted { .. } => "TotpEnrolmentStarted",
@@ -599,6 +645,16 @@ pub enum UserError {
     /// The account is not suspended.
     #[error("the account is not suspended")]
     NotSuspended,
+    /// Failed logins locked the account; no guess is judged until the lock ends or a reset.
+    #[error("the account is locked after repeated failed attempts")]
+    AccountLocked {
+        /// When the lock ends.
+        until: DateTime<Utc>,
+    },
+    /// The window's failures and the guesses being judged reach the threshold: no more guesses
+    /// are judged until one of them is known right, or the window moves on.
+    #[error("too many attempts are being judged for this account; try again shortly")]
+    LoginAttemptsExhausted,
 }
 
 impl Aggregate for User {
@@ -684,8 +740,7 @@ impl Aggregate for User {
             } => {
                 self.password_hash = password_hash;
                 self.pending_reset = None;
-                self.failed_logins.clear();
-                self.locked_until = None;
+                self.login_attempts.reset();
                 self.sessions_valid_from = Some(reset_at);
                 self.session_kept = None;
                 // The reset link reached the mailbox: the address is proven too.
@@ -708,12 +763,13 @@ impl Aggregate for User {
                 self.session_kept = None;
             }
             UserEvent::ProfileUpdated { full_name, .. } => self.full_name = full_name,
-            UserEvent::LoginFailed { failed_at } => self.failed_logins.push(failed_at),
-            UserEvent::AccountLocked { locked_until, .. } => {
-                self.locked_until = Some(locked_until);
-                self.failed_logins.clear();
+            UserEvent::LoginAttemptAdmitted { attempt, admitted_at } => {
+                self.login_attempts.admitted(attempt, admitted_at);
             }
-            UserEvent::FailedLoginsCleared { .. } => self.failed_logins.clear(),
+            UserEvent::LoginFailed { attempt, failed_at } => self.login_attempts.failed(attempt, failed_at),
+            UserEvent::LoginAttemptPassed { attempt, .. } => self.login_attempts.passed(attempt),
+            UserEvent::AccountLocked { locked_until, .. } => self.login_attempts.locked(locked_until),
+            UserEvent::FailedLoginsCleared { .. } => self.login_attempts.cleared(),
             UserEvent::TotpEnrolmentStarted { secret, .. } => self.totp_pending = Some(secret),
             UserEvent::TotpEnabled { step, .. } => {
                 self.totp_enabled = self.totp_pending.take();
@@ -823,31 +879,15 @@ impl User {
                     updated_at: at,
                 }]
             }
-            UserCommand::RecordFailedLogin { policy, at } => {
-                // Failures during a lock are not counted: the login was refused before the
-                // password was checked.
-                if self.locked_until(at).is_some() {
-                    return Ok(Vec::new());
-                }
-                let window_start = at - policy.window;
-                let recent = self
-                    .failed_logins
-                    .iter()
-                    .filter(|failed| **failed > window_start)
-                    .count();
-                let failures = u32::try_from(recent).unwrap_or(u32::MAX).saturating_add(1);
-                let mut events = vec![UserEvent::LoginFailed { failed_at: at }];
-                if failures >= policy.threshold {
-                    events.push(UserEvent::AccountLocked {
-                        failures,
-                        locked_until: at + policy.lock_for,
-                        locked_at: at,
-                    });
-                }
-                events
+            UserCommand::AdmitLoginAttempt { attempt, policy, at } => {
+                vec![self.login_attempts.admit(attempt, policy, at)?]
+            }
+            UserCommand::RecordFailedLogin { attempt, policy, at } => self.login_attempts.fail(attempt, policy, at),
+            UserCommand::RecordPassedLoginAttempt { attempt, at } => {
+                vec![UserEvent::LoginAttemptPassed { attempt, passed_at: at }]
             }
             UserCommand::ClearFailedLogins { at } => {
-                if self.failed_logins.is_empty() {
+                if !self.login_attempts.has_failures() {
                     return Ok(Vec::new());
                 }
                 vec![UserEvent::FailedLoginsCleared { cleared_at: at }]
@@ -1040,6 +1080,7 @@ mod tests {
 
         fn failed(&self, minutes: i64) -> UserEvent {
             UserEvent::LoginFailed {
+                attempt: None,
                 failed_at: self.at + Duration::minutes(minutes),
             }
         }
@@ -1245,15 +1286,87 @@ mod tests {
             .then_expect_events(vec![]);
     }
 
+    fn admitted(attempt: LoginAttemptId, at: DateTime<Utc>) -> UserEvent {
+        UserEvent::LoginAttemptAdmitted {
+            attempt,
+            admitted_at: at,
+        }
+    }
+
+    fn failed_attempt(attempt: LoginAttemptId, at: DateTime<Utc>) -> UserEvent {
+        UserEvent::LoginFailed {
+            attempt: Some(attempt),
+            failed_at: at,
+        }
+    }
+
+    #[test]
+    fn a_guess_is_admitted_while_the_window_has_room() {
+        let g = Given::new();
+        let attempt = LoginAttemptId::new();
+        user()
+            .given(vec![g.registered(), g.failed(0), g.failed(1)])
+            .when(UserCommand::AdmitLoginAttempt {
+                attempt,
+                policy: POLICY,
+                at: g.at + Duration::minutes(2),
+            })
+            .then_expect_events(vec![admitted(attempt, g.at + Duration::minutes(2))]);
+    }
+
+    #[test]
+    fn guesses_still_being_judged_fill_the_window_like_failures() {
+        let g = Given::new();
+        let (first, second) = (LoginAttemptId::new(), LoginAttemptId::new());
+        user()
+            .given(vec![
+                g.registered(),
+                g.failed(0),
+                admitted(first, g.at),
+                admitted(second, g.at),
+            ])
+            .when(UserCommand::AdmitLoginAttempt {
+                attempt: LoginAttemptId::new(),
+                policy: POLICY,
+                at: g.at,
+            })
+            .then_expect_error(UserError::LoginAttemptsExhausted);
+    }
+
+    #[test]
+    fn a_locked_account_admits_no_guess() {
+        let g = Given::new();
+        let locked = UserEvent::AccountLocked {
+            failures: 3,
+            locked_until: g.at + Duration::minutes(30),
+            locked_at: g.at,
+        };
+        user()
+            .given(vec![g.registered(), locked])
+            .when(UserCommand::AdmitLoginAttempt {
+                attempt: LoginAttemptId::new(),
+                policy: POLICY,
+                at: g.at + Duration::minutes(29),
+            })
+            .then_expect_error(UserError::AccountLocked {
+                until: g.at + Duration::minutes(30),
+            });
+    }
+
     #[test]
     fn the_failure_that_reaches_the_threshold_locks_the_account() {
         let g = Given::new();
         let at = g.at + Duration::minutes(2);
+        let attempt = LoginAttemptId::new();
         user()
-            .given(vec![g.registered(), g.failed(0), g.failed(1)])
-            .when(UserCommand::RecordFailedLogin { policy: POLICY, at })
+            .given(vec![g.registered(), g.failed(0), g.failed(1), admitted(attempt, at)])
+            .when(UserCommand::RecordFailedLogin {
+                attempt,
+                policy: POLICY,
+                at,
+            })
             .then_expect_events(vec![
-                UserEvent::LoginFailed { failed_at: at },
+                failed_attempt(attempt, at),
                 UserEvent::AccountLocked {
                     failures: 3,
                     locked_until: at + Duration::minutes(30),
@@ -1263,21 +1376,59 @@ mod tests {
     }
 
     #[test]
+    fn a_judged_failure_is_recorded_even_when_the_account_is_already_locked() {
+        let g = Given::new();
+        let attempt = LoginAttemptId::new();
+        let locked = UserEvent::AccountLocked {
+            failures: 3,
+            locked_until: g.at + Duration::minutes(30),
+            locked_at: g.at,
+        };
+        user()
+            .given(vec![g.registered(), admitted(attempt, g.at), locked])
+            .when(UserCommand::RecordFailedLogin {
+                attempt,
+                policy: POLICY,
+                at: g.at,
+            })
+            .then_expect_events(vec![failed_attempt(attempt, g.at)]);
+    }
+
+    #[test]
+    fn a_right_guess_is_recorded_as_passed() {
+        let g = Given::new();
+        let attempt = LoginAttemptId::new();
+        user()
+            .given(vec![g.registered(), admitted(attempt, g.at)])
+            .when(UserCommand::RecordPassedLoginAttempt { attempt, at: g.at })
+            .then_expect_events(vec![UserEvent::LoginAttemptPassed {
+                attempt,
+                passed_at: g.at,
+            }]);
+    }
+
+    #[test]
     fn failures_outside_the_window_or_before_a_success_do_not_count() {
         let g = Given::new();
         let at = g.at + Duration::minutes(20);
+        let attempt = LoginAttemptId::new();
         user()
             .given(vec![g.registered(), g.failed(0), g.failed(1)])
-            .when(UserCommand::RecordFailedLogin { policy: POLICY, at })
-            .then_expect_events(vec![UserEvent::LoginFailed { failed_at: at }]);
+            .when(UserCommand::RecordFailedLogin {
+                attempt,
+                policy: POLICY,
+                at,
+            })
+            .then_expect_events(vec![failed_attempt(attempt, at)]);
         let cleared = UserEvent::FailedLoginsCleared { cleared_at: g.at };
         user()
             .given(vec![g.registered(), g.failed(0), g.failed(1), cleared])
             .when(UserCommand::RecordFailedLogin {
+                attempt,
                 policy: POLICY,
                 at: g.at,
             })
-            .then_expect_events(vec![UserEvent::LoginFailed { failed_at: g.at }]);
+            .then_expect_events(vec![failed_attempt(attempt, g.at)]);
     }
 
     #[test]

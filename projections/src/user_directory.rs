@@ -126,7 +126,9 @@ impl Projection for UserDirectory {
                 | UserEvent::PasswordResetRequested { .. }
                 | UserEvent::PasswordChanged { .. }
                 | UserEvent::AllSessionsEnded { .. }
+                | UserEvent::LoginAttemptAdmitted { .. }
                 | UserEvent::LoginFailed { .. }
+                | UserEvent::LoginAttemptPassed { .. }
                 | UserEvent::AccountLocked { .. }
                 | UserEvent::FailedLoginsCleared { .. }
                 | UserEvent::TotpEnrolmentStarted { .. }

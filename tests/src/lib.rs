@@ -414,6 +414,15 @@ impl TestApp {
         Ok(Sibling { base_url, app })
     }
 
+    /// How many passwords the API verified against accounts' real hashes so far (what the
+    /// lockout bounds).
+    pub fn passwords_verified(&self) -> u64 {
+        self.app
+            .as_ref()
+            .and_then(Application::api)
+            .map_or(0, |api| api.passwords.verified_against_accounts())
+    }
+
     /// Stops the service (the database and stream stay until the handle drops).
     pub async fn stop(&mut self) {
         if let Some(app) = self.app.take() {
@@ -675,6 +684,15 @@ pub struct Sibling {
     /// `http://127.0.0.1:<port>`.
     pub base_url: String,
     app: Application,
+}
+
+impl Sibling {
+    /// How many passwords this API process verified against accounts' real hashes so far.
+    pub fn passwords_verified(&self) -> u64 {
+        self.app
+            .api()
+            .map_or(0, |api| api.passwords.verified_against_accounts())
+    }
 }
 
 impl Drop for Sibling {

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     let cors = protection::cors(&state.settings.cors_origins);
     Router::new()
         .merge(routes::health::router())
+        .merge(routes::pages::router(state.clone()))
         .nest("/api/v1/auth", routes::auth::router(state.clone()))
         .nest(
             "/api/v1/projects",

@@ -1,6 +1,7 @@
 //! The state every handler shares.
 
 use crate::auth::guard::SessionGuard;
+use crate::auth::lockout::LoginGate;
 use crate::auth::passwords::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::limits::{InProcessLimiter, RateLimiter};
@@ -69,6 +70,8 @@ pub struct App {
     pub session_guard: SessionGuard,
     /// Password hashing, bounded in concurrency.
     pub passwords: Passwords,
+    /// Guesses at credentials, admitted and judged under the lockout.
+    pub logins: LoginGate,
     /// Outgoing mail.
     pub mailer: Arc<Mailer>,
     /// Seals and opens the secrets users keep with Keyframe (API keys, TOTP secrets).
@@ -110,6 +113,7 @@ impl AppState {
             session_guard: SessionGuard::new(settings.session_check_ttl),
             passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)
                 .map_err(|e| anyhow::anyhow!("password hashing parameters: {e}"))?,
+            logins: LoginGate::default(),
             mailer: Arc::new(Mailer::new(&settings.mail)?),
             master_key: match &settings.master_key.base64 {
                 Some(encoded) => MasterKey::from_base64(&settings.master_key.id, encoded)?,

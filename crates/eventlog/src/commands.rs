@@ -18,6 +18,7 @@
 
 use crate::metadata::CommandMetadata;
 use crate::store::{PgEventRepository, capture_appended, database_unreachable};
+use crate::turns::Turns;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
@@ -29,10 +30,6 @@ use std::time::Duration;
 
 /// How often a command is tried when another writer got to the aggregate first.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-
-/// Stripes of aggregate ids whose commands take turns: enough that unrelated aggregates
-/// rarely share one.
-const TURN_STRIPES: usize = 1_024;
 
 /// Why a command did not take effect.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +76,7 @@ pub struct CommandBus<A: Aggregate<Services = ()>> {
     store: PersistedEventStore<PgEventRepository, A>,
     pool: PgPool,
     max_attempts: u32,
-    turns: Box<[tokio::sync::Mutex<()>]>,
+    turns: Turns,
     repository: PgEventRepository,
     cache: Option<AggregateCache<A>>,
 }
@@ -142,7 +139,7 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
             ),
             pool: repository.pool().clone(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
-            turns: (0..TURN_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            turns: Turns::default(),
             repository: repository.another(),
             cache: None,
         }
@@ -159,13 +156,6 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
             capacity: capacity.max(1),
         });
         self
-    }
-
-    /// The lock that commands for aggregate `id` take turns on.
-    fn turn_of(&self, id: &str) -> &tokio::sync::Mutex<()> {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id);
-        &self.turns[(hash % self.turns.len() as u64) as usize]
     }
 
     /// Runs the command made by `command` against aggregate `id`, making it again for each retry
@@ -193,7 +183,7 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         if attempt >= self.max_attempts {
             return Err(CommandError::Conflict { attempts: attempt });
         }
-        let _turn = self.turn_of(id).lock().await;
+        let _turn = self.turns.take(id).await;
         loop {
             attempt += 1;
             let outcome = match &self.cache {

@@ -9,6 +9,7 @@
 //!   [`wake`] is how appends wake it.
 //! - [`projector`] feeds read models from JetStream, idempotently, and rebuilds them.
 //! - [`export`] writes the log as NDJSON for auditors.
+//! - [`turns`] lets work on one aggregate take turns within a process.
 
 pub mod append;
 pub mod commands;
@@ -20,4 +21,5 @@ pub mod relay;
 pub mod schema;
 pub mod store;
 pub mod streams;
+pub mod turns;
 pub mod wake;

@@ -46,6 +46,7 @@ pub struct AppConfig {
 /// A running process.
 pub struct Application {
     local_addr: Option<SocketAddr>,
+    api: Option<AppState>,
     pool: PgPool,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -55,7 +56,7 @@ impl Application {
     /// Connects, applies pending migrations, creates or updates the stream, and starts the
     /// configured parts.
     pub async fn build(config: AppConfig) -> anyhow::Result<Self> {
-        let pool = connect_pool(&config.database_url, config.db_max_connections).await?;
+        let pool = connect_pool_creating_database(&config.database_url, config.db_max_connections).await?;
         keyframe_eventlog::schema::migrate(&pool)
             .await
             .context("applying migrations")?;
@@ -141,8 +142,10 @@ impl Application {
             tasks.spawn(settlement.run(shutdown.clone()));
         }
         let mut local_addr = None;
+        let mut api = None;
         if let Some((listener, state)) = api_state {
             local_addr = Some(listener.local_addr()?);
+            api = Some(state.clone());
             let app = keyframe_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
             let stop = shutdown.clone();
             tasks.spawn(async move {
@@ -156,6 +159,7 @@ impl Application {
         stop_on_failure.disarm();
         Ok(Self {
             local_addr,
+            api,
             pool,
             shutdown,
             tasks,
@@ -165,6 +169,12 @@ impl Application {
     /// Where the API listens, when it runs.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The API's state, when the API runs: what embedders and tests may inspect (the
+    /// password verifications the lockout bounds, say).
+    pub fn api(&self) -> Option<&AppState> {
+        self.api.as_ref()
     }
 
     /// The process's Postgres pool.
@@ -266,6 +276,43 @@ pub async fn connect_pool(database_url: &str, max_connections: u32) -> anyhow::R
         .connect(database_url)
         .await
         .with_context(|| format!("connecting to Postgres at {}", redact(database_url)))
+}
+
+/// [`connect_pool`], first creating the database the URL names when it does not exist (as
+/// `createdb` would, from the server's `postgres` database), so that a first `serve` or
+/// `migrate` needs nothing made by hand. A role that may not create databases gets an
+/// explanation of what to do instead.
+pub async fn connect_pool_creating_database(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    use sqlx::migrate::MigrateDatabase as _;
+    match connect_pool(database_url, max_connections).await {
+        Err(error) if sqlstate(&error).as_deref() == Some("3D000") => {
+            let target = redact(database_url);
+            match sqlx::Postgres::create_database(database_url).await {
+                Ok(()) => tracing::info!(database = %target, "the database did not exist: created it"),
+                // Another process created it at the same moment.
+                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42501") => anyhow::bail!(
+                    "the database at {target} does not exist, and its role may not create databases: \
+                     create it once (createdb, or CREATE DATABASE as a role that may), or grant the role \
+                     CREATEDB"
+                ),
+                Err(create) => {
+                    return Err(anyhow::Error::new(create)
+                        .context(format!("the database at {target} does not exist; creating it failed")));
+                }
+            }
+            connect_pool(database_url, max_connections).await
+        }
+        other => other,
+    }
+}
+
+/// The SQLSTATE of the database error behind `error`, if there is one.
+fn sqlstate(error: &anyhow::Error) -> Option<String> {
+    match error.downcast_ref::<sqlx::Error>()? {
+        sqlx::Error::Database(db) => db.code().map(std::borrow::Cow::into_owned),
+        _ => None,
+    }
 }
 
 /// The URL without its password, for messages.

@@ -1,6 +1,6 @@
 //! The command line: `serve`, `migrate`, `replay`, `events export`.
 
-use crate::app::{AppConfig, Application, connect_pool};
+use crate::app::{AppConfig, Application, connect_pool_creating_database};
 use crate::config::{CommonArgs, ServeArgs, WorkerArgs};
 use crate::tools;
 use chrono::{DateTime, Utc};
@@ -94,7 +94,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker(args) => crate::app::run_worker(&args).await,
         Command::Migrate => {
-            let pool = connect_pool(&cli.common.database_url, 2).await?;
+            let pool = connect_pool_creating_database(&cli.common.database_url, 2).await?;
             keyframe_eventlog::schema::migrate(&pool).await?;
             eprintln!("migrations applied");
             Ok(())

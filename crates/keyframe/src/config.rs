@@ -427,10 +427,7 @@ impl ServeArgs {
             (Some(secret), _) if secret.len() >= JWT_SECRET_MIN_BYTES => secret.clone(),
             (Some(_), _) => anyhow::bail!("KEYFRAME_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes"),
             (None, Environment::Production) => anyhow::bail!("KEYFRAME_JWT_SECRET is required outside development"),
-            (None, Environment::Development) => {
-                tracing::warn!("no KEYFRAME_JWT_SECRET: using a random one; tokens die with this process");
-                format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
-            }
+            (None, Environment::Development) => crate::dev_secrets::jwt_secret(&self.storage.data_dir)?,
         };
         if self.environment == Environment::Production && self.argon2_memory_kib < Argon2Settings::OWASP.memory_kib {
             anyhow::bail!("argon2 memory below the OWASP minimum is for tests only, not production");
@@ -471,20 +468,17 @@ impl ServeArgs {
             public_url: self.public_url.clone(),
         };
         settings.require_email_verification = self.require_email_verification;
-        match (&self.master_key, self.environment) {
+        let master_key = match (&self.master_key, self.environment) {
             (Some(key), _) => {
                 keyframe_api::secrets::MasterKey::from_base64(&self.master_key_id, key)
                     .map_err(|e| anyhow::anyhow!("KEYFRAME_MASTER_KEY: {e}"))?;
+                key.clone()
             }
             (None, Environment::Production) => anyhow::bail!(
                 "KEYFRAME_MASTER_KEY is required outside development (32 bytes, base64: openssl rand -base64 32)"
             ),
-            (None, Environment::Development) => {
-                tracing::warn!(
-                    "no KEYFRAME_MASTER_KEY: using a random one; stored API keys and TOTP secrets die with this process"
-                );
-            }
-        }
+            (None, Environment::Development) => crate::dev_secrets::master_key(&self.storage.data_dir)?,
+        };
         settings.first_admin = self.admin_email.clone().zip(self.admin_password.clone());
         settings.rate_limits = keyframe_api::limits::RateLimitSettings {
             auth_per_ip_per_minute: self.rate_limit_auth_per_ip_per_minute,
@@ -496,7 +490,7 @@ impl ServeArgs {
         settings.cors_origins = self.cors_origins.clone();
         settings.master_key = MasterKeySetting {
             id: self.master_key_id.clone(),
-            base64: self.master_key.clone(),
+            base64: Some(master_key),
         };
         settings.email_verification_ttl = Duration::from_secs(self.email_verification_ttl_secs);
         settings.password_reset_ttl = Duration::from_secs(self.password_reset_ttl_secs);

@@ -2,6 +2,7 @@
 //! bearer token into the caller.
 
 pub mod guard;
+pub mod lockout;
 pub mod passwords;
 pub mod tokens;
 

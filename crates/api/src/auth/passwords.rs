@@ -5,6 +5,7 @@ use crate::settings::Argon2Settings;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use keyframe_domain::values::{Password, PasswordHash};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Semaphore;
 
 /// Hashes and verifies passwords.
@@ -15,6 +16,8 @@ pub struct Passwords {
     /// A hash of nothing in particular, verified when the account does not exist, so a wrong
     /// e-mail costs the same time as a wrong password.
     dummy_hash: Arc<String>,
+    /// How many guesses were verified against an account's real hash: what the lockout bounds.
+    verified_against_accounts: Arc<AtomicU64>,
 }
 
 impl Passwords {
@@ -29,6 +32,7 @@ impl Passwords {
             params,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             dummy_hash: Arc::new(dummy_hash),
+            verified_against_accounts: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -50,7 +54,10 @@ impl Passwords {
     pub async fn verify(&self, password: String, hash: Option<PasswordHash>) -> anyhow::Result<bool> {
         let params = self.params.clone();
         let (hash, exists) = match hash {
-            Some(hash) => (hash.0, true),
+            Some(hash) => {
+                self.verified_against_accounts.fetch_add(1, Ordering::Relaxed);
+                (hash.0, true)
+            }
             None => (self.dummy_hash.as_ref().clone(), false),
         };
         let _permit = self.permits.acquire().await?;
@@ -62,6 +69,12 @@ impl Passwords {
         })
         .await?;
         Ok(matches && exists)
+    }
+
+    /// How many passwords this process verified against an account's real hash (not the
+    /// dummy one) since it started.
+    pub fn verified_against_accounts(&self) -> u64 {
+        self.verified_against_accounts.load(Ordering::Relaxed)
     }
 }
 

@@ -6,14 +6,13 @@
 //! answer nor its timing tells whether an account exists.
 
 use crate::auth::AuthUser;
+use crate::auth::lockout::Judgment;
 use crate::auth::tokens::{hash_opaque_token, new_opaque_token, opaque_token_owner};
 use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
-use crate::routes::auth::{
-    UserView, execute_as_user, find_user, limit_per_account, load_caller, record_failed_login, user_rejected,
-};
+use crate::routes::auth::{UserView, execute_as_user, find_user, limit_per_account, load_caller, user_rejected};
 use crate::routes::sessions::{EveryLiveSession, end_all_sessions};
 use crate::state::AppState;
 use axum::Json;
@@ -233,15 +232,25 @@ pub async fn change_password(
 ) -> Result<Response, ApiError> {
     let user = load_caller(&state, caller.user_id).await?;
     refuse_while_locked(&user)?;
-    let current = Some(user.password_hash().clone());
-    if !state.passwords.verify(body.current_password, current).await? {
-        // A stolen session guessing the password counts against the account like a login.
-        record_failed_login(&state, caller.user_id, &context);
-        return Err(ApiError::Validation(vec![FieldError {
-            field: "current_password".to_owned(),
-            message: "is not the account's current password".to_owned(),
-        }]));
-    }
+    // A stolen session guessing the password counts against the account like a login.
+    let check = async |user: &User| {
+        let current = Some(user.password_hash().clone());
+        Ok(state
+            .passwords
+            .verify(body.current_password.clone(), current)
+            .await?
+            .then_some(()))
+    };
+    let user = match state.logins.judge(&state, &context, caller.user_id, check).await? {
+        Judgment::Right(user, ()) => *user,
+        Judgment::Wrong => {
+            return Err(ApiError::Validation(vec![FieldError {
+                field: "current_password".to_owned(),
+                message: "is not the account's current password".to_owned(),
+            }]));
+        }
+        Judgment::NotAdmitted => return Err(refused_guess(&state, &user)),
+    };
     let password = new_password(&body.new_password, &user)?;
     let password_hash = state.passwords.hash(password).await?;
     let command = || UserCommand::ChangePassword {
@@ -303,6 +312,22 @@ pub(crate) fn refuse_while_locked(user: &User) -> Result<(), ApiError> {
             ),
         }),
         None => Ok(()),
+    }
+}
+
+/// How a guess at the credentials by a caller who holds a session (changing the password,
+/// turning the second factor on or off, the code of a login) answers when the lockout did not
+/// admit it: the caller is known, so the lock may be named.
+pub(crate) fn refused_guess(state: &AppState, user: &User) -> ApiError {
+    match refuse_while_locked(user) {
+        Err(locked) => locked,
+        Ok(()) => ApiError::Conflict {
+            code: "too_many_attempts",
+            detail: format!(
+                "{} attempts for this account are being judged already; try again shortly",
+                state.settings.lockout.threshold
+            ),
+        },
     }
 }
 

@@ -1,6 +1,7 @@
 //! `/api/v1/auth`: registration, login, token refresh, logout and the caller's own account.
 
 use crate::auth::AuthUser;
+use crate::auth::lockout::Judgment;
 use crate::auth::tokens::{MFA_TOKEN_TTL_SECS, hash_opaque_token, new_opaque_token, opaque_token_owner};
 use crate::consistency::with_position;
 use crate::context::RequestContext;
@@ -23,6 +24,7 @@ use keyframe_domain::values::{EmailAddress, FullName, Password, PasswordHash, To
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
 use serde::{Deserialize, Serialize};
+use std::time::Instant;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -316,6 +318,9 @@ pub(crate) fn user_rejected(error: UserError) -> ApiError {
             code: "not_suspended",
             detail,
         },
+        UserError::AccountLocked { .. } | UserError::LoginAttemptsExhausted => {
+            ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong")
+        }
     }
 }
 
@@ -407,28 +412,37 @@ pub async fn login(
     context: RequestContext,
     credentials: Credentials,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let invalid = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
     limit_per_account(&state, &context, &credentials.email)?;
-    let account = find_user(&state, &credentials.email).await?;
-    let now = Utc::now();
-    if account
-        .as_ref()
-        .is_some_and(|(_, user)| user.locked_until(now).is_some())
-    {
-        // A locked account answers like a wrong password, after the same work: a different
-        // answer would tell that the address has an account. The owner gets out by a reset.
-        state.passwords.verify(credentials.password, None).await?;
-        return Err(invalid());
-    }
-    let hash = account.as_ref().map(|(_, user)| user.password_hash().clone());
-    let matches = state.passwords.verify(credentials.password, hash).await?;
-    let Some((user_id, user)) = account else {
-        return Err(invalid());
+    let Credentials { email, password } = credentials;
+    let user_id = find_user_id(&state, &email).await?;
+    let judgment = match user_id {
+        Some(user_id) => {
+            let check = async |user: &User| {
+                let hash = Some(user.password_hash().clone());
+                Ok(state.passwords.verify(password.clone(), hash).await?.then_some(()))
+            };
+            state.logins.judge(&state, &context, user_id, check).await?
+        }
+        None => Judgment::NotAdmitted,
     };
-    if !matches {
-        record_failed_login(&state, user_id, &context);
-        return Err(invalid());
-    }
+    let (user_id, user) = match (user_id, judgment) {
+        (Some(user_id), Judgment::Right(user, ())) => (user_id, *user),
+        (_, Judgment::Wrong) => {
+            state.logins.judged_wrong(started);
+            return Err(invalid());
+        }
+        // No such account, or a locked one: the same answer as a wrong password, after the
+        // same work and about the same time, or the answer would tell that the address has an
+        // account. The owner of a locked one gets out by a reset.
+        _ => {
+            state.passwords.verify(password, None).await?;
+            state.logins.pad_refusal(started).await;
+            return Err(invalid());
+        }
+    };
+    let now = Utc::now();
     if user.suspension().is_some() {
         return Err(ApiError::Forbidden {
             code: "account_suspended",
@@ -519,15 +533,7 @@ pub(crate) fn limit_per_account(state: &AppState, context: &RequestContext, raw_
 
 /// The account registered under `raw_email`, if any. A malformed address has none.
 pub(crate) async fn find_user(state: &AppState, raw_email: &str) -> Result<Option<(UserId, User)>, ApiError> {
-    let Ok(email) = EmailAddress::parse("email", raw_email) else {
-        return Ok(None);
-    };
-    let user_id = sqlx::query_scalar::<_, Uuid>("SELECT user_id FROM email_reservations WHERE email = $1")
-        .bind(email.as_str())
-        .fetch_optional(&state.pool)
-        .await?
-        .map(UserId);
-    let Some(user_id) = user_id else {
+    let Some(user_id) = find_user_id(state, raw_email).await? else {
         return Ok(None);
     };
     let user = state
@@ -538,19 +544,16 @@ pub(crate) async fn find_user(state: &AppState, raw_email: &str) -> Result<Optio
     Ok(user.map(|user| (user_id, user)))
 }
 
-/// Counts a wrong password against the account, on a task of its own: the answer to a wrong
-/// password then takes as long as the answer to an unknown e-mail (one password hash), instead
-/// of one append longer. The lockout follows within milliseconds.
-pub(crate) fn record_failed_login(state: &AppState, user_id: UserId, context: &RequestContext) {
-    let state = state.clone();
-    let metadata = context.metadata(Actor::User(user_id));
-    tokio::spawn(async move {
-        let policy = state.settings.lockout;
-        let command = || UserCommand::RecordFailedLogin { policy, at: Utc::now() };
-        if let Err(error) = state.users.execute(&user_id.to_string(), command, &metadata).await {
-            tracing::error!(user = %user_id, error = %error, "a failed login could not be counted");
-        }
-    });
+/// The id of the account registered under `raw_email`, if any, without loading it.
+async fn find_user_id(state: &AppState, raw_email: &str) -> Result<Option<UserId>, ApiError> {
+    let Ok(email) = EmailAddress::parse("email", raw_email) else {
+        return Ok(None);
+    };
+    let user_id = sqlx::query_scalar::<_, Uuid>("SELECT user_id FROM email_reservations WHERE email = $1")
+        .bind(email.as_str())
+        .fetch_optional(&state.pool)
+        .await?;
+    Ok(user_id.map(UserId))
 }
 
 fn token_response(

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod credits;
 pub mod health;
 pub mod jobs;
+pub mod pages;
 pub mod projects;
 pub mod sessions;
 pub mod settings;

@@ -7,11 +7,13 @@
 //! guessing the six digits.
 
 use crate::auth::AuthUser;
+use crate::auth::lockout::Judgment;
 use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::routes::auth::{execute_as_user, load_caller, record_failed_login, start_session, user_rejected};
+use crate::routes::account::refused_guess;
+use crate::routes::auth::{execute_as_user, load_caller, start_session, user_rejected};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -137,14 +139,20 @@ pub async fn setup(
     if user.totp_secret().is_some() {
         return Err(user_rejected(keyframe_domain::user::UserError::TotpAlreadyEnabled));
     }
-    let hash = Some(user.password_hash().clone());
-    if !state.passwords.verify(body.password, hash).await? {
-        record_failed_login(&state, caller.user_id, &context);
-        return Err(ApiError::Validation(vec![crate::error::FieldError {
-            field: "password".to_owned(),
-            message: "is not the account's password".to_owned(),
-        }]));
-    }
+    let check = async |user: &User| {
+        let hash = Some(user.password_hash().clone());
+        Ok(state.passwords.verify(body.password.clone(), hash).await?.then_some(()))
+    };
+    let user = match state.logins.judge(&state, &context, caller.user_id, check).await? {
+        Judgment::Right(user, ()) => *user,
+        Judgment::Wrong => {
+            return Err(ApiError::Validation(vec![crate::error::FieldError {
+                field: "password".to_owned(),
+                message: "is not the account's password".to_owned(),
+            }]));
+        }
+        Judgment::NotAdmitted => return Err(refused_guess(&state, &user)),
+    };
     let mut secret = vec![0_u8; SECRET_BYTES];
     rand::rng().fill_bytes(&mut secret);
     let sealed = state.master_key.seal(&secret, &sealing_context(caller.user_id));
@@ -200,12 +208,17 @@ pub async fn disable(
 ) -> Result<Response, ApiError> {
     let user = load_caller(&state, caller.user_id).await?;
     crate::routes::account::refuse_while_locked(&user)?;
-    let secret = user
-        .totp_secret()
-        .ok_or_else(|| user_rejected(keyframe_domain::user::UserError::TotpNotEnabled))?;
-    let Some(step) = matching_step(&state, caller.user_id, &user, secret, &body.code)? else {
-        record_failed_login(&state, caller.user_id, &context);
-        return Err(invalid_code());
+    if user.totp_secret().is_none() {
+        return Err(user_rejected(keyframe_domain::user::UserError::TotpNotEnabled));
+    }
+    let check = async |user: &User| match user.totp_secret() {
+        Some(secret) => matching_step(&state, caller.user_id, user, secret, &body.code),
+        None => Err(user_rejected(keyframe_domain::user::UserError::TotpNotEnabled)),
+    };
+    let step = match state.logins.judge(&state, &context, caller.user_id, check).await? {
+        Judgment::Right(_, step) => step,
+        Judgment::Wrong => return Err(invalid_code()),
+        Judgment::NotAdmitted => return Err(refused_guess(&state, &user)),
     };
     let command = || UserCommand::DisableTotp { step, at: Utc::now() };
     let position = execute_as_user(&state, &context, caller.user_id, command).await?;
@@ -234,15 +247,23 @@ pub async fn login_totp(
             detail: "this account is suspended; contact support".to_owned(),
         });
     }
-    let secret = user
-        .totp_secret()
-        .ok_or_else(|| ApiError::unauthorized("invalid_mfa_token", "two-factor authentication is off; log in again"))?;
-    let Some(step) = matching_step(&state, user_id, &user, secret, &body.code)? else {
-        record_failed_login(&state, user_id, &context);
-        return Err(ApiError::unauthorized(
-            "invalid_totp_code",
-            "the code is not the current one of the authenticator",
-        ));
+    let totp_off = || ApiError::unauthorized("invalid_mfa_token", "two-factor authentication is off; log in again");
+    if user.totp_secret().is_none() {
+        return Err(totp_off());
+    }
+    let check = async |user: &User| match user.totp_secret() {
+        Some(secret) => matching_step(&state, user_id, user, secret, &body.code),
+        None => Err(totp_off()),
+    };
+    let step = match state.logins.judge(&state, &context, user_id, check).await? {
+        Judgment::Right(_, step) => step,
+        Judgment::Wrong => {
+            return Err(ApiError::unauthorized(
+                "invalid_totp_code",
+                "the code is not the current one of the authenticator",
+            ));
+        }
+        Judgment::NotAdmitted => return Err(refused_guess(&state, &user)),
     };
     let command = || UserCommand::AcceptTotpCode { step, at: Utc::now() };
     let metadata = context.metadata(Actor::User(user_id));

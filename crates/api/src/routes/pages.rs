@@ -1,0 +1,611 @@
+//! The two pages the mailed links open, served as plain HTML: `/verify-email` confirms an
+//! address, `/reset-password` sets a new password.
+//!
+//! A GET only shows a form; the token is spent by the POST that form sends. Mail scanners open
+//! the links in a mail to check them, and a GET that spent the token would use it up before the
+//! person did. The work itself is the JSON API's (`POST /api/v1/auth/verify-email` and
+//! `POST /api/v1/auth/password-reset/confirm`): these handlers call it and word its answer as a
+//! page. No JavaScript and nothing fetched from anywhere: every page forbids all but its own
+//! inline style and forms posting back here, and sends no `Referer`, since the token is in the
+//! URL. These pages are not part of the JSON API, nor of its OpenAPI document.
+
+use crate::auth::tokens::opaque_token_owner;
+use crate::context::{RequestContext, current_request_id};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::limits::{RATELIMIT, RATELIMIT_POLICY};
+use crate::routes::account::{self, ResetPasswordRequest, TokenRequest};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Form, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use keyframe_domain::values::PASSWORD_MIN_CHARS;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// Where the verification mail's link points (the path `crate::mail` writes into the mail).
+const VERIFY_PATH: &str = "/verify-email";
+/// Where the reset mail's link points.
+const RESET_PATH: &str = "/reset-password";
+
+/// Only the page's own inline style, forms that post back here, no framing, no `<base>`.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Longer than any token Keyframe mails (about 80 characters) by far: anything longer is not
+/// one of ours, and is not worth echoing into a page.
+const MAX_TOKEN_LEN: usize = 256;
+
+/// The JSON endpoint that mails a new verification link, named where a link no longer works.
+const RESEND_VERIFICATION: &str = "POST /api/v1/auth/resend-verification";
+/// The JSON endpoint that mails a new reset link.
+const REQUEST_RESET: &str = "POST /api/v1/auth/password-reset/request";
+
+/// The pages. The POSTs spend tokens without a session, so they count against the client's
+/// address (the `auth-ip` limit) like their JSON twins; the GETs do no work and are not counted.
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    let links = Router::new()
+        .route(VERIFY_PATH, get(show_verification))
+        .route(RESET_PATH, get(show_reset));
+    let submissions = Router::new()
+        .route(VERIFY_PATH, post(verify))
+        .route(RESET_PATH, post(reset))
+        .route_layer(axum::middleware::from_fn_with_state(state, limit_submissions));
+    links.merge(submissions)
+}
+
+/// The query of a mailed link. Other parameters (a mail tracker's `utm_*`) are ignored.
+#[derive(Deserialize)]
+struct LinkQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// The confirmation form. A missing field reads as empty, and is answered as such.
+#[derive(Deserialize)]
+struct VerifyForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// The new-password form. No `Debug`: it holds a password, which must never reach a log.
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+/// `GET /verify-email?token=`: asks to confirm; the token stays unspent.
+async fn show_verification(query: Result<Query<LinkQuery>, QueryRejection>) -> Response {
+    match link_token(query) {
+        Some(token) => html(StatusCode::OK, &verification_form(token)),
+        None => incomplete_link(),
+    }
+}
+
+/// `POST /verify-email`: confirms the address, as `POST /api/v1/auth/verify-email` does.
+async fn verify(
+    State(state): State<AppState>,
+    context: RequestContext,
+    form: Result<Form<VerifyForm>, FormRejection>,
+) -> Response {
+    let token = match form {
+        Ok(Form(form)) => form.token.trim().to_owned(),
+        Err(rejection) => return unreadable_form(&rejection),
+    };
+    if !could_be_token(&token) {
+        return incomplete_link();
+    }
+    let request = ApiJson(TokenRequest { token });
+    let error = match account::verify_email(State(state), context, request).await {
+        Ok(_) => {
+            return html(
+                StatusCode::OK,
+                &Page::text(
+                    "Address confirmed",
+                    [
+                        "Thank you: your e-mail address is confirmed. You can now log in to Keyframe.",
+                        "You can close this page.",
+                    ],
+                ),
+            );
+        }
+        Err(error) => error,
+    };
+    let (status, code) = error.status_and_code();
+    match code {
+        // The domain cannot tell a used link from an unknown one (a used token is simply no
+        // longer pending), so the page covers both, the likely one first.
+        "invalid_token" => html(
+            status,
+            &Page::text(
+                "This link no longer works",
+                [
+                    "This confirmation link was already used, or a newer mail replaced it.".to_owned(),
+                    "If you already confirmed your address, there is nothing more to do: you can log in.".to_owned(),
+                    format!(
+                        "Otherwise, ask for a new link ({RESEND_VERIFICATION} with your e-mail address) \
+                         and open the newest mail."
+                    ),
+                ],
+            ),
+        ),
+        "token_expired" => html(
+            status,
+            &Page::text(
+                "This link has expired",
+                [
+                    "Confirmation links work for a limited time, and this one's time has passed.".to_owned(),
+                    format!(
+                        "Ask for a new link ({RESEND_VERIFICATION} with your e-mail address) and open it \
+                         soon after it arrives."
+                    ),
+                ],
+            ),
+        ),
+        "already_verified" => html(
+            status,
+            &Page::text(
+                "Address already confirmed",
+                [
+                    "Good news: this e-mail address is already confirmed. There is nothing more to do; \
+                     you can log in to Keyframe.",
+                ],
+            ),
+        ),
+        _ => trouble_page(error),
+    }
+}
+
+/// `GET /reset-password?token=`: the new-password form; the token stays unspent.
+async fn show_reset(query: Result<Query<LinkQuery>, QueryRejection>) -> Response {
+    match link_token(query) {
+        Some(token) => html(StatusCode::OK, &reset_form(token, Vec::new())),
+        None => incomplete_link(),
+    }
+}
+
+/// `POST /reset-password`: sets the password, as `POST /api/v1/auth/password-reset/confirm`
+/// does (every session of the account ends). A refused password shows the form again.
+async fn reset(
+    State(state): State<AppState>,
+    context: RequestContext,
+    form: Result<Form<ResetForm>, FormRejection>,
+) -> Response {
+    let (token, new_password) = match form {
+        Ok(Form(form)) => (form.token.trim().to_owned(), form.new_password),
+        Err(rejection) => return unreadable_form(&rejection),
+    };
+    if !could_be_token(&token) {
+        return incomplete_link();
+    }
+    let request = ApiJson(ResetPasswordRequest {
+        token: token.clone(),
+        new_password,
+    });
+    let error = match account::confirm_password_reset(State(state), context, request).await {
+        Ok(_) => {
+            return html(
+                StatusCode::OK,
+                &Page::text(
+                    "Password changed",
+                    ["Password changed. Every session of this account was ended; log in again with the new password."],
+                ),
+            );
+        }
+        Err(error) => error,
+    };
+    let (status, code) = error.status_and_code();
+    match (error, code) {
+        // The policy's reasons; the token is still unspent, so the same form can try again.
+        (ApiError::Validation(problems), _) => {
+            let reasons = problems
+                .into_iter()
+                .map(|problem| sentence(&format!("the new password {}", problem.message)))
+                .collect();
+            html(status, &reset_form(token, reasons))
+        }
+        (_, "invalid_token") => html(
+            status,
+            &Page::text(
+                "This link no longer works",
+                [
+                    "This reset link was already used, or a newer one replaced it, or the password was \
+                     changed since it was sent."
+                        .to_owned(),
+                    format!(
+                        "To set a new password, ask for a new link ({REQUEST_RESET} with your e-mail \
+                         address) and use the newest mail."
+                    ),
+                ],
+            ),
+        ),
+        (_, "token_expired") => html(
+            status,
+            &Page::text(
+                "This link has expired",
+                [
+                    "Reset links work for a limited time, and this one's time has passed. Your password \
+                     is unchanged."
+                        .to_owned(),
+                    format!(
+                        "Ask for a new link ({REQUEST_RESET} with your e-mail address) and use it soon \
+                         after it arrives."
+                    ),
+                ],
+            ),
+        ),
+        (error, _) => trouble_page(error),
+    }
+}
+
+/// Counts a submission against the client's address under the same `auth-ip` policy and key as
+/// [`crate::limits::limit_by_client_address`], but refuses with a page instead of JSON.
+async fn limit_submissions(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| crate::limits::client_key(info.0.ip()))
+        .unwrap_or_default();
+    let policy = state.settings.rate_limits.auth_ip();
+    let counted = crate::limits::enforce(state.limiter.as_ref(), policy, &address, request.extensions().get());
+    if let Err(refused) = counted {
+        return trouble_page(refused);
+    }
+    next.run(request).await
+}
+
+/// The token of a link, when it has one that could be ours.
+fn link_token(query: Result<Query<LinkQuery>, QueryRejection>) -> Option<String> {
+    let Ok(Query(LinkQuery { token })) = query else {
+        return None;
+    };
+    let token = token.trim();
+    could_be_token(token).then(|| token.to_owned())
+}
+
+/// Whether `token` has the shape of one Keyframe mails (`<owner id>.<secret>`) and a sane
+/// length. Whether it is the account's pending one is the command's to say.
+fn could_be_token(token: &str) -> bool {
+    token.len() <= MAX_TOKEN_LEN && opaque_token_owner(token).is_some()
+}
+
+/// The page a link opens to verify an address.
+fn verification_form(token: String) -> Page {
+    Page {
+        heading: "Confirm your e-mail address",
+        paragraphs: vec![
+            "You are about to confirm the e-mail address of your Keyframe account.".to_owned(),
+            "Press the button to finish.".to_owned(),
+        ],
+        form: Some(PageForm::ConfirmAddress { token }),
+    }
+}
+
+/// The page a reset link opens, with the reasons the last password was refused, if it was.
+fn reset_form(token: String, refused: Vec<String>) -> Page {
+    Page {
+        heading: "Choose a new password",
+        paragraphs: vec![
+            "Choose a new password for your Keyframe account.".to_owned(),
+            "Setting it ends every session of the account: you then log in again, everywhere, with \
+             the new password."
+                .to_owned(),
+        ],
+        form: Some(PageForm::NewPassword { token, refused }),
+    }
+}
+
+/// A link without its token, or with only part of it (mail programs split long lines).
+fn incomplete_link() -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        &Page::text(
+            "This link is incomplete",
+            [
+                "The link is missing its token, or part of it.",
+                "Open the link from the mail again. If your mail program split it over two lines, copy \
+                 the whole link into the address bar.",
+            ],
+        ),
+    )
+}
+
+/// A body that is not the form these pages send: never a 500.
+fn unreadable_form(rejection: &FormRejection) -> Response {
+    let status = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    html(
+        status,
+        &Page::text(
+            "The form could not be read",
+            [
+                "What the browser sent is not the form this page expects.",
+                "Open the link from the mail again and send the form from there.",
+            ],
+        ),
+    )
+}
+
+/// Any other failure, as a page with the problem's own status.
+fn trouble_page(error: ApiError) -> Response {
+    let (status, _) = error.status_and_code();
+    let (heading, paragraphs) = match &error {
+        ApiError::RateLimited(standing) => (
+            "Too many attempts",
+            vec![format!(
+                "Too many attempts came from your network. Wait {} seconds, then send the form again.",
+                standing.reset_secs()
+            )],
+        ),
+        _ if status.is_server_error() => (
+            "Something went wrong",
+            vec![
+                "Something went wrong on our side. Try again in a moment.".to_owned(),
+                format!("If it keeps happening, quote this request id: {}", current_request_id()),
+            ],
+        ),
+        other => ("That did not work", vec![sentence(&other.to_string())]),
+    };
+    // The problem's own answer logs an unexpected failure (once, with the request id) and
+    // carries `Retry-After` and the rate-limit fields: the page keeps those and drops its JSON.
+    let problem = error.into_response();
+    let mut response = html(
+        status,
+        &Page {
+            heading,
+            paragraphs,
+            form: None,
+        },
+    );
+    for name in [header::RETRY_AFTER, RATELIMIT_POLICY, RATELIMIT] {
+        if let Some(value) = problem.headers().get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
+/// `text` with a capital first letter and a full stop: API details are written in lower case
+/// to be quoted; a page shows them as sentences.
+fn sentence(text: &str) -> String {
+    let mut chars = text.trim().chars();
+    let mut out: String = chars
+        .next()
+        .map(|first| first.to_uppercase().collect::<String>())
+        .unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+/// The one place a page becomes an answer, with the headers every page carries.
+fn html(status: StatusCode, page: &Page) -> Response {
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ),
+        // The page holds the token: no cache, shared or private, keeps it.
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        // The URL holds the token: no request from the page may name it to anyone.
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    ];
+    (status, headers, page.render()).into_response()
+}
+
+/// One page: a heading (also the title), paragraphs of plain text, and perhaps a form.
+struct Page {
+    /// The `<h1>`, and the `<title>` before "· Keyframe".
+    heading: &'static str,
+    /// Plain text, escaped when rendered.
+    paragraphs: Vec<String>,
+    /// What the page asks for, if anything.
+    form: Option<PageForm>,
+}
+
+/// The forms the pages show.
+enum PageForm {
+    /// The token and a button.
+    ConfirmAddress {
+        /// The token from the link.
+        token: String,
+    },
+    /// The token, the new password, and why the last one was refused.
+    NewPassword {
+        /// The token from the link.
+        token: String,
+        /// The policy's reasons, as sentences; empty on the first showing.
+        refused: Vec<String>,
+    },
+}
+
+/// Small, readable on a phone, light or dark as the device prefers.
+const STYLE: &str = "\
+:root{color-scheme:light dark}\
+body{margin:0;font:16px/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif;\
+background:#f4f5f7;color:#1d2127}\
+main{max-width:30rem;margin:3rem auto;padding:1.75rem 1.5rem;background:#fff;border-radius:12px;\
+box-shadow:0 1px 3px rgba(0,0,0,.12)}\
+.brand{margin:0 0 .75rem;font-weight:600;color:#59616c}\
+h1{margin:0 0 1rem;font-size:1.4rem;line-height:1.3}\
+label{display:block;margin:1.25rem 0 .25rem;font-weight:600}\
+input[type=password]{box-sizing:border-box;width:100%;padding:.6rem .7rem;font:inherit;color:inherit;\
+background:transparent;border:1px solid #8e96a1;border-radius:8px}\
+.hint{margin:.35rem 0 0;font-size:.9rem;color:#59616c}\
+.refused{margin:.75rem 0 0;color:#a1242c}\
+.refused p{margin:.25rem 0}\
+button{margin-top:1.25rem;padding:.65rem 1.2rem;font:inherit;font-weight:600;color:#fff;background:#2456c4;\
+border:0;border-radius:8px;cursor:pointer}\
+@media (prefers-color-scheme:dark){body{background:#15171a;color:#e5e8ec}\
+main{background:#1f2328;box-shadow:none}.brand,.hint{color:#a3abb6}.refused{color:#ff8f95}}\
+@media (max-width:32rem){main{margin:0;border-radius:0;box-shadow:none}}";
+
+impl Page {
+    /// A page of text only.
+    fn text<const N: usize>(heading: &'static str, paragraphs: [impl Into<String>; N]) -> Self {
+        Self {
+            heading,
+            paragraphs: paragraphs.into_iter().map(Into::into).collect(),
+            form: None,
+        }
+    }
+
+    /// The whole document. Every piece of text goes through [`escape`].
+    fn render(&self) -> String {
+        let mut body = String::new();
+        for paragraph in &self.paragraphs {
+            body.push_str(&format!("<p>{}</p>\n", escape(paragraph)));
+        }
+        if let Some(form) = &self.form {
+            body.push_str(&form.render());
+        }
+        format!(
+            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+             <meta name=\"robots\" content=\"noindex\">\n<title>{heading} · Keyframe</title>\n\
+             <style>{style}</style>\n</head>\n<body>\n<main>\n<p class=\"brand\">Keyframe</p>\n\
+             <h1>{heading}</h1>\n{body}</main>\n</body>\n</html>\n",
+            heading = escape(self.heading),
+            style = STYLE,
+        )
+    }
+}
+
+impl PageForm {
+    /// The `<form>`; the token only ever appears here, in the hidden input's value.
+    fn render(&self) -> String {
+        match self {
+            Self::ConfirmAddress { token } => format!(
+                "<form method=\"post\" action=\"{VERIFY_PATH}\">\n{}\
+                 <button type=\"submit\">Confirm my address</button>\n</form>\n",
+                hidden_token(token),
+            ),
+            Self::NewPassword { token, refused } => {
+                let (invalid, reasons) = if refused.is_empty() {
+                    ("", String::new())
+                } else {
+                    let reasons: String = refused
+                        .iter()
+                        .map(|reason| format!("<p>{}</p>", escape(reason)))
+                        .collect();
+                    (
+                        " aria-invalid=\"true\"",
+                        format!("<div class=\"refused\" role=\"alert\">{reasons}</div>\n"),
+                    )
+                };
+                // `minlength` is counted in UTF-16 units, never fewer than the characters the
+                // policy counts, so it cannot refuse a password the server accepts. No
+                // `maxlength`, for the same reason the other way round: the server checks it.
+                format!(
+                    "<form method=\"post\" action=\"{RESET_PATH}\">\n{}\
+                     <label for=\"new_password\">New password</label>\n\
+                     <input id=\"new_password\" name=\"new_password\" type=\"password\" \
+                     autocomplete=\"new-password\" required minlength=\"{PASSWORD_MIN_CHARS}\" \
+                     aria-describedby=\"password-hint\" autofocus{invalid}>\n\
+                     <p id=\"password-hint\" class=\"hint\">At least {PASSWORD_MIN_CHARS} characters. A few \
+                     unrelated words are easy to remember and hard to guess.</p>\n{reasons}\
+                     <button type=\"submit\">Set the new password</button>\n</form>\n",
+                    hidden_token(token),
+                )
+            }
+        }
+    }
+}
+
+/// The hidden input that carries the token from the link into the POST.
+fn hidden_token(token: &str) -> String {
+    format!("<input type=\"hidden\" name=\"token\" value=\"{}\">\n", escape(token))
+}
+
+/// `text` made safe to put in HTML, between tags or inside a quoted attribute value.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_replaces_the_five_characters_that_matter_in_html_and_keeps_the_rest() {
+        assert_eq!(
+            escape(r#"<a href="x" title='y'>Tom & Jerry</a> é"#),
+            "&lt;a href=&quot;x&quot; title=&#x27;y&#x27;&gt;Tom &amp; Jerry&lt;/a&gt; é"
+        );
+        assert_eq!(escape("plain"), "plain");
+    }
+
+    #[test]
+    fn a_hostile_token_and_reason_are_rendered_as_text() {
+        let page = reset_form(
+            "\"><script>alert(1)</script>".to_owned(),
+            vec!["must not contain \"<b>\"".to_owned()],
+        )
+        .render();
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(!page.contains("<b>"), "{page}");
+        assert!(
+            page.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\""),
+            "{page}"
+        );
+        assert!(page.contains("must not contain &quot;&lt;b&gt;&quot;"), "{page}");
+        assert!(page.contains("aria-invalid=\"true\""), "{page}");
+    }
+
+    #[test]
+    fn a_link_token_must_look_like_one_of_ours() {
+        let (token, _) = crate::auth::tokens::new_opaque_token(uuid::Uuid::now_v7());
+        let query = |token: &str| -> Result<Query<LinkQuery>, QueryRejection> {
+            Ok(Query(LinkQuery {
+                token: token.to_owned(),
+            }))
+        };
+        assert_eq!(link_token(query(&format!(" {token} "))), Some(token.clone()));
+        assert_eq!(link_token(query("")), None);
+        assert_eq!(link_token(query("no-owner-here")), None);
+        let owner = token.split_once('.').map(|(owner, _)| owner).unwrap_or_default();
+        assert_eq!(link_token(query(&format!("{owner}."))), None, "no secret part");
+        assert_eq!(
+            link_token(query(&format!("{owner}.{}", "a".repeat(MAX_TOKEN_LEN)))),
+            None,
+            "too long to be ours"
+        );
+    }
+
+    #[test]
+    fn page_text_reads_as_sentences() {
+        assert_eq!(
+            sentence("the new password must be at least 15 characters"),
+            "The new password must be at least 15 characters."
+        );
+        assert_eq!(sentence("done."), "Done.");
+    }
+}
