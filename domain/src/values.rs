@@ -35,7 +35,8 @@ impl EmailAddress {
     /// Normalises and checks the shape `local@domain.tld`; deliverability is proven by mail.
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
         let email = raw.trim().to_lowercase();
-        if email.chars().count() > EMAIL_MAX_LEN {
+        // Counted as sent: the limit the API documents.
+        if raw.chars().count() > EMAIL_MAX_LEN {
             return Err(ValidationError::new(
                 field,
                 format!("must be at most {EMAIL_MAX_LEN} characters"),
@@ -297,11 +298,11 @@ macro_rules! bounded_text {
             /// Trims surrounding white space and checks the length.
             pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
                 let value = raw.trim();
-                let chars = value.chars().count();
-                if $required && chars == 0 {
+                if $required && value.is_empty() {
                     return Err(ValidationError::new(field, "must not be empty"));
                 }
-                if chars > $max {
+                // Counted as sent, surrounding spaces too: the limit the API documents.
+                if raw.chars().count() > $max {
                     return Err(ValidationError::new(field, format!("must be at most {} characters", $max)));
                 }
                 if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {

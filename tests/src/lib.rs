@@ -5,6 +5,7 @@
 //! by name), and leftovers of crashed runs older than two hours are swept on the next run, so
 //! the shared Postgres and NATS servers do not fill up.
 
+pub mod contract;
 pub mod smtp;
 pub mod stripe;
 
@@ -314,6 +315,8 @@ pub struct TestApp {
     pub db: TestDatabase,
     /// Where its uploads and artifacts are stored.
     pub storage: keyframe_media::storage::StorageConfig,
+    /// The answers its API processes gave, checked against the OpenAPI document on drop.
+    pub contract: contract::Contract,
 }
 
 /// A logged-in user.
@@ -348,6 +351,8 @@ impl TestApp {
         let nats = TestNats::create().await;
         let mail = SmtpInbox::start().await;
         api.mail.smtp_url = Some(mail.url());
+        let contract = contract::Contract::default();
+        api.answer_observer = Some(contract.observer());
         let storage = api.storage.clone();
         // One deployment's parts share their configuration: the settlement's bonus and free
         // plan are the API's.
@@ -379,6 +384,7 @@ impl TestApp {
             mail,
             db,
             storage,
+            contract,
         }
     }
 
@@ -396,6 +402,7 @@ impl TestApp {
     /// [`TestApp::spawn_sibling_with`], answering why it did not start.
     pub async fn try_spawn_sibling_with(&self, mut api: ApiSettings) -> anyhow::Result<Sibling> {
         api.mail.smtp_url = Some(self.mail.url());
+        api.answer_observer = Some(self.contract.observer());
         let config = AppConfig {
             database_url: self.db.url.clone(),
             db_max_connections: 4,
@@ -529,6 +536,15 @@ impl Drop for TestApp {
         }
         if let keyframe_media::storage::StorageConfig::Local { root } = &self.storage {
             let _ = std::fs::remove_dir_all(root);
+        }
+        // A test that failed already says why; one that passed must also have been answered
+        // only as the document promises.
+        let violations = self.contract.violations();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "answers the OpenAPI document does not list:\n  {}",
+                violations.join("\n  ")
+            );
         }
     }
 }

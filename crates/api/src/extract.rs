@@ -2,24 +2,120 @@
 //! rejections: bad JSON, unknown fields, wrong types, oversized bodies, malformed ids.
 
 use crate::error::ApiError;
+use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-/// A JSON body whose problems answer as problem details.
+/// A JSON object body whose problems answer as problem details. Every request body of the API
+/// is an object: serde would also read a struct from an array of its fields, which no client
+/// means, so anything but an object is refused.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_problem(rejection)),
+        if !json_content_type(request.headers()) {
+            return Err(not_json());
         }
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| json_problem(rejection.into()))?;
+        let starts_as_object = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
+        if !starts_as_object && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
+            return Err(ApiError::BadRequest {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_body",
+                detail: "the body must be a JSON object".to_owned(),
+            });
+        }
+        axum::Json::<T>::from_bytes(&body)
+            .map(|axum::Json(value)| Self(value))
+            .map_err(json_problem)
+    }
+}
+
+/// Reads an integer that JSON may write with a zero fraction (`5.0`): JSON Schema counts it an
+/// integer, so a client may send it so.
+pub fn whole_number<'de, D, N>(deserializer: D) -> Result<N, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    N: TryFrom<i64>,
+{
+    use serde::de::Error as _;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number
+        .as_i64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|n| n.fract() == 0.0 && n.abs() < 9.0e15)
+                .map(|n| n as i64)
+        })
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number")))?;
+    N::try_from(whole).map_err(|_| D::Error::custom(format!("{whole} is out of range")))
+}
+
+/// [`whole_number`] for a field that may be `null` or absent.
+pub fn whole_number_or_null<'de, D, N>(deserializer: D) -> Result<Option<N>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    N: TryFrom<i64>,
+{
+    #[derive(serde::Deserialize)]
+    struct Whole<N: TryFrom<i64>>(#[serde(deserialize_with = "whole_number")] N);
+    Ok(Option::<Whole<N>>::deserialize(deserializer)?.map(|Whole(number)| number))
+}
+
+/// A path whose parameters answer as problem details when they do not parse: 400 `invalid_id`
+/// (a UUID that is not one) or `invalid_path`.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => match error.kind() {
+                ErrorKind::ParseErrorAtKey { .. }
+                | ErrorKind::ParseErrorAtIndex { .. }
+                | ErrorKind::ParseError { .. } => {
+                    Err(ApiError::bad_request("invalid_id", "the id in the path must be a UUID"))
+                }
+                _ => Err(ApiError::bad_request("invalid_path", error.body_text())),
+            },
+            Err(other) => Err(ApiError::bad_request("bad_request", other.body_text())),
+        }
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`), as
+/// axum's own `Json` decides.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", subtype)) => subtype == "json" || subtype.ends_with("+json"),
+        _ => false,
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError::BadRequest {
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        code: "unsupported_media_type",
+        detail: "send the body as JSON with `Content-Type: application/json`".to_owned(),
     }
 }
 
@@ -32,11 +128,7 @@ pub fn json_problem(rejection: JsonRejection) -> ApiError {
             detail: error.body_text(),
         },
         JsonRejection::JsonSyntaxError(error) => ApiError::bad_request("malformed_json", error.body_text()),
-        JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "unsupported_media_type",
-            detail: "send the body as JSON with `Content-Type: application/json`".to_owned(),
-        },
+        JsonRejection::MissingJsonContentType(_) => not_json(),
         JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::BadRequest {
                 status: StatusCode::PAYLOAD_TOO_LARGE,

@@ -29,12 +29,57 @@ use tower_http::trace::TraceLayer;
 /// The request-id header, set on every response.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// One answer as a route gave it: the method, the route's path template as the OpenAPI
+/// document writes it (`/api/v1/jobs/{id}`), the status and the media type (without parameters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The request's method.
+    pub method: axum::http::Method,
+    /// The matched route.
+    pub route: String,
+    /// The status.
+    pub status: axum::http::StatusCode,
+    /// The `Content-Type`'s media type, if the answer has one.
+    pub media_type: Option<String>,
+}
+
+/// Sees each [`Answer`] a route gives.
+pub type AnswerObserver = std::sync::Arc<dyn Fn(Answer) + Send + Sync>;
+
+/// Middleware: shows each answer of a matched route to `observer`.
+async fn observe_answer(
+    observer: AnswerObserver,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    if let Some(route) = route {
+        let media_type = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.split(';').next().unwrap_or_default().trim().to_owned());
+        observer(Answer {
+            method,
+            route,
+            status: response.status(),
+            media_type,
+        });
+    }
+    response
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.json_body_limit_bytes;
     let behind_tls = state.settings.behind_tls;
     let cors = protection::cors(&state.settings.cors_origins);
-    Router::new()
+    let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::pages::router(state.clone()))
         .nest("/api/v1/auth", routes::auth::router(state.clone()))
@@ -47,9 +92,17 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1/subscriptions", routes::subscriptions::router())
         .nest("/api/v1/settings", routes::settings::router())
         .nest("/api/v1/admin", routes::admin::router(state.clone()))
-        .merge(openapi::router())
+        .merge(openapi::router(&state.settings))
         .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        .method_not_allowed_fallback(routes::method_not_allowed);
+    // Innermost, so that it sees the route each answer came from.
+    let routes = match state.settings.answer_observer.clone() {
+        Some(observer) => routes.layer(axum::middleware::from_fn(move |request, next| {
+            observe_answer(observer.clone(), request, next)
+        })),
+        None => routes,
+    };
+    routes
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(limits::report_limits))
         .layer(axum::middleware::from_fn(move |request, next| {

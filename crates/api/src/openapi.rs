@@ -1,5 +1,12 @@
 //! The OpenAPI document (`/openapi.json`) and the Swagger UI (`/docs`, served from files
 //! vendored into the binary: nothing is fetched at build or run time).
+//!
+//! The document must describe the server exactly: [`answers`] adds the answers every operation
+//! gives because of its shape, and [`fields`] states the request fields' rules from the value
+//! types that check them.
+
+pub mod answers;
+pub mod fields;
 
 use crate::state::AppState;
 use crate::{error, routes};
@@ -33,7 +40,7 @@ use utoipa_swagger_ui::SwaggerUi;
         routes::subscriptions::webhook,
     ),
     components(schemas(error::Problem, error::FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ShapeAnswers),
     tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"), (name = "assets"), (name = "jobs"), (name = "credits"), (name = "subscriptions"),
         (name = "admin"))
 )]
@@ -56,6 +63,40 @@ impl Modify for BearerAuth {
     }
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+/// Adds the answers each operation gives because of its shape (see [`answers`]).
+struct ShapeAnswers;
+
+impl Modify for ShapeAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        answers::complete(openapi);
+    }
+}
+
+/// The document this server serves: [`ApiDoc`] with what its configuration decides (the plans
+/// on sale).
+pub fn document(settings: &crate::settings::ApiSettings) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    let on_sale: Vec<&str> = settings
+        .billing
+        .plans
+        .all()
+        .iter()
+        .filter(|plan| plan.stripe_price_id.is_some())
+        .map(|plan| plan.name.as_str())
+        .collect();
+    let checkout = document
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut("CheckoutBody"));
+    if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(body))) = checkout
+        && let Some(utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(plan))) = body.properties.get_mut("plan")
+        && !on_sale.is_empty()
+    {
+        plan.enum_values = Some(on_sale.into_iter().map(Into::into).collect());
+    }
+    document
+}
+
+pub(crate) fn router(settings: &crate::settings::ApiSettings) -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", document(settings)))
 }

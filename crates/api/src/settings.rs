@@ -119,6 +119,8 @@ pub struct ApiSettings {
     pub pricing: keyframe_domain::pricing::Pricing,
     /// Subscriptions and Stripe.
     pub billing: BillingSettings,
+    /// Sees every answer a route gives (tests hold the server to its OpenAPI document with it).
+    pub answer_observer: Option<crate::AnswerObserver>,
 }
 
 /// Subscriptions and Stripe.
@@ -219,6 +221,7 @@ impl ApiSettings {
                 cancel_url: "http://127.0.0.1:8080/billing/cancelled".to_owned(),
                 ..BillingSettings::default()
             },
+            answer_observer: None,
         }
     }
 }

@@ -86,6 +86,33 @@ impl Client {
         Ok((token, serde_json::to_vec(&credentials)?))
     }
 
+    /// Registers an account with `password` (production argon2 parameters); answers its e-mail.
+    pub async fn register(&self, password: &str) -> anyhow::Result<String> {
+        let email = format!("bench-{}@example.com", uuid::Uuid::now_v7());
+        let registered = self
+            .http
+            .post(format!("{}/api/v1/auth/register", self.base))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        anyhow::ensure!(registered.status().is_success(), "register: {}", registered.status());
+        Ok(email)
+    }
+
+    /// One login: its status and how long the answer took.
+    pub async fn login(&self, email: &str, password: &str) -> anyhow::Result<(StatusCode, Duration)> {
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        let status = response.status();
+        response.bytes().await?;
+        Ok((status, started.elapsed()))
+    }
+
     /// Opens `count` connections for the timed loops.
     async fn connect(&self, token: &str, count: usize) -> anyhow::Result<Vec<Connection>> {
         let mut connections = Vec::with_capacity(count);

@@ -9,6 +9,7 @@
 
 mod credits;
 mod load;
+mod logins;
 mod report;
 mod server;
 mod videos;
@@ -54,9 +55,13 @@ struct Args {
     backlog: i64,
     /// Which phases to run (comma-separated): `serve` (commands, queries, logins, lag),
     /// `backlog` (relay and replay), `videos` (analysis against decoding, uploads), `credits`
-    /// (job requests with their reservation, distinct users against one shared user).
-    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos", "credits"])]
+    /// (job requests with their reservation, distinct users against one shared user), `logins`
+    /// (how long each kind of refused login takes).
+    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos", "credits", "logins"])]
     phases: Vec<String>,
+    /// Refused logins of each kind in the `logins` phase.
+    #[arg(long, default_value_t = 200)]
+    login_samples: usize,
 }
 
 /// List clients running beside the logins: a light, steady load whose latency shows whether
@@ -290,6 +295,13 @@ async fn main() -> anyhow::Result<()> {
     if args.phases.iter().any(|p| p == "credits") {
         let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "credits").await?;
         let outcome = credits::run(&mut report, &keyframe, &scratch, args.concurrency, args.rounds, round).await;
+        scratch.remove().await;
+        outcome?;
+    }
+    // Phase 5: the three kinds of refused login, which must not tell each other apart.
+    if args.phases.iter().any(|p| p == "logins") {
+        let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "logins").await?;
+        let outcome = logins::run(&mut report, &keyframe, &scratch, args.login_samples).await;
         scratch.remove().await;
         outcome?;
     }

@@ -41,6 +41,7 @@ pub struct TokenRequest {
 #[serde(deny_unknown_fields)]
 pub struct EmailRequest {
     /// The account's address.
+    #[schema(schema_with = crate::openapi::fields::email)]
     pub email: String,
 }
 
@@ -51,6 +52,7 @@ pub struct ResetPasswordRequest {
     /// The token from the mail.
     pub token: String,
     /// The new password (same policy as at registration).
+    #[schema(schema_with = crate::openapi::fields::new_password)]
     pub new_password: String,
 }
 
@@ -61,6 +63,7 @@ pub struct ChangePasswordRequest {
     /// The password now in use.
     pub current_password: String,
     /// The new one (same policy as at registration).
+    #[schema(schema_with = crate::openapi::fields::new_password)]
     pub new_password: String,
 }
 
@@ -69,6 +72,7 @@ pub struct ChangePasswordRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileRequest {
     /// Display name, up to 200 characters; `null` removes it.
+    #[schema(schema_with = crate::openapi::fields::full_name_or_null)]
     pub full_name: Option<String>,
 }
 
@@ -106,26 +110,32 @@ pub async fn verify_email(
 
 /// Send another verification mail (the previous link stops working). Always 202.
 #[utoipa::path(post, path = "/api/v1/auth/resend-verification", tag = "auth", request_body = EmailRequest,
-    responses((status = 202, description = "A mail is on its way if the address has an unverified account")))]
+    responses((status = 202, description = "A mail is on its way if the address has an unverified account"),
+        (status = 422, description = "`validation_failed`: not an e-mail address", body = crate::error::Problem)))]
 pub async fn resend_verification(
     State(state): State<AppState>,
     context: RequestContext,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> Result<StatusCode, ApiError> {
     limit_per_account(&state, &context, &body.email)?;
+    // Only the shape is checked here, which tells nothing about accounts.
+    keyframe_domain::values::EmailAddress::parse("email", &body.email)?;
     mail_token_in_background(state, context, body.email, MailedToken::Verification);
     Ok(StatusCode::ACCEPTED)
 }
 
 /// Mail a password-reset link. Always 202, whether or not the address has an account.
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/request", tag = "auth", request_body = EmailRequest,
-    responses((status = 202, description = "A mail is on its way if the address has an account")))]
+    responses((status = 202, description = "A mail is on its way if the address has an account"),
+        (status = 422, description = "`validation_failed`: not an e-mail address", body = crate::error::Problem)))]
 pub async fn request_password_reset(
     State(state): State<AppState>,
     context: RequestContext,
     ApiJson(body): ApiJson<EmailRequest>,
 ) -> Result<StatusCode, ApiError> {
     limit_per_account(&state, &context, &body.email)?;
+    // Only the shape is checked here, which tells nothing about accounts.
+    keyframe_domain::values::EmailAddress::parse("email", &body.email)?;
     mail_token_in_background(state, context, body.email, MailedToken::PasswordReset);
     Ok(StatusCode::ACCEPTED)
 }
@@ -223,6 +233,8 @@ pub async fn confirm_password_reset(
 #[utoipa::path(post, path = "/api/v1/auth/me/password", tag = "auth", security(("bearer" = [])),
     request_body = ChangePasswordRequest,
     responses((status = 204), (status = 401, body = crate::error::Problem),
+        (status = 403, description = "`account_locked`", body = crate::error::Problem),
+        (status = 409, description = "`too_many_attempts`: guesses for the account are being judged", body = crate::error::Problem),
         (status = 422, description = "`validation_failed`: a wrong current password or a weak new one", body = crate::error::Problem)))]
 pub async fn change_password(
     State(state): State<AppState>,

@@ -31,7 +31,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Longest suspension reason.
-const REASON_MAX_CHARS: usize = 500;
+pub(crate) const REASON_MAX_CHARS: usize = 500;
+/// Most credits an administrator grants at once.
+pub(crate) const GRANT_MAX_CREDITS: i64 = 1_000_000;
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -118,6 +120,7 @@ pub struct AdminUserPage {
 
 /// List query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AdminListQuery {
     /// Page size, 1 to 100 (default 20).
@@ -131,6 +134,7 @@ pub struct AdminListQuery {
 #[serde(deny_unknown_fields)]
 pub struct SetRolesRequest {
     /// `user` and optionally `admin` (`user` is always kept).
+    #[schema(schema_with = crate::openapi::fields::roles)]
     pub roles: Vec<String>,
 }
 
@@ -139,6 +143,7 @@ pub struct SetRolesRequest {
 #[serde(deny_unknown_fields)]
 pub struct SuspendRequest {
     /// Why, 1 to 500 characters; recorded in the event.
+    #[schema(schema_with = crate::openapi::fields::reason)]
     pub reason: String,
 }
 
@@ -271,7 +276,7 @@ pub async fn suspend(
     ApiJson(body): ApiJson<SuspendRequest>,
 ) -> Result<Response, ApiError> {
     let reason = body.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > REASON_MAX_CHARS {
+    if reason.is_empty() || body.reason.chars().count() > REASON_MAX_CHARS {
         return Err(ApiError::Validation(vec![FieldError {
             field: "reason".to_owned(),
             message: format!("must be 1 to {REASON_MAX_CHARS} characters"),
@@ -351,8 +356,11 @@ pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<
 #[serde(deny_unknown_fields)]
 pub struct GrantCreditsRequest {
     /// Credits to grant, 1 to 1,000,000.
+    #[schema(schema_with = crate::openapi::fields::granted_credits)]
+    #[serde(deserialize_with = "crate::extract::whole_number")]
     pub amount: i64,
     /// Why (kept with the grant).
+    #[schema(schema_with = crate::openapi::fields::reason)]
     pub reason: String,
 }
 
@@ -370,13 +378,13 @@ pub async fn grant_credits(
 ) -> Result<Response, ApiError> {
     let reason = body.reason.trim().to_owned();
     let mut errors = Vec::new();
-    if !(1..=1_000_000).contains(&body.amount) {
+    if !(1..=GRANT_MAX_CREDITS).contains(&body.amount) {
         errors.push(FieldError {
             field: "amount".to_owned(),
             message: "must be between 1 and 1000000".to_owned(),
         });
     }
-    if reason.is_empty() || reason.chars().count() > REASON_MAX_CHARS {
+    if reason.is_empty() || body.reason.chars().count() > REASON_MAX_CHARS {
         errors.push(FieldError {
             field: "reason".to_owned(),
             message: format!("must be 1 to {REASON_MAX_CHARS} characters"),

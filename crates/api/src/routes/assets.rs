@@ -102,6 +102,7 @@ pub struct AssetPage {
 
 /// Upload query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// The file's name, for display (else from `Content-Disposition`, else `video`).
@@ -110,11 +111,13 @@ pub struct UploadQuery {
 
 /// List query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AssetListQuery {
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
 }
 
@@ -175,10 +178,12 @@ fn display_name(query: Option<&str>, headers: &HeaderMap) -> String {
     }
 }
 
-/// Upload a video (the raw file as the body).
+/// Upload a video: the raw file as the body, or the first file part of a `multipart/form-data`
+/// body. The container is told by the bytes, not by the media type sent.
 #[utoipa::path(post, path = "/api/v1/projects/{id}/assets", tag = "assets", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id"), UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The video file"),
+    request_body(content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "video/*"), (Vec<u8> = "multipart/form-data")),
+        description = "The video file"),
     responses((status = 201, body = AssetView), (status = 404, body = crate::error::Problem),
         (status = 413, body = crate::error::Problem, description = "`too_large` or `quota_exceeded`"),
         (status = 415, body = crate::error::Problem, description = "`unsupported_media`"),
@@ -281,7 +286,8 @@ async fn upload_stream(headers: &HeaderMap, body: Body) -> Result<(Upload, Optio
                 Err(error) => Some((Err(error.to_string()), (field, multipart))),
             }
         });
-        return Ok((Box::pin(chunks), name, None));
+        // Fused: the checks read ahead and may ask again after the end, which `unfold` forbids.
+        return Ok((Box::pin(chunks.fuse()), name, None));
     }
 }
 

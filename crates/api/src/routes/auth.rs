@@ -67,11 +67,14 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// E-mail address; trimmed and lower-cased.
+    #[schema(schema_with = crate::openapi::fields::email)]
     pub email: String,
     /// At least 15 characters, at most 256; no composition rules; not a common or guessable
     /// password.
+    #[schema(schema_with = crate::openapi::fields::new_password)]
     pub password: String,
     /// Display name, up to 200 characters.
+    #[schema(schema_with = crate::openapi::fields::full_name_or_null)]
     pub full_name: Option<String>,
 }
 

@@ -11,13 +11,13 @@ use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
-use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
 use crate::routes::assets::{ensure_own_project, library};
 use crate::routes::credits;
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -37,9 +37,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// The most automatic retries a job may ask for.
-const MAX_RETRIES: u32 = 5;
+pub(crate) const MAX_RETRIES: u32 = 5;
 /// The longest prompt.
-const MAX_PROMPT_CHARS: usize = 2_000;
+pub(crate) const MAX_PROMPT_CHARS: usize = 2_000;
 /// Clips a `clip` job cuts when it does not say.
 const DEFAULT_CLIPS: usize = 3;
 /// How often an event stream looks for new events of its job.
@@ -219,6 +219,7 @@ pub struct JobPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateJobRequest {
     /// `analyze` or `clip`.
+    #[schema(schema_with = crate::openapi::fields::job_type)]
     #[serde(rename = "type")]
     pub job_type: String,
     /// The project.
@@ -226,11 +227,14 @@ pub struct CreateJobRequest {
     /// The video (required for `analyze`).
     pub asset_id: Option<Uuid>,
     /// Free text (kept for job types that take one).
+    #[schema(schema_with = crate::openapi::fields::prompt_or_null)]
     pub prompt: Option<String>,
     /// Type-specific: for `clip`, `{"source_job_id": "<a succeeded analyze job>", "count": 1..5}`.
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<serde_json::Value>,
     /// Automatic retries after a failed attempt, 0 to 5 (default from configuration).
+    #[schema(schema_with = crate::openapi::fields::max_retries_or_null)]
+    #[serde(default, deserialize_with = "crate::extract::whole_number_or_null")]
     pub max_retries: Option<u32>,
 }
 
@@ -247,19 +251,22 @@ pub struct AnalyzeRequest {
 
 /// List query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JobListQuery {
     /// Only jobs with this status.
+    #[param(schema_with = crate::openapi::fields::job_status)]
     pub status: Option<String>,
     /// Only jobs of this project.
     pub project_id: Option<Uuid>,
     /// Only jobs of this type.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", schema_with = crate::openapi::fields::job_type)]
     pub job_type: Option<String>,
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
 }
 
@@ -790,11 +797,13 @@ pub async fn delete(
 /// Download a thumbnail or clip.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/artifacts/{name}", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id"), ("name" = String, Path, description = "Artifact name")),
-    responses((status = 200, description = "The file, with its media type"), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, description = "The file: a JPEG thumbnail or an MP4 clip",
+            content((Vec<u8> = "image/jpeg"), (Vec<u8> = "video/mp4"))),
+        (status = 404, body = crate::error::Problem)))]
 pub async fn artifact(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path((id, name)): Path<(Uuid, String)>,
+    ApiPath((id, name)): ApiPath<(Uuid, String)>,
 ) -> Result<Response, ApiError> {
     let job = load_visible(&state, &caller, id).await?;
     let artifact = job

@@ -36,7 +36,7 @@ pub async fn method_not_allowed() -> ApiError {
 /// Page size when none is asked for.
 const DEFAULT_LIMIT: i64 = 20;
 /// Largest page.
-const MAX_LIMIT: i64 = 100;
+pub(crate) const MAX_LIMIT: i64 = 100;
 
 /// A list's `limit` (default 20, 1 to 100) and `cursor` (an id from `next_cursor`), checked.
 pub(crate) fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<uuid::Uuid>), ApiError> {

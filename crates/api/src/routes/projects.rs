@@ -85,10 +85,14 @@ pub struct ProjectPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateProjectRequest {
     /// 1 to 200 characters.
+    #[schema(schema_with = crate::openapi::fields::project_name)]
     pub name: String,
     /// Up to 5000 characters.
+    #[schema(schema_with = crate::openapi::fields::project_description_or_null)]
     pub description: Option<String>,
     /// Reserved for organisations (not available yet; must be absent or null).
+    // Not in the document until organisations exist: today it is refused (422).
+    #[schema(ignore)]
     pub organization_id: Option<Uuid>,
 }
 
@@ -97,18 +101,22 @@ pub struct CreateProjectRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectRequest {
     /// 1 to 200 characters.
+    #[schema(schema_with = crate::openapi::fields::project_name_or_null)]
     pub name: Option<String>,
     /// Up to 5000 characters.
+    #[schema(schema_with = crate::openapi::fields::project_description_or_null)]
     pub description: Option<String>,
 }
 
 /// List query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
 }
 

@@ -6,10 +6,10 @@ use crate::auth::AuthUser;
 use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::routes::auth::{execute_as_user, load_caller};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, put};
@@ -54,6 +54,7 @@ pub struct SettingsView {
 #[serde(deny_unknown_fields)]
 pub struct StoreApiKeyRequest {
     /// The key, 8 to 4096 characters without spaces.
+    #[schema(schema_with = crate::openapi::fields::api_key)]
     pub api_key: String,
 }
 
@@ -94,7 +95,7 @@ pub async fn store_api_key(
     State(state): State<AppState>,
     context: RequestContext,
     caller: AuthUser,
-    Path(raw_provider): Path<String>,
+    ApiPath(raw_provider): ApiPath<String>,
     ApiJson(body): ApiJson<StoreApiKeyRequest>,
 ) -> Result<Response, ApiError> {
     let provider = provider(&raw_provider)?;
@@ -122,12 +123,13 @@ pub async fn store_api_key(
 /// Forget the caller's API key for `provider`.
 #[utoipa::path(delete, path = "/api/v1/settings/api-keys/{provider}", tag = "settings", security(("bearer" = [])),
     params(("provider" = String, Path, description = "Lower-case letters, digits and '-'")),
-    responses((status = 204), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204), (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 422, description = "`validation_failed`: not a provider name", body = crate::error::Problem)))]
 pub async fn remove_api_key(
     State(state): State<AppState>,
     context: RequestContext,
     caller: AuthUser,
-    Path(raw_provider): Path<String>,
+    ApiPath(raw_provider): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let provider = provider(&raw_provider)?;
     let command = || UserCommand::RemoveApiKey {

@@ -35,7 +35,7 @@ use uuid::Uuid;
 /// larger than the API's usual JSON limit.
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// Longest client idempotency key.
-const IDEMPOTENCY_KEY_MAX: usize = 200;
+pub(crate) const IDEMPOTENCY_KEY_MAX: usize = 200;
 /// How long an event Keyframe cannot attribute to a user is refused (so that Stripe delivers
 /// it again once the checkout that introduces its customer has arrived). Past it the event is
 /// acknowledged unhandled and logged: a Stripe account may hold customers that are not

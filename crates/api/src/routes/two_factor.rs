@@ -50,6 +50,7 @@ pub struct TotpSetup {
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// Six digits.
+    #[schema(schema_with = crate::openapi::fields::totp_code)]
     pub code: String,
 }
 
@@ -60,6 +61,7 @@ pub struct TotpLoginRequest {
     /// From the first step's answer.
     pub mfa_token: String,
     /// Six digits from the authenticator app.
+    #[schema(schema_with = crate::openapi::fields::totp_code)]
     pub code: String,
 }
 
@@ -199,7 +201,8 @@ pub async fn enable(
 /// Turn the second factor off; needs a current code.
 #[utoipa::path(post, path = "/api/v1/auth/2fa/disable", tag = "auth", security(("bearer" = [])), request_body = CodeRequest,
     responses((status = 204), (status = 400, description = "`invalid_totp_code` or `totp_code_reused`", body = crate::error::Problem),
-        (status = 409, description = "`totp_not_enabled`", body = crate::error::Problem)))]
+        (status = 403, description = "`account_locked`", body = crate::error::Problem),
+        (status = 409, description = "`totp_not_enabled`, or `too_many_attempts` (guesses for the account being judged)", body = crate::error::Problem)))]
 pub async fn disable(
     State(state): State<AppState>,
     context: RequestContext,
