@@ -26,6 +26,11 @@ impl Contract {
         })
     }
 
+    /// The answers seen so far.
+    pub fn answers(&self) -> Vec<Answer> {
+        self.answers.lock().map(|answers| answers.clone()).unwrap_or_default()
+    }
+
     /// Each answer so far that the document does not list, described.
     pub fn violations(&self) -> Vec<String> {
         let answers = self.answers.lock().map(|answers| answers.clone()).unwrap_or_default();

@@ -693,3 +693,24 @@ async fn connections_cut_by_the_database_answer_503_and_the_service_heals_withou
     );
     assert!(statuses[20..].iter().all(|s| *s == 201), "healed: {statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_answer_a_test_causes_is_seen_by_the_openapi_check() {
+    let app = TestApp::spawn().await;
+    let refused = app.request(reqwest::Method::GET, "/api/v1/projects", None, None).await;
+    assert_eq!(refused.status(), 401);
+    let bad_id = app
+        .request(reqwest::Method::GET, "/api/v1/jobs/not-a-uuid", Some("x"), None)
+        .await;
+    assert_eq!(bad_id.status(), 401, "the token is checked before the path");
+    let seen = app.contract.answers();
+    let routes: Vec<(String, u16)> = seen.iter().map(|a| (a.route.clone(), a.status.as_u16())).collect();
+    assert!(routes.contains(&("/api/v1/projects".to_owned(), 401)), "{routes:?}");
+    assert!(routes.contains(&("/api/v1/jobs/{id}".to_owned(), 401)), "{routes:?}");
+    assert!(
+        seen.iter()
+            .all(|answer| answer.media_type.as_deref() == Some("application/problem+json")),
+        "{seen:?}"
+    );
+    assert_eq!(app.contract.violations(), Vec::<String>::new());
+}

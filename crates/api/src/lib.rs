@@ -15,6 +15,7 @@ pub mod mail;
 pub mod openapi;
 pub mod protection;
 pub mod routes;
+pub mod rules;
 pub mod secrets;
 pub mod settings;
 pub mod state;

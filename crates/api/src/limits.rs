@@ -211,16 +211,21 @@ pub async fn limit_by_client_address(
     next: Next,
 ) -> Response<axum::body::Body> {
     use axum::response::IntoResponse as _;
+    if let Err(refused) = count_client_address(&state, &request) {
+        return refused.into_response();
+    }
+    next.run(request).await
+}
+
+/// Counts `request` against its client's address under the `auth-ip` policy.
+pub fn count_client_address(state: &crate::state::AppState, request: &Request) -> Result<(), crate::error::ApiError> {
     let address = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|info| client_key(info.0.ip()))
         .unwrap_or_default();
     let policy = state.settings.rate_limits.auth_ip();
-    if let Err(refused) = enforce(state.limiter.as_ref(), policy, &address, request.extensions().get()) {
-        return refused.into_response();
-    }
-    next.run(request).await
+    enforce(state.limiter.as_ref(), policy, &address, request.extensions().get())
 }
 
 /// The key a client address counts under: the address itself for IPv4, its /64 for IPv6 (one

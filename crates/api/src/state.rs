@@ -24,6 +24,9 @@ use sqlx::PgPool;
 use std::ops::Deref;
 use std::sync::Arc;
 
+/// Accounts each process keeps in memory between logins.
+pub const USERS_CACHED: usize = 4_096;
+
 /// Credit ledgers each process keeps in memory between commands.
 pub const LEDGERS_CACHED: usize = 4_096;
 
@@ -94,7 +97,9 @@ impl AppState {
         // One event writer for every aggregate type, so concurrent commands share commits.
         let events = PgEventRepository::with_writers(pool.clone(), settings.append_writers, local_relay);
         Ok(Self(Arc::new(App {
-            users: CommandBus::sharing(&events),
+            // Every guess at a password is two events on its account (admitted, then judged):
+            // keep the accounts that log in in memory, so a guess reads only what is new.
+            users: CommandBus::sharing(&events).cached(USERS_CACHED),
             sessions: CommandBus::sharing(&events),
             projects: CommandBus::sharing(&events),
             libraries: CommandBus::sharing(&events),

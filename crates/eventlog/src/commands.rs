@@ -307,6 +307,37 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         .map_err(CommandError::from_sqlx)
     }
 
+    /// The aggregate's current state. On a cached bus, from the cached copy brought up to date
+    /// with the events appended since (by any process), which it then keeps; else as
+    /// [`Self::load`] folds it.
+    pub async fn load_current(&self, id: &str) -> Result<Option<A>, CommandError<A::Error>>
+    where
+        A: Clone,
+    {
+        let Some(cache) = &self.cache else {
+            return self.load(id).await;
+        };
+        // Taken out while it is brought up to date: a command meanwhile starts from the store,
+        // and whichever puts its copy back last leaves one that is right as of its sequence.
+        let (mut aggregate, mut sequence) = cache.take(id).unwrap_or_default();
+        let newer = self
+            .repository
+            .get_last_events::<A>(id, sequence)
+            .await
+            .map_err(|error| CommandError::from_store(error.into()))?;
+        for event in newer {
+            let payload = serde_json::from_value::<A::Event>(event.payload)
+                .map_err(|error| CommandError::Store(format!("reading {id}'s events: {error}")))?;
+            aggregate.apply(payload);
+            sequence = event.sequence;
+        }
+        if sequence == 0 {
+            return Ok(None);
+        }
+        cache.put(id, aggregate.clone(), sequence);
+        Ok(Some(aggregate))
+    }
+
     /// The aggregate's current state, folded from its events; `None` when it has none.
     pub async fn load(&self, id: &str) -> Result<Option<A>, CommandError<A::Error>> {
         let events = self.store.load_events(id).await.map_err(CommandError::from_store)?;

@@ -469,16 +469,14 @@ impl ServeArgs {
         };
         settings.require_email_verification = self.require_email_verification;
         let master_key = match (&self.master_key, self.environment) {
-            (Some(key), _) => {
-                keyframe_api::secrets::MasterKey::from_base64(&self.master_key_id, key)
-                    .map_err(|e| anyhow::anyhow!("KEYFRAME_MASTER_KEY: {e}"))?;
-                key.clone()
-            }
+            (Some(key), _) => key.clone(),
             (None, Environment::Production) => anyhow::bail!(
                 "KEYFRAME_MASTER_KEY is required outside development (32 bytes, base64: openssl rand -base64 32)"
             ),
             (None, Environment::Development) => crate::dev_secrets::master_key(&self.storage.data_dir)?,
         };
+        keyframe_api::secrets::MasterKey::from_base64(&self.master_key_id, &master_key)
+            .map_err(|e| anyhow::anyhow!("KEYFRAME_MASTER_KEY: {e}"))?;
         settings.first_admin = self.admin_email.clone().zip(self.admin_password.clone());
         settings.rate_limits = keyframe_api::limits::RateLimitSettings {
             auth_per_ip_per_minute: self.rate_limit_auth_per_ip_per_minute,

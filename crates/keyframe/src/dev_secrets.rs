@@ -28,6 +28,7 @@ fn load_or_create(data_dir: &Path, name: &str, variable: &str) -> anyhow::Result
     let path = dir.join(name);
     if let Some(secret) = read(&path)? {
         tracing::info!(path = %path.display(), "no {variable}: using the development secret kept here");
+        warn_if_readable_by_others(&path);
         return Ok(secret);
     }
     create_private_dir(&dir)?;
@@ -40,7 +41,9 @@ fn load_or_create(data_dir: &Path, name: &str, variable: &str) -> anyhow::Result
     let written = write_private(&aside, &secret).and_then(|()| {
         std::fs::hard_link(&aside, &path).or_else(|error| match error.kind() {
             std::io::ErrorKind::AlreadyExists => Ok(()),
-            _ => Err(error),
+            // A file system without hard links: a rename, which a second process starting at
+            // the very same moment could replace (development only; both keys work once read).
+            _ => std::fs::rename(&aside, &path),
         })
     });
     let _ = std::fs::remove_file(&aside);
@@ -63,7 +66,25 @@ fn read(path: &PathBuf) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Creates `dir` (0700) inside its parent, which is made as usual if missing: only the secrets'
+/// own directory is private, not the data directory the worker shares.
+/// Says so when the secret's file can be read by others than its owner (copied in by hand, say).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "a development secret is readable by others: chmod 600 it");
+        }
+    }
+}
+
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

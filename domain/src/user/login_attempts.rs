@@ -14,6 +14,9 @@ use crate::ids::LoginAttemptId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// How long a guess whose verdict never came is kept: longer than any lockout window.
+const UNJUDGED_KEPT_FOR: chrono::Duration = chrono::Duration::days(30);
+
 /// An account's guesses, as far as the lockout is concerned.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginAttempts {
@@ -94,8 +97,10 @@ impl LoginAttempts {
         ]
     }
 
-    /// `attempt` was admitted at `at`.
+    /// `attempt` was admitted at `at`. Guesses whose verdict never came are dropped once no
+    /// window could still count them, so they do not pile up in the account.
     pub(super) fn admitted(&mut self, attempt: LoginAttemptId, at: DateTime<Utc>) {
+        self.pending.retain(|(_, admitted)| *admitted > at - UNJUDGED_KEPT_FOR);
         self.pending.push((attempt, at));
     }
 
@@ -187,6 +192,15 @@ mod tests {
             Err(UserError::LoginAttemptsExhausted)
         );
         admit(&mut attempts, later).expect("the abandoned guesses left the window");
+    }
+
+    #[test]
+    fn a_guess_never_judged_is_forgotten_once_no_window_could_count_it() {
+        let now = Utc::now();
+        let mut attempts = LoginAttempts::default();
+        admit(&mut attempts, now).expect("admitted");
+        admit(&mut attempts, now + UNJUDGED_KEPT_FOR).expect("admitted");
+        assert_eq!(attempts.pending.len(), 1, "{:?}", attempts.pending);
     }
 
     #[test]

@@ -19,9 +19,9 @@
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::state::AppState;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use keyframe_domain::ids::{LoginAttemptId, UserId};
-use keyframe_domain::user::{User, UserCommand};
+use keyframe_domain::user::{User, UserCommand, UserError};
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::Actor;
 use keyframe_eventlog::turns::Turns;
@@ -43,17 +43,29 @@ const LONGEST_PADDING: Duration = Duration::from_secs(2);
 /// what remains is the refusals whose own work outlasts the drawn time).
 const TIMER_LATENESS: Duration = Duration::from_millis(1);
 
-/// How long a judged failure is retried before it is left to its admission (which keeps
-/// counting as a failure until the window moves past it).
-const RECORD_FAILURE_FOR: Duration = Duration::from_secs(10);
+/// How long a verdict is retried while other writers keep getting to the account first. A
+/// failure not recorded by then is left to its admission, which counts as one until the
+/// window moves past it.
+const RECORD_VERDICT_FOR: Duration = Duration::from_secs(10);
+
+/// Judged wrong guesses older than this no longer set how long refusals take: the work of a
+/// guess is what they imitate, not how busy the server was a while ago.
+const SAMPLE_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// What became of a guess.
 #[derive(Debug)]
 pub enum Judgment<T> {
-    /// Not judged: the account is locked, or enough of its guesses are being judged already.
-    NotAdmitted,
+    /// Not judged: the account is locked (until when, if that is why), or enough of its guesses
+    /// are being judged already.
+    NotAdmitted {
+        /// When the lock ends, when the account is locked.
+        locked_until: Option<DateTime<Utc>>,
+    },
     /// Judged wrong, and recorded as a failure.
-    Wrong,
+    Wrong {
+        /// How long the guess waited for the account's earlier guesses: queueing, not work.
+        queued: Duration,
+    },
     /// Judged right: the account as it stood when judged, and what the check found.
     Right(Box<User>, T),
 }
@@ -62,12 +74,17 @@ pub enum Judgment<T> {
 #[derive(Default)]
 pub struct LoginGate {
     turns: Turns,
-    judged_wrong: Mutex<VecDeque<Duration>>,
+    /// When each recent judged wrong guess was answered, and the work it took.
+    judged_wrong: Mutex<VecDeque<(Instant, Duration)>>,
 }
 
 impl LoginGate {
     /// Admits a guess at `user_id`'s credentials, judges it with `check` against the account
     /// as it stands after the admission (`Some` when right), and records the verdict.
+    ///
+    /// The account's turn is held from admission to verdict, the hash included: a client that
+    /// logs in several times at once then waits in line rather than finding the window full
+    /// of its own guesses. (Turns are striped, so an unrelated account may share one, 1 in 1,024.)
     pub async fn judge<T>(
         &self,
         state: &AppState,
@@ -79,7 +96,9 @@ impl LoginGate {
         let metadata = context.metadata(Actor::User(user_id));
         let policy = state.settings.lockout;
         let attempt = LoginAttemptId::new();
+        let queued_from = Instant::now();
         let _turn = self.turns.take(&id).await;
+        let queued = queued_from.elapsed();
         let admit = || UserCommand::AdmitLoginAttempt {
             attempt,
             policy,
@@ -87,28 +106,32 @@ impl LoginGate {
         };
         match state.users.execute(&id, admit, &metadata).await {
             Ok(_) => {}
+            Err(CommandError::Rejected(UserError::AccountLocked { until })) => {
+                return Ok(Judgment::NotAdmitted {
+                    locked_until: Some(until),
+                });
+            }
             // Other processes kept admitting guesses for this account: refusing is the safe side.
-            Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => return Ok(Judgment::NotAdmitted),
+            Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {
+                return Ok(Judgment::NotAdmitted { locked_until: None });
+            }
             Err(error) => return Err(ApiError::from_command(error, |_| unreachable_rejection())),
         }
         let user = state
             .users
-            .load(&id)
+            .load_current(&id)
             .await
             .map_err(|error| ApiError::from_command(error, |_| unreachable_rejection()))?
             .ok_or_else(unreachable_rejection)?;
-        // Should the check itself fail, the admission stays unjudged and counts as a failure.
+        // Should the check itself fail, the admission stays unjudged and counts as a failure
+        // until the window passes it: the safe side for a guess that may have been judged.
         match check(&user).await? {
             Some(found) => {
                 let passed = || UserCommand::RecordPassedLoginAttempt {
                     attempt,
                     at: Utc::now(),
                 };
-                state
-                    .users
-                    .execute(&id, passed, &metadata)
-                    .await
-                    .map_err(|error| ApiError::from_command(error, |_| unreachable_rejection()))?;
+                record_verdict(state, &id, passed, &metadata).await?;
                 Ok(Judgment::Right(Box::new(user), found))
             }
             None => {
@@ -117,44 +140,89 @@ impl LoginGate {
                     policy,
                     at: Utc::now(),
                 };
-                let deadline = Instant::now() + RECORD_FAILURE_FOR;
-                loop {
-                    match state.users.execute(&id, failed, &metadata).await {
-                        Ok(_) => break,
-                        Err(CommandError::Conflict { .. }) if Instant::now() < deadline => continue,
-                        Err(error) => {
-                            // The admission is on record and counts until the window passes it.
-                            tracing::error!(user = %user_id, error = %error, "a judged failure could not be recorded");
-                            break;
-                        }
-                    }
+                if let Err(error) = record_verdict(state, &id, failed, &metadata).await {
+                    // The admission is on record and counts until the window passes it.
+                    tracing::error!(user = %user_id, error = %error, "a judged failure could not be recorded");
                 }
-                Ok(Judgment::Wrong)
+                Ok(Judgment::Wrong { queued })
             }
         }
     }
 
-    /// Remembers how long a judged wrong guess took to answer, from `started`.
-    pub fn judged_wrong(&self, started: Instant) {
+    /// Remembers the work of a judged wrong guess: the time from `started` to its answer, less
+    /// what it spent `queued` behind the account's earlier guesses.
+    pub fn judged_wrong(&self, started: Instant, queued: Duration) {
         if let Ok(mut samples) = self.judged_wrong.lock() {
             if samples.len() == REFUSAL_SAMPLES {
                 samples.pop_front();
             }
-            samples.push_back(started.elapsed());
+            samples.push_back((Instant::now(), started.elapsed().saturating_sub(queued)));
         }
     }
 
-    /// Waits until a refusal that began at `started` has taken as long as one of the recent
-    /// judged wrong guesses, drawn at random (no wait before any was judged).
+    /// Waits until a refusal that began at `started` has taken as long as one of the judged
+    /// wrong guesses of the last minute, drawn at random; with none that recent, as long as the
+    /// median of those kept (no wait before any was judged).
     pub async fn pad_refusal(&self, started: Instant) {
         let sample = self.judged_wrong.lock().ok().and_then(|samples| {
-            let drawn = rand::rng().random_range(0..samples.len().max(1));
-            samples.get(drawn).copied()
+            let fresh: Vec<Duration> = samples
+                .iter()
+                .filter(|(when, _)| when.elapsed() <= SAMPLE_MAX_AGE)
+                .map(|(_, took)| *took)
+                .collect();
+            if fresh.is_empty() {
+                let mut kept: Vec<Duration> = samples.iter().map(|(_, took)| *took).collect();
+                kept.sort_unstable();
+                return kept.get(kept.len() / 2).copied();
+            }
+            fresh.get(rand::rng().random_range(0..fresh.len())).copied()
         });
         if let Some(sample) = sample {
             let wait = sample.min(LONGEST_PADDING).saturating_sub(TIMER_LATENESS);
             tokio::time::sleep_until((started + wait).into()).await;
         }
+    }
+}
+
+/// Records a verdict, trying again while other writers get to the account first (every
+/// verdict is recorded, none lost to a conflict), for up to [`RECORD_VERDICT_FOR`].
+async fn record_verdict(
+    state: &AppState,
+    id: &str,
+    command: impl Fn() -> UserCommand + Copy,
+    metadata: &keyframe_eventlog::metadata::CommandMetadata,
+) -> Result<(), ApiError> {
+    let deadline = Instant::now() + RECORD_VERDICT_FOR;
+    loop {
+        match state.users.execute(id, command, metadata).await {
+            Ok(_) => return Ok(()),
+            Err(CommandError::Conflict { .. }) if Instant::now() < deadline => {}
+            Err(error) => return Err(ApiError::from_command(error, |_| unreachable_rejection())),
+        }
+    }
+}
+
+/// 403 `account_locked`, for a caller who holds a session (who may learn of the lock).
+pub fn account_locked(until: DateTime<Utc>) -> ApiError {
+    ApiError::Forbidden {
+        code: "account_locked",
+        detail: format!(
+            "too many failed attempts; try again after {} or reset the password",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    }
+}
+
+/// How a guess that was not admitted answers a caller who holds a session (changing the
+/// password, turning the second factor on or off, the code of a login): the lock by name, or
+/// 409 `too_many_attempts` while `threshold` guesses are being judged.
+pub fn refused_guess(locked_until: Option<DateTime<Utc>>, threshold: u32) -> ApiError {
+    match locked_until {
+        Some(until) => account_locked(until),
+        None => ApiError::Conflict {
+            code: "too_many_attempts",
+            detail: format!("{threshold} attempts for this account are being judged already; try again shortly"),
+        },
     }
 }
 

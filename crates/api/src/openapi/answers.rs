@@ -114,8 +114,17 @@ fn shape_answers(path: &str, changes: bool, operation: &Operation) -> Vec<(&'sta
     let parameters = operation.parameters.as_deref().unwrap_or_default();
     let has = |place: ParameterIn| parameters.iter().any(|p| p.parameter_in == place);
     let mut bad_request = Vec::new();
-    if has(ParameterIn::Path) {
+    if parameters
+        .iter()
+        .any(|p| p.parameter_in == ParameterIn::Path && is_uuid(p))
+    {
         bad_request.push("`invalid_id` (a path id that is not a UUID)");
+    }
+    if parameters
+        .iter()
+        .any(|p| p.parameter_in == ParameterIn::Path && !is_uuid(p))
+    {
+        bad_request.push("`invalid_path` (a path segment that is not UTF-8)");
     }
     if has(ParameterIn::Query) {
         bad_request.push("`invalid_query` (an unknown or malformed query parameter), `invalid_cursor`");
@@ -124,7 +133,7 @@ fn shape_answers(path: &str, changes: bool, operation: &Operation) -> Vec<(&'sta
         bad_request.push("`invalid_position` (`x-keyframe-min-position` not a positive integer)");
     }
     if operation.request_body.is_some() {
-        bad_request.push("`invalid_body`, `malformed_json` (a body that does not parse)");
+        bad_request.push("`malformed_json` (a body that is not JSON)");
         answers.push(("413", "`payload_too_large`: the body is over the size limit".to_owned()));
         answers.push((
             "415",
@@ -132,7 +141,9 @@ fn shape_answers(path: &str, changes: bool, operation: &Operation) -> Vec<(&'sta
         ));
         answers.push((
             "422",
-            "`validation_failed`: fields broke their rules (see `errors`)".to_owned(),
+            "`validation_failed`: fields broke their rules (see `errors`); `invalid_body`: JSON that is not \
+             this body (not an object, a missing field, a wrong type)"
+                .to_owned(),
         ));
     }
     if parameters.iter().any(|p| p.name == "limit") {
@@ -169,6 +180,15 @@ fn shape_answers(path: &str, changes: bool, operation: &Operation) -> Vec<(&'sta
     answers
 }
 
+/// Whether a parameter is a UUID.
+fn is_uuid(parameter: &utoipa::openapi::path::Parameter) -> bool {
+    matches!(
+        &parameter.schema,
+        Some(RefOr::T(Schema::Object(object)))
+            if object.format == Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))
+    )
+}
+
 /// A problem answer described by `description`.
 fn problem(description: &str) -> Response {
     let mut response = Response::new(description);
@@ -197,7 +217,7 @@ fn tighten_parameters(operation: &mut Operation) {
                 .schema_type(Type::Integer)
                 .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
                 .minimum(Some(1))
-                .maximum(Some(crate::routes::MAX_LIMIT)),
+                .maximum(Some(crate::rules::MAX_PAGE)),
             name if name == MIN_POSITION.as_str() => ObjectBuilder::new()
                 .schema_type(Type::Integer)
                 .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
@@ -205,7 +225,7 @@ fn tighten_parameters(operation: &mut Operation) {
             "Idempotency-Key" => ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(crate::routes::subscriptions::IDEMPOTENCY_KEY_MAX))
+                .max_length(Some(crate::rules::IDEMPOTENCY_KEY_MAX))
                 .pattern(Some(r"^[\x21-\x7e]+$")),
             "provider" => ObjectBuilder::new().schema_type(Type::String).pattern(Some(format!(
                 "^[a-z0-9-]{{1,{}}}$",

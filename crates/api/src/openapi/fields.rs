@@ -31,11 +31,15 @@ fn text(max: usize, required: bool) -> Object {
         .build()
 }
 
-/// An e-mail address.
+/// An e-mail address, as `EmailAddress::parse` takes it: something, `@`, and a domain with a
+/// dot inside it, no white space or control characters anywhere.
 pub fn email() -> Object {
     string()
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
         .max_length(Some(EMAIL_MAX_LEN))
+        .pattern(Some(
+            r"^[^@\s\u0000-\u001f\u007f-\u009f]+@[^@.\s\u0000-\u001f\u007f-\u009f][^@\s\u0000-\u001f\u007f-\u009f]*\.[^@\s\u0000-\u001f\u007f-\u009f]*[^@.\s\u0000-\u001f\u007f-\u009f]$",
+        ))
         .build()
 }
 
@@ -82,7 +86,7 @@ pub fn api_key() -> Object {
 pub fn reason() -> Object {
     string()
         .min_length(Some(1))
-        .max_length(Some(crate::routes::admin::REASON_MAX_CHARS))
+        .max_length(Some(crate::rules::REASON_MAX_CHARS))
         .pattern(Some(r"\S"))
         .build()
 }
@@ -125,7 +129,7 @@ pub fn project_description_or_null() -> Object {
 
 /// A job's free-text prompt, when given.
 pub fn prompt_or_null() -> Object {
-    nullable(string().max_length(Some(crate::routes::jobs::MAX_PROMPT_CHARS)).build())
+    nullable(string().max_length(Some(crate::rules::MAX_PROMPT_CHARS)).build())
 }
 
 /// A job's automatic retries, when given.
@@ -136,7 +140,7 @@ pub fn max_retries_or_null() -> Object {
             Type::Null,
         ]))
         .minimum(Some(0))
-        .maximum(Some(crate::routes::jobs::MAX_RETRIES))
+        .maximum(Some(crate::rules::MAX_JOB_RETRIES))
         .build()
 }
 
@@ -146,7 +150,7 @@ pub fn granted_credits() -> Object {
         .schema_type(Type::Integer)
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
         .minimum(Some(1))
-        .maximum(Some(crate::routes::admin::GRANT_MAX_CREDITS))
+        .maximum(Some(crate::rules::GRANT_MAX_CREDITS))
         .build()
 }
 

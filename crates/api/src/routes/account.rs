@@ -6,7 +6,7 @@
 //! answer nor its timing tells whether an account exists.
 
 use crate::auth::AuthUser;
-use crate::auth::lockout::Judgment;
+use crate::auth::lockout::{Judgment, refused_guess};
 use crate::auth::tokens::{hash_opaque_token, new_opaque_token, opaque_token_owner};
 use crate::consistency::with_position;
 use crate::context::RequestContext;
@@ -255,13 +255,15 @@ pub async fn change_password(
     };
     let user = match state.logins.judge(&state, &context, caller.user_id, check).await? {
         Judgment::Right(user, ()) => *user,
-        Judgment::Wrong => {
+        Judgment::Wrong { .. } => {
             return Err(ApiError::Validation(vec![FieldError {
                 field: "current_password".to_owned(),
                 message: "is not the account's current password".to_owned(),
             }]));
         }
-        Judgment::NotAdmitted => return Err(refused_guess(&state, &user)),
+        Judgment::NotAdmitted { locked_until } => {
+            return Err(refused_guess(locked_until, state.settings.lockout.threshold));
+        }
     };
     let password = new_password(&body.new_password, &user)?;
     let password_hash = state.passwords.hash(password).await?;
@@ -316,30 +318,8 @@ pub async fn update_profile(
 /// lock would not bound guessing otherwise.
 pub(crate) fn refuse_while_locked(user: &User) -> Result<(), ApiError> {
     match user.locked_until(Utc::now()) {
-        Some(until) => Err(ApiError::Forbidden {
-            code: "account_locked",
-            detail: format!(
-                "too many failed attempts; try again after {} or reset the password",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-        }),
+        Some(until) => Err(crate::auth::lockout::account_locked(until)),
         None => Ok(()),
-    }
-}
-
-/// How a guess at the credentials by a caller who holds a session (changing the password,
-/// turning the second factor on or off, the code of a login) answers when the lockout did not
-/// admit it: the caller is known, so the lock may be named.
-pub(crate) fn refused_guess(state: &AppState, user: &User) -> ApiError {
-    match refuse_while_locked(user) {
-        Err(locked) => locked,
-        Ok(()) => ApiError::Conflict {
-            code: "too_many_attempts",
-            detail: format!(
-                "{} attempts for this account are being judged already; try again shortly",
-                state.settings.lockout.threshold
-            ),
-        },
     }
 }
 

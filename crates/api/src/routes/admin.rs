@@ -12,6 +12,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::routes::auth::user_rejected;
 use crate::routes::sessions::{EveryLiveSession, end_all_sessions};
+use crate::rules::{GRANT_MAX_CREDITS, REASON_MAX_CHARS};
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
@@ -29,11 +30,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-/// Longest suspension reason.
-pub(crate) const REASON_MAX_CHARS: usize = 500;
-/// Most credits an administrator grants at once.
-pub(crate) const GRANT_MAX_CREDITS: i64 = 1_000_000;
 
 pub(crate) fn router(state: AppState) -> Router<AppState> {
     Router::new()

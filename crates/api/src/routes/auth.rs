@@ -409,7 +409,7 @@ pub struct TokenResponse {
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, description = "The token pair, or an `MfaChallenge` when the account has a second factor", body = TokenResponse),
         (status = 401, description = "`invalid_credentials`", body = crate::error::Problem),
-        (status = 403, description = "`email_not_verified` or `account_locked`", body = crate::error::Problem)))]
+        (status = 403, description = "`email_not_verified` or `account_suspended` (a locked account answers 401 like a wrong password)", body = crate::error::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     context: RequestContext,
@@ -428,12 +428,12 @@ pub async fn login(
             };
             state.logins.judge(&state, &context, user_id, check).await?
         }
-        None => Judgment::NotAdmitted,
+        None => Judgment::NotAdmitted { locked_until: None },
     };
     let (user_id, user) = match (user_id, judgment) {
         (Some(user_id), Judgment::Right(user, ())) => (user_id, *user),
-        (_, Judgment::Wrong) => {
-            state.logins.judged_wrong(started);
+        (_, Judgment::Wrong { queued }) => {
+            state.logins.judged_wrong(started, queued);
             return Err(invalid());
         }
         // No such account, or a locked one: the same answer as a wrong password, after the

@@ -14,6 +14,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
 use crate::routes::assets::{ensure_own_project, library};
 use crate::routes::credits;
+use crate::rules::{MAX_JOB_RETRIES, MAX_PROMPT_CHARS};
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::body::Body;
@@ -36,10 +37,6 @@ use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-/// The most automatic retries a job may ask for.
-pub(crate) const MAX_RETRIES: u32 = 5;
-/// The longest prompt.
-pub(crate) const MAX_PROMPT_CHARS: usize = 2_000;
 /// Clips a `clip` job cuts when it does not say.
 const DEFAULT_CLIPS: usize = 3;
 /// How often an event stream looks for new events of its job.
@@ -337,8 +334,11 @@ async fn check(state: &AppState, caller: &AuthUser, body: CreateJobRequest) -> R
         _ => return Err(invalid("type", "must be analyze or clip")),
     };
     let max_retries = body.max_retries.unwrap_or(state.settings.default_max_retries);
-    if max_retries > MAX_RETRIES {
-        return Err(invalid("max_retries", format!("must be between 0 and {MAX_RETRIES}")));
+    if max_retries > MAX_JOB_RETRIES {
+        return Err(invalid(
+            "max_retries",
+            format!("must be between 0 and {MAX_JOB_RETRIES}"),
+        ));
     }
     if body
         .prompt

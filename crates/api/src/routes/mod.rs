@@ -15,6 +15,7 @@ pub mod subscriptions;
 pub mod two_factor;
 
 use crate::error::ApiError;
+use crate::rules::{DEFAULT_PAGE, MAX_PAGE};
 use axum::http::StatusCode;
 
 /// Any path Keyframe does not serve.
@@ -33,18 +34,13 @@ pub async fn method_not_allowed() -> ApiError {
     }
 }
 
-/// Page size when none is asked for.
-const DEFAULT_LIMIT: i64 = 20;
-/// Largest page.
-pub(crate) const MAX_LIMIT: i64 = 100;
-
 /// A list's `limit` (default 20, 1 to 100) and `cursor` (an id from `next_cursor`), checked.
 pub(crate) fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<uuid::Uuid>), ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::Validation(vec![crate::error::FieldError {
             field: "limit".to_owned(),
-            message: format!("must be between 1 and {MAX_LIMIT}"),
+            message: format!("must be between 1 and {MAX_PAGE}"),
         }]));
     }
     let cursor = cursor

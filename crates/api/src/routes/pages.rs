@@ -18,14 +18,13 @@ use crate::routes::account::{self, ResetPasswordRequest, TokenRequest};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Form, Query, Request, State};
+use axum::extract::{Form, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use keyframe_domain::values::PASSWORD_MIN_CHARS;
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 /// Where the verification mail's link points (the path `crate::mail` writes into the mail).
 const VERIFY_PATH: &str = "/verify-email";
@@ -248,14 +247,7 @@ async fn reset(
 /// Counts a submission against the client's address under the same `auth-ip` policy and key as
 /// [`crate::limits::limit_by_client_address`], but refuses with a page instead of JSON.
 async fn limit_submissions(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let address = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| crate::limits::client_key(info.0.ip()))
-        .unwrap_or_default();
-    let policy = state.settings.rate_limits.auth_ip();
-    let counted = crate::limits::enforce(state.limiter.as_ref(), policy, &address, request.extensions().get());
-    if let Err(refused) = counted {
+    if let Err(refused) = crate::limits::count_client_address(&state, &request) {
         return trouble_page(refused);
     }
     next.run(request).await

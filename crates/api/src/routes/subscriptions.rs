@@ -12,6 +12,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
 use crate::routes::credits;
+use crate::rules::IDEMPOTENCY_KEY_MAX;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,8 +35,6 @@ use uuid::Uuid;
 /// Largest webhook body: Stripe's events are far smaller, but an invoice with many lines is
 /// larger than the API's usual JSON limit.
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
-/// Longest client idempotency key.
-pub(crate) const IDEMPOTENCY_KEY_MAX: usize = 200;
 /// How long an event Keyframe cannot attribute to a user is refused (so that Stripe delivers
 /// it again once the checkout that introduces its customer has arrived). Past it the event is
 /// acknowledged unhandled and logged: a Stripe account may hold customers that are not

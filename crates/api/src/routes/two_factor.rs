@@ -7,12 +7,11 @@
 //! guessing the six digits.
 
 use crate::auth::AuthUser;
-use crate::auth::lockout::Judgment;
+use crate::auth::lockout::{Judgment, refused_guess};
 use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::routes::account::refused_guess;
 use crate::routes::auth::{execute_as_user, load_caller, start_session, user_rejected};
 use crate::state::AppState;
 use axum::Json;
@@ -128,7 +127,7 @@ pub struct SetupRequest {
 #[utoipa::path(post, path = "/api/v1/auth/2fa/setup", tag = "auth", security(("bearer" = [])), request_body = SetupRequest,
     responses((status = 200, body = TotpSetup), (status = 401, body = crate::error::Problem),
         (status = 403, description = "`account_locked`", body = crate::error::Problem),
-        (status = 409, description = "`totp_already_enabled`", body = crate::error::Problem),
+        (status = 409, description = "`totp_already_enabled`, or `too_many_attempts` (guesses for the account being judged)", body = crate::error::Problem),
         (status = 422, description = "a wrong password", body = crate::error::Problem)))]
 pub async fn setup(
     State(state): State<AppState>,
@@ -147,13 +146,15 @@ pub async fn setup(
     };
     let user = match state.logins.judge(&state, &context, caller.user_id, check).await? {
         Judgment::Right(user, ()) => *user,
-        Judgment::Wrong => {
+        Judgment::Wrong { .. } => {
             return Err(ApiError::Validation(vec![crate::error::FieldError {
                 field: "password".to_owned(),
                 message: "is not the account's password".to_owned(),
             }]));
         }
-        Judgment::NotAdmitted => return Err(refused_guess(&state, &user)),
+        Judgment::NotAdmitted { locked_until } => {
+            return Err(refused_guess(locked_until, state.settings.lockout.threshold));
+        }
     };
     let mut secret = vec![0_u8; SECRET_BYTES];
     rand::rng().fill_bytes(&mut secret);
@@ -220,8 +221,10 @@ pub async fn disable(
     };
     let step = match state.logins.judge(&state, &context, caller.user_id, check).await? {
         Judgment::Right(_, step) => step,
-        Judgment::Wrong => return Err(invalid_code()),
-        Judgment::NotAdmitted => return Err(refused_guess(&state, &user)),
+        Judgment::Wrong { .. } => return Err(invalid_code()),
+        Judgment::NotAdmitted { locked_until } => {
+            return Err(refused_guess(locked_until, state.settings.lockout.threshold));
+        }
     };
     let command = || UserCommand::DisableTotp { step, at: Utc::now() };
     let position = execute_as_user(&state, &context, caller.user_id, command).await?;
@@ -232,7 +235,8 @@ pub async fn disable(
 #[utoipa::path(post, path = "/api/v1/auth/login/totp", tag = "auth", request_body = TotpLoginRequest,
     responses((status = 200, body = crate::routes::auth::TokenResponse),
         (status = 401, description = "`invalid_mfa_token`, `invalid_totp_code` or `totp_code_reused`", body = crate::error::Problem),
-        (status = 403, description = "`account_locked`", body = crate::error::Problem)))]
+        (status = 403, description = "`account_locked` or `account_suspended`", body = crate::error::Problem),
+        (status = 409, description = "`too_many_attempts`: guesses for the account are being judged", body = crate::error::Problem)))]
 pub async fn login_totp(
     State(state): State<AppState>,
     context: RequestContext,
@@ -258,15 +262,17 @@ pub async fn login_totp(
         Some(secret) => matching_step(&state, user_id, user, secret, &body.code),
         None => Err(totp_off()),
     };
-    let step = match state.logins.judge(&state, &context, user_id, check).await? {
-        Judgment::Right(_, step) => step,
-        Judgment::Wrong => {
+    let (user, step) = match state.logins.judge(&state, &context, user_id, check).await? {
+        Judgment::Right(user, step) => (*user, step),
+        Judgment::Wrong { .. } => {
             return Err(ApiError::unauthorized(
                 "invalid_totp_code",
                 "the code is not the current one of the authenticator",
             ));
         }
-        Judgment::NotAdmitted => return Err(refused_guess(&state, &user)),
+        Judgment::NotAdmitted { locked_until } => {
+            return Err(refused_guess(locked_until, state.settings.lockout.threshold));
+        }
     };
     let command = || UserCommand::AcceptTotpCode { step, at: Utc::now() };
     let metadata = context.metadata(Actor::User(user_id));

@@ -1,0 +1,17 @@
+//! The bounds the API holds requests to that no domain value type owns: the routes check them
+//! and the OpenAPI document states them (see `openapi::fields`), from these same constants.
+
+/// Largest page of a list.
+pub const MAX_PAGE: i64 = 100;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE: i64 = 20;
+/// The most automatic retries a job may ask for.
+pub const MAX_JOB_RETRIES: u32 = 5;
+/// The longest prompt of a job.
+pub const MAX_PROMPT_CHARS: usize = 2_000;
+/// Longest reason an administrator gives (a suspension, a grant).
+pub const REASON_MAX_CHARS: usize = 500;
+/// Most credits an administrator grants at once.
+pub const GRANT_MAX_CREDITS: i64 = 1_000_000;
+/// Longest client idempotency key.
+pub const IDEMPOTENCY_KEY_MAX: usize = 200;
