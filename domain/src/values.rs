@@ -305,7 +305,9 @@ macro_rules! bounded_text {
                 if raw.chars().count() > $max {
                     return Err(ValidationError::new(field, format!("must be at most {} characters", $max)));
                 }
-                if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                // Anywhere in what was sent, not only inside the trimmed text: the rule the API
+                // documents (a pattern over the value as sent).
+                if raw.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
                     return Err(ValidationError::new(field, "must not contain control characters"));
                 }
                 Ok(Self(value.to_owned()))

@@ -32,13 +32,14 @@ fn text(max: usize, required: bool) -> Object {
 }
 
 /// An e-mail address, as `EmailAddress::parse` takes it: something, `@`, and a domain with a
-/// dot inside it, no white space or control characters anywhere.
+/// dot inside it, no white space or control characters inside (spaces around it are trimmed).
+/// A pattern and no `format`:
+/// JSON Schema's `email` format is ASCII only, and Keyframe takes internationalised addresses.
 pub fn email() -> Object {
     string()
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
         .max_length(Some(EMAIL_MAX_LEN))
         .pattern(Some(
-            r"^[^@\s\u0000-\u001f\u007f-\u009f]+@[^@.\s\u0000-\u001f\u007f-\u009f][^@\s\u0000-\u001f\u007f-\u009f]*\.[^@\s\u0000-\u001f\u007f-\u009f]*[^@.\s\u0000-\u001f\u007f-\u009f]$",
+            r"^ *[^@\s\u0000-\u001f\u007f-\u009f]+@[^@.\s\u0000-\u001f\u007f-\u009f][^@\s\u0000-\u001f\u007f-\u009f]*\.[^@\s\u0000-\u001f\u007f-\u009f]*[^@.\s\u0000-\u001f\u007f-\u009f] *$",
         ))
         .build()
 }
