@@ -73,7 +73,7 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
     let rejected = |e| readable(ApiError::from_command(e, user_rejected));
     let user = state
         .users
-        .load(&id)
+        .load_current(&id)
         .await
         .map_err(rejected)?
         .context("the first admin's account vanished")?;

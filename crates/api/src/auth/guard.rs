@@ -139,7 +139,7 @@ impl SessionGuard {
         let user_standing = match self.users.get(&user, self.ttl, |_| false) {
             Some(standing) => standing,
             None => {
-                let Some(loaded) = users.load(&user.to_string()).await.map_err(unavailable)? else {
+                let Some(loaded) = users.load_current(&user.to_string()).await.map_err(unavailable)? else {
                     return Ok(None);
                 };
                 let standing = UserStanding {

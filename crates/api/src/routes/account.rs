@@ -82,7 +82,7 @@ async fn token_user(state: &AppState, token: &str) -> Result<(UserId, User), Api
     let user_id = opaque_token_owner(token).map(UserId).ok_or_else(invalid)?;
     let user = state
         .users
-        .load(&user_id.to_string())
+        .load_current(&user_id.to_string())
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?;
     Ok((user_id, user.ok_or_else(invalid)?))

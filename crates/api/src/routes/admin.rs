@@ -392,7 +392,7 @@ pub async fn grant_credits(
     let user_id = UserId(id);
     let exists = state
         .users
-        .load(&id.to_string())
+        .load_current(&id.to_string())
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?
         .is_some();

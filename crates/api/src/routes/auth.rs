@@ -166,7 +166,7 @@ pub async fn register(
     crate::routes::credits::grant_signup_bonus(&state, user_id, &context).await;
     let user = state
         .users
-        .load(&user_id.to_string())
+        .load_current(&user_id.to_string())
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished after registration"))?;
@@ -274,7 +274,7 @@ pub(crate) async fn execute_as_user(
 pub(crate) async fn load_caller(state: &AppState, user_id: UserId) -> Result<User, ApiError> {
     state
         .users
-        .load(&user_id.to_string())
+        .load_current(&user_id.to_string())
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?
         .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))
@@ -541,7 +541,7 @@ pub(crate) async fn find_user(state: &AppState, raw_email: &str) -> Result<Optio
     };
     let user = state
         .users
-        .load(&user_id.to_string())
+        .load_current(&user_id.to_string())
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?;
     Ok(user.map(|user| (user_id, user)))
@@ -650,7 +650,7 @@ pub async fn refresh(
         .ok_or_else(|| session_rejected(SessionError::NotFound))?;
     let user = state
         .users
-        .load(&user_id.to_string())
+        .load_current(&user_id.to_string())
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| session_rejected(SessionError::NotFound))?;
@@ -770,7 +770,7 @@ pub(crate) fn clear_refresh_cookie(state: &AppState, mut response: Response) -> 
 pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<UserView>, ApiError> {
     let user = state
         .users
-        .load(&caller.user_id.to_string())
+        .load_current(&caller.user_id.to_string())
         .await
         .map_err(|e| ApiError::from_command(e, user_rejected))?;
     let user = user.ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
