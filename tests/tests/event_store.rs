@@ -418,3 +418,59 @@ async fn many_concurrent_creates_each_answer_the_position_of_their_own_event() {
         assert_eq!(event.aggregate_id, id);
     }
 }
+
+#[tokio::test]
+async fn a_cached_read_of_an_aggregate_sees_what_other_processes_appended() {
+    use keyframe_domain::user::{User, UserCommand};
+    use keyframe_domain::values::{EmailAddress, FullName, PasswordHash};
+    let db = TestDatabase::create().await;
+    let here: CommandBus<User> = CommandBus::new(db.pool.clone()).cached(16);
+    let elsewhere: CommandBus<User> = CommandBus::new(db.pool.clone());
+    let metadata = CommandMetadata::system();
+    let user_id = UserId::new();
+    let id = user_id.to_string();
+    let register = || UserCommand::RegisterUser {
+        user_id,
+        email: EmailAddress::parse("email", "ada@example.com").expect("valid"),
+        password_hash: PasswordHash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
+        full_name: None,
+        verification: None,
+        at: chrono::Utc::now(),
+    };
+    let rename = |name: &'static str| {
+        move || UserCommand::UpdateProfile {
+            full_name: Some(FullName::parse("full_name", name).expect("valid")),
+            at: chrono::Utc::now(),
+        }
+    };
+    let name_here = |user: Option<User>| user.and_then(|user| user.full_name().map(|name| name.as_str().to_owned()));
+
+    assert!(here.load_current(&id).await.expect("read").is_none(), "nothing yet");
+    elsewhere
+        .execute_new(&id, register, &metadata)
+        .await
+        .expect("registered");
+    assert_eq!(name_here(here.load_current(&id).await.expect("read")), None);
+    elsewhere.execute(&id, rename("Ada"), &metadata).await.expect("renamed");
+    assert_eq!(
+        name_here(here.load_current(&id).await.expect("read")).as_deref(),
+        Some("Ada")
+    );
+    here.execute(&id, rename("Grace"), &metadata)
+        .await
+        .expect("renamed here");
+    elsewhere
+        .execute(&id, rename("Lin"), &metadata)
+        .await
+        .expect("renamed elsewhere");
+    assert_eq!(
+        name_here(here.load_current(&id).await.expect("read")).as_deref(),
+        Some("Lin"),
+        "the cached copy caught up with the other process"
+    );
+    assert_eq!(
+        name_here(here.load_current(&id).await.expect("read")),
+        name_here(here.load(&id).await.expect("read")),
+        "as a full replay reads it"
+    );
+}
