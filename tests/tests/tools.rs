@@ -130,3 +130,62 @@ async fn replay_rebuilds_a_named_projection_and_refuses_unknown_names() {
         "replay needs --projection or --all"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_waits_for_transactions_running_when_it_began_even_in_another_database() {
+    use keyframe_eventlog::export::{ExportRange, export};
+    use std::time::Duration;
+    let db = TestDatabase::create().await;
+    // A transaction of another database, with an id: transaction ids are cluster-wide, so it
+    // holds back the horizon every export of every database reads below.
+    let elsewhere = sqlx::PgPool::connect(&keyframe_tests::admin_database_url())
+        .await
+        .expect("admin database");
+    let mut open = elsewhere.begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *open)
+        .await
+        .expect("an id");
+    write_projects(&db, 3).await;
+    let mut events = all_events(&db.pool).await;
+    events.sort_by_key(|e| e.global_position);
+
+    // The cause: without waiting, an export stops at the open transaction and misses all three.
+    let mut held_back = Vec::new();
+    let written = export(&db.pool, ExportRange::default(), Duration::ZERO, &mut held_back)
+        .await
+        .expect("export");
+    assert_eq!(written, 0, "the open transaction holds the export back");
+
+    // Waiting, it has them all once the transaction ends. Its own connection is named, to see
+    // it waiting before the transaction ends.
+    let options: sqlx::postgres::PgConnectOptions = db.url.parse().expect("url");
+    let pool = sqlx::PgPool::connect_with(options.application_name("waiting-export"))
+        .await
+        .expect("pool");
+    let exporting = tokio::spawn(async move {
+        let mut out = Vec::new();
+        export(&pool, ExportRange::default(), Duration::from_secs(30), &mut out)
+            .await
+            .map(|_| out)
+    });
+    keyframe_tests::wait_for("the export to wait", Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'waiting-export'
+             AND query LIKE '%pg_snapshot_xmin(pg_current_snapshot()) >=%'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("activity")
+            > 0
+    })
+    .await;
+    open.commit().await.expect("commit");
+    let out = exporting.await.expect("joined").expect("export");
+    let exported: Vec<RecordedEvent> = String::from_utf8(out)
+        .expect("utf-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an event"))
+        .collect();
+    assert_eq!(exported, events);
+}

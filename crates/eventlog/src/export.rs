@@ -1,11 +1,18 @@
 //! `keyframe events export`: the log as NDJSON, one event per line in global-position order,
-//! for auditors. Only events below the oldest running transaction are written, so an export
-//! never shows a gap that a late commit would fill afterwards.
+//! for auditors.
+//!
+//! An export holds every event committed before it began, and none of a transaction that could
+//! still commit: it first waits (bounded) for the transactions running when it began to end,
+//! anywhere in the cluster, since transaction ids are cluster-wide. So it never shows a gap
+//! that a late commit fills afterwards, and never misses what had committed because some other
+//! transaction (another database's, say) happened to be open. A transaction still open when
+//! the wait runs out holds the export back to the oldest running one, and the export says so.
 
 use crate::reader::{EVENT_COLUMNS, decode};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 /// Which part of the log to export; every bound is optional.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,8 +25,14 @@ pub struct ExportRange {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// Writes the range as NDJSON to `out`, reading in pages; returns the number of events written.
-pub async fn export(pool: &PgPool, range: ExportRange, out: &mut (dyn Write + Send)) -> anyhow::Result<u64> {
+/// Writes the range as NDJSON to `out`, reading in pages, after waiting up to `wait` for the
+/// transactions running when it began; returns the number of events written.
+pub async fn export(
+    pool: &PgPool,
+    range: ExportRange,
+    wait: Duration,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<u64> {
     const PAGE: i64 = 5_000;
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events
@@ -30,9 +43,7 @@ pub async fn export(pool: &PgPool, range: ExportRange, out: &mut (dyn Write + Se
          ORDER BY global_position LIMIT $5"
     );
     // One fence for the whole export, so pages agree on what had committed.
-    let fence: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-        .fetch_one(pool)
-        .await?;
+    let fence = fence(pool, wait).await?;
     let mut after = range.from_position.map_or(0, |from| from - 1);
     let mut written = 0;
     loop {
@@ -57,4 +68,35 @@ pub async fn export(pool: &PgPool, range: ExportRange, out: &mut (dyn Write + Se
     }
     out.flush()?;
     Ok(written)
+}
+
+/// The transaction id below which every transaction has ended: the first not yet started when
+/// the export began, once every transaction running then has ended; else, after `wait`, the
+/// oldest still running.
+async fn fence(pool: &PgPool, wait: Duration) -> anyhow::Result<String> {
+    let began: String = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let (all_ended, oldest_running): (bool, String) = sqlx::query_as(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8,
+                    pg_snapshot_xmin(pg_current_snapshot())::text",
+        )
+        .bind(&began)
+        .fetch_one(pool)
+        .await?;
+        if all_ended {
+            return Ok(began);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                oldest_running,
+                "a transaction open since before the export holds it back: events of that transaction \
+                 and of those after it are left out"
+            );
+            return Ok(oldest_running);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

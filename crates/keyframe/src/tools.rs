@@ -8,6 +8,9 @@ use keyframe_eventlog::export::{ExportRange, export as export_log};
 use keyframe_eventlog::projector::replay as replay_projection;
 use std::io::{BufWriter, Write};
 
+/// How long an export waits for the transactions running when it began to end.
+const EXPORT_WAITS_FOR_RUNNING: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Rebuilds the chosen projections, with a progress bar and a final rate.
 pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> {
     let pool = connect_pool(database_url, 4).await?;
@@ -64,7 +67,7 @@ pub async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> 
         )),
         None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
     };
-    let written = export_log(&pool, range, &mut out).await?;
+    let written = export_log(&pool, range, EXPORT_WAITS_FOR_RUNNING, &mut out).await?;
     drop(out);
     eprintln!("exported {written} events");
     Ok(())
