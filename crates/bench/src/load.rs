@@ -393,23 +393,25 @@ pub async fn list_projects(
     .await
 }
 
-/// `POST /api/v1/auth/login` at `login_concurrency` (each an argon2id verification and a new
-/// session) while `GET /api/v1/projects` runs at `list_concurrency`, both for `duration`:
-/// whether password hashing leaves the cores to everything else.
+/// `POST /api/v1/auth/login` with one client per account in `credentials` (each login an
+/// argon2id verification and a new session) while `GET /api/v1/projects` runs at
+/// `list_concurrency`, both for `duration`: whether password hashing leaves the cores to
+/// everything else. One account per client, as logins arrive: the logins of one account take
+/// turns with the lockout's check.
 pub async fn logins_beside_lists(
     client: &Client,
     token: &str,
-    credentials: &[u8],
-    login_concurrency: usize,
+    credentials: &[Vec<u8>],
     list_concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<(Phase, Phase)> {
-    let credentials = Bytes::copy_from_slice(credentials);
+    let credentials: std::sync::Arc<[Bytes]> = credentials.iter().map(|body| Bytes::copy_from_slice(body)).collect();
     let logins = timed(
-        client.connect(token, login_concurrency).await?,
+        client.connect(token, credentials.len()).await?,
         duration,
-        move |mut http, _| {
-            let body = credentials.to_vec();
+        move |mut http, call| {
+            // `timed` numbers a worker's calls from `worker * 1_000_000`.
+            let body = credentials[(call / 1_000_000) % credentials.len()].to_vec();
             async move {
                 let (status, _) = http.send(Method::POST, "/api/v1/auth/login", Some(body)).await?;
                 anyhow::ensure!(status == StatusCode::OK, "login: {status}");
