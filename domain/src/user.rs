@@ -1078,6 +1078,15 @@ mod tests {
             }
         }
 
+        /// The account locked now, for the policy's 30 minutes, by three failures.
+        fn locked(&self) -> UserEvent {
+            UserEvent::AccountLocked {
+                failures: 3,
+                locked_until: self.at + Duration::minutes(30),
+                locked_at: self.at,
+            }
+        }
+
         fn failed(&self, minutes: i64) -> UserEvent {
             UserEvent::LoginFailed {
                 attempt: None,
@@ -1293,6 +1302,14 @@ mod tests {
         }
     }
 
+    fn fail(attempt: LoginAttemptId, at: DateTime<Utc>) -> UserCommand {
+        UserCommand::RecordFailedLogin {
+            attempt,
+            policy: POLICY,
+            at,
+        }
+    }
+
     fn failed_attempt(attempt: LoginAttemptId, at: DateTime<Utc>) -> UserEvent {
         UserEvent::LoginFailed {
             attempt: Some(attempt),
@@ -1336,11 +1353,7 @@ mod tests {
     #[test]
     fn a_locked_account_admits_no_guess() {
         let g = Given::new();
-        let locked = UserEvent::AccountLocked {
-            failures: 3,
-            locked_until: g.at + Duration::minutes(30),
-            locked_at: g.at,
-        };
+        let locked = g.locked();
         user()
             .given(vec![g.registered(), locked])
             .when(UserCommand::AdmitLoginAttempt {
@@ -1360,11 +1373,7 @@ mod tests {
         let attempt = LoginAttemptId::new();
         user()
             .given(vec![g.registered(), g.failed(0), g.failed(1), admitted(attempt, at)])
-            .when(UserCommand::RecordFailedLogin {
-                attempt,
-                policy: POLICY,
-                at,
-            })
+            .when(fail(attempt, at))
             .then_expect_events(vec![
                 failed_attempt(attempt, at),
                 UserEvent::AccountLocked {
@@ -1379,18 +1388,10 @@ mod tests {
     fn a_judged_failure_is_recorded_even_when_the_account_is_already_locked() {
         let g = Given::new();
         let attempt = LoginAttemptId::new();
-        let locked = UserEvent::AccountLocked {
-            failures: 3,
-            locked_until: g.at + Duration::minutes(30),
-            locked_at: g.at,
-        };
+        let locked = g.locked();
         user()
             .given(vec![g.registered(), admitted(attempt, g.at), locked])
-            .when(UserCommand::RecordFailedLogin {
-                attempt,
-                policy: POLICY,
-                at: g.at,
-            })
+            .when(fail(attempt, g.at))
             .then_expect_events(vec![failed_attempt(attempt, g.at)]);
     }
 
@@ -1414,20 +1415,12 @@ mod tests {
         let attempt = LoginAttemptId::new();
         user()
             .given(vec![g.registered(), g.failed(0), g.failed(1)])
-            .when(UserCommand::RecordFailedLogin {
-                attempt,
-                policy: POLICY,
-                at,
-            })
+            .when(fail(attempt, at))
             .then_expect_events(vec![failed_attempt(attempt, at)]);
         let cleared = UserEvent::FailedLoginsCleared { cleared_at: g.at };
         user()
             .given(vec![g.registered(), g.failed(0), g.failed(1), cleared])
-            .when(UserCommand::RecordFailedLogin {
-                attempt,
-                policy: POLICY,
-                at: g.at,
-            })
+            .when(fail(attempt, g.at))
             .then_expect_events(vec![failed_attempt(attempt, g.at)]);
     }
 
@@ -1447,11 +1440,7 @@ mod tests {
     #[test]
     fn a_reset_lifts_the_lock_and_ends_older_sessions() {
         let g = Given::new();
-        let locked = UserEvent::AccountLocked {
-            failures: 3,
-            locked_until: g.at + Duration::minutes(30),
-            locked_at: g.at,
-        };
+        let locked = g.locked();
         let mut account = User::default();
         for event in [
             g.registered(),
