@@ -250,6 +250,10 @@ impl Job {
             _ => self.cost_credits,
         }
     }
+    /// Whether its owner deleted it.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
     /// Whether `actor` may see it: it exists, is not deleted, and is theirs.
     pub fn is_visible_to(&self, actor: UserId) -> bool {
         self.id.is_some() && !self.deleted && self.owner_id == Some(actor)

@@ -3,9 +3,9 @@
 //! into the data directory, so that a restart keeps tokens, sealed secrets and second factors
 //! working.
 
-use keyframe::app::connect_pool_creating_database;
 use keyframe::cli::{Cli, Command};
 use keyframe::config::Component;
+use keyframe::database::connect_pool_creating_database;
 use keyframe_api::settings::ApiSettings;
 use keyframe_tests::{TestApp, admin_database_url};
 use serde_json::{Value, json};

@@ -329,9 +329,9 @@ async fn a_caught_up_relay_and_the_readiness_probe_look_up_the_log_without_readi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn appends_in_the_leading_relays_own_process_wake_it_directly_and_others_through_notify() {
-    use keyframe_eventlog::relay::NOTIFY_CHANNEL;
     use keyframe_eventlog::store::PgEventRepository;
     use keyframe_eventlog::wake::LocalRelay;
+    use keyframe_eventlog::wake::NOTIFY_CHANNEL;
     use keyframe_tests::start_relay_woken_by;
 
     let db = TestDatabase::create().await;

@@ -4,8 +4,8 @@
 //! only when its address is verified and its password is the configured one: otherwise whoever
 //! registered the address first (no mailbox needed) would become an administrator.
 
-use crate::error::ApiError;
-use crate::routes::auth::{NewAccount, create_account, find_user, user_rejected};
+use crate::error::{ApiError, Code};
+use crate::routes::auth::{NewAccount, create_account, find_user};
 use crate::state::AppState;
 use anyhow::Context as _;
 use chrono::Utc;
@@ -49,15 +49,16 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
                     let verify = || UserCommand::MarkEmailVerified { at: Utc::now() };
                     let id = user_id.to_string();
                     state
+                        .buses()
                         .users
                         .execute(&id, verify, &metadata)
                         .await
-                        .map_err(|e| readable(ApiError::from_command(e, user_rejected)))?;
+                        .map_err(|e| readable(ApiError::from(e)))?;
                     user_id
                 }
                 // Another process made it meanwhile.
                 Err(ApiError::Conflict {
-                    code: "email_taken", ..
+                    code: Code::EmailTaken, ..
                 }) => {
                     find_user(state, email)
                         .await
@@ -70,8 +71,9 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
         }
     };
     let id = user_id.to_string();
-    let rejected = |e| readable(ApiError::from_command(e, user_rejected));
+    let rejected = |e| readable(ApiError::from(e));
     let user = state
+        .buses()
         .users
         .load_current(&id)
         .await
@@ -85,7 +87,12 @@ pub async fn ensure_first_admin(state: &AppState, email: &str, password: &str) -
             by: None,
             at: Utc::now(),
         };
-        state.users.execute(&id, promote, &metadata).await.map_err(rejected)?;
+        state
+            .buses()
+            .users
+            .execute(&id, promote, &metadata)
+            .await
+            .map_err(rejected)?;
         tracing::info!(user = %user_id, email, "the first administrator is in place");
     }
     Ok(())

@@ -5,7 +5,7 @@
 //! it reads has applied that event. If the bound passes first the query answers anyway, with
 //! `x-keyframe-consistent: false`, rather than failing the read.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::state::AppState;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -36,10 +36,13 @@ pub async fn await_min_position(state: &AppState, headers: &HeaderMap, projectio
         .and_then(|v| v.trim().parse().ok())
         .filter(|p| *p > 0)
         .ok_or_else(|| {
-            ApiError::bad_request("invalid_position", "x-keyframe-min-position must be a positive integer")
+            ApiError::bad_request(
+                Code::InvalidPosition,
+                "x-keyframe-min-position must be a positive integer",
+            )
         })?;
     let timeout = state.settings.read_your_writes_timeout;
-    Ok(keyframe_eventlog::projector::wait_until_applied(&state.pool, projection, position, timeout).await?)
+    Ok(keyframe_eventlog::projector::wait_until_applied(state.pool(), projection, position, timeout).await?)
 }
 
 /// Marks a query's response as possibly stale when the wait ran out.

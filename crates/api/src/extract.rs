@@ -1,7 +1,7 @@
 //! Extractors that turn malformed input into clear problems instead of axum's plain-text
 //! rejections: bad JSON, unknown fields, wrong types, oversized bodies, malformed ids.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -30,7 +30,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         if !starts_as_object && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
             return Err(ApiError::BadRequest {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "invalid_body",
+                code: Code::InvalidBody,
                 detail: "the body must be a JSON object".to_owned(),
             });
         }
@@ -85,12 +85,13 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             Err(PathRejection::FailedToDeserializePathParams(error)) => match error.kind() {
                 ErrorKind::ParseErrorAtKey { .. }
                 | ErrorKind::ParseErrorAtIndex { .. }
-                | ErrorKind::ParseError { .. } => {
-                    Err(ApiError::bad_request("invalid_id", "the id in the path must be a UUID"))
-                }
-                _ => Err(ApiError::bad_request("invalid_path", error.body_text())),
+                | ErrorKind::ParseError { .. } => Err(ApiError::bad_request(
+                    Code::InvalidId,
+                    "the id in the path must be a UUID",
+                )),
+                _ => Err(ApiError::bad_request(Code::InvalidPath, error.body_text())),
             },
-            Err(other) => Err(ApiError::bad_request("bad_request", other.body_text())),
+            Err(other) => Err(ApiError::bad_request(Code::BadRequest, other.body_text())),
         }
     }
 }
@@ -114,7 +115,7 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
 fn not_json() -> ApiError {
     ApiError::BadRequest {
         status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        code: "unsupported_media_type",
+        code: Code::UnsupportedMediaType,
         detail: "send the body as JSON with `Content-Type: application/json`".to_owned(),
     }
 }
@@ -124,19 +125,19 @@ pub fn json_problem(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(error) => ApiError::BadRequest {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "invalid_body",
+            code: Code::InvalidBody,
             detail: error.body_text(),
         },
-        JsonRejection::JsonSyntaxError(error) => ApiError::bad_request("malformed_json", error.body_text()),
+        JsonRejection::JsonSyntaxError(error) => ApiError::bad_request(Code::MalformedJson, error.body_text()),
         JsonRejection::MissingJsonContentType(_) => not_json(),
         JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::BadRequest {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
-                code: "payload_too_large",
+                code: Code::PayloadTooLarge,
                 detail: "the request body is larger than this endpoint accepts".to_owned(),
             }
         }
-        other => ApiError::bad_request("bad_request", other.body_text()),
+        other => ApiError::bad_request(Code::BadRequest, other.body_text()),
     }
 }
 
@@ -149,10 +150,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Path::<Uuid>::from_request_parts(parts, state).await {
             Ok(Path(id)) => Ok(Self(id)),
-            Err(PathRejection::FailedToDeserializePathParams(_)) => {
-                Err(ApiError::bad_request("invalid_id", "the id in the path must be a UUID"))
-            }
-            Err(other) => Err(ApiError::bad_request("bad_request", other.body_text())),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => Err(ApiError::bad_request(
+                Code::InvalidId,
+                "the id in the path must be a UUID",
+            )),
+            Err(other) => Err(ApiError::bad_request(Code::BadRequest, other.body_text())),
         }
     }
 }
@@ -167,6 +169,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Self(value))
-            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))
+            .map_err(|rejection| ApiError::bad_request(Code::InvalidQuery, rejection.body_text()))
     }
 }

@@ -19,6 +19,8 @@ pub mod rules;
 pub mod secrets;
 pub mod settings;
 pub mod state;
+pub mod throttle;
+pub mod views;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -86,7 +88,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1/auth", routes::auth::router(state.clone()))
         .nest(
             "/api/v1/projects",
-            routes::projects::router().merge(routes::assets::router()),
+            routes::projects::router()
+                .merge(routes::assets::router())
+                .merge(routes::jobs::project_router()),
         )
         .nest("/api/v1/jobs", routes::jobs::router())
         .nest("/api/v1/credits", routes::credits::router())

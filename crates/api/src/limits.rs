@@ -6,7 +6,6 @@
 //! [`RateLimiter`], which a shared store (Redis, Postgres) can implement for several replicas.
 //! Each policy names what it counts; a limit of 0 turns a policy off.
 
-use crate::error::ApiError;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Response};
 use axum::middleware::Next;
@@ -118,28 +117,6 @@ impl InProcessLimiter {
     }
 }
 
-/// Counts one request of `key` under `policy` (nothing when the policy is off), records the
-/// standing for the answer's headers, and refuses with 429 over the quota.
-pub fn enforce(
-    limiter: &dyn RateLimiter,
-    policy: Policy,
-    key: &str,
-    request: Option<&RequestLimits>,
-) -> Result<(), ApiError> {
-    if policy.quota == 0 {
-        return Ok(());
-    }
-    let standing = limiter.hit(policy, key);
-    if let Some(request) = request {
-        request.record(standing);
-    }
-    if standing.allowed {
-        Ok(())
-    } else {
-        Err(ApiError::RateLimited(standing))
-    }
-}
-
 /// The policies, from configuration: requests per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitSettings {
@@ -201,31 +178,6 @@ impl RateLimitSettings {
             window: Duration::from_secs(24 * 3600),
         }
     }
-}
-
-/// Middleware for the unauthenticated auth endpoints: counts the request against its client
-/// address.
-pub async fn limit_by_client_address(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
-    request: Request,
-    next: Next,
-) -> Response<axum::body::Body> {
-    use axum::response::IntoResponse as _;
-    if let Err(refused) = count_client_address(&state, &request) {
-        return refused.into_response();
-    }
-    next.run(request).await
-}
-
-/// Counts `request` against its client's address under the `auth-ip` policy.
-pub fn count_client_address(state: &crate::state::AppState, request: &Request) -> Result<(), crate::error::ApiError> {
-    let address = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| client_key(info.0.ip()))
-        .unwrap_or_default();
-    let policy = state.settings.rate_limits.auth_ip();
-    enforce(state.limiter.as_ref(), policy, &address, request.extensions().get())
 }
 
 /// The key a client address counts under: the address itself for IPv4, its /64 for IPv6 (one

@@ -5,10 +5,6 @@
 pub const MAX_PAGE: i64 = 100;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: i64 = 20;
-/// The most automatic retries a job may ask for.
-pub const MAX_JOB_RETRIES: u32 = 5;
-/// The longest prompt of a job.
-pub const MAX_PROMPT_CHARS: usize = 2_000;
 /// Longest reason an administrator gives (a suspension, a grant).
 pub const REASON_MAX_CHARS: usize = 500;
 /// Most credits an administrator grants at once.

@@ -20,7 +20,7 @@
 //! After each commit the relay is woken ([`crate::wake`]): directly when it runs in this
 //! process, else with a coalesced `NOTIFY`.
 
-use crate::store::database_unreachable;
+use crate::outage::database_unreachable;
 use crate::wake::{LocalRelay, RelayWake};
 use futures::{StreamExt as _, stream};
 use sqlx::PgPool;

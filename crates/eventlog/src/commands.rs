@@ -17,7 +17,8 @@
 //! with every job; the turn lock keeps one process's commands from racing on an entry.
 
 use crate::metadata::CommandMetadata;
-use crate::store::{PgEventRepository, capture_appended, database_unreachable};
+use crate::outage::database_unreachable;
+use crate::store::{PgEventRepository, capture_appended};
 use crate::turns::Turns;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};

@@ -15,6 +15,7 @@ pub mod append;
 pub mod commands;
 pub mod export;
 pub mod metadata;
+pub mod outage;
 pub mod projector;
 pub mod reader;
 pub mod relay;

@@ -10,7 +10,7 @@
 
 use crate::reader::{LogPosition, count_after, held_back_after, read_committed_after};
 use crate::streams::Naming;
-use crate::wake::LocalRelay;
+use crate::wake::{LocalRelay, NOTIFY_CHANNEL};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use futures::FutureExt as _;
@@ -22,8 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Advisory-lock key of the relay leader ("kfrelay" in ASCII).
 const LEADER_LOCK_KEY: i64 = 0x006b_6672_656c_6179;
-/// Channel the event repository notifies on after each append has committed.
-pub const NOTIFY_CHANNEL: &str = "keyframe_events";
 
 /// The checkpoint name of the relay `serve` runs.
 pub const DEFAULT_RELAY: &str = "events";

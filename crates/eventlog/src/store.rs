@@ -6,12 +6,13 @@
 //! begin, insert, commit, position query). Here a command's events go through the group-commit
 //! [`Appender`]: one `INSERT ... SELECT FROM unnest(...) RETURNING`, atomic on its own and shared
 //! with whatever other commands are waiting, which answers the events' global positions. The
-//! newest reaches the [`crate::commands::CommandBus`] through a task-local. Loading and
+//! newest reaches the command bus through a task-local. Loading and
 //! streaming stay postgres-es's. Conflicts surface exactly as before: a unique violation on
 //! `(aggregate_type, aggregate_id, sequence)` is an optimistic-lock error. There are no
 //! snapshots (0.5.0's snapshot store applies events twice).
 
 use crate::append::{AppendError, Appender, DEFAULT_WRITERS, EventRow};
+use crate::outage::database_unreachable;
 use crate::wake::LocalRelay;
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
@@ -74,25 +75,6 @@ impl PgEventRepository {
     /// The pool it reads and writes through.
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-}
-
-/// Whether `error` means Postgres could not be reached or dropped the connection (a restart, an
-/// administrator ending it, the network), as opposed to refusing the statement: the caller
-/// should answer "unavailable, try again", not report a bug.
-pub fn database_unreachable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        // Connection exceptions, and the server ending or refusing connections (57P01 is a
-        // shutdown or `pg_terminate_backend`). Not 08P01 (a protocol violation is a bug) nor
-        // 57014 (a cancelled statement).
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            matches!(
-                code.as_ref(),
-                "08000" | "08001" | "08003" | "08004" | "08006" | "57P01" | "57P02" | "57P03"
-            )
-        }),
-        _ => false,
     }
 }
 

@@ -11,11 +11,13 @@
 //! 2 cores with 32 clients creating projects: at 6,970 commands/s the NOTIFY statements and the
 //! listener's backend took 17 % of a core; waking in memory, the same run made 7,670/s.
 
-use crate::relay::NOTIFY_CHANNEL;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, mpsc};
+
+/// Channel the event repository notifies on after each append has committed.
+pub const NOTIFY_CHANNEL: &str = "keyframe_events";
 
 /// The relay of this process as the process's event writers see it: whether it leads, and a
 /// bell to ring when events have committed. Cheap to clone; works across Tokio runtimes.

@@ -2,20 +2,19 @@
 //! billing settlement, as configured, stopped together. The relay and projectors run on a runtime of their own ([`crate::pipeline`]).
 
 use crate::config::{Component, NatsArgs};
+use crate::database::connect_pool_creating_database;
 use crate::pipeline::{self, PipelineConfig};
 use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_api::settings::ApiSettings;
-use keyframe_api::state::{AppState, LEDGERS_CACHED};
+use keyframe_api::state::AppState;
+use keyframe_app::buses::Buses;
 use keyframe_billing::allowance::Allowances;
 use keyframe_billing::settlement::{Settlement, SettlementSettings};
-use keyframe_eventlog::commands::CommandBus;
-use keyframe_eventlog::store::PgEventRepository;
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
 use keyframe_eventlog::wake::LocalRelay;
 use keyframe_worker::coordinator::{Coordinator, CoordinatorSettings, ensure_worker_consumer};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection as _, PgPool};
+use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,26 +87,21 @@ impl Application {
             let stopped = pipeline::start(pipeline, shutdown.clone()).await?;
             tasks.spawn(async move { stopped.await.context("the pipeline's thread died")? });
         }
+        // The buses, built once: the API, the jobs coordinator and the settlement share them,
+        // so their commands on one aggregate take turns (and share its cache) instead of
+        // colliding, and their appends share commits.
+        let buses = Buses::new(pool.clone(), config.api.append_writers, local_relay.clone());
         if config.components.contains(&Component::Jobs) {
             ensure_worker_consumer(&jetstream, &naming, config.jobs.worker_ack_wait).await?;
-            let jobs = CommandBus::sharing(&PgEventRepository::with_writers(
-                pool.clone(),
-                config.api.append_writers,
-                local_relay.clone(),
-            ));
-            let coordinator = Coordinator::new(jobs, nats.clone(), &naming, config.jobs);
+            let coordinator = Coordinator::new(buses.jobs.clone(), nats.clone(), &naming, config.jobs);
             tasks.spawn(coordinator.run(shutdown.clone()));
         }
-        let append_writers = config.api.append_writers;
-        // The API's state first: a settlement in the same process uses its buses, so both
-        // take turns on a ledger (and share its cache) instead of colliding.
         let api_state = if config.components.contains(&Component::Api) {
             let listener = tokio::net::TcpListener::bind(config.addr)
                 .await
                 .with_context(|| format!("binding {}", config.addr))?;
             let first_admin = config.api.first_admin.clone();
-            let state =
-                AppState::new(pool.clone(), nats, config.api, local_relay.clone()).context("assembling the API")?;
+            let state = AppState::new(pool.clone(), nats, config.api, buses.clone()).context("assembling the API")?;
             if let Some((email, password)) = first_admin {
                 keyframe_api::bootstrap::ensure_first_admin(&state, &email, &password).await?;
             }
@@ -116,25 +110,20 @@ impl Application {
             None
         };
         if config.components.contains(&Component::Billing) {
-            let (jobs, ledgers, subscriptions) = match &api_state {
-                Some((_, state)) => (state.jobs.clone(), state.ledgers.clone(), state.subscriptions.clone()),
-                None => {
-                    let repository = PgEventRepository::with_writers(pool.clone(), append_writers, local_relay.clone());
-                    (
-                        Arc::new(CommandBus::sharing(&repository)),
-                        Arc::new(CommandBus::sharing(&repository).cached(LEDGERS_CACHED)),
-                        Arc::new(CommandBus::sharing(&repository)),
-                    )
-                }
-            };
             let allowances = Allowances::new(
                 pool.clone(),
-                ledgers.clone(),
-                subscriptions,
+                buses.ledgers.clone(),
+                buses.subscriptions.clone(),
                 config.billing.free_plan.clone(),
             )
             .map(Arc::new);
-            let mut settlement = Settlement::new(jobs, ledgers, jetstream.clone(), naming.clone(), config.billing);
+            let mut settlement = Settlement::new(
+                buses.jobs,
+                buses.ledgers,
+                jetstream.clone(),
+                naming.clone(),
+                config.billing,
+            );
             if let Some(allowances) = allowances {
                 settlement = settlement.with_allowances(allowances.clone());
                 tasks.spawn(allowances.run(shutdown.clone()));
@@ -248,85 +237,6 @@ pub async fn run_worker(args: &crate::config::WorkerArgs) -> anyhow::Result<()> 
         stop.cancel();
     });
     worker.run(shutdown).await
-}
-
-/// A connection idle longer than this is pinged before it is handed out.
-const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
-
-/// A pool sized for the process.
-///
-/// sqlx pings a connection before handing it out unless told not to: a round trip on the
-/// request's path before every statement. (It also pings each connection it takes back, which
-/// cannot be turned off in sqlx 0.8, but that happens after the request has its answer.) Here
-/// only a connection that sat idle, the kind a Postgres restart or a network cut leaves dead, is
-/// pinged first; a busy one that died fails its statement, which answers 503 and is closed.
-pub async fn connect_pool(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .test_before_acquire(false)
-        .before_acquire(|connection, meta| {
-            Box::pin(async move {
-                if meta.idle_for < PING_WHEN_IDLE_FOR {
-                    return Ok(true);
-                }
-                Ok(connection.ping().await.is_ok())
-            })
-        })
-        .connect(database_url)
-        .await
-        .with_context(|| format!("connecting to Postgres at {}", redact(database_url)))
-}
-
-/// [`connect_pool`], first creating the database the URL names when it does not exist (as
-/// `createdb` would, from the server's `postgres` database), so that a first `serve` or
-/// `migrate` needs nothing made by hand. A role that may not create databases gets an
-/// explanation of what to do instead.
-pub async fn connect_pool_creating_database(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    use sqlx::migrate::MigrateDatabase as _;
-    match connect_pool(database_url, max_connections).await {
-        Err(error) if sqlstate(&error).as_deref() == Some("3D000") => {
-            let target = redact(database_url);
-            match sqlx::Postgres::create_database(database_url).await {
-                Ok(()) => tracing::info!(database = %target, "the database did not exist: created it"),
-                // Another process created it at the same moment.
-                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
-                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42501") => anyhow::bail!(
-                    "the database at {target} does not exist, and its role may not create databases: \
-                     create it once (createdb, or CREATE DATABASE as a role that may), or grant the role \
-                     CREATEDB"
-                ),
-                Err(create) => {
-                    return Err(anyhow::Error::new(create)
-                        .context(format!("the database at {target} does not exist; creating it failed")));
-                }
-            }
-            connect_pool(database_url, max_connections).await
-        }
-        other => other,
-    }
-}
-
-/// The SQLSTATE of the database error behind `error`, if there is one.
-fn sqlstate(error: &anyhow::Error) -> Option<String> {
-    match error.downcast_ref::<sqlx::Error>()? {
-        sqlx::Error::Database(db) => db.code().map(std::borrow::Cow::into_owned),
-        _ => None,
-    }
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 async fn shutdown_signal() {

@@ -1,11 +1,10 @@
 //! The command line: `serve`, `migrate`, `replay`, `events export`.
 
-use crate::app::{AppConfig, Application, connect_pool_creating_database};
+use crate::app::{AppConfig, Application};
 use crate::config::{CommonArgs, ServeArgs, WorkerArgs};
-use crate::tools;
-use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use crate::database::connect_pool_creating_database;
+use crate::tools::{self, ExportArgs, ReplayArgs};
+use clap::{Parser, Subcommand};
 
 /// Keyframe: the event-sourced backend of an AI video platform.
 #[derive(Debug, Parser)]
@@ -38,42 +37,11 @@ pub enum Command {
     },
 }
 
-/// `keyframe replay`.
-#[derive(Debug, Args)]
-pub struct ReplayArgs {
-    /// The projection to rebuild (e.g. `project_list`).
-    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
-    pub projection: Option<String>,
-    /// Rebuild every projection.
-    #[arg(long)]
-    pub all: bool,
-    /// Events per transaction.
-    #[arg(long, default_value_t = 5_000)]
-    pub batch_size: i64,
-}
-
 /// `keyframe events ...`.
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     /// Write the log as NDJSON, in global-position order.
     Export(ExportArgs),
-}
-
-/// `keyframe events export`.
-#[derive(Debug, Args)]
-pub struct ExportArgs {
-    /// First global position to include.
-    #[arg(long, conflicts_with = "since")]
-    pub from_position: Option<i64>,
-    /// Earliest recording time to include (RFC 3339).
-    #[arg(long)]
-    pub since: Option<DateTime<Utc>>,
-    /// Recording time to stop before (RFC 3339).
-    #[arg(long)]
-    pub until: Option<DateTime<Utc>>,
-    /// File to write; standard output when absent.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
 }
 
 /// Runs the parsed command line.

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod database;
 pub mod dev_secrets;
 pub mod pipeline;
 pub mod telemetry;

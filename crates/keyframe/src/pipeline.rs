@@ -8,8 +8,8 @@
 //! get their own Postgres pool and NATS connection: I/O objects belong to the runtime that made
 //! them.
 
-use crate::app::connect_pool;
 use crate::config::NatsArgs;
+use crate::database::connect_pool;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use keyframe_eventlog::projector::{Projector, ProjectorSettings};

@@ -1,12 +1,45 @@
 //! The operator and auditor tools: `replay` and `events export`.
 
-use crate::app::connect_pool;
-use crate::cli::{ExportArgs, ReplayArgs};
+use crate::database::connect_pool;
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use keyframe_eventlog::export::{ExportRange, export as export_log};
 use keyframe_eventlog::projector::replay as replay_projection;
 use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+/// `keyframe replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The projection to rebuild (e.g. `project_list`).
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub projection: Option<String>,
+    /// Rebuild every projection.
+    #[arg(long)]
+    pub all: bool,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 5_000)]
+    pub batch_size: i64,
+}
+
+/// `keyframe events export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// First global position to include.
+    #[arg(long, conflicts_with = "since")]
+    pub from_position: Option<i64>,
+    /// Earliest recording time to include (RFC 3339).
+    #[arg(long)]
+    pub since: Option<DateTime<Utc>>,
+    /// Recording time to stop before (RFC 3339).
+    #[arg(long)]
+    pub until: Option<DateTime<Utc>>,
+    /// File to write; standard output when absent.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
 
 /// How long an export waits for the transactions running when it began to end.
 const EXPORT_WAITS_FOR_RUNNING: std::time::Duration = std::time::Duration::from_secs(30);

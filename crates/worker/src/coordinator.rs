@@ -82,7 +82,7 @@ pub async fn ensure_worker_consumer(
 
 /// Answers the workers.
 pub struct Coordinator {
-    jobs: CommandBus<Job>,
+    jobs: Arc<CommandBus<Job>>,
     client: async_nats::Client,
     subjects: WorkerSubjects,
     settings: CoordinatorSettings,
@@ -91,7 +91,7 @@ pub struct Coordinator {
 impl Coordinator {
     /// A coordinator running commands through `jobs`.
     pub fn new(
-        jobs: CommandBus<Job>,
+        jobs: Arc<CommandBus<Job>>,
         client: async_nats::Client,
         naming: &Naming,
         settings: CoordinatorSettings,

@@ -17,12 +17,11 @@
 //! hidden too, and the three take alike (the bench's `logins` phase measures them).
 
 use crate::context::RequestContext;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::error::{ApiError, Code};
 use chrono::{DateTime, Utc};
 use keyframe_domain::ids::{LoginAttemptId, UserId};
-use keyframe_domain::user::{User, UserCommand, UserError};
-use keyframe_eventlog::commands::CommandError;
+use keyframe_domain::user::{LockoutPolicy, User, UserCommand, UserError};
+use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::Actor;
 use keyframe_eventlog::turns::Turns;
 use rand::Rng as _;
@@ -87,14 +86,14 @@ impl LoginGate {
     /// of its own guesses. (Turns are striped, so an unrelated account may share one, 1 in 1,024.)
     pub async fn judge<T>(
         &self,
-        state: &AppState,
+        users: &CommandBus<User>,
+        policy: LockoutPolicy,
         context: &RequestContext,
         user_id: UserId,
         check: impl AsyncFnOnce(&User) -> Result<Option<T>, ApiError>,
     ) -> Result<Judgment<T>, ApiError> {
         let id = user_id.to_string();
         let metadata = context.metadata(Actor::User(user_id));
-        let policy = state.settings.lockout;
         let attempt = LoginAttemptId::new();
         let queued_from = Instant::now();
         let _turn = self.turns.take(&id).await;
@@ -104,7 +103,7 @@ impl LoginGate {
             policy,
             at: Utc::now(),
         };
-        match state.users.execute(&id, admit, &metadata).await {
+        match users.execute(&id, admit, &metadata).await {
             Ok(_) => {}
             Err(CommandError::Rejected(UserError::AccountLocked { until })) => {
                 return Ok(Judgment::NotAdmitted {
@@ -117,8 +116,7 @@ impl LoginGate {
             }
             Err(error) => return Err(ApiError::from_command(error, |_| unreachable_rejection())),
         }
-        let user = state
-            .users
+        let user = users
             .load_current(&id)
             .await
             .map_err(|error| ApiError::from_command(error, |_| unreachable_rejection()))?
@@ -131,7 +129,7 @@ impl LoginGate {
                     attempt,
                     at: Utc::now(),
                 };
-                record_verdict(state, &id, passed, &metadata).await?;
+                record_verdict(users, &id, passed, &metadata).await?;
                 Ok(Judgment::Right(Box::new(user), found))
             }
             None => {
@@ -140,7 +138,7 @@ impl LoginGate {
                     policy,
                     at: Utc::now(),
                 };
-                if let Err(error) = record_verdict(state, &id, failed, &metadata).await {
+                if let Err(error) = record_verdict(users, &id, failed, &metadata).await {
                     // The admission is on record and counts until the window passes it.
                     tracing::error!(user = %user_id, error = %error, "a judged failure could not be recorded");
                 }
@@ -187,14 +185,14 @@ impl LoginGate {
 /// Records a verdict, trying again while other writers get to the account first (every
 /// verdict is recorded, none lost to a conflict), for up to [`RECORD_VERDICT_FOR`].
 async fn record_verdict(
-    state: &AppState,
+    users: &CommandBus<User>,
     id: &str,
     command: impl Fn() -> UserCommand + Copy,
     metadata: &keyframe_eventlog::metadata::CommandMetadata,
 ) -> Result<(), ApiError> {
     let deadline = Instant::now() + RECORD_VERDICT_FOR;
     loop {
-        match state.users.execute(id, command, metadata).await {
+        match users.execute(id, command, metadata).await {
             Ok(_) => return Ok(()),
             Err(CommandError::Conflict { .. }) if Instant::now() < deadline => {}
             Err(error) => return Err(ApiError::from_command(error, |_| unreachable_rejection())),
@@ -205,7 +203,7 @@ async fn record_verdict(
 /// 403 `account_locked`, for a caller who holds a session (who may learn of the lock).
 pub fn account_locked(until: DateTime<Utc>) -> ApiError {
     ApiError::Forbidden {
-        code: "account_locked",
+        code: Code::AccountLocked,
         detail: format!(
             "too many failed attempts; try again after {} or reset the password",
             until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -220,7 +218,7 @@ pub fn refused_guess(locked_until: Option<DateTime<Utc>>, threshold: u32) -> Api
     match locked_until {
         Some(until) => account_locked(until),
         None => ApiError::Conflict {
-            code: "too_many_attempts",
+            code: Code::TooManyAttempts,
             detail: format!("{threshold} attempts for this account are being judged already; try again shortly"),
         },
     }

@@ -6,12 +6,14 @@ pub mod lockout;
 pub mod passwords;
 pub mod tokens;
 
-use crate::error::ApiError;
+use crate::context::RequestContext;
+use crate::error::{ApiError, Code};
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use keyframe_domain::ids::{SessionId, UserId};
+use keyframe_eventlog::metadata::{Actor, CommandMetadata};
 
 /// The caller, proven by a valid access token. Use it as an extractor on protected routes.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +24,21 @@ pub struct AuthUser {
     pub session_id: SessionId,
     /// Whether the caller is an administrator.
     pub admin: bool,
+}
+
+impl AuthUser {
+    /// The caller as the authorization policy sees them.
+    pub fn actor(&self) -> keyframe_app::policy::Actor {
+        keyframe_app::policy::Actor {
+            user_id: self.user_id,
+            admin: self.admin,
+        }
+    }
+
+    /// The metadata of the events the caller's command causes within the request `context`.
+    pub fn metadata(&self, context: &RequestContext) -> CommandMetadata {
+        context.metadata(Actor::User(self.user_id))
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -35,29 +52,29 @@ impl FromRequestParts<AppState> for AuthUser {
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing_token", "send `Authorization: Bearer <access token>`"))?;
+            .ok_or_else(|| ApiError::unauthorized(Code::MissingToken, "send `Authorization: Bearer <access token>`"))?;
         let token = header
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .ok_or_else(|| {
-                ApiError::unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`")
+                ApiError::unauthorized(Code::InvalidToken, "the Authorization header must be `Bearer <token>`")
             })?;
-        let invalid = || ApiError::unauthorized("invalid_token", "the access token is invalid or expired");
+        let invalid = || ApiError::unauthorized(Code::InvalidToken, "the access token is invalid or expired");
         let claims = state.tokens.verify_access(token.trim()).map_err(|_| invalid())?;
         let (user_id, session_id) = (UserId(claims.sub), SessionId(claims.sid));
         let access = state
             .session_guard
-            .access(&state.sessions, &state.users, session_id, user_id)
+            .access(&state.buses().sessions, &state.buses().users, session_id, user_id)
             .await
             .map_err(|error| ApiError::from_command(error, |_| invalid()))?;
         let Some(access) = access else {
             return Err(ApiError::unauthorized(
-                "session_ended",
+                Code::SessionEnded,
                 "the session of this token has ended; log in again",
             ));
         };
-        crate::limits::enforce(
+        crate::throttle::enforce(
             state.limiter.as_ref(),
             state.settings.rate_limits.api_user(),
             &user_id.to_string(),

@@ -130,7 +130,7 @@ pub fn project_description_or_null() -> Object {
 
 /// A job's free-text prompt, when given.
 pub fn prompt_or_null() -> Object {
-    nullable(string().max_length(Some(crate::rules::MAX_PROMPT_CHARS)).build())
+    nullable(string().max_length(Some(keyframe_app::jobs::MAX_PROMPT_CHARS)).build())
 }
 
 /// A job's automatic retries, when given.
@@ -141,7 +141,7 @@ pub fn max_retries_or_null() -> Object {
             Type::Null,
         ]))
         .minimum(Some(0))
-        .maximum(Some(crate::rules::MAX_JOB_RETRIES))
+        .maximum(Some(keyframe_app::jobs::MAX_JOB_RETRIES))
         .build()
 }
 

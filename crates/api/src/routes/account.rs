@@ -12,7 +12,7 @@ use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
-use crate::routes::auth::{UserView, execute_as_user, find_user, limit_per_account, load_caller, user_rejected};
+use crate::routes::auth::{UserView, execute_as_user, find_user, limit_per_account, load_caller};
 use crate::routes::sessions::{EveryLiveSession, end_all_sessions};
 use crate::state::AppState;
 use axum::Json;
@@ -78,13 +78,14 @@ pub struct UpdateProfileRequest {
 
 /// The user a mailed token names, loaded; an unknown or malformed token is `invalid_token`.
 async fn token_user(state: &AppState, token: &str) -> Result<(UserId, User), ApiError> {
-    let invalid = || user_rejected(UserError::TokenInvalid);
+    let invalid = || ApiError::from(UserError::TokenInvalid);
     let user_id = opaque_token_owner(token).map(UserId).ok_or_else(invalid)?;
     let user = state
+        .buses()
         .users
         .load_current(&user_id.to_string())
         .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?;
+        .map_err(ApiError::from)?;
     Ok((user_id, user.ok_or_else(invalid)?))
 }
 
@@ -180,7 +181,12 @@ fn mail_token_in_background(state: AppState, context: RequestContext, email: Str
             }
         };
         let metadata = context.metadata(Actor::Anonymous);
-        if let Err(error) = state.users.execute(&user_id.to_string(), command, &metadata).await {
+        if let Err(error) = state
+            .buses()
+            .users
+            .execute(&user_id.to_string(), command, &metadata)
+            .await
+        {
             tracing::error!(user = %user_id, error = %error, "recording a mailed token failed");
             return;
         }
@@ -253,7 +259,17 @@ pub async fn change_password(
             .await?
             .then_some(()))
     };
-    let user = match state.logins.judge(&state, &context, caller.user_id, check).await? {
+    let user = match state
+        .logins
+        .judge(
+            &state.buses().users,
+            state.settings.lockout,
+            &context,
+            caller.user_id,
+            check,
+        )
+        .await?
+    {
         Judgment::Right(user, ()) => *user,
         Judgment::Wrong { .. } => {
             return Err(ApiError::Validation(vec![FieldError {

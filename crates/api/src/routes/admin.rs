@@ -8,9 +8,8 @@
 use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, Code, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
-use crate::routes::auth::user_rejected;
 use crate::routes::sessions::{EveryLiveSession, end_all_sessions};
 use crate::rules::{GRANT_MAX_CREDITS, REASON_MAX_CHARS};
 use crate::state::AppState;
@@ -53,7 +52,7 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
     };
     if !caller.admin {
         return ApiError::Forbidden {
-            code: "admin_only",
+            code: Code::AdminOnly,
             detail: "this endpoint is for administrators".to_owned(),
         }
         .into_response();
@@ -181,7 +180,7 @@ pub async fn list_users(
         }]));
     }
     let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
-    let mut rows = user_directory::list(&state.pool, query.cursor, limit + 1).await?;
+    let mut rows = user_directory::list(state.pool(), query.cursor, limit + 1).await?;
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next_cursor = more.then(|| rows.last().map(|row| row.user_id.to_string())).flatten();
@@ -202,7 +201,7 @@ pub async fn show_user(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
-    let row = user_directory::get(&state.pool, id)
+    let row = user_directory::get(state.pool(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(mark_consistency(caught_up, Json(AdminUserView::from(row))))
@@ -218,10 +217,11 @@ async fn administer(
 ) -> Result<i64, ApiError> {
     let metadata = context.metadata(Actor::User(admin.user_id));
     let position = state
+        .buses()
         .users
         .execute(&id.to_string(), command, &metadata)
         .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?;
+        .map_err(ApiError::from)?;
     state.session_guard.user_changed(id);
     Ok(position)
 }
@@ -326,13 +326,13 @@ pub async fn reactivate(
     responses((status = 200, body = SystemStats), (status = 403, body = crate::error::Problem)))]
 pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
-    let users = user_directory::counts(&state.pool).await?;
+    let users = user_directory::counts(state.pool()).await?;
     let (active_sessions, projects, events): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM session_list WHERE ended_at IS NULL AND refresh_expires_at > now()),
                 (SELECT count(*) FROM project_list WHERE deleted_at IS NULL),
                 (SELECT coalesce(max(global_position), 0) FROM events)",
     )
-    .fetch_one(&state.pool)
+    .fetch_one(state.pool())
     .await?;
     let stats = SystemStats {
         users: users.total,
@@ -363,7 +363,7 @@ pub struct GrantCreditsRequest {
 /// Grant credits to a user.
 #[utoipa::path(post, path = "/api/v1/admin/users/{id}/credits", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")), request_body = GrantCreditsRequest,
-    responses((status = 200, body = crate::routes::credits::Balance), (status = 403, body = crate::error::Problem),
+    responses((status = 200, body = crate::views::Balance), (status = 403, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn grant_credits(
     State(state): State<AppState>,
@@ -389,24 +389,15 @@ pub async fn grant_credits(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let user_id = UserId(id);
-    let exists = state
-        .users
-        .load_current(&id.to_string())
-        .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?
-        .is_some();
-    if !exists {
-        return Err(ApiError::not_found("user"));
-    }
-    let metadata = context.metadata(Actor::User(admin.user_id));
-    let source = keyframe_domain::ledger::GrantSource::Admin {
-        admin_id: admin.user_id,
-    };
-    let position = crate::routes::credits::grant(&state, user_id, body.amount, source, &reason, &metadata).await?;
-    let ledger = crate::routes::credits::ledger(&state, user_id).await?;
-    Ok(with_position(
-        position,
-        Json(crate::routes::credits::Balance::of(&ledger)),
-    ))
+    let (position, ledger) = state
+        .app
+        .grant_by_administrator(
+            &admin.actor(),
+            UserId(id),
+            body.amount,
+            &reason,
+            &admin.metadata(&context),
+        )
+        .await?;
+    Ok(with_position(position, Json(crate::views::Balance::of(&ledger))))
 }

@@ -5,7 +5,7 @@ use crate::auth::lockout::Judgment;
 use crate::auth::tokens::{MFA_TOKEN_TTL_SECS, hash_opaque_token, new_opaque_token, opaque_token_owner};
 use crate::consistency::with_position;
 use crate::context::RequestContext;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, Code, FieldError};
 use crate::extract::{ApiJson, json_problem};
 use crate::routes::sessions::end_session;
 use crate::state::AppState;
@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate as _;
 use keyframe_domain::ids::{SessionId, UserId};
 use keyframe_domain::session::{EndRequester, SessionCommand, SessionEndReason, SessionError};
-use keyframe_domain::user::{ExpiringToken, User, UserCommand, UserError};
+use keyframe_domain::user::{ExpiringToken, User, UserCommand};
 use keyframe_domain::values::{EmailAddress, FullName, Password, PasswordHash, TokenHash, ValidationError};
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
@@ -47,7 +47,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/password-reset/confirm", post(account::confirm_password_reset))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
-            crate::limits::limit_by_client_address,
+            crate::throttle::limit_by_client_address,
         ));
     let with_session = Router::new()
         .route("/logout", post(logout))
@@ -163,12 +163,16 @@ pub async fn register(
         verification: Some(verification),
     };
     let position = create_account(&state, account, &context.metadata(Actor::Anonymous)).await?;
-    crate::routes::credits::grant_signup_bonus(&state, user_id, &context).await;
+    state
+        .app
+        .grant_signup_bonus(user_id, &context.metadata(Actor::User(user_id)))
+        .await;
     let user = state
+        .buses()
         .users
         .load_current(&user_id.to_string())
         .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?;
+        .map_err(ApiError::from)?;
     let user = user.ok_or_else(|| anyhow::anyhow!("user {user_id} vanished after registration"))?;
     let mail = state
         .mailer
@@ -212,13 +216,13 @@ pub(crate) async fn create_account(
         sqlx::query("INSERT INTO email_reservations (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(email.as_str())
             .bind(user_id.0)
-            .execute(&state.pool)
+            .execute(state.pool())
             .await?
             .rows_affected()
             == 1;
     if !reserved {
         return Err(ApiError::Conflict {
-            code: "email_taken",
+            code: Code::EmailTaken,
             detail: "an account with this e-mail exists".to_owned(),
         });
     }
@@ -231,7 +235,12 @@ pub(crate) async fn create_account(
         verification: verification.clone(),
         at: now,
     };
-    match state.users.execute_new(&user_id.to_string(), command, metadata).await {
+    match state
+        .buses()
+        .users
+        .execute_new(&user_id.to_string(), command, metadata)
+        .await
+    {
         Ok(position) => Ok(position),
         Err(error) => {
             // Registration failed: free the address for another try, unless the user was
@@ -244,12 +253,12 @@ pub(crate) async fn create_account(
             .bind(user_id.0)
             .bind(User::TYPE)
             .bind(user_id.to_string())
-            .execute(&state.pool)
+            .execute(state.pool())
             .await;
             if let Err(cleanup) = freed {
                 tracing::warn!(error = %cleanup, email_owner = %user_id, "an e-mail reservation stays behind");
             }
-            Err(ApiError::from_command(error, user_rejected))
+            Err(ApiError::from(error))
         }
     }
 }
@@ -264,69 +273,25 @@ pub(crate) async fn execute_as_user(
 ) -> Result<i64, ApiError> {
     let metadata = context.metadata(Actor::User(user_id));
     state
+        .buses()
         .users
         .execute(&user_id.to_string(), command, &metadata)
         .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))
+        .map_err(ApiError::from)
 }
 
 /// The caller's account; gone (it never is, but the token outlived it) answers 401.
 pub(crate) async fn load_caller(state: &AppState, user_id: UserId) -> Result<User, ApiError> {
     state
+        .buses()
         .users
         .load_current(&user_id.to_string())
         .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?
-        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::unauthorized(Code::InvalidToken, "the account no longer exists"))
 }
 
 /// How the `User` aggregate's refusals answer.
-pub(crate) fn user_rejected(error: UserError) -> ApiError {
-    let detail = error.to_string();
-    match error {
-        UserError::AlreadyRegistered => ApiError::Conflict {
-            code: "already_registered",
-            detail,
-        },
-        UserError::AlreadyVerified => ApiError::Conflict {
-            code: "already_verified",
-            detail,
-        },
-        UserError::NotFound => ApiError::not_found("account"),
-        UserError::TokenInvalid => ApiError::bad_request("invalid_token", detail),
-        UserError::TokenExpired => ApiError::bad_request("token_expired", detail),
-        UserError::TotpAlreadyEnabled => ApiError::Conflict {
-            code: "totp_already_enabled",
-            detail,
-        },
-        UserError::TotpNotSetUp => ApiError::Conflict {
-            code: "totp_not_set_up",
-            detail,
-        },
-        UserError::TotpNotEnabled => ApiError::Conflict {
-            code: "totp_not_enabled",
-            detail,
-        },
-        UserError::TotpCodeReused => ApiError::bad_request("totp_code_reused", detail),
-        UserError::ApiKeyNotFound => ApiError::not_found("API key"),
-        UserError::CannotActOnSelf => ApiError::Conflict {
-            code: "cannot_act_on_self",
-            detail,
-        },
-        UserError::AlreadySuspended => ApiError::Conflict {
-            code: "already_suspended",
-            detail,
-        },
-        UserError::NotSuspended => ApiError::Conflict {
-            code: "not_suspended",
-            detail,
-        },
-        UserError::AccountLocked { .. } | UserError::LoginAttemptsExhausted => {
-            ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong")
-        }
-    }
-}
-
 /// `POST /login` body, as JSON.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -364,7 +329,7 @@ impl<S: Send + Sync> FromRequest<S> for Credentials {
         if is_form {
             let Form(form) = Form::<LoginForm>::from_request(request, state)
                 .await
-                .map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
+                .map_err(|rejection| ApiError::bad_request(Code::InvalidBody, rejection.body_text()))?;
             Ok(Self {
                 email: form.username,
                 password: form.password,
@@ -416,7 +381,7 @@ pub async fn login(
     credentials: Credentials,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let invalid = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
+    let invalid = || ApiError::unauthorized(Code::InvalidCredentials, "the e-mail or password is wrong");
     limit_per_account(&state, &context, &credentials.email)?;
     let Credentials { email, password } = credentials;
     let user_id = find_user_id(&state, &email).await?;
@@ -426,7 +391,10 @@ pub async fn login(
                 let hash = Some(user.password_hash().clone());
                 Ok(state.passwords.verify(password.clone(), hash).await?.then_some(()))
             };
-            state.logins.judge(&state, &context, user_id, check).await?
+            state
+                .logins
+                .judge(&state.buses().users, state.settings.lockout, &context, user_id, check)
+                .await?
         }
         None => Judgment::NotAdmitted { locked_until: None },
     };
@@ -448,13 +416,13 @@ pub async fn login(
     let now = Utc::now();
     if user.suspension().is_some() {
         return Err(ApiError::Forbidden {
-            code: "account_suspended",
+            code: Code::AccountSuspended,
             detail: "this account is suspended; contact support".to_owned(),
         });
     }
     if state.settings.require_email_verification && !user.email_verified() {
         return Err(ApiError::Forbidden {
-            code: "email_not_verified",
+            code: Code::EmailNotVerified,
             detail: "confirm the e-mail address with the link we sent first (POST /api/v1/auth/resend-verification sends another)"
                 .to_owned(),
         });
@@ -508,10 +476,11 @@ pub(crate) async fn start_session(
     };
     let metadata = context.metadata(Actor::User(user_id));
     let position = state
+        .buses()
         .sessions
         .execute_new(&session_id.to_string(), command, &metadata)
         .await
-        .map_err(|e| ApiError::from_command(e, session_rejected))?;
+        .map_err(ApiError::from)?;
     let token_user = TokenUser {
         id: user_id.0,
         email: user.email().to_string(),
@@ -526,7 +495,7 @@ pub(crate) async fn start_session(
 /// Counts a login or mail request against the account it names (the `auth-account` rate
 /// limit), whether or not the account exists.
 pub(crate) fn limit_per_account(state: &AppState, context: &RequestContext, raw_email: &str) -> Result<(), ApiError> {
-    crate::limits::enforce(
+    crate::throttle::enforce(
         state.limiter.as_ref(),
         state.settings.rate_limits.auth_account(),
         &raw_email.trim().to_lowercase(),
@@ -540,10 +509,11 @@ pub(crate) async fn find_user(state: &AppState, raw_email: &str) -> Result<Optio
         return Ok(None);
     };
     let user = state
+        .buses()
         .users
         .load_current(&user_id.to_string())
         .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?;
+        .map_err(ApiError::from)?;
     Ok(user.map(|user| (user_id, user)))
 }
 
@@ -554,7 +524,7 @@ async fn find_user_id(state: &AppState, raw_email: &str) -> Result<Option<UserId
     };
     let user_id = sqlx::query_scalar::<_, Uuid>("SELECT user_id FROM email_reservations WHERE email = $1")
         .bind(email.as_str())
-        .fetch_optional(&state.pool)
+        .fetch_optional(state.pool())
         .await?;
     Ok(user_id.map(UserId))
 }
@@ -593,25 +563,6 @@ fn refresh_cookie(state: &AppState, value: &str, max_age_secs: u64) -> String {
     format!("{REFRESH_COOKIE}={value}; Path=/api/v1/auth; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}")
 }
 
-fn session_rejected(error: SessionError) -> ApiError {
-    match error {
-        SessionError::AlreadyStarted => ApiError::Conflict {
-            code: "session_exists",
-            detail: error.to_string(),
-        },
-        SessionError::RefreshTokenReused => ApiError::unauthorized(
-            "refresh_token_reused",
-            "this refresh token was already used; log in again",
-        ),
-        SessionError::NotFound
-        | SessionError::Ended
-        | SessionError::RefreshTokenInvalid
-        | SessionError::RefreshTokenExpired => {
-            ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid, used or expired")
-        }
-    }
-}
-
 /// `POST /refresh` body; may be omitted when the refresh cookie is sent.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -631,7 +582,10 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let presented = if body.is_empty() {
         cookie_value(&headers, REFRESH_COOKIE).ok_or_else(|| {
-            ApiError::unauthorized("missing_refresh_token", "send the refresh token in the body or cookie")
+            ApiError::unauthorized(
+                Code::MissingRefreshToken,
+                "send the refresh token in the body or cookie",
+            )
         })?
     } else {
         let axum::Json(request) = axum::Json::<RefreshRequest>::from_bytes(&body).map_err(json_problem)?;
@@ -639,25 +593,27 @@ pub async fn refresh(
     };
     let session_id = opaque_token_owner(&presented)
         .map(SessionId)
-        .ok_or_else(|| session_rejected(SessionError::RefreshTokenInvalid))?;
+        .ok_or_else(|| ApiError::from(SessionError::RefreshTokenInvalid))?;
     let session = state
+        .buses()
         .sessions
         .load(&session_id.to_string())
         .await
-        .map_err(|e| ApiError::from_command(e, session_rejected))?;
+        .map_err(ApiError::from)?;
     let (user_id, started_at) = session
         .and_then(|session| Some((session.user_id()?, session.started_at()?)))
-        .ok_or_else(|| session_rejected(SessionError::NotFound))?;
+        .ok_or_else(|| ApiError::from(SessionError::NotFound))?;
     let user = state
+        .buses()
         .users
         .load_current(&user_id.to_string())
         .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?;
-    let user = user.ok_or_else(|| session_rejected(SessionError::NotFound))?;
+        .map_err(ApiError::from)?;
+    let user = user.ok_or_else(|| ApiError::from(SessionError::NotFound))?;
     // A user-wide "end every session" (reset, change, suspension, logout-all) ended this one,
     // whether or not it was reached one by one.
     if user.suspension().is_some() || user.ended_session(session_id, started_at) {
-        return Err(session_rejected(SessionError::Ended));
+        return Err(ApiError::from(SessionError::Ended));
     }
 
     let now = Utc::now();
@@ -672,6 +628,7 @@ pub async fn refresh(
     };
     let metadata = context.metadata(Actor::User(user_id));
     let position = match state
+        .buses()
         .sessions
         .execute(&session_id.to_string(), command, &metadata)
         .await
@@ -680,7 +637,7 @@ pub async fn refresh(
         Err(CommandError::Rejected(SessionError::RefreshTokenReused)) => {
             return Err(revoke_for_reuse(&state, session_id, presented_hash, &metadata).await);
         }
-        Err(error) => return Err(ApiError::from_command(error, session_rejected)),
+        Err(error) => return Err(ApiError::from(error)),
     };
     let token_user = TokenUser {
         id: user_id.0,
@@ -705,17 +662,22 @@ async fn revoke_for_reuse(
         presented_hash: presented_hash.clone(),
         at: Utc::now(),
     };
-    match state.sessions.execute(&session_id.to_string(), command, metadata).await {
+    match state
+        .buses()
+        .sessions
+        .execute(&session_id.to_string(), command, metadata)
+        .await
+    {
         // Revoked now, or already ended by a concurrent request: either way, refused.
         Ok(_) | Err(CommandError::Rejected(SessionError::Ended)) => {
             state.session_guard.ended(session_id);
             tracing::warn!(session = %session_id, "a replaced refresh token was presented; the session is revoked");
             ApiError::unauthorized(
-                "refresh_token_reused",
+                Code::RefreshTokenReused,
                 "this refresh token was already used; the session is revoked for safety, log in again",
             )
         }
-        Err(error) => ApiError::from_command(error, session_rejected),
+        Err(error) => ApiError::from(error),
     }
 }
 
@@ -748,7 +710,7 @@ pub async fn logout(
         &metadata,
     )
     .await
-    .map_err(|error| ApiError::from_command(error, session_rejected))?;
+    .map_err(ApiError::from)?;
     let response = clear_refresh_cookie(&state, StatusCode::NO_CONTENT.into_response());
     Ok(match position {
         Some(position) => with_position(position, response),
@@ -769,10 +731,11 @@ pub(crate) fn clear_refresh_cookie(state: &AppState, mut response: Response) -> 
     responses((status = 200, body = UserView), (status = 401, body = crate::error::Problem)))]
 pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<UserView>, ApiError> {
     let user = state
+        .buses()
         .users
         .load_current(&caller.user_id.to_string())
         .await
-        .map_err(|e| ApiError::from_command(e, user_rejected))?;
-    let user = user.ok_or_else(|| ApiError::unauthorized("invalid_token", "the account no longer exists"))?;
+        .map_err(ApiError::from)?;
+    let user = user.ok_or_else(|| ApiError::unauthorized(Code::InvalidToken, "the account no longer exists"))?;
     Ok(Json(UserView::of(caller.user_id, &user)))
 }

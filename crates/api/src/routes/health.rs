@@ -59,7 +59,7 @@ pub async fn live() -> Json<Health> {
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let postgres = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool))
+    let postgres = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(state.pool()))
         .await
         .is_ok_and(|result| result.is_ok());
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected
@@ -69,7 +69,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
     let relay_backlog = if postgres {
         tokio::time::timeout(
             CHECK_TIMEOUT,
-            keyframe_eventlog::relay::backlog(&state.pool, keyframe_eventlog::relay::DEFAULT_RELAY, 100_000),
+            keyframe_eventlog::relay::backlog(state.pool(), keyframe_eventlog::relay::DEFAULT_RELAY, 100_000),
         )
         .await
         .ok()

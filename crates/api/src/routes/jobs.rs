@@ -1,20 +1,14 @@
 //! `/api/v1/jobs`: requesting analyses and clip cuts, following them live, and fetching what
-//! they produced. Commands go to the `Job` aggregate; one job is read from its events (it is
-//! live, and a client polling it should never see it go back), lists and statistics come from
-//! the `job_list` read model. Another user's job is a 404.
-//!
-//! Billing: a job's price is reserved in its owner's `CreditLedger` before the job is
-//! recorded (not enough credits: 402 and no job), and so is each manual retry's run. The
-//! settlement process (`keyframe_billing::settlement`) charges or releases it when the run ends.
+//! they produced. Requests, retries, cancellations and deletions are use cases of
+//! `keyframe_app::jobs` (which reserve and release credits around them); one job is read from
+//! its events (it is live, and a client polling it should never see it go back), lists and
+//! statistics come from the `job_list` read model. Another user's job is a 404.
 
 use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, Code, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
-use crate::routes::assets::{ensure_own_project, library};
-use crate::routes::credits;
-use crate::rules::{MAX_JOB_RETRIES, MAX_PROMPT_CHARS};
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::body::Body;
@@ -26,19 +20,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use keyframe_app::jobs::JobRequest;
+use keyframe_app::policy::Action;
 use keyframe_domain::ids::{AssetId, JobId, ProjectId};
-use keyframe_domain::job::{Job, JobCommand, JobError, JobEvent, JobSource, JobStatus, JobType};
-use keyframe_domain::media::{AnalysisReport, Span};
-use keyframe_eventlog::commands::CommandError;
-use keyframe_eventlog::metadata::Actor;
+use keyframe_domain::job::{Job, JobEvent, JobType};
 use keyframe_projections::job_list::{self, JobCount, JobFilter, JobRow};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-/// Clips a `clip` job cuts when it does not say.
-const DEFAULT_CLIPS: usize = 3;
 /// How often an event stream looks for new events of its job.
 const STREAM_POLL: Duration = Duration::from_millis(200);
 
@@ -52,6 +43,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/{id}/retry", post(retry))
         .route("/{id}/events", get(events))
         .route("/{id}/artifacts/{name}", get(artifact))
+}
+
+/// The job routes under `/api/v1/projects`.
+pub(crate) fn project_router() -> Router<AppState> {
+    Router::new().route("/{id}/analyze", post(analyze_asset))
 }
 
 /// A file a job produced.
@@ -280,24 +276,6 @@ pub struct JobStats {
     pub mean_run_ms: Option<f64>,
 }
 
-fn job_rejected(error: JobError) -> ApiError {
-    let conflict = |code| ApiError::Conflict {
-        code,
-        detail: error.to_string(),
-    };
-    match error {
-        JobError::NotFound => ApiError::not_found("job"),
-        JobError::NotCancellable { .. } => conflict("job_not_cancellable"),
-        JobError::NotRetryable { .. } | JobError::StaleRun { .. } => conflict("job_not_retryable"),
-        JobError::StillActive { .. } => conflict("job_active"),
-        JobError::AlreadyExists => conflict("job_exists"),
-        JobError::StaleTicket
-        | JobError::NotRunnable { .. }
-        | JobError::AttemptSuperseded { .. }
-        | JobError::InvalidArtifact { .. } => conflict("job_state"),
-    }
-}
-
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::Validation(vec![FieldError {
         field: field.to_owned(),
@@ -305,208 +283,45 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     }])
 }
 
-async fn load_visible(state: &AppState, caller: &AuthUser, id: Uuid) -> Result<Job, ApiError> {
-    state
-        .jobs
-        .load(&id.to_string())
-        .await
-        .map_err(|e| ApiError::from_command(e, job_rejected))?
-        .filter(|job| job.is_visible_to(caller.user_id))
-        .ok_or_else(|| ApiError::not_found("job"))
-}
-
-/// What a request becomes once checked: everything `RequestJob` needs.
-struct CheckedRequest {
-    project_id: ProjectId,
-    job_type: JobType,
-    source: JobSource,
-    prompt: Option<String>,
-    parameters: serde_json::Value,
-    max_retries: u32,
-    /// Its price in credits.
-    cost: i64,
-}
-
-async fn check(state: &AppState, caller: &AuthUser, body: CreateJobRequest) -> Result<CheckedRequest, ApiError> {
-    let job_type = match body.job_type.as_str() {
-        "analyze" => JobType::Analyze,
-        "clip" => JobType::Clip,
-        _ => return Err(invalid("type", "must be analyze or clip")),
-    };
-    let max_retries = body.max_retries.unwrap_or(state.settings.default_max_retries);
-    if max_retries > MAX_JOB_RETRIES {
-        return Err(invalid(
-            "max_retries",
-            format!("must be between 0 and {MAX_JOB_RETRIES}"),
-        ));
-    }
-    if body
-        .prompt
-        .as_ref()
-        .is_some_and(|p| p.chars().count() > MAX_PROMPT_CHARS)
-    {
-        return Err(invalid("prompt", format!("at most {MAX_PROMPT_CHARS} characters")));
-    }
-    let parameters = body.parameters.unwrap_or_else(|| serde_json::json!({}));
-    if !parameters.is_object() {
-        return Err(invalid("parameters", "must be an object"));
-    }
-    ensure_own_project(state, caller.user_id, body.project_id).await?;
-    let project_id = ProjectId(body.project_id);
-    let (source, parameters) = match job_type {
-        JobType::Analyze => {
-            let asset_id = body
-                .asset_id
-                .ok_or_else(|| invalid("asset_id", "an analysis needs a video"))?;
-            (asset_source(state, caller, project_id, asset_id).await?, parameters)
-        }
-        JobType::Clip => clip_source(state, caller, project_id, parameters).await?,
-    };
-    let cost = state
-        .settings
-        .pricing
-        .price(job_type, source.duration_ms)
-        .ok_or_else(|| {
-            invalid(
-                "asset_id",
-                "the video's length is unknown, so its analysis cannot be priced",
-            )
-        })?;
-    Ok(CheckedRequest {
-        cost,
-        project_id,
-        job_type,
-        source,
-        prompt: body.prompt,
-        parameters,
-        max_retries,
-    })
-}
-
-async fn asset_source(
-    state: &AppState,
-    caller: &AuthUser,
-    project_id: ProjectId,
-    asset_id: Uuid,
-) -> Result<JobSource, ApiError> {
-    let library = library(state, caller.user_id).await?;
-    let asset = library
-        .as_ref()
-        .and_then(|library| library.asset_in(project_id, AssetId(asset_id)))
-        .ok_or_else(|| ApiError::not_found("asset"))?;
-    Ok(JobSource {
-        asset_id: AssetId(asset_id),
-        storage_key: asset.storage_key.clone(),
-        duration_ms: asset.facts.duration_ms,
-    })
-}
-
-/// A clip job cuts the best highlights of a succeeded analysis of the same project: they are
-/// chosen now and written into its parameters, so the worker needs nothing else.
-async fn clip_source(
-    state: &AppState,
-    caller: &AuthUser,
-    project_id: ProjectId,
-    mut parameters: serde_json::Value,
-) -> Result<(JobSource, serde_json::Value), ApiError> {
-    let source_job_id = parameters
-        .get("source_job_id")
-        .and_then(|v| v.as_str())
-        .and_then(|v| v.parse::<Uuid>().ok())
-        .ok_or_else(|| {
-            invalid(
-                "parameters.source_job_id",
-                "name the succeeded analyze job to cut clips from",
-            )
-        })?;
-    let count = match parameters.get("count") {
-        None => DEFAULT_CLIPS,
-        Some(count) => count
-            .as_u64()
-            .filter(|count| (1..=5).contains(count))
-            .map(|count| count as usize)
-            .ok_or_else(|| invalid("parameters.count", "must be between 1 and 5"))?,
-    };
-    let analysis = load_visible(state, caller, source_job_id).await?;
-    if analysis.job_type() != Some(JobType::Analyze)
-        || analysis.project_id() != Some(project_id)
-        || analysis.status() != JobStatus::Succeeded
-    {
-        return Err(invalid(
-            "parameters.source_job_id",
-            "must be a succeeded analyze job of the same project",
-        ));
-    }
-    let report: AnalysisReport = analysis
-        .result()
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .context("reading the analysis")?
-        .ok_or_else(|| invalid("parameters.source_job_id", "the analysis has no result"))?;
-    let clips: Vec<Span> = report
-        .highlights
-        .iter()
-        .take(count)
-        .map(|h| Span {
-            start_ms: h.start_ms,
-            end_ms: h.end_ms,
+impl CreateJobRequest {
+    /// The request as the use cases take it.
+    fn parse(self) -> Result<JobRequest, ApiError> {
+        let job_type = match self.job_type.as_str() {
+            "analyze" => JobType::Analyze,
+            "clip" => JobType::Clip,
+            _ => return Err(invalid("type", "must be analyze or clip")),
+        };
+        Ok(JobRequest {
+            job_type,
+            project_id: ProjectId(self.project_id),
+            asset_id: self.asset_id.map(AssetId),
+            prompt: self.prompt,
+            parameters: self.parameters,
+            max_retries: self.max_retries,
         })
-        .collect();
-    if clips.is_empty() {
-        return Err(invalid(
-            "parameters.source_job_id",
-            "the analysis found no highlights to cut",
-        ));
     }
-    let source = analysis
-        .source()
-        .cloned()
-        .ok_or_else(|| invalid("parameters.source_job_id", "the analysis has no video"))?;
-    parameters["clips"] = serde_json::to_value(&clips).context("writing the clips")?;
-    Ok((source, parameters))
 }
 
-async fn request_job(
+/// One of the caller's jobs, for `action`.
+async fn job_for(state: &AppState, caller: &AuthUser, action: Action, id: Uuid) -> Result<Job, ApiError> {
+    Ok(state.app.job_for(&caller.actor(), action, JobId(id)).await?)
+}
+
+/// The answer to a request: 202 with the job and where to follow it.
+async fn requested(
     state: &AppState,
     context: &RequestContext,
     caller: &AuthUser,
-    checked: CheckedRequest,
+    request: JobRequest,
 ) -> Result<Response, ApiError> {
-    let job_id = JobId::new();
-    let now = Utc::now();
-    let metadata = context.metadata(Actor::User(caller.user_id));
-    credits::reserve_for_job(state, caller.user_id, job_id, 0, checked.cost, &metadata).await?;
-    let command = || JobCommand::RequestJob {
-        job_id,
-        owner_id: caller.user_id,
-        project_id: checked.project_id,
-        job_type: checked.job_type,
-        source: Some(checked.source.clone()),
-        prompt: checked.prompt.clone(),
-        parameters: checked.parameters.clone(),
-        max_retries: checked.max_retries,
-        cost_credits: checked.cost,
-        at: now,
-    };
-    let position = match state.jobs.execute_new(&job_id.to_string(), command, &metadata).await {
-        Ok(position) => position,
-        Err(error) => {
-            // Refused, or outrun by other writers: certainly not recorded, so the credits go
-            // back now. When the store failed, the job may have been recorded all the same
-            // (the answer lost); the settlement's reservation sweep releases it later if the
-            // job never appears.
-            if matches!(error, CommandError::Rejected(_) | CommandError::Conflict { .. }) {
-                let reason = "the job could not be recorded";
-                credits::release_for_job(state, caller.user_id, job_id, 0, reason, &metadata).await;
-            }
-            return Err(ApiError::from_command(error, job_rejected));
-        }
-    };
-    let job = load_visible(state, caller, job_id.0).await?;
+    let (job, position) = state
+        .app
+        .request_job(&caller.actor(), request, &caller.metadata(context))
+        .await?;
     let view = JobView::of(&job).context("a job without its request")?;
+    let location = format!("/api/v1/jobs/{}", view.id);
     let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/jobs/{job_id}")) {
+    if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(with_position(position, response))
@@ -523,8 +338,7 @@ pub async fn create(
     caller: AuthUser,
     ApiJson(body): ApiJson<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
-    let checked = check(&state, &caller, body).await?;
-    request_job(&state, &context, &caller, checked).await
+    requested(&state, &context, &caller, body.parse()?).await
 }
 
 /// What a job would cost, and what the caller has.
@@ -547,12 +361,11 @@ pub async fn quote(
     caller: AuthUser,
     ApiJson(body): ApiJson<CreateJobRequest>,
 ) -> Result<Json<JobQuote>, ApiError> {
-    let checked = check(&state, &caller, body).await?;
-    let available = credits::ledger(&state, caller.user_id).await?.available();
+    let quote = state.app.quote_job(&caller.actor(), body.parse()?).await?;
     Ok(Json(JobQuote {
-        cost_credits: checked.cost,
-        available_credits: available,
-        affordable: checked.cost <= available,
+        cost_credits: quote.cost,
+        available_credits: quote.available,
+        affordable: quote.cost <= quote.available,
     }))
 }
 
@@ -577,8 +390,7 @@ pub async fn analyze_asset(
         parameters: body.options,
         max_retries: None,
     };
-    let checked = check(&state, &caller, request).await?;
-    request_job(&state, &context, &caller, checked).await
+    requested(&state, &context, &caller, request.parse()?).await
 }
 
 /// The caller's jobs, newest first.
@@ -611,7 +423,7 @@ pub async fn list(
         job_type: query.job_type,
     };
     let caught_up = await_min_position(&state, &headers, job_list::NAME).await?;
-    let rows = job_list::list_for_owner(&state.pool, caller.user_id.0, &filter, cursor, limit + 1)
+    let rows = job_list::list_for_owner(state.pool(), caller.user_id.0, &filter, cursor, limit + 1)
         .await
         .context("listing jobs")?;
     let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.job_id);
@@ -627,7 +439,7 @@ pub async fn list(
     responses((status = 200, body = JobStats)))]
 pub async fn stats(State(state): State<AppState>, caller: AuthUser, headers: HeaderMap) -> Result<Response, ApiError> {
     let caught_up = await_min_position(&state, &headers, job_list::NAME).await?;
-    let counts: Vec<JobCount> = job_list::counts_for_owner(&state.pool, caller.user_id.0)
+    let counts: Vec<JobCount> = job_list::counts_for_owner(state.pool(), caller.user_id.0)
         .await
         .context("counting jobs")?;
     let mut stats = JobStats {
@@ -663,29 +475,13 @@ pub async fn show(
     caller: AuthUser,
     PathId(id): PathId,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = load_visible(&state, &caller, id).await?;
+    let job = job_for(&state, &caller, Action::View, id).await?;
     Ok(Json(JobView::of(&job).ok_or_else(|| ApiError::not_found("job"))?))
 }
 
-async fn change(
-    state: &AppState,
-    context: &RequestContext,
-    caller: &AuthUser,
-    id: Uuid,
-    command: impl Fn() -> JobCommand,
-) -> Result<Response, ApiError> {
-    let position = state
-        .jobs
-        .execute(&id.to_string(), command, &context.metadata(Actor::User(caller.user_id)))
-        .await
-        .map_err(|e| ApiError::from_command(e, job_rejected))?;
-    changed_job(state, caller, id, position).await
-}
-
 /// The answer to a change: the job as it stands after it, with the change's position.
-async fn changed_job(state: &AppState, caller: &AuthUser, id: Uuid, position: i64) -> Result<Response, ApiError> {
-    let job = load_visible(state, caller, id).await?;
-    let view = JobView::of(&job).ok_or_else(|| ApiError::not_found("job"))?;
+fn changed(job: &Job, position: i64) -> Result<Response, ApiError> {
+    let view = JobView::of(job).ok_or_else(|| ApiError::not_found("job"))?;
     Ok(with_position(position, Json(view)))
 }
 
@@ -700,12 +496,11 @@ pub async fn cancel(
     caller: AuthUser,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let actor = caller.user_id;
-    change(&state, &context, &caller, id, || JobCommand::Cancel {
-        actor,
-        at: Utc::now(),
-    })
-    .await
+    let (job, position) = state
+        .app
+        .cancel_job(&caller.actor(), JobId(id), &caller.metadata(&context))
+        .await?;
+    changed(&job, position)
 }
 
 /// Run a failed or cancelled job again: a new run, which reserves the job's price again.
@@ -721,44 +516,11 @@ pub async fn retry(
     caller: AuthUser,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let actor = caller.user_id;
-    let job = load_visible(&state, &caller, id).await?;
-    if !matches!(job.status(), JobStatus::Failed | JobStatus::Cancelled) {
-        return Err(job_rejected(JobError::NotRetryable { status: job.status() }));
-    }
-    let job_id = JobId(id);
-    let metadata = context.metadata(Actor::User(actor));
-    // The ended run's credits go back now rather than when the settlement process gets to its
-    // end (that release is then a repeat): the next run may need them.
-    let ended = job.run();
-    let next = ended + 1;
-    credits::release_for_job(&state, actor, job_id, ended, "the job ended", &metadata).await;
-    credits::reserve_for_job(&state, actor, job_id, next, job.cost_credits(), &metadata).await?;
-    let retry = || JobCommand::Retry {
-        actor,
-        run: next,
-        at: Utc::now(),
-    };
-    let position = match state.jobs.execute(&id.to_string(), retry, &metadata).await {
-        Ok(position) => position,
-        Err(error) => {
-            // Refused or outrun: release the reservation unless the job holds the run (another
-            // retry may have started it first). When the store failed, the retry may have
-            // been recorded all the same: the settlement's reservation sweep decides later.
-            if matches!(error, CommandError::Rejected(_) | CommandError::Conflict { .. }) {
-                match state.jobs.load(&id.to_string()).await {
-                    Ok(job) if job.as_ref().is_none_or(|job| job.run() < next) => {
-                        let reason = "the retry could not be recorded";
-                        credits::release_for_job(&state, actor, job_id, next, reason, &metadata).await;
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, %job_id, "a failed retry's reservation is left to the sweep"),
-                }
-            }
-            return Err(ApiError::from_command(error, job_rejected));
-        }
-    };
-    changed_job(&state, &caller, id, position).await
+    let (job, position) = state
+        .app
+        .retry_job(&caller.actor(), JobId(id), &caller.metadata(&context))
+        .await?;
+    changed(&job, position)
 }
 
 /// Delete a finished job.
@@ -772,25 +534,10 @@ pub async fn delete(
     caller: AuthUser,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let job = load_visible(&state, &caller, id).await?;
-    let actor = caller.user_id;
     let position = state
-        .jobs
-        .execute(
-            &id.to_string(),
-            || JobCommand::Delete { actor, at: Utc::now() },
-            &context.metadata(Actor::User(actor)),
-        )
-        .await
-        .map_err(|e| ApiError::from_command(e, job_rejected))?;
-    for artifact in job.artifacts() {
-        if let Err(error) = state.storage.delete(&artifact.storage_key).await {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "a deleted job's artifact could not be removed"
-            );
-        }
-    }
+        .app
+        .delete_job(&caller.actor(), JobId(id), &caller.metadata(&context))
+        .await?;
     Ok(with_position(position, StatusCode::NO_CONTENT))
 }
 
@@ -805,13 +552,14 @@ pub async fn artifact(
     caller: AuthUser,
     ApiPath((id, name)): ApiPath<(Uuid, String)>,
 ) -> Result<Response, ApiError> {
-    let job = load_visible(&state, &caller, id).await?;
+    let job = job_for(&state, &caller, Action::View, id).await?;
     let artifact = job
         .artifacts()
         .iter()
         .find(|artifact| artifact.name == name)
         .ok_or_else(|| ApiError::not_found("artifact"))?;
     let (size, chunks) = state
+        .app
         .storage
         .read(&artifact.storage_key)
         .await
@@ -874,7 +622,7 @@ pub async fn events(
     headers: HeaderMap,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let job = load_visible(&state, &caller, id).await?;
+    let job = job_for(&state, &caller, Action::View, id).await?;
     let resume_after = match headers.get("last-event-id") {
         None => None,
         Some(value) => Some(
@@ -883,7 +631,7 @@ pub async fn events(
                 .ok()
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .filter(|v| *v >= 0)
-                .ok_or_else(|| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an event id"))?,
+                .ok_or_else(|| ApiError::bad_request(Code::InvalidLastEventId, "Last-Event-ID must be an event id"))?,
         ),
     };
     if let Some(after) = resume_after
@@ -893,7 +641,7 @@ pub async fn events(
             sqlx::query_scalar("SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2")
                 .bind(Job::TYPE)
                 .bind(id.to_string())
-                .fetch_one(&state.pool)
+                .fetch_one(state.pool())
                 .await
                 .context("reading the job's newest event")?;
         if newest.is_none_or(|newest| after >= newest) {
@@ -902,7 +650,7 @@ pub async fn events(
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
     }
-    let pool = state.pool.clone();
+    let pool = state.pool().clone();
     let job_id = id.to_string();
     let stream = follow_job(pool, job_id, resume_after);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())

@@ -14,7 +14,7 @@ pub mod settings;
 pub mod subscriptions;
 pub mod two_factor;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::rules::{DEFAULT_PAGE, MAX_PAGE};
 use axum::http::StatusCode;
 
@@ -29,7 +29,7 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed() -> ApiError {
     ApiError::BadRequest {
         status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
+        code: Code::MethodNotAllowed,
         detail: "this endpoint does not take that method".to_owned(),
     }
 }
@@ -46,7 +46,7 @@ pub(crate) fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Opt
     let cursor = cursor
         .map(|raw| {
             raw.parse::<uuid::Uuid>().map_err(|_| {
-                ApiError::bad_request("invalid_cursor", "cursor must be a next_cursor from a previous page")
+                ApiError::bad_request(Code::InvalidCursor, "cursor must be a next_cursor from a previous page")
             })
         })
         .transpose()?;

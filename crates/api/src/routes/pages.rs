@@ -11,7 +11,7 @@
 
 use crate::auth::tokens::opaque_token_owner;
 use crate::context::{RequestContext, current_request_id};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::extract::ApiJson;
 use crate::limits::{RATELIMIT, RATELIMIT_POLICY};
 use crate::routes::account::{self, ResetPasswordRequest, TokenRequest};
@@ -121,7 +121,7 @@ async fn verify(
     match code {
         // The domain cannot tell a used link from an unknown one (a used token is simply no
         // longer pending), so the page covers both, the likely one first.
-        "invalid_token" => html(
+        Code::InvalidToken => html(
             status,
             &Page::text(
                 "This link no longer works",
@@ -135,7 +135,7 @@ async fn verify(
                 ],
             ),
         ),
-        "token_expired" => html(
+        Code::TokenExpired => html(
             status,
             &Page::text(
                 "This link has expired",
@@ -148,7 +148,7 @@ async fn verify(
                 ],
             ),
         ),
-        "already_verified" => html(
+        Code::AlreadyVerified => html(
             status,
             &Page::text(
                 "Address already confirmed",
@@ -210,7 +210,7 @@ async fn reset(
                 .collect();
             html(status, &reset_form(token, reasons))
         }
-        (_, "invalid_token") => html(
+        (_, Code::InvalidToken) => html(
             status,
             &Page::text(
                 "This link no longer works",
@@ -225,7 +225,7 @@ async fn reset(
                 ],
             ),
         ),
-        (_, "token_expired") => html(
+        (_, Code::TokenExpired) => html(
             status,
             &Page::text(
                 "This link has expired",
@@ -245,9 +245,9 @@ async fn reset(
 }
 
 /// Counts a submission against the client's address under the same `auth-ip` policy and key as
-/// [`crate::limits::limit_by_client_address`], but refuses with a page instead of JSON.
+/// [`crate::throttle::limit_by_client_address`], but refuses with a page instead of JSON.
 async fn limit_submissions(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Err(refused) = crate::limits::count_client_address(&state, &request) {
+    if let Err(refused) = crate::throttle::count_client_address(&state, &request) {
         return trouble_page(refused);
     }
     next.run(request).await

@@ -1,5 +1,5 @@
-//! `/api/v1/projects`: a user's projects. Commands go to the `Project` aggregate; lists and
-//! reads come from the `project_list` read model. Another user's project is a 404.
+//! `/api/v1/projects`: a user's projects. Changes are use cases of `keyframe_app::projects`;
+//! lists and reads come from the `project_list` read model. Another user's project is a 404.
 
 use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency, with_position};
@@ -14,9 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use keyframe_domain::ids::ProjectId;
-use keyframe_domain::project::{Project, ProjectCommand, ProjectError};
+use keyframe_domain::project::Project;
 use keyframe_domain::values::{ProjectDescription, ProjectName};
-use keyframe_eventlog::metadata::Actor;
 use keyframe_projections::project_list::{self, ProjectRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -120,16 +119,6 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-fn project_rejected(error: ProjectError) -> ApiError {
-    match error {
-        ProjectError::NotFound => ApiError::not_found("project"),
-        ProjectError::AlreadyExists => ApiError::Conflict {
-            code: "project_exists",
-            detail: error.to_string(),
-        },
-    }
-}
-
 /// Create a project.
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])),
     request_body = CreateProjectRequest,
@@ -157,28 +146,18 @@ pub async fn create(
     let (Some(name), Some(description), true) = (name, description, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let project_id = ProjectId::new();
-    let now = Utc::now();
-    let command = || ProjectCommand::CreateProject {
-        project_id,
-        owner_id: caller.user_id,
-        name: name.clone(),
-        description: description.clone(),
-        at: now,
-    };
-    let metadata = context.metadata(Actor::User(caller.user_id));
-    let position = state
-        .projects
-        .execute_new(&project_id.to_string(), command, &metadata)
-        .await
-        .map_err(|e| ApiError::from_command(e, project_rejected))?;
+    let (project, position) = state
+        .app
+        .create_project(&caller.actor(), name, description, &caller.metadata(&context))
+        .await?;
+    let project_id = project.project_id;
     let view = ProjectView {
         id: project_id.0,
         owner_id: caller.user_id.0,
-        name: name.as_str().to_owned(),
-        description: description.as_str().to_owned(),
-        created_at: now,
-        updated_at: now,
+        name: project.name.as_str().to_owned(),
+        description: project.description.as_str().to_owned(),
+        created_at: project.created_at,
+        updated_at: project.updated_at,
     };
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/projects/{project_id}")) {
@@ -206,7 +185,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let (limit, cursor) = crate::routes::page(query.limit, query.cursor.as_deref())?;
     let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
-    let rows = project_list::list_for_owner(&state.pool, caller.user_id.0, cursor, limit + 1).await?;
+    let rows = project_list::list_for_owner(state.pool(), caller.user_id.0, cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.project_id);
     let page = ProjectPage {
         items: rows.into_iter().map(ProjectView::from).collect(),
@@ -227,7 +206,7 @@ pub async fn show(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
-    let row = project_list::get_for_owner(&state.pool, caller.user_id.0, id).await?;
+    let row = project_list::get_for_owner(state.pool(), caller.user_id.0, id).await?;
     let view = ProjectView::from(row.ok_or_else(|| ApiError::not_found("project"))?);
     Ok(mark_consistency(caught_up, Json(view)))
 }
@@ -262,28 +241,17 @@ pub async fn update(
     let (Some(name), Some(description)) = (name, description) else {
         return Err(ApiError::Validation(errors));
     };
-    let now = Utc::now();
-    let command = || ProjectCommand::UpdateProject {
-        actor: caller.user_id,
-        name: name.clone(),
-        description: description.clone(),
-        at: now,
-    };
-    let metadata = context.metadata(Actor::User(caller.user_id));
-    let position = state
-        .projects
-        .execute(&id.to_string(), command, &metadata)
-        .await
-        .map_err(|e| ApiError::from_command(e, project_rejected))?;
-    let project = state
-        .projects
-        .load(&id.to_string())
-        .await
-        .map_err(|e| ApiError::from_command(e, project_rejected))?;
-    let view = project
-        .filter(|project| project.is_visible_to(caller.user_id))
-        .and_then(|project| ProjectView::of(&project))
-        .ok_or_else(|| ApiError::not_found("project"))?;
+    let (project, position) = state
+        .app
+        .update_project(
+            &caller.actor(),
+            ProjectId(id),
+            name,
+            description,
+            &caller.metadata(&context),
+        )
+        .await?;
+    let view = ProjectView::of(&project).ok_or_else(|| ApiError::not_found("project"))?;
     Ok(with_position(position, Json(view)))
 }
 
@@ -297,18 +265,9 @@ pub async fn delete(
     caller: AuthUser,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let command = || ProjectCommand::DeleteProject {
-        actor: caller.user_id,
-        at: Utc::now(),
-    };
-    let metadata = context.metadata(Actor::User(caller.user_id));
     let position = state
-        .projects
-        .execute(&id.to_string(), command, &metadata)
-        .await
-        .map_err(|e| ApiError::from_command(e, project_rejected))?;
-    // Its videos stop counting against the quota and their bytes go. Should this process stop
-    // in between, the next upload over the quota releases them (see `assets::record`).
-    crate::routes::assets::release_project(&state, &context, caller.user_id, ProjectId(id)).await?;
+        .app
+        .delete_project(&caller.actor(), ProjectId(id), &caller.metadata(&context))
+        .await?;
     Ok(with_position(position, StatusCode::NO_CONTENT))
 }

@@ -4,7 +4,7 @@
 use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::extract::PathId;
 use crate::state::AppState;
 use axum::Json;
@@ -52,7 +52,7 @@ pub struct SessionPage {
     responses((status = 200, body = SessionPage), (status = 401, body = crate::error::Problem)))]
 pub async fn list(State(state): State<AppState>, caller: AuthUser, headers: HeaderMap) -> Result<Response, ApiError> {
     let caught_up = await_min_position(&state, &headers, session_list::NAME).await?;
-    let rows = session_list::active_for_user(&state.pool, caller.user_id.0, Utc::now()).await?;
+    let rows = session_list::active_for_user(state.pool(), caller.user_id.0, Utc::now()).await?;
     let items = rows
         .into_iter()
         .map(|row| SessionView {
@@ -95,7 +95,7 @@ pub async fn revoke(
         ApiError::from_command(error, |error| match error {
             SessionError::NotFound => ApiError::not_found("session"),
             other => ApiError::Conflict {
-                code: "session_conflict",
+                code: Code::SessionConflict,
                 detail: other.to_string(),
             },
         })
@@ -153,7 +153,12 @@ pub(crate) async fn end_session(
         reason,
         at: Utc::now(),
     };
-    let position = match state.sessions.execute(&session.to_string(), command, metadata).await {
+    let position = match state
+        .buses()
+        .sessions
+        .execute(&session.to_string(), command, metadata)
+        .await
+    {
         Ok(position) => Some(position),
         Err(CommandError::Rejected(SessionError::Ended)) => None,
         // Not ended, and perhaps not the requester's: the guard must not hear of it.
@@ -198,14 +203,14 @@ pub(crate) async fn end_all_sessions(
     if let Some(position) = listed_after {
         let timeout = state.settings.read_your_writes_timeout;
         let listed =
-            keyframe_eventlog::projector::wait_until_applied(&state.pool, session_list::NAME, position, timeout)
+            keyframe_eventlog::projector::wait_until_applied(state.pool(), session_list::NAME, position, timeout)
                 .await?;
         if !listed {
             // The user-wide fence has ended them all already; only the record of each waits.
             tracing::warn!(user = %user, "the sessions list lags; sessions it misses end by the fence alone");
         }
     }
-    let mut sessions: Vec<SessionId> = session_list::active_for_user(&state.pool, user.0, Utc::now())
+    let mut sessions: Vec<SessionId> = session_list::active_for_user(state.pool(), user.0, Utc::now())
         .await?
         .into_iter()
         .map(|row| SessionId(row.session_id))

@@ -9,9 +9,8 @@
 //! credits.
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, Code, FieldError};
 use crate::extract::ApiJson;
-use crate::routes::credits;
 use crate::rules::IDEMPOTENCY_KEY_MAX;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, State};
@@ -24,9 +23,7 @@ use keyframe_billing::plans::Plan;
 use keyframe_billing::stripe::{self, CheckoutRequest, SignatureError, StripeError, WebhookEvent};
 use keyframe_domain::ids::UserId;
 use keyframe_domain::ledger::GrantSource;
-use keyframe_domain::subscription::{
-    StripeSubscriptionState, Subscription, SubscriptionChange, SubscriptionCommand, SubscriptionError,
-};
+use keyframe_domain::subscription::{StripeSubscriptionState, Subscription, SubscriptionChange, SubscriptionCommand};
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -120,26 +117,18 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
 fn not_configured(what: &str) -> ApiError {
     ApiError::Upstream {
         status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "billing_not_configured",
+        code: Code::BillingNotConfigured,
         detail: format!("payments are not set up on this server ({what} missing)"),
-    }
-}
-
-fn subscription_rejected(error: SubscriptionError) -> ApiError {
-    match error {
-        SubscriptionError::NotOwner => ApiError::Conflict {
-            code: "subscription_conflict",
-            detail: error.to_string(),
-        },
     }
 }
 
 async fn subscription_of(state: &AppState, user_id: UserId) -> Result<Subscription, ApiError> {
     Ok(state
+        .buses()
         .subscriptions
         .load(&user_id.to_string())
         .await
-        .map_err(|e| ApiError::from_command(e, subscription_rejected))?
+        .map_err(ApiError::from)?
         .unwrap_or_default())
 }
 
@@ -205,7 +194,7 @@ pub async fn checkout(
     let subscription = subscription_of(&state, caller.user_id).await?;
     if !subscription.has_ended() {
         return Err(ApiError::Conflict {
-            code: "already_subscribed",
+            code: Code::AlreadySubscribed,
             detail: "a subscription is running; change or cancel it in the billing portal".to_owned(),
         });
     }
@@ -217,7 +206,7 @@ pub async fn checkout(
                 "SELECT customer_id FROM stripe_customers WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1",
             )
             .bind(caller.user_id.0)
-            .fetch_optional(&state.pool)
+            .fetch_optional(state.pool())
             .await?
         }
     };
@@ -242,7 +231,7 @@ pub async fn checkout(
                 tracing::error!(%error, plan = %plan.name, "Stripe refused a Checkout Session");
                 ApiError::Upstream {
                     status: StatusCode::BAD_GATEWAY,
-                    code: "payment_provider_error",
+                    code: Code::PaymentProviderError,
                     detail: error.to_string(),
                 }
             }
@@ -250,7 +239,7 @@ pub async fn checkout(
                 tracing::warn!(%error, "Stripe is unavailable");
                 ApiError::Upstream {
                     status: StatusCode::SERVICE_UNAVAILABLE,
-                    code: "payment_provider_unavailable",
+                    code: Code::PaymentProviderUnavailable,
                     detail: "the payment provider cannot be reached; try again shortly".to_owned(),
                 }
             }
@@ -272,7 +261,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .map(|key| Some(key.to_owned()))
         .ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_idempotency_key",
+                Code::InvalidIdempotencyKey,
                 format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
             )
         })
@@ -303,18 +292,18 @@ pub async fn webhook(
     let signature = headers.get("stripe-signature").and_then(|value| value.to_str().ok());
     stripe::verify(signature, &body, secret, Utc::now().timestamp()).map_err(|error| {
         let code = match error {
-            SignatureError::Missing => "unsigned",
-            SignatureError::Stale => "stale_signature",
-            SignatureError::Malformed | SignatureError::Mismatch => "invalid_signature",
+            SignatureError::Missing => Code::Unsigned,
+            SignatureError::Stale => Code::StaleSignature,
+            SignatureError::Malformed | SignatureError::Mismatch => Code::InvalidSignature,
         };
         tracing::warn!(%error, "a webhook call was refused");
         ApiError::bad_request(code, error.to_string())
     })?;
     let event: WebhookEvent = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_event", format!("not a Stripe event: {e}")))?;
+        .map_err(|e| ApiError::bad_request(Code::InvalidEvent, format!("not a Stripe event: {e}")))?;
     let seen: Option<String> = sqlx::query_scalar("SELECT event_id FROM stripe_webhook_events WHERE event_id = $1")
         .bind(&event.id)
-        .fetch_optional(&state.pool)
+        .fetch_optional(state.pool())
         .await?;
     if seen.is_some() {
         return Ok(Json(WebhookReceipt {
@@ -336,7 +325,7 @@ pub async fn webhook(
         sqlx::query("INSERT INTO stripe_webhook_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(&event.id)
             .bind(&event.event_type)
-            .execute(&state.pool)
+            .execute(state.pool())
             .await?;
     }
     let handled = outcome == Outcome::Handled;
@@ -361,7 +350,7 @@ enum Outcome {
 
 fn missing(event: &WebhookEvent, field: &str) -> ApiError {
     ApiError::bad_request(
-        "invalid_event",
+        Code::InvalidEvent,
         format!("{} {} has no {field}", event.event_type, event.id),
     )
 }
@@ -382,7 +371,7 @@ async fn owner_of(state: &AppState, event: &WebhookEvent, pointers: &[&str]) -> 
     let customer = event.text("/customer").ok_or_else(|| missing(event, "customer"))?;
     let user_id: Option<Uuid> = sqlx::query_scalar("SELECT user_id FROM stripe_customers WHERE customer_id = $1")
         .bind(customer)
-        .fetch_optional(&state.pool)
+        .fetch_optional(state.pool())
         .await?;
     if let Some(user_id) = user_id {
         return Ok(Some(UserId(user_id)));
@@ -395,7 +384,7 @@ async fn owner_of(state: &AppState, event: &WebhookEvent, pointers: &[&str]) -> 
     tracing::warn!(event_id = %event.id, customer, "a Stripe event for a customer no checkout introduced yet");
     Err(ApiError::BadRequest {
         status: StatusCode::UNPROCESSABLE_ENTITY,
-        code: "unknown_customer",
+        code: Code::UnknownCustomer,
         detail: format!("customer {customer} is no Keyframe user's (yet)"),
     })
 }
@@ -414,7 +403,7 @@ fn unknown_plan(event: &WebhookEvent) -> ApiError {
     tracing::error!(event_id = %event.id, "a Stripe event names a plan this server does not know; check KEYFRAME_PLANS");
     ApiError::BadRequest {
         status: StatusCode::UNPROCESSABLE_ENTITY,
-        code: "unknown_plan",
+        code: Code::UnknownPlan,
         detail: format!("{} {} is for no configured plan", event.event_type, event.id),
     }
 }
@@ -432,10 +421,11 @@ async fn change_subscription(
         change: change.clone(),
     };
     state
+        .buses()
         .subscriptions
         .execute(&owner_id.to_string(), command, &metadata(event))
         .await
-        .map_err(|e| ApiError::from_command(e, subscription_rejected))?;
+        .map_err(ApiError::from)?;
     Ok(())
 }
 
@@ -454,7 +444,7 @@ async fn checkout_completed(state: &AppState, event: &WebhookEvent) -> Result<Ou
     sqlx::query("INSERT INTO stripe_customers (customer_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(customer_id)
         .bind(owner_id.0)
-        .execute(&state.pool)
+        .execute(state.pool())
         .await?;
     let started = StripeSubscriptionState {
         subscription_id: subscription_id.to_owned(),
@@ -531,7 +521,10 @@ async fn invoice_paid(state: &AppState, event: &WebhookEvent) -> Result<Outcome,
         stripe_event_id: event.id.clone(),
     };
     let reason = format!("{} plan, invoice {invoice_id} paid", plan.name);
-    credits::grant(state, owner_id, plan.monthly_credits, source, &reason, &metadata(event)).await?;
+    state
+        .app
+        .grant(owner_id, plan.monthly_credits, source, &reason, &metadata(event))
+        .await?;
     Ok(Outcome::Handled)
 }
 

@@ -10,9 +10,9 @@ use crate::auth::AuthUser;
 use crate::auth::lockout::{Judgment, refused_guess};
 use crate::consistency::with_position;
 use crate::context::RequestContext;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::extract::ApiJson;
-use crate::routes::auth::{execute_as_user, load_caller, start_session, user_rejected};
+use crate::routes::auth::{execute_as_user, load_caller, start_session};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -109,7 +109,7 @@ fn matching_step(
 
 fn invalid_code() -> ApiError {
     ApiError::bad_request(
-        "invalid_totp_code",
+        Code::InvalidTotpCode,
         "the code is not the current one of the authenticator",
     )
 }
@@ -138,13 +138,23 @@ pub async fn setup(
     let user = load_caller(&state, caller.user_id).await?;
     crate::routes::account::refuse_while_locked(&user)?;
     if user.totp_secret().is_some() {
-        return Err(user_rejected(keyframe_domain::user::UserError::TotpAlreadyEnabled));
+        return Err(ApiError::from(keyframe_domain::user::UserError::TotpAlreadyEnabled));
     }
     let check = async |user: &User| {
         let hash = Some(user.password_hash().clone());
         Ok(state.passwords.verify(body.password.clone(), hash).await?.then_some(()))
     };
-    let user = match state.logins.judge(&state, &context, caller.user_id, check).await? {
+    let user = match state
+        .logins
+        .judge(
+            &state.buses().users,
+            state.settings.lockout,
+            &context,
+            caller.user_id,
+            check,
+        )
+        .await?
+    {
         Judgment::Right(user, ()) => *user,
         Judgment::Wrong { .. } => {
             return Err(ApiError::Validation(vec![crate::error::FieldError {
@@ -184,11 +194,11 @@ pub async fn enable(
 ) -> Result<Response, ApiError> {
     let user = load_caller(&state, caller.user_id).await?;
     if user.totp_secret().is_some() {
-        return Err(user_rejected(keyframe_domain::user::UserError::TotpAlreadyEnabled));
+        return Err(ApiError::from(keyframe_domain::user::UserError::TotpAlreadyEnabled));
     }
     let pending = user
         .totp_pending()
-        .ok_or_else(|| user_rejected(keyframe_domain::user::UserError::TotpNotSetUp))?;
+        .ok_or_else(|| ApiError::from(keyframe_domain::user::UserError::TotpNotSetUp))?;
     let step = matching_step(&state, caller.user_id, &user, pending, &body.code)?.ok_or_else(invalid_code)?;
     let command = || UserCommand::EnableTotp {
         secret: pending.clone(),
@@ -213,13 +223,23 @@ pub async fn disable(
     let user = load_caller(&state, caller.user_id).await?;
     crate::routes::account::refuse_while_locked(&user)?;
     if user.totp_secret().is_none() {
-        return Err(user_rejected(keyframe_domain::user::UserError::TotpNotEnabled));
+        return Err(ApiError::from(keyframe_domain::user::UserError::TotpNotEnabled));
     }
     let check = async |user: &User| match user.totp_secret() {
         Some(secret) => matching_step(&state, caller.user_id, user, secret, &body.code),
-        None => Err(user_rejected(keyframe_domain::user::UserError::TotpNotEnabled)),
+        None => Err(ApiError::from(keyframe_domain::user::UserError::TotpNotEnabled)),
     };
-    let step = match state.logins.judge(&state, &context, caller.user_id, check).await? {
+    let step = match state
+        .logins
+        .judge(
+            &state.buses().users,
+            state.settings.lockout,
+            &context,
+            caller.user_id,
+            check,
+        )
+        .await?
+    {
         Judgment::Right(_, step) => step,
         Judgment::Wrong { .. } => return Err(invalid_code()),
         Judgment::NotAdmitted { locked_until } => {
@@ -243,18 +263,21 @@ pub async fn login_totp(
     ApiJson(body): ApiJson<TotpLoginRequest>,
 ) -> Result<Response, ApiError> {
     let user_id = state.tokens.verify_mfa(&body.mfa_token).map_err(|_| {
-        ApiError::unauthorized("invalid_mfa_token", "the mfa_token is invalid or expired; log in again")
+        ApiError::unauthorized(
+            Code::InvalidMfaToken,
+            "the mfa_token is invalid or expired; log in again",
+        )
     })?;
     let user = load_caller(&state, user_id).await?;
     crate::routes::auth::limit_per_account(&state, &context, user.email().as_str())?;
     crate::routes::account::refuse_while_locked(&user)?;
     if user.suspension().is_some() {
         return Err(ApiError::Forbidden {
-            code: "account_suspended",
+            code: Code::AccountSuspended,
             detail: "this account is suspended; contact support".to_owned(),
         });
     }
-    let totp_off = || ApiError::unauthorized("invalid_mfa_token", "two-factor authentication is off; log in again");
+    let totp_off = || ApiError::unauthorized(Code::InvalidMfaToken, "two-factor authentication is off; log in again");
     if user.totp_secret().is_none() {
         return Err(totp_off());
     }
@@ -262,11 +285,15 @@ pub async fn login_totp(
         Some(secret) => matching_step(&state, user_id, user, secret, &body.code),
         None => Err(totp_off()),
     };
-    let (user, step) = match state.logins.judge(&state, &context, user_id, check).await? {
+    let (user, step) = match state
+        .logins
+        .judge(&state.buses().users, state.settings.lockout, &context, user_id, check)
+        .await?
+    {
         Judgment::Right(user, step) => (*user, step),
         Judgment::Wrong { .. } => {
             return Err(ApiError::unauthorized(
-                "invalid_totp_code",
+                Code::InvalidTotpCode,
                 "the code is not the current one of the authenticator",
             ));
         }
@@ -277,15 +304,17 @@ pub async fn login_totp(
     let command = || UserCommand::AcceptTotpCode { step, at: Utc::now() };
     let metadata = context.metadata(Actor::User(user_id));
     state
+        .buses()
         .users
         .execute(&user_id.to_string(), command, &metadata)
         .await
         .map_err(|e| {
             ApiError::from_command(e, |error| match error {
-                keyframe_domain::user::UserError::TotpCodeReused => {
-                    ApiError::unauthorized("totp_code_reused", "this code was already used; wait for the next one")
-                }
-                other => user_rejected(other),
+                keyframe_domain::user::UserError::TotpCodeReused => ApiError::unauthorized(
+                    Code::TotpCodeReused,
+                    "this code was already used; wait for the next one",
+                ),
+                other => ApiError::from(other),
             })
         })?;
     start_session(&state, &context, user_id, &user)

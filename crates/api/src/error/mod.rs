@@ -3,6 +3,11 @@
 //! Every problem carries a stable machine-readable `code` and the request id. Unexpected
 //! failures are logged once, here, with the request id, and say nothing internal to the client.
 
+mod code;
+mod domain;
+
+pub use code::Code;
+
 use crate::context::current_request_id;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -24,7 +29,7 @@ pub enum ApiError {
         /// HTTP status (400, 402, 413 or 415).
         status: StatusCode,
         /// Stable code.
-        code: &'static str,
+        code: Code,
         /// What is wrong.
         detail: String,
     },
@@ -32,7 +37,7 @@ pub enum ApiError {
     #[error("{detail}")]
     Unauthorized {
         /// Stable code.
-        code: &'static str,
+        code: Code,
         /// What is wrong.
         detail: String,
     },
@@ -40,7 +45,7 @@ pub enum ApiError {
     #[error("{detail}")]
     Forbidden {
         /// Stable code.
-        code: &'static str,
+        code: Code,
         /// Why not.
         detail: String,
     },
@@ -54,7 +59,7 @@ pub enum ApiError {
     #[error("{detail}")]
     Conflict {
         /// Stable code.
-        code: &'static str,
+        code: Code,
         /// What conflicts.
         detail: String,
     },
@@ -68,7 +73,7 @@ pub enum ApiError {
         /// 502 or 503.
         status: StatusCode,
         /// Stable code.
-        code: &'static str,
+        code: Code,
         /// What happened.
         detail: String,
     },
@@ -115,7 +120,7 @@ pub struct Problem {
 
 impl ApiError {
     /// A 400 with a code.
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(code: Code, detail: impl Into<String>) -> Self {
         Self::BadRequest {
             status: StatusCode::BAD_REQUEST,
             code,
@@ -131,7 +136,7 @@ impl ApiError {
     }
 
     /// A 401 with a code.
-    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn unauthorized(code: Code, detail: impl Into<String>) -> Self {
         Self::Unauthorized {
             code,
             detail: detail.into(),
@@ -140,39 +145,45 @@ impl ApiError {
 
     /// 503: Postgres is down or dropped the connection. Logged here as a warning (it is an
     /// outage, not a bug); the client is told only to try again.
-    fn database_unreachable(cause: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn database_unreachable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(cause = %cause, "the database is unreachable");
         Self::Unavailable {
             detail: "the database is unreachable; try again shortly".to_owned(),
         }
     }
 
-    /// Maps a command's failure, with `rejected` for the domain's own errors.
+    /// Maps a command's failure, with `rejected` for the domain's own errors (where a use
+    /// answers them otherwise than the domain error's own mapping does).
     pub fn from_command<E: std::error::Error>(error: CommandError<E>, rejected: impl FnOnce(E) -> ApiError) -> Self {
         match error {
             CommandError::Rejected(error) => rejected(error),
-            CommandError::Conflict { .. } => Self::Conflict {
-                code: "concurrent_modification",
-                detail: "the resource was being changed by other requests; try again".to_owned(),
-            },
+            CommandError::Conflict { .. } => Self::concurrent_modification(),
             CommandError::Unavailable(detail) => Self::database_unreachable(&detail),
             CommandError::Store(detail) => Self::Internal(anyhow::anyhow!("event store: {detail}")),
         }
     }
 
+    /// 409 `concurrent_modification`: other writers kept changing the resource.
+    pub fn concurrent_modification() -> Self {
+        Self::Conflict {
+            code: Code::ConcurrentModification,
+            detail: "the resource was being changed by other requests; try again".to_owned(),
+        }
+    }
+
     /// The status and stable code of this problem.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub fn status_and_code(&self) -> (StatusCode, Code) {
         match self {
-            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            Self::BadRequest { status, code, .. } => (*status, code),
-            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
-            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
-            Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Upstream { status, code, .. } => (*status, code),
-            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, Code::ValidationFailed),
+            Self::BadRequest { status, code, .. } => (*status, *code),
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, *code),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, *code),
+            Self::NotFound { .. } => (StatusCode::NOT_FOUND, Code::NotFound),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, *code),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, Code::RateLimited),
+            Self::Upstream { status, code, .. } => (*status, *code),
+            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Code::InternalError),
         }
     }
 }
@@ -188,7 +199,7 @@ impl From<ValidationError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if keyframe_eventlog::store::database_unreachable(&error) {
+        if keyframe_eventlog::outage::database_unreachable(&error) {
             Self::database_unreachable(&error)
         } else {
             Self::Internal(anyhow::Error::new(error).context("database"))
@@ -225,7 +236,7 @@ impl IntoResponse for ApiError {
             title: title.to_owned(),
             status: status.as_u16(),
             detail,
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             request_id,
             errors,
         };

@@ -1,0 +1,123 @@
+//! What a use case answers instead of success: the domain's refusals as they are, and the
+//! few failures of the application's own (not found, forbidden, invalid input, an upload
+//! refused, the store unreachable). Transports map it once (`impl From<AppError> for ApiError`
+//! at the HTTP edge).
+
+use keyframe_domain::job::JobError;
+use keyframe_domain::ledger::LedgerError;
+use keyframe_domain::library::LibraryError;
+use keyframe_domain::project::ProjectError;
+use keyframe_domain::user::UserError;
+use keyframe_domain::values::ValidationError;
+use keyframe_eventlog::commands::CommandError;
+
+/// Everything a use case can answer instead of success.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// It does not exist, or the actor may not know it does (see the authorization policy).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The actor may not do this (see the authorization policy).
+    #[error("this is for administrators")]
+    Forbidden,
+    /// Input broke its rules, one entry per field.
+    #[error("invalid input")]
+    Invalid(Vec<ValidationError>),
+    /// An upload was refused before it was recorded; nothing of it is kept.
+    #[error(transparent)]
+    Upload(#[from] UploadRefused),
+    /// A job's rules refused.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// A project's rules refused.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// A credit ledger's rules refused.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// An account's rules refused.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// A media library's rules refused.
+    #[error(transparent)]
+    Library(#[from] LibraryError),
+    /// Other writers changed the aggregate throughout the retries.
+    #[error("the resource was being changed by other requests; try again")]
+    Concurrent,
+    /// The event store cannot be reached.
+    #[error("the event store is unreachable: {0}")]
+    Unavailable(String),
+    /// Anything unexpected.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// One field's problem.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![ValidationError {
+            field,
+            message: message.into(),
+        }])
+    }
+}
+
+impl<E> From<CommandError<E>> for AppError
+where
+    E: std::error::Error + Into<AppError>,
+{
+    fn from(error: CommandError<E>) -> Self {
+        match error {
+            CommandError::Rejected(error) => error.into(),
+            CommandError::Conflict { .. } => Self::Concurrent,
+            CommandError::Unavailable(detail) => Self::Unavailable(detail),
+            CommandError::Store(detail) => Self::Internal(anyhow::anyhow!("event store: {detail}")),
+        }
+    }
+}
+
+impl From<ValidationError> for AppError {
+    fn from(error: ValidationError) -> Self {
+        Self::Invalid(vec![error])
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        if keyframe_eventlog::outage::database_unreachable(&error) {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Internal(anyhow::Error::new(error).context("database"))
+        }
+    }
+}
+
+/// Why an upload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadRefused {
+    /// Larger than any upload may be.
+    #[error("uploads are limited to {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// Does not fit in what is left of the owner's quota.
+    #[error(
+        "the upload does not fit in your storage quota: {used} of {quota} bytes used; delete a project to free space"
+    )]
+    QuotaExceeded {
+        /// Bytes used.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// Not a container Keyframe takes.
+    #[error("not a video Keyframe accepts: upload MP4, MOV, WebM or Matroska")]
+    UnsupportedMedia,
+    /// The probe found no readable video in it, or it is too long.
+    #[error("{0}")]
+    InvalidVideo(String),
+    /// The client's bytes stopped coming.
+    #[error("the upload broke off")]
+    Interrupted,
+}

@@ -1,0 +1,123 @@
+//! Projects: creating, changing and deleting them. Deleting one also releases its videos from
+//! the owner's storage quota and removes their bytes (see [`App::release_project`]).
+
+use crate::App;
+use crate::error::AppError;
+use crate::policy::{Action, Actor, Resource, require};
+use chrono::{DateTime, Utc};
+use keyframe_domain::ids::ProjectId;
+use keyframe_domain::project::{Project, ProjectCommand};
+use keyframe_domain::values::{ProjectDescription, ProjectName};
+use keyframe_eventlog::metadata::CommandMetadata;
+
+/// A project as a use case answers it.
+#[derive(Debug, Clone)]
+pub struct ProjectFacts {
+    /// Its id.
+    pub project_id: ProjectId,
+    /// Its name.
+    pub name: ProjectName,
+    /// Its description.
+    pub description: ProjectDescription,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl App {
+    /// The project `project_id`, for `actor` to do `action` to (not found unless allowed).
+    pub async fn project_for(&self, actor: &Actor, action: Action, project_id: ProjectId) -> Result<Project, AppError> {
+        let project = self
+            .buses
+            .projects
+            .load(&project_id.to_string())
+            .await?
+            .unwrap_or_default();
+        require(actor, action, &Resource::project(&project))?;
+        Ok(project)
+    }
+
+    /// `actor` creates a project; answers it and the position of its creation.
+    pub async fn create_project(
+        &self,
+        actor: &Actor,
+        name: ProjectName,
+        description: ProjectDescription,
+        metadata: &CommandMetadata,
+    ) -> Result<(ProjectFacts, i64), AppError> {
+        let project_id = ProjectId::new();
+        let now = Utc::now();
+        let command = || ProjectCommand::CreateProject {
+            project_id,
+            owner_id: actor.user_id,
+            name: name.clone(),
+            description: description.clone(),
+            at: now,
+        };
+        let position = self
+            .buses
+            .projects
+            .execute_new(&project_id.to_string(), command, metadata)
+            .await?;
+        let facts = ProjectFacts {
+            project_id,
+            name,
+            description,
+            created_at: now,
+            updated_at: now,
+        };
+        Ok((facts, position))
+    }
+
+    /// `actor` renames or re-describes a project (`None` keeps what is there); answers the
+    /// project after the change and the change's position.
+    pub async fn update_project(
+        &self,
+        actor: &Actor,
+        project_id: ProjectId,
+        name: Option<ProjectName>,
+        description: Option<ProjectDescription>,
+        metadata: &CommandMetadata,
+    ) -> Result<(Project, i64), AppError> {
+        self.project_for(actor, Action::Change, project_id).await?;
+        let now = Utc::now();
+        let command = || ProjectCommand::UpdateProject {
+            actor: actor.user_id,
+            name: name.clone(),
+            description: description.clone(),
+            at: now,
+        };
+        let position = self
+            .buses
+            .projects
+            .execute(&project_id.to_string(), command, metadata)
+            .await?;
+        let project = self.project_for(actor, Action::View, project_id).await?;
+        Ok((project, position))
+    }
+
+    /// `actor` deletes a project; its videos stop counting against the quota and their bytes
+    /// go. Answers the deletion's position.
+    pub async fn delete_project(
+        &self,
+        actor: &Actor,
+        project_id: ProjectId,
+        metadata: &CommandMetadata,
+    ) -> Result<i64, AppError> {
+        self.project_for(actor, Action::Delete, project_id).await?;
+        let command = || ProjectCommand::DeleteProject {
+            actor: actor.user_id,
+            at: Utc::now(),
+        };
+        let position = self
+            .buses
+            .projects
+            .execute(&project_id.to_string(), command, metadata)
+            .await?;
+        // Should this process stop in between, the next upload over the quota releases them
+        // (see `App::upload_video`).
+        self.release_project(actor.user_id, project_id, metadata).await?;
+        Ok(position)
+    }
+}
