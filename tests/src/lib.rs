@@ -13,7 +13,8 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use keyframe::app::{AppConfig, Application};
 use keyframe::config::{Component, NatsArgs};
-use keyframe_api::settings::{ApiSettings, Argon2Settings};
+use keyframe_api::settings::ApiSettings;
+use keyframe_app::passwords::Argon2Settings;
 use keyframe_billing::settlement::SettlementSettings;
 use keyframe_domain::log::RecordedEvent;
 use keyframe_eventlog::streams::Naming;
@@ -427,7 +428,7 @@ impl TestApp {
         self.app
             .as_ref()
             .and_then(Application::api)
-            .map_or(0, |api| api.passwords.verified_against_accounts())
+            .map_or(0, |api| api.app.passwords.verified_against_accounts())
     }
 
     /// Stops the service (the database and stream stay until the handle drops).
@@ -707,7 +708,7 @@ impl Sibling {
     pub fn passwords_verified(&self) -> u64 {
         self.app
             .api()
-            .map_or(0, |api| api.passwords.verified_against_accounts())
+            .map_or(0, |api| api.app.passwords.verified_against_accounts())
     }
 }
 

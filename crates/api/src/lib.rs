@@ -5,18 +5,16 @@
 //! problem details with a stable `code`.
 
 pub mod auth;
-pub mod bootstrap;
 pub mod consistency;
 pub mod context;
 pub mod error;
 pub mod extract;
 pub mod limits;
-pub mod mail;
 pub mod openapi;
+pub mod paging;
 pub mod protection;
 pub mod routes;
 pub mod rules;
-pub mod secrets;
 pub mod settings;
 pub mod state;
 pub mod throttle;
@@ -85,7 +83,7 @@ pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::pages::router(state.clone()))
-        .nest("/api/v1/auth", routes::auth::router(state.clone()))
+        .nest("/api/v1/auth", routes::auth_router(state.clone()))
         .nest(
             "/api/v1/projects",
             routes::projects::router()

@@ -1,28 +1,11 @@
 //! The API's settings, filled from configuration by the `keyframe` binary.
 
+use keyframe_app::mail::MailSettings;
+use keyframe_app::passwords::Argon2Settings;
+use keyframe_app::secrets::MasterKeySetting;
 use keyframe_domain::user::LockoutPolicy;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// argon2id cost parameters.
-#[derive(Debug, Clone, Copy)]
-pub struct Argon2Settings {
-    /// Memory in KiB.
-    pub memory_kib: u32,
-    /// Passes.
-    pub iterations: u32,
-    /// Lanes.
-    pub parallelism: u32,
-}
-
-impl Argon2Settings {
-    /// OWASP's minimum for argon2id: m=19456 KiB, t=2, p=1. Production never goes below it.
-    pub const OWASP: Self = Self {
-        memory_kib: 19_456,
-        iterations: 2,
-        parallelism: 1,
-    };
-}
 
 /// An access-token key that no longer signs but still verifies what it signed.
 #[derive(Clone)]
@@ -37,20 +20,6 @@ impl std::fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtKey").field("id", &self.id).finish_non_exhaustive()
     }
-}
-
-/// Where mail goes.
-#[derive(Clone)]
-pub struct MailSettings {
-    /// `smtp://user:password@host:port?tls=required` or `smtps://...`; `None` writes `.eml`
-    /// files into `dir` instead (development).
-    pub smtp_url: Option<String>,
-    /// The sender, `Name <address>` or a bare address.
-    pub from: String,
-    /// Where mails go as files when there is no SMTP server.
-    pub dir: PathBuf,
-    /// The address users reach Keyframe's front end at, for the links in mails.
-    pub public_url: String,
 }
 
 /// Everything the API needs to know that is not a connection.
@@ -136,16 +105,6 @@ pub struct BillingSettings {
     pub success_url: String,
     /// Where Stripe sends a buyer who turns back.
     pub cancel_url: String,
-}
-
-/// The master key as configured.
-#[derive(Clone)]
-pub struct MasterKeySetting {
-    /// Its id, written into everything it seals.
-    pub id: String,
-    /// 32 bytes, base64; `None` makes a random one (development: sealed values die with the
-    /// process).
-    pub base64: Option<String>,
 }
 
 // By hand, so that secrets (the JWT keys, the SMTP password) never reach a log.

@@ -1,15 +1,15 @@
-//! The state every handler shares: the application (use cases, buses, storage) and what only
-//! the HTTP edge needs (tokens, sessions' standing, password hashing, mail, rate limits).
+//! The state every handler shares: the application (use cases and what they work with) and what
+//! only the HTTP edge needs (access tokens, rate limits, Stripe).
 
-use crate::auth::guard::SessionGuard;
-use crate::auth::lockout::LoginGate;
-use crate::auth::passwords::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::limits::{InProcessLimiter, RateLimiter};
-use crate::mail::Mailer;
-use crate::secrets::MasterKey;
 use crate::settings::ApiSettings;
 use keyframe_app::buses::Buses;
+use keyframe_app::lockout::LoginGate;
+use keyframe_app::mail::Mailer;
+use keyframe_app::passwords::Passwords;
+use keyframe_app::secrets::MasterKey;
+use keyframe_app::session_guard::SessionGuard;
 use keyframe_billing::stripe::StripeClient;
 use keyframe_media::storage::Storage;
 use sqlx::PgPool;
@@ -36,18 +36,8 @@ pub struct Api {
     pub nats: async_nats::Client,
     /// Stripe's API, when configured.
     pub stripe: Option<StripeClient>,
-    /// Access- and refresh-token issuing and checking.
+    /// Access tokens (JWTs), issued and checked.
     pub tokens: Tokens,
-    /// Whether an access token's session still stands.
-    pub session_guard: SessionGuard,
-    /// Password hashing, bounded in concurrency.
-    pub passwords: Passwords,
-    /// Guesses at credentials, admitted and judged under the lockout.
-    pub logins: LoginGate,
-    /// Outgoing mail.
-    pub mailer: Arc<Mailer>,
-    /// Seals and opens the secrets users keep with Keyframe (API keys, TOTP secrets).
-    pub master_key: MasterKey,
     /// Request counters for the rate limits.
     pub limiter: Arc<dyn RateLimiter>,
     /// Settings.
@@ -74,12 +64,29 @@ impl AppState {
             pool,
             buses,
             storage: Storage::open(&settings.storage)?,
+            passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)
+                .map_err(|e| anyhow::anyhow!("password hashing parameters: {e}"))?,
+            logins: LoginGate::default(),
+            session_guard: SessionGuard::new(settings.session_check_ttl),
+            mailer: Arc::new(Mailer::new(&settings.mail)?),
+            master_key: match &settings.master_key.base64 {
+                Some(encoded) => MasterKey::from_base64(&settings.master_key.id, encoded)?,
+                None => MasterKey::random(&settings.master_key.id),
+            },
             settings: keyframe_app::Settings {
                 pricing: settings.pricing,
                 default_max_retries: settings.default_max_retries,
                 max_upload_bytes: settings.max_upload_bytes,
                 storage_quota_bytes: settings.storage_quota_bytes,
                 signup_bonus_credits: settings.signup_bonus_credits,
+                identity: keyframe_app::IdentitySettings {
+                    refresh_token_ttl: settings.refresh_token_ttl,
+                    email_verification_ttl: settings.email_verification_ttl,
+                    password_reset_ttl: settings.password_reset_ttl,
+                    require_email_verification: settings.require_email_verification,
+                    lockout: settings.lockout,
+                    sessions_list_wait: settings.read_your_writes_timeout,
+                },
             },
         };
         Ok(Self(Arc::new(Api {
@@ -90,15 +97,6 @@ impl AppState {
                 StripeClient::new(config)
             }),
             tokens: Tokens::new(&settings),
-            session_guard: SessionGuard::new(settings.session_check_ttl),
-            passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)
-                .map_err(|e| anyhow::anyhow!("password hashing parameters: {e}"))?,
-            logins: LoginGate::default(),
-            mailer: Arc::new(Mailer::new(&settings.mail)?),
-            master_key: match &settings.master_key.base64 {
-                Some(encoded) => MasterKey::from_base64(&settings.master_key.id, encoded)?,
-                None => MasterKey::random(&settings.master_key.id),
-            },
             limiter: Arc::new(InProcessLimiter::default()),
             nats,
             settings,

@@ -1,6 +1,7 @@
 //! Applying the rate limits of [`crate::limits`] to requests: counting a request under a
 //! policy and refusing it with 429 over the quota.
 
+use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::limits::{Policy, RateLimiter, RequestLimits, client_key};
 use crate::state::AppState;
@@ -53,4 +54,15 @@ pub fn count_client_address(state: &AppState, request: &Request) -> Result<(), A
         .unwrap_or_default();
     let policy = state.settings.rate_limits.auth_ip();
     enforce(state.limiter.as_ref(), policy, &address, request.extensions().get())
+}
+
+/// Counts a login or mail request against the account it names (the `auth-account` rate
+/// limit), whether or not the account exists.
+pub fn limit_per_account(state: &AppState, context: &RequestContext, raw_email: &str) -> Result<(), ApiError> {
+    enforce(
+        state.limiter.as_ref(),
+        state.settings.rate_limits.auth_account(),
+        &raw_email.trim().to_lowercase(),
+        context.limits.as_ref(),
+    )
 }

@@ -3,10 +3,12 @@
 //! refused, the store unreachable). Transports map it once (`impl From<AppError> for ApiError`
 //! at the HTTP edge).
 
+use chrono::{DateTime, Utc};
 use keyframe_domain::job::JobError;
 use keyframe_domain::ledger::LedgerError;
 use keyframe_domain::library::LibraryError;
 use keyframe_domain::project::ProjectError;
+use keyframe_domain::session::SessionError;
 use keyframe_domain::user::UserError;
 use keyframe_domain::values::ValidationError;
 use keyframe_eventlog::commands::CommandError;
@@ -38,9 +40,15 @@ pub enum AppError {
     /// An account's rules refused.
     #[error(transparent)]
     User(#[from] UserError),
+    /// A session's rules refused.
+    #[error(transparent)]
+    Session(#[from] SessionError),
     /// A media library's rules refused.
     #[error(transparent)]
     Library(#[from] LibraryError),
+    /// A check of the caller's credentials or standing refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// Other writers changed the aggregate throughout the retries.
     #[error("the resource was being changed by other requests; try again")]
     Concurrent,
@@ -120,4 +128,56 @@ pub enum UploadRefused {
     /// The client's bytes stopped coming.
     #[error("the upload broke off")]
     Interrupted,
+}
+
+/// Why a check of credentials or of an account's standing refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The e-mail or password is wrong (or the account is locked: a login does not tell).
+    #[error("the e-mail or password is wrong")]
+    InvalidCredentials,
+    /// Failed attempts locked the account (said only to a caller who holds a session).
+    #[error("too many failed attempts; try again after {} or reset the password", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))]
+    AccountLocked {
+        /// When the lock ends.
+        until: DateTime<Utc>,
+    },
+    /// As many guesses for the account as the lockout allows are being judged already.
+    #[error("{threshold} attempts for this account are being judged already; try again shortly")]
+    TooManyAttempts {
+        /// The lockout's threshold.
+        threshold: u32,
+    },
+    /// The account is suspended.
+    #[error("this account is suspended; contact support")]
+    AccountSuspended,
+    /// The address must be verified before logging in.
+    #[error(
+        "confirm the e-mail address with the link we sent first (POST /api/v1/auth/resend-verification sends another)"
+    )]
+    EmailNotVerified,
+    /// Another account holds the address.
+    #[error("an account with this e-mail exists")]
+    EmailTaken,
+    /// The account behind a token no longer exists.
+    #[error("the account no longer exists")]
+    AccountGone,
+    /// A second-factor code that is not the authenticator's current one.
+    #[error("the code is not the current one of the authenticator")]
+    WrongCode,
+    /// The same, as the second step of a login.
+    #[error("the code is not the current one of the authenticator")]
+    WrongLoginCode,
+    /// The second step of a login, for an account whose second factor is off.
+    #[error("two-factor authentication is off; log in again")]
+    SecondFactorOff,
+    /// The code of a login's second step was used already.
+    #[error("this code was already used; wait for the next one")]
+    LoginCodeReused,
+    /// The session cannot be ended as asked.
+    #[error("{0}")]
+    SessionConflict(String),
+    /// A replaced refresh token came back: its session is revoked.
+    #[error("this refresh token was already used; the session is revoked for safety, log in again")]
+    RefreshTokenReused,
 }

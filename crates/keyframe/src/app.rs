@@ -103,7 +103,7 @@ impl Application {
             let first_admin = config.api.first_admin.clone();
             let state = AppState::new(pool.clone(), nats, config.api, buses.clone()).context("assembling the API")?;
             if let Some((email, password)) = first_admin {
-                keyframe_api::bootstrap::ensure_first_admin(&state, &email, &password).await?;
+                state.app.ensure_first_admin(&email, &password).await?;
             }
             Some((listener, state))
         } else {

@@ -3,7 +3,10 @@
 
 use crate::telemetry::LogFormat;
 use clap::{Args, ValueEnum};
-use keyframe_api::settings::{ApiSettings, Argon2Settings, JwtKey, MailSettings, MasterKeySetting};
+use keyframe_api::settings::{ApiSettings, JwtKey};
+use keyframe_app::mail::MailSettings;
+use keyframe_app::passwords::Argon2Settings;
+use keyframe_app::secrets::MasterKeySetting;
 use keyframe_domain::job::Backoff;
 use keyframe_domain::user::LockoutPolicy;
 use keyframe_media::storage::StorageConfig;
@@ -475,7 +478,7 @@ impl ServeArgs {
             ),
             (None, Environment::Development) => crate::dev_secrets::master_key(&self.storage.data_dir)?,
         };
-        keyframe_api::secrets::MasterKey::from_base64(&self.master_key_id, &master_key)
+        keyframe_app::secrets::MasterKey::from_base64(&self.master_key_id, &master_key)
             .map_err(|e| anyhow::anyhow!("KEYFRAME_MASTER_KEY: {e}"))?;
         settings.first_admin = self.admin_email.clone().zip(self.admin_password.clone());
         settings.rate_limits = keyframe_api::limits::RateLimitSettings {

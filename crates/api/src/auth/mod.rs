@@ -1,9 +1,7 @@
-//! Authentication: password hashing, access and refresh tokens, and the extractor that turns a
-//! bearer token into the caller.
+//! Authentication at the HTTP edge: access tokens, and the extractor that turns a bearer token
+//! into the caller.
 
-pub mod guard;
-pub mod lockout;
-pub mod passwords;
+pub mod answers;
 pub mod tokens;
 
 use crate::context::RequestContext;
@@ -64,6 +62,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let claims = state.tokens.verify_access(token.trim()).map_err(|_| invalid())?;
         let (user_id, session_id) = (UserId(claims.sub), SessionId(claims.sid));
         let access = state
+            .app
             .session_guard
             .access(&state.buses().sessions, &state.buses().users, session_id, user_id)
             .await

@@ -1,26 +1,17 @@
-//! Access tokens (short-lived JWTs) and opaque tokens (refresh and mailed ones, stored only as
-//! a hash).
+//! Access tokens: short-lived JWTs (the opaque refresh and mailed tokens are
+//! `keyframe_app::opaque_tokens`).
 //!
 //! Access tokens follow RFC 8725: the algorithm is pinned to HS256, `iss`, `aud`, `exp` and
 //! `sub` are required, the header's `typ` is `at+jwt` and the claims' `typ` is `access`, and
 //! `kid` must name one of our keys. Keys rotate: one signs, the retired ones still verify the
 //! tokens they signed until those expire; `kid` only ever selects among these.
-//!
-//! Refresh tokens and mailed tokens are opaque: `<owner id>.<32 random bytes, base64url>`. The
-//! owner id finds the aggregate (the session, the user); the hash of the whole token must match
-//! the one it keeps.
 
 use crate::settings::ApiSettings;
 #[cfg(test)]
 use crate::settings::JwtKey;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use keyframe_domain::ids::{SessionId, UserId};
-use keyframe_domain::values::TokenHash;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -195,35 +186,11 @@ impl Tokens {
     }
 }
 
-/// A fresh opaque token naming `owner` (the session of a refresh token, the user of a mailed
-/// one), and the hash to store: `<owner>.<32 random bytes, base64url>`.
-pub fn new_opaque_token(owner: Uuid) -> (String, TokenHash) {
-    let mut secret = [0_u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let token = format!("{owner}.{}", URL_SAFE_NO_PAD.encode(secret));
-    let hash = hash_opaque_token(&token);
-    (token, hash)
-}
-
-/// The stored form of an opaque token: SHA-256, hex. The token carries 256 random bits, so a
-/// fast hash is enough (no password-style stretching needed).
-pub fn hash_opaque_token(token: &str) -> TokenHash {
-    let digest = Sha256::digest(token.as_bytes());
-    TokenHash(digest.iter().map(|byte| format!("{byte:02x}")).collect())
-}
-
-/// The owner an opaque token claims (checked against the stored hash afterwards).
-pub fn opaque_token_owner(token: &str) -> Option<Uuid> {
-    let (owner, secret) = token.split_once('.')?;
-    if secret.is_empty() {
-        return None;
-    }
-    owner.parse::<Uuid>().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use chrono::Utc;
 
     fn tokens(secret: &str) -> Tokens {
@@ -299,16 +266,5 @@ mod tests {
         assert!(tokens.verify_mfa(&access).is_err());
         let stale = tokens.issue_mfa(user, Utc::now() - chrono::Duration::minutes(6));
         assert!(tokens.verify_mfa(&stale).is_err());
-    }
-
-    #[test]
-    fn opaque_tokens_name_their_owner_and_hash_stably() {
-        let session = SessionId::new();
-        let (token, hash) = new_opaque_token(session.0);
-        assert_eq!(opaque_token_owner(&token), Some(session.0));
-        assert_eq!(hash_opaque_token(&token), hash);
-        assert_ne!(new_opaque_token(session.0).0, token);
-        assert_eq!(opaque_token_owner("not-a-token"), None);
-        assert_eq!(opaque_token_owner(&format!("{session}.")), None);
     }
 }

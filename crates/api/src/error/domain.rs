@@ -3,7 +3,7 @@
 
 use super::{ApiError, Code, FieldError};
 use axum::http::StatusCode;
-use keyframe_app::error::{AppError, UploadRefused};
+use keyframe_app::error::{AppError, Refusal, UploadRefused};
 use keyframe_domain::job::JobError;
 use keyframe_domain::ledger::LedgerError;
 use keyframe_domain::library::LibraryError;
@@ -47,6 +47,8 @@ impl From<AppError> for ApiError {
                     .collect(),
             ),
             AppError::Upload(refused) => refused.into(),
+            AppError::Refused(refusal) => refusal.into(),
+            AppError::Session(error) => error.into(),
             AppError::Job(error) => error.into(),
             AppError::Project(error) => error.into(),
             AppError::Ledger(error) => error.into(),
@@ -55,6 +57,36 @@ impl From<AppError> for ApiError {
             AppError::Concurrent => Self::concurrent_modification(),
             AppError::Unavailable(detail) => Self::database_unreachable(&detail),
             AppError::Internal(error) => Self::Internal(error),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let detail = refusal.to_string();
+        match refusal {
+            Refusal::InvalidCredentials => Self::unauthorized(Code::InvalidCredentials, detail),
+            Refusal::AccountLocked { .. } => Self::Forbidden {
+                code: Code::AccountLocked,
+                detail,
+            },
+            Refusal::TooManyAttempts { .. } => conflict(Code::TooManyAttempts, &detail),
+            Refusal::AccountSuspended => Self::Forbidden {
+                code: Code::AccountSuspended,
+                detail,
+            },
+            Refusal::EmailNotVerified => Self::Forbidden {
+                code: Code::EmailNotVerified,
+                detail,
+            },
+            Refusal::EmailTaken => conflict(Code::EmailTaken, &detail),
+            Refusal::AccountGone => Self::unauthorized(Code::InvalidToken, detail),
+            Refusal::WrongCode => Self::bad_request(Code::InvalidTotpCode, detail),
+            Refusal::WrongLoginCode => Self::unauthorized(Code::InvalidTotpCode, detail),
+            Refusal::SecondFactorOff => Self::unauthorized(Code::InvalidMfaToken, detail),
+            Refusal::LoginCodeReused => Self::unauthorized(Code::TotpCodeReused, detail),
+            Refusal::SessionConflict(_) => conflict(Code::SessionConflict, &detail),
+            Refusal::RefreshTokenReused => Self::unauthorized(Code::RefreshTokenReused, detail),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! `/api/v1/admin`: administration, for users with the `admin` role. The role is checked once,
-//! by [`require_admin`] in front of every route here, not in each handler: a plain user gets
-//! 403 on every admin route, and an admin route cannot forget the check.
+//! `/api/v1/admin`: administration, for users with the `admin` role. The authorization policy
+//! is asked once, by [`require_admin`] in front of every route here (and again by each use
+//! case): a plain user gets 403 on every admin route, and an admin route cannot forget the
+//! check.
 //!
 //! Lists and reads come from the `user_directory` read model; changes go to the `User`
 //! aggregate with the administrator as the actor.
@@ -8,9 +9,8 @@
 use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
-use crate::error::{ApiError, Code, FieldError};
+use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
-use crate::routes::sessions::{EveryLiveSession, end_all_sessions};
 use crate::rules::{GRANT_MAX_CREDITS, REASON_MAX_CHARS};
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, Request, State};
@@ -20,10 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use keyframe_app::policy::{Action, Resource, require};
 use keyframe_domain::ids::UserId;
-use keyframe_domain::session::{EndRequester, SessionEndReason};
-use keyframe_domain::user::{Role, UserCommand};
-use keyframe_eventlog::metadata::Actor;
+use keyframe_domain::user::Role;
 use keyframe_projections::user_directory::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -50,12 +49,8 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
         Ok(caller) => caller,
         Err(problem) => return problem.into_response(),
     };
-    if !caller.admin {
-        return ApiError::Forbidden {
-            code: Code::AdminOnly,
-            detail: "this endpoint is for administrators".to_owned(),
-        }
-        .into_response();
+    if let Err(refused) = require(&caller.actor(), Action::Administer, &Resource::Accounts) {
+        return ApiError::from(refused).into_response();
     }
     parts.extensions.insert(caller);
     next.run(Request::from_parts(parts, body)).await
@@ -207,25 +202,6 @@ pub async fn show_user(
     Ok(mark_consistency(caught_up, Json(AdminUserView::from(row))))
 }
 
-/// Runs an administrator's command on account `id` (404 when there is none).
-async fn administer(
-    state: &AppState,
-    context: &RequestContext,
-    admin: &AuthUser,
-    id: UserId,
-    command: impl FnMut() -> UserCommand,
-) -> Result<i64, ApiError> {
-    let metadata = context.metadata(Actor::User(admin.user_id));
-    let position = state
-        .buses()
-        .users
-        .execute(&id.to_string(), command, &metadata)
-        .await
-        .map_err(ApiError::from)?;
-    state.session_guard.user_changed(id);
-    Ok(position)
-}
-
 /// Set a user's roles.
 #[utoipa::path(put, path = "/api/v1/admin/users/{id}/roles", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")), request_body = SetRolesRequest,
@@ -249,13 +225,10 @@ pub async fn set_roles(
                 message: "each role must be `user` or `admin`".to_owned(),
             }])
         })?;
-    let by = Some(admin.user_id);
-    let command = || UserCommand::SetRoles {
-        roles: roles.clone(),
-        by,
-        at: Utc::now(),
-    };
-    let position = administer(&state, &context, &admin, UserId(id), command).await?;
+    let position = state
+        .app
+        .set_roles(&admin.actor(), UserId(id), roles, &admin.metadata(&context))
+        .await?;
     Ok(with_position(position, axum::http::StatusCode::NO_CONTENT))
 }
 
@@ -278,28 +251,11 @@ pub async fn suspend(
             message: format!("must be 1 to {REASON_MAX_CHARS} characters"),
         }]));
     }
-    let command = || UserCommand::Suspend {
-        reason: reason.clone(),
-        by: admin.user_id,
-        at: Utc::now(),
-    };
-    let position = administer(&state, &context, &admin, UserId(id), command).await?;
-    // The suspension already refuses every session (the guard and refresh check it); ending
-    // each one puts it on the record and out of the sessions list.
-    let metadata = context.metadata(Actor::User(admin.user_id));
-    let which = EveryLiveSession {
-        user: UserId(id),
-        requested_by: EndRequester::Authority,
-        reason: SessionEndReason::UserSuspended,
-        also: None,
-        keep: None,
-        listed_after: Some(position),
-    };
-    let ended = end_all_sessions(&state, which, &metadata).await?;
-    Ok(with_position(
-        ended.unwrap_or(position).max(position),
-        axum::http::StatusCode::NO_CONTENT,
-    ))
+    let position = state
+        .app
+        .suspend(&admin.actor(), UserId(id), &reason, &admin.metadata(&context))
+        .await?;
+    Ok(with_position(position, axum::http::StatusCode::NO_CONTENT))
 }
 
 /// Lift a user's suspension.
@@ -313,11 +269,10 @@ pub async fn reactivate(
     admin: AuthUser,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let command = || UserCommand::Reactivate {
-        by: admin.user_id,
-        at: Utc::now(),
-    };
-    let position = administer(&state, &context, &admin, UserId(id), command).await?;
+    let position = state
+        .app
+        .reactivate(&admin.actor(), UserId(id), &admin.metadata(&context))
+        .await?;
     Ok(with_position(position, axum::http::StatusCode::NO_CONTENT))
 }
 

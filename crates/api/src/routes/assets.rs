@@ -250,7 +250,7 @@ pub async fn list(
     PathId(project_id): PathId,
     ApiQuery(query): ApiQuery<AssetListQuery>,
 ) -> Result<Response, ApiError> {
-    let (limit, cursor) = crate::routes::page(query.limit, query.cursor.as_deref())?;
+    let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
     state
         .app
         .project_for(&caller.actor(), Action::View, ProjectId(project_id))
@@ -259,7 +259,7 @@ pub async fn list(
     let rows = asset_list::list_for_project(state.pool(), caller.user_id.0, project_id, cursor, limit + 1)
         .await
         .context("listing assets")?;
-    let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.asset_id);
+    let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.asset_id);
     let page = AssetPage {
         items: rows.into_iter().map(AssetView::from).collect(),
         next_cursor,

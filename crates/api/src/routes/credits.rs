@@ -108,7 +108,7 @@ pub async fn transactions(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<TransactionQuery>,
 ) -> Result<Response, ApiError> {
-    let (limit, _) = crate::routes::page(query.limit, None)?;
+    let (limit, _) = crate::paging::page(query.limit, None)?;
     let cursor = query
         .cursor
         .as_deref()
@@ -122,7 +122,7 @@ pub async fn transactions(
     let rows = credit_transactions::list_for_owner(state.pool(), caller.user_id.0, cursor, limit + 1)
         .await
         .context("listing transactions")?;
-    let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.sequence);
+    let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.sequence);
     let page = TransactionPage {
         items: rows.into_iter().map(Transaction::from).collect(),
         next_cursor,

@@ -403,7 +403,7 @@ pub async fn list(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Response, ApiError> {
-    let (limit, cursor) = crate::routes::page(query.limit, query.cursor.as_deref())?;
+    let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
     if let Some(status) = &query.status
         && !["queued", "running", "succeeded", "failed", "cancelled"].contains(&status.as_str())
     {
@@ -426,7 +426,7 @@ pub async fn list(
     let rows = job_list::list_for_owner(state.pool(), caller.user_id.0, &filter, cursor, limit + 1)
         .await
         .context("listing jobs")?;
-    let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.job_id);
+    let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.job_id);
     let page = JobPage {
         items: rows.into_iter().map(JobSummary::from).collect(),
         next_cursor,

@@ -1,4 +1,6 @@
-//! The routes, one module per resource.
+//! The routes, one module per resource. No route module imports another: what several share
+//! lives outside `routes` (wire types in `views`, paging in `paging`, session answers in
+//! `auth::answers`), and the routers are put together here.
 
 pub mod account;
 pub mod admin;
@@ -15,8 +17,40 @@ pub mod subscriptions;
 pub mod two_factor;
 
 use crate::error::{ApiError, Code};
-use crate::rules::{DEFAULT_PAGE, MAX_PAGE};
+use crate::state::AppState;
+use axum::Router;
 use axum::http::StatusCode;
+use axum::routing::{get, post};
+
+/// Every `/api/v1/auth` route. Those a client calls without a session are counted against its
+/// address (the `auth-ip` rate limit) in one layer; the others need an access token, which
+/// counts against the user (`api-user`).
+pub(crate) fn auth_router(state: AppState) -> Router<AppState> {
+    let without_session = Router::new()
+        .route("/register", post(auth::register))
+        .route("/login", post(auth::login))
+        .route("/login/totp", post(two_factor::login_totp))
+        .route("/refresh", post(auth::refresh))
+        .route("/verify-email", post(account::verify_email))
+        .route("/resend-verification", post(account::resend_verification))
+        .route("/password-reset/request", post(account::request_password_reset))
+        .route("/password-reset/confirm", post(account::confirm_password_reset))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::throttle::limit_by_client_address,
+        ));
+    let with_session = Router::new()
+        .route("/logout", post(auth::logout))
+        .route("/logout-all", post(sessions::logout_all))
+        .route("/me", get(auth::me).patch(account::update_profile))
+        .route("/me/password", post(account::change_password))
+        .route("/sessions", get(sessions::list))
+        .route("/sessions/{id}", axum::routing::delete(sessions::revoke))
+        .route("/2fa/setup", post(two_factor::setup))
+        .route("/2fa/enable", post(two_factor::enable))
+        .route("/2fa/disable", post(two_factor::disable));
+    without_session.merge(with_session)
+}
 
 /// Any path Keyframe does not serve.
 pub async fn not_found() -> ApiError {
@@ -31,41 +65,5 @@ pub async fn method_not_allowed() -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: Code::MethodNotAllowed,
         detail: "this endpoint does not take that method".to_owned(),
-    }
-}
-
-/// A list's `limit` (default 20, 1 to 100) and `cursor` (an id from `next_cursor`), checked.
-pub(crate) fn page(limit: Option<i64>, cursor: Option<&str>) -> Result<(i64, Option<uuid::Uuid>), ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Validation(vec![crate::error::FieldError {
-            field: "limit".to_owned(),
-            message: format!("must be between 1 and {MAX_PAGE}"),
-        }]));
-    }
-    let cursor = cursor
-        .map(|raw| {
-            raw.parse::<uuid::Uuid>().map_err(|_| {
-                ApiError::bad_request(Code::InvalidCursor, "cursor must be a next_cursor from a previous page")
-            })
-        })
-        .transpose()?;
-    Ok((limit, cursor))
-}
-
-/// Trims rows fetched with `limit + 1` to the page and names the cursor of the next: the id of
-/// the page's last row, when there are more.
-pub(crate) fn split_page<T, K: ToString>(
-    mut rows: Vec<T>,
-    limit: i64,
-    id: impl Fn(&T) -> K,
-) -> (Vec<T>, Option<String>) {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if rows.len() > limit {
-        rows.truncate(limit);
-        let next = rows.last().map(|row| id(row).to_string());
-        (rows, next)
-    } else {
-        (rows, None)
     }
 }

@@ -3,18 +3,15 @@
 //!
 //! A GET only shows a form; the token is spent by the POST that form sends. Mail scanners open
 //! the links in a mail to check them, and a GET that spent the token would use it up before the
-//! person did. The work itself is the JSON API's (`POST /api/v1/auth/verify-email` and
-//! `POST /api/v1/auth/password-reset/confirm`): these handlers call it and word its answer as a
-//! page. No JavaScript and nothing fetched from anywhere: every page forbids all but its own
-//! inline style and forms posting back here, and sends no `Referer`, since the token is in the
-//! URL. These pages are not part of the JSON API, nor of its OpenAPI document.
+//! person did. The work itself is the same use cases' as the JSON API's
+//! (`POST /api/v1/auth/verify-email` and `POST /api/v1/auth/password-reset/confirm`, in
+//! `keyframe_app::accounts`): these handlers call them and word their answers as a page. No
+//! JavaScript and nothing fetched from anywhere: every page forbids all but its own inline
+//! style and forms posting back here, and sends no `Referer`, since the token is in the URL. These pages are not part of the JSON API, nor of its OpenAPI document.
 
-use crate::auth::tokens::opaque_token_owner;
 use crate::context::{RequestContext, current_request_id};
 use crate::error::{ApiError, Code};
-use crate::extract::ApiJson;
 use crate::limits::{RATELIMIT, RATELIMIT_POLICY};
-use crate::routes::account::{self, ResetPasswordRequest, TokenRequest};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -23,7 +20,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use keyframe_app::opaque_tokens::opaque_token_owner;
 use keyframe_domain::values::PASSWORD_MIN_CHARS;
+use keyframe_eventlog::metadata::Actor;
 use serde::Deserialize;
 
 /// Where the verification mail's link points (the path `crate::mail` writes into the mail).
@@ -101,8 +100,11 @@ async fn verify(
     if !could_be_token(&token) {
         return incomplete_link();
     }
-    let request = ApiJson(TokenRequest { token });
-    let error = match account::verify_email(State(state), context, request).await {
+    let verified = state
+        .app
+        .verify_email(&token, &context.metadata(Actor::Anonymous))
+        .await;
+    let error = match verified.map_err(ApiError::from) {
         Ok(_) => {
             return html(
                 StatusCode::OK,
@@ -184,11 +186,11 @@ async fn reset(
     if !could_be_token(&token) {
         return incomplete_link();
     }
-    let request = ApiJson(ResetPasswordRequest {
-        token: token.clone(),
-        new_password,
-    });
-    let error = match account::confirm_password_reset(State(state), context, request).await {
+    let reset = state
+        .app
+        .reset_password(&token, &new_password, &context.metadata(Actor::Anonymous))
+        .await;
+    let error = match reset.map_err(ApiError::from) {
         Ok(_) => {
             return html(
                 StatusCode::OK,
@@ -574,7 +576,7 @@ mod tests {
 
     #[test]
     fn a_link_token_must_look_like_one_of_ours() {
-        let (token, _) = crate::auth::tokens::new_opaque_token(uuid::Uuid::now_v7());
+        let (token, _) = keyframe_app::opaque_tokens::new_opaque_token(uuid::Uuid::now_v7());
         let query = |token: &str| -> Result<Query<LinkQuery>, QueryRejection> {
             Ok(Query(LinkQuery {
                 token: token.to_owned(),

@@ -183,10 +183,10 @@ pub async fn list(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let (limit, cursor) = crate::routes::page(query.limit, query.cursor.as_deref())?;
+    let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
     let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
     let rows = project_list::list_for_owner(state.pool(), caller.user_id.0, cursor, limit + 1).await?;
-    let (rows, next_cursor) = crate::routes::split_page(rows, limit, |row| row.project_id);
+    let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.project_id);
     let page = ProjectPage {
         items: rows.into_iter().map(ProjectView::from).collect(),
         next_cursor,

@@ -1,13 +1,11 @@
 //! `/api/v1/settings`: the caller's settings, and the third-party API keys Keyframe keeps for
-//! them. A key is sealed (AES-256-GCM under a data key of its own, wrapped by the master key)
-//! before it reaches the `User` aggregate; answers show only its last four characters.
+//! them (sealed by `keyframe_app::api_keys`; answers show only a key's last four characters).
 
 use crate::auth::AuthUser;
 use crate::consistency::with_position;
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::routes::auth::{execute_as_user, load_caller};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,8 +13,6 @@ use axum::response::Response;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use keyframe_domain::ids::UserId;
-use keyframe_domain::user::UserCommand;
 use keyframe_domain::values::{ApiKeyProvider, ApiKeySecret};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -58,10 +54,6 @@ pub struct StoreApiKeyRequest {
     pub api_key: String,
 }
 
-fn sealing_context(user: UserId, provider: &ApiKeyProvider) -> String {
-    format!("api-key:{user}:{}", provider.as_str())
-}
-
 fn provider(raw: &str) -> Result<ApiKeyProvider, ApiError> {
     Ok(ApiKeyProvider::parse("provider", raw)?)
 }
@@ -70,7 +62,7 @@ fn provider(raw: &str) -> Result<ApiKeyProvider, ApiError> {
 #[utoipa::path(get, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
     responses((status = 200, body = SettingsView), (status = 401, body = crate::error::Problem)))]
 pub async fn show(State(state): State<AppState>, caller: AuthUser) -> Result<Json<SettingsView>, ApiError> {
-    let user = load_caller(&state, caller.user_id).await?;
+    let user = state.app.account(caller.user_id).await?;
     let api_keys = user
         .api_keys()
         .iter()
@@ -100,23 +92,16 @@ pub async fn store_api_key(
 ) -> Result<Response, ApiError> {
     let provider = provider(&raw_provider)?;
     let secret = ApiKeySecret::parse("api_key", &body.api_key)?;
-    let sealed = state
-        .master_key
-        .seal(secret.expose().as_bytes(), &sealing_context(caller.user_id, &provider));
-    let last4 = secret.last4();
-    let now = Utc::now();
-    let command = || UserCommand::StoreApiKey {
-        provider: provider.clone(),
-        key: sealed.clone(),
-        last4: last4.clone(),
-        at: now,
-    };
-    let position = execute_as_user(&state, &context, caller.user_id, command).await?;
+    let stored = state
+        .app
+        .store_api_key(caller.user_id, provider.clone(), secret, &caller.metadata(&context))
+        .await?;
     let view = ApiKeyView {
         provider: provider.as_str().to_owned(),
-        last4,
-        created_at: now,
+        last4: stored.last4,
+        created_at: stored.stored_at,
     };
+    let position = stored.position;
     Ok(with_position(position, Json(view)))
 }
 
@@ -132,10 +117,9 @@ pub async fn remove_api_key(
     ApiPath(raw_provider): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let provider = provider(&raw_provider)?;
-    let command = || UserCommand::RemoveApiKey {
-        provider: provider.clone(),
-        at: Utc::now(),
-    };
-    let position = execute_as_user(&state, &context, caller.user_id, command).await?;
+    let position = state
+        .app
+        .remove_api_key(caller.user_id, provider, &caller.metadata(&context))
+        .await?;
     Ok(with_position(position, StatusCode::NO_CONTENT))
 }

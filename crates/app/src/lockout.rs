@@ -16,13 +16,12 @@
 //! did, drawn from the durations of the last few: the appends a judged guess makes are then
 //! hidden too, and the three take alike (the bench's `logins` phase measures them).
 
-use crate::context::RequestContext;
-use crate::error::{ApiError, Code};
+use crate::error::{AppError, Refusal};
 use chrono::{DateTime, Utc};
 use keyframe_domain::ids::{LoginAttemptId, UserId};
 use keyframe_domain::user::{LockoutPolicy, User, UserCommand, UserError};
 use keyframe_eventlog::commands::{CommandBus, CommandError};
-use keyframe_eventlog::metadata::Actor;
+use keyframe_eventlog::metadata::CommandMetadata;
 use keyframe_eventlog::turns::Turns;
 use rand::Rng as _;
 use std::collections::VecDeque;
@@ -88,12 +87,11 @@ impl LoginGate {
         &self,
         users: &CommandBus<User>,
         policy: LockoutPolicy,
-        context: &RequestContext,
+        metadata: &CommandMetadata,
         user_id: UserId,
-        check: impl AsyncFnOnce(&User) -> Result<Option<T>, ApiError>,
-    ) -> Result<Judgment<T>, ApiError> {
+        check: impl AsyncFnOnce(&User) -> Result<Option<T>, AppError>,
+    ) -> Result<Judgment<T>, AppError> {
         let id = user_id.to_string();
-        let metadata = context.metadata(Actor::User(user_id));
         let attempt = LoginAttemptId::new();
         let queued_from = Instant::now();
         let _turn = self.turns.take(&id).await;
@@ -103,7 +101,7 @@ impl LoginGate {
             policy,
             at: Utc::now(),
         };
-        match users.execute(&id, admit, &metadata).await {
+        match users.execute(&id, admit, metadata).await {
             Ok(_) => {}
             Err(CommandError::Rejected(UserError::AccountLocked { until })) => {
                 return Ok(Judgment::NotAdmitted {
@@ -114,13 +112,13 @@ impl LoginGate {
             Err(CommandError::Rejected(_) | CommandError::Conflict { .. }) => {
                 return Ok(Judgment::NotAdmitted { locked_until: None });
             }
-            Err(error) => return Err(ApiError::from_command(error, |_| unreachable_rejection())),
+            Err(error) => return Err(unexpected(error)),
         }
         let user = users
             .load_current(&id)
             .await
-            .map_err(|error| ApiError::from_command(error, |_| unreachable_rejection()))?
-            .ok_or_else(unreachable_rejection)?;
+            .map_err(unexpected)?
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("an admitted account vanished")))?;
         // Should the check itself fail, the admission stays unjudged and counts as a failure
         // until the window passes it: the safe side for a guess that may have been judged.
         match check(&user).await? {
@@ -129,7 +127,7 @@ impl LoginGate {
                     attempt,
                     at: Utc::now(),
                 };
-                record_verdict(users, &id, passed, &metadata).await?;
+                record_verdict(users, &id, passed, metadata).await?;
                 Ok(Judgment::Right(Box::new(user), found))
             }
             None => {
@@ -138,7 +136,7 @@ impl LoginGate {
                     policy,
                     at: Utc::now(),
                 };
-                if let Err(error) = record_verdict(users, &id, failed, &metadata).await {
+                if let Err(error) = record_verdict(users, &id, failed, metadata).await {
                     // The admission is on record and counts until the window passes it.
                     tracing::error!(user = %user_id, error = %error, "a judged failure could not be recorded");
                 }
@@ -188,44 +186,44 @@ async fn record_verdict(
     users: &CommandBus<User>,
     id: &str,
     command: impl Fn() -> UserCommand + Copy,
-    metadata: &keyframe_eventlog::metadata::CommandMetadata,
-) -> Result<(), ApiError> {
+    metadata: &CommandMetadata,
+) -> Result<(), AppError> {
     let deadline = Instant::now() + RECORD_VERDICT_FOR;
     loop {
         match users.execute(id, command, metadata).await {
             Ok(_) => return Ok(()),
             Err(CommandError::Conflict { .. }) if Instant::now() < deadline => {}
-            Err(error) => return Err(ApiError::from_command(error, |_| unreachable_rejection())),
+            Err(error) => return Err(unexpected(error)),
         }
-    }
-}
-
-/// 403 `account_locked`, for a caller who holds a session (who may learn of the lock).
-pub fn account_locked(until: DateTime<Utc>) -> ApiError {
-    ApiError::Forbidden {
-        code: Code::AccountLocked,
-        detail: format!(
-            "too many failed attempts; try again after {} or reset the password",
-            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
     }
 }
 
 /// How a guess that was not admitted answers a caller who holds a session (changing the
 /// password, turning the second factor on or off, the code of a login): the lock by name, or
-/// 409 `too_many_attempts` while `threshold` guesses are being judged.
-pub fn refused_guess(locked_until: Option<DateTime<Utc>>, threshold: u32) -> ApiError {
+/// that `threshold` guesses are being judged.
+pub fn refused_guess(locked_until: Option<DateTime<Utc>>, threshold: u32) -> AppError {
     match locked_until {
-        Some(until) => account_locked(until),
-        None => ApiError::Conflict {
-            code: Code::TooManyAttempts,
-            detail: format!("{threshold} attempts for this account are being judged already; try again shortly"),
-        },
+        Some(until) => Refusal::AccountLocked { until }.into(),
+        None => Refusal::TooManyAttempts { threshold }.into(),
+    }
+}
+
+/// While failed logins lock the account, nothing that checks a password or code may run: the
+/// lock would not bound guessing otherwise.
+pub fn refuse_while_locked(user: &User) -> Result<(), AppError> {
+    match user.locked_until(Utc::now()) {
+        Some(until) => Err(Refusal::AccountLocked { until }.into()),
+        None => Ok(()),
     }
 }
 
 /// The commands above refuse only with the errors matched where they run; any other refusal
 /// is a bug, answered as one.
-fn unreachable_rejection() -> ApiError {
-    ApiError::Internal(anyhow::anyhow!("the account refused a login step it should not have"))
+fn unexpected(error: CommandError<UserError>) -> AppError {
+    match error {
+        CommandError::Rejected(_) => {
+            AppError::Internal(anyhow::anyhow!("the account refused a login step it should not have"))
+        }
+        other => other.into(),
+    }
 }

@@ -1,12 +1,31 @@
 //! Password hashing with argon2id, off the async runtime and bounded in concurrency, so a burst
 //! of logins cannot starve other requests of the cores.
 
-use crate::settings::Argon2Settings;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use keyframe_domain::values::{Password, PasswordHash};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Semaphore;
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Argon2Settings {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Argon2Settings {
+    /// OWASP's minimum for argon2id: m=19456 KiB, t=2, p=1. Production never goes below it.
+    pub const OWASP: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
 
 /// Hashes and verifies passwords.
 #[derive(Clone)]

@@ -6,7 +6,6 @@
 //! mail server never holds up or fails the request that caused the mail; the user can always
 //! ask for another.
 
-use crate::settings::MailSettings;
 use anyhow::Context as _;
 use keyframe_domain::values::EmailAddress;
 use lettre::message::Mailbox;
@@ -15,6 +14,20 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Where mail goes.
+#[derive(Clone)]
+pub struct MailSettings {
+    /// `smtp://user:password@host:port?tls=required` or `smtps://...`; `None` writes `.eml`
+    /// files into `dir` instead (development).
+    pub smtp_url: Option<String>,
+    /// The sender, `Name <address>` or a bare address.
+    pub from: String,
+    /// Where mails go as files when there is no SMTP server.
+    pub dir: PathBuf,
+    /// The address users reach Keyframe's front end at, for the links in mails.
+    pub public_url: String,
+}
 
 /// How often a mail is tried before it is given up (and logged).
 const ATTEMPTS: u32 = 3;

@@ -13,6 +13,16 @@ use base64::engine::general_purpose::STANDARD;
 use keyframe_domain::values::SealedSecret;
 use rand::RngCore;
 
+/// The master key as configured.
+#[derive(Clone)]
+pub struct MasterKeySetting {
+    /// Its id, written into everything it seals.
+    pub id: String,
+    /// 32 bytes, base64; `None` makes a random one (development: sealed values die with the
+    /// process).
+    pub base64: Option<String>,
+}
+
 /// Bytes of an AES-256 key.
 pub const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;
