@@ -1,6 +1,10 @@
 //! Given / when / then for every `Job` command, its success and each error.
 
 use super::*;
+use crate::ids::{AssetId, JobId, ProjectId, UserId};
+use crate::media::Artifact;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use cqrs_es::test::TestFramework;
 
 struct Given {

@@ -1,6 +1,9 @@
 //! Given / when / then for every `CreditLedger` command, its success and each error.
 
 use super::*;
+use crate::ids::{JobId, UserId};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use cqrs_es::test::TestFramework;
 
 struct Given {

@@ -2,6 +2,9 @@
 //! order whatever the delivery order.
 
 use super::*;
+use crate::ids::UserId;
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use cqrs_es::test::TestFramework;
 
 struct Given {
