@@ -3,6 +3,7 @@
 use keyframe_app::mail::MailSettings;
 use keyframe_app::passwords::Argon2Settings;
 use keyframe_app::secrets::MasterKeySetting;
+use keyframe_app::subscriptions::BillingSettings;
 use keyframe_domain::user::LockoutPolicy;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -90,21 +91,6 @@ pub struct ApiSettings {
     pub billing: BillingSettings,
     /// Sees every answer a route gives (tests hold the server to its OpenAPI document with it).
     pub answer_observer: Option<crate::AnswerObserver>,
-}
-
-/// Subscriptions and Stripe.
-#[derive(Clone, Default)]
-pub struct BillingSettings {
-    /// The plans.
-    pub plans: keyframe_billing::plans::Plans,
-    /// Stripe's API; `None`: checkout answers 503 `billing_not_configured`.
-    pub stripe: Option<keyframe_billing::stripe::StripeConfig>,
-    /// The webhook endpoint's signing secret (`whsec_...`); `None`: webhooks answer 503.
-    pub webhook_secret: Option<String>,
-    /// Where Stripe sends a buyer after paying.
-    pub success_url: String,
-    /// Where Stripe sends a buyer who turns back.
-    pub cancel_url: String,
 }
 
 // By hand, so that secrets (the JWT keys, the SMTP password) never reach a log.

@@ -1,5 +1,5 @@
 //! The state every handler shares: the application (use cases and what they work with) and what
-//! only the HTTP edge needs (access tokens, rate limits, Stripe).
+//! only the HTTP edge needs (access tokens, rate limits).
 
 use crate::auth::tokens::Tokens;
 use crate::limits::{InProcessLimiter, RateLimiter};
@@ -34,8 +34,6 @@ pub struct Api {
     pub app: keyframe_app::App,
     /// The NATS connection, for readiness.
     pub nats: async_nats::Client,
-    /// Stripe's API, when configured.
-    pub stripe: Option<StripeClient>,
     /// Access tokens (JWTs), issued and checked.
     pub tokens: Tokens,
     /// Request counters for the rate limits.
@@ -73,6 +71,14 @@ impl AppState {
                 Some(encoded) => MasterKey::from_base64(&settings.master_key.id, encoded)?,
                 None => MasterKey::random(&settings.master_key.id),
             },
+            billing: keyframe_app::subscriptions::Billing {
+                settings: settings.billing.clone(),
+                stripe: settings.billing.stripe.clone().map(|config| {
+                    // Idempotent; the binary installs it first, embedders may not have.
+                    keyframe_media::storage::install_tls_provider();
+                    StripeClient::new(config)
+                }),
+            },
             settings: keyframe_app::Settings {
                 pricing: settings.pricing,
                 default_max_retries: settings.default_max_retries,
@@ -91,11 +97,6 @@ impl AppState {
         };
         Ok(Self(Arc::new(Api {
             app,
-            stripe: settings.billing.stripe.clone().map(|config| {
-                // Idempotent; the binary installs it first, embedders may not have.
-                keyframe_media::storage::install_tls_provider();
-                StripeClient::new(config)
-            }),
             tokens: Tokens::new(&settings),
             limiter: Arc::new(InProcessLimiter::default()),
             nats,

@@ -9,6 +9,7 @@ use keyframe_domain::ledger::LedgerError;
 use keyframe_domain::library::LibraryError;
 use keyframe_domain::project::ProjectError;
 use keyframe_domain::session::SessionError;
+use keyframe_domain::subscription::SubscriptionError;
 use keyframe_domain::user::UserError;
 use keyframe_domain::values::ValidationError;
 use keyframe_eventlog::commands::CommandError;
@@ -49,6 +50,12 @@ pub enum AppError {
     /// A check of the caller's credentials or standing refused.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// Buying a plan, or a Stripe event, refused.
+    #[error(transparent)]
+    Billing(#[from] BillingRefusal),
+    /// A subscription's rules refused.
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
     /// Other writers changed the aggregate throughout the retries.
     #[error("the resource was being changed by other requests; try again")]
     Concurrent,
@@ -180,4 +187,30 @@ pub enum Refusal {
     /// A replaced refresh token came back: its session is revoked.
     #[error("this refresh token was already used; the session is revoked for safety, log in again")]
     RefreshTokenReused,
+}
+
+/// Why buying a plan, or processing a Stripe event, was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BillingRefusal {
+    /// Payments are not set up on this server: the named setting is missing.
+    #[error("payments are not set up on this server ({0} missing)")]
+    NotConfigured(&'static str),
+    /// A subscription is running already.
+    #[error("a subscription is running; change or cancel it in the billing portal")]
+    AlreadySubscribed,
+    /// Stripe refused.
+    #[error("{0}")]
+    ProviderRejected(String),
+    /// Stripe cannot be reached.
+    #[error("the payment provider cannot be reached; try again shortly")]
+    ProviderUnavailable,
+    /// The event lacks what its type needs.
+    #[error("{0}")]
+    InvalidEvent(String),
+    /// The event's customer is no Keyframe user's (yet): Stripe should deliver it again.
+    #[error("customer {0} is no Keyframe user's (yet)")]
+    UnknownCustomer(String),
+    /// The event is for no configured plan.
+    #[error("{0}")]
+    UnknownPlan(String),
 }

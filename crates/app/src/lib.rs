@@ -27,6 +27,7 @@ pub mod projects;
 pub mod secrets;
 pub mod session_guard;
 pub mod sessions;
+pub mod subscriptions;
 pub mod two_factor;
 
 use buses::Buses;
@@ -99,6 +100,8 @@ pub struct App {
     pub mailer: Arc<Mailer>,
     /// Seals and opens the secrets users keep with Keyframe (API keys, TOTP secrets).
     pub master_key: MasterKey,
+    /// Plans, and Stripe when configured.
+    pub billing: subscriptions::Billing,
     /// The business settings.
     pub settings: Settings,
 }

@@ -501,7 +501,7 @@ impl ServeArgs {
         settings.default_max_retries = self.job_max_retries;
         settings.signup_bonus_credits = self.signup_bonus_credits;
         let public_url = self.public_url.trim_end_matches('/');
-        settings.billing = keyframe_api::settings::BillingSettings {
+        settings.billing = keyframe_app::subscriptions::BillingSettings {
             plans: self.plans.clone(),
             stripe: self
                 .stripe_secret_key

@@ -3,7 +3,7 @@
 
 use super::{ApiError, Code, FieldError};
 use axum::http::StatusCode;
-use keyframe_app::error::{AppError, Refusal, UploadRefused};
+use keyframe_app::error::{AppError, BillingRefusal, Refusal, UploadRefused};
 use keyframe_domain::job::JobError;
 use keyframe_domain::ledger::LedgerError;
 use keyframe_domain::library::LibraryError;
@@ -49,6 +49,8 @@ impl From<AppError> for ApiError {
             AppError::Upload(refused) => refused.into(),
             AppError::Refused(refusal) => refusal.into(),
             AppError::Session(error) => error.into(),
+            AppError::Billing(refusal) => refusal.into(),
+            AppError::Subscription(error) => error.into(),
             AppError::Job(error) => error.into(),
             AppError::Project(error) => error.into(),
             AppError::Ledger(error) => error.into(),
@@ -87,6 +89,36 @@ impl From<Refusal> for ApiError {
             Refusal::LoginCodeReused => Self::unauthorized(Code::TotpCodeReused, detail),
             Refusal::SessionConflict(_) => conflict(Code::SessionConflict, &detail),
             Refusal::RefreshTokenReused => Self::unauthorized(Code::RefreshTokenReused, detail),
+        }
+    }
+}
+
+impl From<BillingRefusal> for ApiError {
+    fn from(refusal: BillingRefusal) -> Self {
+        let detail = refusal.to_string();
+        let upstream = |status, code| Self::Upstream {
+            status,
+            code,
+            detail: detail.clone(),
+        };
+        match refusal {
+            BillingRefusal::NotConfigured(_) => upstream(StatusCode::SERVICE_UNAVAILABLE, Code::BillingNotConfigured),
+            BillingRefusal::AlreadySubscribed => conflict(Code::AlreadySubscribed, &detail),
+            BillingRefusal::ProviderRejected(_) => upstream(StatusCode::BAD_GATEWAY, Code::PaymentProviderError),
+            BillingRefusal::ProviderUnavailable => {
+                upstream(StatusCode::SERVICE_UNAVAILABLE, Code::PaymentProviderUnavailable)
+            }
+            BillingRefusal::InvalidEvent(_) => Self::bad_request(Code::InvalidEvent, detail),
+            BillingRefusal::UnknownCustomer(_) => Self::BadRequest {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: Code::UnknownCustomer,
+                detail,
+            },
+            BillingRefusal::UnknownPlan(_) => Self::BadRequest {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: Code::UnknownPlan,
+                detail,
+            },
         }
     }
 }
