@@ -81,20 +81,8 @@ pub fn router(state: AppState) -> Router {
     let behind_tls = state.settings.behind_tls;
     let cors = protection::cors(&state.settings.cors_origins);
     let routes = Router::new()
-        .merge(routes::health::router())
+        .merge(routes::ApiRoutes::new().into_router(&state))
         .merge(routes::pages::router(state.clone()))
-        .nest("/api/v1/auth", routes::auth_router(state.clone()))
-        .nest(
-            "/api/v1/projects",
-            routes::projects::router()
-                .merge(routes::assets::router())
-                .merge(routes::jobs::project_router()),
-        )
-        .nest("/api/v1/jobs", routes::jobs::router())
-        .nest("/api/v1/credits", routes::credits::router())
-        .nest("/api/v1/subscriptions", routes::subscriptions::router())
-        .nest("/api/v1/settings", routes::settings::router())
-        .nest("/api/v1/admin", routes::admin::router(state.clone()))
         .merge(openapi::router(&state.settings))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed);

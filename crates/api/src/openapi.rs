@@ -15,32 +15,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-/// Keyframe's HTTP API.
+/// Keyframe's HTTP API: what the document says beyond its paths (which the routes describe).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Keyframe API", description = "The backend of an AI video platform."),
-    paths(
-        routes::health::live, routes::health::ready,
-        routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::me,
-        routes::account::verify_email, routes::account::resend_verification, routes::account::request_password_reset,
-        routes::account::confirm_password_reset, routes::account::change_password, routes::account::update_profile,
-        routes::sessions::list, routes::sessions::revoke, routes::sessions::logout_all,
-        routes::two_factor::setup, routes::two_factor::enable, routes::two_factor::disable, routes::two_factor::login_totp,
-        routes::settings::show, routes::settings::store_api_key, routes::settings::remove_api_key,
-        routes::admin::list_users, routes::admin::show_user, routes::admin::set_roles, routes::admin::suspend,
-        routes::admin::reactivate, routes::admin::stats,
-        routes::projects::create, routes::projects::list, routes::projects::show, routes::projects::update,
-        routes::projects::delete,
-        routes::assets::upload, routes::assets::list,
-        routes::jobs::create, routes::jobs::analyze_asset, routes::jobs::list, routes::jobs::stats, routes::jobs::show,
-        routes::jobs::cancel, routes::jobs::retry, routes::jobs::delete, routes::jobs::events, routes::jobs::artifact,
-        routes::jobs::quote,
-        routes::credits::balance, routes::credits::transactions, routes::admin::grant_credits,
-        routes::subscriptions::plans, routes::subscriptions::current, routes::subscriptions::checkout,
-        routes::subscriptions::webhook,
-    ),
     components(schemas(error::Problem, error::FieldError)),
-    modifiers(&BearerAuth, &ShapeAnswers),
+    modifiers(&BearerAuth),
     tags((name = "health"), (name = "auth"), (name = "settings"), (name = "projects"), (name = "assets"), (name = "jobs"), (name = "credits"), (name = "subscriptions"),
         (name = "admin"))
 )]
@@ -63,19 +43,13 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Adds the answers each operation gives because of its shape (see [`answers`]).
-struct ShapeAnswers;
-
-impl Modify for ShapeAnswers {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        answers::complete(openapi);
-    }
-}
-
-/// The document this server serves: [`ApiDoc`] with what its configuration decides (the plans
-/// on sale).
+/// The document this server serves: [`ApiDoc`], the paths the routes describe (see
+/// [`routes::ApiRoutes`]), the answers each operation gives because of its shape (see
+/// [`answers`]), and what the configuration decides (the plans on sale).
 pub fn document(settings: &crate::settings::ApiSettings) -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
+    document.merge(routes::ApiRoutes::new().document());
+    answers::complete(&mut document);
     let on_sale: Vec<&str> = settings
         .billing
         .plans

@@ -13,12 +13,11 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::rules::{GRANT_MAX_CREDITS, REASON_MAX_CHARS};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use keyframe_app::policy::{Action, Resource, require};
 use keyframe_domain::ids::UserId;
@@ -27,18 +26,19 @@ use keyframe_projections::user_directory::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(crate) fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users))
-        .route("/users/{id}", get(show_user))
-        .route("/users/{id}/roles", put(set_roles))
-        .route("/users/{id}/suspend", post(suspend))
-        .route("/users/{id}/reactivate", post(reactivate))
-        .route("/users/{id}/credits", post(grant_credits))
-        .route("/stats", get(stats))
-        .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(show_user))
+        .routes(routes!(set_roles))
+        .routes(routes!(suspend))
+        .routes(routes!(reactivate))
+        .routes(routes!(grant_credits))
+        .routes(routes!(stats))
 }
 
 /// Lets only administrators through: 401 without a valid session, 403 for everyone else. The

@@ -11,12 +11,11 @@ use crate::error::{ApiError, Code};
 use crate::extract::{ApiQuery, PathId};
 use crate::state::AppState;
 use anyhow::Context as _;
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use keyframe_app::library::{NewUpload, Upload};
@@ -25,10 +24,12 @@ use keyframe_domain::ids::ProjectId;
 use keyframe_projections::asset_list::{self, AssetRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/{id}/assets", get(list).post(upload))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, upload))
 }
 
 /// An uploaded video.

@@ -8,21 +8,22 @@ use crate::extract::ApiQuery;
 use crate::state::AppState;
 use crate::views::Balance;
 use anyhow::Context as _;
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use keyframe_projections::credit_transactions::{self, TransactionRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/balance", get(balance))
-        .route("/transactions", get(transactions))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(balance))
+        .routes(routes!(transactions))
 }
 
 /// One movement of credits.

@@ -11,13 +11,12 @@ use crate::error::{ApiError, Code, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
 use crate::state::AppState;
 use anyhow::Context as _;
+use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use keyframe_app::jobs::JobRequest;
@@ -28,26 +27,24 @@ use keyframe_projections::job_list::{self, JobCount, JobFilter, JobRow};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 /// How often an event stream looks for new events of its job.
 const STREAM_POLL: Duration = Duration::from_millis(200);
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(list).post(create))
-        .route("/quote", post(quote))
-        .route("/stats", get(stats))
-        .route("/{id}", get(show).delete(delete))
-        .route("/{id}/cancel", post(cancel))
-        .route("/{id}/retry", post(retry))
-        .route("/{id}/events", get(events))
-        .route("/{id}/artifacts/{name}", get(artifact))
-}
-
-/// The job routes under `/api/v1/projects`.
-pub(crate) fn project_router() -> Router<AppState> {
-    Router::new().route("/{id}/analyze", post(analyze_asset))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(quote))
+        .routes(routes!(stats))
+        .routes(routes!(show, delete))
+        .routes(routes!(cancel))
+        .routes(routes!(retry))
+        .routes(routes!(events))
+        .routes(routes!(artifact))
+        .routes(routes!(analyze_asset))
 }
 
 /// A file a job produced.

@@ -7,20 +7,21 @@ use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use keyframe_domain::values::{ApiKeyProvider, ApiKeySecret};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(show))
-        .route("/api-keys/{provider}", put(store_api_key).delete(remove_api_key))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show))
+        .routes(routes!(store_api_key, remove_api_key))
 }
 
 /// A stored API key, as far as it is ever shown again.

@@ -8,29 +8,32 @@ use crate::error::{ApiError, Code};
 use crate::extract::ApiJson;
 use crate::rules::IDEMPOTENCY_KEY_MAX;
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use keyframe_app::error::BillingRefusal;
 use keyframe_billing::stripe::{self, SignatureError, WebhookEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest webhook body: Stripe's events are far smaller, but an invoice with many lines is
 /// larger than the API's usual JSON limit.
 const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/checkout", post(checkout))
-        .route(
-            "/webhook",
-            post(webhook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
-        )
-        .route("/current", get(current))
-        .route("/plans", get(plans))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    // Stripe's events are far smaller than this, but an invoice with many lines is larger
+    // than the API's usual JSON limit.
+    let webhook = OpenApiRouter::new()
+        .routes(routes!(webhook))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    OpenApiRouter::new()
+        .routes(routes!(checkout))
+        .routes(routes!(current))
+        .routes(routes!(plans))
+        .merge(webhook)
 }
 
 /// A plan on offer.
