@@ -95,7 +95,11 @@ async fn an_expired_verification_or_reset_token_is_refused() {
     let mut settings = test_api_settings();
     settings.email_verification_ttl = Duration::ZERO;
     settings.password_reset_ttl = Duration::ZERO;
-    let app = TestApp::spawn_with_settings(all_components(), settings).await;
+    let app = TestApp::builder()
+        .components(all_components())
+        .settings(settings)
+        .spawn()
+        .await;
     register(&app, "ada@example.com").await;
     let mail = app.mail.wait_for("ada@example.com", "Confirm your e-mail", 1).await;
     let expired = post(&app, "/api/v1/auth/verify-email", json!({"token": mail.token()})).await;

@@ -25,11 +25,11 @@ fn with_first_admin_password(email: &str, password: &str) -> keyframe_api::setti
 }
 
 async fn spawn_with_root() -> TestApp {
-    TestApp::spawn_with_settings(
-        vec![Component::Api, Component::Relay, Component::Projectors],
-        with_first_admin(ROOT),
-    )
-    .await
+    TestApp::builder()
+        .components(vec![Component::Api, Component::Relay, Component::Projectors])
+        .settings(with_first_admin(ROOT))
+        .spawn()
+        .await
 }
 
 async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
@@ -63,7 +63,7 @@ async fn the_first_admin_comes_from_configuration_once_however_often_keyframe_st
     let app = spawn_with_root().await;
     root_token(&app).await;
     // A second process with the same configuration changes nothing.
-    let again = app.spawn_sibling_with(with_first_admin(ROOT)).await;
+    let again = app.sibling().settings(with_first_admin(ROOT)).spawn().await;
     drop(again);
     let events = all_events(&app.db.pool).await;
     assert_eq!(count(&events, "UserRegistered"), 1);
@@ -78,7 +78,7 @@ async fn the_first_admin_comes_from_configuration_once_however_often_keyframe_st
     // An existing account is promoted only with its own password and a verified address:
     // whoever registered the address first must not become an administrator.
     let bob = app.register_and_login("bob@example.com").await;
-    let refused = app.try_spawn_sibling_with(with_first_admin(&bob.email)).await;
+    let refused = app.sibling().settings(with_first_admin(&bob.email)).try_spawn().await;
     let refusal = format!("{:#}", refused.err().expect("refused to start"));
     assert!(refusal.contains("refusing to make it an administrator"), "{refusal}");
     let unverified = "mallory@example.com";
@@ -91,9 +91,17 @@ async fn the_first_admin_comes_from_configuration_once_however_often_keyframe_st
         )
         .await;
     assert_eq!(register.status(), 201);
-    assert!(app.try_spawn_sibling_with(with_first_admin(unverified)).await.is_err());
+    assert!(
+        app.sibling()
+            .settings(with_first_admin(unverified))
+            .try_spawn()
+            .await
+            .is_err()
+    );
     let promoted = app
-        .spawn_sibling_with(with_first_admin_password(&bob.email, &bob.password))
+        .sibling()
+        .settings(with_first_admin_password(&bob.email, &bob.password))
+        .spawn()
         .await;
     drop(promoted);
     let relogin = body(login(&app, &bob.email, &bob.password).await).await;

@@ -112,8 +112,11 @@ async fn post(app: &TestApp, user: &TestUser, path: &str) -> reqwest::Response {
 async fn two_hundred_requests_against_credit_for_fifty_make_exactly_fifty_jobs() {
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 50;
-    let app =
-        TestApp::spawn_with_settings(vec![Component::Api, Component::Relay, Component::Projectors], settings).await;
+    let app = TestApp::builder()
+        .components(vec![Component::Api, Component::Relay, Component::Projectors])
+        .settings(settings)
+        .spawn()
+        .await;
     let user = app.register_and_login("many@example.com").await;
     let project_id = app.create_project(&user, "Batch").await;
     let asset = app.upload_video(&user, &project_id, &short_video()).await;
@@ -259,11 +262,16 @@ fn count(events: &[LedgerEvent], kind: &str, job_id: &str) -> usize {
 async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 10;
-    let app = TestApp::spawn_with_settings(
-        vec![Component::Api, Component::Relay, Component::Projectors, Component::Jobs],
-        settings,
-    )
-    .await;
+    let app = TestApp::builder()
+        .components(vec![
+            Component::Api,
+            Component::Relay,
+            Component::Projectors,
+            Component::Jobs,
+        ])
+        .settings(settings)
+        .spawn()
+        .await;
     let (stop_settlement, settlement) = start_settlement(&app, 10);
     let user = app.register_and_login("settle@example.com").await;
     let project_id = app.create_project(&user, "Settle").await;
@@ -386,8 +394,11 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
 async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 10;
-    let app =
-        TestApp::spawn_with_settings(vec![Component::Api, Component::Relay, Component::Projectors], settings).await;
+    let app = TestApp::builder()
+        .components(vec![Component::Api, Component::Relay, Component::Projectors])
+        .settings(settings)
+        .spawn()
+        .await;
     let user = app.register_and_login("orphan@example.com").await;
     let project_id = app.create_project(&user, "Orphans").await;
     let asset = app.upload_video(&user, &project_id, &short_video()).await;
@@ -542,8 +553,11 @@ async fn an_account_the_request_did_not_credit_gets_its_signup_bonus_from_the_se
     // safety net, and a restart of it grants nothing more.
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 0;
-    let app =
-        TestApp::spawn_with_settings(vec![Component::Api, Component::Relay, Component::Projectors], settings).await;
+    let app = TestApp::builder()
+        .components(vec![Component::Api, Component::Relay, Component::Projectors])
+        .settings(settings)
+        .spawn()
+        .await;
     let user = app.register_and_login("late-bonus@example.com").await;
     assert_eq!(balance(&app, &user).await, (0, 0, 0));
     let bonus = SettlementSettings {
@@ -571,17 +585,17 @@ async fn the_billing_part_of_serve_settles_beside_the_api_on_shared_ledgers() {
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 100;
     settings.billing.plans = "free:5,pro:1000:price_pro".parse().expect("plans");
-    let app = TestApp::spawn_with_settings(
-        vec![
+    let app = TestApp::builder()
+        .components(vec![
             Component::Api,
             Component::Relay,
             Component::Projectors,
             Component::Jobs,
             Component::Billing,
-        ],
-        settings,
-    )
-    .await;
+        ])
+        .settings(settings)
+        .spawn()
+        .await;
     let user = app.register_and_login("serve@example.com").await;
     // The bonus in the request, the month's free allowance from the settlement's consumer of
     // registrations (the month's sweep, run at start, found no account yet).
@@ -639,8 +653,11 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
     settings.signup_bonus_credits = 0;
     settings.billing.plans = "free:30,pro:1000:price_pro".parse().expect("plans");
     let free_plan = settings.billing.plans.free().cloned();
-    let app =
-        TestApp::spawn_with_settings(vec![Component::Api, Component::Relay, Component::Projectors], settings).await;
+    let app = TestApp::builder()
+        .components(vec![Component::Api, Component::Relay, Component::Projectors])
+        .settings(settings)
+        .spawn()
+        .await;
     let ledgers = Arc::new(CommandBus::new(app.db.pool.clone()).cached(16));
     let subscriptions = Arc::new(CommandBus::new(app.db.pool.clone()));
     let allowances = Arc::new(

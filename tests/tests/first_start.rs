@@ -113,7 +113,11 @@ fn development_settings(data_dir: &std::path::Path) -> ApiSettings {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_factor_and_a_token_still_work_after_a_restart_in_development() {
     let data_dir = std::env::temp_dir().join(format!("keyframe-first-start-{}", uuid::Uuid::now_v7().simple()));
-    let mut app = TestApp::spawn_with_settings(vec![Component::Api], development_settings(&data_dir)).await;
+    let mut app = TestApp::builder()
+        .components(vec![Component::Api])
+        .settings(development_settings(&data_dir))
+        .spawn()
+        .await;
     let ada = app.register_and_login("ada@example.com").await;
     let setup = app
         .request(
@@ -139,7 +143,7 @@ async fn a_second_factor_and_a_token_still_work_after_a_restart_in_development()
 
     // A restart: a new process, which reads its secrets from the data directory again.
     app.stop().await;
-    let restarted = app.spawn_sibling_with(development_settings(&data_dir)).await;
+    let restarted = app.sibling().settings(development_settings(&data_dir)).spawn().await;
     let post = |path: &str, body: Value| {
         app.http
             .post(format!("{}{path}", restarted.base_url))

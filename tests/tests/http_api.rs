@@ -644,7 +644,10 @@ async fn readiness_turns_503_when_nats_goes_away() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_cut_by_the_database_answer_503_and_the_service_heals_without_a_500() {
-    let app = TestApp::spawn_with(vec![keyframe::config::Component::Api]).await;
+    let app = TestApp::builder()
+        .components(vec![keyframe::config::Component::Api])
+        .spawn()
+        .await;
     let ada = app.register_and_login("ada@example.com").await;
     // Warm the pool with several connections, then cut every one of them, as a Postgres restart
     // or a network blip would.

@@ -87,7 +87,7 @@ async fn a_burst_of_forty_wrong_guesses_judges_five_against_the_password() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_burst_over_two_api_processes_judges_at_most_five_in_all() {
     let app = TestApp::spawn().await;
-    let sibling: Sibling = app.spawn_sibling_with(test_api_settings()).await;
+    let sibling: Sibling = app.sibling().settings(test_api_settings()).spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
     let verified_before = app.passwords_verified() + sibling.passwords_verified();
     let passwords = wrong_guesses(40);
@@ -134,11 +134,14 @@ async fn after_five_answered_failures_a_burst_holding_the_right_password_lets_no
 async fn the_right_password_is_refused_until_the_lock_ends() {
     let mut settings = test_api_settings();
     settings.lockout.lock_for = chrono::Duration::seconds(2);
-    let app = TestApp::spawn_with_settings(
-        vec![keyframe::config::Component::Api, keyframe::config::Component::Relay],
-        settings,
-    )
-    .await;
+    let app = TestApp::builder()
+        .components(vec![
+            keyframe::config::Component::Api,
+            keyframe::config::Component::Relay,
+        ])
+        .settings(settings)
+        .spawn()
+        .await;
     let ada = app.register_and_login("ada@example.com").await;
     for guess in 0..THRESHOLD {
         assert!(refused(

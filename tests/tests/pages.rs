@@ -216,7 +216,11 @@ async fn a_used_verification_link_says_it_no_longer_works_and_that_a_confirmed_a
 async fn an_expired_verification_link_says_so_and_how_to_get_a_new_one() {
     let mut settings = test_api_settings();
     settings.email_verification_ttl = Duration::ZERO;
-    let app = TestApp::spawn_with_settings(all_components(), settings).await;
+    let app = TestApp::builder()
+        .components(all_components())
+        .settings(settings)
+        .spawn()
+        .await;
     register(&app, "ada@example.com").await;
     let mail = app.mail.wait_for("ada@example.com", VERIFICATION_MAIL, 1).await;
     let token = mail.token();
@@ -394,7 +398,11 @@ async fn a_used_reset_link_says_it_no_longer_works_and_how_to_ask_for_a_new_one(
 async fn an_expired_reset_link_says_so_and_leaves_the_password_as_it_was() {
     let mut settings = test_api_settings();
     settings.password_reset_ttl = Duration::ZERO;
-    let app = TestApp::spawn_with_settings(all_components(), settings).await;
+    let app = TestApp::builder()
+        .components(all_components())
+        .settings(settings)
+        .spawn()
+        .await;
     app.register_and_login("ada@example.com").await;
     let (token, _) = reset_mail(&app, "ada@example.com", 1).await;
 
@@ -481,7 +489,11 @@ async fn text_from_the_link_is_escaped_into_the_page() {
 async fn sent_forms_count_against_the_client_address_and_the_limit_answers_with_a_page() {
     let mut settings = test_api_settings();
     settings.rate_limits.auth_per_ip_per_minute = 3;
-    let app = TestApp::spawn_with_settings(all_components(), settings).await;
+    let app = TestApp::builder()
+        .components(all_components())
+        .settings(settings)
+        .spawn()
+        .await;
     for _ in 0..5 {
         let page = open(&app, &format!("/verify-email?token={UNKNOWN_TOKEN}")).await;
         assert_eq!(page.status, 200, "opening a link is not counted");

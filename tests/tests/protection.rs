@@ -69,7 +69,11 @@ async fn the_auth_endpoints_are_limited_per_client_address() {
         auth_per_ip_per_minute: 3,
         ..GENEROUS
     };
-    let app = TestApp::spawn_with_settings(components(), limited(limits)).await;
+    let app = TestApp::builder()
+        .components(components())
+        .settings(limited(limits))
+        .spawn()
+        .await;
     for left in [2, 1, 0] {
         let response = wrong_login(&app, &format!("user{left}@example.com")).await;
         assert_eq!(response.status(), 401);
@@ -93,7 +97,11 @@ async fn logins_and_mail_requests_are_limited_per_account() {
         auth_per_account_per_15_minutes: 2,
         ..GENEROUS
     };
-    let app = TestApp::spawn_with_settings(components(), limited(limits)).await;
+    let app = TestApp::builder()
+        .components(components())
+        .settings(limited(limits))
+        .spawn()
+        .await;
     assert_eq!(wrong_login(&app, "ada@example.com").await.status(), 401);
     let reset = app
         .request(
@@ -118,7 +126,11 @@ async fn the_api_is_limited_per_user() {
         api_per_user_per_minute: 3,
         ..GENEROUS
     };
-    let app = TestApp::spawn_with_settings(components(), limited(limits)).await;
+    let app = TestApp::builder()
+        .components(components())
+        .settings(limited(limits))
+        .spawn()
+        .await;
     let ada = app.register_and_login("ada@example.com").await;
     let bob = app.register_and_login("bob@example.com").await;
     for left in [2, 1, 0] {
@@ -172,7 +184,11 @@ async fn every_answer_carries_the_security_headers_and_api_answers_are_never_sto
 async fn behind_tls_answers_carry_hsts_and_the_refresh_cookie_is_secure() {
     let mut settings = test_api_settings();
     settings.behind_tls = true;
-    let app = TestApp::spawn_with_settings(components(), settings).await;
+    let app = TestApp::builder()
+        .components(components())
+        .settings(settings)
+        .spawn()
+        .await;
     app.register_and_login("ada@example.com").await;
     let login = app
         .request(
@@ -190,7 +206,11 @@ async fn behind_tls_answers_carry_hsts_and_the_refresh_cookie_is_secure() {
 async fn cors_answers_only_the_configured_origins() {
     let mut settings = test_api_settings();
     settings.cors_origins = vec!["https://app.example.com".to_owned()];
-    let app = TestApp::spawn_with_settings(components(), settings).await;
+    let app = TestApp::builder()
+        .components(components())
+        .settings(settings)
+        .spawn()
+        .await;
     let preflight = |origin: &'static str| {
         app.http
             .request(Method::OPTIONS, format!("{}/api/v1/projects", app.base_url))

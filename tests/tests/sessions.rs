@@ -119,7 +119,7 @@ async fn a_refresh_token_the_family_never_had_is_refused_without_revoking_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_sessions_access_token_is_refused_at_once_here_and_within_a_second_elsewhere() {
     let app = TestApp::spawn().await;
-    let other_process = app.spawn_sibling().await;
+    let other_process = app.sibling().spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
     let phone = login_again(&app, &ada, "phone").await;
     let phone_access = phone["access_token"].as_str().expect("access").to_owned();
@@ -330,11 +330,14 @@ async fn logout_all_and_a_password_change_end_sessions_the_sessions_list_never_s
     // No projectors: the sessions list stays empty, as if its projector had stalled.
     let mut settings = keyframe_tests::test_api_settings();
     settings.read_your_writes_timeout = Duration::from_millis(200);
-    let app = &TestApp::spawn_with_settings(
-        vec![keyframe::config::Component::Api, keyframe::config::Component::Relay],
-        settings,
-    )
-    .await;
+    let app = &TestApp::builder()
+        .components(vec![
+            keyframe::config::Component::Api,
+            keyframe::config::Component::Relay,
+        ])
+        .settings(settings)
+        .spawn()
+        .await;
     let ada = app.register_and_login("ada@example.com").await;
     let laptop = login_again(app, &ada, "laptop").await;
     let phone = login_again(app, &ada, "phone").await;

@@ -26,11 +26,11 @@ fn billing_settings(stripe: &FakeStripe) -> ApiSettings {
 }
 
 async fn spawn(stripe: &FakeStripe) -> TestApp {
-    TestApp::spawn_with_settings(
-        vec![Component::Api, Component::Relay, Component::Projectors],
-        billing_settings(stripe),
-    )
-    .await
+    TestApp::builder()
+        .components(vec![Component::Api, Component::Relay, Component::Projectors])
+        .settings(billing_settings(stripe))
+        .spawn()
+        .await
 }
 
 async fn checkout(app: &TestApp, user: &TestUser, plan: &str, key: Option<&str>) -> reqwest::Response {

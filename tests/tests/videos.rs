@@ -11,11 +11,16 @@ use std::time::Duration;
 
 /// API, relay, projectors and the jobs coordinator.
 async fn spawn(settings: keyframe_api::settings::ApiSettings) -> TestApp {
-    TestApp::spawn_with_settings(
-        vec![Component::Api, Component::Relay, Component::Projectors, Component::Jobs],
-        settings,
-    )
-    .await
+    TestApp::builder()
+        .components(vec![
+            Component::Api,
+            Component::Relay,
+            Component::Projectors,
+            Component::Jobs,
+        ])
+        .settings(settings)
+        .spawn()
+        .await
 }
 
 fn scratch(name: &str) -> PathBuf {

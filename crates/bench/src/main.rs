@@ -5,7 +5,8 @@
 //! target directory), local Postgres and NATS, HTTP over loopback. Every run uses a fresh
 //! database and NATS prefix and removes them afterwards.
 //!
-//! Build and run: `cargo build --release --bin keyframe --bin keyframe-bench && target/release/keyframe-bench`
+//! Build and run: `cargo build --release --bin keyframe --bin keyframe-bench &&
+//! target/release/keyframe-bench`
 
 mod credits;
 mod load;

@@ -1,5 +1,6 @@
 //! One Keyframe process: the API, the relay, the projectors, the jobs coordinator and the
-//! billing settlement, as configured, stopped together. The relay and projectors run on a runtime of their own ([`crate::pipeline`]).
+//! billing settlement, as configured, stopped together. The relay and projectors run on a runtime
+//! of their own ([`crate::pipeline`]).
 
 use crate::config::{Component, NatsArgs};
 use crate::database::connect_pool_creating_database;

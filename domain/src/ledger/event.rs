@@ -1,4 +1,5 @@
-//! The events of the `CreditLedger` aggregate: a published contract (names and payloads never change).
+//! The events of the `CreditLedger` aggregate: a published contract (names and payloads never
+//! change).
 
 use super::GrantSource;
 use crate::ids::{JobId, UserId};

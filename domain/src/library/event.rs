@@ -1,4 +1,5 @@
-//! The events of the `MediaLibrary` aggregate: a published contract (names and payloads never change).
+//! The events of the `MediaLibrary` aggregate: a published contract (names and payloads never
+//! change).
 
 use crate::ids::{AssetId, ProjectId, UserId};
 use crate::media::{Container, VideoFacts};

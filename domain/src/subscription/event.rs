@@ -1,4 +1,5 @@
-//! The events of the `Subscription` aggregate: a published contract (names and payloads never change).
+//! The events of the `Subscription` aggregate: a published contract (names and payloads never
+//! change).
 
 use super::StripeSubscriptionState;
 use crate::ids::UserId;

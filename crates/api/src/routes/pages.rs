@@ -7,7 +7,8 @@
 //! (`POST /api/v1/auth/verify-email` and `POST /api/v1/auth/password-reset/confirm`, in
 //! `keyframe_app::accounts`): these handlers call them and word their answers as a page. No
 //! JavaScript and nothing fetched from anywhere: every page forbids all but its own inline
-//! style and forms posting back here, and sends no `Referer`, since the token is in the URL. These pages are not part of the JSON API, nor of its OpenAPI document.
+//! style and forms posting back here, and sends no `Referer`, since the token is in the URL. These
+//! pages are not part of the JSON API, nor of its OpenAPI document.
 
 use crate::context::{RequestContext, current_request_id};
 use crate::error::{ApiError, Code};

@@ -1,0 +1,83 @@
+//! A database of each test's own: created, migrated, dropped with the handle; and reading the event
+//! log.
+
+use crate::{block_on_cleanup, is_stale, unique};
+use keyframe_domain::log::RecordedEvent;
+use sqlx::PgPool;
+
+/// Where the shared servers are (overridable like the service's own settings).
+pub fn admin_database_url() -> String {
+    std::env::var("KEYFRAME_TEST_ADMIN_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of the test's own, migrated, dropped when the handle drops.
+pub struct TestDatabase {
+    /// Its name.
+    pub name: String,
+    /// Its connection string.
+    pub url: String,
+    /// A pool on it.
+    pub pool: PgPool,
+}
+
+impl TestDatabase {
+    /// Creates and migrates a fresh database.
+    pub async fn create() -> Self {
+        let admin = PgPool::connect(&admin_database_url())
+            .await
+            .expect("connect to the admin database");
+        sweep_stale_databases(&admin).await;
+        let name = unique("kf_test_");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        let base = admin_database_url();
+        let url = format!("{}/{name}", &base[..base.rfind('/').expect("database url has a path")]);
+        let pool = PgPool::connect(&url).await.expect("connect to the test database");
+        keyframe_eventlog::schema::migrate(&pool).await.expect("migrate");
+        Self { name, url, pool }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // No `pool.close().await` first: on a current-thread test runtime the pool's connections
+        // are driven by the very thread this drop blocks, so waiting for them never ends.
+        // `WITH (FORCE)` ends those connections instead.
+        block_on_cleanup(async move {
+            if let Ok(admin) = PgPool::connect(&admin_database_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&admin)
+                    .await;
+            }
+        });
+    }
+}
+
+/// Every committed event in the database, in commit-safe order. Unfenced: call it once the
+/// writes are done (the fence is cluster-wide, so a parallel test's open transaction would
+/// otherwise hide events here).
+pub async fn all_events(pool: &PgPool) -> Vec<RecordedEvent> {
+    keyframe_eventlog::reader::read_all_unfenced(pool)
+        .await
+        .expect("read the log")
+}
+
+async fn sweep_stale_databases(admin: &PgPool) {
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'kf\\_test\\_%'")
+        .fetch_all(admin)
+        .await
+        .unwrap_or_default();
+    for name in names
+        .into_iter()
+        .filter(|name| is_stale(name.trim_start_matches("kf_test_")))
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(admin)
+            .await;
+    }
+}

@@ -1,0 +1,69 @@
+//! A video worker of the test's own, killed or stopped on demand.
+
+use crate::TestApp;
+use keyframe::config::NatsArgs;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A video worker running inside the test process.
+pub struct TestWorker {
+    /// Its name.
+    pub name: String,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    shutdown: CancellationToken,
+    scratch: PathBuf,
+}
+
+impl TestWorker {
+    /// Kills it mid-work, as `kill -9` would: its ffmpeg dies with it, its entries stay unacked.
+    pub async fn kill(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Stops it the graceful way.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+impl TestApp {
+    /// Starts a worker on this app's NATS prefix and storage, beating every 250 ms.
+    pub async fn spawn_worker(&self, name: &str) -> TestWorker {
+        self.spawn_worker_as(name, self.nats.args()).await
+    }
+
+    /// [`TestApp::spawn_worker`] connecting with `nats`.
+    pub async fn spawn_worker_as(&self, name: &str, nats: NatsArgs) -> TestWorker {
+        let scratch = std::env::temp_dir().join(format!("keyframe-test-scratch-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&scratch).expect("scratch dir");
+        let settings = keyframe_worker::runner::WorkerSettings {
+            name: name.to_owned(),
+            concurrency: 1,
+            heartbeat: Duration::from_millis(250),
+            scratch_dir: scratch.clone(),
+            analysis: keyframe_media::analysis::AnalysisOptions::default(),
+        };
+        let storage = keyframe_media::storage::Storage::open(&self.storage).expect("storage");
+        let client = nats.connect().await.expect("the worker connects");
+        let naming = keyframe_eventlog::streams::Naming::new(nats.nats_prefix.clone());
+        let worker = keyframe_worker::runner::Worker::new(client, naming, storage, settings);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(worker.run(shutdown.clone()));
+        TestWorker {
+            name: name.to_owned(),
+            task,
+            shutdown,
+            scratch,
+        }
+    }
+}
