@@ -11,8 +11,8 @@ use crate::policy::{Action, Actor, Resource, require};
 use anyhow::Context as _;
 use chrono::Utc;
 use keyframe_domain::ids::{AssetId, JobId, ProjectId};
-use keyframe_domain::job::{Job, JobCommand, JobError, JobSource, JobStatus, JobType};
-use keyframe_domain::media::{AnalysisReport, Span};
+use keyframe_domain::job::{ClipParameters, Job, JobCommand, JobError, JobSource, JobStatus, JobType, read_analysis};
+use keyframe_domain::media::Span;
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::CommandMetadata;
 
@@ -163,7 +163,7 @@ impl App {
         &self,
         actor: &Actor,
         project_id: ProjectId,
-        mut parameters: serde_json::Value,
+        parameters: serde_json::Value,
     ) -> Result<(JobSource, serde_json::Value), AppError> {
         let source_job_id = parameters
             .get("source_job_id")
@@ -193,10 +193,9 @@ impl App {
                 "must be a succeeded analyze job of the same project",
             ));
         }
-        let report: AnalysisReport = analysis
+        let report = analysis
             .result()
-            .cloned()
-            .map(serde_json::from_value)
+            .map(read_analysis)
             .transpose()
             .context("reading the analysis")?
             .ok_or_else(|| AppError::invalid("parameters.source_job_id", "the analysis has no result"))?;
@@ -219,8 +218,19 @@ impl App {
             .source()
             .cloned()
             .ok_or_else(|| AppError::invalid("parameters.source_job_id", "the analysis has no video"))?;
-        parameters["clips"] = serde_json::to_value(&clips).context("writing the clips")?;
-        Ok((source, parameters))
+        let serde_json::Value::Object(mut other) = parameters else {
+            return Err(AppError::invalid("parameters", "must be an object"));
+        };
+        let asked_count = other.remove("count").and_then(|count| count.as_u64());
+        other.remove("source_job_id");
+        other.remove("clips");
+        let parameters = ClipParameters {
+            source_job_id,
+            count: asked_count,
+            clips,
+            other,
+        };
+        Ok((source, parameters.to_value()))
     }
 
     /// `actor` requests a job: checked and priced, its price reserved, then recorded; when it

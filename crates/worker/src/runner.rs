@@ -12,7 +12,7 @@ use crate::protocol::{
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
-use keyframe_domain::job::{JobEvent, JobType};
+use keyframe_domain::job::{ClipParameters, JobEvent, JobType};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::media::{Artifact, Span};
 use keyframe_eventlog::streams::Naming;
@@ -434,7 +434,7 @@ impl Worker {
 }
 
 /// The clips a `clip` job cuts, chosen by the service from the analysis when the job was
-/// requested: `parameters.clips`.
+/// requested (see [`ClipParameters`]).
 async fn cut_clips(
     input: &Path,
     parameters: &serde_json::Value,
@@ -442,13 +442,9 @@ async fn cut_clips(
     cancel: &CancellationToken,
     progress: &Progress,
 ) -> Result<(serde_json::Value, Vec<(PathBuf, &'static str)>), AttemptError> {
-    let spans: Vec<Span> = parameters
-        .get("clips")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
+    let spans: Vec<Span> = ClipParameters::read(parameters)
         .map_err(|e| AttemptError::Failed(format!("the job's clips are unreadable: {e}")))?
-        .unwrap_or_default();
+        .clips;
     if spans.is_empty() {
         return Err(AttemptError::Failed("the job names no clips to cut".to_owned()));
     }

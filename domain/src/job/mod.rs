@@ -15,10 +15,12 @@ mod aggregate;
 mod command;
 mod error;
 mod event;
+mod spec;
 
 pub use command::JobCommand;
 pub use error::JobError;
 pub use event::JobEvent;
+pub use spec::{ClipParameters, read_analysis};
 
 use crate::ids::{AssetId, JobId, ProjectId, UserId};
 use crate::media::Artifact;
