@@ -11,6 +11,7 @@ use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::paging::{Listed, Page};
 use crate::rules::{GRANT_MAX_CREDITS, REASON_MAX_CHARS};
 use crate::state::AppState;
 use axum::Json;
@@ -99,13 +100,12 @@ impl From<UserRow> for AdminUserView {
     }
 }
 
-/// A page of accounts.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AdminUserPage {
-    /// Newest first.
-    pub items: Vec<AdminUserView>,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    pub next_cursor: Option<String>,
+/// A page of the list (see [`Page`]).
+pub type AdminUserPage = Page<AdminUserView>;
+
+impl Listed for AdminUserView {
+    const PAGE: &'static str = "AdminUserPage";
+    const PAGE_DESCRIPTION: &'static str = "A page of accounts.";
 }
 
 /// List query.
@@ -179,7 +179,7 @@ pub async fn list_users(
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next_cursor = more.then(|| rows.last().map(|row| row.user_id.to_string())).flatten();
-    let page = AdminUserPage {
+    let page = Page {
         items: rows.into_iter().map(AdminUserView::from).collect(),
         next_cursor,
     };

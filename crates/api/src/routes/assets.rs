@@ -9,6 +9,7 @@ use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code};
 use crate::extract::{ApiQuery, PathId};
+use crate::paging::{Listed, Page};
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::Json;
@@ -80,13 +81,12 @@ impl From<AssetRow> for AssetView {
     }
 }
 
-/// A page of videos.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AssetPage {
-    /// Newest first.
-    pub items: Vec<AssetView>,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    pub next_cursor: Option<String>,
+/// A page of the list (see [`Page`]).
+pub type AssetPage = Page<AssetView>;
+
+impl Listed for AssetView {
+    const PAGE: &'static str = "AssetPage";
+    const PAGE_DESCRIPTION: &'static str = "A page of videos.";
 }
 
 /// Upload query.
@@ -261,7 +261,7 @@ pub async fn list(
         .await
         .context("listing assets")?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.asset_id);
-    let page = AssetPage {
+    let page = Page {
         items: rows.into_iter().map(AssetView::from).collect(),
         next_cursor,
     };

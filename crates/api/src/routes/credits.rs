@@ -5,6 +5,7 @@ use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency};
 use crate::error::{ApiError, Code};
 use crate::extract::ApiQuery;
+use crate::paging::{Listed, Page};
 use crate::state::AppState;
 use crate::views::Balance;
 use anyhow::Context as _;
@@ -69,13 +70,12 @@ impl From<TransactionRow> for Transaction {
     }
 }
 
-/// A page of movements.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TransactionPage {
-    /// Newest first.
-    pub items: Vec<Transaction>,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    pub next_cursor: Option<String>,
+/// A page of the list (see [`Page`]).
+pub type TransactionPage = Page<Transaction>;
+
+impl Listed for Transaction {
+    const PAGE: &'static str = "TransactionPage";
+    const PAGE_DESCRIPTION: &'static str = "A page of movements.";
 }
 
 /// List query.
@@ -124,7 +124,7 @@ pub async fn transactions(
         .await
         .context("listing transactions")?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.sequence);
-    let page = TransactionPage {
+    let page = Page {
         items: rows.into_iter().map(Transaction::from).collect(),
         next_cursor,
     };

@@ -9,6 +9,7 @@ use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
+use crate::paging::{Listed, Page};
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::Json;
@@ -195,13 +196,12 @@ impl From<JobRow> for JobSummary {
     }
 }
 
-/// A page of jobs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobPage {
-    /// Newest first.
-    pub items: Vec<JobSummary>,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    pub next_cursor: Option<String>,
+/// A page of the list (see [`Page`]).
+pub type JobPage = Page<JobSummary>;
+
+impl Listed for JobSummary {
+    const PAGE: &'static str = "JobPage";
+    const PAGE_DESCRIPTION: &'static str = "A page of jobs.";
 }
 
 /// `POST /jobs` body.
@@ -424,7 +424,7 @@ pub async fn list(
         .await
         .context("listing jobs")?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.job_id);
-    let page = JobPage {
+    let page = Page {
         items: rows.into_iter().map(JobSummary::from).collect(),
         next_cursor,
     };

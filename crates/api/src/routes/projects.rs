@@ -6,6 +6,7 @@ use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
+use crate::paging::{Listed, Page};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -71,13 +72,12 @@ impl ProjectView {
     }
 }
 
-/// A page of projects.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProjectPage {
-    /// Newest first.
-    pub items: Vec<ProjectView>,
-    /// Pass as `cursor` for the next page; `null` on the last.
-    pub next_cursor: Option<String>,
+/// A page of the list (see [`Page`]).
+pub type ProjectPage = Page<ProjectView>;
+
+impl Listed for ProjectView {
+    const PAGE: &'static str = "ProjectPage";
+    const PAGE_DESCRIPTION: &'static str = "A page of projects.";
 }
 
 /// `POST /projects` body.
@@ -188,7 +188,7 @@ pub async fn list(
     let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
     let rows = project_list::list_for_owner(state.pool(), caller.user_id.0, cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.project_id);
-    let page = ProjectPage {
+    let page = Page {
         items: rows.into_iter().map(ProjectView::from).collect(),
         next_cursor,
     };

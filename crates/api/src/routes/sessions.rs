@@ -7,6 +7,7 @@ use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::extract::PathId;
+use crate::paging::{Listed, Page};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -36,13 +37,13 @@ pub struct SessionView {
     pub current: bool,
 }
 
-/// The caller's live sessions.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SessionPage {
-    /// Newest first.
-    pub items: Vec<SessionView>,
-    /// Always `null`: every live session fits in one page.
-    pub next_cursor: Option<String>,
+/// A page of the list (see [`Page`]).
+pub type SessionPage = Page<SessionView>;
+
+impl Listed for SessionView {
+    const PAGE: &'static str = "SessionPage";
+    const PAGE_DESCRIPTION: &'static str = "The caller's live sessions.";
+    const NEXT_CURSOR: &'static str = "Always `null`: every live session fits in one page.";
 }
 
 /// The caller's sessions that have not ended.
@@ -62,7 +63,7 @@ pub async fn list(State(state): State<AppState>, caller: AuthUser, headers: Head
             last_used_at: row.last_used_at,
         })
         .collect();
-    let page = SessionPage {
+    let page = Page {
         items,
         next_cursor: None,
     };
