@@ -51,10 +51,8 @@ pub struct Page<T> {
 }
 
 /// What a list is a list of: the name and wording its page has in the OpenAPI document (each
-/// list's page is a schema of its own there, `ProjectPage` for [`Page<ProjectView>`], so the
+/// list's page is a schema of its own there, `ProjectPage` for `Page<ProjectView>`, so the
 /// document reads as it always has).
-///
-/// [`Page<ProjectView>`]: crate::routes::projects::ProjectView
 pub trait Listed: ToSchema {
     /// The page's schema name.
     const PAGE: &'static str;
