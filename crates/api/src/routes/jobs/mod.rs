@@ -7,33 +7,32 @@
 use crate::auth::AuthUser;
 use crate::consistency::{await_min_position, mark_consistency, with_position};
 use crate::context::RequestContext;
-use crate::error::{ApiError, Code, FieldError};
+use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
-use crate::paging::{Listed, Page};
+use crate::paging::Page;
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
 use keyframe_app::jobs::JobRequest;
 use keyframe_app::policy::Action;
 use keyframe_domain::ids::{AssetId, JobId, ProjectId};
-use keyframe_domain::job::{Job, JobEvent, JobType};
-use keyframe_projections::job_list::{self, JobCount, JobFilter, JobRow};
-use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use keyframe_domain::job::{Job, JobType};
+use keyframe_projections::job_list::{self, JobCount, JobFilter};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-/// How often an event stream looks for new events of its job.
-const STREAM_POLL: Duration = Duration::from_millis(200);
+mod follow;
+mod views;
+
+pub use follow::{JobUpdate, events};
+pub use views::{ArtifactView, JobPage, JobQuote, JobStats, JobSummary, JobView};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,165 +42,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show, delete))
         .routes(routes!(cancel))
         .routes(routes!(retry))
-        .routes(routes!(events))
+        .routes(routes!(follow::events))
         .routes(routes!(artifact))
         .routes(routes!(analyze_asset))
-}
-
-/// A file a job produced.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ArtifactView {
-    /// Its name.
-    pub name: String,
-    /// Its media type.
-    pub content_type: String,
-    /// Its size.
-    pub size_bytes: u64,
-    /// Where to download it.
-    pub url: String,
-}
-
-/// A job.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
-    /// Its id.
-    pub id: Uuid,
-    /// `analyze` or `clip`.
-    #[serde(rename = "type")]
-    pub job_type: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
-    /// Percent done, as last recorded (coarse steps).
-    pub progress: u8,
-    /// Attempts started.
-    pub attempts: u32,
-    /// Automatic retries allowed after a failed attempt.
-    pub max_retries: u32,
-    /// Why the last attempt failed.
-    pub error: Option<String>,
-    /// The result, once succeeded.
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<serde_json::Value>,
-    /// Files it produced.
-    pub artifacts: Vec<ArtifactView>,
-    /// Its cost in credits: its price, reserved while it waits or runs and charged when it
-    /// succeeds; 0 once it failed or was cancelled (nothing is charged).
-    pub cost_credits: Option<i64>,
-    /// Its project.
-    pub project_id: Uuid,
-    /// The video it works on.
-    pub asset_id: Option<Uuid>,
-    /// Free text.
-    pub prompt: Option<String>,
-    /// Type-specific parameters.
-    #[schema(value_type = Object)]
-    pub parameters: serde_json::Value,
-    /// When requested.
-    pub created_at: Option<DateTime<Utc>>,
-    /// When the last attempt started.
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it ended.
-    pub finished_at: Option<DateTime<Utc>>,
-    /// When it last changed.
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
-impl JobView {
-    fn of(job: &Job) -> Option<Self> {
-        let id = job.id()?.0;
-        Some(Self {
-            id,
-            job_type: job.job_type()?.as_str().to_owned(),
-            status: job.status().as_str().to_owned(),
-            progress: job.progress(),
-            attempts: job.attempts(),
-            max_retries: job.max_retries(),
-            error: job.error().map(str::to_owned),
-            result: job.result().cloned(),
-            artifacts: job
-                .artifacts()
-                .iter()
-                .map(|artifact| ArtifactView {
-                    name: artifact.name.clone(),
-                    content_type: artifact.content_type.clone(),
-                    size_bytes: artifact.size_bytes,
-                    url: format!("/api/v1/jobs/{id}/artifacts/{}", artifact.name),
-                })
-                .collect(),
-            cost_credits: Some(job.charge()),
-            project_id: job.project_id()?.0,
-            asset_id: job.source().map(|source| source.asset_id.0),
-            prompt: job.prompt().map(str::to_owned),
-            parameters: job.parameters().clone(),
-            created_at: job.created_at(),
-            started_at: job.started_at(),
-            finished_at: job.finished_at(),
-            updated_at: job.updated_at(),
-        })
-    }
-}
-
-/// A job in a list (without its result: fetch the job for that).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobSummary {
-    /// Its id.
-    pub id: Uuid,
-    /// `analyze` or `clip`.
-    #[serde(rename = "type")]
-    pub job_type: String,
-    /// Where it stands.
-    pub status: String,
-    /// Percent done.
-    pub progress: i16,
-    /// Attempts started.
-    pub attempts: i32,
-    /// Automatic retries allowed.
-    pub max_retries: i32,
-    /// Why the last attempt failed.
-    pub error: Option<String>,
-    /// Its cost in credits (as on the job; `null` for jobs from before billing).
-    pub cost_credits: Option<i64>,
-    /// Its project.
-    pub project_id: Uuid,
-    /// The video.
-    pub asset_id: Option<Uuid>,
-    /// When requested.
-    pub created_at: DateTime<Utc>,
-    /// When the last attempt started.
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it ended.
-    pub finished_at: Option<DateTime<Utc>>,
-    /// When it last changed.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<JobRow> for JobSummary {
-    fn from(row: JobRow) -> Self {
-        Self {
-            id: row.job_id,
-            job_type: row.job_type,
-            status: row.status,
-            progress: row.progress,
-            attempts: row.attempts,
-            max_retries: row.max_retries,
-            error: row.error,
-            cost_credits: row.cost_credits,
-            project_id: row.project_id,
-            asset_id: row.asset_id,
-            created_at: row.created_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
-/// A page of the list (see [`Page`]).
-pub type JobPage = Page<JobSummary>;
-
-impl Listed for JobSummary {
-    const PAGE: &'static str = "JobPage";
-    const PAGE_DESCRIPTION: &'static str = "A page of jobs.";
 }
 
 /// `POST /jobs` body.
@@ -260,19 +103,6 @@ pub struct JobListQuery {
     pub cursor: Option<String>,
 }
 
-/// Counts of the caller's jobs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobStats {
-    /// All jobs.
-    pub total: i64,
-    /// By status.
-    pub by_status: std::collections::BTreeMap<String, i64>,
-    /// By type.
-    pub by_type: std::collections::BTreeMap<String, i64>,
-    /// Mean run time of the finished attempts (succeeded or failed), in milliseconds.
-    pub mean_run_ms: Option<f64>,
-}
-
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::Validation(vec![FieldError {
         field: field.to_owned(),
@@ -300,7 +130,7 @@ impl CreateJobRequest {
 }
 
 /// One of the caller's jobs, for `action`.
-async fn job_for(state: &AppState, caller: &AuthUser, action: Action, id: Uuid) -> Result<Job, ApiError> {
+pub(super) async fn job_for(state: &AppState, caller: &AuthUser, action: Action, id: Uuid) -> Result<Job, ApiError> {
     Ok(state.app.job_for(&caller.actor(), action, JobId(id)).await?)
 }
 
@@ -336,17 +166,6 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
     requested(&state, &context, &caller, body.parse()?).await
-}
-
-/// What a job would cost, and what the caller has.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobQuote {
-    /// The job's price in credits.
-    pub cost_credits: i64,
-    /// The caller's available credits now.
-    pub available_credits: i64,
-    /// Whether the job could be requested now.
-    pub affordable: bool,
 }
 
 /// Price a job without requesting it: the same body and checks as `POST /jobs`.
@@ -572,171 +391,4 @@ pub async fn artifact(
         Body::from_stream(chunks),
     )
         .into_response())
-}
-
-/// One change of a job, as a Server-Sent Event: `id` is the job's event sequence (send it
-/// back as `Last-Event-ID` to resume), `event` the event type (`snapshot` for the state at
-/// connection), `data` the job's status after it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobUpdate {
-    /// The event type (`JobStarted`, `JobProgressed`, ...), or `snapshot`.
-    pub event: String,
-    /// Status after it.
-    pub status: String,
-    /// Percent done.
-    pub progress: u8,
-    /// Attempts started.
-    pub attempts: u32,
-    /// What the attempt is doing.
-    pub stage: Option<String>,
-    /// The last failure's reason.
-    pub error: Option<String>,
-}
-
-fn update(event: &str, job: &Job) -> JobUpdate {
-    JobUpdate {
-        event: event.to_owned(),
-        status: job.status().as_str().to_owned(),
-        progress: job.progress(),
-        attempts: job.attempts(),
-        stage: job.stage().map(str::to_owned),
-        error: job.error().map(str::to_owned),
-    }
-}
-
-/// Follow a job: its status and progress as Server-Sent Events until it ends. Without
-/// `Last-Event-ID` the stream opens with a `snapshot`; with it, it resumes after that event.
-/// Resuming an ended job with nothing new answers 204 (an EventSource then stops).
-#[utoipa::path(get, path = "/api/v1/jobs/{id}/events", tag = "jobs", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Job id"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")),
-    responses((status = 200, content_type = "text/event-stream", body = JobUpdate),
-        (status = 204, description = "The job has ended and nothing followed `Last-Event-ID`"),
-        (status = 404, body = crate::error::Problem)))]
-pub async fn events(
-    State(state): State<AppState>,
-    caller: AuthUser,
-    headers: HeaderMap,
-    PathId(id): PathId,
-) -> Result<Response, ApiError> {
-    let job = job_for(&state, &caller, Action::View, id).await?;
-    let resume_after = match headers.get("last-event-id") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| ApiError::bad_request(Code::InvalidLastEventId, "Last-Event-ID must be an event id"))?,
-        ),
-    };
-    if let Some(after) = resume_after
-        && job.status().is_finished()
-    {
-        let newest: Option<i64> =
-            sqlx::query_scalar("SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2")
-                .bind(Job::TYPE)
-                .bind(id.to_string())
-                .fetch_one(state.pool())
-                .await
-                .context("reading the job's newest event")?;
-        if newest.is_none_or(|newest| after >= newest) {
-            // An ended job with nothing after what the client saw: 204 tells an EventSource
-            // to stop reconnecting.
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        }
-    }
-    let pool = state.pool().clone();
-    let job_id = id.to_string();
-    let stream = follow_job(pool, job_id, resume_after);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
-}
-
-struct Follow {
-    pool: sqlx::PgPool,
-    job_id: String,
-    job: Job,
-    /// Events up to here are folded into `job`.
-    folded: i64,
-    /// Events up to here were sent.
-    sent: i64,
-    pending: std::collections::VecDeque<Event>,
-    snapshot: bool,
-    done: bool,
-}
-
-/// The job's events from the store, folded as they come, sent from `resume_after` on.
-fn follow_job(
-    pool: sqlx::PgPool,
-    job_id: String,
-    resume_after: Option<i64>,
-) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
-    let follow = Follow {
-        pool,
-        job_id,
-        job: Job::default(),
-        folded: 0,
-        sent: resume_after.unwrap_or(0),
-        pending: Default::default(),
-        snapshot: resume_after.is_none(),
-        done: false,
-    };
-    futures::stream::unfold(follow, |mut follow| async move {
-        loop {
-            if let Some(event) = follow.pending.pop_front() {
-                return Some((Ok(event), follow));
-            }
-            if follow.done {
-                return None;
-            }
-            if follow.folded > 0 || !follow.snapshot {
-                tokio::time::sleep(STREAM_POLL).await;
-            }
-            if let Err(error) = follow.read().await {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "a job event stream could not read; ending it"
-                );
-                return None;
-            }
-        }
-    })
-}
-
-impl Follow {
-    async fn read(&mut self) -> anyhow::Result<()> {
-        let rows: Vec<(i64, String, serde_json::Value)> = sqlx::query_as(
-            "SELECT sequence, event_type, payload FROM events
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
-        )
-        .bind(Job::TYPE)
-        .bind(&self.job_id)
-        .bind(self.folded)
-        .fetch_all(&self.pool)
-        .await
-        .context("reading the job's events")?;
-        for (sequence, event_type, payload) in rows {
-            let event: JobEvent = serde_json::from_value(payload).context("reading a job event")?;
-            self.job.apply(event);
-            self.folded = sequence;
-            if sequence > self.sent && !self.snapshot {
-                self.push(sequence, &event_type);
-            }
-        }
-        if self.snapshot {
-            self.snapshot = false;
-            self.push(self.folded, "snapshot");
-        }
-        // Everything up to now is folded: a job that has ended has nothing more to say.
-        self.done = self.job.status().is_finished();
-        Ok(())
-    }
-
-    fn push(&mut self, sequence: i64, event_type: &str) {
-        self.sent = sequence;
-        let data = serde_json::to_string(&update(event_type, &self.job)).unwrap_or_default();
-        self.pending
-            .push_back(Event::default().id(sequence.to_string()).event(event_type).data(data));
-    }
 }

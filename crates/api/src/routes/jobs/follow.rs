@@ -1,0 +1,188 @@
+//! Following a job live: its changes as Server-Sent Events, read from its events in the store.
+
+use super::job_for;
+use crate::auth::AuthUser;
+use crate::error::{ApiError, Code};
+use crate::extract::PathId;
+use crate::state::AppState;
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use cqrs_es::Aggregate;
+use keyframe_app::policy::Action;
+use keyframe_domain::job::{Job, JobEvent};
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// How often an event stream looks for new events of its job.
+const STREAM_POLL: Duration = Duration::from_millis(200);
+
+/// One change of a job, as a Server-Sent Event: `id` is the job's event sequence (send it
+/// back as `Last-Event-ID` to resume), `event` the event type (`snapshot` for the state at
+/// connection), `data` the job's status after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobUpdate {
+    /// The event type (`JobStarted`, `JobProgressed`, ...), or `snapshot`.
+    pub event: String,
+    /// Status after it.
+    pub status: String,
+    /// Percent done.
+    pub progress: u8,
+    /// Attempts started.
+    pub attempts: u32,
+    /// What the attempt is doing.
+    pub stage: Option<String>,
+    /// The last failure's reason.
+    pub error: Option<String>,
+}
+
+fn update(event: &str, job: &Job) -> JobUpdate {
+    JobUpdate {
+        event: event.to_owned(),
+        status: job.status().as_str().to_owned(),
+        progress: job.progress(),
+        attempts: job.attempts(),
+        stage: job.stage().map(str::to_owned),
+        error: job.error().map(str::to_owned),
+    }
+}
+
+/// Follow a job: its status and progress as Server-Sent Events until it ends. Without
+/// `Last-Event-ID` the stream opens with a `snapshot`; with it, it resumes after that event.
+/// Resuming an ended job with nothing new answers 204 (an EventSource then stops).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/events", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")),
+    responses((status = 200, content_type = "text/event-stream", body = JobUpdate),
+        (status = 204, description = "The job has ended and nothing followed `Last-Event-ID`"),
+        (status = 404, body = crate::error::Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let job = job_for(&state, &caller, Action::View, id).await?;
+    let resume_after = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| ApiError::bad_request(Code::InvalidLastEventId, "Last-Event-ID must be an event id"))?,
+        ),
+    };
+    if let Some(after) = resume_after
+        && job.status().is_finished()
+    {
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2")
+                .bind(Job::TYPE)
+                .bind(id.to_string())
+                .fetch_one(state.pool())
+                .await
+                .context("reading the job's newest event")?;
+        if newest.is_none_or(|newest| after >= newest) {
+            // An ended job with nothing after what the client saw: 204 tells an EventSource
+            // to stop reconnecting.
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
+    let pool = state.pool().clone();
+    let job_id = id.to_string();
+    let stream = follow_job(pool, job_id, resume_after);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+struct Follow {
+    pool: sqlx::PgPool,
+    job_id: String,
+    job: Job,
+    /// Events up to here are folded into `job`.
+    folded: i64,
+    /// Events up to here were sent.
+    sent: i64,
+    pending: std::collections::VecDeque<Event>,
+    snapshot: bool,
+    done: bool,
+}
+
+/// The job's events from the store, folded as they come, sent from `resume_after` on.
+fn follow_job(
+    pool: sqlx::PgPool,
+    job_id: String,
+    resume_after: Option<i64>,
+) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
+    let follow = Follow {
+        pool,
+        job_id,
+        job: Job::default(),
+        folded: 0,
+        sent: resume_after.unwrap_or(0),
+        pending: Default::default(),
+        snapshot: resume_after.is_none(),
+        done: false,
+    };
+    futures::stream::unfold(follow, |mut follow| async move {
+        loop {
+            if let Some(event) = follow.pending.pop_front() {
+                return Some((Ok(event), follow));
+            }
+            if follow.done {
+                return None;
+            }
+            if follow.folded > 0 || !follow.snapshot {
+                tokio::time::sleep(STREAM_POLL).await;
+            }
+            if let Err(error) = follow.read().await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "a job event stream could not read; ending it"
+                );
+                return None;
+            }
+        }
+    })
+}
+
+impl Follow {
+    async fn read(&mut self) -> anyhow::Result<()> {
+        let rows: Vec<(i64, String, serde_json::Value)> = sqlx::query_as(
+            "SELECT sequence, event_type, payload FROM events
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
+        )
+        .bind(Job::TYPE)
+        .bind(&self.job_id)
+        .bind(self.folded)
+        .fetch_all(&self.pool)
+        .await
+        .context("reading the job's events")?;
+        for (sequence, event_type, payload) in rows {
+            let event: JobEvent = serde_json::from_value(payload).context("reading a job event")?;
+            self.job.apply(event);
+            self.folded = sequence;
+            if sequence > self.sent && !self.snapshot {
+                self.push(sequence, &event_type);
+            }
+        }
+        if self.snapshot {
+            self.snapshot = false;
+            self.push(self.folded, "snapshot");
+        }
+        // Everything up to now is folded: a job that has ended has nothing more to say.
+        self.done = self.job.status().is_finished();
+        Ok(())
+    }
+
+    fn push(&mut self, sequence: i64, event_type: &str) {
+        self.sent = sequence;
+        let data = serde_json::to_string(&update(event_type, &self.job)).unwrap_or_default();
+        self.pending
+            .push_back(Event::default().id(sequence.to_string()).event(event_type).data(data));
+    }
+}
