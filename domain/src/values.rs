@@ -322,6 +322,11 @@ macro_rules! bounded_text {
 }
 
 bounded_text!(
+    /// Why an administrator suspends an account or grants credits (kept in the log and shown
+    /// in read models: no control characters, which Postgres text cannot hold, NUL among them).
+    Reason, required = true, max = 500
+);
+bounded_text!(
     /// A person's name as they want it shown.
     FullName, required = true, max = 200
 );
@@ -337,6 +342,21 @@ bounded_text!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_holds_text_and_no_control_characters() {
+        assert_eq!(
+            Reason::parse("reason", "  chargeback ").map(|r| r.as_str().to_owned()),
+            Ok("chargeback".to_owned())
+        );
+        for refused in ["", "   ", "beta\u{0}tester", "tab\u{7}bell", &"x".repeat(501)] {
+            assert_eq!(
+                Reason::parse("reason", refused).map_err(|e| e.field),
+                Err("reason"),
+                "{refused:?}"
+            );
+        }
+    }
 
     #[test]
     fn email_is_normalised_so_one_mailbox_is_one_account() {

@@ -400,3 +400,58 @@ async fn new_accounts_get_the_signup_bonus_and_an_admin_grant_adds_to_it_on_the_
         .collect();
     assert_eq!(count(&ledger_events, "CreditsGranted"), 2);
 }
+
+/// A reason travels into the log and into read models' text columns, which cannot hold a NUL:
+/// once such a grant was recorded, `credit_transactions` failed on it and retried for ever, and
+/// every later movement stayed out of the list. Now the request is refused and the list keeps up.
+#[tokio::test]
+async fn a_reason_with_a_nul_character_is_refused_and_the_transactions_list_keeps_up() {
+    let app = spawn_with_root().await;
+    let root = root_token(&app).await;
+    let user = app.register_and_login("nul-reason@example.com").await;
+    let path = format!("/api/v1/admin/users/{}/credits", user.id);
+    for reason in ["beta\u{0}tester", "bell\u{7}"] {
+        let refused = app
+            .request(
+                Method::POST,
+                &path,
+                Some(&root),
+                Some(json!({"amount": 5, "reason": reason})),
+            )
+            .await;
+        assert_eq!(refused.status(), 422, "{reason:?}");
+        assert_eq!(body(refused).await["errors"][0]["field"], "reason");
+    }
+    let suspended = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/admin/users/{}/suspend", user.id),
+            Some(&root),
+            Some(json!({"reason": "nul\u{0}"})),
+        )
+        .await;
+    assert_eq!(suspended.status(), 422);
+    let granted = app
+        .request(
+            Method::POST,
+            &path,
+            Some(&root),
+            Some(json!({"amount": 5, "reason": "welcome"})),
+        )
+        .await;
+    assert_eq!(granted.status(), 200);
+    let position = granted.headers()["x-keyframe-position"]
+        .to_str()
+        .expect("position")
+        .to_owned();
+    let listed = app
+        .get_after("/api/v1/credits/transactions", &user.access_token, &position)
+        .await;
+    assert_eq!(
+        listed.headers().get("x-keyframe-consistent"),
+        None,
+        "the list caught up"
+    );
+    let items = body(listed).await["items"].clone();
+    assert_eq!(items[0]["reason"], "welcome");
+}

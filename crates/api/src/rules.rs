@@ -5,8 +5,6 @@
 pub const MAX_PAGE: i64 = 100;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: i64 = 20;
-/// Longest reason an administrator gives (a suspension, a grant).
-pub const REASON_MAX_CHARS: usize = 500;
 /// Most credits an administrator grants at once.
 pub const GRANT_MAX_CREDITS: i64 = 1_000_000;
 /// Longest client idempotency key.

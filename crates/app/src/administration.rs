@@ -9,6 +9,7 @@ use chrono::Utc;
 use keyframe_domain::ids::UserId;
 use keyframe_domain::session::{EndRequester, SessionEndReason};
 use keyframe_domain::user::{Role, UserCommand};
+use keyframe_domain::values::Reason;
 use keyframe_eventlog::metadata::CommandMetadata;
 use std::collections::BTreeSet;
 
@@ -49,11 +50,11 @@ impl App {
         &self,
         admin: &Actor,
         user_id: UserId,
-        reason: &str,
+        reason: &Reason,
         origin: &CommandMetadata,
     ) -> Result<i64, AppError> {
         let command = || UserCommand::Suspend {
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
             by: admin.user_id,
             at: Utc::now(),
         };

@@ -7,6 +7,7 @@ use crate::policy::{Action, Actor, Resource, require};
 use chrono::Utc;
 use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError};
+use keyframe_domain::values::Reason;
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::CommandMetadata;
 
@@ -34,7 +35,7 @@ impl App {
         actor: &Actor,
         owner_id: UserId,
         amount: i64,
-        reason: &str,
+        reason: &Reason,
         metadata: &CommandMetadata,
     ) -> Result<(i64, CreditLedger), AppError> {
         require(actor, Action::Grant, &Resource::Ledger { owner: owner_id })?;
@@ -45,7 +46,7 @@ impl App {
         let source = GrantSource::Admin {
             admin_id: actor.user_id,
         };
-        let position = self.grant(owner_id, amount, source, reason, metadata).await?;
+        let position = self.grant(owner_id, amount, source, reason.as_str(), metadata).await?;
         Ok((position, self.ledger(owner_id).await?))
     }
 

@@ -4,6 +4,7 @@
 
 use keyframe_domain::values::{
     ApiKeySecret, EMAIL_MAX_LEN, FullName, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, ProjectDescription, ProjectName,
+    Reason,
 };
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Object, RefOr, Schema};
@@ -83,13 +84,9 @@ pub fn api_key() -> Object {
         .build()
 }
 
-/// A suspension's or a grant's reason: something besides white space.
+/// A suspension's or a grant's reason, as `Reason::parse` takes it.
 pub fn reason() -> Object {
-    string()
-        .min_length(Some(1))
-        .max_length(Some(crate::rules::REASON_MAX_CHARS))
-        .pattern(Some(r"\S"))
-        .build()
+    text(Reason::MAX_CHARS, true)
 }
 
 /// A job type.

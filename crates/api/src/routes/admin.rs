@@ -12,7 +12,7 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::paging::{Listed, Page};
-use crate::rules::{GRANT_MAX_CREDITS, REASON_MAX_CHARS};
+use crate::rules::GRANT_MAX_CREDITS;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{FromRequestParts, Request, State};
@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use keyframe_app::policy::{Action, Resource, require};
 use keyframe_domain::ids::UserId;
 use keyframe_domain::user::Role;
+use keyframe_domain::values::Reason;
 use keyframe_projections::user_directory::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -244,13 +245,7 @@ pub async fn suspend(
     PathId(id): PathId,
     ApiJson(body): ApiJson<SuspendRequest>,
 ) -> Result<Response, ApiError> {
-    let reason = body.reason.trim().to_owned();
-    if reason.is_empty() || body.reason.chars().count() > REASON_MAX_CHARS {
-        return Err(ApiError::Validation(vec![FieldError {
-            field: "reason".to_owned(),
-            message: format!("must be 1 to {REASON_MAX_CHARS} characters"),
-        }]));
-    }
+    let reason = Reason::parse("reason", &body.reason)?;
     let position = state
         .app
         .suspend(&admin.actor(), UserId(id), &reason, &admin.metadata(&context))
@@ -327,7 +322,6 @@ pub async fn grant_credits(
     PathId(id): PathId,
     ApiJson(body): ApiJson<GrantCreditsRequest>,
 ) -> Result<Response, ApiError> {
-    let reason = body.reason.trim().to_owned();
     let mut errors = Vec::new();
     if !(1..=GRANT_MAX_CREDITS).contains(&body.amount) {
         errors.push(FieldError {
@@ -335,12 +329,15 @@ pub async fn grant_credits(
             message: "must be between 1 and 1000000".to_owned(),
         });
     }
-    if reason.is_empty() || body.reason.chars().count() > REASON_MAX_CHARS {
+    let reason = Reason::parse("reason", &body.reason).map_err(|error| {
         errors.push(FieldError {
-            field: "reason".to_owned(),
-            message: format!("must be 1 to {REASON_MAX_CHARS} characters"),
-        });
-    }
+            field: error.field.to_owned(),
+            message: error.message,
+        })
+    });
+    let Ok(reason) = reason else {
+        return Err(ApiError::Validation(errors));
+    };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
