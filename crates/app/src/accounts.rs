@@ -70,7 +70,12 @@ impl App {
         let position = self.create_account(account, &acting(origin, Actor::Anonymous)).await?;
         self.grant_signup_bonus(user_id, &acting(origin, Actor::User(user_id)))
             .await;
-        let user = self.account(user_id).await?;
+        let user = self
+            .buses
+            .users
+            .load_current(&user_id.to_string())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("user {user_id} vanished after registration"))?;
         let mail = self.mailer.verification(&email, &verification_token, ttl);
         self.mailer.send_in_background(mail);
         Ok((user_id, user, position))
