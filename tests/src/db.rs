@@ -58,9 +58,45 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Transactions that have an id but can never append to the log: one in another database of
+/// the server and one in `pool`'s, left open as a forgotten `BEGIN` would be. Readers of the log
+/// must not wait for either; dropping them rolls them back.
+pub async fn transactions_that_cannot_append(
+    pool: &PgPool,
+) -> (
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+) {
+    let elsewhere = PgPool::connect(&admin_database_url()).await.expect("admin database");
+    let mut other_database = elsewhere.begin().await.expect("begin");
+    let mut same_database = pool.begin().await.expect("begin");
+    for transaction in [&mut other_database, &mut same_database] {
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut **transaction)
+            .await
+            .expect("an id");
+    }
+    (other_database, same_database)
+}
+
+/// A transaction that has appended one event (aggregate `Probe`, id `aggregate_id`) and stays
+/// open until committed or dropped: readers of the log must wait for it.
+pub async fn open_append(pool: &PgPool, aggregate_id: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut open = pool.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('Probe', $1, 1, 'ProbeRecorded', '1', '{}', '{}')",
+    )
+    .bind(aggregate_id)
+    .execute(&mut *open)
+    .await
+    .expect("append");
+    open
+}
+
 /// Every committed event in the database, in commit-safe order. Unfenced: call it once the
-/// writes are done (the fence is cluster-wide, so a parallel test's open transaction would
-/// otherwise hide events here).
+/// writes are done (an append a parallel test leaves open is no concern, but this needs no
+/// fence at all).
 pub async fn all_events(pool: &PgPool) -> Vec<RecordedEvent> {
     keyframe_eventlog::reader::read_all_unfenced(pool)
         .await

@@ -57,22 +57,36 @@ pub async fn start_relay_woken_by(
     }
 }
 
-/// Starts the `project_list` projector on the test's stream.
+/// Starts the projector runtime with only the `project_list` read model, fed by the test's
+/// stream.
 pub async fn start_project_list_projector(
     db: &TestDatabase,
     nats: &TestNats,
-    settings: keyframe_eventlog::projector::ProjectorSettings,
+    settings: keyframe_eventlog::feed::jetstream::FeedSettings,
+    runtime: keyframe_eventlog::projector::ProjectorSettings,
+) -> Running {
+    let projections: Vec<std::sync::Arc<dyn keyframe_projections::Projection>> =
+        vec![std::sync::Arc::new(keyframe_projections::project_list::ProjectList)];
+    start_projector(db, nats, projections, settings, runtime).await
+}
+
+/// Starts the projector runtime with `projections`, fed by the test's stream.
+pub async fn start_projector(
+    db: &TestDatabase,
+    nats: &TestNats,
+    projections: Vec<std::sync::Arc<dyn keyframe_projections::Projection>>,
+    settings: keyframe_eventlog::feed::jetstream::FeedSettings,
+    runtime: keyframe_eventlog::projector::ProjectorSettings,
 ) -> Running {
     keyframe_eventlog::streams::ensure_events_stream(&nats.jetstream, &nats.naming)
         .await
         .expect("stream");
-    let projector = keyframe_eventlog::projector::Projector::new(
-        db.pool.clone(),
+    let feed = keyframe_eventlog::feed::jetstream::JetStreamFeed::for_projections(
         nats.jetstream.clone(),
         nats.naming.clone(),
-        std::sync::Arc::new(keyframe_projections::project_list::ProjectList),
         settings,
     );
+    let projector = keyframe_eventlog::projector::Projector::new(db.pool.clone(), feed, projections, runtime);
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
     Running {

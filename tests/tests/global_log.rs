@@ -201,10 +201,11 @@ async fn a_relay_killed_in_the_middle_of_a_backlog_resumes_without_loss_or_dupli
     second.stop().await;
     let stream = nats.stream_events().await;
     assert_exactly_once_in_order(&stream, &committed);
-    let backlog = keyframe_eventlog::relay::backlog(&db.pool, keyframe_eventlog::relay::DEFAULT_RELAY, 1_000_000)
+    let lag = keyframe_eventlog::relay::lag(&db.pool, keyframe_eventlog::relay::DEFAULT_RELAY, 1_000_000)
         .await
-        .expect("backlog");
-    assert_eq!(backlog, 0, "the checkpoint reached the end of the log");
+        .expect("lag");
+    assert_eq!(lag.backlog, 0, "the checkpoint reached the end of the log");
+    assert_eq!(lag.oldest_unpublished_seconds, 0.0);
 }
 
 /// Waits until no client backend but this pool's own is connected to `database`, ending any
@@ -313,10 +314,10 @@ async fn a_caught_up_relay_and_the_readiness_probe_look_up_the_log_without_readi
                 .expect("read")
                 .is_empty()
         );
-        let pending = keyframe_eventlog::relay::backlog(&pool, "events", 100_000)
+        let lag = keyframe_eventlog::relay::lag(&pool, "events", 100_000)
             .await
-            .expect("backlog");
-        assert_eq!(pending, 0);
+            .expect("lag");
+        assert_eq!(lag.backlog, 0);
     }
 
     let mut conn = pool.acquire().await.expect("acquire");
@@ -392,4 +393,74 @@ async fn appends_in_the_leading_relays_own_process_wake_it_directly_and_others_t
         .expect("a NOTIFY once the process's relay had stopped")
         .expect("notification");
     assert_eq!(notification.channel(), NOTIFY_CHANNEL);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_an_open_append_holds_the_relay_back_and_nothing_is_skipped_when_it_commits() {
+    let db = TestDatabase::create().await;
+    let nats = TestNats::create().await;
+    let relay = start_relay(&db, &nats, RelaySettings::default()).await;
+    let bus = Arc::new(CommandBus::<Project>::new(db.pool.clone()));
+    let owner = UserId::new();
+    let create_one = |name: &'static str| {
+        let bus = bus.clone();
+        async move {
+            let id = ProjectId::new();
+            bus.execute(&id.to_string(), || create(id, owner, name), &CommandMetadata::system())
+                .await
+                .expect("create");
+        }
+    };
+
+    // A forgotten transaction in another database of the server, and an idle one in Keyframe's
+    // own that has an id but never appends: the log flows past both.
+    let (other_database, mut idle_here) = keyframe_tests::transactions_that_cannot_append(&db.pool).await;
+    create_one("past the idle transactions").await;
+    wait_for(
+        "the relay to publish past transactions that cannot append",
+        Duration::from_secs(5),
+        || async { nats.stream_len().await >= 1 },
+    )
+    .await;
+
+    // The idle transaction has an id already: an append from it could land behind the fence,
+    // so the database refuses it.
+    let refused = sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('Probe', 'late', 1, 'ProbeRecorded', '1', '{}', '{}')",
+    )
+    .execute(&mut *idle_here)
+    .await
+    .expect_err("an append after another write is refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("events must be the first thing a transaction writes"),
+        "{refused}"
+    );
+    drop(idle_here);
+
+    // An append left open does hold the relay back: what commits after it waits for it.
+    let open_append = keyframe_tests::open_append(&db.pool, "held").await;
+    create_one("behind the open append").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(nats.stream_len().await, 1, "nothing passes an open append");
+    let lag = keyframe_eventlog::relay::lag(&db.pool, keyframe_eventlog::relay::DEFAULT_RELAY, 1_000)
+        .await
+        .expect("lag");
+    assert_eq!(lag.backlog, 1);
+    assert!(
+        lag.oldest_unpublished_seconds >= 0.4,
+        "the held-back event's age shows: {lag:?}"
+    );
+
+    open_append.commit().await.expect("commit");
+    wait_for("the relay to publish both", Duration::from_secs(5), || async {
+        nats.stream_len().await >= 3
+    })
+    .await;
+    let stream = nats.stream_events().await;
+    assert_exactly_once_in_order(&stream, &all_events(&db.pool).await);
+    drop(other_database);
+    relay.stop().await;
 }

@@ -8,6 +8,7 @@ use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::project::{Project, ProjectCommand};
 use keyframe_domain::values::{ProjectDescription, ProjectName};
 use keyframe_eventlog::commands::CommandBus;
+use keyframe_eventlog::feed::jetstream::FeedSettings;
 use keyframe_eventlog::metadata::CommandMetadata;
 use keyframe_eventlog::projector::{
     ProjectorSettings, apply_in_transaction, checkpoint, projection_lock_key, replay, wait_until_applied,
@@ -138,6 +139,23 @@ async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_chang
         events.last().map(LogPosition::of),
         "the checkpoint is the newest event"
     );
+}
+
+/// Whether the read models' consumer has nothing left to deliver or to be acked.
+async fn feed_drained(nats: &TestNats) -> bool {
+    let Ok(stream) = nats.jetstream.get_stream(nats.naming.events_stream()).await else {
+        return false;
+    };
+    let Ok(mut consumer) = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&nats.naming.projections_consumer())
+        .await
+    else {
+        return false;
+    };
+    consumer
+        .info()
+        .await
+        .is_ok_and(|info| info.num_ack_pending == 0 && info.num_pending == 0)
 }
 
 /// A connection holding `project_list`'s lock, as `replay` does from its TRUNCATE to its last
@@ -391,12 +409,17 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
     .await;
     relay.stop().await;
 
-    let settings = ProjectorSettings {
+    // Small batches, so that the kill lands in the middle of the catch-up from the event store.
+    let settings = FeedSettings {
         batch_size: 5,
         ack_wait: Duration::from_secs(1),
+        ..FeedSettings::default()
+    };
+    let runtime = ProjectorSettings {
+        catch_up_batch: 5,
         ..ProjectorSettings::default()
     };
-    let first = start_project_list_projector(&db, &nats, settings).await;
+    let first = start_project_list_projector(&db, &nats, settings, runtime).await;
     wait_for(
         "the first projector to apply something",
         Duration::from_secs(20),
@@ -413,7 +436,7 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
     let reached = checkpoint(&db.pool, "project_list").await.expect("checkpoint");
     assert!(reached < newest, "killed in the middle of the backlog");
 
-    let second = start_project_list_projector(&db, &nats, settings).await;
+    let second = start_project_list_projector(&db, &nats, settings, runtime).await;
     wait_for(
         "the second projector to reach the end",
         Duration::from_secs(30),
@@ -421,18 +444,8 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
     )
     .await;
     // Messages the killed projector held come back after ack_wait; they must change nothing.
-    wait_for("redelivered messages to be acked", Duration::from_secs(30), || async {
-        let stream = nats
-            .jetstream
-            .get_stream(nats.naming.events_stream())
-            .await
-            .expect("stream");
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
-            stream.get_consumer("projector_project_list").await.expect("consumer");
-        consumer
-            .info()
-            .await
-            .is_ok_and(|info| info.num_ack_pending == 0 && info.num_pending == 0)
+    wait_for("redelivered messages to be acked", Duration::from_secs(30), || {
+        feed_drained(&nats)
     })
     .await;
     second.stop().await;
@@ -449,7 +462,10 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_projector_that_starts_behind_takes_its_backlog_in_full_batches() {
+async fn a_runtime_that_starts_behind_catches_up_in_full_batches_and_the_feed_delivers_full_batches() {
+    use keyframe_eventlog::feed::Feed as _;
+    use keyframe_eventlog::feed::jetstream::JetStreamFeed;
+
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     let bus = CommandBus::<Project>::new(db.pool.clone());
@@ -475,7 +491,7 @@ async fn a_projector_that_starts_behind_takes_its_backlog_in_full_batches() {
     })
     .await;
     relay.stop().await;
-    // Every batch the projector commits moves its checkpoint once: count the moves.
+    // Every transaction that moves the checkpoint moves it once: count the moves.
     sqlx::raw_sql(
         "CREATE TABLE checkpoint_moves (global_position bigint NOT NULL);
          CREATE FUNCTION record_checkpoint_move() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -487,15 +503,19 @@ async fn a_projector_that_starts_behind_takes_its_backlog_in_full_batches() {
     .await
     .expect("counting trigger");
 
-    let settings = ProjectorSettings::default();
-    let projector = start_project_list_projector(&db, &nats, settings).await;
+    let runtime = ProjectorSettings::default();
+    let projector = start_project_list_projector(&db, &nats, FeedSettings::default(), runtime).await;
     let newest = all_events(&db.pool).await.last().map(LogPosition::of);
     wait_for("the projector to reach the end", Duration::from_secs(30), || async {
         checkpoint(&db.pool, "project_list").await.expect("checkpoint") == newest
     })
     .await;
+    // The deliveries of the same events, already applied, change nothing.
+    wait_for("the deliveries to be acked", Duration::from_secs(30), || {
+        feed_drained(&nats)
+    })
+    .await;
     projector.stop().await;
-
     let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM project_list")
         .fetch_one(&db.pool)
         .await
@@ -505,18 +525,45 @@ async fn a_projector_that_starts_behind_takes_its_backlog_in_full_batches() {
         .fetch_one(&db.pool)
         .await
         .expect("count");
-    // Batches of up to 1,000 take 3, and a few more when the first pull arrives in pieces. Taken
-    // 128 at a time (what one poll received before Tokio's cooperative budget ran out), the
-    // backlog cost at least 24 transactions.
+    assert_eq!(
+        batches,
+        BACKLOG.div_ceil(runtime.catch_up_batch as usize) as i64,
+        "the catch-up from the event store takes full batches"
+    );
+
+    // The feed itself, on a consumer of its own, hands the backlog out in batches of up to
+    // 1,000: 3, and a few more when the first pull arrives in pieces. Taken 128 at a time (what
+    // one poll received before Tokio's cooperative budget ran out), it took at least 24.
+    let settings = FeedSettings::default();
+    let mut feed = JetStreamFeed::new(
+        nats.jetstream.clone(),
+        nats.naming.clone(),
+        "backlog_probe".to_owned(),
+        settings,
+    );
+    feed.open().await.expect("open");
+    let mut delivered = 0;
+    let mut deliveries = 0;
+    while delivered < BACKLOG {
+        let delivery = feed
+            .next(Duration::from_secs(10))
+            .await
+            .expect("delivered")
+            .expect("a delivery within 10 s");
+        delivered += delivery.events.len();
+        deliveries += 1;
+        feed.applied(delivery.receipt).await.expect("ack");
+    }
+    assert_eq!(delivered, BACKLOG);
     assert!(
-        batches <= BACKLOG.div_ceil(settings.batch_size) as i64 + 9,
-        "{batches} transactions for {BACKLOG} events in batches of up to {}",
+        deliveries <= BACKLOG.div_ceil(settings.batch_size) + 9,
+        "{deliveries} deliveries for {BACKLOG} events in batches of up to {}",
         settings.batch_size
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn after_a_crash_read_your_writes_waits_for_the_events_the_crashed_run_had_taken() {
+async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_anything_newer() {
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     let bus = CommandBus::<Project>::new(db.pool.clone());
@@ -554,7 +601,7 @@ async fn after_a_crash_read_your_writes_waits_for_the_events_the_crashed_run_had
         .expect("stream");
     let crashed: async_nats::jetstream::consumer::PullConsumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            durable_name: Some(nats.naming.projector_consumer("project_list")),
+            durable_name: Some(nats.naming.projections_consumer()),
             filter_subject: nats.naming.events_filter(),
             ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
             ack_wait,
@@ -571,21 +618,23 @@ async fn after_a_crash_read_your_writes_waits_for_the_events_the_crashed_run_had
     drop(taken);
     let crashed_at = std::time::Instant::now();
 
-    // A newer event, then a fresh projector: it sees the newer event long before the old one
-    // comes back.
+    // A newer event, then a fresh projector. JetStream hands the old event out again only
+    // after its ack wait, behind the newer one; the runtime catches up from the event store
+    // first, so the checkpoint never covers the newer event without the older.
     let late = ProjectId::new();
-    bus.execute_new(
-        &late.to_string(),
-        create(late, "Written after the crash"),
-        &CommandMetadata::system(),
-    )
-    .await
-    .expect("create");
-    let settings = ProjectorSettings {
+    let late_position = bus
+        .execute_new(
+            &late.to_string(),
+            create(late, "Written after the crash"),
+            &CommandMetadata::system(),
+        )
+        .await
+        .expect("create");
+    let settings = FeedSettings {
         ack_wait,
-        ..ProjectorSettings::default()
+        ..FeedSettings::default()
     };
-    let projector = start_project_list_projector(&db, &nats, settings).await;
+    let projector = start_project_list_projector(&db, &nats, settings, ProjectorSettings::default()).await;
     let visible = |id: ProjectId| {
         let pool = db.pool.clone();
         async move {
@@ -596,34 +645,39 @@ async fn after_a_crash_read_your_writes_waits_for_the_events_the_crashed_run_had
                 .expect("query")
         }
     };
-    wait_for("the newer project to be projected", Duration::from_secs(20), || {
-        visible(late)
-    })
+    wait_for(
+        "the newer project's position to be applied",
+        Duration::from_secs(20),
+        || async {
+            wait_until_applied(&db.pool, "project_list", late_position, Duration::ZERO)
+                .await
+                .expect("checkpoint")
+        },
+    )
     .await;
+    assert!(visible(late).await);
     assert!(
-        !visible(early).await,
-        "the early event is still out with the crashed run"
+        visible(early).await,
+        "the checkpoint covers the newer event only with the older one applied"
     );
     assert!(crashed_at.elapsed() < ack_wait, "checked before the redelivery was due");
-    let caught_up = wait_until_applied(&db.pool, "project_list", early_position, Duration::ZERO)
-        .await
-        .expect("checkpoint");
     assert!(
-        !caught_up,
-        "the checkpoint must not claim an event the projection lacks"
-    );
-
-    // Once the event comes back and is applied, the checkpoint catches up at once.
-    wait_for("the redelivered event to be projected", Duration::from_secs(30), || {
-        visible(early)
-    })
-    .await;
-    wait_for("the checkpoint to cover both", Duration::from_secs(10), || async {
         wait_until_applied(&db.pool, "project_list", early_position, Duration::ZERO)
             .await
             .expect("checkpoint")
+    );
+
+    // The redelivery, due after the ack wait, changes nothing.
+    tokio::time::sleep(ack_wait.saturating_sub(crashed_at.elapsed())).await;
+    wait_for("the redelivery to be acked", Duration::from_secs(30), || {
+        feed_drained(&nats)
     })
     .await;
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM project_list ORDER BY name")
+        .fetch_all(&db.pool)
+        .await
+        .expect("names");
+    assert_eq!(names, ["Taken by the crashed run", "Written after the crash"]);
     projector.stop().await;
     relay.stop().await;
 }
@@ -768,4 +822,156 @@ async fn user_directory_follows_registration_roles_and_suspension_and_ignores_re
             .expect("reversed");
     }
     assert_eq!(user_directory::get(&db.pool, ada.0).await.expect("read"), Some(row));
+}
+
+/// A second read model of projects for the runtime tests: which projects exist, in a table the
+/// test makes.
+struct ProjectIds;
+
+#[async_trait::async_trait]
+impl keyframe_projections::Projection for ProjectIds {
+    fn name(&self) -> &'static str {
+        "project_ids_probe"
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["Project"]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["project_ids_probe"]
+    }
+
+    async fn last_sequences(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        aggregates: &[(&str, &str)],
+    ) -> Result<std::collections::HashMap<(String, String), i64>, keyframe_projections::ProjectionError> {
+        let sql = "SELECT project_id, last_sequence FROM project_ids_probe WHERE project_id = ANY($1)";
+        keyframe_projections::last_sequences_by_id(conn, sql, "Project", aggregates).await
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        events: &[keyframe_domain::log::RecordedEvent],
+    ) -> Result<(), keyframe_projections::ProjectionError> {
+        for event in events {
+            sqlx::query(
+                "INSERT INTO project_ids_probe (project_id, last_sequence) VALUES ($1, $2)
+                 ON CONFLICT (project_id) DO UPDATE SET last_sequence = EXCLUDED.last_sequence",
+            )
+            .bind(keyframe_projections::parse_uuid(event)?)
+            .bind(event.sequence)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_model_that_fails_or_is_being_replayed_stands_alone_while_the_others_go_on() {
+    let db = TestDatabase::create().await;
+    let nats = TestNats::create().await;
+    sqlx::query("CREATE TABLE project_ids_probe (project_id uuid PRIMARY KEY, last_sequence bigint NOT NULL)")
+        .execute(&db.pool)
+        .await
+        .expect("probe table");
+    let relay = start_relay(&db, &nats, RelaySettings::default()).await;
+    let projections: Vec<std::sync::Arc<dyn keyframe_projections::Projection>> =
+        vec![std::sync::Arc::new(ProjectList), std::sync::Arc::new(ProjectIds)];
+    let runtime = ProjectorSettings {
+        first_retry: Duration::from_millis(100),
+        ..ProjectorSettings::default()
+    };
+    let projector = keyframe_tests::start_projector(&db, &nats, projections, FeedSettings::default(), runtime).await;
+    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let owner = UserId::new();
+    let create = |name: &'static str| {
+        let bus = &bus;
+        async move {
+            let id = ProjectId::new();
+            bus.execute_new(
+                &id.to_string(),
+                || ProjectCommand::CreateProject {
+                    project_id: id,
+                    owner_id: owner,
+                    name: ProjectName::parse("name", name).expect("valid"),
+                    description: ProjectDescription::default(),
+                    at: chrono::Utc::now(),
+                },
+                &CommandMetadata::system(),
+            )
+            .await
+            .expect("create")
+        }
+    };
+    let applied = |projection: &'static str, position: i64| {
+        let pool = db.pool.clone();
+        async move {
+            wait_until_applied(&pool, projection, position, Duration::ZERO)
+                .await
+                .expect("checkpoint")
+        }
+    };
+    let first = create("first").await;
+    wait_for(
+        "both read models to apply the first project",
+        Duration::from_secs(20),
+        || async { applied("project_list", first).await && applied("project_ids_probe", first).await },
+    )
+    .await;
+
+    // project_list refuses a project: the other read model goes on without it.
+    sqlx::query("ALTER TABLE project_list ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
+        .execute(&db.pool)
+        .await
+        .expect("constraint");
+    create("poison").await;
+    let after = create("after the poison").await;
+    wait_for("the other read model to go on", Duration::from_secs(20), || {
+        applied("project_ids_probe", after)
+    })
+    .await;
+    assert!(
+        !applied("project_list", after).await,
+        "the failing read model stands still"
+    );
+    assert_eq!(rows(&db.pool).await.len(), 1);
+
+    // Once it can, it catches up by itself.
+    sqlx::query("ALTER TABLE project_list DROP CONSTRAINT no_poison")
+        .execute(&db.pool)
+        .await
+        .expect("constraint");
+    wait_for("the failed read model to catch up", Duration::from_secs(20), || {
+        applied("project_list", after)
+    })
+    .await;
+    assert_eq!(rows(&db.pool).await.len(), 3);
+
+    // A replay holds project_list's lock: the other read model does not wait for it.
+    let mut replaying = hold_projection_lock(&db.pool).await;
+    let during = create("during the replay").await;
+    wait_for(
+        "the other read model to go on during the replay",
+        Duration::from_secs(20),
+        || applied("project_ids_probe", during),
+    )
+    .await;
+    assert!(!applied("project_list", during).await);
+    release_projection_lock(&mut replaying).await;
+    wait_for("the replayed read model to catch up", Duration::from_secs(20), || {
+        applied("project_list", during)
+    })
+    .await;
+    assert_eq!(rows(&db.pool).await.len(), 4);
+    let probe: i64 = sqlx::query_scalar("SELECT count(*) FROM project_ids_probe")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(probe, 4);
+    projector.stop().await;
+    relay.stop().await;
 }

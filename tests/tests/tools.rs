@@ -132,32 +132,33 @@ async fn replay_rebuilds_a_named_projection_and_refuses_unknown_names() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_export_waits_for_transactions_running_when_it_began_even_in_another_database() {
+async fn an_export_waits_for_an_append_running_when_it_began_but_not_for_other_transactions() {
     use keyframe_eventlog::export::{ExportRange, export};
     use std::time::Duration;
     let db = TestDatabase::create().await;
-    // A transaction of another database, with an id: transaction ids are cluster-wide, so it
-    // holds back the horizon every export of every database reads below.
-    let elsewhere = sqlx::PgPool::connect(&keyframe_tests::admin_database_url())
-        .await
-        .expect("admin database");
-    let mut open = elsewhere.begin().await.expect("begin");
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *open)
-        .await
-        .expect("an id");
+    // A transaction of another database, with an id, and one of Keyframe's database that wrote
+    // elsewhere: neither can append to this log, so neither holds an export back.
+    let (other_database, same_database) = keyframe_tests::transactions_that_cannot_append(&db.pool).await;
     write_projects(&db, 3).await;
-    let mut events = all_events(&db.pool).await;
-    events.sort_by_key(|e| e.global_position);
+    let mut out = Vec::new();
+    let written = export(&db.pool, ExportRange::default(), Duration::ZERO, &mut out)
+        .await
+        .expect("export");
+    assert_eq!(written, 3, "transactions that cannot append hold nothing back");
 
-    // The cause: without waiting, an export stops at the open transaction and misses all three.
+    // An append still open when the export begins: without waiting, the export stops below it.
+    let open = keyframe_tests::open_append(&db.pool, "late").await;
+    write_projects(&db, 2).await;
     let mut held_back = Vec::new();
     let written = export(&db.pool, ExportRange::default(), Duration::ZERO, &mut held_back)
         .await
         .expect("export");
-    assert_eq!(written, 0, "the open transaction holds the export back");
+    assert_eq!(
+        written, 3,
+        "the open append holds back itself and what committed after it"
+    );
 
-    // Waiting, it has them all once the transaction ends. Its own connection is named, to see
+    // Waiting, it has them all once the append commits. Its own connection is named, to see
     // it waiting before the transaction ends.
     let options: sqlx::postgres::PgConnectOptions = db.url.parse().expect("url");
     let pool = sqlx::PgPool::connect_with(options.application_name("waiting-export"))
@@ -172,7 +173,7 @@ async fn an_export_waits_for_transactions_running_when_it_began_even_in_another_
     keyframe_tests::wait_for("the export to wait", Duration::from_secs(10), || async {
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'waiting-export'
-             AND query LIKE '%pg_snapshot_xmin(pg_current_snapshot()) >=%'",
+             AND query LIKE '%pg_snapshot_xip%'",
         )
         .fetch_one(&db.pool)
         .await
@@ -187,5 +188,9 @@ async fn an_export_waits_for_transactions_running_when_it_began_even_in_another_
         .lines()
         .map(|line| serde_json::from_str(line).expect("an event"))
         .collect();
+    let mut events = all_events(&db.pool).await;
+    events.sort_by_key(|e| e.global_position);
+    assert_eq!(exported.len(), 6);
     assert_eq!(exported, events);
+    drop((other_database, same_database));
 }

@@ -2,13 +2,13 @@
 //! for auditors.
 //!
 //! An export holds every event committed before it began, and none of a transaction that could
-//! still commit: it first waits (bounded) for the transactions running when it began to end,
-//! anywhere in the cluster, since transaction ids are cluster-wide. So it never shows a gap
-//! that a late commit fills afterwards, and never misses what had committed because some other
-//! transaction (another database's, say) happened to be open. A transaction still open when
-//! the wait runs out holds the export back to the oldest running one, and the export says so.
+//! still commit: it first waits (bounded) for the appends running when it began to end (see
+//! [`crate::reader::append_fence`]). So it never shows a gap that a late commit fills
+//! afterwards, and a transaction open elsewhere that never appends (another database's, say)
+//! does not hold it back. An append still open when the wait runs out holds the export back to
+//! that append's transaction, and the export says so.
 
-use crate::reader::{EVENT_COLUMNS, decode};
+use crate::reader::{EVENT_COLUMNS, append_fence, committed_horizon, decode};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::io::Write;
@@ -70,32 +70,24 @@ pub async fn export(
     Ok(written)
 }
 
-/// The transaction id below which every transaction has ended: the first not yet started when
-/// the export began, once every transaction running then has ended; else, after `wait`, the
-/// oldest still running.
+/// The transaction id below which every append has ended: the first not yet finished when the
+/// export began, once every append running then has ended; else, after `wait`, the oldest
+/// append still running.
 async fn fence(pool: &PgPool, wait: Duration) -> anyhow::Result<String> {
-    let began: String = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
-        .fetch_one(pool)
-        .await?;
+    let began = committed_horizon(pool).await?;
     let deadline = Instant::now() + wait;
     loop {
-        let (all_ended, oldest_running): (bool, String) = sqlx::query_as(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8,
-                    pg_snapshot_xmin(pg_current_snapshot())::text",
-        )
-        .bind(&began)
-        .fetch_one(pool)
-        .await?;
-        if all_ended {
-            return Ok(began);
+        let fence = append_fence(pool).await?;
+        if fence >= began {
+            return Ok(began.to_string());
         }
         if Instant::now() >= deadline {
             tracing::warn!(
-                oldest_running,
-                "a transaction open since before the export holds it back: events of that transaction \
+                oldest_append = fence,
+                "an append open since before the export holds it back: events of that transaction \
                  and of those after it are left out"
             );
-            return Ok(oldest_running);
+            return Ok(fence.to_string());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

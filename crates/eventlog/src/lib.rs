@@ -4,16 +4,18 @@
 //! - [`commands`] runs a command against the Postgres event store, with metadata and bounded
 //!   retries on optimistic-concurrency conflicts, and answers the write's log position.
 //! - [`append`] writes commands' events with group commit, many commands to a statement.
-//! - [`reader`] reads the global log in commit-safe order (below `pg_snapshot_xmin`).
+//! - [`reader`] reads the global log in commit-safe order (below the oldest append still running).
 //! - [`relay`] publishes the log to JetStream, one leader at a time, exactly once per event;
 //!   [`wake`] is how appends wake it.
-//! - [`projector`] feeds read models from JetStream, idempotently, and rebuilds them.
+//! - [`feed`] is where the read models' events come from (a JetStream durable consumer).
+//! - [`projector`] applies a feed to every read model, idempotently, and rebuilds them.
 //! - [`export`] writes the log as NDJSON for auditors.
 //! - [`turns`] lets work on one aggregate take turns within a process.
 
 pub mod append;
 pub mod commands;
 pub mod export;
+pub mod feed;
 pub mod metadata;
 pub mod outage;
 pub mod projector;

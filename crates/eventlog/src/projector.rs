@@ -1,93 +1,140 @@
-//! The projector runtime: feeds a [`Projection`] from JetStream, rebuilds it from the event
-//! store, and lets queries wait for it to reach a client's own write.
+//! The projector runtime: feeds every read model of the deployment from one [`Feed`], rebuilds
+//! a read model from the event store, and lets queries wait for it to reach a client's write.
 //!
-//! Exactly-once effect on top of at-least-once delivery: per batch, in one transaction, the
-//! runtime asks the projection for the last sequence it applied to each aggregate (kept in its
-//! rows), skips events at or below it, fills a gap above it from the event store, lets the
-//! projection apply the rest in order (recording the new sequences in the same rows) and
-//! advances the checkpoint. Only after the commit are the messages acked. After a crash the
-//! checkpoint holds still until the messages the crashed run had taken have come back and been
-//! applied, so read-your-writes never counts an unapplied event as applied.
+//! One runtime applies at a time (a Postgres advisory lock held by its connection is the
+//! lease), and it applies each delivery to every read model that cares in one transaction on
+//! that connection, with their checkpoints, before the feed acknowledges it: each event is
+//! delivered and acked once, not once per read model.
+//!
+//! Exactly-once effect on top of at-least-once delivery: per delivery, the runtime asks each
+//! projection for the last sequence it applied to each aggregate (kept in its rows), skips
+//! events at or below it, fills a gap above it from the event store, lets the projection apply
+//! the rest in order and advances the checkpoints. A checkpoint means "everything up to here is
+//! applied", which read-your-writes relies on.
+//!
+//! A read model is *in step* when it has applied everything the feed has delivered so far. One
+//! that is not (at start, after a replay of it, after a failure of its own) first catches up
+//! from the event store, in commit-safe order, and only then takes deliveries again; until then
+//! the others go on. A replay holds its read model's lock, so the runtime sees it, leaves that
+//! read model alone meanwhile and catches it up from where the replay ended. A read model whose
+//! events fail to apply (a bug, a value its tables refuse) stops alone: the error is logged, it
+//! is tried again with a growing pause, its checkpoint stands still, and `/health/ready` turns
+//! unavailable once its lag passes the bound.
 
-use crate::reader::{LogPosition, aggregate_events_between, position_of, read_committed_after};
-use crate::streams::Naming;
+use crate::feed::Feed;
+use crate::outage::database_unreachable;
+use crate::reader::{
+    LogPosition, aggregate_events_between, append_fence, committed_horizon, position_of, read_committed_after,
+};
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
-use futures::{FutureExt as _, StreamExt};
 use keyframe_domain::log::RecordedEvent;
-use keyframe_projections::Projection;
+use keyframe_projections::{Projection, ProjectionError};
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Feeds one projection from its durable JetStream consumer.
-pub struct Projector {
+/// Advisory-lock key of the runtime that applies ("kfproj" in ASCII).
+const LEADER_LOCK_KEY: i64 = 0x0000_6b66_7072_6f6a;
+
+/// Feeds the read models from a [`Feed`].
+pub struct Projector<F> {
     pool: PgPool,
-    jetstream: jetstream::Context,
-    naming: Naming,
-    projection: Arc<dyn Projection>,
+    feed: F,
+    projections: Vec<Arc<dyn Projection>>,
     settings: ProjectorSettings,
 }
 
-/// Tuning for a projector.
+/// Tuning for the runtime.
 #[derive(Debug, Clone, Copy)]
 pub struct ProjectorSettings {
-    /// Events applied in one transaction: at most this many, or twice it when a small delivery
-    /// lingered and took in the next.
-    pub batch_size: usize,
-    /// How long JetStream waits for an ack before redelivering: after a crash, the messages that
-    /// were in flight come back this much later. Batches take milliseconds, so it is short.
-    pub ack_wait: Duration,
-    /// After a delivery smaller than a tenth of `batch_size`, how long to let more arrive before
-    /// applying: under a steady stream of commands, fewer and larger transactions. Bench, 32
-    /// clients creating projects: 2 ms raised commands/s by 16 % and cut lag p99 from 65 to
-    /// 32 ms (p50 11 -> 12 ms; idle 2.5 -> 5 ms); 5 ms gained 5 % more but lag p50 reached 19 ms.
-    pub linger: Duration,
+    /// Events read from the event store per transaction while a read model catches up.
+    pub catch_up_batch: i64,
+    /// The first pause before a read model that failed is tried again; it doubles up to a minute.
+    pub first_retry: Duration,
 }
 
 impl Default for ProjectorSettings {
     fn default() -> Self {
         Self {
-            batch_size: 1_000,
-            ack_wait: Duration::from_secs(10),
-            linger: Duration::from_millis(2),
+            catch_up_batch: 2_000,
+            first_retry: Duration::from_millis(500),
         }
     }
 }
 
-impl Projector {
-    /// A projector for `projection`.
-    pub fn new(
-        pool: PgPool,
-        jetstream: jetstream::Context,
-        naming: Naming,
-        projection: Arc<dyn Projection>,
-        settings: ProjectorSettings,
-    ) -> Self {
+/// How long to wait for a delivery when every read model is in step (then look anyway).
+const IDLE_WAIT: Duration = Duration::from_secs(60);
+
+/// How long to wait for a delivery while a read model is out of step (a replay holds it, or
+/// it waits to be tried again): how soon it catches up once it can.
+const OUT_OF_STEP_WAIT: Duration = Duration::from_millis(100);
+
+/// Longest pause before a failed read model is tried again.
+const LONGEST_RETRY: Duration = Duration::from_secs(60);
+
+/// Where one read model stands in this runtime.
+#[derive(Debug, Clone, Default)]
+struct Standing {
+    /// It has applied everything delivered so far, and takes the next delivery.
+    in_step: bool,
+    /// Its checkpoint as this runtime last wrote or read it; another value in the database
+    /// means a replay rebuilt it meanwhile.
+    checkpoint: Option<LogPosition>,
+    /// After a failure of its own: not before this instant, and the pause after the next one.
+    retry: Option<(Instant, Duration)>,
+}
+
+/// Why a delivery could not be applied.
+enum Failure {
+    /// One read model refused it; the others may go on.
+    Projection(usize, anyhow::Error),
+    /// Postgres, or the lease's connection: start over.
+    Connection(anyhow::Error),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Connection(error.into())
+    }
+}
+
+/// Whether an error applying a read model is the connection's (start over) rather than the
+/// read model's own (set it aside and go on).
+fn connection_failed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .or_else(|| match cause.downcast_ref::<ProjectionError>() {
+                Some(ProjectionError::Database(error)) => Some(error),
+                _ => None,
+            })
+            .is_some_and(database_unreachable)
+    })
+}
+
+impl<F: Feed> Projector<F> {
+    /// A runtime applying `feed` to `projections`.
+    pub fn new(pool: PgPool, feed: F, projections: Vec<Arc<dyn Projection>>, settings: ProjectorSettings) -> Self {
         Self {
             pool,
-            jetstream,
-            naming,
-            projection,
+            feed,
+            projections,
             settings,
         }
     }
 
-    /// Runs until `shutdown`; on an error it logs, pauses and resumes from the consumer.
-    pub async fn run(self, shutdown: CancellationToken) {
-        // Kept across resumptions: a failure while recovering must not forget what the
-        // recovery had already applied and acked (nothing would come to save it).
-        let mut recovery = Recovery::default();
+    /// Runs until `shutdown`: waits for the lease, then applies. On an error it logs, pauses
+    /// and starts over; the feed redelivers what was not acknowledged.
+    pub async fn run(mut self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            match self.consume(&shutdown, &mut recovery).await {
+            match self.lead(&shutdown).await {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::error!(
-                        projection = self.projection.name(),
                         error = format!("{error:#}"),
-                        "projector failed; resuming"
+                        "the projector runtime failed; starting over"
                     );
                     tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -98,164 +145,203 @@ impl Projector {
         }
     }
 
-    async fn consume(&self, shutdown: &CancellationToken, recovery: &mut Recovery) -> anyhow::Result<()> {
-        let stream_name = self.naming.events_stream();
-        let stream = self
-            .jetstream
-            .get_stream(&stream_name)
+    async fn lead(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        // Every transaction goes through the lease's connection: a runtime that lost it (the
+        // connection died) can no longer write anything.
+        let mut conn = <PgConnection as sqlx::Connection>::connect_with(&self.pool.connect_options())
             .await
-            .context("finding the events stream")?;
-        let config = pull::Config {
-            durable_name: Some(self.naming.projector_consumer(self.projection.name())),
-            description: Some(format!("Keyframe projection {}", self.projection.name())),
-            // Every event, not only the projection's types: the checkpoint then marks a true
-            // place in the log, which read-your-writes compares against.
-            filter_subject: self.naming.events_filter(),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: self.settings.ack_wait,
-            max_ack_pending: 10_000,
-            ..Default::default()
-        };
-        let mut consumer: jetstream::consumer::PullConsumer = match stream.create_consumer(config.clone()).await {
-            Ok(consumer) => consumer,
-            Err(_) => {
-                self.jetstream
-                    .update_consumer_on_stream(config.clone(), &stream_name)
-                    .await
-                    .context("updating the consumer")?;
-                stream
-                    .get_consumer(config.durable_name.as_deref().unwrap_or_default())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("loading the consumer: {e}"))?
+            .context("connecting for the projector lease")?;
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            leased = sqlx::query("SELECT pg_advisory_lock($1)").bind(LEADER_LOCK_KEY).execute(&mut conn) => {
+                leased.context("taking the projector lease")?;
             }
-        };
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.settings.batch_size)
-            .messages()
-            .await
-            .context("pulling")?;
-        let mut chunks = messages.ready_chunks(self.settings.batch_size);
-        // Messages an earlier run took but never acked (it crashed mid-batch) come back only
-        // after `ack_wait`, behind newer ones. Until every message delivered before this start
-        // has been acked, the checkpoint stays put: moving it past them would tell
-        // read-your-writes that events still unapplied are applied.
-        let info = consumer_info(&mut consumer).await?;
-        if info.num_ack_pending > 0 {
-            recovery.until = recovery.until.max(Some(info.delivered.stream_sequence));
         }
-        self.finish_recovery(&mut consumer, recovery).await?;
+        tracing::info!(
+            read_models = self.projections.len(),
+            "this process applies the read models"
+        );
+        self.feed.open().await?;
+        let mut standing = vec![Standing::default(); self.projections.len()];
         loop {
-            // Each message taken from the subscription spends Tokio's cooperative budget (128 a
-            // poll), so `ready_chunks` stopped at 128 however many had arrived: a projector that
-            // fell behind caught up 128 events per transaction. Unconstrained, a chunk takes all
-            // that is ready, up to `batch_size`.
-            let mut chunk = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                chunk = tokio::task::unconstrained(chunks.next()) => chunk.context("the consumer's message stream ended")?,
-                // Recovering with nothing arriving: the floor may have passed by acks this loop
-                // did not send (the crashed run's last ones), and no batch would come to see it.
-                () = tokio::time::sleep(self.settings.ack_wait), if recovery.until.is_some() => {
-                    self.finish_recovery(&mut consumer, recovery).await?;
-                    continue;
-                }
-            };
-            if chunk.len() < self.settings.batch_size / 10 {
-                tokio::time::sleep(self.settings.linger).await;
-                while chunk.len() < self.settings.batch_size {
-                    match tokio::task::unconstrained(chunks.next()).now_or_never() {
-                        Some(Some(more)) => chunk.extend(more),
-                        _ => break,
-                    }
-                }
-            }
-            let mut events = Vec::with_capacity(chunk.len());
-            let mut delivered = Vec::with_capacity(chunk.len());
-            for message in chunk {
-                let message = message.context("receiving")?;
-                match serde_json::from_slice::<RecordedEvent>(&message.payload) {
-                    Ok(event) => {
-                        events.push(event);
-                        delivered.push(message);
-                    }
-                    Err(error) => {
-                        tracing::error!(subject = %message.subject, %error, "not a Keyframe event; discarding it");
-                        message
-                            .ack_with(jetstream::AckKind::Term)
-                            .await
-                            .map_err(anyhow::Error::msg)?;
-                    }
-                }
-            }
-            let checkpoint = if recovery.until.is_none() {
-                Checkpoint::Advance
+            // While a read model is out of step, look again soon even if nothing arrives.
+            let wait = if standing.iter().all(|state| state.in_step) {
+                IDLE_WAIT
             } else {
-                Checkpoint::Hold
+                OUT_OF_STEP_WAIT
             };
-            self.apply_until_done(&events, checkpoint, shutdown).await?;
-            if recovery.until.is_none() {
-                for message in delivered {
-                    message.ack().await.map_err(anyhow::Error::msg)?;
-                }
-                continue;
+            let delivery = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                delivery = self.feed.next(wait) => delivery?,
+            };
+            // Before the first delivery of a run, every read model catches up from the event
+            // store: whatever an earlier run took and never acknowledged is then applied before
+            // it comes back, so each delivery may move the checkpoints to its newest event.
+            self.catch_up(&mut conn, &mut standing).await?;
+            if let Some(delivery) = delivery {
+                let newest = delivery.events.iter().map(LogPosition::of).max();
+                self.apply(&mut conn, &mut standing, &delivery.events, newest).await?;
+                self.feed.applied(delivery.receipt).await?;
             }
-            recovery.newest_applied = recovery.newest_applied.max(events.iter().map(LogPosition::of).max());
-            // Recovering: acks the server has confirmed, so the ack floor counts them.
-            for message in delivered {
-                message.double_ack().await.map_err(anyhow::Error::msg)?;
-            }
-            self.finish_recovery(&mut consumer, recovery).await?;
         }
     }
 
-    /// Ends the recovery once the consumer's ack floor has passed everything delivered before
-    /// this process started: everything before it is applied, and everything since was applied
-    /// here in order, so the checkpoint may catch up at once.
-    async fn finish_recovery(
-        &self,
-        consumer: &mut jetstream::consumer::PullConsumer,
-        recovery: &mut Recovery,
-    ) -> anyhow::Result<()> {
-        if let Some(until) = recovery.until {
-            if consumer_info(consumer).await?.ack_floor.stream_sequence < until {
-                return Ok(());
+    /// Brings every read model that is not in step up to the end of the event store's
+    /// committed log, unless its lock is taken (a replay) or it waits to be tried again.
+    async fn catch_up(&self, conn: &mut PgConnection, standing: &mut [Standing]) -> anyhow::Result<()> {
+        for (index, projection) in self.projections.iter().enumerate() {
+            let now = Instant::now();
+            let state = &mut standing[index];
+            if state.in_step || state.retry.is_some_and(|(at, _)| at > now) {
+                continue;
             }
-            recovery.until = None;
-        }
-        if let Some(newest) = recovery.newest_applied {
-            let mut conn = self.pool.acquire().await?;
-            save_checkpoint(&mut conn, self.projection.name(), newest).await?;
-            recovery.newest_applied = None;
+            match self.catch_up_one(conn, projection.as_ref()).await {
+                Ok(None) => {} // a replay holds it; look again at the next delivery
+                Ok(Some(checkpoint)) => {
+                    *state = Standing {
+                        in_step: true,
+                        checkpoint,
+                        retry: None,
+                    };
+                }
+                Err(error) if connection_failed(&error) => return Err(error),
+                Err(error) => self.set_aside(index, state, &error),
+            }
         }
         Ok(())
     }
 
-    /// Applies a batch, retrying a failure in place (never skipping ahead, so the checkpoint
-    /// only ever covers applied events).
-    async fn apply_until_done(
+    /// Applies the event store to one read model from its checkpoint until nothing committed
+    /// is left, one transaction per batch. Answers its checkpoint at the end, or `None` when a
+    /// replay holds its lock.
+    async fn catch_up_one(
         &self,
-        events: &[RecordedEvent],
-        checkpoint: Checkpoint,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        let mut pause = Duration::from_millis(50);
+        conn: &mut PgConnection,
+        projection: &dyn Projection,
+    ) -> anyhow::Result<Option<Option<LogPosition>>> {
+        let name = projection.name();
         loop {
-            match apply_with(&self.pool, self.projection.as_ref(), events, checkpoint).await {
+            let mut tx = conn.begin().await?;
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(projection_lock_key(name))
+                .fetch_one(&mut *tx)
+                .await?;
+            if !locked {
+                return Ok(None);
+            }
+            let from = checkpoint_in(&mut tx, name).await?;
+            let events = read_committed_after(&self.pool, from.unwrap_or_default(), self.settings.catch_up_batch)
+                .await
+                .context("reading the event store")?;
+            let Some(last) = events.last().map(LogPosition::of) else {
+                tx.commit().await?;
+                return Ok(Some(from));
+            };
+            apply_batch(&mut tx, projection, &events)
+                .await
+                .with_context(|| format!("catching up {name}"))?;
+            save_checkpoint(&mut tx, name, last).await?;
+            tx.commit().await?;
+            tracing::debug!(
+                projection = name,
+                events = events.len(),
+                "caught up a batch from the event store"
+            );
+        }
+    }
+
+    /// Applies `events` to every read model in step, in one transaction, and moves their
+    /// checkpoints to `advance_to`. A read model that refuses is set aside and the rest tried
+    /// again without it.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        standing: &mut [Standing],
+        events: &[RecordedEvent],
+        advance_to: Option<LogPosition>,
+    ) -> anyhow::Result<()> {
+        if events.is_empty() && advance_to.is_none() {
+            return Ok(());
+        }
+        loop {
+            match self.apply_once(conn, standing, events, advance_to).await {
                 Ok(()) => return Ok(()),
-                Err(error) => {
-                    tracing::error!(
-                        projection = self.projection.name(),
-                        error = format!("{error:#}"),
-                        "applying a batch failed; retrying"
-                    );
-                    tokio::select! {
-                        () = shutdown.cancelled() => anyhow::bail!("stopped while retrying a batch"),
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
+                Err(Failure::Connection(error)) => return Err(error),
+                Err(Failure::Projection(_, error)) if connection_failed(&error) => return Err(error),
+                Err(Failure::Projection(index, error)) => self.set_aside(index, &mut standing[index], &error),
             }
         }
+    }
+
+    async fn apply_once(
+        &self,
+        conn: &mut PgConnection,
+        standing: &mut [Standing],
+        events: &[RecordedEvent],
+        advance_to: Option<LogPosition>,
+    ) -> Result<(), Failure> {
+        let names: Vec<&str> = self.projections.iter().map(|projection| projection.name()).collect();
+        let keys: Vec<i64> = names.iter().map(|name| projection_lock_key(name)).collect();
+        let mut tx = conn.begin().await?;
+        // Without waiting: a replay holds its read model's lock for as long as it runs, and
+        // the others must not wait for it.
+        let locked: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(key) FROM unnest($1::bigint[]) WITH ORDINALITY AS keys(key, n) ORDER BY n",
+        )
+        .bind(&keys)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Read after the locks are held: a replay that ended before they were taken shows here.
+        let checkpoints = checkpoints_in(&mut tx, &names).await?;
+        let mut advancing = Vec::with_capacity(names.len());
+        for (index, projection) in self.projections.iter().enumerate() {
+            let state = &mut standing[index];
+            if !state.in_step {
+                continue;
+            }
+            if !locked[index] || checkpoints.get(names[index]).copied() != state.checkpoint {
+                // A replay holds it, or rebuilt it since this runtime last wrote its checkpoint.
+                tracing::info!(
+                    projection = names[index],
+                    "a replay took this read model over; it catches up afterwards"
+                );
+                state.in_step = false;
+                continue;
+            }
+            apply_batch(&mut tx, projection.as_ref(), events)
+                .await
+                .map_err(|error| Failure::Projection(index, error))?;
+            advancing.push(index);
+        }
+        if let Some(newest) = advance_to {
+            let advancing_names: Vec<&str> = advancing.iter().map(|&index| names[index]).collect();
+            save_checkpoints(&mut tx, &advancing_names, newest).await?;
+        }
+        tx.commit().await?;
+        if let Some(newest) = advance_to {
+            for index in advancing {
+                standing[index].checkpoint = standing[index].checkpoint.max(Some(newest));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a read model that failed out of step, to be tried again after a pause.
+    fn set_aside(&self, index: usize, state: &mut Standing, error: &anyhow::Error) {
+        let pause = state
+            .retry
+            .map_or(self.settings.first_retry, |(_, pause)| (pause * 2).min(LONGEST_RETRY));
+        tracing::error!(
+            projection = self.projections[index].name(),
+            error = format!("{error:#}"),
+            retry_in_ms = pause.as_millis() as u64,
+            "a read model failed to apply events; it stands still until they apply, the others go on"
+        );
+        *state = Standing {
+            in_step: false,
+            checkpoint: state.checkpoint,
+            retry: Some((Instant::now() + pause, pause)),
+        };
     }
 }
 
@@ -269,54 +355,18 @@ pub fn projection_lock_key(projection: &str) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
-/// The consumer's current state as the server reports it (pending acks, ack floor).
-async fn consumer_info(consumer: &mut jetstream::consumer::PullConsumer) -> anyhow::Result<&jetstream::consumer::Info> {
-    consumer
-        .info()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the consumer: {e}"))
-}
-
-/// Where a projector stands after a restart of its consumer: messages an earlier run took and
-/// never acked are still out until `until` (a stream sequence) is below the ack floor.
-#[derive(Debug, Default)]
-struct Recovery {
-    /// The last stream sequence delivered before this process started consuming.
-    until: Option<u64>,
-    /// The newest event applied (and acked) while recovering, not yet in the checkpoint.
-    newest_applied: Option<LogPosition>,
-}
-
-/// Whether a batch moves the projection's checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Checkpoint {
-    /// To the batch's newest event: everything before it is applied.
-    Advance,
-    /// Not at all: older events may still be on their way back.
-    Hold,
-}
-
-/// Applies delivered events to `projection` in one transaction with its checkpoint.
+/// Applies delivered events to `projection` in one transaction with its checkpoint, as the
+/// runtime does for each read model in step.
 pub async fn apply_in_transaction(
     pool: &PgPool,
     projection: &dyn Projection,
     events: &[RecordedEvent],
 ) -> anyhow::Result<()> {
-    apply_with(pool, projection, events, Checkpoint::Advance).await
-}
-
-async fn apply_with(
-    pool: &PgPool,
-    projection: &dyn Projection,
-    events: &[RecordedEvent],
-    checkpoint: Checkpoint,
-) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    // The lock is taken in the statement that opens the transaction: under load each round trip
-    // is a wait for the backend to be scheduled, and this is one fewer per batch. The key is an
-    // integer computed here, so writing it into the text is safe.
+    // The lock is taken in the statement that opens the transaction. The key is an integer
+    // computed here, so writing it into the text is safe.
     let mut tx = begin_detached(
         pool,
         format!(
@@ -326,9 +376,7 @@ async fn apply_with(
     )
     .await?;
     apply_batch(&mut tx, projection, events).await?;
-    if checkpoint == Checkpoint::Advance
-        && let Some(newest) = events.iter().map(LogPosition::of).max()
-    {
+    if let Some(newest) = events.iter().map(LogPosition::of).max() {
         save_checkpoint(&mut tx, projection.name(), newest).await?;
     }
     tx.commit().await?;
@@ -397,19 +445,52 @@ async fn apply_batch(
 
 /// Advances a projection's checkpoint to `newest` (never backwards).
 async fn save_checkpoint(conn: &mut PgConnection, name: &str, newest: LogPosition) -> anyhow::Result<()> {
+    save_checkpoints(conn, &[name], newest).await?;
+    Ok(())
+}
+
+/// Advances the checkpoints of `names` to `newest` (never backwards), in one statement.
+async fn save_checkpoints(conn: &mut PgConnection, names: &[&str], newest: LogPosition) -> Result<(), sqlx::Error> {
+    if names.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
+        "INSERT INTO projection_checkpoints (projection, tx_id, global_position)
+         SELECT name, $2::text::xid8, $3 FROM unnest($1::text[]) AS name
          ON CONFLICT (projection) DO UPDATE SET tx_id = EXCLUDED.tx_id, global_position = EXCLUDED.global_position,
              updated_at = now()
          WHERE (projection_checkpoints.tx_id, projection_checkpoints.global_position)
              < (EXCLUDED.tx_id, EXCLUDED.global_position)",
     )
-    .bind(name)
+    .bind(names)
     .bind(newest.tx_id.to_string())
     .bind(newest.global_position)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// One projection's checkpoint, read on `conn` (inside the caller's transaction).
+async fn checkpoint_in(conn: &mut PgConnection, name: &str) -> Result<Option<LogPosition>, sqlx::Error> {
+    Ok(checkpoints_in(conn, &[name]).await?.get(name).copied())
+}
+
+/// The checkpoints of `names` that exist, read on `conn`.
+async fn checkpoints_in(conn: &mut PgConnection, names: &[&str]) -> Result<HashMap<String, LogPosition>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT projection, tx_id::text, global_position FROM projection_checkpoints WHERE projection = ANY($1)",
+    )
+    .bind(names)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(name, tx, global_position)| {
+            tx.parse()
+                .ok()
+                .map(|tx_id| (name, LogPosition { tx_id, global_position }))
+        })
+        .collect())
 }
 
 /// A projection's checkpoint, if it has applied anything.
@@ -503,13 +584,10 @@ pub async fn replay(
         tx.commit().await?;
 
         // Every event committed by now must be in the rebuilt model. The reader stops below the
-        // oldest open transaction, so while one that began before now is still open (another
-        // writer's, anywhere in the cluster) the log can look shorter than it is: read on until
-        // the fence has passed every transaction this snapshot could not yet see as finished.
-        let visible_before: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-                .fetch_one(pool)
-                .await?;
+        // oldest append still open, so while one that began before now is still open the log
+        // can look shorter than it is: read on until the fence has passed every transaction
+        // this snapshot could not yet see as finished.
+        let visible_before = committed_horizon(pool).await?;
         let waited_since = Instant::now();
 
         // Read the next batch while the current one is applied (two connections).
@@ -518,14 +596,14 @@ pub async fn replay(
         let mut batch = read_committed_after(pool, LogPosition::default(), batch_size).await?;
         loop {
             if batch.is_empty() {
-                let fence: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                    .fetch_one(pool)
-                    .await?;
-                if fence >= visible_before {
+                if append_fence(pool).await? >= visible_before {
                     break;
                 }
                 if waited_since.elapsed() > REPLAY_FENCE_WAIT {
-                    tracing::warn!(projection = name, "an open transaction kept part of the log out of the replay; the live projector will apply the rest");
+                    tracing::warn!(
+                        projection = name,
+                        "an open append kept part of the log out of the replay; the live projector will apply the rest"
+                    );
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

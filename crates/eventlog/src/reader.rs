@@ -2,8 +2,14 @@
 //!
 //! `global_position` is handed out at insert and becomes visible at commit, so a transaction
 //! that commits late can surface *behind* a cursor that only counts positions. Readers here
-//! order by `(tx_id, global_position)` and only read below the oldest transaction still running
-//! (`pg_snapshot_xmin`): nothing can ever appear behind their cursor.
+//! order by `(tx_id, global_position)` and only read below the [append fence](append_fence):
+//! the oldest transaction that can still append to the log. Nothing can ever appear behind
+//! their cursor.
+//!
+//! The fence is not `pg_snapshot_xmin`, the oldest transaction running anywhere on the Postgres
+//! server: one `BEGIN` left open in another database, or in Keyframe's own by a tool that never
+//! touches `events`, would hold every reader back for as long as it stays open, and with them
+//! the read models, job dispatch and billing.
 
 use chrono::{DateTime, Utc};
 use keyframe_domain::log::RecordedEvent;
@@ -56,8 +62,64 @@ pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
+/// The append fence: a transaction id below which no transaction can append to the log any
+/// more. Every event with a `tx_id` below it that will ever exist is committed and visible to
+/// a statement that starts after this one has answered.
+///
+/// It is the oldest running transaction that holds a write lock on `events`, or, if none does,
+/// the snapshot's `xmax` (no transaction id at or above it had finished when the snapshot was
+/// taken). Why no appender is missed, for a transaction T with id x below the fence:
+/// - x was assigned before this statement's snapshot (x < `xmax`);
+/// - T took its lock on `events` before x was assigned: an INSERT locks its table before it
+///   runs, and `migrations/0014_append_fence.sql` refuses an append from a transaction that
+///   had an id already (its events must be the first thing it writes);
+/// - so if T were still running when `pg_locks` is read (after the snapshot), it would hold
+///   that lock, be listed, and the fence would be at most x. It is not, so T had ended before
+///   this statement finished, and any statement that starts afterwards sees its commit.
+///
+/// Hence the two statements: the fence first, the read after. One statement would read with a
+/// snapshot older than the lock table it consulted.
+///
+/// Running transaction ids come from the snapshot as `xid8`; `pg_locks` shows 32-bit ids, which
+/// are compared modulo 2^32 (running transactions are never 2^31 ids apart).
+pub async fn append_fence(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let fence: String = sqlx::query_scalar(APPEND_FENCE).fetch_one(pool).await?;
+    fence.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+const APPEND_FENCE: &str = "
+    WITH snapshot AS (SELECT pg_current_snapshot() AS taken),
+    locks AS MATERIALIZED (
+        SELECT locktype, database, relation, transactionid, virtualtransaction, mode, granted FROM pg_locks
+    ),
+    appenders AS (
+        SELECT own.transactionid::text::bigint AS xid32
+        FROM locks held JOIN locks own ON own.virtualtransaction = held.virtualtransaction
+        WHERE held.locktype = 'relation' AND held.granted
+          AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND held.relation = 'events'::regclass
+          AND held.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+          AND own.locktype = 'transactionid' AND own.mode = 'ExclusiveLock' AND own.granted
+    )
+    SELECT least(
+        pg_snapshot_xmax(taken),
+        (SELECT min(running) FROM pg_snapshot_xip(taken) AS running
+         WHERE (running::text::numeric % 4294967296)::bigint IN (SELECT xid32 FROM appenders))
+    )::text
+    FROM snapshot";
+
+/// The first transaction id not yet finished: every transaction that has committed so far is
+/// below it. A reader that must include everything committed before it started waits until
+/// [`append_fence`] reaches this.
+pub async fn committed_horizon(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let horizon: String = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await?;
+    horizon.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
 /// Up to `limit` (at least 1) committed events after `after`, in commit-safe order, never
-/// passing a transaction that is still running.
+/// passing a transaction that can still append (see [`append_fence`]).
 ///
 /// The limit is written into the statement, not bound: for `LIMIT $n` Postgres must guess the
 /// limit when it weighs a reusable plan, and either plans every call afresh or settles on a
@@ -68,10 +130,22 @@ pub async fn read_committed_after(
     after: LogPosition,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let fence = append_fence(pool).await?;
+    read_below(pool, after, fence, limit).await
+}
+
+/// Up to `limit` (at least 1) events after `after` written by transactions below `fence`, in
+/// commit-safe order. `fence` must come from [`append_fence`], asked before this read.
+pub async fn read_below(
+    pool: &PgPool,
+    after: LogPosition,
+    fence: u64,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events
          WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+           AND tx_id < $3::text::xid8
          ORDER BY tx_id, global_position
          LIMIT {}",
         limit.max(1)
@@ -79,6 +153,7 @@ pub async fn read_committed_after(
     let rows = sqlx::query(&sql)
         .bind(after.tx_id.to_string())
         .bind(after.global_position)
+        .bind(fence.to_string())
         .fetch_all(pool)
         .await?;
     rows.iter().map(decode).collect()
@@ -93,7 +168,7 @@ pub async fn read_all_unfenced(pool: &PgPool) -> Result<Vec<RecordedEvent>, sqlx
 }
 
 /// Whether committed events after `after` exist that the fence still holds back (an older
-/// transaction is running). The relay then looks again shortly instead of waiting for a
+/// append is running). The relay then looks again shortly instead of waiting for a
 /// notification that an unrelated transaction will never send.
 pub async fn held_back_after(pool: &PgPool, after: LogPosition) -> Result<bool, sqlx::Error> {
     Ok(count_after(pool, after, 1).await? > 0)

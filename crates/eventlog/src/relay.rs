@@ -285,9 +285,35 @@ async fn save_checkpoint(conn: &mut PgConnection, relay: &str, position: LogPosi
     Ok(())
 }
 
+/// How far the relay is behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RelayLag {
+    /// Committed events after its checkpoint, counted up to the cap asked for.
+    pub backlog: i64,
+    /// How long ago the oldest of them was written; zero when there is none. A number that keeps
+    /// growing means the relay is down, or held back by an append left open.
+    pub oldest_unpublished_seconds: f64,
+}
+
 /// How far the relay is behind: committed events after its checkpoint, counted up to `cap` (at
-/// least 1) so the answer stays cheap however large the backlog. Exposed by `/health/ready`.
-pub async fn backlog(pool: &PgPool, relay: &str, cap: i64) -> anyhow::Result<i64> {
+/// least 1) so the answer stays cheap however large the backlog, and the age of the oldest.
+/// Exposed by `/health/ready` and `/metrics`.
+pub async fn lag(pool: &PgPool, relay: &str, cap: i64) -> anyhow::Result<RelayLag> {
     let checkpoint = load_checkpoint(&mut *pool.acquire().await?, relay).await?;
-    Ok(count_after(pool, checkpoint, cap).await?)
+    let backlog = count_after(pool, checkpoint, cap).await?;
+    // The first event after the checkpoint in commit order is the oldest unpublished one (its
+    // `recorded_at` is its transaction's start, which for Keyframe's appends is the commit's).
+    let oldest: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM events
+         WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+         ORDER BY tx_id, global_position LIMIT 1",
+    )
+    .bind(checkpoint.tx_id.to_string())
+    .bind(checkpoint.global_position)
+    .fetch_optional(pool)
+    .await?;
+    Ok(RelayLag {
+        backlog,
+        oldest_unpublished_seconds: oldest.unwrap_or(0.0).max(0.0),
+    })
 }

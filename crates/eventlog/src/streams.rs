@@ -46,9 +46,29 @@ impl Naming {
         )
     }
 
-    /// The durable consumer name of a projection.
-    pub fn projector_consumer(&self, projection: &str) -> String {
+    /// The durable consumer that feeds every read model.
+    pub fn projections_consumer(&self) -> String {
+        "projections".to_owned()
+    }
+
+    /// The durable consumer one projection had to itself before they shared one; see
+    /// [`delete_retired_consumers`].
+    pub fn retired_projector_consumer(&self, projection: &str) -> String {
         format!("projector_{projection}")
+    }
+}
+
+/// Deletes the consumers each projection had to itself before one consumer fed them all, so
+/// that they stop holding the server's attention. Those already gone are skipped.
+pub async fn delete_retired_consumers(js: &jetstream::Context, naming: &Naming, projections: &[&str]) {
+    let Ok(stream) = js.get_stream(naming.events_stream()).await else {
+        return;
+    };
+    for projection in projections {
+        let name = naming.retired_projector_consumer(projection);
+        if stream.delete_consumer(&name).await.is_ok() {
+            tracing::info!(consumer = %name, "deleted a retired per-projection consumer");
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::config::NatsArgs;
 use crate::database::connect_pool;
 use anyhow::Context as _;
 use async_nats::jetstream;
+use keyframe_eventlog::feed::jetstream::{FeedSettings, JetStreamFeed};
 use keyframe_eventlog::projector::{Projector, ProjectorSettings};
 use keyframe_eventlog::relay::{Relay, RelaySettings};
 use keyframe_eventlog::streams::Naming;
@@ -20,9 +21,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Postgres connections the pipeline's pool may open: the relay's reads and listener, one
-/// transaction per projector, and headroom. The relay's leader lock has a connection of its own.
-const PIPELINE_CONNECTIONS: u32 = 6;
+/// Postgres connections the pipeline's pool may open: the relay's reads and listener, the
+/// projector runtime's reads of the event store, and headroom. The relay's and the projector
+/// runtime's leases have a connection each of their own.
+const PIPELINE_CONNECTIONS: u32 = 4;
 
 /// What to run.
 pub struct PipelineConfig {
@@ -105,16 +107,12 @@ async fn run(
         parts.spawn(relay.run(shutdown.clone()));
     }
     if config.projectors {
-        for projection in keyframe_projections::all() {
-            let projector = Projector::new(
-                pool.clone(),
-                jetstream.clone(),
-                naming.clone(),
-                projection,
-                ProjectorSettings::default(),
-            );
-            parts.spawn(projector.run(shutdown.clone()));
-        }
+        let projections = keyframe_projections::all();
+        let names: Vec<&str> = projections.iter().map(|projection| projection.name()).collect();
+        keyframe_eventlog::streams::delete_retired_consumers(&jetstream, &naming, &names).await;
+        let feed = JetStreamFeed::for_projections(jetstream.clone(), naming.clone(), FeedSettings::default());
+        let projector = Projector::new(pool.clone(), feed, projections, ProjectorSettings::default());
+        parts.spawn(projector.run(shutdown.clone()));
     }
     // Each part resumes after its own errors and returns only when asked to stop.
     while let Some(finished) = parts.join_next().await {

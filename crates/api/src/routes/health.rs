@@ -32,9 +32,13 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<Checks>,
     /// Committed events the relay has not yet published (counted up to 100,000); a number that
-    /// keeps growing means the relay is down or held back by a long-open transaction.
+    /// keeps growing means the relay is down or held back by an append left open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_backlog: Option<i64>,
+    /// Seconds since the oldest event the relay has not yet published was written (0 when it
+    /// has published everything).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_oldest_unpublished_seconds: Option<f64>,
 }
 
 /// Dependency checks.
@@ -54,6 +58,7 @@ pub async fn live() -> Json<Health> {
         version: env!("CARGO_PKG_VERSION"),
         checks: None,
         relay_backlog: None,
+        relay_oldest_unpublished_seconds: None,
     })
 }
 
@@ -68,10 +73,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
         && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush())
             .await
             .is_ok_and(|result| result.is_ok());
-    let relay_backlog = if postgres {
+    let relay = if postgres {
         tokio::time::timeout(
             CHECK_TIMEOUT,
-            keyframe_eventlog::relay::backlog(state.pool(), keyframe_eventlog::relay::DEFAULT_RELAY, 100_000),
+            keyframe_eventlog::relay::lag(state.pool(), keyframe_eventlog::relay::DEFAULT_RELAY, 100_000),
         )
         .await
         .ok()
@@ -93,7 +98,8 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
             postgres: word(postgres),
             nats: word(nats),
         }),
-        relay_backlog,
+        relay_backlog: relay.map(|lag| lag.backlog),
+        relay_oldest_unpublished_seconds: relay.map(|lag| lag.oldest_unpublished_seconds),
     };
     (status, Json(body))
 }

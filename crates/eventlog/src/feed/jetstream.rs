@@ -1,0 +1,183 @@
+//! The JetStream feed: one durable pull consumer on `<prefix>.events.>` for all the read models
+//! of a deployment, each event delivered and acked once.
+
+use super::{Delivery, Feed};
+use crate::streams::Naming;
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
+use async_trait::async_trait;
+use futures::stream::ReadyChunks;
+use futures::{FutureExt as _, StreamExt as _};
+use keyframe_domain::log::RecordedEvent;
+use std::time::Duration;
+
+/// Tuning for the JetStream feed.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedSettings {
+    /// Events in one delivery: at most this many, or twice it when a small delivery lingered
+    /// and took in the next.
+    pub batch_size: usize,
+    /// How long JetStream waits for an ack before redelivering: after a crash, the messages that
+    /// were in flight come back this much later. Batches take milliseconds, so it is short.
+    pub ack_wait: Duration,
+    /// After a delivery smaller than a tenth of `batch_size`, how long to let more arrive before
+    /// handing it out: under a steady stream of commands, fewer and larger transactions.
+    pub linger: Duration,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 1_000,
+            ack_wait: Duration::from_secs(10),
+            linger: Duration::from_millis(2),
+        }
+    }
+}
+
+/// A durable JetStream consumer as a [`Feed`].
+pub struct JetStreamFeed {
+    jetstream: jetstream::Context,
+    naming: Naming,
+    consumer_name: String,
+    settings: FeedSettings,
+    open: Option<Open>,
+}
+
+/// The consumer and its message stream while the feed is open.
+struct Open {
+    _consumer: jetstream::consumer::PullConsumer,
+    chunks: ReadyChunks<pull::Stream>,
+}
+
+/// What the feed needs to acknowledge a delivery.
+#[derive(Debug, Default)]
+pub struct JetStreamReceipt {
+    messages: Vec<jetstream::Message>,
+}
+
+impl JetStreamFeed {
+    /// The feed of the deployment's read models: the durable consumer `projections`.
+    pub fn for_projections(jetstream: jetstream::Context, naming: Naming, settings: FeedSettings) -> Self {
+        let consumer_name = naming.projections_consumer();
+        Self::new(jetstream, naming, consumer_name, settings)
+    }
+
+    /// A feed reading through the durable consumer `consumer_name`.
+    pub fn new(jetstream: jetstream::Context, naming: Naming, consumer_name: String, settings: FeedSettings) -> Self {
+        Self {
+            jetstream,
+            naming,
+            consumer_name,
+            settings,
+            open: None,
+        }
+    }
+
+    fn opened(&mut self) -> anyhow::Result<&mut Open> {
+        self.open.as_mut().context("the feed is not open")
+    }
+}
+
+#[async_trait]
+impl Feed for JetStreamFeed {
+    type Receipt = JetStreamReceipt;
+
+    async fn open(&mut self) -> anyhow::Result<()> {
+        self.open = None;
+        let stream_name = self.naming.events_stream();
+        let stream = self
+            .jetstream
+            .get_stream(&stream_name)
+            .await
+            .context("finding the events stream")?;
+        let config = pull::Config {
+            durable_name: Some(self.consumer_name.clone()),
+            description: Some("Keyframe's read models".to_owned()),
+            // Every event, not only the types some read model reads: the checkpoints then mark
+            // a true place in the log, which read-your-writes compares against.
+            filter_subject: self.naming.events_filter(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.settings.ack_wait,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        };
+        let consumer = match stream.create_consumer(config.clone()).await {
+            Ok(consumer) => consumer,
+            Err(_) => {
+                self.jetstream
+                    .update_consumer_on_stream(config.clone(), &stream_name)
+                    .await
+                    .context("updating the consumer")?;
+                stream
+                    .get_consumer(&self.consumer_name)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("loading the consumer: {e}"))?
+            }
+        };
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.settings.batch_size)
+            .messages()
+            .await
+            .context("pulling")?;
+        self.open = Some(Open {
+            _consumer: consumer,
+            chunks: messages.ready_chunks(self.settings.batch_size),
+        });
+        Ok(())
+    }
+
+    async fn next(&mut self, wait: Duration) -> anyhow::Result<Option<Delivery<JetStreamReceipt>>> {
+        let settings = self.settings;
+        let open = self.opened()?;
+        // Each message taken from the subscription spends Tokio's cooperative budget (128 a
+        // poll), so `ready_chunks` stopped at 128 however many had arrived: a runtime that fell
+        // behind caught up 128 events per transaction. Unconstrained, a chunk takes all that is
+        // ready, up to `batch_size`.
+        // Waiting for the first messages is cancel-safe: `ready_chunks` holds nothing between
+        // polls. After that, nothing waits but the linger.
+        let mut chunk = tokio::select! {
+            chunk = tokio::task::unconstrained(open.chunks.next()) => chunk.context("the consumer's message stream ended")?,
+            () = tokio::time::sleep(wait) => return Ok(None),
+        };
+        if chunk.len() < settings.batch_size / 10 {
+            tokio::time::sleep(settings.linger).await;
+            while chunk.len() < settings.batch_size {
+                match tokio::task::unconstrained(open.chunks.next()).now_or_never() {
+                    Some(Some(more)) => chunk.extend(more),
+                    _ => break,
+                }
+            }
+        }
+        let mut events = Vec::with_capacity(chunk.len());
+        let mut messages = Vec::with_capacity(chunk.len());
+        for message in chunk {
+            let message = message.context("receiving")?;
+            match serde_json::from_slice::<RecordedEvent>(&message.payload) {
+                Ok(event) => {
+                    events.push(event);
+                    messages.push(message);
+                }
+                Err(error) => {
+                    tracing::error!(subject = %message.subject, %error, "not a Keyframe event; discarding it");
+                    message
+                        .ack_with(jetstream::AckKind::Term)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                }
+            }
+        }
+        Ok(Some(Delivery {
+            events,
+            receipt: JetStreamReceipt { messages },
+        }))
+    }
+
+    async fn applied(&mut self, receipt: JetStreamReceipt) -> anyhow::Result<()> {
+        for message in receipt.messages {
+            message.ack().await.map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+}
