@@ -2,6 +2,7 @@
 //! only the HTTP edge needs (access tokens, rate limits).
 
 use crate::auth::tokens::Tokens;
+use crate::consistency::OwnWrites;
 use crate::limits::{InProcessLimiter, RateLimiter};
 use crate::settings::ApiSettings;
 use keyframe_app::buses::Buses;
@@ -38,6 +39,8 @@ pub struct Api {
     pub tokens: Tokens,
     /// Request counters for the rate limits.
     pub limiter: Arc<dyn RateLimiter>,
+    /// Each session's newest write, which its reads wait for.
+    pub own_writes: OwnWrites,
     /// Settings.
     pub settings: ApiSettings,
 }
@@ -99,6 +102,7 @@ impl AppState {
             app,
             tokens: Tokens::new(&settings),
             limiter: Arc::new(InProcessLimiter::default()),
+            own_writes: OwnWrites::default(),
             nats,
             settings,
         })))

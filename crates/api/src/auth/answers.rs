@@ -66,6 +66,8 @@ pub fn session_answer(state: &AppState, session: SessionStarted) -> Response {
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
+    // The new session's first read (its list of sessions, say) must show it.
+    state.own_writes.record(session.session_id, session.position);
     with_position(session.position, response)
 }
 

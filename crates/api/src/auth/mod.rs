@@ -79,10 +79,17 @@ impl FromRequestParts<AppState> for AuthUser {
             &user_id.to_string(),
             parts.extensions.get(),
         )?;
-        Ok(Self {
+        let caller = Self {
             user_id,
             session_id,
             admin: access.admin,
-        })
+        };
+        // For what runs after: the request's later extractors (read-your-writes) and, once the
+        // response is ready, the middleware that remembers the session's writes.
+        parts.extensions.insert(caller);
+        if let Some(slot) = parts.extensions.get::<crate::consistency::CallerSlot>() {
+            slot.fill(session_id);
+        }
+        Ok(caller)
     }
 }

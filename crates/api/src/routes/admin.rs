@@ -7,7 +7,7 @@
 //! aggregate with the administrator as the actor.
 
 use crate::auth::AuthUser;
-use crate::consistency::{await_min_position, mark_consistency, with_position};
+use crate::consistency::{ReadYourWrites, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
@@ -16,7 +16,6 @@ use crate::rules::GRANT_MAX_CREDITS;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -165,7 +164,7 @@ pub struct SystemStats {
         (status = 403, description = "`admin_only`", body = crate::error::Problem)))]
 pub async fn list_users(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    read_your_writes: ReadYourWrites,
     ApiQuery(query): ApiQuery<AdminListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(20);
@@ -175,7 +174,7 @@ pub async fn list_users(
             message: "must be between 1 and 100".to_owned(),
         }]));
     }
-    let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
+    let caught_up = read_your_writes.wait(&state, user_directory::NAME).await?;
     let mut rows = user_directory::list(state.pool(), query.cursor, limit + 1).await?;
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -193,10 +192,10 @@ pub async fn list_users(
     responses((status = 200, body = AdminUserView), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
 pub async fn show_user(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    read_your_writes: ReadYourWrites,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
+    let caught_up = read_your_writes.wait(&state, user_directory::NAME).await?;
     let row = user_directory::get(state.pool(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
@@ -274,8 +273,8 @@ pub async fn reactivate(
 /// Figures about the whole system.
 #[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = SystemStats), (status = 403, body = crate::error::Problem)))]
-pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caught_up = await_min_position(&state, &headers, user_directory::NAME).await?;
+pub async fn stats(State(state): State<AppState>, read_your_writes: ReadYourWrites) -> Result<Response, ApiError> {
+    let caught_up = read_your_writes.wait(&state, user_directory::NAME).await?;
     let users = user_directory::counts(state.pool()).await?;
     let (active_sessions, projects, events): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM session_list WHERE ended_at IS NULL AND refresh_expires_at > now()),

@@ -5,7 +5,7 @@
 //! records it under the quota, and leaves nothing in storage when it refuses.
 
 use crate::auth::AuthUser;
-use crate::consistency::{await_min_position, mark_consistency, with_position};
+use crate::consistency::{ReadYourWrites, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, Code};
 use crate::extract::{ApiQuery, PathId};
@@ -247,7 +247,7 @@ async fn upload_stream(headers: &HeaderMap, body: Body) -> Result<(Upload, Optio
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
-    headers: HeaderMap,
+    read_your_writes: ReadYourWrites,
     PathId(project_id): PathId,
     ApiQuery(query): ApiQuery<AssetListQuery>,
 ) -> Result<Response, ApiError> {
@@ -256,7 +256,7 @@ pub async fn list(
         .app
         .project_for(&caller.actor(), Action::View, ProjectId(project_id))
         .await?;
-    let caught_up = await_min_position(&state, &headers, asset_list::NAME).await?;
+    let caught_up = read_your_writes.wait(&state, asset_list::NAME).await?;
     let rows = asset_list::list_for_project(state.pool(), caller.user_id.0, project_id, cursor, limit + 1)
         .await
         .context("listing assets")?;

@@ -2,7 +2,7 @@
 //! and the movements behind it (from the `credit_transactions` read model).
 
 use crate::auth::AuthUser;
-use crate::consistency::{await_min_position, mark_consistency};
+use crate::consistency::{ReadYourWrites, mark_consistency};
 use crate::error::{ApiError, Code};
 use crate::extract::ApiQuery;
 use crate::paging::{Listed, Page};
@@ -11,7 +11,6 @@ use crate::views::Balance;
 use anyhow::Context as _;
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use keyframe_projections::credit_transactions::{self, TransactionRow};
@@ -106,7 +105,7 @@ pub async fn balance(State(state): State<AppState>, caller: AuthUser) -> Result<
 pub async fn transactions(
     State(state): State<AppState>,
     caller: AuthUser,
-    headers: HeaderMap,
+    read_your_writes: ReadYourWrites,
     ApiQuery(query): ApiQuery<TransactionQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, _) = crate::paging::page(query.limit, None)?;
@@ -119,7 +118,7 @@ pub async fn transactions(
             })
         })
         .transpose()?;
-    let caught_up = await_min_position(&state, &headers, credit_transactions::NAME).await?;
+    let caught_up = read_your_writes.wait(&state, credit_transactions::NAME).await?;
     let rows = credit_transactions::list_for_owner(state.pool(), caller.user_id.0, cursor, limit + 1)
         .await
         .context("listing transactions")?;

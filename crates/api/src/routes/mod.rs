@@ -97,7 +97,12 @@ impl ApiRoutes {
             state.clone(),
             admin::require_admin,
         ));
-        open.merge(per_address).merge(admin)
+        open.merge(per_address)
+            .merge(admin)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::consistency::remember_own_writes,
+            ))
     }
 }
 

@@ -2,7 +2,7 @@
 //! lists and reads come from the `project_list` read model. Another user's project is a 404.
 
 use crate::auth::AuthUser;
-use crate::consistency::{await_min_position, mark_consistency, with_position};
+use crate::consistency::{ReadYourWrites, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiQuery, PathId};
@@ -10,7 +10,7 @@ use crate::paging::{Listed, Page};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use keyframe_domain::ids::ProjectId;
@@ -181,11 +181,11 @@ fn field(error: keyframe_domain::values::ValidationError) -> FieldError {
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
-    headers: HeaderMap,
+    read_your_writes: ReadYourWrites,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
-    let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
+    let caught_up = read_your_writes.wait(&state, project_list::NAME).await?;
     let rows = project_list::list_for_owner(state.pool(), caller.user_id.0, cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.project_id);
     let page = Page {
@@ -203,10 +203,10 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     caller: AuthUser,
-    headers: HeaderMap,
+    read_your_writes: ReadYourWrites,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let caught_up = await_min_position(&state, &headers, project_list::NAME).await?;
+    let caught_up = read_your_writes.wait(&state, project_list::NAME).await?;
     let row = project_list::get_for_owner(state.pool(), caller.user_id.0, id).await?;
     let view = ProjectView::from(row.ok_or_else(|| ApiError::not_found("project"))?);
     Ok(mark_consistency(caught_up, Json(view)))

@@ -3,7 +3,7 @@
 
 use crate::auth::AuthUser;
 use crate::auth::answers::session_ended;
-use crate::consistency::{await_min_position, mark_consistency, with_position};
+use crate::consistency::{ReadYourWrites, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::ApiError;
 use crate::extract::PathId;
@@ -11,7 +11,7 @@ use crate::paging::{Listed, Page};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use keyframe_domain::ids::SessionId;
@@ -49,8 +49,12 @@ impl Listed for SessionView {
 /// The caller's sessions that have not ended.
 #[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = SessionPage), (status = 401, body = crate::error::Problem)))]
-pub async fn list(State(state): State<AppState>, caller: AuthUser, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caught_up = await_min_position(&state, &headers, session_list::NAME).await?;
+pub async fn list(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    read_your_writes: ReadYourWrites,
+) -> Result<Response, ApiError> {
+    let caught_up = read_your_writes.wait(&state, session_list::NAME).await?;
     let rows = session_list::active_for_user(state.pool(), caller.user_id.0, Utc::now()).await?;
     let items = rows
         .into_iter()

@@ -5,7 +5,7 @@
 //! statistics come from the `job_list` read model. Another user's job is a 404.
 
 use crate::auth::AuthUser;
-use crate::consistency::{await_min_position, mark_consistency, with_position};
+use crate::consistency::{ReadYourWrites, mark_consistency, with_position};
 use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyframe_app::jobs::JobRequest;
 use keyframe_app::policy::Action;
@@ -216,7 +216,7 @@ pub async fn analyze_asset(
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
-    headers: HeaderMap,
+    read_your_writes: ReadYourWrites,
     ApiQuery(query): ApiQuery<JobListQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
@@ -238,7 +238,7 @@ pub async fn list(
         project_id: query.project_id,
         job_type: query.job_type,
     };
-    let caught_up = await_min_position(&state, &headers, job_list::NAME).await?;
+    let caught_up = read_your_writes.wait(&state, job_list::NAME).await?;
     let rows = job_list::list_for_owner(state.pool(), caller.user_id.0, &filter, cursor, limit + 1)
         .await
         .context("listing jobs")?;
@@ -253,8 +253,12 @@ pub async fn list(
 /// Counts of the caller's jobs by status and type, and their mean run time.
 #[utoipa::path(get, path = "/api/v1/jobs/stats", tag = "jobs", security(("bearer" = [])),
     responses((status = 200, body = JobStats)))]
-pub async fn stats(State(state): State<AppState>, caller: AuthUser, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caught_up = await_min_position(&state, &headers, job_list::NAME).await?;
+pub async fn stats(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    read_your_writes: ReadYourWrites,
+) -> Result<Response, ApiError> {
+    let caught_up = read_your_writes.wait(&state, job_list::NAME).await?;
     let counts: Vec<JobCount> = job_list::counts_for_owner(state.pool(), caller.user_id.0)
         .await
         .context("counting jobs")?;
