@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod openapi;
+pub mod own_writes;
 pub mod paging;
 pub mod protection;
 pub mod routes;

@@ -2,8 +2,8 @@
 //! only the HTTP edge needs (access tokens, rate limits).
 
 use crate::auth::tokens::Tokens;
-use crate::consistency::OwnWrites;
 use crate::limits::{InProcessLimiter, RateLimiter};
+use crate::own_writes::OwnWrites;
 use crate::settings::ApiSettings;
 use keyframe_app::buses::Buses;
 use keyframe_app::lockout::LoginGate;

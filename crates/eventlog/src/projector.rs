@@ -157,6 +157,15 @@ impl<F: Feed> Projector<F> {
                 leased.context("taking the projector lease")?;
             }
         }
+        // A commit of the read models need not wait for the WAL flush: they are derived from
+        // the log, and a transaction lost in a Postgres crash loses its rows and checkpoints
+        // together. The crash also ends this connection, so the runtime starts over and catches
+        // every read model up from the event store, which applies again what was lost, acked or
+        // not. Waiting for the flush put a disk sync into every delivery's lag.
+        sqlx::query("SET synchronous_commit TO off")
+            .execute(&mut conn)
+            .await
+            .context("configuring the projector connection")?;
         tracing::info!(
             read_models = self.projections.len(),
             "this process applies the read models"
@@ -291,19 +300,16 @@ impl<F: Feed> Projector<F> {
         .bind(&keys)
         .fetch_all(&mut *tx)
         .await?;
-        // Read after the locks are held: a replay that ended before they were taken shows here.
-        let checkpoints = checkpoints_in(&mut tx, &names).await?;
-        let mut advancing = Vec::with_capacity(names.len());
+        let mut applied = Vec::with_capacity(names.len());
         for (index, projection) in self.projections.iter().enumerate() {
             let state = &mut standing[index];
             if !state.in_step {
                 continue;
             }
-            if !locked[index] || checkpoints.get(names[index]).copied() != state.checkpoint {
-                // A replay holds it, or rebuilt it since this runtime last wrote its checkpoint.
+            if !locked[index] {
                 tracing::info!(
                     projection = names[index],
-                    "a replay took this read model over; it catches up afterwards"
+                    "a replay holds this read model; it catches up afterwards"
                 );
                 state.in_step = false;
                 continue;
@@ -311,16 +317,37 @@ impl<F: Feed> Projector<F> {
             apply_batch(&mut tx, projection.as_ref(), events)
                 .await
                 .map_err(|error| Failure::Projection(index, error))?;
-            advancing.push(index);
+            applied.push(index);
         }
-        if let Some(newest) = advance_to {
-            let advancing_names: Vec<&str> = advancing.iter().map(|&index| names[index]).collect();
-            save_checkpoints(&mut tx, &advancing_names, newest).await?;
-        }
+        // Each checkpoint moves only from where this runtime left it. One that is elsewhere was
+        // rebuilt by a replay since (between this runtime's last transaction and its lock): the
+        // events just applied were applied idempotently on top of the rebuilt rows, but those
+        // between the replay's end and this delivery may be missing, so that read model stays
+        // where it is and catches up from the event store.
+        let moving: Vec<usize> = applied
+            .into_iter()
+            .filter(|&index| advance_to > standing[index].checkpoint)
+            .collect();
+        let moved = match advance_to {
+            Some(newest) if !moving.is_empty() => {
+                let expected: Vec<(&str, Option<LogPosition>)> = moving
+                    .iter()
+                    .map(|&index| (names[index], standing[index].checkpoint))
+                    .collect();
+                move_checkpoints(&mut tx, &expected, newest).await?
+            }
+            _ => Vec::new(),
+        };
         tx.commit().await?;
-        if let Some(newest) = advance_to {
-            for index in advancing {
-                standing[index].checkpoint = standing[index].checkpoint.max(Some(newest));
+        for index in moving {
+            if moved.iter().any(|name| name == names[index]) {
+                standing[index].checkpoint = advance_to;
+            } else {
+                tracing::info!(
+                    projection = names[index],
+                    "a replay rebuilt this read model meanwhile; it catches up from the event store"
+                );
+                standing[index].in_step = false;
             }
         }
         Ok(())
@@ -491,6 +518,47 @@ async fn checkpoints_in(conn: &mut PgConnection, names: &[&str]) -> Result<HashM
                 .map(|tx_id| (name, LogPosition { tx_id, global_position }))
         })
         .collect())
+}
+
+/// Moves each checkpoint of `expected` to `newest` if it is still at the position given with it
+/// (`None`: it does not exist yet), in one statement. Answers the names of those it moved.
+async fn move_checkpoints(
+    conn: &mut PgConnection,
+    expected: &[(&str, Option<LogPosition>)],
+    newest: LogPosition,
+) -> Result<Vec<String>, sqlx::Error> {
+    let names: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
+    let tx_ids: Vec<Option<String>> = expected
+        .iter()
+        .map(|(_, at)| at.map(|at| at.tx_id.to_string()))
+        .collect();
+    let positions: Vec<Option<i64>> = expected.iter().map(|(_, at)| at.map(|at| at.global_position)).collect();
+    sqlx::query_scalar(
+        "WITH expected AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS e(name, tx_id, global_position)
+         ),
+         moved AS (
+             UPDATE projection_checkpoints c
+             SET tx_id = $4::text::xid8, global_position = $5, updated_at = now()
+             FROM expected e
+             WHERE c.projection = e.name AND c.tx_id = e.tx_id::xid8 AND c.global_position = e.global_position
+             RETURNING c.projection
+         ),
+         created AS (
+             INSERT INTO projection_checkpoints (projection, tx_id, global_position)
+             SELECT e.name, $4::text::xid8, $5 FROM expected e WHERE e.tx_id IS NULL
+             ON CONFLICT (projection) DO NOTHING
+             RETURNING projection
+         )
+         SELECT projection FROM moved UNION ALL SELECT projection FROM created",
+    )
+    .bind(&names)
+    .bind(&tx_ids)
+    .bind(&positions)
+    .bind(newest.tx_id.to_string())
+    .bind(newest.global_position)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// A projection's checkpoint, if it has applied anything.
