@@ -103,6 +103,117 @@ async fn the_analytics_user_reads_events_and_can_do_nothing_else() {
     wait_for_violation(&analytics_errors, "keyframe.worker.jobs.>").await;
 }
 
+/// A page of the analytics user's durable consumer: up to `count` messages, each acked (and the
+/// ack confirmed) before the next; answers their stream sequences.
+async fn fetch_and_ack(consumer: &async_nats::jetstream::consumer::PullConsumer, count: usize) -> Vec<u64> {
+    let mut sequences = Vec::new();
+    let mut messages = consumer
+        .fetch()
+        .max_messages(count)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .expect("fetch");
+    while let Some(message) = messages.next().await {
+        let message = message.expect("a message");
+        sequences.push(message.info().expect("a JetStream message").stream_sequence);
+        message.double_ack().await.expect("ack");
+    }
+    sequences
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_analytics_user_replays_the_stream_through_its_own_durable_consumer_and_resumes_without_gaps() {
+    use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+
+    let server = NatsServer::start().await;
+    let (service, _) = server.connect("keyframe", "service-pw").await;
+    let service_js = async_nats::jetstream::new(service.clone());
+    let naming = keyframe_eventlog::streams::Naming::new("keyframe");
+    keyframe_eventlog::streams::ensure_events_stream(&service_js, &naming)
+        .await
+        .expect("stream");
+    let publish = |count: u64, from: u64| {
+        let service_js = service_js.clone();
+        async move {
+            for n in from..from + count {
+                service_js
+                    .publish(format!("keyframe.events.Project.p{n}.ProjectCreated"), "{}".into())
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("stored");
+            }
+        }
+    };
+    publish(5, 1).await;
+
+    // Offline until now, the analyst still gets everything: a durable consumer from the start.
+    let config = pull::Config {
+        durable_name: Some("analytics-replay".to_owned()),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ..Default::default()
+    };
+    let (analytics, _) = server.connect("analytics", "analytics-pw").await;
+    let js = async_nats::jetstream::new(analytics.clone());
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .create_consumer_on_stream(config.clone(), "KEYFRAME_EVENTS")
+        .await
+        .expect("the analytics user creates its consumer");
+    assert_eq!(fetch_and_ack(&consumer, 3).await, [1, 2, 3]);
+    drop((consumer, js));
+    analytics.drain().await.expect("disconnect");
+
+    // Events while it is away, then a new connection: it resumes where it acked.
+    publish(2, 6).await;
+    let (analytics, analytics_errors) = server.connect("analytics", "analytics-pw").await;
+    let js = async_nats::jetstream::new(analytics.clone());
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_consumer_from_stream("analytics-replay", "KEYFRAME_EVENTS")
+        .await
+        .expect("the analytics user reads its consumer");
+    let mut rest = Vec::new();
+    while rest.len() < 4 {
+        let page = fetch_and_ack(&consumer, 10).await;
+        assert!(!page.is_empty(), "the rest arrives: {rest:?}");
+        rest.extend(page);
+    }
+    assert_eq!(rest, [4, 5, 6, 7], "no gap, no repeat");
+    js.delete_consumer_from_stream("analytics-replay", "KEYFRAME_EVENTS")
+        .await
+        .expect("the analytics user deletes its consumer");
+
+    // Nothing else: no event published, no change to the stream, none of the service's
+    // consumers read, acked, made or deleted.
+    let refused = |subject: String| {
+        let analytics = analytics.clone();
+        let errors = analytics_errors.clone();
+        async move {
+            analytics.publish(subject.clone(), "{}".into()).await.expect("sent");
+            analytics.flush().await.expect("flush");
+            wait_for_violation(&errors, &subject).await;
+        }
+    };
+    refused("keyframe.events.Project.p9.ProjectDeleted".to_owned()).await;
+    refused("$JS.API.STREAM.DELETE.KEYFRAME_EVENTS".to_owned()).await;
+    refused("$JS.API.STREAM.UPDATE.KEYFRAME_EVENTS".to_owned()).await;
+    refused("$JS.API.STREAM.PURGE.KEYFRAME_EVENTS".to_owned()).await;
+    for name in keyframe::SERVICE_CONSUMERS {
+        for subject in [
+            format!("$JS.API.CONSUMER.MSG.NEXT.KEYFRAME_EVENTS.{name}"),
+            format!("$JS.API.CONSUMER.INFO.KEYFRAME_EVENTS.{name}"),
+            format!("$JS.API.CONSUMER.DELETE.KEYFRAME_EVENTS.{name}"),
+            format!("$JS.API.CONSUMER.CREATE.KEYFRAME_EVENTS.{name}"),
+            format!("$JS.API.CONSUMER.CREATE.KEYFRAME_EVENTS.{name}.keyframe.events.>"),
+            format!("$JS.API.CONSUMER.DURABLE.CREATE.KEYFRAME_EVENTS.{name}"),
+            format!("$JS.ACK.KEYFRAME_EVENTS.{name}.1.1.1.1.0"),
+        ] {
+            refused(subject).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_publishes_results_but_not_domain_events() {
     let server = NatsServer::start().await;

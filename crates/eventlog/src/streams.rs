@@ -11,6 +11,9 @@ use std::time::Duration;
 /// without duplicates. Longer than JetStream's 2-minute default to cover slow restarts.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// The durable consumer that feeds every read model (on the events stream).
+pub const PROJECTIONS_CONSUMER: &str = "projections";
+
 /// Names derived from the prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Naming {
@@ -48,7 +51,7 @@ impl Naming {
 
     /// The durable consumer that feeds every read model.
     pub fn projections_consumer(&self) -> String {
-        "projections".to_owned()
+        PROJECTIONS_CONSUMER.to_owned()
     }
 
     /// The durable consumer one projection had to itself before they shared one; see

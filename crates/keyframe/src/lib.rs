@@ -10,3 +10,14 @@ pub mod dev_secrets;
 pub mod pipeline;
 pub mod telemetry;
 pub mod tools;
+
+/// The durable JetStream consumers the service keeps on the events stream. The shipped
+/// `nats.conf` denies the analytics user each of them, and its test checks that for every name
+/// here: a consumer added to the service belongs in this list and in that file.
+pub const SERVICE_CONSUMERS: [&str; 5] = [
+    keyframe_eventlog::streams::PROJECTIONS_CONSUMER,
+    keyframe_worker::protocol::WORKER_CONSUMER,
+    keyframe_billing::settlement::SETTLEMENT_CONSUMER,
+    keyframe_billing::settlement::RESERVATION_CONSUMER,
+    keyframe_billing::settlement::SIGNUP_CONSUMER,
+];
