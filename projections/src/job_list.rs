@@ -240,3 +240,19 @@ pub async fn counts_for_owner(pool: &PgPool, owner_id: Uuid) -> Result<Vec<JobCo
     .fetch_all(pool)
     .await
 }
+
+/// Jobs waiting for a worker and jobs running, over every owner: `(status, count)`, both
+/// statuses always present.
+pub async fn active_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.status, coalesce(active.count, 0)
+         FROM unnest(ARRAY['queued', 'running']) AS s(status)
+         LEFT JOIN (
+             SELECT status, count(*) AS count FROM job_list
+             WHERE status IN ('queued', 'running') AND deleted_at IS NULL GROUP BY status
+         ) active USING (status)
+         ORDER BY s.status",
+    )
+    .fetch_all(pool)
+    .await
+}

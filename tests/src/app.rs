@@ -218,6 +218,11 @@ impl TestAppBuilder {
         api.mail.smtp_url = Some(mail.url());
         let contract = contract::Contract::default();
         api.answer_observer = Some(contract.observer());
+        api.pipeline.events_stream = nats.naming.events_stream();
+        api.pipeline.consumers = keyframe::SERVICE_CONSUMERS
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
         let storage = api.storage.clone();
         // One deployment's parts share their configuration: the settlement's bonus and free
         // plan are the API's.

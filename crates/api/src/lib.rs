@@ -13,6 +13,7 @@ pub mod limits;
 pub mod openapi;
 pub mod own_writes;
 pub mod paging;
+pub mod prometheus;
 pub mod protection;
 pub mod routes;
 pub mod rules;
@@ -81,12 +82,20 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.json_body_limit_bytes;
     let behind_tls = state.settings.behind_tls;
     let cors = protection::cors(&state.settings.cors_origins);
+    let metrics_on_api = state.settings.metrics_addr.is_none();
     let routes = Router::new()
         .merge(routes::ApiRoutes::new().into_router(&state))
         .merge(routes::pages::router(state.clone()))
         .merge(openapi::router(&state.settings))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed);
+    let routes = if metrics_on_api {
+        routes.route("/metrics", axum::routing::get(prometheus::metrics))
+    } else {
+        routes
+    };
+    // Around each route, so that it sees the matched one.
+    let routes = routes.layer(axum::middleware::from_fn(prometheus::time_requests));
     // Innermost, so that it sees the route each answer came from.
     let routes = match state.settings.answer_observer.clone() {
         Some(observer) => routes.layer(axum::middleware::from_fn(move |request, next| {
@@ -112,6 +121,15 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
         .layer(tower::util::option_layer(cors))
+        .with_state(state)
+}
+
+/// `GET /metrics` alone, for a listener of its own (`KEYFRAME_METRICS_ADDR`), off the public
+/// one.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(prometheus::metrics))
+        .fallback(routes::not_found)
         .with_state(state)
 }
 

@@ -43,12 +43,20 @@ impl Modify for BearerAuth {
     }
 }
 
+/// `GET /metrics`, in the document only when the API's listener serves it.
+#[derive(OpenApi)]
+#[openapi(paths(crate::prometheus::metrics))]
+struct Metrics;
+
 /// The document this server serves: [`ApiDoc`], the paths the routes describe (see
 /// [`routes::ApiRoutes`]), the answers each operation gives because of its shape (see
-/// [`answers`]), and what the configuration decides (the plans on sale).
+/// [`answers`]), and what the configuration decides (the plans on sale, `/metrics`).
 pub fn document(settings: &crate::settings::ApiSettings) -> utoipa::openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     document.merge(routes::ApiRoutes::new().document());
+    if settings.metrics_addr.is_none() {
+        document.merge(Metrics::openapi());
+    }
     answers::complete(&mut document);
     let on_sale: Vec<&str> = settings
         .billing

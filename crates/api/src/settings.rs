@@ -91,6 +91,32 @@ pub struct ApiSettings {
     pub billing: BillingSettings,
     /// Sees every answer a route gives (tests hold the server to its OpenAPI document with it).
     pub answer_observer: Option<crate::AnswerObserver>,
+    /// What `/health/ready` and `/metrics` watch of the pipeline.
+    pub pipeline: PipelineWatch,
+    /// A listener of its own for `GET /metrics`, off the public one; none: on the API's.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// What readiness and metrics watch of the event pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineWatch {
+    /// The JetStream stream of the log (`<PREFIX>_EVENTS`).
+    pub events_stream: String,
+    /// The service's durable consumers on it, whose pending messages `/metrics` shows.
+    pub consumers: Vec<String>,
+    /// Past this, a read model (or the relay) with an event older than this still unapplied
+    /// (unpublished) makes `/health/ready` answer 503.
+    pub stall_after: Duration,
+}
+
+impl Default for PipelineWatch {
+    fn default() -> Self {
+        Self {
+            events_stream: "KEYFRAME_EVENTS".to_owned(),
+            consumers: Vec::new(),
+            stall_after: Duration::from_secs(60),
+        }
+    }
 }
 
 // By hand, so that secrets (the JWT keys, the SMTP password) never reach a log.
@@ -167,6 +193,8 @@ impl ApiSettings {
                 ..BillingSettings::default()
             },
             answer_observer: None,
+            pipeline: PipelineWatch::default(),
+            metrics_addr: None,
         }
     }
 }

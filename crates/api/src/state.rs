@@ -98,6 +98,8 @@ impl AppState {
                 },
             },
         };
+        // Installed before the first request, so that every count from the start is kept.
+        crate::prometheus::recorder();
         Ok(Self(Arc::new(Api {
             app,
             tokens: Tokens::new(&settings),

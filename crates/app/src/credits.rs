@@ -107,10 +107,18 @@ impl App {
             amount,
             at: Utc::now(),
         };
-        self.buses
+        let reserved = self
+            .buses
             .ledgers
             .execute(&owner_id.to_string(), command, metadata)
-            .await?;
+            .await;
+        let outcome = match &reserved {
+            Ok(_) => "reserved",
+            Err(keyframe_eventlog::commands::CommandError::Rejected(_)) => "refused",
+            Err(_) => "failed",
+        };
+        metrics::counter!("keyframe_credit_reservations_total", "outcome" => outcome).increment(1);
+        reserved?;
         Ok(())
     }
 

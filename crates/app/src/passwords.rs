@@ -55,10 +55,19 @@ impl Passwords {
         })
     }
 
+    /// A turn at hashing; while it waits, `keyframe_password_hashes_waiting` counts it.
+    async fn permit(&self) -> anyhow::Result<tokio::sync::SemaphorePermit<'_>> {
+        let waiting = metrics::gauge!("keyframe_password_hashes_waiting");
+        waiting.increment(1.0);
+        let permit = self.permits.acquire().await;
+        waiting.decrement(1.0);
+        Ok(permit?)
+    }
+
     /// The PHC string of `password` with a fresh salt.
     pub async fn hash(&self, password: Password) -> anyhow::Result<PasswordHash> {
         let params = self.params.clone();
-        let _permit = self.permits.acquire().await?;
+        let _permit = self.permit().await?;
         let hash = tokio::task::spawn_blocking(move || {
             hasher(&params)
                 .hash_password(password.expose().as_bytes())
@@ -79,7 +88,7 @@ impl Passwords {
             }
             None => (self.dummy_hash.as_ref().clone(), false),
         };
-        let _permit = self.permits.acquire().await?;
+        let _permit = self.permit().await?;
         let matches = tokio::task::spawn_blocking(move || {
             // The hash carries its own parameters; `params` only matter for new hashes.
             hasher(&params)

@@ -191,7 +191,10 @@ fn refused(error: &sqlx::Error) -> bool {
 /// Tells each command of `batch` the outcome of its statement; answers whether it wrote.
 fn report(batch: Vec<Pending>, inserted: Result<Vec<Appended>, sqlx::Error>) -> bool {
     let appended = match inserted {
-        Ok(appended) => appended,
+        Ok(appended) => {
+            metrics::counter!("keyframe_events_appended_total").increment(appended.len() as u64);
+            appended
+        }
         Err(error) => {
             let error = AppendError::of(&error);
             for pending in batch {

@@ -168,7 +168,9 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         command: impl FnMut() -> A::Command,
         metadata: &CommandMetadata,
     ) -> Result<i64, CommandError<A::Error>> {
-        self.execute_after_attempts(id, command, metadata, 0).await
+        let outcome = self.execute_after_attempts(id, command, metadata, 0).await;
+        count_command::<A>(&outcome);
+        outcome
     }
 
     /// [`Self::execute`] when `attempts_made` attempts have already conflicted: they count
@@ -270,6 +272,17 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
     pub async fn execute_new(
         &self,
         id: &str,
+        command: impl FnMut() -> A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<i64, CommandError<A::Error>> {
+        let outcome = self.execute_new_uncounted(id, command, metadata).await;
+        count_command::<A>(&outcome);
+        outcome
+    }
+
+    async fn execute_new_uncounted(
+        &self,
+        id: &str,
         mut command: impl FnMut() -> A::Command,
         metadata: &CommandMetadata,
     ) -> Result<i64, CommandError<A::Error>> {
@@ -351,4 +364,16 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         }
         Ok(Some(aggregate))
     }
+}
+
+/// Counts a command in `keyframe_commands_total` by aggregate and outcome: `ok`, `rejected`
+/// (the aggregate refused it), `conflict` (optimistic concurrency, retries spent) or `error`.
+fn count_command<A: Aggregate>(outcome: &Result<i64, CommandError<A::Error>>) {
+    let outcome = match outcome {
+        Ok(_) => "ok",
+        Err(CommandError::Rejected(_)) => "rejected",
+        Err(CommandError::Conflict { .. }) => "conflict",
+        Err(_) => "error",
+    };
+    metrics::counter!("keyframe_commands_total", "aggregate" => A::TYPE, "outcome" => outcome).increment(1);
 }

@@ -9,6 +9,7 @@
 //!   [`wake`] is how appends wake it.
 //! - [`feed`] is where the read models' events come from (a JetStream durable consumer).
 //! - [`projector`] applies a feed to every read model, idempotently, and rebuilds them.
+//! - [`status`] tells how far the relay and each read model are behind.
 //! - [`export`] writes the log as NDJSON for auditors.
 //! - [`turns`] lets work on one aggregate take turns within a process.
 
@@ -22,6 +23,7 @@ pub mod projector;
 pub mod reader;
 pub mod relay;
 pub mod schema;
+pub mod status;
 pub mod store;
 pub mod streams;
 pub mod turns;

@@ -301,19 +301,9 @@ pub struct RelayLag {
 pub async fn lag(pool: &PgPool, relay: &str, cap: i64) -> anyhow::Result<RelayLag> {
     let checkpoint = load_checkpoint(&mut *pool.acquire().await?, relay).await?;
     let backlog = count_after(pool, checkpoint, cap).await?;
-    // The first event after the checkpoint in commit order is the oldest unpublished one (its
-    // `recorded_at` is its transaction's start, which for Keyframe's appends is the commit's).
-    let oldest: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM events
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-         ORDER BY tx_id, global_position LIMIT 1",
-    )
-    .bind(checkpoint.tx_id.to_string())
-    .bind(checkpoint.global_position)
-    .fetch_optional(pool)
-    .await?;
+    let oldest_unpublished_seconds = crate::status::oldest_after(pool, checkpoint).await?;
     Ok(RelayLag {
         backlog,
-        oldest_unpublished_seconds: oldest.unwrap_or(0.0).max(0.0),
+        oldest_unpublished_seconds,
     })
 }

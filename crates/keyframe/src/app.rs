@@ -136,6 +136,20 @@ impl Application {
         if let Some((listener, state)) = api_state {
             local_addr = Some(listener.local_addr()?);
             api = Some(state.clone());
+            if let Some(metrics_addr) = state.settings.metrics_addr {
+                let listener = tokio::net::TcpListener::bind(metrics_addr)
+                    .await
+                    .with_context(|| format!("binding {metrics_addr} for /metrics"))?;
+                let metrics = keyframe_api::metrics_router(state.clone());
+                let stop = shutdown.clone();
+                tasks.spawn(async move {
+                    axum::serve(listener, metrics)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                        .context("serving /metrics")
+                });
+                tracing::info!(addr = %metrics_addr, "metrics listening");
+            }
             let app = keyframe_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
             let stop = shutdown.clone();
             tasks.spawn(async move {

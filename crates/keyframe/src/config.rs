@@ -247,9 +247,17 @@ pub struct ServeArgs {
     /// at least 1, so a burst of logins never takes every core from the other requests).
     #[arg(long, env = "KEYFRAME_MAX_CONCURRENT_HASHES", value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_hashes: Option<u16>,
-    /// Longest wait, in milliseconds, for `x-keyframe-min-position`.
+    /// Longest wait, in milliseconds, of a query for its session's own newest write or for
+    /// `x-keyframe-min-position`.
     #[arg(long, env = "KEYFRAME_READ_YOUR_WRITES_TIMEOUT_MS", default_value_t = 5_000)]
     pub read_your_writes_timeout_ms: u64,
+    /// Serve `GET /metrics` on this address instead of the API's (keep it off the public one).
+    #[arg(long, env = "KEYFRAME_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Seconds an event may wait to be published, or applied by a read model, before
+    /// `/health/ready` answers 503.
+    #[arg(long, env = "KEYFRAME_PIPELINE_STALL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pipeline_stall_secs: u64,
     /// Mark the refresh cookie `Secure` (set when served over TLS).
     #[arg(long, env = "KEYFRAME_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,
@@ -459,6 +467,12 @@ impl ServeArgs {
             usize::from,
         );
         settings.read_your_writes_timeout = Duration::from_millis(self.read_your_writes_timeout_ms);
+        settings.metrics_addr = self.metrics_addr;
+        settings.pipeline = keyframe_api::settings::PipelineWatch {
+            events_stream: keyframe_eventlog::streams::Naming::new(self.nats.nats_prefix.clone()).events_stream(),
+            consumers: crate::SERVICE_CONSUMERS.iter().map(|name| (*name).to_owned()).collect(),
+            stall_after: Duration::from_secs(self.pipeline_stall_secs),
+        };
         settings.secure_cookies = self.secure_cookies;
         settings.append_writers = usize::from(self.db_append_writers);
         if self.smtp_url.is_none() && self.environment == Environment::Production {

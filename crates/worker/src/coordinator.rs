@@ -204,6 +204,10 @@ impl Coordinator {
         };
         // The start may have ended the job instead (a lost worker's last retry).
         let ours = job.status() == JobStatus::Running && job.claim() == Some(request.claim.as_str());
+        if ours && let (Some(queued), Some(started)) = (job.queued_at(), job.started_at()) {
+            let waited = (started - queued).to_std().unwrap_or_default();
+            metrics::histogram!("keyframe_job_queue_wait_seconds").record(waited.as_secs_f64());
+        }
         match (ours, job.job_type(), job.source()) {
             (true, Some(job_type), Some(source)) => StartReply::Run(WorkOrder {
                 attempt: job.attempts(),
@@ -218,6 +222,8 @@ impl Coordinator {
     }
 
     async fn progress(&self, job_id: &str, request: ProgressRequest) -> ProgressReply {
+        // A running worker reports at least every heartbeat interval.
+        metrics::counter!("keyframe_worker_heartbeats_total").increment(1);
         let command = || JobCommand::ReportProgress {
             attempt: request.attempt,
             percent: request.percent,

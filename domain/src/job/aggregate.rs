@@ -180,6 +180,7 @@ impl Aggregate for Job {
                 self.progress = 0;
                 self.ticket = ticket;
                 self.not_before = not_before;
+                self.queued_at = Some(queued_at);
                 self.claim = None;
                 self.updated_at = Some(queued_at);
             }

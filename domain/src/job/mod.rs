@@ -138,6 +138,7 @@ pub struct Job {
     status: JobStatus,
     ticket: u32,
     not_before: Option<DateTime<Utc>>,
+    queued_at: Option<DateTime<Utc>>,
     attempts: u32,
     claim: Option<String>,
     last_failed_attempt: u32,
@@ -233,6 +234,11 @@ impl Job {
     /// When its current (or last) attempt started.
     pub fn started_at(&self) -> Option<DateTime<Utc>> {
         self.started_at
+    }
+    /// When it was last queued, or became runnable if that was later (`not_before`): where
+    /// its wait for a worker began.
+    pub fn queued_at(&self) -> Option<DateTime<Utc>> {
+        self.queued_at.max(self.not_before)
     }
     /// When it ended.
     pub fn finished_at(&self) -> Option<DateTime<Utc>> {

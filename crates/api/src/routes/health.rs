@@ -1,4 +1,5 @@
-//! Health endpoints: liveness (the process answers) and readiness (Postgres and NATS answer).
+//! Health endpoints: liveness (the process answers) and readiness (Postgres and NATS answer,
+//! and neither the relay nor a read model has stopped advancing).
 
 use crate::state::AppState;
 use axum::Json;
@@ -39,6 +40,24 @@ pub struct Health {
     /// has published everything).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_oldest_unpublished_seconds: Option<f64>,
+    /// How far each read model is behind the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projections: Option<Vec<ProjectionHealth>>,
+    /// What has stopped advancing: the relay (`relay`) or read models whose oldest unapplied
+    /// event is older than the bound (`KEYFRAME_PIPELINE_STALL_SECS`). Not empty: 503.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Vec<String>>,
+}
+
+/// How far one read model is behind.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionHealth {
+    /// The read model.
+    pub name: String,
+    /// Events after its checkpoint (counted up to 100,000).
+    pub lag_events: i64,
+    /// Seconds since the oldest of them was written (0 when there is none).
+    pub lag_seconds: f64,
 }
 
 /// Dependency checks.
@@ -59,10 +78,12 @@ pub async fn live() -> Json<Health> {
         checks: None,
         relay_backlog: None,
         relay_oldest_unpublished_seconds: None,
+        projections: None,
+        stalled: None,
     })
 }
 
-/// Postgres and NATS both answer; 503 when either does not.
+/// Postgres and NATS both answer, and the relay and every read model advance; 503 when not.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -73,10 +94,11 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
         && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush())
             .await
             .is_ok_and(|result| result.is_ok());
-    let relay = if postgres {
+    let names: Vec<&'static str> = keyframe_projections::all().iter().map(|p| p.name()).collect();
+    let pipeline = if postgres {
         tokio::time::timeout(
             CHECK_TIMEOUT,
-            keyframe_eventlog::relay::lag(state.pool(), keyframe_eventlog::relay::DEFAULT_RELAY, 100_000),
+            keyframe_eventlog::status::pipeline_status(state.pool(), &names),
         )
         .await
         .ok()
@@ -84,8 +106,15 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
     } else {
         None
     };
+    let stalled: Option<Vec<String>> = pipeline.as_ref().map(|status| {
+        status
+            .stalled(state.settings.pipeline.stall_after)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    });
     let word = |ok: bool| if ok { "ok" } else { "down" };
-    let healthy = postgres && nats;
+    let healthy = postgres && nats && stalled.as_ref().is_none_or(Vec::is_empty);
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -98,8 +127,20 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
             postgres: word(postgres),
             nats: word(nats),
         }),
-        relay_backlog: relay.map(|lag| lag.backlog),
-        relay_oldest_unpublished_seconds: relay.map(|lag| lag.oldest_unpublished_seconds),
+        relay_backlog: pipeline.as_ref().map(|status| status.relay.backlog),
+        relay_oldest_unpublished_seconds: pipeline.as_ref().map(|status| status.relay.oldest_unpublished_seconds),
+        projections: pipeline.map(|status| {
+            status
+                .projections
+                .into_iter()
+                .map(|lag| ProjectionHealth {
+                    name: lag.name.to_owned(),
+                    lag_events: lag.events,
+                    lag_seconds: lag.seconds,
+                })
+                .collect()
+        }),
+        stalled,
     };
     (status, Json(body))
 }
