@@ -82,6 +82,8 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.json_body_limit_bytes;
     let behind_tls = state.settings.behind_tls;
     let cors = protection::cors(&state.settings.cors_origins);
+    // Installed before the first request, so that every count from the start is kept.
+    prometheus::recorder();
     let metrics_on_api = state.settings.metrics_addr.is_none();
     let routes = Router::new()
         .merge(routes::ApiRoutes::new().into_router(&state))

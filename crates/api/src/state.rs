@@ -98,8 +98,6 @@ impl AppState {
                 },
             },
         };
-        // Installed before the first request, so that every count from the start is kept.
-        crate::prometheus::recorder();
         Ok(Self(Arc::new(Api {
             app,
             tokens: Tokens::new(&settings),

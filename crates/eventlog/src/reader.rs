@@ -197,6 +197,22 @@ pub async fn count_after(pool: &PgPool, after: LogPosition, cap: i64) -> Result<
         .await
 }
 
+/// Seconds since the first event after `after` in commit order was written (0 when none).
+pub async fn oldest_after(pool: &PgPool, after: LogPosition) -> Result<f64, sqlx::Error> {
+    // The first event after a position in commit order is the oldest one there (its
+    // `recorded_at` is its transaction's start, which for Keyframe's appends is the commit's).
+    let oldest: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM events
+         WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+         ORDER BY tx_id, global_position LIMIT 1",
+    )
+    .bind(after.tx_id.to_string())
+    .bind(after.global_position)
+    .fetch_optional(pool)
+    .await?;
+    Ok(oldest.unwrap_or(0.0).max(0.0))
+}
+
 /// One aggregate's events with sequence in `(after_sequence, up_to_sequence)`, in order: fills a
 /// gap when an event arrives before its predecessors.
 pub async fn aggregate_events_between(

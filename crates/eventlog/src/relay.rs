@@ -8,7 +8,7 @@
 //! advanced; a restarted relay republishes from its checkpoint and JetStream drops the repeats
 //! by `Nats-Msg-Id`.
 
-use crate::reader::{LogPosition, count_after, held_back_after, read_committed_after};
+use crate::reader::{LogPosition, count_after, held_back_after, oldest_after, read_committed_after};
 use crate::streams::Naming;
 use crate::wake::{LocalRelay, NOTIFY_CHANNEL};
 use anyhow::Context as _;
@@ -301,7 +301,7 @@ pub struct RelayLag {
 pub async fn lag(pool: &PgPool, relay: &str, cap: i64) -> anyhow::Result<RelayLag> {
     let checkpoint = load_checkpoint(&mut *pool.acquire().await?, relay).await?;
     let backlog = count_after(pool, checkpoint, cap).await?;
-    let oldest_unpublished_seconds = crate::status::oldest_after(pool, checkpoint).await?;
+    let oldest_unpublished_seconds = oldest_after(pool, checkpoint).await?;
     Ok(RelayLag {
         backlog,
         oldest_unpublished_seconds,

@@ -2,7 +2,7 @@
 //! model's, in events and in seconds. Readiness and metrics ask it; it works whichever process
 //! runs the relay and the projector runtime.
 
-use crate::reader::{LogPosition, count_after};
+use crate::reader::{count_after, oldest_after};
 use crate::relay::{RelayLag, lag};
 use sqlx::PgPool;
 
@@ -59,20 +59,4 @@ pub async fn pipeline_status(pool: &PgPool, projections: &[&'static str]) -> any
         relay,
         projections: lags,
     })
-}
-
-/// Seconds since the first event after `after` in commit order was written (0 when none).
-pub(crate) async fn oldest_after(pool: &PgPool, after: LogPosition) -> Result<f64, sqlx::Error> {
-    // The first event after a position in commit order is the oldest one there (its
-    // `recorded_at` is its transaction's start, which for Keyframe's appends is the commit's).
-    let oldest: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM events
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-         ORDER BY tx_id, global_position LIMIT 1",
-    )
-    .bind(after.tx_id.to_string())
-    .bind(after.global_position)
-    .fetch_optional(pool)
-    .await?;
-    Ok(oldest.unwrap_or(0.0).max(0.0))
 }

@@ -56,6 +56,8 @@ impl Application {
     /// Connects, applies pending migrations, creates or updates the stream, and starts the
     /// configured parts.
     pub async fn build(config: AppConfig) -> anyhow::Result<Self> {
+        // Before anything counts: the metrics of every part of the process go to it.
+        keyframe_api::prometheus::recorder();
         let pool = connect_pool_creating_database(&config.database_url, config.db_max_connections).await?;
         keyframe_eventlog::schema::migrate(&pool)
             .await
