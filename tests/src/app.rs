@@ -219,6 +219,7 @@ impl TestAppBuilder {
         let contract = contract::Contract::default();
         api.answer_observer = Some(contract.observer());
         api.pipeline.events_stream = nats.naming.events_stream();
+        api.pipeline.job_events = nats.naming.aggregate_events_filter("Job");
         api.pipeline.consumers = keyframe::SERVICE_CONSUMERS
             .iter()
             .map(|name| (*name).to_owned())

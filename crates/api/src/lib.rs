@@ -9,6 +9,7 @@ pub mod consistency;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod job_events;
 pub mod limits;
 pub mod openapi;
 pub mod own_writes;

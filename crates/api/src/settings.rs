@@ -102,6 +102,9 @@ pub struct ApiSettings {
 pub struct PipelineWatch {
     /// The JetStream stream of the log (`<PREFIX>_EVENTS`).
     pub events_stream: String,
+    /// The subjects of the job events (`<prefix>.events.Job.>`), which live progress streams
+    /// follow.
+    pub job_events: String,
     /// The service's durable consumers on it, whose pending messages `/metrics` shows.
     pub consumers: Vec<String>,
     /// Past this, a read model (or the relay) with an event older than this still unapplied
@@ -113,6 +116,7 @@ impl Default for PipelineWatch {
     fn default() -> Self {
         Self {
             events_stream: "KEYFRAME_EVENTS".to_owned(),
+            job_events: "keyframe.events.Job.>".to_owned(),
             consumers: Vec::new(),
             stall_after: Duration::from_secs(60),
         }

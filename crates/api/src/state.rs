@@ -2,6 +2,7 @@
 //! only the HTTP edge needs (access tokens, rate limits).
 
 use crate::auth::tokens::Tokens;
+use crate::job_events::JobEvents;
 use crate::limits::{InProcessLimiter, RateLimiter};
 use crate::own_writes::OwnWrites;
 use crate::settings::ApiSettings;
@@ -41,6 +42,8 @@ pub struct Api {
     pub limiter: Arc<dyn RateLimiter>,
     /// Each session's newest write, which its reads wait for.
     pub own_writes: OwnWrites,
+    /// Live job events for the progress streams.
+    pub job_events: JobEvents,
     /// Settings.
     pub settings: ApiSettings,
 }
@@ -103,6 +106,11 @@ impl AppState {
             tokens: Tokens::new(&settings),
             limiter: Arc::new(InProcessLimiter::default()),
             own_writes: OwnWrites::default(),
+            job_events: JobEvents::new(
+                nats.clone(),
+                settings.pipeline.events_stream.clone(),
+                settings.pipeline.job_events.clone(),
+            ),
             nats,
             settings,
         })))

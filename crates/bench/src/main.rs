@@ -13,6 +13,7 @@ mod load;
 mod logins;
 mod report;
 mod server;
+mod streams;
 mod videos;
 
 use anyhow::Context as _;
@@ -57,8 +58,9 @@ struct Args {
     /// Which phases to run (comma-separated): `serve` (commands, queries, logins, lag),
     /// `backlog` (relay and replay), `videos` (analysis against decoding, uploads), `credits`
     /// (job requests with their reservation, distinct users against one shared user), `logins`
-    /// (how long each kind of refused login takes).
-    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos", "credits", "logins"])]
+    /// (how long each kind of refused login takes), `streams` (the database's load with 1 and
+    /// 1,000 idle live progress streams open).
+    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos", "credits", "logins", "streams"])]
     phases: Vec<String>,
     /// Refused logins of each kind in the `logins` phase.
     #[arg(long, default_value_t = 200)]
@@ -307,6 +309,13 @@ async fn main() -> anyhow::Result<()> {
     if args.phases.iter().any(|p| p == "logins") {
         let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "logins").await?;
         let outcome = logins::run(&mut report, &keyframe, &scratch, args.login_samples).await;
+        scratch.remove().await;
+        outcome?;
+    }
+    // Phase 6: idle live progress streams, which must not cost the database anything.
+    if args.phases.iter().any(|p| p == "streams") {
+        let scratch = Scratch::create(&args.admin_database_url, &args.nats_url, "streams").await?;
+        let outcome = streams::run(&mut report, &keyframe, &scratch).await;
         scratch.remove().await;
         outcome?;
     }

@@ -41,6 +41,11 @@ impl Naming {
         format!("{}.events.>", self.prefix)
     }
 
+    /// `<prefix>.events.<aggregate_type>.>`: every event of one aggregate type.
+    pub fn aggregate_events_filter(&self, aggregate_type: &str) -> String {
+        format!("{}.events.{aggregate_type}.>", self.prefix)
+    }
+
     /// `<prefix>.events.<aggregate_type>.<aggregate_id>.<event_type>`.
     pub fn event_subject(&self, event: &RecordedEvent) -> String {
         format!(

@@ -468,8 +468,10 @@ impl ServeArgs {
         );
         settings.read_your_writes_timeout = Duration::from_millis(self.read_your_writes_timeout_ms);
         settings.metrics_addr = self.metrics_addr;
+        let naming = keyframe_eventlog::streams::Naming::new(self.nats.nats_prefix.clone());
         settings.pipeline = keyframe_api::settings::PipelineWatch {
-            events_stream: keyframe_eventlog::streams::Naming::new(self.nats.nats_prefix.clone()).events_stream(),
+            events_stream: naming.events_stream(),
+            job_events: naming.aggregate_events_filter("Job"),
             consumers: crate::SERVICE_CONSUMERS.iter().map(|name| (*name).to_owned()).collect(),
             stall_after: Duration::from_secs(self.pipeline_stall_secs),
         };

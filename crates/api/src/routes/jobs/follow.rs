@@ -1,9 +1,13 @@
-//! Following a job live: its changes as Server-Sent Events, read from its events in the store.
+//! Following a job live: its changes as Server-Sent Events. The state at connection (or after
+//! `Last-Event-ID`) comes from the job's events in the store; what follows comes from the
+//! process's job-event feed (`crate::job_events`), and from the store again only when the feed
+//! may have missed something: an idle stream costs no query.
 
 use super::job_for;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, Code};
 use crate::extract::PathId;
+use crate::job_events::{Following, JobFeed};
 use crate::state::AppState;
 use anyhow::Context as _;
 use axum::extract::State;
@@ -13,12 +17,9 @@ use axum::response::{IntoResponse, Response};
 use cqrs_es::Aggregate;
 use keyframe_app::policy::Action;
 use keyframe_domain::job::{Job, JobEvent};
+use keyframe_domain::log::RecordedEvent;
 use serde::Serialize;
-use std::time::Duration;
 use utoipa::ToSchema;
-
-/// How often an event stream looks for new events of its job.
-const STREAM_POLL: Duration = Duration::from_millis(200);
 
 /// One change of a job, as a Server-Sent Event: `id` is the job's event sequence (send it
 /// back as `Last-Event-ID` to resume), `event` the event type (`snapshot` for the state at
@@ -95,13 +96,16 @@ pub async fn events(
     }
     let pool = state.pool().clone();
     let job_id = id.to_string();
-    let stream = follow_job(pool, job_id, resume_after);
+    // Heard before the store is read, so nothing falls between the two.
+    let feed = state.job_events.follow(&job_id);
+    let stream = follow_job(pool, job_id, feed, resume_after);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 struct Follow {
     pool: sqlx::PgPool,
     job_id: String,
+    feed: Following,
     job: Job,
     /// Events up to here are folded into `job`.
     folded: i64,
@@ -109,23 +113,28 @@ struct Follow {
     sent: i64,
     pending: std::collections::VecDeque<Event>,
     snapshot: bool,
+    /// The store must be read before the feed is trusted again.
+    read_store: bool,
     done: bool,
 }
 
-/// The job's events from the store, folded as they come, sent from `resume_after` on.
+/// The job's events, folded as they come, sent from `resume_after` on.
 fn follow_job(
     pool: sqlx::PgPool,
     job_id: String,
+    feed: Following,
     resume_after: Option<i64>,
 ) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
     let follow = Follow {
         pool,
         job_id,
+        feed,
         job: Job::default(),
         folded: 0,
         sent: resume_after.unwrap_or(0),
         pending: Default::default(),
         snapshot: resume_after.is_none(),
+        read_store: true,
         done: false,
     };
     futures::stream::unfold(follow, |mut follow| async move {
@@ -136,22 +145,53 @@ fn follow_job(
             if follow.done {
                 return None;
             }
-            if follow.folded > 0 || !follow.snapshot {
-                tokio::time::sleep(STREAM_POLL).await;
+            if follow.read_store {
+                if let Err(error) = follow.read().await {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "a job event stream could not read; ending it"
+                    );
+                    return None;
+                }
+                continue;
             }
-            if let Err(error) = follow.read().await {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "a job event stream could not read; ending it"
-                );
-                return None;
+            match follow.feed.next().await {
+                Some(JobFeed::Event(event)) => follow.take(&event),
+                Some(JobFeed::Resync) => follow.read_store = true,
+                // The feed has stopped for good: the client reconnects with `Last-Event-ID`.
+                None => return None,
             }
         }
     })
 }
 
 impl Follow {
+    /// An event from the feed: the next of the job's folds in; one already folded changes
+    /// nothing; one after a gap sends the stream to the store for what it missed.
+    fn take(&mut self, event: &RecordedEvent) {
+        if event.sequence <= self.folded {
+            return;
+        }
+        if event.sequence > self.folded + 1 {
+            self.read_store = true;
+            return;
+        }
+        match serde_json::from_str::<JobEvent>(event.payload.get()) {
+            Ok(payload) => {
+                self.job.apply(payload);
+                self.folded = event.sequence;
+                if event.sequence > self.sent {
+                    self.push(event.sequence, &event.event_type);
+                }
+                self.done = self.job.status().is_finished();
+            }
+            Err(_) => self.read_store = true,
+        }
+    }
+
+    /// Folds in the job's events from the store after what is folded already.
     async fn read(&mut self) -> anyhow::Result<()> {
+        self.read_store = false;
         let rows: Vec<(i64, String, serde_json::Value)> = sqlx::query_as(
             "SELECT sequence, event_type, payload FROM events
              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
