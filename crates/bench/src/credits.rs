@@ -35,20 +35,7 @@ async fn measure(
     dir: &Path,
 ) -> anyhow::Result<()> {
     // Two seconds of video: an analysis costs one credit; every user can afford the run.
-    let video = dir.join("short.mp4");
-    crate::videos::ffmpeg(
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=160x120:r=10:d=2",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-        &video,
-    )?;
+    let video = crate::videos::short_video(dir)?;
     let server = Server::start(keyframe, scratch, &["serve", "--signup-bonus-credits", "1000000"]).await?;
     let client = load::Client::new(&server.base_url)?;
     let mut distinct = Vec::with_capacity(concurrency);

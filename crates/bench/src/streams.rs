@@ -23,20 +23,7 @@ pub async fn run(report: &mut Report, keyframe: &Path, scratch: &Scratch) -> any
 }
 
 async fn measure(report: &mut Report, keyframe: &Path, scratch: &Scratch, dir: &Path) -> anyhow::Result<()> {
-    let video = dir.join("short.mp4");
-    crate::videos::ffmpeg(
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=160x120:r=10:d=2",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-        &video,
-    )?;
+    let video = crate::videos::short_video(dir)?;
     let server = Server::start(keyframe, scratch, &["serve"]).await?;
     let client = load::Client::new(&server.base_url)?;
     let requester = client.job_requester(&video).await?;

@@ -217,3 +217,22 @@ async fn sample_rss(pid: u32, peak: Arc<AtomicU64>, stop: CancellationToken) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Two seconds of small H.264 video in `dir` (an analysis of it costs one credit).
+pub fn short_video(dir: &Path) -> anyhow::Result<PathBuf> {
+    let video = dir.join("short.mp4");
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=160x120:r=10:d=2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+        &video,
+    )?;
+    Ok(video)
+}
