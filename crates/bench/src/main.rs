@@ -270,6 +270,16 @@ async fn main() -> anyhow::Result<()> {
         let rss = relay.peak_rss_mib()?;
         report.line("  peak RSS of the relay process", format!("{rss:.0} MiB"), None);
         relay.stop().await;
+        // JetStream alone in the same run: the same number of messages of an event's size,
+        // published as the relay publishes (pipelined batches of 2,000, acks awaited).
+        let sample = scratch.first_event_payload().await?;
+        let raw = scratch.raw_jetstream_publish(args.backlog as u64, 2_000, &sample).await?;
+        report.line(
+            "raw JetStream publish (async, acks awaited)",
+            format!("{raw:.0} msgs/s of {} bytes", sample.len()),
+            None,
+        );
+        report.line("  relay / raw JetStream", format!("{:.0} %", 100.0 * rate / raw), None);
 
         let mut replay_rates = Vec::new();
         for _ in 0..args.rounds.min(3) {

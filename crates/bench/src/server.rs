@@ -90,6 +90,65 @@ impl Scratch {
         }
     }
 
+    /// JetStream's own rate on this machine, the relay's baseline: `count` messages of
+    /// `payload` published to a stream of their own (file storage, like the events stream) in
+    /// pipelined batches of `batch`, every PubAck awaited. Answers messages per second; the
+    /// stream is deleted afterwards.
+    pub async fn raw_jetstream_publish(&self, count: u64, batch: usize, payload: &[u8]) -> anyhow::Result<f64> {
+        let name = format!("{}_RAW", self.prefix.to_uppercase());
+        let subject = format!("{}.raw", self.prefix);
+        self.jetstream
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: name.clone(),
+                subjects: vec![format!("{subject}.>")],
+                storage: async_nats::jetstream::stream::StorageType::File,
+                duplicate_window: Duration::from_secs(10 * 60),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the raw stream: {e}"))?;
+        let payload = hyper::body::Bytes::copy_from_slice(payload);
+        let started = Instant::now();
+        let mut sent = 0_u64;
+        while sent < count {
+            let mut acks = Vec::with_capacity(batch);
+            for _ in 0..batch.min((count - sent) as usize) {
+                sent += 1;
+                // A message id per message, as the relay sends, so the duplicate check costs
+                // the same.
+                let message = async_nats::jetstream::message::PublishMessage::build()
+                    .payload(payload.clone())
+                    .message_id(format!("raw:{sent}"));
+                acks.push(
+                    self.jetstream
+                        .send_publish(format!("{subject}.{}", sent % 1_000), message)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("publishing: {e}"))?,
+                );
+            }
+            for ack in acks {
+                ack.await.map_err(|e| anyhow::anyhow!("waiting for a PubAck: {e}"))?;
+            }
+        }
+        let rate = count as f64 / started.elapsed().as_secs_f64();
+        let _ = self.jetstream.delete_stream(&name).await;
+        Ok(rate)
+    }
+
+    /// The payload of the events stream's first message (an event as the relay publishes it).
+    pub async fn first_event_payload(&self) -> anyhow::Result<Vec<u8>> {
+        let stream = self
+            .jetstream
+            .get_stream(self.stream_name())
+            .await
+            .map_err(|e| anyhow::anyhow!("finding the events stream: {e}"))?;
+        let message = stream
+            .get_raw_message(1)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading its first message: {e}"))?;
+        Ok(message.payload.to_vec())
+    }
+
     /// Drops the database and the stream.
     pub async fn remove(self) {
         let _ = self.jetstream.delete_stream(self.stream_name()).await;
