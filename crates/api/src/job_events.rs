@@ -13,7 +13,7 @@ use futures::StreamExt as _;
 use keyframe_domain::log::RecordedEvent;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -59,7 +59,7 @@ impl JobEvents {
                 jetstream: jetstream::new(self.nats.clone()),
                 stream: self.stream.clone(),
                 subject: self.subject.clone(),
-                followers: Arc::clone(&self.followers),
+                followers: Arc::downgrade(&self.followers),
             };
             tokio::spawn(feed.run());
         }
@@ -109,27 +109,33 @@ impl Drop for Following {
     }
 }
 
-/// The consumer's side.
+/// The consumer's side. It ends once the API that started it is gone.
 struct Feed {
     jetstream: jetstream::Context,
     stream: String,
     subject: String,
-    followers: Arc<Followers>,
+    followers: Weak<Followers>,
 }
 
 impl Feed {
     /// Reads the job events for as long as the process runs, starting over after an error; each
     /// start tells every follower to read the store, since events may have passed meanwhile.
     async fn run(self) {
-        loop {
-            self.tell_everyone(JobFeed::Resync);
-            if let Err(error) = self.read().await {
-                tracing::warn!(error = %error, "the job-event feed stopped; progress streams read the store until it is back");
+        while let Some(followers) = self.followers.upgrade() {
+            tell_everyone(&followers, JobFeed::Resync);
+            drop(followers);
+            match self.read().await {
+                Ok(()) => return,
+                Err(error) => tracing::warn!(
+                    error = %error,
+                    "the job-event feed stopped; progress streams read the store until it is back"
+                ),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
+    /// Hands the job events to their followers; `Ok` once the API is gone.
     async fn read(&self) -> Result<(), async_nats::Error> {
         let stream = self.jetstream.get_stream(&self.stream).await?;
         let consumer = stream
@@ -147,18 +153,22 @@ impl Feed {
             let Ok(event) = serde_json::from_slice::<RecordedEvent>(&message.payload) else {
                 continue;
             };
-            let followers = self.followers.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(followers) = self.followers.upgrade() else {
+                return Ok(()); // the API is gone
+            };
+            let followers = followers.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(sender) = followers.get(&event.aggregate_id) {
                 // No receiver left means the stream is going away; nothing to do.
                 let _ = sender.send(JobFeed::Event(Arc::new(event)));
             }
         }
-        Ok(())
+        Err("the subscription to the job events ended".into())
     }
+}
 
-    fn tell_everyone(&self, heard: JobFeed) {
-        for sender in self.followers.lock().unwrap_or_else(PoisonError::into_inner).values() {
-            let _ = sender.send(heard.clone());
-        }
+/// Tells every follower the same thing.
+fn tell_everyone(followers: &Followers, heard: JobFeed) {
+    for sender in followers.lock().unwrap_or_else(PoisonError::into_inner).values() {
+        let _ = sender.send(heard.clone());
     }
 }

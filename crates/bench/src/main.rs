@@ -273,7 +273,9 @@ async fn main() -> anyhow::Result<()> {
         // JetStream alone in the same run: the same number of messages of an event's size,
         // published as the relay publishes (pipelined batches of 2,000, acks awaited).
         let sample = scratch.first_event_payload().await?;
-        let raw = scratch.raw_jetstream_publish(args.backlog as u64, 2_000, &sample).await?;
+        let raw = scratch
+            .raw_jetstream_publish(args.backlog as u64, 2_000, &sample)
+            .await?;
         report.line(
             "raw JetStream publish (async, acks awaited)",
             format!("{raw:.0} msgs/s of {} bytes", sample.len()),
