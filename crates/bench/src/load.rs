@@ -424,6 +424,14 @@ pub async fn logins_beside_lists(
     Ok((logins?, lists?))
 }
 
+/// `VACUUM (ANALYZE)` of the whole scratch database: what autovacuum would otherwise do in the
+/// middle of the next measurement.
+pub async fn vacuum(database_url: &str) -> anyhow::Result<()> {
+    let mut connection = PgConnection::connect(database_url).await?;
+    sqlx::query("VACUUM (ANALYZE)").execute(&mut connection).await?;
+    Ok(())
+}
+
 /// Writes `count` `ProjectCreated` events straight into the event store, 20,000 per
 /// transaction, shaped exactly as the service writes them.
 pub async fn write_backlog(database_url: &str, count: i64) -> anyhow::Result<()> {

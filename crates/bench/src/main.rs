@@ -141,12 +141,12 @@ async fn main() -> anyhow::Result<()> {
         report.line(
             "  commands / raw inserts",
             format!("{:.0} %", 100.0 * command_median / raw_median),
-            Some(("≥ 50 %", command_median / raw_median >= 0.5)),
+            Some(("≥ 60 %", command_median / raw_median >= 0.6)),
         );
         report.line(
             "  create p99",
             format!("{:.1} ms", Stats::of(&mut command_latency).p99_ms()),
-            Some(("≤ 50 ms", Stats::of(&mut command_latency).p99_ms() <= 50.0)),
+            Some(("≤ 20 ms", Stats::of(&mut command_latency).p99_ms() <= 20.0)),
         );
         let list_median = report::median(&mut list_rates);
         let list_stats = Stats::of(&mut list_latency);
@@ -161,7 +161,10 @@ async fn main() -> anyhow::Result<()> {
             Some(("≤ 20 ms", list_stats.p99_ms() <= 20.0)),
         );
         // Logins (production argon2id, 16 clients on an account each) beside a light list load, against the same list
-        // load alone: hashing is bounded so the other endpoints keep their cores.
+        // load alone: hashing is bounded so the other endpoints keep their cores. What the
+        // command rounds left to vacuum and analyze is done first, so that neither measurement
+        // meets autovacuum or statistics from before those rounds.
+        load::vacuum(&scratch.database_url).await?;
         let (bench_token, _) = client.register_and_login_with_credentials().await?;
         let mut credentials = Vec::new();
         for _ in 0..16 {
@@ -194,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
         report.line(
             &format!("  list p99 (c={LIST_BESIDE_LOGINS}): alone / beside logins"),
             format!("{idle_p99:.1} ms / {loaded_p99:.1} ms ({:.2}x)", loaded_p99 / idle_p99),
-            Some(("< 2x", loaded_p99 < 2.0 * idle_p99)),
+            Some(("< 1.5x", loaded_p99 < 1.5 * idle_p99)),
         );
 
         let lag_stats = Stats::of(&mut lag);
@@ -202,8 +205,8 @@ async fn main() -> anyhow::Result<()> {
             "projection lag under command load",
             lag_stats.to_string(),
             Some((
-                "p50 ≤ 20 ms, p99 ≤ 100 ms",
-                lag_stats.p50_ms() <= 20.0 && lag_stats.p99_ms() <= 100.0,
+                "p50 ≤ 10 ms, p99 ≤ 50 ms",
+                lag_stats.p50_ms() <= 10.0 && lag_stats.p99_ms() <= 50.0,
             )),
         );
         let rss = server.peak_rss_mib()?;
