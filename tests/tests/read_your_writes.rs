@@ -72,3 +72,36 @@ async fn under_background_load_every_list_after_a_create_shows_the_new_project()
     }
     assert!(created > 200, "the background load ran alongside: {created} projects");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_a_read_model_stands_still_only_the_first_read_spends_the_wait() {
+    let mut settings = keyframe_tests::test_api_settings();
+    settings.read_your_writes_timeout = std::time::Duration::from_secs(2);
+    let app = TestApp::builder().settings(settings).spawn().await;
+    let user = app.register_and_login("patient.reader@example.com").await;
+    sqlx::query("ALTER TABLE project_list ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
+        .execute(&app.db.pool)
+        .await
+        .expect("constraint");
+    app.create_project(&user, "poison").await;
+
+    let started = std::time::Instant::now();
+    let (_, headers) = list(&app, &user, "/api/v1/projects").await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "the first read waits the bound"
+    );
+    assert_eq!(headers["x-keyframe-consistent"], "false");
+
+    let started = std::time::Instant::now();
+    let (_, headers) = list(&app, &user, "/api/v1/projects").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the next read only looks: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        headers["x-keyframe-consistent"], "false",
+        "and still says it may be stale"
+    );
+}

@@ -10,7 +10,7 @@
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, Code};
-use crate::own_writes::CallerSlot;
+use crate::own_writes::{CallerSlot, PendingWrite};
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use keyframe_domain::ids::SessionId;
+use std::time::Duration;
 
 /// Header a command answers with.
 pub const POSITION: HeaderName = HeaderName::from_static("x-keyframe-position");
@@ -81,17 +82,31 @@ impl ReadYourWrites {
     /// Waits until `projection` has applied what this query must see. Answers whether it has
     /// (`true` when there was nothing to wait for).
     pub async fn wait(&self, state: &AppState, projection: &'static str) -> Result<bool, ApiError> {
-        let own = self
-            .session
-            .and_then(|session| state.own_writes.pending(session, projection));
-        let Some(target) = self.asked.max(own) else {
+        let pending = self.session.map_or(PendingWrite::Nothing, |session| {
+            state.own_writes.pending(session, projection)
+        });
+        let bound = state.settings.read_your_writes_timeout;
+        // The position asked for always gets the whole bound; the session's own write gets it
+        // once (while a read model stands still, each read would otherwise spend it again).
+        let (target, timeout) = match pending {
+            PendingWrite::Nothing => (self.asked, bound),
+            PendingWrite::Wait(own) => (self.asked.max(Some(own)), bound),
+            PendingWrite::Look(own) => match self.asked {
+                Some(asked) => (Some(asked.max(own)), bound),
+                None => (Some(own), Duration::ZERO),
+            },
+        };
+        let Some(target) = target else {
             return Ok(true);
         };
-        let timeout = state.settings.read_your_writes_timeout;
         let applied =
             keyframe_eventlog::projector::wait_until_applied(state.pool(), projection, target, timeout).await?;
-        if applied && let Some(session) = self.session {
-            state.own_writes.applied(session, projection, target);
+        if let Some(session) = self.session {
+            match (applied, pending) {
+                (true, _) => state.own_writes.applied(session, projection, target),
+                (false, PendingWrite::Wait(own)) => state.own_writes.waited_in_vain(session, projection, own),
+                (false, _) => {}
+            }
         }
         Ok(applied)
     }

@@ -27,6 +27,20 @@ struct OwnWrite {
     at: Instant,
     /// The read models already seen to have applied it: their reads need not look again.
     applied_by: Vec<&'static str>,
+    /// The read models a read already waited for in vain (one that has stopped, say): later
+    /// reads look once without waiting, instead of each spending the whole bound.
+    waited_for_in_vain: Vec<&'static str>,
+}
+
+/// What a read of one read model must do about its session's newest write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PendingWrite {
+    /// Nothing: there is none, or the read model has it.
+    Nothing,
+    /// Wait for it, up to the bound.
+    Wait(i64),
+    /// Look whether the read model has it, without waiting (a wait for it already ran out).
+    Look(i64),
 }
 
 impl OwnWrites {
@@ -41,21 +55,42 @@ impl OwnWrites {
             position,
             at: now,
             applied_by: Vec::new(),
+            waited_for_in_vain: Vec::new(),
         });
         if position >= write.position {
             if position > write.position {
                 write.applied_by.clear();
+                write.waited_for_in_vain.clear();
             }
             write.position = position;
             write.at = now;
         }
     }
 
-    /// The session's newest write, unless `projection` is known to have applied it.
-    pub(crate) fn pending(&self, session: SessionId, projection: &str) -> Option<i64> {
+    /// What a read of `projection` must do about the session's newest write.
+    pub(crate) fn pending(&self, session: SessionId, projection: &str) -> PendingWrite {
         let sessions = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let write = sessions.get(&session)?;
-        (write.at.elapsed() < REMEMBERED_FOR && !write.applied_by.contains(&projection)).then_some(write.position)
+        match sessions.get(&session) {
+            Some(write) if write.at.elapsed() < REMEMBERED_FOR && !write.applied_by.contains(&projection) => {
+                if write.waited_for_in_vain.contains(&projection) {
+                    PendingWrite::Look(write.position)
+                } else {
+                    PendingWrite::Wait(write.position)
+                }
+            }
+            _ => PendingWrite::Nothing,
+        }
+    }
+
+    /// A wait of `projection` for `position` ran out.
+    pub(crate) fn waited_in_vain(&self, session: SessionId, projection: &'static str, position: i64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(write) = sessions.get_mut(&session)
+            && write.position == position
+            && !write.waited_for_in_vain.contains(&projection)
+        {
+            write.waited_for_in_vain.push(projection);
+        }
     }
 
     /// `projection` has applied everything up to `position`.
@@ -108,19 +143,34 @@ mod tests {
     fn a_sessions_newest_write_is_pending_until_a_read_model_has_applied_it() {
         let writes = OwnWrites::default();
         let session = SessionId::new();
-        assert_eq!(writes.pending(session, "project_list"), None);
+        assert_eq!(writes.pending(session, "project_list"), PendingWrite::Nothing);
         writes.record(session, 10);
         writes.record(session, 7); // older: changes nothing
-        assert_eq!(writes.pending(session, "project_list"), Some(10));
+        assert_eq!(writes.pending(session, "project_list"), PendingWrite::Wait(10));
         writes.applied(session, "project_list", 10);
-        assert_eq!(writes.pending(session, "project_list"), None);
-        assert_eq!(writes.pending(session, "job_list"), Some(10), "per read model");
+        assert_eq!(writes.pending(session, "project_list"), PendingWrite::Nothing);
+        assert_eq!(
+            writes.pending(session, "job_list"),
+            PendingWrite::Wait(10),
+            "per read model"
+        );
+        writes.waited_in_vain(session, "job_list", 10);
+        assert_eq!(
+            writes.pending(session, "job_list"),
+            PendingWrite::Look(10),
+            "a read model that did not get there in time is looked at, not waited for, again"
+        );
         writes.record(session, 12);
         assert_eq!(
             writes.pending(session, "project_list"),
-            Some(12),
+            PendingWrite::Wait(12),
             "a newer write waits again"
         );
-        assert_eq!(writes.pending(SessionId::new(), "project_list"), None, "per session");
+        assert_eq!(writes.pending(session, "job_list"), PendingWrite::Wait(12));
+        assert_eq!(
+            writes.pending(SessionId::new(), "project_list"),
+            PendingWrite::Nothing,
+            "per session"
+        );
     }
 }
