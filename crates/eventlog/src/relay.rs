@@ -37,9 +37,11 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// How soon to look again when committed events are held back by a running transaction.
     pub held_back_retry: Duration,
-    /// Under a steady stream of commands each round would carry a dozen events; a round that
-    /// was smaller than a tenth of `batch_size` lets this much time pass before the next read,
-    /// so rounds carry more and cost fewer statements. It overlaps the PubAck wait.
+    /// After a round smaller than a tenth of `batch_size`, how long to let pass before the next
+    /// read, so that rounds carry more (it overlaps the PubAck wait). None by default: with one
+    /// consumer feeding every read model, lingering saved no measurable CPU. Bench, serve phase
+    /// on 2 cores: relay and feed at 1 ms each, lag under load p50 11.3 ms; feed at 0, 10.2 ms;
+    /// both at 0, 8.9 ms (p99 26.7 ms), with commands at 54-56 % of raw inserts in all three.
     pub linger: Duration,
 }
 
@@ -50,7 +52,7 @@ impl Default for RelaySettings {
             batch_size: 2_000,
             poll_interval: Duration::from_millis(500),
             held_back_retry: Duration::from_millis(2),
-            linger: Duration::from_millis(2),
+            linger: Duration::ZERO,
         }
     }
 }

@@ -21,7 +21,8 @@ pub struct FeedSettings {
     /// were in flight come back this much later. Batches take milliseconds, so it is short.
     pub ack_wait: Duration,
     /// After a delivery smaller than a tenth of `batch_size`, how long to let more arrive before
-    /// handing it out: under a steady stream of commands, fewer and larger transactions.
+    /// handing it out (fewer and larger transactions). None by default, as for the relay (see
+    /// `RelaySettings::linger`): what is ready is still taken in, without waiting.
     pub linger: Duration,
 }
 
@@ -30,7 +31,7 @@ impl Default for FeedSettings {
         Self {
             batch_size: 1_000,
             ack_wait: Duration::from_secs(10),
-            linger: Duration::from_millis(2),
+            linger: Duration::ZERO,
         }
     }
 }
