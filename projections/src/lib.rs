@@ -75,6 +75,11 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     ]
 }
 
+/// The names of every projection, in [`all`]'s order.
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|projection| projection.name()).collect()
+}
+
 /// Reads an event's payload as the aggregate's event enum.
 pub fn decode<E: serde::de::DeserializeOwned>(event: &RecordedEvent) -> Result<E, ProjectionError> {
     serde_json::from_str(event.payload.get()).map_err(|source| ProjectionError::Payload {

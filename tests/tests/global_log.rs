@@ -443,16 +443,20 @@ async fn only_an_open_append_holds_the_relay_back_and_nothing_is_skipped_when_it
     // An append left open does hold the relay back: what commits after it waits for it.
     let open_append = keyframe_tests::open_append(&db.pool, "held").await;
     create_one("behind the open append").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The relay has had the held-back event before it for as long as its age shows.
+    let relay_lag = || async {
+        keyframe_eventlog::relay::lag(&db.pool, keyframe_eventlog::relay::DEFAULT_RELAY, 1_000)
+            .await
+            .expect("lag")
+    };
+    wait_for(
+        "the held-back event to be 0.4 s old",
+        Duration::from_secs(10),
+        || async { relay_lag().await.oldest_unpublished_seconds >= 0.4 },
+    )
+    .await;
     assert_eq!(nats.stream_len().await, 1, "nothing passes an open append");
-    let lag = keyframe_eventlog::relay::lag(&db.pool, keyframe_eventlog::relay::DEFAULT_RELAY, 1_000)
-        .await
-        .expect("lag");
-    assert_eq!(lag.backlog, 1);
-    assert!(
-        lag.oldest_unpublished_seconds >= 0.4,
-        "the held-back event's age shows: {lag:?}"
-    );
+    assert_eq!(relay_lag().await.backlog, 1);
 
     open_append.commit().await.expect("commit");
     wait_for("the relay to publish both", Duration::from_secs(5), || async {

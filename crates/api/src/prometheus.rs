@@ -123,7 +123,7 @@ async fn read_states(state: &AppState) {
         .set(f64::from(pool.size()) - pool.num_idle() as f64);
     metrics::gauge!("keyframe_db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
 
-    let names: Vec<&'static str> = keyframe_projections::all().iter().map(|p| p.name()).collect();
+    let names = keyframe_projections::names();
     match tokio::time::timeout(SCRAPE_TIMEOUT, keyframe_eventlog::status::pipeline_status(pool, &names)).await {
         Ok(Ok(status)) => {
             metrics::gauge!("keyframe_relay_backlog_events").set(status.relay.backlog as f64);

@@ -188,8 +188,7 @@ impl<F: Feed> Projector<F> {
             // it comes back, so each delivery may move the checkpoints to its newest event.
             self.catch_up(&mut conn, &mut standing).await?;
             if let Some(delivery) = delivery {
-                let newest = delivery.events.iter().map(LogPosition::of).max();
-                self.apply(&mut conn, &mut standing, &delivery.events, newest).await?;
+                self.apply(&mut conn, &mut standing, &delivery.events).await?;
                 self.feed.applied(delivery.receipt).await?;
             }
         }
@@ -260,20 +259,19 @@ impl<F: Feed> Projector<F> {
     }
 
     /// Applies `events` to every read model in step, in one transaction, and moves their
-    /// checkpoints to `advance_to`. A read model that refuses is set aside and the rest tried
-    /// again without it.
+    /// checkpoints to the newest of them. A read model that refuses is set aside and the rest
+    /// tried again without it.
     async fn apply(
         &self,
         conn: &mut PgConnection,
         standing: &mut [Standing],
         events: &[RecordedEvent],
-        advance_to: Option<LogPosition>,
     ) -> anyhow::Result<()> {
-        if events.is_empty() && advance_to.is_none() {
+        let Some(newest) = events.iter().map(LogPosition::of).max() else {
             return Ok(());
-        }
+        };
         loop {
-            match self.apply_once(conn, standing, events, advance_to).await {
+            match self.apply_once(conn, standing, events, newest).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::Connection(error)) => return Err(error),
                 Err(Failure::Projection(_, error)) if connection_failed(&error) => return Err(error),
@@ -287,7 +285,7 @@ impl<F: Feed> Projector<F> {
         conn: &mut PgConnection,
         standing: &mut [Standing],
         events: &[RecordedEvent],
-        advance_to: Option<LogPosition>,
+        newest: LogPosition,
     ) -> Result<(), Failure> {
         let names: Vec<&str> = self.projections.iter().map(|projection| projection.name()).collect();
         let keys: Vec<i64> = names.iter().map(|name| projection_lock_key(name)).collect();
@@ -326,22 +324,17 @@ impl<F: Feed> Projector<F> {
         // where it is and catches up from the event store.
         let moving: Vec<usize> = applied
             .into_iter()
-            .filter(|&index| advance_to > standing[index].checkpoint)
+            .filter(|&index| Some(newest) > standing[index].checkpoint)
             .collect();
-        let moved = match advance_to {
-            Some(newest) if !moving.is_empty() => {
-                let expected: Vec<(&str, Option<LogPosition>)> = moving
-                    .iter()
-                    .map(|&index| (names[index], standing[index].checkpoint))
-                    .collect();
-                move_checkpoints(&mut tx, &expected, newest).await?
-            }
-            _ => Vec::new(),
-        };
+        let expected: Vec<(&str, Option<LogPosition>)> = moving
+            .iter()
+            .map(|&index| (names[index], standing[index].checkpoint))
+            .collect();
+        let moved = move_checkpoints(&mut tx, &expected, newest).await?;
         tx.commit().await?;
         for index in moving {
             if moved.iter().any(|name| name == names[index]) {
-                standing[index].checkpoint = advance_to;
+                standing[index].checkpoint = Some(newest);
             } else {
                 tracing::info!(
                     projection = names[index],
@@ -472,24 +465,14 @@ async fn apply_batch(
 
 /// Advances a projection's checkpoint to `newest` (never backwards).
 async fn save_checkpoint(conn: &mut PgConnection, name: &str, newest: LogPosition) -> anyhow::Result<()> {
-    save_checkpoints(conn, &[name], newest).await?;
-    Ok(())
-}
-
-/// Advances the checkpoints of `names` to `newest` (never backwards), in one statement.
-async fn save_checkpoints(conn: &mut PgConnection, names: &[&str], newest: LogPosition) -> Result<(), sqlx::Error> {
-    if names.is_empty() {
-        return Ok(());
-    }
     sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, tx_id, global_position)
-         SELECT name, $2::text::xid8, $3 FROM unnest($1::text[]) AS name
+        "INSERT INTO projection_checkpoints (projection, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
          ON CONFLICT (projection) DO UPDATE SET tx_id = EXCLUDED.tx_id, global_position = EXCLUDED.global_position,
              updated_at = now()
          WHERE (projection_checkpoints.tx_id, projection_checkpoints.global_position)
              < (EXCLUDED.tx_id, EXCLUDED.global_position)",
     )
-    .bind(names)
+    .bind(name)
     .bind(newest.tx_id.to_string())
     .bind(newest.global_position)
     .execute(&mut *conn)
@@ -497,27 +480,14 @@ async fn save_checkpoints(conn: &mut PgConnection, names: &[&str], newest: LogPo
     Ok(())
 }
 
-/// One projection's checkpoint, read on `conn` (inside the caller's transaction).
-async fn checkpoint_in(conn: &mut PgConnection, name: &str) -> Result<Option<LogPosition>, sqlx::Error> {
-    Ok(checkpoints_in(conn, &[name]).await?.get(name).copied())
-}
-
-/// The checkpoints of `names` that exist, read on `conn`.
-async fn checkpoints_in(conn: &mut PgConnection, names: &[&str]) -> Result<HashMap<String, LogPosition>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT projection, tx_id::text, global_position FROM projection_checkpoints WHERE projection = ANY($1)",
-    )
-    .bind(names)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(name, tx, global_position)| {
-            tx.parse()
-                .ok()
-                .map(|tx_id| (name, LogPosition { tx_id, global_position }))
-        })
-        .collect())
+/// One projection's checkpoint, read on `conn` (inside the caller's transaction, if any).
+async fn checkpoint_in(conn: &mut PgConnection, projection: &str) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT tx_id::text, global_position FROM projection_checkpoints WHERE projection = $1")
+            .bind(projection)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|(tx, global_position)| tx.parse().ok().map(|tx_id| LogPosition { tx_id, global_position })))
 }
 
 /// Moves each checkpoint of `expected` to `newest` if it is still at the position given with it
@@ -527,6 +497,9 @@ async fn move_checkpoints(
     expected: &[(&str, Option<LogPosition>)],
     newest: LogPosition,
 ) -> Result<Vec<String>, sqlx::Error> {
+    if expected.is_empty() {
+        return Ok(Vec::new());
+    }
     let names: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
     let tx_ids: Vec<Option<String>> = expected
         .iter()
@@ -563,12 +536,7 @@ async fn move_checkpoints(
 
 /// A projection's checkpoint, if it has applied anything.
 pub async fn checkpoint(pool: &PgPool, projection: &str) -> Result<Option<LogPosition>, sqlx::Error> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT tx_id::text, global_position FROM projection_checkpoints WHERE projection = $1")
-            .bind(projection)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.and_then(|(tx, global_position)| tx.parse().ok().map(|tx_id| LogPosition { tx_id, global_position })))
+    checkpoint_in(&mut *pool.acquire().await?, projection).await
 }
 
 /// Waits up to `timeout` for `projection` to have applied the event at `global_position`.

@@ -53,7 +53,7 @@ pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> 
         Some(name) => {
             let found: Vec<_> = all.into_iter().filter(|p| p.name() == name).collect();
             if found.is_empty() {
-                let known: Vec<_> = keyframe_projections::all().iter().map(|p| p.name()).collect();
+                let known = keyframe_projections::names();
                 anyhow::bail!("no projection named {name}; known: {}", known.join(", "));
             }
             found

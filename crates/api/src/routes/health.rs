@@ -94,7 +94,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
         && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush())
             .await
             .is_ok_and(|result| result.is_ok());
-    let names: Vec<&'static str> = keyframe_projections::all().iter().map(|p| p.name()).collect();
+    let names = keyframe_projections::names();
     let pipeline = if postgres {
         tokio::time::timeout(
             CHECK_TIMEOUT,
