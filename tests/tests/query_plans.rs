@@ -2,13 +2,15 @@
 //! size of table. A statement is prepared once per connection, and after a few runs Postgres
 //! may keep one generic plan for every parameter value: a list's plan must read a small
 //! owner's few rows, not the big owner's many; the projector's lookups must not keep a plan
-//! made while their table was empty.
+//! made while their table was empty, nor the relay's read of the log.
 
 use keyframe_eventlog::projector::configure_session;
+use keyframe_eventlog::reader::{LogPosition, append_fence, read_below};
 use keyframe_projections::Projection as _;
 use keyframe_projections::project_list::{ProjectList, list_for_owner, list_statement};
 use keyframe_tests::TestDatabase;
 use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgConnection};
 use uuid::Uuid;
 
@@ -163,4 +165,54 @@ async fn the_projector_plans_its_lookups_for_the_table_as_it_is_now_not_as_it_wa
     .await
     .expect("the lookup's prepared statement");
     assert_eq!((generic, custom), (0, 7));
+}
+
+#[tokio::test]
+async fn the_relays_read_of_the_log_walks_the_commit_order_index_after_the_log_grew_from_empty() {
+    let db = TestDatabase::create().await;
+    // One connection, so the statement the relay prepares is the one examined below.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url)
+        .await
+        .expect("connect");
+    // A new deployment's relay reads the empty log many times before anything is written.
+    for _ in 0..6 {
+        let fence = append_fence(&pool).await.expect("fence");
+        assert!(
+            read_below(&pool, LogPosition::default(), fence, 1_000)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+    }
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'Project', gen_random_uuid()::text, 1, 'ProjectCreated', '1.0', '{}', '{}'
+         FROM generate_series(1, 40000)",
+    )
+    .execute(&pool)
+    .await
+    .expect("fill the log");
+    let fence = append_fence(&pool).await.expect("fence");
+    let read = read_below(&pool, LogPosition::default(), fence, 1_000)
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 1_000);
+
+    // The plan this connection now runs the read with: a walk of the commit-order index from
+    // the cursor, never a scan and sort of the whole log.
+    let name: String = sqlx::query_scalar(
+        "SELECT name FROM pg_prepared_statements
+         WHERE statement LIKE '%FROM events%tx_id < $3%' AND statement NOT LIKE '%pg_prepared_statements%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the read's prepared statement");
+    let explained: Value = sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) EXECUTE {name}('0', 0, '{fence}')"))
+        .fetch_one(&pool)
+        .await
+        .expect("explain");
+    let plan = &explained[0]["Plan"];
+    assert_eq!(indexes_read(plan), ["events_commit_order"], "{plan:#}");
 }
