@@ -8,7 +8,6 @@
 //! session's); it waits for the later of the two. If the bound passes first the query answers
 //! anyway, with `x-keyframe-consistent: false`, rather than failing the read.
 
-use crate::auth::AuthUser;
 use crate::error::{ApiError, Code};
 use crate::own_writes::{CallerSlot, PendingWrite};
 use crate::state::AppState;
@@ -45,7 +44,7 @@ fn written_position(headers: &HeaderMap) -> Option<i64> {
 }
 
 /// What a query must see before it answers: its session's own newest write, and the position
-/// the client asked for in `x-keyframe-min-position`. Take it after the [`AuthUser`].
+/// the client asked for in `x-keyframe-min-position`. Take it after the [`AuthUser`](crate::auth::AuthUser).
 #[derive(Debug, Clone, Copy)]
 pub struct ReadYourWrites {
     session: Option<SessionId>,
@@ -72,7 +71,7 @@ impl FromRequestParts<AppState> for ReadYourWrites {
             ),
         };
         Ok(Self {
-            session: parts.extensions.get::<AuthUser>().map(|caller| caller.session_id),
+            session: parts.extensions.get::<CallerSlot>().and_then(CallerSlot::session),
             asked,
         })
     }

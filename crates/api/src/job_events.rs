@@ -150,17 +150,28 @@ impl Feed {
         let mut messages = consumer.messages().await?;
         while let Some(message) = messages.next().await {
             let message = message?;
-            let Ok(event) = serde_json::from_slice::<RecordedEvent>(&message.payload) else {
-                continue;
-            };
             let Some(followers) = self.followers.upgrade() else {
                 return Ok(()); // the API is gone
             };
-            let followers = followers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(sender) = followers.get(&event.aggregate_id) {
-                // No receiver left means the stream is going away; nothing to do.
-                let _ = sender.send(JobFeed::Event(Arc::new(event)));
-            }
+            // Most job events (a worker's progress reports) are of jobs nobody follows: the
+            // subject (`<prefix>.events.Job.<id>.<type>`) names the job, so only the followed
+            // ones are decoded.
+            let Some(job_id) = message.subject.rsplit('.').nth(1) else {
+                continue;
+            };
+            let sender = followers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(job_id)
+                .cloned();
+            let Some(sender) = sender else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_slice::<RecordedEvent>(&message.payload) else {
+                continue;
+            };
+            // No receiver left means the stream is going away; nothing to do.
+            let _ = sender.send(JobFeed::Event(Arc::new(event)));
         }
         Err("the subscription to the job events ended".into())
     }

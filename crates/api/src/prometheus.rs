@@ -152,16 +152,25 @@ async fn read_states(state: &AppState) {
         Err(_) => tracing::warn!("metrics: counting the active jobs timed out"),
     }
 
+    // One `CONSUMER.INFO` per consumer (the lookup answers with it), all asked at once so
+    // that slow answers cost one timeout, not one each.
     let jetstream = async_nats::jetstream::new(state.nats.clone());
-    for consumer in &state.settings.pipeline.consumers {
-        let info = tokio::time::timeout(SCRAPE_TIMEOUT, async {
-            let mut found: async_nats::jetstream::consumer::PullConsumer = jetstream
-                .get_consumer_from_stream(consumer, &state.settings.pipeline.events_stream)
-                .await?;
-            let info = found.info().await?;
-            Ok::<_, async_nats::Error>((info.num_pending, info.num_ack_pending))
-        })
-        .await;
+    let stream = &state.settings.pipeline.events_stream;
+    let infos = futures::future::join_all(state.settings.pipeline.consumers.iter().map(|consumer| {
+        let jetstream = &jetstream;
+        async move {
+            let info = tokio::time::timeout(SCRAPE_TIMEOUT, async {
+                let found: async_nats::jetstream::consumer::PullConsumer =
+                    jetstream.get_consumer_from_stream(consumer, stream).await?;
+                let info = found.cached_info();
+                Ok::<_, async_nats::Error>((info.num_pending, info.num_ack_pending))
+            })
+            .await;
+            (consumer, info)
+        }
+    }))
+    .await;
+    for (consumer, info) in infos {
         // A consumer this deployment does not run (no billing, say) is simply not reported.
         if let Ok(Ok((pending, ack_pending))) = info {
             metrics::gauge!("keyframe_jetstream_consumer_pending_messages", "consumer" => consumer.clone())

@@ -561,6 +561,24 @@ pub async fn checkpoint(pool: &PgPool, projection: &str) -> Result<Option<LogPos
     checkpoint_in(&mut *pool.acquire().await?, projection).await
 }
 
+/// The checkpoints of the read models `projections` that have applied anything, in one
+/// statement.
+pub async fn checkpoints(pool: &PgPool, projections: &[&str]) -> Result<HashMap<String, LogPosition>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT projection, tx_id::text, global_position FROM projection_checkpoints WHERE projection = ANY($1)",
+    )
+    .bind(projections)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(name, tx, global_position)| {
+            let tx_id = tx.parse().ok()?;
+            Some((name, LogPosition { tx_id, global_position }))
+        })
+        .collect())
+}
+
 /// Waits up to `timeout` for `projection` to have applied the event at `global_position`.
 /// Answers whether it has; an unknown position answers `false` at once.
 pub async fn wait_until_applied(

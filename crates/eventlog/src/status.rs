@@ -2,9 +2,10 @@
 //! model's, in events and in seconds. Readiness and metrics ask it; it works whichever process
 //! runs the relay and the projector runtime.
 
-use crate::reader::{count_after, oldest_after};
+use crate::reader::{LogPosition, count_after, oldest_after};
 use crate::relay::{RelayLag, lag};
 use sqlx::PgPool;
+use std::collections::HashMap;
 
 /// Events counted at most, per relay or read model: enough to tell "far behind".
 pub const COUNT_CAP: i64 = 100_000;
@@ -44,16 +45,28 @@ impl PipelineStatus {
 }
 
 /// The pipeline's status, for the read models named.
+///
+/// The runtime moves the checkpoints of all read models in step together, so most share one
+/// position: the log after each distinct position is measured once.
 pub async fn pipeline_status(pool: &PgPool, projections: &[&'static str]) -> anyhow::Result<PipelineStatus> {
     let relay = lag(pool, crate::relay::DEFAULT_RELAY, COUNT_CAP).await?;
+    let checkpoints = crate::projector::checkpoints(pool, projections).await?;
+    let mut measured: HashMap<LogPosition, (i64, f64)> = HashMap::new();
     let mut lags = Vec::with_capacity(projections.len());
     for &name in projections {
-        let checkpoint = crate::projector::checkpoint(pool, name).await?.unwrap_or_default();
-        lags.push(ProjectionLag {
-            name,
-            events: count_after(pool, checkpoint, COUNT_CAP).await?,
-            seconds: oldest_after(pool, checkpoint).await?,
-        });
+        let checkpoint = checkpoints.get(name).copied().unwrap_or_default();
+        let (events, seconds) = match measured.get(&checkpoint) {
+            Some(known) => *known,
+            None => {
+                let behind = (
+                    count_after(pool, checkpoint, COUNT_CAP).await?,
+                    oldest_after(pool, checkpoint).await?,
+                );
+                measured.insert(checkpoint, behind);
+                behind
+            }
+        };
+        lags.push(ProjectionLag { name, events, seconds });
     }
     Ok(PipelineStatus {
         relay,

@@ -86,7 +86,6 @@ impl FromRequestParts<AppState> for AuthUser {
         };
         // For what runs after: the request's later extractors (read-your-writes) and, once the
         // response is ready, the middleware that remembers the session's writes.
-        parts.extensions.insert(caller);
         if let Some(slot) = parts.extensions.get::<crate::own_writes::CallerSlot>() {
             slot.fill(session_id);
         }

@@ -178,11 +178,7 @@ impl Follow {
         }
         match serde_json::from_str::<JobEvent>(event.payload.get()) {
             Ok(payload) => {
-                self.job.apply(payload);
-                self.folded = event.sequence;
-                if event.sequence > self.sent {
-                    self.push(event.sequence, &event.event_type);
-                }
+                self.fold(event.sequence, &event.event_type, payload);
                 self.done = self.job.status().is_finished();
             }
             Err(_) => self.read_store = true,
@@ -204,11 +200,7 @@ impl Follow {
         .context("reading the job's events")?;
         for (sequence, event_type, payload) in rows {
             let event: JobEvent = serde_json::from_value(payload).context("reading a job event")?;
-            self.job.apply(event);
-            self.folded = sequence;
-            if sequence > self.sent && !self.snapshot {
-                self.push(sequence, &event_type);
-            }
+            self.fold(sequence, &event_type, event);
         }
         if self.snapshot {
             self.snapshot = false;
@@ -217,6 +209,16 @@ impl Follow {
         // Everything up to now is folded: a job that has ended has nothing more to say.
         self.done = self.job.status().is_finished();
         Ok(())
+    }
+
+    /// Folds in the job's event at `sequence`, and sends it unless it was sent already or the
+    /// stream opens with a snapshot (which stands for everything folded before it).
+    fn fold(&mut self, sequence: i64, event_type: &str, event: JobEvent) {
+        self.job.apply(event);
+        self.folded = sequence;
+        if sequence > self.sent && !self.snapshot {
+            self.push(sequence, event_type);
+        }
     }
 
     fn push(&mut self, sequence: i64, event_type: &str) {
