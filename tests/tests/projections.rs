@@ -141,6 +141,25 @@ async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_chang
     );
 }
 
+/// Creates a project of `owner` named `name` through the command bus; answers its event's
+/// global position.
+async fn create_project(bus: &CommandBus<Project>, owner: UserId, name: &str) -> i64 {
+    let id = ProjectId::new();
+    bus.execute_new(
+        &id.to_string(),
+        || ProjectCommand::CreateProject {
+            project_id: id,
+            owner_id: owner,
+            name: ProjectName::parse("name", name).expect("valid"),
+            description: ProjectDescription::default(),
+            at: chrono::Utc::now(),
+        },
+        &CommandMetadata::system(),
+    )
+    .await
+    .expect("create")
+}
+
 /// Whether the read models' consumer has nothing left to deliver or to be acked.
 async fn feed_drained(nats: &TestNats) -> bool {
     let Ok(stream) = nats.jetstream.get_stream(nats.naming.events_stream()).await else {
@@ -603,7 +622,7 @@ async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_a
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             durable_name: Some(nats.naming.projections_consumer()),
             filter_subject: nats.naming.events_filter(),
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::All,
             ack_wait,
             max_ack_pending: 10_000,
             ..Default::default()
@@ -667,18 +686,10 @@ async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_a
             .expect("checkpoint")
     );
 
-    // The redelivery, due after the ack wait, changes nothing: the consumer has handed out
-    // more messages than the stream holds (the crashed run's one came again), and all are acked.
-    wait_for("the redelivery to be acked", Duration::from_secs(30), || async {
-        let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
-            .get_consumer(&nats.naming.projections_consumer())
-            .await
-            .expect("consumer");
-        consumer.info().await.is_ok_and(|info| {
-            info.delivered.consumer_sequence > info.delivered.stream_sequence
-                && info.num_ack_pending == 0
-                && info.num_pending == 0
-        })
+    // The runtime's ack of the newer event covers the older one too (acks are cumulative):
+    // nothing is left for JetStream to hand out again.
+    wait_for("every message to be acked", Duration::from_secs(30), || {
+        feed_drained(&nats)
     })
     .await;
     let names: Vec<String> = sqlx::query_scalar("SELECT name FROM project_list ORDER BY name")
@@ -686,6 +697,81 @@ async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_a
         .await
         .expect("names");
     assert_eq!(names, ["Taken by the crashed run", "Written after the crash"]);
+    projector.stop().await;
+    relay.stop().await;
+}
+
+/// A deployment upgraded from a Keyframe whose read-model consumer acked each message: JetStream
+/// cannot change a consumer's ack policy, so the runtime replaces the consumer, and the events
+/// published before (which the new consumer does not deliver) come from the event store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_that_acks_each_message_is_replaced_and_nothing_is_missed() {
+    use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+
+    let db = TestDatabase::create().await;
+    let nats = TestNats::create().await;
+    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let owner = UserId::new();
+    let relay = start_relay(&db, &nats, RelaySettings::default()).await;
+    create_project(&bus, owner, "Before the old consumer").await;
+    wait_for("the first event in the stream", Duration::from_secs(20), || async {
+        nats.stream_len().await >= 1
+    })
+    .await;
+    let stream = nats
+        .jetstream
+        .get_stream(nats.naming.events_stream())
+        .await
+        .expect("stream");
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(nats.naming.projections_consumer()),
+            filter_subject: nats.naming.events_filter(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("the consumer an earlier Keyframe made");
+    create_project(&bus, owner, "Published while no runtime ran").await;
+    wait_for("the second event in the stream", Duration::from_secs(20), || async {
+        nats.stream_len().await >= 2
+    })
+    .await;
+
+    let projector =
+        start_project_list_projector(&db, &nats, FeedSettings::default(), ProjectorSettings::default()).await;
+    let newest = create_project(&bus, owner, "After the upgrade").await;
+    wait_for("the newest project to be applied", Duration::from_secs(20), || async {
+        wait_until_applied(&db.pool, "project_list", newest, Duration::ZERO)
+            .await
+            .expect("checkpoint")
+    })
+    .await;
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM project_list ORDER BY name")
+        .fetch_all(&db.pool)
+        .await
+        .expect("names");
+    assert_eq!(
+        names,
+        [
+            "After the upgrade",
+            "Before the old consumer",
+            "Published while no runtime ran"
+        ]
+    );
+    let mut consumer: PullConsumer = stream
+        .get_consumer(&nats.naming.projections_consumer())
+        .await
+        .expect("consumer");
+    assert_eq!(
+        consumer.info().await.expect("info").config.ack_policy,
+        AckPolicy::All,
+        "the consumer was replaced"
+    );
+    wait_for("every message to be acked", Duration::from_secs(30), || {
+        feed_drained(&nats)
+    })
+    .await;
     projector.stop().await;
     relay.stop().await;
 }
@@ -896,25 +982,6 @@ async fn a_read_model_that_fails_or_is_being_replayed_stands_alone_while_the_oth
     let projector = keyframe_tests::start_projector(&db, &nats, projections, FeedSettings::default(), runtime).await;
     let bus = CommandBus::<Project>::new(db.pool.clone());
     let owner = UserId::new();
-    let create = |name: &'static str| {
-        let bus = &bus;
-        async move {
-            let id = ProjectId::new();
-            bus.execute_new(
-                &id.to_string(),
-                || ProjectCommand::CreateProject {
-                    project_id: id,
-                    owner_id: owner,
-                    name: ProjectName::parse("name", name).expect("valid"),
-                    description: ProjectDescription::default(),
-                    at: chrono::Utc::now(),
-                },
-                &CommandMetadata::system(),
-            )
-            .await
-            .expect("create")
-        }
-    };
     let applied = |projection: &'static str, position: i64| {
         let pool = db.pool.clone();
         async move {
@@ -923,7 +990,7 @@ async fn a_read_model_that_fails_or_is_being_replayed_stands_alone_while_the_oth
                 .expect("checkpoint")
         }
     };
-    let first = create("first").await;
+    let first = create_project(&bus, owner, "first").await;
     wait_for(
         "both read models to apply the first project",
         Duration::from_secs(20),
@@ -936,8 +1003,8 @@ async fn a_read_model_that_fails_or_is_being_replayed_stands_alone_while_the_oth
         .execute(&db.pool)
         .await
         .expect("constraint");
-    create("poison").await;
-    let after = create("after the poison").await;
+    create_project(&bus, owner, "poison").await;
+    let after = create_project(&bus, owner, "after the poison").await;
     wait_for("the other read model to go on", Duration::from_secs(20), || {
         applied("project_ids_probe", after)
     })
@@ -961,7 +1028,7 @@ async fn a_read_model_that_fails_or_is_being_replayed_stands_alone_while_the_oth
 
     // A replay holds project_list's lock: the other read model does not wait for it.
     let mut replaying = hold_projection_lock(&db.pool).await;
-    let during = create("during the replay").await;
+    let during = create_project(&bus, owner, "during the replay").await;
     wait_for(
         "the other read model to go on during the replay",
         Duration::from_secs(20),

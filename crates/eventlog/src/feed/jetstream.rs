@@ -1,10 +1,18 @@
 //! The JetStream feed: one durable pull consumer on `<prefix>.events.>` for all the read models
-//! of a deployment, each event delivered and acked once.
+//! of a deployment, each event delivered once and each delivery acked once.
+//!
+//! The consumer acks cumulatively (`AckPolicy::All`): one ack for the newest message of a
+//! delivery acknowledges every message before it. With an ack per message, JetStream received,
+//! parsed and recorded one ack for every event, and the runtime sent one; that was a quarter of
+//! the messages NATS handled per event (publish, PubAck, delivery, ack). A cumulative ack is
+//! sound here because the runtime has applied everything before the newest message it acks: a
+//! first delivery comes in stream order, and whatever an earlier run took without acking (and
+//! JetStream would redeliver) was caught up from the event store when this run started.
 
 use super::{Delivery, Feed};
 use crate::streams::Naming;
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
+use async_nats::jetstream::{self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
 use async_trait::async_trait;
 use futures::stream::ReadyChunks;
 use futures::{FutureExt as _, StreamExt as _};
@@ -98,23 +106,46 @@ impl Feed for JetStreamFeed {
             // Every event, not only the types some read model reads: the checkpoints then mark
             // a true place in the log, which read-your-writes compares against.
             filter_subject: self.naming.events_filter(),
-            ack_policy: AckPolicy::Explicit,
+            ack_policy: AckPolicy::All,
             ack_wait: self.settings.ack_wait,
             max_ack_pending: 10_000,
             ..Default::default()
         };
         let consumer = match stream.create_consumer(config.clone()).await {
             Ok(consumer) => consumer,
-            Err(_) => {
-                self.jetstream
-                    .update_consumer_on_stream(config.clone(), &stream_name)
-                    .await
-                    .context("updating the consumer")?;
-                stream
+            Err(_) => match self
+                .jetstream
+                .update_consumer_on_stream(config.clone(), &stream_name)
+                .await
+            {
+                Ok(_) => stream
                     .get_consumer(&self.consumer_name)
                     .await
-                    .map_err(|e| anyhow::anyhow!("loading the consumer: {e}"))?
-            }
+                    .map_err(|e| anyhow::anyhow!("loading the consumer: {e}"))?,
+                Err(refused) => {
+                    // JetStream never changes a consumer's ack policy: one made by an earlier
+                    // Keyframe (an ack per message) is replaced. The new one starts with the
+                    // messages published from now on; the runtime catches every read model up
+                    // from the event store before it applies the first of them, which covers
+                    // everything published before.
+                    tracing::info!(
+                        consumer = %self.consumer_name,
+                        reason = %refused,
+                        "replacing the read models' consumer with one that acks cumulatively"
+                    );
+                    stream
+                        .delete_consumer(&self.consumer_name)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("deleting the old consumer: {e}"))?;
+                    stream
+                        .create_consumer(pull::Config {
+                            deliver_policy: DeliverPolicy::New,
+                            ..config
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!("creating the consumer: {e}"))?
+                }
+            },
         };
         let messages = consumer
             .stream()
@@ -176,7 +207,14 @@ impl Feed for JetStreamFeed {
     }
 
     async fn applied(&mut self, receipt: JetStreamReceipt) -> anyhow::Result<()> {
-        for message in receipt.messages {
+        // One ack for the message furthest into the stream acknowledges the whole delivery. A
+        // redelivered message may come after newer ones, so the last one handed out is not
+        // always the furthest.
+        let furthest = receipt
+            .messages
+            .iter()
+            .max_by_key(|message| message.info().map_or(0, |info| info.stream_sequence));
+        if let Some(message) = furthest {
             message.ack().await.map_err(anyhow::Error::msg)?;
         }
         Ok(())
