@@ -29,7 +29,7 @@ use crate::reader::{
 use anyhow::Context as _;
 use keyframe_domain::log::RecordedEvent;
 use keyframe_projections::{Projection, ProjectionError};
-use sqlx::{Acquire, PgConnection, PgPool};
+use sqlx::{Acquire, Executor as _, PgConnection, PgPool, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -274,6 +274,10 @@ impl<F: Feed> Projector<F> {
         }
     }
 
+    /// Applies a delivery in one transaction of the lease's connection. The transaction is
+    /// opened with the read models' try-locks in the same round trip, and ended by hand: every
+    /// round trip of a delivery is on the way from commit to read model, and under load each
+    /// one waits for the cores.
     async fn apply_once(
         &self,
         conn: &mut PgConnection,
@@ -282,16 +286,43 @@ impl<F: Feed> Projector<F> {
         newest: LogPosition,
     ) -> Result<(), Failure> {
         let names: Vec<&str> = self.projections.iter().map(|projection| projection.name()).collect();
-        let keys: Vec<i64> = names.iter().map(|name| projection_lock_key(name)).collect();
-        let mut tx = conn.begin().await?;
-        // Without waiting: a replay holds its read model's lock for as long as it runs, and
-        // the others must not wait for it.
-        let locked: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_try_advisory_xact_lock(key) FROM unnest($1::bigint[]) WITH ORDINALITY AS keys(key, n) ORDER BY n",
-        )
-        .bind(&keys)
-        .fetch_all(&mut *tx)
-        .await?;
+        let locked = begin_with_try_locks(conn, &names).await?;
+        match self.apply_locked(conn, standing, events, newest, &names, &locked).await {
+            Ok(moving) => {
+                conn.execute(sqlx::raw_sql("COMMIT")).await?;
+                for (index, moved) in moving {
+                    if moved {
+                        standing[index].checkpoint = Some(newest);
+                    } else {
+                        tracing::info!(
+                            projection = names[index],
+                            "a replay rebuilt this read model meanwhile; it catches up from the event store"
+                        );
+                        standing[index].in_step = false;
+                    }
+                }
+                Ok(())
+            }
+            Err(failure) => {
+                // A connection that cannot roll back is replaced when the runtime starts over.
+                let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// The body of [`Self::apply_once`], inside its transaction: applies the delivery to every
+    /// read model in step whose lock was free and moves their checkpoints. Answers, for each
+    /// read model whose checkpoint was to move, whether it did.
+    async fn apply_locked(
+        &self,
+        conn: &mut PgConnection,
+        standing: &mut [Standing],
+        events: &[RecordedEvent],
+        newest: LogPosition,
+        names: &[&str],
+        locked: &[bool],
+    ) -> Result<Vec<(usize, bool)>, Failure> {
         let mut applied = Vec::with_capacity(names.len());
         for (index, projection) in self.projections.iter().enumerate() {
             let state = &mut standing[index];
@@ -306,7 +337,7 @@ impl<F: Feed> Projector<F> {
                 state.in_step = false;
                 continue;
             }
-            apply_batch(&mut tx, projection.as_ref(), events)
+            apply_batch(conn, projection.as_ref(), events)
                 .await
                 .map_err(|error| Failure::Projection(index, error))?;
             applied.push(index);
@@ -324,20 +355,11 @@ impl<F: Feed> Projector<F> {
             .iter()
             .map(|&index| (names[index], standing[index].checkpoint))
             .collect();
-        let moved = move_checkpoints(&mut tx, &expected, newest).await?;
-        tx.commit().await?;
-        for index in moving {
-            if moved.iter().any(|name| name == names[index]) {
-                standing[index].checkpoint = Some(newest);
-            } else {
-                tracing::info!(
-                    projection = names[index],
-                    "a replay rebuilt this read model meanwhile; it catches up from the event store"
-                );
-                standing[index].in_step = false;
-            }
-        }
-        Ok(())
+        let moved = move_checkpoints(conn, &expected, newest).await?;
+        Ok(moving
+            .into_iter()
+            .map(|index| (index, moved.iter().any(|name| name == names[index])))
+            .collect())
     }
 
     /// Takes a read model that failed out of step, to be tried again after a pause.
@@ -357,6 +379,23 @@ impl<F: Feed> Projector<F> {
             retry: Some((Instant::now() + pause, pause)),
         };
     }
+}
+
+/// Opens a transaction and tries each projection's lock in it, in one round trip; answers
+/// which locks it holds, in the order of `projections`. Without waiting: a replay holds its
+/// read model's lock for as long as it runs, and the others must not wait for it. The keys
+/// are integers computed here, so writing them into the text is safe.
+async fn begin_with_try_locks(conn: &mut PgConnection, projections: &[&str]) -> Result<Vec<bool>, sqlx::Error> {
+    let tries: Vec<String> = projections
+        .iter()
+        .map(|name| format!("pg_try_advisory_xact_lock({})", projection_lock_key(name)))
+        .collect();
+    let statement = format!("BEGIN; SELECT {}", tries.join(", "));
+    let rows = conn.fetch_all(sqlx::raw_sql(&statement)).await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| sqlx::Error::Protocol("the try-locks answered no row".into()))?;
+    (0..projections.len()).map(|column| row.try_get(column)).collect()
 }
 
 /// The advisory-lock key serialising a projection's writers (live projector and replay); it
