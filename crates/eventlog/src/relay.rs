@@ -188,9 +188,11 @@ impl Relay {
             if let Some(last) = batch.last() {
                 // Read the next batch while this one's PubAcks come back.
                 let next_checkpoint = LogPosition::of(last);
-                let small = (batch.len() as i64) < self.settings.batch_size / 10;
+                // Only a linger set on purpose sleeps: Tokio rounds every timer up to the next
+                // millisecond, so even a sleep of zero held each small round up to a millisecond.
+                let linger = (batch.len() as i64) < self.settings.batch_size / 10 && !self.settings.linger.is_zero();
                 let read_next = async {
-                    if small {
+                    if linger {
                         tokio::time::sleep(self.settings.linger).await;
                     }
                     read_committed_after(&self.pool, next_checkpoint, self.settings.batch_size).await

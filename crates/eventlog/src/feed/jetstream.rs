@@ -174,7 +174,11 @@ impl Feed for JetStreamFeed {
             () = tokio::time::sleep(wait) => return Ok(None),
         };
         if chunk.len() < settings.batch_size / 10 {
-            tokio::time::sleep(settings.linger).await;
+            // Only a linger set on purpose sleeps: Tokio rounds every timer up to the next
+            // millisecond, so even a sleep of zero put up to a millisecond into each delivery.
+            if !settings.linger.is_zero() {
+                tokio::time::sleep(settings.linger).await;
+            }
             while chunk.len() < settings.batch_size {
                 match tokio::task::unconstrained(open.chunks.next()).now_or_never() {
                     Some(Some(more)) => chunk.extend(more),
