@@ -16,6 +16,8 @@ pub enum Container {
     Matroska,
     /// WebM (Matroska with the `webm` doc type).
     WebM,
+    /// AVI: a RIFF file of form type `AVI ` (what many cameras and older tools write).
+    Avi,
 }
 
 impl Container {
@@ -26,6 +28,7 @@ impl Container {
             Self::QuickTime => "video/quicktime",
             Self::Matroska => "video/x-matroska",
             Self::WebM => "video/webm",
+            Self::Avi => "video/x-msvideo",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use futures::StreamExt;
 use keyframe::config::Component;
-use keyframe_tests::{TestApp, TestUser, make_video, test_api_settings, wait_for};
+use keyframe_tests::{TestApp, TestUser, make_avi, make_video, test_api_settings, wait_for};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -417,6 +417,56 @@ async fn an_uploaded_video_is_analysed_and_the_analysis_finds_the_cuts_the_black
         .await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     worker.stop().await;
+}
+
+/// Uploads in AVI, what many cameras and older tools write, are taken like the others: the
+/// container is told by the bytes, served with AVI's media type, and analysed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_avi_upload_is_recognised_by_its_bytes_and_analysed() {
+    let app = spawn(test_api_settings()).await;
+    let user = app.register_and_login("camera@example.com").await;
+    let project_id = app.create_project(&user, "Old camera").await;
+    let video = scratch("camera.avi");
+    make_avi(
+        &video,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "smptebars=s=320x240:r=25:d=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=25:d=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=6:r=44100",
+            "-filter_complex",
+            "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+            "-map",
+            "[v]",
+            "-map",
+            "2:a",
+        ],
+    );
+    assert_eq!(&std::fs::read(&video).expect("file")[8..12], b"AVI ");
+    // The client's name and media type say MP4; the bytes say AVI, and the bytes win.
+    let asset = app.upload_video(&user, &project_id, &video).await;
+    assert_eq!(asset["content_type"], "video/x-msvideo", "{asset}");
+    assert!(near(&asset["duration_ms"], 6_000), "{asset}");
+    let asset_id = asset["id"].as_str().expect("id");
+
+    let job_id = analyze(&app, &user, &project_id, asset_id, 0).await;
+    let _worker = app.spawn_worker("w1").await;
+    let done = wait_for_status(&app, &user, &job_id, "succeeded", Duration::from_secs(60)).await;
+    let cuts: Vec<&Value> = done["result"]["scene_cuts"]
+        .as_array()
+        .expect("cuts")
+        .iter()
+        .map(|cut| &cut["at_ms"])
+        .collect();
+    assert!(cuts.iter().any(|at| near(at, 3_000)), "the cut at 3 s: {done}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

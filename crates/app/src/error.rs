@@ -127,7 +127,7 @@ pub enum UploadRefused {
         quota: u64,
     },
     /// Not a container Keyframe takes.
-    #[error("not a video Keyframe accepts: upload MP4, MOV, WebM or Matroska")]
+    #[error("not a video Keyframe accepts: upload MP4, MOV, WebM, Matroska or AVI")]
     UnsupportedMedia,
     /// The probe found no readable video in it, or it is too long.
     #[error("{0}")]
