@@ -386,6 +386,10 @@ impl<F: Feed> Projector<F> {
 /// read model's lock for as long as it runs, and the others must not wait for it. The keys
 /// are integers computed here, so writing them into the text is safe.
 async fn begin_with_try_locks(conn: &mut PgConnection, projections: &[&str]) -> Result<Vec<bool>, sqlx::Error> {
+    if projections.is_empty() {
+        conn.execute(sqlx::raw_sql("BEGIN")).await?;
+        return Ok(Vec::new());
+    }
     let tries: Vec<String> = projections
         .iter()
         .map(|name| format!("pg_try_advisory_xact_lock({})", projection_lock_key(name)))
