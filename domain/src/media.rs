@@ -75,13 +75,37 @@ impl Span {
     }
 }
 
-/// A scene cut: where the picture changes abruptly.
+/// A scene cut: where the picture changes abruptly, from one frame to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SceneCut {
-    /// When.
+    /// When: the first frame of the new shot.
     pub at_ms: u64,
-    /// How abrupt, 0 to 100 (ffmpeg's `scdet` score).
+    /// How abrupt, 0 to 100: the mean change per pixel across the cut, as a share of the full
+    /// range (a cut from black to white is 100; cuts between ordinary shots score 10 to 40).
     pub score: f64,
+}
+
+/// How a gradual transition between two shots goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionKind {
+    /// The picture fades up from black.
+    FadeIn,
+    /// The picture fades down to black.
+    FadeOut,
+    /// One shot blends into the next.
+    Dissolve,
+}
+
+/// A gradual transition: a fade or a dissolve, from its first changing frame to its last.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The last frame before the change begins.
+    pub start_ms: u64,
+    /// The first frame after the change ends.
+    pub end_ms: u64,
+    /// Fade or dissolve.
+    pub kind: TransitionKind,
 }
 
 /// The loudness of the whole video (EBU R 128) and a coarse curve of it.
@@ -117,6 +141,10 @@ pub struct AnalysisReport {
     pub metadata: VideoFacts,
     /// Scene cuts, in time order.
     pub scene_cuts: Vec<SceneCut>,
+    /// Fades and dissolves, in time order. Absent from reports made before Keyframe looked
+    /// for them.
+    #[serde(default)]
+    pub transitions: Vec<Transition>,
     /// Stretches of black picture.
     pub black_spans: Vec<Span>,
     /// Stretches of silence.

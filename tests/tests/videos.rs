@@ -320,9 +320,18 @@ async fn an_uploaded_video_is_analysed_and_the_analysis_finds_the_cuts_the_black
         );
     }
 
-    // Thumbnails are downloadable JPEGs; another user sees none of it.
+    // Hard cuts only: no fade, no dissolve.
+    assert_eq!(result["transitions"], json!([]), "{result}");
+
+    // One thumbnail per shot that is not black: the bars and the test card. They are
+    // downloadable JPEGs; another user sees none of it.
     let thumbnails = done["artifacts"].as_array().expect("artifacts");
-    assert_eq!(thumbnails.len(), 4, "{thumbnails:?}");
+    assert_eq!(thumbnails.len(), 2, "{thumbnails:?}");
+    assert_eq!(
+        result["thumbnails"],
+        json!(["thumb-01.jpg", "thumb-02.jpg"]),
+        "{result}"
+    );
     let url = thumbnails[0]["url"].as_str().expect("url");
     let image = app.request(Method::GET, url, Some(&user.access_token), None).await;
     assert_eq!(image.status(), StatusCode::OK);

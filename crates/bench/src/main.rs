@@ -11,6 +11,7 @@
 mod credits;
 mod load;
 mod logins;
+mod quality;
 mod report;
 mod server;
 mod streams;
@@ -59,8 +60,10 @@ struct Args {
     /// `backlog` (relay and replay), `videos` (analysis against decoding, uploads), `credits`
     /// (job requests with their reservation, distinct users against one shared user), `logins`
     /// (how long each kind of refused login takes), `streams` (the database's load with 1 and
-    /// 1,000 idle live progress streams open).
-    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos", "credits", "logins", "streams"])]
+    /// 1,000 idle live progress streams open), `quality` (the analysis's cuts, fades and
+    /// dissolves against labelled clips, beside PySceneDetect's when installed; needs only
+    /// ffmpeg).
+    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos", "credits", "logins", "streams", "quality"])]
     phases: Vec<String>,
     /// Refused logins of each kind in the `logins` phase.
     #[arg(long, default_value_t = 200)]
@@ -78,8 +81,9 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("keyframe"),
     };
+    // Only the quality phase runs without a server.
     anyhow::ensure!(
-        keyframe.exists(),
+        keyframe.exists() || args.phases.iter().all(|p| p == "quality"),
         "{} not found: build it first (cargo build --release --bin keyframe --bin keyframe-bench)",
         keyframe.display()
     );
@@ -333,6 +337,10 @@ async fn main() -> anyhow::Result<()> {
         let outcome = streams::run(&mut report, &keyframe, &scratch).await;
         scratch.remove().await;
         outcome?;
+    }
+    // Phase 7: what the analysis finds, against exact labels.
+    if args.phases.iter().any(|p| p == "quality") {
+        quality::run(&mut report, args.rounds).await?;
     }
     report.print();
     Ok(())

@@ -117,7 +117,7 @@ async fn measure(
     report.line(
         "  analysis / decode",
         format!("{ratio:.2}x"),
-        Some(("≤ 1.5x", ratio <= 1.5)),
+        Some(("≤ 1.4x", ratio <= 1.4)),
     );
 
     let server = Server::start(keyframe, scratch, &["serve"]).await?;

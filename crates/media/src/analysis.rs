@@ -1,25 +1,30 @@
 //! The analysis of a video in one decoding pass.
 //!
 //! Decoding dominates the cost, so every detector hangs off the same decoded frames in one
-//! ffmpeg run: the picture is split, one branch scaled down to 160 pixels wide for
-//! `blackdetect`, `scdet` (scene cuts) and `freezedetect`, the other picking a few frames for
-//! thumbnails; the sound goes through `silencedetect` and `ebur128`, whose momentary loudness
-//! every 0.1 s becomes the loudness curve. The detectors report on ffmpeg's error output,
-//! which is parsed line by line as it comes.
+//! ffmpeg run. The picture is split: one branch is scaled to a 128 x 72 copy that goes, raw,
+//! down ffmpeg's standard output into a [`SignalExtractor`], whose per-frame signals
+//! [`shots`] turns into cuts and transitions and [`stretches`] into black and frozen
+//! stretches; the other branch saves candidate thumbnails at a steady rate, of which
+//! [`thumbnails`] keeps one distinct frame per shot. The sound goes through `silencedetect`
+//! and `ebur128`, whose momentary loudness every 0.1 s becomes the loudness curve. The filters
+//! report on ffmpeg's error output, which is parsed line by line as it comes; `showinfo` there
+//! gives each small frame's and each candidate's time.
 
 use crate::ffmpeg::{self, MediaError};
 use crate::highlights;
-use keyframe_domain::media::{AnalysisReport, Loudness, SceneCut, Span, VideoFacts};
+use crate::shots::{self, Boundaries};
+use crate::signals::{self, FrameSignals, SignalExtractor};
+use crate::stretches;
+use crate::thumbnails::{self, Candidate};
+use keyframe_domain::media::{AnalysisReport, Loudness, Span, VideoFacts};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 /// Tuning of the detectors.
 #[derive(Debug, Clone, Copy)]
 pub struct AnalysisOptions {
-    /// Thumbnails to take, spread evenly.
+    /// The most thumbnails to keep: one per distinct shot, up to this.
     pub thumbnails: u32,
-    /// `scdet` threshold, 0 to 100: a frame differing more from the last is a cut.
-    pub scene_threshold: f64,
     /// Shortest black stretch reported, in seconds.
     pub black_min_secs: f64,
     /// Shortest silence reported, in seconds.
@@ -34,7 +39,6 @@ impl Default for AnalysisOptions {
     fn default() -> Self {
         Self {
             thumbnails: 4,
-            scene_threshold: 12.0,
             black_min_secs: 0.3,
             silence_min_secs: 0.4,
             silence_noise_db: -50.0,
@@ -52,6 +56,18 @@ pub struct Analysis {
     pub thumbnails: Vec<PathBuf>,
 }
 
+/// Candidates saved per thumbnail wanted, spread evenly ...
+const CANDIDATES_PER_THUMBNAIL: f64 = 4.0;
+/// ... but no closer together than this (seconds) ...
+const MIN_CANDIDATE_INTERVAL_SECS: f64 = 0.5;
+/// ... nor further apart than this.
+const MAX_CANDIDATE_INTERVAL_SECS: f64 = 10.0;
+
+/// The instance name of the `showinfo` after the small copy, and of the one after the
+/// candidate selection: their lines tell the frames' times.
+const SIGNALS_INFO: &str = "showinfo@signals";
+const CANDIDATES_INFO: &str = "showinfo@candidates";
+
 /// Analyses `input`, whose probe gave `facts`, writing thumbnails into `out_dir`. Progress goes
 /// to `on_progress` in percent.
 pub async fn analyze(
@@ -65,61 +81,151 @@ pub async fn analyze(
     let has_audio = facts.audio_codec.is_some();
     let duration_secs = facts.duration_ms.map(|ms| ms as f64 / 1000.0);
     let mut command = ffmpeg::ffmpeg();
-    command.args(["-v", "info", "-progress", "pipe:1", "-i"]).arg(input);
+    command.args(["-v", "info", "-i"]).arg(input);
     command.args(["-filter_complex", &filter_graph(&options, duration_secs, has_audio)]);
+    // Every small frame as decoded, none repeated or dropped to make a constant rate.
+    command.args([
+        "-map",
+        "[small]",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "pipe:1",
+    ]);
     // No `-frames:v`: ffmpeg stops once every output is complete, which would cut the
-    // detectors short; the selection itself yields no frame past the last middle.
-    command.args(["-map", "[thumbs]", "-fps_mode", "vfr", "-q:v", "4"]);
-    command.arg(out_dir.join("thumb-%02d.jpg"));
+    // detectors short; the selection itself yields no frame past the last candidate.
+    command.args(["-map", "[candidates]", "-fps_mode", "vfr", "-q:v", "4"]);
+    command.arg(out_dir.join("candidate-%04d.jpg"));
 
     let mut findings = Findings::default();
-    let total_us = facts.duration_ms.unwrap_or(0).saturating_mul(1000);
-    ffmpeg::run(
+    let mut extractor = SignalExtractor::new(facts.frame_rate);
+    let total_ms = facts.duration_ms.unwrap_or(0);
+    let mut reported = None;
+    ffmpeg::run_with_output(
         "ffmpeg",
         command,
         cancel,
-        |line| findings.read(line),
-        |out_us| {
-            if let Some(percent) = out_us.min(total_us).saturating_mul(100).checked_div(total_us) {
+        |line| {
+            findings.read(line);
+            let done_ms = findings.frame_times_ms.last().copied().unwrap_or(0).min(total_ms);
+            if let Some(percent) = done_ms.saturating_mul(100).checked_div(total_ms)
+                && reported != Some(percent)
+            {
+                reported = Some(percent);
                 on_progress(percent as u8);
             }
         },
+        |bytes| extractor.push_bytes(bytes),
     )
     .await?;
 
-    let mut thumbnails = Vec::new();
-    for index in 1.. {
-        let path = out_dir.join(format!("thumb-{index:02}.jpg"));
-        if !tokio::fs::try_exists(&path).await? {
-            break;
-        }
-        thumbnails.push(path);
-    }
+    let spans = extractor.spans().to_vec();
+    let frame_signals = extractor.finish();
+    let boundaries = shots::detect(&frame_signals, &findings.frame_times_ms, &spans, facts.frame_rate);
     let duration_ms = facts
         .duration_ms
+        .or(findings.frame_times_ms.last().copied())
         .unwrap_or_else(|| findings.last_time_ms.max(findings.loudness_points.len() as u64 * 100));
+
+    let (files, candidates) = candidate_files(out_dir, &findings, &frame_signals).await?;
+    findings.close_open_spans(duration_ms);
+    let seconds_to_ms = |secs: f64| (secs * 1000.0).round() as u64;
+    let times = &findings.frame_times_ms;
+    let picture = Picture {
+        black: stretches::black(
+            &frame_signals,
+            times,
+            duration_ms,
+            seconds_to_ms(options.black_min_secs),
+        ),
+        frozen: stretches::frozen(
+            &frame_signals,
+            times,
+            duration_ms,
+            seconds_to_ms(options.freeze_min_secs),
+        ),
+        boundaries,
+    };
+    let keep = thumbnails::choose(
+        &candidates,
+        &thumbnails::Context {
+            duration_ms,
+            boundaries: &picture.boundaries,
+            frozen: &picture.frozen,
+            count: options.thumbnails as usize,
+        },
+    );
+    let thumbnails = keep_thumbnails(out_dir, &files, &keep).await?;
     Ok(Analysis {
-        report: findings.into_report(facts.clone(), duration_ms, &thumbnails),
+        report: findings.into_report(facts.clone(), duration_ms, picture, &thumbnails),
         thumbnails,
     })
 }
 
-/// The filter graph: detectors on a small copy of the picture and on the sound, thumbnails
-/// from the full picture at the middles of equal stretches.
+/// The candidate thumbnail files the pass wrote, in order, each with its frame's signals (the
+/// same decoded frame went down both branches, so their times match exactly).
+async fn candidate_files(
+    out_dir: &Path,
+    findings: &Findings,
+    frame_signals: &[FrameSignals],
+) -> Result<(Vec<PathBuf>, Vec<Candidate>), MediaError> {
+    let mut files = Vec::new();
+    let mut candidates = Vec::new();
+    let mut next_frame = 0;
+    for (index, &at_ms) in findings.candidate_times_ms.iter().enumerate() {
+        let path = out_dir.join(format!("candidate-{:04}.jpg", index + 1));
+        if !tokio::fs::try_exists(&path).await? {
+            break;
+        }
+        // Both lists are in decoding order: look for the candidate's frame from the last one.
+        let frame = findings.frame_times_ms[next_frame..]
+            .iter()
+            .position(|&t| t == at_ms)
+            .map(|offset| next_frame + offset);
+        if let Some(frame) = frame {
+            next_frame = frame;
+        }
+        candidates.push(Candidate {
+            at_ms,
+            signals: frame.and_then(|f| frame_signals.get(f).copied()),
+        });
+        files.push(path);
+    }
+    Ok((files, candidates))
+}
+
+/// Renames the chosen candidates `thumb-01.jpg` on, in order, and deletes the others.
+async fn keep_thumbnails(out_dir: &Path, files: &[PathBuf], keep: &[usize]) -> Result<Vec<PathBuf>, MediaError> {
+    let mut thumbnails = Vec::with_capacity(keep.len());
+    for (number, &index) in keep.iter().enumerate() {
+        let path = out_dir.join(format!("thumb-{:02}.jpg", number + 1));
+        tokio::fs::rename(&files[index], &path).await?;
+        thumbnails.push(path);
+    }
+    for (index, file) in files.iter().enumerate() {
+        if !keep.contains(&index) {
+            tokio::fs::remove_file(file).await?;
+        }
+    }
+    Ok(thumbnails)
+}
+
+/// The filter graph: the small copy, candidate thumbnails from the full picture, and the
+/// sound's detectors.
 fn filter_graph(options: &AnalysisOptions, duration_secs: Option<f64>, has_audio: bool) -> String {
-    let interval = duration_secs.map_or(10.0, |d| (d / f64::from(options.thumbnails.max(1))).max(0.04));
+    let per_video = f64::from(options.thumbnails.max(1)) * CANDIDATES_PER_THUMBNAIL;
+    let interval = duration_secs
+        .map_or(MAX_CANDIDATE_INTERVAL_SECS, |d| d / per_video)
+        .clamp(MIN_CANDIDATE_INTERVAL_SECS, MAX_CANDIDATE_INTERVAL_SECS);
     let offset = interval / 2.0;
     let mut graph = format!(
         "[0:v]split=2[detect][pick];\
-         [detect]scale=160:-2:flags=fast_bilinear,\
-         blackdetect=d={black}:pix_th=0.10,\
-         scdet=threshold={scene},\
-         freezedetect=n=0.001:d={freeze},nullsink;\
+         [detect]scale={width}:{height}:flags=fast_bilinear,format=yuv420p,{SIGNALS_INFO}[small];\
          [pick]select='gte(t\\,{offset:.3})*(isnan(prev_selected_t)+gte(t-prev_selected_t\\,{interval:.3}))',\
-         scale='min(640\\,iw)':-2[thumbs]",
-        black = options.black_min_secs,
-        scene = options.scene_threshold,
-        freeze = options.freeze_min_secs,
+         scale='min(640\\,iw)':-2,{CANDIDATES_INFO}[candidates]",
+        width = signals::WIDTH,
+        height = signals::HEIGHT,
     );
     if has_audio {
         graph.push_str(&format!(
@@ -131,15 +237,25 @@ fn filter_graph(options: &AnalysisOptions, duration_secs: Option<f64>, has_audio
     graph
 }
 
-/// What the detectors said, gathered line by line.
+/// What the small copy's signals showed.
+struct Picture {
+    boundaries: Boundaries,
+    black: Vec<Span>,
+    frozen: Vec<Span>,
+}
+
+/// What the filters said, gathered line by line.
 #[derive(Debug, Default)]
 struct Findings {
-    scene_cuts: Vec<SceneCut>,
-    black: Vec<Span>,
+    /// When each small frame is shown, in order.
+    frame_times_ms: Vec<u64>,
+    /// When each candidate thumbnail is shown, in order.
+    candidate_times_ms: Vec<u64>,
+    /// The time bases (numerator, denominator) of the two `showinfo`s' input.
+    signals_time_base: (i64, i64),
+    candidates_time_base: (i64, i64),
     silence: Vec<Span>,
     silence_start: Option<u64>,
-    frozen: Vec<Span>,
-    freeze_start: Option<u64>,
     /// Momentary loudness every 0.1 s, in LUFS.
     loudness_points: Vec<f64>,
     integrated_lufs: Option<f64>,
@@ -161,32 +277,34 @@ fn value_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..end])
 }
 
+/// Reads a `showinfo` line: its input's time base, or a frame's presentation time.
+fn read_frame_time(line: &str, time_base: &mut (i64, i64), times_ms: &mut Vec<u64>) {
+    if let Some(base) = value_after(line, "config in time_base:") {
+        if let Some((num, den)) = base.split_once('/')
+            && let (Ok(num), Ok(den)) = (num.parse::<i64>(), den.parse::<i64>())
+            && num > 0
+            && den > 0
+        {
+            *time_base = (num, den);
+        }
+    } else if line.contains(" n:") {
+        let (num, den) = *time_base;
+        let at_ms = value_after(line, " pts:")
+            .and_then(|pts| pts.parse::<i64>().ok())
+            .filter(|_| den > 0)
+            .map(|pts| (i128::from(pts) * i128::from(num) * 1000 + i128::from(den) / 2) / i128::from(den))
+            .map(|ms| u64::try_from(ms.max(0)).unwrap_or(u64::MAX));
+        // A frame without a time (rare, broken files) is taken as shown with the one before.
+        times_ms.push(at_ms.unwrap_or_else(|| times_ms.last().copied().unwrap_or(0)));
+    }
+}
+
 impl Findings {
     fn read(&mut self, line: &str) {
-        if line.contains("[blackdetect") {
-            if let (Some(start), Some(end)) = (
-                value_after(line, "black_start:").and_then(seconds_to_ms),
-                value_after(line, "black_end:").and_then(seconds_to_ms),
-            ) {
-                self.black.push(Span {
-                    start_ms: start,
-                    end_ms: end,
-                });
-            }
-        } else if line.contains("[scdet") {
-            if let (Some(score), Some(at_ms)) = (
-                value_after(line, "lavfi.scd.score:").and_then(|v| v.parse::<f64>().ok()),
-                value_after(line, "lavfi.scd.time:").and_then(seconds_to_ms),
-            ) {
-                self.scene_cuts.push(SceneCut { at_ms, score });
-            }
-        } else if line.contains("[freezedetect") {
-            if let Some(start) = value_after(line, "freeze_start:").and_then(seconds_to_ms) {
-                self.freeze_start = Some(start);
-            } else if let Some(end) = value_after(line, "freeze_end:").and_then(seconds_to_ms) {
-                let start_ms = self.freeze_start.take().unwrap_or(0);
-                self.frozen.push(Span { start_ms, end_ms: end });
-            }
+        if line.contains(SIGNALS_INFO) {
+            read_frame_time(line, &mut self.signals_time_base, &mut self.frame_times_ms);
+        } else if line.contains(CANDIDATES_INFO) {
+            read_frame_time(line, &mut self.candidates_time_base, &mut self.candidate_times_ms);
         } else if line.contains("[silencedetect") {
             if let Some(start) = value_after(line, "silence_start:").and_then(seconds_to_ms) {
                 self.silence_start = Some(start);
@@ -218,20 +336,23 @@ impl Findings {
         }
     }
 
-    fn into_report(mut self, metadata: VideoFacts, duration_ms: u64, thumbnails: &[PathBuf]) -> AnalysisReport {
-        // A stretch still open at the end runs to the end.
+    /// Closes a silence still open at the end: it runs to the end.
+    fn close_open_spans(&mut self, duration_ms: u64) {
         if let Some(start_ms) = self.silence_start.take() {
             self.silence.push(Span {
                 start_ms,
                 end_ms: duration_ms,
             });
         }
-        if let Some(start_ms) = self.freeze_start.take() {
-            self.frozen.push(Span {
-                start_ms,
-                end_ms: duration_ms,
-            });
-        }
+    }
+
+    fn into_report(
+        self,
+        metadata: VideoFacts,
+        duration_ms: u64,
+        picture: Picture,
+        thumbnails: &[PathBuf],
+    ) -> AnalysisReport {
         let has_audio = metadata.audio_codec.is_some();
         let loudness = Loudness {
             integrated_lufs: self.integrated_lufs.filter(|_| has_audio),
@@ -241,18 +362,19 @@ impl Findings {
         };
         let highlights = highlights::candidates(&highlights::Inputs {
             duration_ms,
-            scene_cuts: &self.scene_cuts,
-            black: &self.black,
+            boundaries: &picture.boundaries,
+            black: &picture.black,
             silence: &self.silence,
-            frozen: &self.frozen,
+            frozen: &picture.frozen,
             loudness: &loudness,
         });
         AnalysisReport {
             metadata,
-            scene_cuts: self.scene_cuts,
-            black_spans: self.black,
+            scene_cuts: picture.boundaries.cuts,
+            transitions: picture.boundaries.transitions,
+            black_spans: picture.black,
             silent_spans: self.silence,
-            frozen_spans: self.frozen,
+            frozen_spans: picture.frozen,
             loudness,
             thumbnails: thumbnails
                 .iter()
@@ -290,13 +412,15 @@ mod tests {
     fn reads_each_detectors_lines() {
         let mut findings = Findings::default();
         for line in [
-            "[scdet @ 0x1] lavfi.scd.score: 31.332, lavfi.scd.time: 3",
-            "[blackdetect @ 0x2] black_start:3 black_end:5 black_duration:2",
+            "[showinfo@signals @ 0x1] config in time_base: 1/12800, frame_rate: 25/1",
+            "[showinfo@signals @ 0x1] n:   0 pts:      0 pts_time:0       pos:     1015 fmt:yuv420p",
+            "[showinfo@signals @ 0x1] color_range:tv color_space:unknown color_primaries:unknown",
+            "[showinfo@candidates @ 0x6] config in time_base: 1/90000, frame_rate: 25/1",
+            "[showinfo@signals @ 0x1] n:   1 pts:    512 pts_time:0.04    pos:   108274 fmt:yuv420p",
+            "[showinfo@candidates @ 0x6] n:   0 pts:   3600 pts_time:0.04    pos:   108274",
+            "[showinfo@signals @ 0x1] n:   2 pts:  NOPTS pts_time:NOPTS",
             "[silencedetect @ 0x3] silence_start: 3",
             "[silencedetect @ 0x3] silence_end: 5.00002 | silence_duration: 2.00002",
-            "[freezedetect @ 0x4] lavfi.freezedetect.freeze_start: 0",
-            "[freezedetect @ 0x4] lavfi.freezedetect.freeze_duration: 3",
-            "[freezedetect @ 0x4] lavfi.freezedetect.freeze_end: 3",
             "[Parsed_ebur128_9 @ 0x5] t: 0.0999773  TARGET:-23 LUFS    M: -21.8 S:-120.7     I: -21.8 LUFS       LRA:   0.0 LU",
             "[Parsed_ebur128_9 @ 0x5] Summary:",
             "  Integrated loudness:",
@@ -305,32 +429,13 @@ mod tests {
         ] {
             findings.read(line);
         }
-        assert_eq!(
-            findings.scene_cuts,
-            vec![SceneCut {
-                at_ms: 3_000,
-                score: 31.332
-            }]
-        );
-        assert_eq!(
-            findings.black,
-            vec![Span {
-                start_ms: 3_000,
-                end_ms: 5_000
-            }]
-        );
+        assert_eq!(findings.frame_times_ms, vec![0, 40, 40]);
+        assert_eq!(findings.candidate_times_ms, vec![40]);
         assert_eq!(
             findings.silence,
             vec![Span {
                 start_ms: 3_000,
                 end_ms: 5_000
-            }]
-        );
-        assert_eq!(
-            findings.frozen,
-            vec![Span {
-                start_ms: 0,
-                end_ms: 3_000
             }]
         );
         assert_eq!(findings.loudness_points, vec![-21.8]);

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -55,10 +55,39 @@ pub struct Finished {
 /// [`MediaError::Failed`] carrying the tool's last words.
 pub async fn run(
     tool: &'static str,
+    command: Command,
+    cancel: &CancellationToken,
+    on_stderr: impl FnMut(&str),
+    mut on_progress: impl FnMut(u64),
+) -> Result<Finished, MediaError> {
+    let mut line = Vec::new();
+    run_with_output(tool, command, cancel, on_stderr, |mut bytes| {
+        while !bytes.is_empty() {
+            let end = bytes.iter().position(|&b| b == b'\n');
+            line.extend_from_slice(&bytes[..end.unwrap_or(bytes.len())]);
+            let Some(end) = end else { break };
+            bytes = &bytes[end + 1..];
+            let text = String::from_utf8_lossy(&line);
+            if let Some(micros) = text.strip_prefix("out_time_us=").and_then(|v| v.trim().parse().ok()) {
+                on_progress(micros);
+            }
+            line.clear();
+        }
+    })
+    .await
+}
+
+/// Bytes read from a tool's standard output at a time.
+const OUTPUT_CHUNK: usize = 256 * 1024;
+
+/// Runs `command` as [`run`] does, handing its standard output to `on_stdout` as raw bytes,
+/// in chunks as they come (a stream of raw frames, say).
+pub async fn run_with_output(
+    tool: &'static str,
     mut command: Command,
     cancel: &CancellationToken,
     mut on_stderr: impl FnMut(&str),
-    mut on_progress: impl FnMut(u64),
+    mut on_stdout: impl FnMut(&[u8]),
 ) -> Result<Finished, MediaError> {
     command
         .stdin(Stdio::null())
@@ -68,13 +97,13 @@ pub async fn run(
     let mut child = command.spawn().map_err(|source| MediaError::Spawn { tool, source })?;
     // Split on newlines, not UTF-8 lines: ffmpeg echoes a file's metadata tags, which need not
     // be UTF-8, and one such line must not end the run.
-    let stdout = child.stdout.take().map(|out| BufReader::new(out).split(b'\n'));
     let stderr = child.stderr.take().map(|err| BufReader::new(err).split(b'\n'));
-    let (Some(mut stdout), Some(mut stderr)) = (stdout, stderr) else {
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), stderr) else {
         return Err(MediaError::Failed {
             reason: format!("{tool} started without its output pipes"),
         });
     };
+    let mut chunk = vec![0; OUTPUT_CHUNK];
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let (mut stdout_open, mut stderr_open) = (true, true);
     while stdout_open || stderr_open {
@@ -84,14 +113,9 @@ pub async fn run(
                 let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
                 return Err(MediaError::Cancelled);
             }
-            line = stdout.next_segment(), if stdout_open => match line? {
-                Some(line) => {
-                    let line = String::from_utf8_lossy(&line);
-                    if let Some(micros) = line.strip_prefix("out_time_us=").and_then(|v| v.trim().parse().ok()) {
-                        on_progress(micros);
-                    }
-                }
-                None => stdout_open = false,
+            read = stdout.read(&mut chunk), if stdout_open => match read? {
+                0 => stdout_open = false,
+                n => on_stdout(&chunk[..n]),
             },
             line = stderr.next_segment(), if stderr_open => match line? {
                 Some(line) => {

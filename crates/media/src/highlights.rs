@@ -1,10 +1,12 @@
 //! Highlight candidates from what the analysis found: pure scoring, no I/O.
 //!
-//! Candidate stretches are the shots between scene cuts (long shots split, very short ones
-//! dropped). Each is scored by its loudness, whether it opens on a cut, and how little of it
-//! is dead (black, silent or frozen); mostly dead stretches are not candidates at all.
+//! Candidate stretches are the shots between cuts and transitions (long shots split, very
+//! short ones dropped; a fade or dissolve belongs to no candidate, so none starts or ends
+//! half-faded). Each is scored by its loudness, whether it opens a new shot, and how little of
+//! it is dead (black, silent or frozen); mostly dead stretches are not candidates at all.
 
-use keyframe_domain::media::{Highlight, Loudness, SceneCut, Span};
+use crate::shots::Boundaries;
+use keyframe_domain::media::{Highlight, Loudness, Span};
 
 /// Shots shorter than this are not candidates.
 const MIN_SHOT_MS: u64 = 1_500;
@@ -21,8 +23,8 @@ const LOUD_LUFS: f64 = -10.0;
 pub struct Inputs<'a> {
     /// The video's length.
     pub duration_ms: u64,
-    /// Scene cuts, in time order.
-    pub scene_cuts: &'a [SceneCut],
+    /// Cuts and transitions.
+    pub boundaries: &'a Boundaries,
     /// Black stretches.
     pub black: &'a [Span],
     /// Silent stretches.
@@ -35,18 +37,15 @@ pub struct Inputs<'a> {
 
 /// The best candidates, best first.
 pub fn candidates(inputs: &Inputs<'_>) -> Vec<Highlight> {
-    let mut boundaries: Vec<u64> = std::iter::once(0)
-        .chain(inputs.scene_cuts.iter().map(|cut| cut.at_ms))
-        .chain(std::iter::once(inputs.duration_ms))
-        .filter(|at| *at <= inputs.duration_ms)
-        .collect();
-    boundaries.sort_unstable();
-    boundaries.dedup();
-    let mut found: Vec<Highlight> = boundaries
-        .windows(2)
-        .flat_map(|shot| split(shot[0], shot[1]))
+    let shots = inputs.boundaries.shots(inputs.duration_ms);
+    let mut found: Vec<Highlight> = shots
+        .iter()
+        .flat_map(|shot| split(shot.start_ms, shot.end_ms))
         .filter(|span| span.duration_ms() >= MIN_SHOT_MS)
-        .filter_map(|span| score(inputs, span))
+        .filter_map(|span| {
+            let opens_shot = span.start_ms > 0 && shots.iter().any(|shot| shot.start_ms == span.start_ms);
+            score(inputs, span, opens_shot)
+        })
         .collect();
     found.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.start_ms.cmp(&b.start_ms)));
     found.truncate(MAX_CANDIDATES);
@@ -73,7 +72,7 @@ fn covered(span: Span, spans: &[Span]) -> f64 {
     (covered as f64 / span.duration_ms().max(1) as f64).min(1.0)
 }
 
-fn score(inputs: &Inputs<'_>, span: Span) -> Option<Highlight> {
+fn score(inputs: &Inputs<'_>, span: Span, opens_on_cut: bool) -> Option<Highlight> {
     let black = covered(span, inputs.black);
     let silent = covered(span, inputs.silence);
     let frozen = covered(span, inputs.frozen);
@@ -91,7 +90,6 @@ fn score(inputs: &Inputs<'_>, span: Span) -> Option<Highlight> {
         let mean = points.iter().sum::<f64>() / points.len() as f64;
         ((mean - QUIET_LUFS) / (LOUD_LUFS - QUIET_LUFS)).clamp(0.0, 1.0)
     };
-    let opens_on_cut = inputs.scene_cuts.iter().any(|cut| cut.at_ms == span.start_ms);
     let raw = 0.55 * loudness + 0.25 * f64::from(u8::from(opens_on_cut)) + 0.2 * (1.0 - frozen);
     let mut reasons = Vec::new();
     if loudness >= 0.6 {
@@ -117,6 +115,7 @@ fn score(inputs: &Inputs<'_>, span: Span) -> Option<Highlight> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyframe_domain::media::{SceneCut, Transition, TransitionKind};
 
     fn loudness(curve: Vec<f64>) -> Loudness {
         Loudness {
@@ -132,23 +131,25 @@ mod tests {
         // 0-4 s quiet, 4-6 s black and silent, 6-10 s loud.
         let curve = vec![-40.0, -40.0, -40.0, -40.0, -120.0, -120.0, -15.0, -15.0, -15.0, -15.0];
         let loudness = loudness(curve);
-        let cuts = [
-            SceneCut {
+        // A cut into the dead stretch, and a fade up from it that no candidate takes in.
+        let boundaries = Boundaries {
+            cuts: vec![SceneCut {
                 at_ms: 4_000,
                 score: 40.0,
-            },
-            SceneCut {
-                at_ms: 6_000,
-                score: 40.0,
-            },
-        ];
+            }],
+            transitions: vec![Transition {
+                start_ms: 5_500,
+                end_ms: 6_000,
+                kind: TransitionKind::FadeIn,
+            }],
+        };
         let dead = [Span {
             start_ms: 4_000,
             end_ms: 6_000,
         }];
         let found = candidates(&Inputs {
             duration_ms: 10_000,
-            scene_cuts: &cuts,
+            boundaries: &boundaries,
             black: &dead,
             silence: &dead,
             frozen: &[],

@@ -10,4 +10,8 @@ pub mod container;
 pub mod ffmpeg;
 pub mod highlights;
 pub mod probe;
+pub mod shots;
+pub mod signals;
 pub mod storage;
+pub mod stretches;
+pub mod thumbnails;

@@ -1,0 +1,106 @@
+//! Black and frozen stretches, from the per-frame signals: pure computation, no I/O.
+//!
+//! They used to come from ffmpeg's `blackdetect` and `freezedetect`; the signals already hold
+//! what those filters compute (the share of black pixels, the difference to the frames
+//! before), so deciding here saves the pass two filters on its one serial thread.
+
+use crate::shots;
+use crate::signals::{BACK, FrameSignals};
+use keyframe_domain::media::Span;
+
+/// A frame differing from the frames before it by at most this (0 to 255 per pixel) has not
+/// moved: `freezedetect`'s default noise of -60 dB is 0.001 of the range.
+const FREEZE_NOISE: f32 = 0.3;
+
+/// Stretches of black frames lasting at least `min_ms`: from the first black frame to the
+/// first frame that is not (or the end).
+pub fn black(signals: &[FrameSignals], times_ms: &[u64], duration_ms: u64, min_ms: u64) -> Vec<Span> {
+    runs(signals.len().min(times_ms.len()), |frame| {
+        shots::is_black(&signals[frame])
+    })
+    .into_iter()
+    .map(|(first, last)| Span {
+        start_ms: times_ms[first],
+        end_ms: times_ms.get(last + 1).copied().unwrap_or(duration_ms),
+    })
+    .filter(|span| span.duration_ms() >= min_ms)
+    .collect()
+}
+
+/// Stretches where the picture does not move, lasting at least `min_ms`: from the frame the
+/// stillness begins with to the first frame that moves (or the end).
+pub fn frozen(signals: &[FrameSignals], times_ms: &[u64], duration_ms: u64, min_ms: u64) -> Vec<Span> {
+    let still = |frame: usize| {
+        let s = &signals[frame];
+        // The frame a few back too, so a drift too slow to see from frame to frame moves.
+        s.back[0] <= FREEZE_NOISE && (s.back[BACK - 1].is_infinite() || s.back[BACK - 1] <= FREEZE_NOISE)
+    };
+    runs(signals.len().min(times_ms.len()), still)
+        .into_iter()
+        .map(|(first, last)| Span {
+            start_ms: times_ms[first.saturating_sub(1)],
+            end_ms: times_ms.get(last + 1).copied().unwrap_or(duration_ms),
+        })
+        .filter(|span| span.duration_ms() >= min_ms)
+        .collect()
+}
+
+/// Maximal runs `(first, last)` of frames for which `holds` is true.
+fn runs(frames: usize, holds: impl Fn(usize) -> bool) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    let mut start = None;
+    for frame in 0..frames {
+        match (holds(frame), start) {
+            (true, None) => start = Some(frame),
+            (false, Some(first)) => {
+                found.push((first, frame - 1));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(first) = start {
+        found.push((first, frames - 1));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::MAX_SPANS;
+
+    fn frame(black_share: f32, step: f32) -> FrameSignals {
+        FrameSignals {
+            luma: 100.0,
+            contrast: 30.0,
+            black_share,
+            back: [step; BACK],
+            across: [0.0; MAX_SPANS],
+            blend_error: [0.0; MAX_SPANS],
+            fingerprint: Default::default(),
+        }
+    }
+
+    #[test]
+    fn black_and_frozen_stretches_run_to_the_first_frame_out_of_them_or_the_end() {
+        // 0-1 s moving, 1-2 s black (still, once black), 2-3 s moving, 3-4 s still to the end.
+        let signals: Vec<FrameSignals> = (0..100)
+            .map(|n| match n {
+                0..25 => frame(0.0, 5.0),
+                25 => frame(1.0, 40.0),
+                26..50 => frame(1.0, 0.0),
+                50..75 => frame(0.0, 5.0),
+                _ => frame(0.0, 0.1),
+            })
+            .collect();
+        let times: Vec<u64> = (0..100).map(|n| n * 40).collect();
+        let span = |start_ms, end_ms| Span { start_ms, end_ms };
+        assert_eq!(black(&signals, &times, 4_000, 300), vec![span(1_000, 2_000)]);
+        assert_eq!(black(&signals, &times, 4_000, 1_001), vec![]);
+        assert_eq!(
+            frozen(&signals, &times, 4_000, 900),
+            vec![span(1_000, 2_000), span(2_960, 4_000)]
+        );
+    }
+}
