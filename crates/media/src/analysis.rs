@@ -122,6 +122,14 @@ pub async fn analyze(
 
     let spans = extractor.spans().to_vec();
     let frame_signals = extractor.finish();
+    if frame_signals.len() != findings.frame_times_ms.len() {
+        // Should never happen; if it does, the times of the later frames are guesses.
+        tracing::warn!(
+            frames = frame_signals.len(),
+            times = findings.frame_times_ms.len(),
+            "ffmpeg logged a different number of frame times than frames it wrote"
+        );
+    }
     let boundaries = shots::detect(&frame_signals, &findings.frame_times_ms, &spans, facts.frame_rate);
     let duration_ms = facts
         .duration_ms
@@ -178,11 +186,18 @@ async fn candidate_files(
         if !tokio::fs::try_exists(&path).await? {
             break;
         }
-        // Both lists are in decoding order: look for the candidate's frame from the last one.
-        let frame = findings.frame_times_ms[next_frame..]
+        // Both lists are in decoding order: the candidate's frame is the one shown at the same
+        // time, looked for from the last one found (the nearest, should the times disagree).
+        let times = &findings.frame_times_ms;
+        let frame = times[next_frame..]
             .iter()
-            .position(|&t| t == at_ms)
-            .map(|offset| next_frame + offset);
+            .position(|&t| t >= at_ms)
+            .map(|offset| next_frame + offset)
+            .map(|at_or_after| match at_or_after.checked_sub(1) {
+                Some(before) if at_ms.abs_diff(times[before]) < times[at_or_after].abs_diff(at_ms) => before,
+                _ => at_or_after,
+            })
+            .or_else(|| times.len().checked_sub(1));
         if let Some(frame) = frame {
             next_frame = frame;
         }
@@ -218,7 +233,8 @@ fn filter_graph(options: &AnalysisOptions, duration_secs: Option<f64>, has_audio
     let interval = duration_secs
         .map_or(MAX_CANDIDATE_INTERVAL_SECS, |d| d / per_video)
         .clamp(MIN_CANDIDATE_INTERVAL_SECS, MAX_CANDIDATE_INTERVAL_SECS);
-    let offset = interval / 2.0;
+    // The first candidate halfway into the first interval, or into the video if it is shorter.
+    let offset = duration_secs.map_or(interval, |d| interval.min(d)) / 2.0;
     let mut graph = format!(
         "[0:v]split=2[detect][pick];\
          [detect]scale={width}:{height}:flags=fast_bilinear,format=yuv420p,{SIGNALS_INFO}[small];\

@@ -11,11 +11,13 @@
 //!
 //! **Fades.** Around every run of black frames, however short, the brightness is followed
 //! back to where it began to fall (a fade out) and forward to where it stops rising (a fade
-//! in). One step is a cut to or from black; two or more are a fade, whatever its curve.
+//! in). One step is a cut to or from black; two or more, none carrying most of the change,
+//! are a fade, whatever its curve.
 //!
-//! **Dissolves.** A stretch is a dissolve when its ends differ clearly, its middle frame is
-//! close to the average of its ends (the mark of a blend, which motion and cuts lack), no
-//! single step carries the change, and the frames inside change more than those around it.
+//! **Dissolves.** A stretch is a dissolve when its ends are clearly different pictures (not
+//! one picture lit differently), its middle frame is close to the average of its ends (the
+//! mark of a blend, which motion and cuts lack), no single step carries the change, and the
+//! frames inside change more than those around it.
 //! Overlapping stretches merge; what a fade already explains is not a dissolve.
 
 use crate::signals::{BACK, FrameSignals};
@@ -50,8 +52,11 @@ const BUSIER_THAN_AROUND: f32 = 1.2;
 const BLACK_FRAME_SHARE: f32 = 0.98;
 /// A fade's brightness moves at least this much per frame (0 to 255).
 const FADE_STEP: f32 = 0.3;
-/// A fade takes at least this many steps; fewer is a cut.
+/// A fade takes at least this many steps; fewer is a cut ...
 const FADE_MIN_STEPS: usize = 2;
+/// ... and none of them carries more than this share of its change in brightness (xfade's
+/// dip to black, the steepest fade measured, puts 47 % in one step).
+const FADE_MAX_STEP_SHARE: f32 = 0.6;
 
 /// What the detection found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -161,8 +166,19 @@ fn fades(signals: &[FrameSignals]) -> Vec<(usize, usize, TransitionKind)> {
         let (a, b) = (&signals[from], &signals[to]);
         a.luma > b.luma + FADE_STEP && a.contrast >= b.contrast
     };
+    // Two steps or more, none carrying most of the change: a cut to black followed by a
+    // shot that happens to darken is no fade.
+    let gradual = |first: usize, last: usize| {
+        let total = (signals[first].luma - signals[last].luma).abs();
+        let largest = (first..last)
+            .map(|f| (signals[f].luma - signals[f + 1].luma).abs())
+            .fold(0.0, f32::max);
+        last - first >= FADE_MIN_STEPS && largest <= FADE_MAX_STEP_SHARE * total
+    };
     let mut found = Vec::new();
     let mut frame = 0;
+    // A fade out reaches back no further than the black before it.
+    let mut floor = 0;
     while frame < signals.len() {
         if !is_black(&signals[frame]) {
             frame += 1;
@@ -173,20 +189,31 @@ fn fades(signals: &[FrameSignals]) -> Vec<(usize, usize, TransitionKind)> {
             frame += 1;
         }
         let last_black = frame;
+        // Black is counted from 84 % of the way down: within the run the picture may still be
+        // darkening at its start and brightening at its end.
+        let mut bottom = first_black;
+        while bottom < last_black && falls(bottom, bottom + 1) {
+            bottom += 1;
+        }
+        let mut rise = last_black;
+        while rise > bottom && falls(rise, rise - 1) {
+            rise -= 1;
+        }
         let mut top = first_black;
-        while top > 0 && falls(top - 1, top) {
+        while top > floor && falls(top - 1, top) {
             top -= 1;
         }
-        if first_black - top >= FADE_MIN_STEPS {
-            found.push((top, first_black, TransitionKind::FadeOut));
+        if gradual(top, bottom) {
+            found.push((top, bottom, TransitionKind::FadeOut));
         }
         let mut settled = last_black;
-        while settled + 1 < signals.len() && falls(settled + 1, settled) {
+        while settled + 1 < signals.len() && !is_black(&signals[settled + 1]) && falls(settled + 1, settled) {
             settled += 1;
         }
-        if settled - last_black >= FADE_MIN_STEPS {
-            found.push((last_black, settled, TransitionKind::FadeIn));
+        if gradual(rise, settled) {
+            found.push((rise, settled, TransitionKind::FadeIn));
         }
+        floor = settled;
         frame += 1;
     }
     found
@@ -215,6 +242,10 @@ fn dissolves(signals: &[FrameSignals], steps: &[f32], spans: &[usize]) -> Vec<(u
                 continue;
             }
             let start = end - span;
+            // A picture growing lighter or darker (a lamp, the exposure) is a blend of itself.
+            if !frame.fingerprint.structure_differs_from(&signals[start].fingerprint) {
+                continue;
+            }
             let inside = &steps[start + 1..=end];
             if inside.iter().any(|step| *step > MAX_STEP_SHARE * change) {
                 continue;
@@ -238,10 +269,17 @@ fn dissolves(signals: &[FrameSignals], steps: &[f32], spans: &[usize]) -> Vec<(u
     found.sort_unstable_by_key(|w| (w.start, w.end));
     // Overlapping windows see the same dissolve.
     let mut groups: Vec<Vec<Window>> = Vec::new();
+    let mut group_end = 0;
     for window in found {
         match groups.last_mut() {
-            Some(group) if group.iter().any(|w| window.start <= w.end) => group.push(window),
-            _ => groups.push(vec![window]),
+            Some(group) if window.start <= group_end => {
+                group_end = group_end.max(window.end);
+                group.push(window);
+            }
+            _ => {
+                group_end = window.end;
+                groups.push(vec![window]);
+            }
         }
     }
     groups
@@ -461,11 +499,24 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                // Frames count as black from 84 % of the way down (luma 38 and less).
-                (49 * 40, 58 * 40, TransitionKind::FadeOut),
-                (63 * 40, 71 * 40, TransitionKind::FadeIn)
+                (49 * 40, 59 * 40, TransitionKind::FadeOut),
+                (61 * 40, 71 * 40, TransitionKind::FadeIn)
             ]
         );
+    }
+
+    #[test]
+    fn a_cut_from_black_into_a_brightening_shot_is_a_cut_not_a_fade() {
+        let a = render(plain(150, 100, 160));
+        let black = render(plain(16, 128, 128));
+        let mut frames = vec![a; 40];
+        frames.extend(vec![black; 10]);
+        // A shot that brightens by a step a frame for 30 frames, then holds.
+        frames.extend((0..30).map(|n| render(plain(100 + n, 128, 128))));
+        frames.extend(vec![render(plain(130, 128, 128)); 30]);
+        let found = run(&frames);
+        assert_eq!(cut_times(&found), vec![40 * 40, 50 * 40]);
+        assert_eq!(found.transitions, vec![]);
     }
 
     #[test]

@@ -31,8 +31,9 @@ pub const BACK: usize = 4;
 pub const BLACK_PIXEL: u8 = 38;
 /// Most span lengths a [`SignalExtractor`] compares across.
 pub const MAX_SPANS: usize = 10;
-/// The shortest span compared across, in frames: a gradual change over fewer frames is a cut.
-const SHORTEST_SPAN: usize = 3;
+/// The shortest span compared across, in frames. Spans are even, so the middle frame is
+/// exactly halfway (a linear blend's middle is then exactly the average of its ends).
+const SHORTEST_SPAN: usize = 4;
 /// The longest span is about this long (fades and dissolves beyond it are not looked for) ...
 const LONGEST_SPAN_SECS: f64 = 2.0;
 /// ... but never more frames than this, so high frame rates keep memory and time bounded.
@@ -49,19 +50,23 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
+    /// Whether two frames are clearly different pictures, not one picture lit differently.
+    pub fn structure_differs_from(&self, other: &Fingerprint) -> bool {
+        const STRUCTURE_BITS: u32 = 12;
+        (self.structure ^ other.structure).count_ones() >= STRUCTURE_BITS
+    }
+
     /// Whether two frames look clearly different: a different structure, or a different
     /// colour or brightness.
     pub fn is_distinct_from(&self, other: &Fingerprint) -> bool {
-        const STRUCTURE_BITS: u32 = 12;
         const COLOUR_STEPS: u16 = 20;
-        let structure = (self.structure ^ other.structure).count_ones();
         let colour: u16 = self
             .colour
             .iter()
             .zip(other.colour)
             .map(|(a, b)| u16::from(a.abs_diff(b)))
             .sum();
-        structure >= STRUCTURE_BITS || colour >= COLOUR_STEPS
+        self.structure_differs_from(other) || colour >= COLOUR_STEPS
     }
 }
 
@@ -173,15 +178,15 @@ impl SignalExtractor {
     }
 }
 
-/// Span lengths from [`SHORTEST_SPAN`] frames up to about [`LONGEST_SPAN_SECS`], each about
-/// half as long again as the one before, so any fade or dissolve fits one of them with little
-/// to spare.
+/// Even span lengths from [`SHORTEST_SPAN`] frames up to about [`LONGEST_SPAN_SECS`], each
+/// about half as long again as the one before, so any fade or dissolve fits one of them with
+/// little to spare.
 fn span_lengths(frame_rate: Option<f64>) -> Vec<usize> {
     let rate = frame_rate.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(30.0);
     let longest = ((rate * LONGEST_SPAN_SECS).round() as usize).clamp(SHORTEST_SPAN * 2, LONGEST_SPAN_FRAMES);
     let mut spans = vec![SHORTEST_SPAN];
     while let Some(&last) = spans.last() {
-        let next = (last * 3).div_ceil(2);
+        let next = (last * 3).div_ceil(2).next_multiple_of(2);
         if next > longest || spans.len() == MAX_SPANS {
             break;
         }
@@ -303,10 +308,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn span_lengths_grow_by_half_up_to_about_two_seconds() {
-        assert_eq!(span_lengths(Some(25.0)), vec![3, 5, 8, 12, 18, 27, 41]);
-        assert_eq!(span_lengths(None), vec![3, 5, 8, 12, 18, 27, 41]);
-        assert_eq!(span_lengths(Some(240.0)).last(), Some(&93));
+    fn span_lengths_are_even_and_grow_by_half_up_to_about_two_seconds() {
+        assert_eq!(span_lengths(Some(25.0)), vec![4, 6, 10, 16, 24, 36]);
+        assert_eq!(span_lengths(None), vec![4, 6, 10, 16, 24, 36, 54]);
+        assert_eq!(span_lengths(Some(240.0)).last(), Some(&82));
         assert!(span_lengths(Some(240.0)).len() <= MAX_SPANS);
     }
 
@@ -334,9 +339,9 @@ mod tests {
         let last = signals[10];
         assert!(last.back[0] > 10.0 && last.back[0] < 12.0, "{last:?}");
         assert!(signals[0].back[0].is_infinite());
-        // Across 8 frames (frames 2 to 10) the middle frame is their average.
-        assert_eq!(extractor_spans(), vec![3, 5, 8, 12, 18, 27, 41]);
-        assert!(last.across[2] > 80.0, "{last:?}");
+        // Across 10 frames (frames 0 to 10) the middle frame is their average.
+        assert_eq!(extractor_spans(), vec![4, 6, 10, 16, 24, 36]);
+        assert!(last.across[2] > 100.0, "{last:?}");
         assert!(last.blend_error[2] < 1.0, "{last:?}");
         assert!(last.across[3].is_infinite());
         assert!(last.luma < 17.0 && last.contrast < 0.5 && last.black_share == 1.0);

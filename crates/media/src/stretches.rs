@@ -28,21 +28,40 @@ pub fn black(signals: &[FrameSignals], times_ms: &[u64], duration_ms: u64, min_m
 }
 
 /// Stretches where the picture does not move, lasting at least `min_ms`: from the frame the
-/// stillness begins with to the first frame that moves (or the end).
+/// stillness begins with to the first frame that moves (or the end). As with `freezedetect`,
+/// every frame is compared with the one the stillness began with (while it is among the last
+/// few; then with the frame a few back), so a drift too slow to see from frame to frame ends it.
 pub fn frozen(signals: &[FrameSignals], times_ms: &[u64], duration_ms: u64, min_ms: u64) -> Vec<Span> {
-    let still = |frame: usize| {
-        let s = &signals[frame];
-        // The frame a few back too, so a drift too slow to see from frame to frame moves.
-        s.back[0] <= FREEZE_NOISE && (s.back[BACK - 1].is_infinite() || s.back[BACK - 1] <= FREEZE_NOISE)
+    let frames = signals.len().min(times_ms.len());
+    let mut found = Vec::new();
+    // The frame the current stillness began with.
+    let mut reference: Option<usize> = None;
+    let close = |reference: usize, end: usize, found: &mut Vec<Span>| {
+        let span = Span {
+            start_ms: times_ms[reference],
+            end_ms: times_ms.get(end).copied().unwrap_or(duration_ms),
+        };
+        if span.duration_ms() >= min_ms {
+            found.push(span);
+        }
     };
-    runs(signals.len().min(times_ms.len()), still)
-        .into_iter()
-        .map(|(first, last)| Span {
-            start_ms: times_ms[first.saturating_sub(1)],
-            end_ms: times_ms.get(last + 1).copied().unwrap_or(duration_ms),
-        })
-        .filter(|span| span.duration_ms() >= min_ms)
-        .collect()
+    for (frame, signal) in signals.iter().enumerate().take(frames).skip(1) {
+        let back = &signal.back;
+        let since = frame - reference.unwrap_or(frame - 1);
+        let still = back[0] <= FREEZE_NOISE && back[since.min(BACK) - 1] <= FREEZE_NOISE;
+        match (still, reference) {
+            (true, None) => reference = Some(frame - 1),
+            (false, Some(start)) => {
+                close(start, frame, &mut found);
+                reference = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = reference {
+        close(start, frames, &mut found);
+    }
+    found
 }
 
 /// Maximal runs `(first, last)` of frames for which `holds` is true.
@@ -70,12 +89,12 @@ mod tests {
     use super::*;
     use crate::signals::MAX_SPANS;
 
-    fn frame(black_share: f32, step: f32) -> FrameSignals {
+    fn frame(black_share: f32, back: [f32; BACK]) -> FrameSignals {
         FrameSignals {
             luma: 100.0,
             contrast: 30.0,
             black_share,
-            back: [step; BACK],
+            back,
             across: [0.0; MAX_SPANS],
             blend_error: [0.0; MAX_SPANS],
             fingerprint: Default::default(),
@@ -84,20 +103,32 @@ mod tests {
 
     #[test]
     fn black_and_frozen_stretches_run_to_the_first_frame_out_of_them_or_the_end() {
-        // 0-1 s moving, 1-2 s black (still, once black), 2-3 s moving, 3-4 s still to the end.
+        // 0-1 s moving, 1-2 s black (still from its second frame), 2-3 s moving, 3-4 s still
+        // to the end. Each still frame's distances to the frames before it are real: the
+        // first few still frames still differ from frames before the stillness began.
+        let moving = |n: usize| frame(if (25..50).contains(&n) { 1.0 } else { 0.0 }, [5.0; BACK]);
+        let still_since = |n: usize, start: usize| {
+            let mut back = [0.1; BACK];
+            for (k, distance) in back.iter_mut().enumerate() {
+                if n - (k + 1) < start {
+                    *distance = 40.0;
+                }
+            }
+            back
+        };
         let signals: Vec<FrameSignals> = (0..100)
             .map(|n| match n {
-                0..25 => frame(0.0, 5.0),
-                25 => frame(1.0, 40.0),
-                26..50 => frame(1.0, 0.0),
-                50..75 => frame(0.0, 5.0),
-                _ => frame(0.0, 0.1),
+                0..25 | 50..75 => moving(n),
+                25..50 => frame(1.0, still_since(n, 25)),
+                _ => frame(0.0, still_since(n, 74)),
             })
             .collect();
         let times: Vec<u64> = (0..100).map(|n| n * 40).collect();
         let span = |start_ms, end_ms| Span { start_ms, end_ms };
         assert_eq!(black(&signals, &times, 4_000, 300), vec![span(1_000, 2_000)]);
         assert_eq!(black(&signals, &times, 4_000, 1_001), vec![]);
+        // The black stillness begins with its first frame (1 s), the last one with the last
+        // moving frame (2.96 s).
         assert_eq!(
             frozen(&signals, &times, 4_000, 900),
             vec![span(1_000, 2_000), span(2_960, 4_000)]
