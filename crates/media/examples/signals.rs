@@ -1,4 +1,5 @@
-//! Prints the per-frame signals of a video, one line per frame, for tuning the shot detection:
+//! Prints the per-frame signals of a video, one line per frame, and the blend windows, for
+//! tuning the shot detection:
 //! `cargo run --release -p keyframe-media --example signals -- FILE [FIRST LAST]`. Span lengths
 //! are those of a 25 fps video, whatever the file's rate.
 
@@ -32,30 +33,16 @@ fn main() -> std::io::Result<()> {
         extractor.push_bytes(&buffer[..n]);
     }
     child.wait()?;
-    let spans = extractor.spans().to_vec();
-    println!("spans {spans:?}");
-    for (n, s) in extractor
-        .finish()
-        .iter()
-        .enumerate()
-        .skip(first)
-        .take_while(|(n, _)| *n <= last)
-    {
-        let across: Vec<String> = s.across[..spans.len()]
-            .iter()
-            .zip(&s.blend_error[..spans.len()])
-            .map(|(a, e)| format!("{a:5.1}/{e:4.1}"))
-            .collect();
+    let found = extractor.finish();
+    let shown = |n: usize| (first..=last).contains(&n);
+    for (n, s) in found.frames.iter().enumerate().filter(|(n, _)| shown(*n)) {
         println!(
-            "{n:4} y {:5.1} c {:4.1} back {:5.1} {:5.1} {:5.1} {:5.1} | {}",
-            s.luma,
-            s.contrast,
-            s.back[0],
-            s.back[1],
-            s.back[2],
-            s.back[3],
-            across.join(" ")
+            "{n:5} luma {:5.1} contrast {:4.1} black {:4.2} back {:5.1} {:5.1} {:5.1} {:5.1}",
+            s.luma, s.contrast, s.black_share, s.back[0], s.back[1], s.back[2], s.back[3],
         );
+    }
+    for w in found.blends.iter().filter(|w| shown(w.end)) {
+        println!("blend {:5}-{:5} change {:5.1}", w.start, w.end, w.change);
     }
     Ok(())
 }

@@ -120,17 +120,17 @@ pub async fn analyze(
     )
     .await?;
 
-    let spans = extractor.spans().to_vec();
-    let frame_signals = extractor.finish();
-    if frame_signals.len() != findings.frame_times_ms.len() {
+    let signals = extractor.finish();
+    if signals.frames.len() != findings.frame_times_ms.len() {
         // Should never happen; if it does, the times of the later frames are guesses.
         tracing::warn!(
-            frames = frame_signals.len(),
+            frames = signals.frames.len(),
             times = findings.frame_times_ms.len(),
             "ffmpeg logged a different number of frame times than frames it wrote"
         );
     }
-    let boundaries = shots::detect(&frame_signals, &findings.frame_times_ms, &spans, facts.frame_rate);
+    let boundaries = shots::detect(&signals, &findings.frame_times_ms, facts.frame_rate);
+    let frame_signals = signals.frames;
     let duration_ms = facts
         .duration_ms
         .or(findings.frame_times_ms.last().copied())

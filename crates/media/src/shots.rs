@@ -1,5 +1,5 @@
 //! Where one shot ends and the next begins: hard cuts and gradual transitions, decided from
-//! the per-frame [`FrameSignals`]. Pure computation, no I/O.
+//! the per-frame [`FrameSignals`] and the [`BlendWindow`]s. Pure computation, no I/O.
 //!
 //! **Cuts.** A frame is a cut when its difference to the frame before stands out against its
 //! neighbourhood, not against a fixed bar: it must exceed a floor, exceed the median
@@ -14,13 +14,12 @@
 //! in). One step is a cut to or from black; two or more, none carrying most of the change,
 //! are a fade, whatever its curve.
 //!
-//! **Dissolves.** A stretch is a dissolve when its ends are clearly different pictures (not
-//! one picture lit differently), its middle frame is close to the average of its ends (the
-//! mark of a blend, which motion and cuts lack), no single step carries the change, and the
-//! frames inside change more than those around it.
-//! Overlapping stretches merge; what a fade already explains is not a dissolve.
+//! **Dissolves.** A blend window (its ends clearly different pictures, its middle frame close
+//! to their average: the mark of a blend, which motion and cuts lack) is a dissolve when no
+//! single step carries the change and the frames inside change more than those around it.
+//! Overlapping windows see one dissolve; what a fade already explains is not one.
 
-use crate::signals::{BACK, FrameSignals};
+use crate::signals::{BACK, BlendWindow, FrameSignals, Signals};
 use keyframe_domain::media::{SceneCut, Span, Transition, TransitionKind};
 
 /// A cut's difference must be at least this (0 to 255 per pixel; cuts between ordinary shots
@@ -38,12 +37,8 @@ const FLASH_RETURN: f32 = 0.35;
 /// The shortest shot, in seconds: cuts closer than this keep the stronger.
 const MIN_SHOT_SECS: f64 = 0.25;
 
-/// A dissolve changes the picture by at least this much from end to end ...
-const DISSOLVE_MIN_CHANGE: f32 = 10.0;
-/// ... its middle is within this share of that change of the average of its ends (a linear
-/// cross-fade scores under 0.1, a pixel dissolve under 0.3, motion 0.35 and more) ...
-const BLEND_TOLERANCE: f32 = 0.3;
-/// ... no step carries more than this share of it ...
+/// A dissolve is a blend window (see [`BlendWindow`]) where no step carries more than this
+/// share of the change ...
 const MAX_STEP_SHARE: f32 = 0.5;
 /// ... and the frames inside change at least this many times as much as those around it.
 const BUSIER_THAN_AROUND: f32 = 1.2;
@@ -100,21 +95,22 @@ impl Boundaries {
 }
 
 /// Finds the cuts and transitions in a video whose frames gave `signals`, shown at `times_ms`;
-/// `spans` are the extractor's span lengths and `frame_rate` the video's (30 when unknown).
-pub fn detect(signals: &[FrameSignals], times_ms: &[u64], spans: &[usize], frame_rate: Option<f64>) -> Boundaries {
-    let frames = signals.len().min(times_ms.len());
-    let (signals, times_ms) = (&signals[..frames], &times_ms[..frames]);
+/// `frame_rate` is the video's (30 when unknown).
+pub fn detect(signals: &Signals, times_ms: &[u64], frame_rate: Option<f64>) -> Boundaries {
+    let frames = signals.frames.len().min(times_ms.len());
+    let (frames_seen, times_ms) = (&signals.frames[..frames], &times_ms[..frames]);
     let rate = frame_rate.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(30.0);
-    let steps: Vec<f32> = signals.iter().map(|s| finite_or_zero(s.back[0])).collect();
+    let steps: Vec<f32> = frames_seen.iter().map(|s| finite_or_zero(s.back[0])).collect();
     // Stretches of frames (the last unchanged frame, the first settled one) and their kind.
-    let mut gradual: Vec<(usize, usize, TransitionKind)> = fades(signals);
-    for (first, last) in dissolves(signals, &steps, spans) {
+    let mut gradual: Vec<(usize, usize, TransitionKind)> = fades(frames_seen);
+    let blends = signals.blends.iter().filter(|w| w.end < frames);
+    for (first, last) in dissolves(blends, &steps) {
         if !gradual.iter().any(|&(f, l, _)| first <= l && f <= last) {
             gradual.push((first, last, TransitionKind::Dissolve));
         }
     }
     gradual.sort_unstable_by_key(|&(first, _, _)| first);
-    let cuts = cuts(signals, &steps, &gradual, rate)
+    let cuts = cuts(frames_seen, &steps, &gradual, rate)
         .into_iter()
         .map(|frame| SceneCut {
             at_ms: times_ms[frame],
@@ -220,10 +216,10 @@ fn fades(signals: &[FrameSignals]) -> Vec<(usize, usize, TransitionKind)> {
 }
 
 /// Dissolve stretches `(first, last)`: the unchanged frame before the change and the first
-/// frame after it, in order.
-fn dissolves(signals: &[FrameSignals], steps: &[f32], spans: &[usize]) -> Vec<(usize, usize)> {
-    /// A window that looks like a blend: its frames, its change end to end, and the median
-    /// steps before and after it.
+/// frame after it, in order, from the blend windows the extractor noted.
+fn dissolves<'a>(blends: impl Iterator<Item = &'a BlendWindow>, steps: &[f32]) -> Vec<(usize, usize)> {
+    /// A blend window that also passed the checks on its steps, with the median steps before
+    /// and after it.
     struct Window {
         start: usize,
         end: usize,
@@ -232,39 +228,26 @@ fn dissolves(signals: &[FrameSignals], steps: &[f32], spans: &[usize]) -> Vec<(u
         after: f32,
     }
     let mut found: Vec<Window> = Vec::new();
-    for (end, frame) in signals.iter().enumerate() {
-        for (s, &span) in spans.iter().enumerate() {
-            let change = frame.across[s];
-            if !change.is_finite() || change < DISSOLVE_MIN_CHANGE {
-                continue;
-            }
-            if frame.blend_error[s] > BLEND_TOLERANCE * change {
-                continue;
-            }
-            let start = end - span;
-            // A picture growing lighter or darker (a lamp, the exposure) is a blend of itself.
-            if !frame.fingerprint.structure_differs_from(&signals[start].fingerprint) {
-                continue;
-            }
-            let inside = &steps[start + 1..=end];
-            if inside.iter().any(|step| *step > MAX_STEP_SHARE * change) {
-                continue;
-            }
-            let busy = inside.iter().sum::<f32>() / span as f32;
-            let before = &steps[start.saturating_sub(span / 2)..start];
-            let after = &steps[(end + 1).min(steps.len())..(end + 1 + span / 2).min(steps.len())];
-            let mut around: Vec<f32> = before.iter().chain(after).copied().collect();
-            if busy < BUSIER_THAN_AROUND * median(&mut around) {
-                continue;
-            }
-            found.push(Window {
-                start,
-                end,
-                change,
-                before: median(&mut before.to_vec()),
-                after: median(&mut after.to_vec()),
-            });
+    for &BlendWindow { start, end, change } in blends {
+        let span = end - start;
+        let inside = &steps[start + 1..=end];
+        if inside.iter().any(|step| *step > MAX_STEP_SHARE * change) {
+            continue;
         }
+        let busy = inside.iter().sum::<f32>() / span as f32;
+        let before = &steps[start.saturating_sub(span / 2)..start];
+        let after = &steps[(end + 1).min(steps.len())..(end + 1 + span / 2).min(steps.len())];
+        let mut around: Vec<f32> = before.iter().chain(after).copied().collect();
+        if busy < BUSIER_THAN_AROUND * median(&mut around) {
+            continue;
+        }
+        found.push(Window {
+            start,
+            end,
+            change,
+            before: median(&mut before.to_vec()),
+            after: median(&mut after.to_vec()),
+        });
     }
     found.sort_unstable_by_key(|w| (w.start, w.end));
     // Overlapping windows see the same dissolve.
@@ -428,10 +411,9 @@ mod tests {
         for frame in frames {
             extractor.push_bytes(frame);
         }
-        let spans = extractor.spans().to_vec();
         let signals = extractor.finish();
-        let times: Vec<u64> = (0..signals.len() as u64).map(|n| n * 40).collect();
-        detect(&signals, &times, &spans, Some(RATE))
+        let times: Vec<u64> = (0..signals.frames.len() as u64).map(|n| n * 40).collect();
+        detect(&signals, &times, Some(RATE))
     }
 
     fn cut_times(found: &Boundaries) -> Vec<u64> {

@@ -3,10 +3,11 @@
 //! The analysis pass hands every decoded frame, scaled to [`WIDTH`] x [`HEIGHT`] in YUV 4:2:0,
 //! to a [`SignalExtractor`]. It keeps the last couple of seconds of frames and records, per
 //! frame, what the shot detection and the thumbnail choice need later: how far the frame is
-//! from each of the few frames before it (cuts and flashes), how far it is from the frame a
-//! span earlier and how well the frame in between is a blend of the two (fades and dissolves),
-//! its brightness, and a fingerprint for telling thumbnails apart. The frames themselves are
-//! dropped as they age out, so memory stays bounded whatever the video's length.
+//! from each of the few frames before it (cuts and flashes), its brightness, and a fingerprint
+//! for telling thumbnails apart (48 bytes a frame). Besides, it notes every [`BlendWindow`]:
+//! a span whose middle frame is close to the average of its ends, the mark of a fade or a
+//! dissolve. The frames themselves are dropped as they age out, so memory stays small
+//! whatever the video's length.
 //!
 //! Differences are mean absolute differences per pixel (0 to 255), luma weighted twice as
 //! much as each chroma plane: luma carries structure and motion, while chroma sees a change
@@ -30,7 +31,12 @@ pub const BACK: usize = 4;
 /// white (235), as ffmpeg's `blackdetect` with `pix_th=0.10` counts it.
 pub const BLACK_PIXEL: u8 = 38;
 /// Most span lengths a [`SignalExtractor`] compares across.
-pub const MAX_SPANS: usize = 10;
+const MAX_SPANS: usize = 10;
+/// A blend window's ends differ by at least this much (0 to 255 per pixel) ...
+const BLEND_MIN_CHANGE: f32 = 10.0;
+/// ... and its middle is within this share of that change of the average of its ends (a linear
+/// cross-fade scores under 0.1, a pixel dissolve under 0.3, motion 0.35 and more).
+const BLEND_TOLERANCE: f32 = 0.3;
 /// The shortest span compared across, in frames. Spans are even, so the middle frame is
 /// exactly halfway (a linear blend's middle is then exactly the average of its ends).
 const SHORTEST_SPAN: usize = 4;
@@ -81,15 +87,30 @@ pub struct FrameSignals {
     pub black_share: f32,
     /// `back[k]`: difference to the frame `k + 1` before; infinite where there is none.
     pub back: [f32; BACK],
-    /// `across[s]`: difference to the frame `spans[s]` before (the extractor's span lengths);
-    /// infinite where there is none.
-    pub across: [f32; MAX_SPANS],
-    /// `blend_error[s]`: how far the frame in the middle of that span is from the average of
-    /// its two ends. Near 0 when the span is a linear blend (a fade or a dissolve); as large as
-    /// the change itself for motion or a cut.
-    pub blend_error: [f32; MAX_SPANS],
     /// The frame's look.
     pub fingerprint: Fingerprint,
+}
+
+/// A span of frames that looks like a blend of its two ends: they differ clearly and are
+/// different pictures (not one picture lit differently), and the frame in its middle is close
+/// to their average, which motion and cuts never are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlendWindow {
+    /// Its first frame (index).
+    pub start: usize,
+    /// Its last frame.
+    pub end: usize,
+    /// The difference between them.
+    pub change: f32,
+}
+
+/// What an extractor found: a [`FrameSignals`] per frame and the blend windows, by end frame.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// One per frame, in order.
+    pub frames: Vec<FrameSignals>,
+    /// Blend windows in order of their last frame.
+    pub blends: Vec<BlendWindow>,
 }
 
 /// Turns a stream of small frames into [`FrameSignals`], one per frame.
@@ -100,7 +121,7 @@ pub struct SignalExtractor {
     recent: VecDeque<Box<[u8]>>,
     /// Bytes of a frame still arriving.
     partial: Vec<u8>,
-    signals: Vec<FrameSignals>,
+    found: Signals,
 }
 
 impl SignalExtractor {
@@ -110,13 +131,8 @@ impl SignalExtractor {
             spans: span_lengths(frame_rate),
             recent: VecDeque::new(),
             partial: Vec::with_capacity(FRAME_BYTES),
-            signals: Vec::new(),
+            found: Signals::default(),
         }
-    }
-
-    /// The span lengths compared across, in frames, shortest first.
-    pub fn spans(&self) -> &[usize] {
-        &self.spans
     }
 
     /// Takes the next bytes of the stream, in any chunking.
@@ -138,10 +154,10 @@ impl SignalExtractor {
         self.partial.extend_from_slice(chunks.remainder());
     }
 
-    /// The signals of every whole frame taken, in order. A trailing partial frame (a stream
-    /// cut short) is dropped.
-    pub fn finish(self) -> Vec<FrameSignals> {
-        self.signals
+    /// The signals of every whole frame taken. A trailing partial frame (a stream cut short)
+    /// is dropped.
+    pub fn finish(self) -> Signals {
+        self.found
     }
 
     fn push_frame(&mut self, frame: Box<[u8]>) {
@@ -152,23 +168,31 @@ impl SignalExtractor {
                 *slot = difference(&frame, earlier);
             }
         }
-        let mut across = [f32::INFINITY; MAX_SPANS];
-        let mut blend_error = [f32::INFINITY; MAX_SPANS];
-        for (s, &span) in self.spans.iter().enumerate() {
-            if let (Some(start), Some(middle)) = (nth_back(span), nth_back(span / 2)) {
-                across[s] = difference(&frame, start);
-                blend_error[s] = blend_difference(middle, start, &frame);
+        let look = fingerprint(&frame);
+        let index = self.found.frames.len();
+        for &span in &self.spans {
+            let (Some(start), Some(middle)) = (nth_back(span), nth_back(span / 2)) else {
+                break;
+            };
+            let change = difference(&frame, start);
+            if change >= BLEND_MIN_CHANGE
+                && look.structure_differs_from(&self.found.frames[index - span].fingerprint)
+                && blend_difference(middle, start, &frame) <= BLEND_TOLERANCE * change
+            {
+                self.found.blends.push(BlendWindow {
+                    start: index - span,
+                    end: index,
+                    change,
+                });
             }
         }
         let (luma, contrast, black_share) = luma_statistics(&frame[..LUMA_BYTES]);
-        self.signals.push(FrameSignals {
+        self.found.frames.push(FrameSignals {
             luma,
             contrast,
             black_share,
             back,
-            across,
-            blend_error,
-            fingerprint: fingerprint(&frame),
+            fingerprint: look,
         });
         let keep = self.spans.last().copied().unwrap_or(0).max(BACK);
         if self.recent.len() == keep {
@@ -323,46 +347,69 @@ mod tests {
         assert_eq!(difference(&red, &teal), (60.0 + 180.0) / 4.0);
     }
 
-    #[test]
-    fn frames_arrive_in_any_chunking_and_a_fade_is_a_blend() {
-        let white = flat(235, 128, 128);
-        let black = flat(16, 128, 128);
-        let frames: Vec<Vec<u8>> = (0..=10).map(|i| mix(&white, &black, i as f32 / 10.0)).collect();
-        let stream: Vec<u8> = frames.concat();
-        let mut extractor = SignalExtractor::new(Some(25.0));
-        for chunk in stream.chunks(1_000) {
-            extractor.push_bytes(chunk);
+    /// Vertical stripes, `bright` and `dark`, 16 pixels wide.
+    fn stripes(bright: u8, dark: u8) -> Vec<u8> {
+        let mut frame = flat(128, 128, 128);
+        for y in 0..HEIGHT {
+            for x in 0..WIDTH {
+                frame[y * WIDTH + x] = if (x / 16) % 2 == 0 { bright } else { dark };
+            }
         }
-        extractor.push_bytes(&white[..10]);
-        let signals = extractor.finish();
-        assert_eq!(signals.len(), 11, "the trailing partial frame is dropped");
-        let last = signals[10];
-        assert!(last.back[0] > 10.0 && last.back[0] < 12.0, "{last:?}");
-        assert!(signals[0].back[0].is_infinite());
-        // Across 10 frames (frames 0 to 10) the middle frame is their average.
-        assert_eq!(extractor_spans(), vec![4, 6, 10, 16, 24, 36]);
-        assert!(last.across[2] > 100.0, "{last:?}");
-        assert!(last.blend_error[2] < 1.0, "{last:?}");
-        assert!(last.across[3].is_infinite());
-        assert!(last.luma < 17.0 && last.contrast < 0.5 && last.black_share == 1.0);
-        assert_eq!(signals[0].black_share, 0.0);
+        frame
     }
 
-    fn extractor_spans() -> Vec<usize> {
-        SignalExtractor::new(Some(25.0)).spans().to_vec()
+    fn extract(frames: &[Vec<u8>], chunk: usize) -> Signals {
+        let mut extractor = SignalExtractor::new(Some(25.0));
+        for piece in frames.concat().chunks(chunk) {
+            extractor.push_bytes(piece);
+        }
+        extractor.finish()
+    }
+
+    #[test]
+    fn frames_arrive_in_any_chunking_and_a_fade_is_a_blend() {
+        let picture = stripes(200, 30);
+        let black = flat(16, 128, 128);
+        let mut frames: Vec<Vec<u8>> = (0..=10).map(|i| mix(&picture, &black, i as f32 / 10.0)).collect();
+        // A stream cut short: the trailing partial frame is dropped.
+        frames.push(picture[..10].to_vec());
+        let found = extract(&frames, 1_000);
+        assert_eq!(found.frames.len(), 11);
+        assert!(found.frames[0].back[0].is_infinite());
+        let last = found.frames[10];
+        assert!(last.back[0] > 4.5 && last.back[0] < 5.5, "{last:?}");
+        assert!(last.luma < 17.0 && last.contrast < 0.5 && last.black_share == 1.0);
+        assert_eq!(found.frames[0].black_share, 0.5);
+        // Every even span of 4 to 10 frames ending at or after its fourth frame, as long as
+        // its ends differ enough and its start still shows the stripes; nothing longer fits.
+        assert_eq!(span_lengths(Some(25.0)), vec![4, 6, 10, 16, 24, 36]);
+        let whole = found
+            .blends
+            .iter()
+            .find(|w| (w.start, w.end) == (0, 10))
+            .expect("the whole fade");
+        assert!(whole.change > 45.0, "{whole:?}");
+        assert!(
+            found
+                .blends
+                .iter()
+                .all(|w| w.end - w.start <= 10 && (w.end - w.start) % 2 == 0)
+        );
+    }
+
+    #[test]
+    fn one_picture_growing_lighter_is_no_blend() {
+        let frames: Vec<Vec<u8>> = (0..=20).map(|i| stripes(150 + i * 3, 40 + i * 3)).collect();
+        let found = extract(&frames, FRAME_BYTES);
+        assert_eq!(found.frames.len(), 21);
+        assert_eq!(found.blends, vec![]);
     }
 
     #[test]
     fn fingerprints_tell_structure_and_colour_apart() {
-        let mut stripes = flat(128, 128, 128);
-        for y in 0..HEIGHT {
-            for x in 0..WIDTH {
-                stripes[y * WIDTH + x] = if (x / 16) % 2 == 0 { 200 } else { 40 };
-            }
-        }
         let grey = fingerprint(&flat(128, 128, 128));
         assert_eq!(grey.structure, 0);
-        let striped = fingerprint(&stripes);
+        let striped = fingerprint(&stripes(200, 40));
         assert!(striped.is_distinct_from(&grey));
         let red = fingerprint(&flat(81, 90, 240));
         let teal = fingerprint(&flat(81, 150, 60));

@@ -87,7 +87,6 @@ fn runs(frames: usize, holds: impl Fn(usize) -> bool) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signals::MAX_SPANS;
 
     fn frame(black_share: f32, back: [f32; BACK]) -> FrameSignals {
         FrameSignals {
@@ -95,8 +94,6 @@ mod tests {
             contrast: 30.0,
             black_share,
             back,
-            across: [0.0; MAX_SPANS],
-            blend_error: [0.0; MAX_SPANS],
             fingerprint: Default::default(),
         }
     }

@@ -141,8 +141,6 @@ mod tests {
             contrast: if luma <= 20.0 { 2.0 } else { 40.0 },
             black_share: if luma <= 20.0 { 1.0 } else { 0.0 },
             back: [0.0; crate::signals::BACK],
-            across: [0.0; crate::signals::MAX_SPANS],
-            blend_error: [0.0; crate::signals::MAX_SPANS],
             fingerprint: Fingerprint {
                 structure,
                 colour: [luma as u8, 128, 128],
