@@ -138,21 +138,11 @@ pub async fn analyze(
 
     let (files, candidates) = candidate_files(out_dir, &findings, &frame_signals).await?;
     findings.close_open_spans(duration_ms);
-    let seconds_to_ms = |secs: f64| (secs * 1000.0).round() as u64;
+    let millis = |secs: f64| (secs * 1000.0).round() as u64;
     let times = &findings.frame_times_ms;
     let picture = Picture {
-        black: stretches::black(
-            &frame_signals,
-            times,
-            duration_ms,
-            seconds_to_ms(options.black_min_secs),
-        ),
-        frozen: stretches::frozen(
-            &frame_signals,
-            times,
-            duration_ms,
-            seconds_to_ms(options.freeze_min_secs),
-        ),
+        black: stretches::black(&frame_signals, times, duration_ms, millis(options.black_min_secs)),
+        frozen: stretches::frozen(&frame_signals, times, duration_ms, millis(options.freeze_min_secs)),
         boundaries,
     };
     let keep = thumbnails::choose(

@@ -43,8 +43,6 @@ const MAX_STEP_SHARE: f32 = 0.5;
 /// ... and the frames inside change at least this many times as much as those around it.
 const BUSIER_THAN_AROUND: f32 = 1.2;
 
-/// A frame with at least this share of black pixels is black (`blackdetect`'s default).
-const BLACK_FRAME_SHARE: f32 = 0.98;
 /// A fade's brightness moves at least this much per frame (0 to 255).
 const FADE_STEP: f32 = 0.3;
 /// A fade takes at least this many steps; fewer is a cut ...
@@ -128,11 +126,6 @@ pub fn detect(signals: &Signals, times_ms: &[u64], frame_rate: Option<f64>) -> B
     Boundaries { cuts, transitions }
 }
 
-/// Whether a frame is black.
-pub fn is_black(signals: &FrameSignals) -> bool {
-    signals.black_share >= BLACK_FRAME_SHARE
-}
-
 fn finite_or_zero(value: f32) -> f32 {
     if value.is_finite() { value } else { 0.0 }
 }
@@ -176,12 +169,12 @@ fn fades(signals: &[FrameSignals]) -> Vec<(usize, usize, TransitionKind)> {
     // A fade out reaches back no further than the black before it.
     let mut floor = 0;
     while frame < signals.len() {
-        if !is_black(&signals[frame]) {
+        if !signals[frame].is_black() {
             frame += 1;
             continue;
         }
         let first_black = frame;
-        while frame + 1 < signals.len() && is_black(&signals[frame + 1]) {
+        while frame + 1 < signals.len() && signals[frame + 1].is_black() {
             frame += 1;
         }
         let last_black = frame;
@@ -203,7 +196,7 @@ fn fades(signals: &[FrameSignals]) -> Vec<(usize, usize, TransitionKind)> {
             found.push((top, bottom, TransitionKind::FadeOut));
         }
         let mut settled = last_black;
-        while settled + 1 < signals.len() && !is_black(&signals[settled + 1]) && falls(settled + 1, settled) {
+        while settled + 1 < signals.len() && !signals[settled + 1].is_black() && falls(settled + 1, settled) {
             settled += 1;
         }
         if gradual(rise, settled) {

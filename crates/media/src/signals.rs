@@ -91,6 +91,16 @@ pub struct FrameSignals {
     pub fingerprint: Fingerprint,
 }
 
+/// A frame with at least this share of black pixels is black (`blackdetect`'s default).
+const BLACK_FRAME_SHARE: f32 = 0.98;
+
+impl FrameSignals {
+    /// Whether the frame is black.
+    pub fn is_black(&self) -> bool {
+        self.black_share >= BLACK_FRAME_SHARE
+    }
+}
+
 /// A span of frames that looks like a blend of its two ends: they differ clearly and are
 /// different pictures (not one picture lit differently), and the frame in its middle is close
 /// to their average, which motion and cuts never are.

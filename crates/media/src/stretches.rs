@@ -4,7 +4,6 @@
 //! what those filters compute (the share of black pixels, the difference to the frames
 //! before), so deciding here saves the pass two filters on its one serial thread.
 
-use crate::shots;
 use crate::signals::{BACK, FrameSignals};
 use keyframe_domain::media::Span;
 
@@ -15,16 +14,14 @@ const FREEZE_NOISE: f32 = 0.3;
 /// Stretches of black frames lasting at least `min_ms`: from the first black frame to the
 /// first frame that is not (or the end).
 pub fn black(signals: &[FrameSignals], times_ms: &[u64], duration_ms: u64, min_ms: u64) -> Vec<Span> {
-    runs(signals.len().min(times_ms.len()), |frame| {
-        shots::is_black(&signals[frame])
-    })
-    .into_iter()
-    .map(|(first, last)| Span {
-        start_ms: times_ms[first],
-        end_ms: times_ms.get(last + 1).copied().unwrap_or(duration_ms),
-    })
-    .filter(|span| span.duration_ms() >= min_ms)
-    .collect()
+    runs(signals.len().min(times_ms.len()), |frame| signals[frame].is_black())
+        .into_iter()
+        .map(|(first, last)| Span {
+            start_ms: times_ms[first],
+            end_ms: times_ms.get(last + 1).copied().unwrap_or(duration_ms),
+        })
+        .filter(|span| span.duration_ms() >= min_ms)
+        .collect()
 }
 
 /// Stretches where the picture does not move, lasting at least `min_ms`: from the frame the

@@ -8,7 +8,7 @@
 //! When shots run out, further distinct views from within long shots (a camera turning)
 //! fill the remaining places.
 
-use crate::shots::{self, Boundaries};
+use crate::shots::Boundaries;
 use crate::signals::{Fingerprint, FrameSignals};
 use keyframe_domain::media::Span;
 
@@ -43,7 +43,7 @@ pub fn choose(candidates: &[Candidate], context: &Context<'_>) -> Vec<usize> {
     // Usable candidates, grouped by shot: not black, not hard by an edge.
     let mut per_shot: Vec<Vec<usize>> = vec![Vec::new(); shots.len()];
     for (index, candidate) in candidates.iter().enumerate() {
-        if candidate.signals.as_ref().is_some_and(shots::is_black) {
+        if candidate.signals.as_ref().is_some_and(FrameSignals::is_black) {
             continue;
         }
         let Some(shot) = shots
