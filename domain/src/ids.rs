@@ -52,8 +52,16 @@ id_type!(
     SessionId
 );
 id_type!(
-    /// A project owned by a user.
+    /// A project, owned by a user or an organisation.
     ProjectId
+);
+id_type!(
+    /// An organisation: a team that owns projects, videos, jobs, credits and storage together.
+    OrganizationId
+);
+id_type!(
+    /// An invitation to join an organisation.
+    InvitationId
 );
 id_type!(
     /// An uploaded video.

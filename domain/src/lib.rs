@@ -7,6 +7,8 @@ pub mod ledger;
 pub mod library;
 pub mod log;
 pub mod media;
+pub mod organization;
+pub mod owner;
 pub mod pricing;
 pub mod project;
 pub mod session;

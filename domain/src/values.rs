@@ -331,6 +331,10 @@ bounded_text!(
     FullName, required = true, max = 200
 );
 bounded_text!(
+    /// An organisation's name.
+    OrganizationName, required = true, max = 100
+);
+bounded_text!(
     /// A project's name.
     ProjectName, required = true, max = 200
 );

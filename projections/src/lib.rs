@@ -8,6 +8,7 @@
 pub mod asset_list;
 pub mod credit_transactions;
 pub mod job_list;
+pub mod organizations;
 pub mod project_list;
 pub mod session_list;
 pub mod user_directory;
@@ -72,6 +73,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(asset_list::AssetList),
         std::sync::Arc::new(job_list::JobList),
         std::sync::Arc::new(credit_transactions::CreditTransactions),
+        std::sync::Arc::new(organizations::Organizations),
     ]
 }
 

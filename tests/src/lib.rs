@@ -14,6 +14,7 @@ mod client;
 mod db;
 mod media;
 mod nats;
+mod orgs;
 mod pipeline;
 mod worker;
 

@@ -72,6 +72,16 @@ where
     Ok(Option::<Whole<N>>::deserialize(deserializer)?.map(|Whole(number)| number))
 }
 
+/// [`whole_number`] for a field where absent (`None`, with `#[serde(default)]`), `null`
+/// (`Some(None)`) and a number mean three different things.
+pub fn present_whole_number_or_null<'de, D, N>(deserializer: D) -> Result<Option<Option<N>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    N: TryFrom<i64>,
+{
+    whole_number_or_null(deserializer).map(Some)
+}
+
 /// A path whose parameters answer as problem details when they do not parse: 400 `invalid_id`
 /// (a UUID that is not one) or `invalid_path`.
 pub struct ApiPath<T>(pub T);

@@ -63,6 +63,8 @@ pub struct ApiSettings {
     pub email_verification_ttl: Duration,
     /// How long a mailed password-reset token works.
     pub password_reset_ttl: Duration,
+    /// How long a mailed invitation to an organisation works.
+    pub invitation_ttl: Duration,
     /// When failed logins lock an account.
     pub lockout: LockoutPolicy,
     /// The master key of envelope encryption (32 bytes, base64), and its id.
@@ -169,6 +171,7 @@ impl ApiSettings {
             },
             require_email_verification: true,
             email_verification_ttl: Duration::from_secs(24 * 3600),
+            invitation_ttl: Duration::from_secs(7 * 24 * 3600),
             password_reset_ttl: Duration::from_secs(3600),
             lockout: LockoutPolicy {
                 threshold: 5,

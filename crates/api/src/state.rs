@@ -9,6 +9,7 @@ use crate::settings::ApiSettings;
 use keyframe_app::buses::Buses;
 use keyframe_app::lockout::LoginGate;
 use keyframe_app::mail::Mailer;
+use keyframe_app::memberships::MembershipGuard;
 use keyframe_app::passwords::Passwords;
 use keyframe_app::secrets::MasterKey;
 use keyframe_app::session_guard::SessionGuard;
@@ -72,6 +73,7 @@ impl AppState {
                 .map_err(|e| anyhow::anyhow!("password hashing parameters: {e}"))?,
             logins: LoginGate::default(),
             session_guard: SessionGuard::new(settings.session_check_ttl),
+            memberships: MembershipGuard::new(settings.session_check_ttl),
             mailer: Arc::new(Mailer::new(&settings.mail)?),
             master_key: match &settings.master_key.base64 {
                 Some(encoded) => MasterKey::from_base64(&settings.master_key.id, encoded)?,
@@ -95,6 +97,7 @@ impl AppState {
                     refresh_token_ttl: settings.refresh_token_ttl,
                     email_verification_ttl: settings.email_verification_ttl,
                     password_reset_ttl: settings.password_reset_ttl,
+                    invitation_ttl: settings.invitation_ttl,
                     require_email_verification: settings.require_email_verification,
                     lockout: settings.lockout,
                     sessions_list_wait: settings.read_your_writes_timeout,

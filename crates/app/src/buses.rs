@@ -7,6 +7,7 @@
 use keyframe_domain::job::Job;
 use keyframe_domain::ledger::CreditLedger;
 use keyframe_domain::library::MediaLibrary;
+use keyframe_domain::organization::Organization;
 use keyframe_domain::project::Project;
 use keyframe_domain::session::Session;
 use keyframe_domain::subscription::Subscription;
@@ -22,6 +23,9 @@ pub const USERS_CACHED: usize = 4_096;
 
 /// Credit ledgers each process keeps in memory between commands.
 pub const LEDGERS_CACHED: usize = 4_096;
+
+/// Organisations each process keeps in memory between commands and membership checks.
+pub const ORGANIZATIONS_CACHED: usize = 4_096;
 
 /// Every aggregate's bus. Cheap to clone: each bus is shared.
 #[derive(Clone)]
@@ -40,6 +44,8 @@ pub struct Buses {
     pub ledgers: Arc<CommandBus<CreditLedger>>,
     /// Users' subscriptions.
     pub subscriptions: Arc<CommandBus<Subscription>>,
+    /// Organisations: their members, roles and invitations.
+    pub organizations: Arc<CommandBus<Organization>>,
 }
 
 impl Buses {
@@ -60,6 +66,9 @@ impl Buses {
             // grows with each: keep the busy ones in memory.
             ledgers: Arc::new(CommandBus::sharing(&events).cached(LEDGERS_CACHED)),
             subscriptions: Arc::new(CommandBus::sharing(&events)),
+            // Every request on an organisation's resources asks who its members are (through
+            // the membership guard): keep them in memory, reading only what is new.
+            organizations: Arc::new(CommandBus::sharing(&events).cached(ORGANIZATIONS_CACHED)),
         }
     }
 }

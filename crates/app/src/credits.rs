@@ -3,10 +3,11 @@
 
 use crate::App;
 use crate::error::AppError;
-use crate::policy::{Action, Actor, Resource, require};
+use crate::policy::{Action, Actor, Resource, Standing, require};
 use chrono::Utc;
 use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError};
+use keyframe_domain::owner::Owner;
 use keyframe_domain::values::Reason;
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::CommandMetadata;
@@ -24,7 +25,8 @@ impl App {
 
     /// The ledger of `owner_id`, for `actor` to read.
     pub async fn view_ledger(&self, actor: &Actor, owner_id: UserId) -> Result<CreditLedger, AppError> {
-        require(actor, Action::View, &Resource::Ledger { owner: owner_id })?;
+        let standing = self.standing(actor, Owner::User(owner_id)).await?;
+        require(actor, Action::View, &Resource::Ledger { standing })?;
         self.ledger(owner_id).await
     }
 
@@ -38,7 +40,9 @@ impl App {
         reason: &Reason,
         metadata: &CommandMetadata,
     ) -> Result<(i64, CreditLedger), AppError> {
-        require(actor, Action::Grant, &Resource::Ledger { owner: owner_id })?;
+        // Granting is for administrators whoever owns the ledger.
+        let standing = Standing::Stranger;
+        require(actor, Action::Grant, &Resource::Ledger { standing })?;
         let exists = self.buses.users.load_current(&owner_id.to_string()).await?.is_some();
         if !exists {
             return Err(AppError::NotFound("user"));

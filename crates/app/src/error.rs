@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use keyframe_domain::job::JobError;
 use keyframe_domain::ledger::LedgerError;
 use keyframe_domain::library::LibraryError;
+use keyframe_domain::organization::{MemberRole, OrganizationError};
 use keyframe_domain::project::ProjectError;
 use keyframe_domain::session::SessionError;
 use keyframe_domain::subscription::SubscriptionError;
@@ -20,9 +21,18 @@ pub enum AppError {
     /// It does not exist, or the actor may not know it does (see the authorization policy).
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// The actor may not do this (see the authorization policy).
+    /// The actor may not do this: it is for administrators (see the authorization policy).
     #[error("this is for administrators")]
     Forbidden,
+    /// The actor's role in the organisation that owns it is too low (see the authorization
+    /// policy).
+    #[error("this needs the role {needed} in the organisation (you are {held})")]
+    RoleTooLow {
+        /// The least role that may.
+        needed: MemberRole,
+        /// The actor's.
+        held: MemberRole,
+    },
     /// Input broke its rules, one entry per field.
     #[error("invalid input")]
     Invalid(Vec<ValidationError>),
@@ -44,6 +54,9 @@ pub enum AppError {
     /// A session's rules refused.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// An organisation's rules refused.
+    #[error(transparent)]
+    Organization(#[from] OrganizationError),
     /// A media library's rules refused.
     #[error(transparent)]
     Library(#[from] LibraryError),

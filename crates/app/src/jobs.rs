@@ -7,12 +7,13 @@
 
 use crate::App;
 use crate::error::AppError;
-use crate::policy::{Action, Actor, Resource, require};
+use crate::policy::{Action, Actor, Resource, Standing, require};
 use anyhow::Context as _;
 use chrono::Utc;
 use keyframe_domain::ids::{AssetId, JobId, ProjectId};
 use keyframe_domain::job::{ClipParameters, Job, JobCommand, JobError, JobSource, JobStatus, JobType, read_analysis};
 use keyframe_domain::media::Span;
+use keyframe_domain::owner::Owner;
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::CommandMetadata;
 
@@ -68,7 +69,16 @@ impl App {
     /// The job `job_id`, for `actor` to do `action` to (not found unless allowed).
     pub async fn job_for(&self, actor: &Actor, action: Action, job_id: JobId) -> Result<Job, AppError> {
         let job = self.buses.jobs.load(&job_id.to_string()).await?.unwrap_or_default();
-        require(actor, action, &Resource::job(&job))?;
+        let standing = match job.owner_id() {
+            Some(owner) => self.standing(actor, Owner::User(owner)).await?,
+            None => Standing::Stranger,
+        };
+        let resource = Resource::Job {
+            standing,
+            created_by_actor: job.owner_id() == Some(actor.user_id),
+            gone: job.id().is_none() || job.is_deleted(),
+        };
+        require(actor, action, &resource)?;
         Ok(job)
     }
 

@@ -20,7 +20,9 @@ pub mod jobs;
 pub mod library;
 pub mod lockout;
 pub mod mail;
+pub mod memberships;
 pub mod opaque_tokens;
+pub mod organizations;
 pub mod passwords;
 pub mod policy;
 pub mod projects;
@@ -28,6 +30,7 @@ pub mod secrets;
 pub mod session_guard;
 pub mod sessions;
 pub mod subscriptions;
+mod ttl_cache;
 pub mod two_factor;
 
 use buses::Buses;
@@ -37,6 +40,7 @@ use keyframe_eventlog::metadata::{Actor, CommandMetadata};
 use keyframe_media::storage::Storage;
 use lockout::LoginGate;
 use mail::Mailer;
+use memberships::MembershipGuard;
 use passwords::Passwords;
 use secrets::MasterKey;
 use session_guard::SessionGuard;
@@ -70,6 +74,8 @@ pub struct IdentitySettings {
     pub email_verification_ttl: Duration,
     /// How long a mailed password-reset token works.
     pub password_reset_ttl: Duration,
+    /// How long a mailed invitation to an organisation works.
+    pub invitation_ttl: Duration,
     /// Whether login waits until the e-mail address is verified.
     pub require_email_verification: bool,
     /// When failed logins lock an account.
@@ -96,6 +102,8 @@ pub struct App {
     pub logins: LoginGate,
     /// Whether a session still stands.
     pub session_guard: SessionGuard,
+    /// Who is a member of which organisation, with which role.
+    pub memberships: MembershipGuard,
     /// Outgoing mail.
     pub mailer: Arc<Mailer>,
     /// Seals and opens the secrets users keep with Keyframe (API keys, TOTP secrets).

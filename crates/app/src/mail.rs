@@ -1,4 +1,4 @@
-//! Outgoing mail: verification links and password resets.
+//! Outgoing mail: verification links, password resets and invitations to organisations.
 //!
 //! Through SMTP (lettre over rustls) when `KEYFRAME_SMTP_URL` is set; otherwise, for
 //! development, each mail is written as an `.eml` file under the data directory and the log
@@ -27,6 +27,20 @@ pub struct MailSettings {
     pub dir: PathBuf,
     /// The address users reach Keyframe's front end at, for the links in mails.
     pub public_url: String,
+}
+
+/// What an invitation's mail says.
+pub struct InvitationMail<'a> {
+    /// The organisation's name.
+    pub organization: &'a str,
+    /// The role offered.
+    pub role: &'a str,
+    /// Who invited (their name, else their address).
+    pub invited_by: &'a str,
+    /// The token.
+    pub token: &'a str,
+    /// How long it works.
+    pub valid_for: Duration,
 }
 
 /// How often a mail is tried before it is given up (and logged).
@@ -115,6 +129,29 @@ impl Mailer {
                  ignore this mail: your password stays as it is.\r\n",
                 self.public_url,
                 describe(valid_for)
+            ),
+        }
+    }
+
+    /// The mail that invites an address into an organisation.
+    pub fn invitation(&self, to: &EmailAddress, invitation: &InvitationMail<'_>) -> Mail {
+        let InvitationMail {
+            organization,
+            role,
+            invited_by,
+            token,
+            valid_for,
+        } = invitation;
+        Mail {
+            to: to.clone(),
+            subject: format!("{invited_by} invited you to {organization} on Keyframe"),
+            body: format!(
+                "{invited_by} invited you to join the organisation \"{organization}\" on Keyframe as {role}.\r\n\r\n\
+                 See the invitation and how to accept it here:\r\n\r\n{}/invitations?token={token}\r\n\r\n\
+                 or, logged in with this address, send this token to POST /api/v1/invitations/accept:\r\n\r\n\
+                 token: {token}\r\n\r\nIt works once, for {}. If you do not know {invited_by}, ignore this mail.\r\n",
+                self.public_url,
+                describe(*valid_for)
             ),
         }
     }

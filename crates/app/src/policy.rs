@@ -1,27 +1,53 @@
 //! Who may do what: Keyframe's one authorization policy.
 //!
 //! Every use case asks [`authorize`] before it acts on something it loaded, and no handler or
-//! use case compares owners itself. The rules are one table, [`RULES`]: for each kind of
-//! resource and each action, who is allowed. Anything not in the table is refused.
+//! use case compares owners or roles itself. The rules are one table, [`RULES`]: for each kind
+//! of resource and each action, the least standing allowed. Anything not in the table is
+//! refused.
 //!
-//! A refusal is one of two answers. Where the actor may not even know the resource exists
-//! (someone else's project or job), it is [`Decision::NotFound`], the same answer as for a
-//! resource that does not exist, so ids cannot be probed. Where the actor may know it exists but
-//! lacks the standing (a plain user on an administrator's endpoint), it is
-//! [`Decision::Forbidden`].
+//! Access to an owned resource depends on the actor's [`Standing`] towards its owner: the user
+//! who owns it personally stands as its owner; a member of the organisation that owns it stands
+//! with their role (`viewer < member < admin < owner`); anyone else is a stranger. The use case
+//! finds the standing (an organisation's roles come from its aggregate, through the membership
+//! guard, so a removal counts on the next request) and the table decides.
+//!
+//! A refusal is one of two answers. A stranger may not even learn that the resource exists, so
+//! they get [`Decision::NotFound`], the same answer as for a resource that does not exist, and
+//! ids cannot be probed. A member whose role is too low, or a plain user on an administrator's
+//! endpoint, may know it exists and is refused openly ([`Decision::Forbidden`]).
 
 use crate::error::AppError;
-use keyframe_domain::ids::UserId;
-use keyframe_domain::job::Job;
-use keyframe_domain::project::Project;
+use keyframe_domain::organization::MemberRole;
 
 /// Who is asking: a signed-in user, as their access token proved them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {
     /// The user.
-    pub user_id: UserId,
+    pub user_id: keyframe_domain::ids::UserId,
     /// Whether they hold the administrator role.
     pub admin: bool,
+}
+
+/// How the actor stands towards the owner of a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// They own it themselves (a personal resource): every right an owner has.
+    Personal,
+    /// It belongs to an organisation they are a member of, with this role.
+    Member(MemberRole),
+    /// Neither: they may not learn it exists.
+    Stranger,
+}
+
+impl Standing {
+    /// The role the standing counts as; a personal owner counts as an owner.
+    fn rank(self) -> Option<MemberRole> {
+        match self {
+            Self::Personal => Some(MemberRole::Owner),
+            Self::Member(role) => Some(role),
+            Self::Stranger => None,
+        }
+    }
 }
 
 /// What the actor wants to do.
@@ -29,7 +55,7 @@ pub struct Actor {
 pub enum Action {
     /// Read it (and what it holds: a project's videos, a job's artifacts and events).
     View,
-    /// Change it (rename a project; cancel or retry a job).
+    /// Change it (rename a project or an organisation; cancel or retry a job).
     Change,
     /// Delete it.
     Delete,
@@ -38,6 +64,14 @@ pub enum Action {
     AddTo,
     /// Grant credits into a ledger.
     Grant,
+    /// See one's own use of a shared ledger (what one's jobs cost).
+    ViewOwnUsage,
+    /// Pay: buy a plan, set the members' credit limits.
+    Pay,
+    /// Invite, change the roles of and remove members.
+    ManageMembers,
+    /// Hand the ownership to another member.
+    Transfer,
     /// Act on other people's accounts (the administration area).
     Administer,
 }
@@ -47,67 +81,76 @@ pub enum Action {
 pub enum Resource {
     /// A project.
     Project {
-        /// Its owner; `None` when it does not exist.
-        owner: Option<UserId>,
-        /// Whether it is deleted.
-        deleted: bool,
+        /// The actor's standing towards its owner.
+        standing: Standing,
+        /// Whether the actor created it.
+        created_by_actor: bool,
+        /// Whether it is missing or deleted.
+        gone: bool,
     },
     /// A job.
     Job {
-        /// Its owner; `None` when it does not exist.
-        owner: Option<UserId>,
-        /// Whether it is deleted.
-        deleted: bool,
+        /// The actor's standing towards its owner.
+        standing: Standing,
+        /// Whether the actor requested it.
+        created_by_actor: bool,
+        /// Whether it is missing or deleted.
+        gone: bool,
     },
-    /// A user's credit ledger.
+    /// A credit ledger (a user's or an organisation's).
     Ledger {
-        /// Whose it is.
-        owner: UserId,
+        /// The actor's standing towards its owner.
+        standing: Standing,
     },
-    /// A user's media library (their videos and storage quota).
+    /// A media library (the videos and storage quota of a user or an organisation).
     Library {
-        /// Whose it is.
-        owner: UserId,
+        /// The actor's standing towards its owner.
+        standing: Standing,
+    },
+    /// An organisation itself: its name, members, invitations and ownership.
+    Organization {
+        /// The actor's standing in it (`Stranger` when it is missing or deleted).
+        standing: Standing,
     },
     /// The accounts of everyone (the administration area).
     Accounts,
 }
 
 impl Resource {
-    /// `project` as the policy sees it.
-    pub fn project(project: &Project) -> Self {
-        Self::Project {
-            owner: project.owner_id(),
-            deleted: project.is_deleted(),
-        }
-    }
-
-    /// `job` as the policy sees it.
-    pub fn job(job: &Job) -> Self {
-        Self::Job {
-            owner: job.owner_id(),
-            deleted: job.is_deleted(),
-        }
-    }
-
     fn kind(&self) -> Kind {
         match self {
             Self::Project { .. } => Kind::Project,
             Self::Job { .. } => Kind::Job,
             Self::Ledger { .. } => Kind::Ledger,
             Self::Library { .. } => Kind::Library,
+            Self::Organization { .. } => Kind::Organization,
             Self::Accounts => Kind::Accounts,
         }
     }
 
-    /// The owner, for resources that have one; `Err` when it does not exist (or is deleted).
-    fn owner(&self) -> Result<Option<UserId>, Missing> {
+    /// The actor's standing and whether they created it; `Err` when it does not exist (or is
+    /// deleted). `None` for what no one owns.
+    fn standing(&self) -> Result<Option<(Standing, bool)>, Missing> {
         match *self {
-            Self::Project { owner, deleted } | Self::Job { owner, deleted } => match owner {
-                Some(owner) if !deleted => Ok(Some(owner)),
-                _ => Err(Missing),
-            },
-            Self::Ledger { owner } | Self::Library { owner } => Ok(Some(owner)),
+            Self::Project {
+                standing,
+                created_by_actor,
+                gone,
+            }
+            | Self::Job {
+                standing,
+                created_by_actor,
+                gone,
+            } => {
+                if gone {
+                    Err(Missing)
+                } else {
+                    Ok(Some((standing, created_by_actor)))
+                }
+            }
+            Self::Ledger { standing } | Self::Library { standing } | Self::Organization { standing } => {
+                Ok(Some((standing, false)))
+            }
             Self::Accounts => Ok(None),
         }
     }
@@ -119,6 +162,7 @@ impl Resource {
             Kind::Job => "job",
             Kind::Ledger => "ledger",
             Kind::Library => "library",
+            Kind::Organization => "organization",
             Kind::Accounts => "accounts",
         }
     }
@@ -138,6 +182,8 @@ pub enum Kind {
     Ledger,
     /// [`Resource::Library`].
     Library,
+    /// [`Resource::Organization`].
+    Organization,
     /// [`Resource::Accounts`].
     Accounts,
 }
@@ -145,27 +191,40 @@ pub enum Kind {
 /// Who a rule lets through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allowed {
-    /// The resource's owner; anyone else is told it does not exist.
-    Owner,
+    /// Those standing at least at this role (a personal owner stands as owner); other
+    /// members are refused, strangers are told it does not exist.
+    AtLeast(MemberRole),
+    /// At least the first role; or at least the second for what the actor created.
+    AtLeastOrOwn(MemberRole, MemberRole),
     /// Administrators; anyone else is refused.
     Administrators,
 }
 
+use MemberRole::{Admin, Member, Owner, Viewer};
+
 /// The policy: who may do each action to each kind of resource. Not listed: refused.
 pub const RULES: &[(Kind, Action, Allowed)] = &[
-    (Kind::Project, Action::View, Allowed::Owner),
-    (Kind::Project, Action::Change, Allowed::Owner),
-    (Kind::Project, Action::Delete, Allowed::Owner),
-    (Kind::Project, Action::AddTo, Allowed::Owner),
-    (Kind::Job, Action::View, Allowed::Owner),
-    (Kind::Job, Action::Change, Allowed::Owner),
-    (Kind::Job, Action::Delete, Allowed::Owner),
-    (Kind::Job, Action::AddTo, Allowed::Owner),
-    (Kind::Ledger, Action::View, Allowed::Owner),
+    (Kind::Project, Action::View, Allowed::AtLeast(Viewer)),
+    (Kind::Project, Action::Change, Allowed::AtLeast(Member)),
+    (Kind::Project, Action::AddTo, Allowed::AtLeast(Member)),
+    (Kind::Project, Action::Delete, Allowed::AtLeastOrOwn(Admin, Member)),
+    (Kind::Job, Action::View, Allowed::AtLeast(Viewer)),
+    (Kind::Job, Action::Change, Allowed::AtLeast(Member)),
+    (Kind::Job, Action::AddTo, Allowed::AtLeast(Member)),
+    (Kind::Job, Action::Delete, Allowed::AtLeastOrOwn(Admin, Member)),
+    (Kind::Ledger, Action::View, Allowed::AtLeast(Admin)),
+    (Kind::Ledger, Action::ViewOwnUsage, Allowed::AtLeast(Member)),
+    (Kind::Ledger, Action::Pay, Allowed::AtLeast(Owner)),
     (Kind::Ledger, Action::Grant, Allowed::Administrators),
-    (Kind::Library, Action::View, Allowed::Owner),
-    (Kind::Library, Action::AddTo, Allowed::Owner),
-    (Kind::Library, Action::Change, Allowed::Owner),
+    (Kind::Library, Action::View, Allowed::AtLeast(Viewer)),
+    (Kind::Library, Action::AddTo, Allowed::AtLeast(Member)),
+    (Kind::Library, Action::Change, Allowed::AtLeast(Member)),
+    (Kind::Organization, Action::View, Allowed::AtLeast(Viewer)),
+    (Kind::Organization, Action::Change, Allowed::AtLeast(Admin)),
+    (Kind::Organization, Action::ManageMembers, Allowed::AtLeast(Admin)),
+    (Kind::Organization, Action::Pay, Allowed::AtLeast(Owner)),
+    (Kind::Organization, Action::Transfer, Allowed::AtLeast(Owner)),
+    (Kind::Organization, Action::Delete, Allowed::AtLeast(Owner)),
     (Kind::Accounts, Action::View, Allowed::Administrators),
     (Kind::Accounts, Action::Administer, Allowed::Administrators),
 ];
@@ -177,24 +236,47 @@ pub enum Decision {
     Allowed,
     /// Answer as if the resource did not exist.
     NotFound,
-    /// Refuse openly.
-    Forbidden,
+    /// Refuse openly: the endpoint is for administrators.
+    AdministratorsOnly,
+    /// Refuse openly: the actor's role is too low (or nothing allows this at all).
+    RoleTooLow {
+        /// The least role that may.
+        needed: MemberRole,
+        /// The actor's.
+        held: MemberRole,
+    },
 }
 
 /// Whether `actor` may do `action` to `resource`.
 pub fn authorize(actor: &Actor, action: Action, resource: &Resource) -> Decision {
-    let Ok(owner) = resource.owner() else {
+    let Ok(standing) = resource.standing() else {
         return Decision::NotFound;
     };
     let rule = RULES
         .iter()
         .find(|(kind, listed, _)| *kind == resource.kind() && *listed == action)
         .map(|(_, _, allowed)| *allowed);
-    match rule {
-        Some(Allowed::Owner) if owner == Some(actor.user_id) => Decision::Allowed,
-        Some(Allowed::Owner) => Decision::NotFound,
-        Some(Allowed::Administrators) if actor.admin => Decision::Allowed,
-        Some(Allowed::Administrators) | None => Decision::Forbidden,
+    let Some(rule) = rule else {
+        return Decision::AdministratorsOnly;
+    };
+    let created_by_actor = standing.is_some_and(|(_, created)| created);
+    let needed = match rule {
+        Allowed::Administrators if actor.admin => return Decision::Allowed,
+        Allowed::Administrators => return Decision::AdministratorsOnly,
+        Allowed::AtLeastOrOwn(_, own) if created_by_actor => own,
+        Allowed::AtLeast(role) | Allowed::AtLeastOrOwn(role, _) => role,
+    };
+    // Only what no one owns (the accounts) has no standing, and only administrators act on it.
+    let Some((standing, _)) = standing else {
+        return Decision::AdministratorsOnly;
+    };
+    let Some(held) = standing.rank() else {
+        return Decision::NotFound;
+    };
+    if held >= needed {
+        Decision::Allowed
+    } else {
+        Decision::RoleTooLow { needed, held }
     }
 }
 
@@ -203,148 +285,10 @@ pub fn require(actor: &Actor, action: Action, resource: &Resource) -> Result<(),
     match authorize(actor, action, resource) {
         Decision::Allowed => Ok(()),
         Decision::NotFound => Err(AppError::NotFound(resource.name())),
-        Decision::Forbidden => Err(AppError::Forbidden),
+        Decision::AdministratorsOnly => Err(AppError::Forbidden),
+        Decision::RoleTooLow { needed, held } => Err(AppError::RoleTooLow { needed, held }),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ACTIONS: [Action; 6] = [
-        Action::View,
-        Action::Change,
-        Action::Delete,
-        Action::AddTo,
-        Action::Grant,
-        Action::Administer,
-    ];
-
-    fn user(admin: bool) -> Actor {
-        Actor {
-            user_id: UserId::new(),
-            admin,
-        }
-    }
-
-    /// Every kind of resource, owned by `owner`.
-    fn resources_of(owner: UserId) -> [Resource; 5] {
-        [
-            Resource::Project {
-                owner: Some(owner),
-                deleted: false,
-            },
-            Resource::Job {
-                owner: Some(owner),
-                deleted: false,
-            },
-            Resource::Ledger { owner },
-            Resource::Library { owner },
-            Resource::Accounts,
-        ]
-    }
-
-    /// What each pair is expected to answer for its owner, another user and an administrator
-    /// who does not own it: the whole matrix, written out.
-    fn expected(kind: Kind, action: Action) -> (Decision, Decision, Decision) {
-        use Decision::{Allowed as A, Forbidden as F, NotFound as N};
-        match (kind, action) {
-            (Kind::Project | Kind::Job, Action::View | Action::Change | Action::Delete | Action::AddTo) => (A, N, N),
-            (Kind::Project | Kind::Job, Action::Grant | Action::Administer) => (F, F, F),
-            (Kind::Ledger, Action::View) => (A, N, N),
-            (Kind::Ledger, Action::Grant) => (F, F, A),
-            (Kind::Ledger, _) => (F, F, F),
-            (Kind::Library, Action::View | Action::AddTo | Action::Change) => (A, N, N),
-            (Kind::Library, _) => (F, F, F),
-            // No one owns the accounts as a whole: only the role counts.
-            (Kind::Accounts, Action::View | Action::Administer) => (F, F, A),
-            (Kind::Accounts, _) => (F, F, F),
-        }
-    }
-
-    #[test]
-    fn the_matrix_of_owner_stranger_and_administrator_is_as_written() {
-        let owner = user(false);
-        let stranger = user(false);
-        let admin = user(true);
-        for resource in resources_of(owner.user_id) {
-            for action in ACTIONS {
-                let got = (
-                    authorize(&owner, action, &resource),
-                    authorize(&stranger, action, &resource),
-                    authorize(&admin, action, &resource),
-                );
-                assert_eq!(got, expected(resource.kind(), action), "{action:?} on {resource:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn an_administrator_who_owns_a_resource_is_its_owner() {
-        let admin = user(true);
-        let project = Resource::Project {
-            owner: Some(admin.user_id),
-            deleted: false,
-        };
-        assert_eq!(authorize(&admin, Action::Delete, &project), Decision::Allowed);
-    }
-
-    #[test]
-    fn a_deleted_or_missing_resource_is_not_found_even_to_its_owner_and_administrators() {
-        let owner = user(false);
-        let admin = user(true);
-        let gone = [
-            Resource::Project {
-                owner: Some(owner.user_id),
-                deleted: true,
-            },
-            Resource::Job {
-                owner: Some(owner.user_id),
-                deleted: true,
-            },
-            Resource::Project {
-                owner: None,
-                deleted: false,
-            },
-            Resource::Job {
-                owner: None,
-                deleted: false,
-            },
-        ];
-        for resource in gone {
-            for action in ACTIONS {
-                assert_eq!(authorize(&owner, action, &resource), Decision::NotFound);
-                assert_eq!(authorize(&admin, action, &resource), Decision::NotFound);
-            }
-        }
-    }
-
-    #[test]
-    fn a_refusal_becomes_the_matching_error() {
-        let owner = user(false);
-        let stranger = user(false);
-        let project = Resource::Project {
-            owner: Some(owner.user_id),
-            deleted: false,
-        };
-        assert!(require(&owner, Action::View, &project).is_ok());
-        assert!(matches!(
-            require(&stranger, Action::View, &project),
-            Err(AppError::NotFound("project"))
-        ));
-        assert!(matches!(
-            require(&stranger, Action::Administer, &Resource::Accounts),
-            Err(AppError::Forbidden)
-        ));
-    }
-
-    #[test]
-    fn every_rule_is_listed_once() {
-        for (index, (kind, action, _)) in RULES.iter().enumerate() {
-            assert!(
-                !RULES[index + 1..].iter().any(|(k, a, _)| k == kind && a == action),
-                "{kind:?} {action:?} is listed twice"
-            );
-        }
-    }
-}
+mod tests;

@@ -3,9 +3,10 @@
 
 use crate::App;
 use crate::error::AppError;
-use crate::policy::{Action, Actor, Resource, require};
+use crate::policy::{Action, Actor, Resource, Standing, require};
 use chrono::{DateTime, Utc};
 use keyframe_domain::ids::ProjectId;
+use keyframe_domain::owner::Owner;
 use keyframe_domain::project::{Project, ProjectCommand};
 use keyframe_domain::values::{ProjectDescription, ProjectName};
 use keyframe_eventlog::metadata::CommandMetadata;
@@ -34,7 +35,16 @@ impl App {
             .load(&project_id.to_string())
             .await?
             .unwrap_or_default();
-        require(actor, action, &Resource::project(&project))?;
+        let standing = match project.owner_id() {
+            Some(owner) => self.standing(actor, Owner::User(owner)).await?,
+            None => Standing::Stranger,
+        };
+        let resource = Resource::Project {
+            standing,
+            created_by_actor: project.owner_id() == Some(actor.user_id),
+            gone: project.id().is_none() || project.is_deleted(),
+        };
+        require(actor, action, &resource)?;
         Ok(project)
     }
 

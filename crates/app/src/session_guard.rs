@@ -10,18 +10,13 @@
 //! bounds how long a token outlives its session when another process ended it. What this
 //! process ends is refused at once.
 
+use crate::ttl_cache::TtlCache;
 use chrono::{DateTime, Utc};
 use keyframe_domain::ids::{SessionId, UserId};
 use keyframe_domain::session::Session;
 use keyframe_domain::user::User;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// More entries than this and the stale ones are swept out on the next insert.
-const SWEEP_ABOVE: usize = 50_000;
+use std::time::Duration;
 
 /// What was last learned about a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,45 +49,11 @@ pub struct Access {
 /// Why a command bus could not answer.
 pub type GuardError = CommandError<std::convert::Infallible>;
 
-/// Answers trusted for a while, shared by every request of the process.
-struct Cache<K, V> {
-    entries: Mutex<HashMap<K, (Instant, V)>>,
-}
-
-impl<K: Eq + Hash, V: Copy> Cache<K, V> {
-    fn new() -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, key: &K, ttl: Duration, forever: impl Fn(&V) -> bool) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (checked, value) = entries.get(key)?;
-        (forever(value) || checked.elapsed() < ttl).then_some(*value)
-    }
-
-    fn put(&self, key: K, value: V, ttl: Duration) {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= SWEEP_ABOVE {
-            entries.retain(|_, (checked, _)| checked.elapsed() < ttl);
-        }
-        entries.insert(key, (Instant::now(), value));
-    }
-
-    fn forget(&self, key: &K) {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
-    }
-}
-
 /// The cache of session and user standings.
 pub struct SessionGuard {
     ttl: Duration,
-    sessions: Cache<SessionId, SessionStanding>,
-    users: Cache<UserId, UserStanding>,
+    sessions: TtlCache<SessionId, SessionStanding>,
+    users: TtlCache<UserId, UserStanding>,
 }
 
 impl SessionGuard {
@@ -100,8 +61,8 @@ impl SessionGuard {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            sessions: Cache::new(),
-            users: Cache::new(),
+            sessions: TtlCache::new(),
+            users: TtlCache::new(),
         }
     }
 

@@ -285,6 +285,10 @@ pub struct ServeArgs {
     /// How long a password-reset link works, in seconds.
     #[arg(long, env = "KEYFRAME_PASSWORD_RESET_TTL_SECS", default_value_t = 3600)]
     pub password_reset_ttl_secs: u64,
+    /// How long an invitation to an organisation works, in seconds (7 days by default).
+    #[arg(long, env = "KEYFRAME_INVITATION_TTL_SECS", default_value_t = 7 * 24 * 3600,
+        value_parser = clap::value_parser!(u64).range(60..=365 * 24 * 3600))]
+    pub invitation_ttl_secs: u64,
     /// Failed logins within the window that lock an account.
     #[arg(long, env = "KEYFRAME_LOCKOUT_THRESHOLD", default_value_t = 5,
         value_parser = clap::value_parser!(u32).range(1..))]
@@ -511,6 +515,7 @@ impl ServeArgs {
         };
         settings.email_verification_ttl = Duration::from_secs(self.email_verification_ttl_secs);
         settings.password_reset_ttl = Duration::from_secs(self.password_reset_ttl_secs);
+        settings.invitation_ttl = Duration::from_secs(self.invitation_ttl_secs);
         settings.storage = self.storage.storage();
         settings.max_upload_bytes = self.max_upload_bytes;
         settings.storage_quota_bytes = self.storage_quota_bytes;

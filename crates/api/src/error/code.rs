@@ -123,6 +123,34 @@ codes! {
     /// The account is not suspended.
     NotSuspended = "not_suspended",
 
+    // Organisations.
+    /// The caller's role in the organisation is too low for this.
+    InsufficientRole = "insufficient_role",
+    /// Only an owner may change, invite or remove an owner.
+    OwnersOnly = "owners_only",
+    /// The change would leave the organisation without an owner.
+    LastOwner = "last_owner",
+    /// The address or account is a member already.
+    AlreadyMember = "already_member",
+    /// Removing oneself: leave instead.
+    CannotRemoveSelf = "cannot_remove_self",
+    /// Ownership goes to a member who is not an owner yet.
+    InvalidTransfer = "invalid_transfer",
+    /// Jobs of the organisation are queued or running.
+    OrganizationBusy = "organization_busy",
+    /// The invitation token names no invitation.
+    InvalidInvitation = "invalid_invitation",
+    /// The invitation was accepted already.
+    InvitationUsed = "invitation_used",
+    /// The invitation was revoked.
+    InvitationRevoked = "invitation_revoked",
+    /// A newer invitation to the same address replaced it.
+    InvitationReplaced = "invitation_replaced",
+    /// The invitation has expired.
+    InvitationExpired = "invitation_expired",
+    /// The invitation is for another address than the caller's.
+    InvitationForAnotherAddress = "invitation_for_another_address",
+
     // Projects, videos and jobs.
     /// A project with this id exists already.
     ProjectExists = "project_exists",

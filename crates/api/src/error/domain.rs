@@ -7,6 +7,7 @@ use keyframe_app::error::{AppError, BillingRefusal, Refusal, UploadRefused};
 use keyframe_domain::job::JobError;
 use keyframe_domain::ledger::LedgerError;
 use keyframe_domain::library::LibraryError;
+use keyframe_domain::organization::OrganizationError;
 use keyframe_domain::project::ProjectError;
 use keyframe_domain::session::SessionError;
 use keyframe_domain::subscription::SubscriptionError;
@@ -56,6 +57,11 @@ impl From<AppError> for ApiError {
             AppError::Ledger(error) => error.into(),
             AppError::User(error) => error.into(),
             AppError::Library(error) => error.into(),
+            AppError::Organization(error) => error.into(),
+            AppError::RoleTooLow { .. } => Self::Forbidden {
+                code: Code::InsufficientRole,
+                detail: error.to_string(),
+            },
             AppError::Concurrent => Self::concurrent_modification(),
             AppError::Unavailable(detail) => Self::database_unreachable(&detail),
             AppError::Internal(error) => Self::Internal(error),
@@ -161,6 +167,38 @@ impl From<ProjectError> for ApiError {
         match error {
             ProjectError::NotFound => Self::not_found("project"),
             ProjectError::AlreadyExists => conflict(Code::ProjectExists, &error),
+        }
+    }
+}
+
+impl From<OrganizationError> for ApiError {
+    fn from(error: OrganizationError) -> Self {
+        let detail = error.to_string();
+        let forbidden = |code| Self::Forbidden {
+            code,
+            detail: detail.clone(),
+        };
+        match error {
+            OrganizationError::NotFound => Self::not_found("organization"),
+            OrganizationError::MemberNotFound => Self::not_found("member"),
+            OrganizationError::NotPermitted { .. } => forbidden(Code::InsufficientRole),
+            OrganizationError::OwnersOnly => forbidden(Code::OwnersOnly),
+            OrganizationError::InvitationForAnotherAddress { .. } => forbidden(Code::InvitationForAnotherAddress),
+            OrganizationError::InvalidCreditLimit => Self::Validation(vec![FieldError {
+                field: "monthly_credit_limit".to_owned(),
+                message: detail,
+            }]),
+            OrganizationError::InvitationNotFound => Self::bad_request(Code::InvalidInvitation, detail),
+            OrganizationError::AlreadyExists => Self::Internal(anyhow::Error::new(error)),
+            OrganizationError::LastOwner => conflict(Code::LastOwner, &detail),
+            OrganizationError::AlreadyMember => conflict(Code::AlreadyMember, &detail),
+            OrganizationError::CannotRemoveSelf => conflict(Code::CannotRemoveSelf, &detail),
+            OrganizationError::InvalidTransfer => conflict(Code::InvalidTransfer, &detail),
+            OrganizationError::JobsActive { .. } => conflict(Code::OrganizationBusy, &detail),
+            OrganizationError::InvitationUsed => conflict(Code::InvitationUsed, &detail),
+            OrganizationError::InvitationRevoked => conflict(Code::InvitationRevoked, &detail),
+            OrganizationError::InvitationReplaced => conflict(Code::InvitationReplaced, &detail),
+            OrganizationError::InvitationExpired => conflict(Code::InvitationExpired, &detail),
         }
     }
 }

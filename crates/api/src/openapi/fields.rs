@@ -89,6 +89,45 @@ pub fn reason() -> Object {
     text(Reason::MAX_CHARS, true)
 }
 
+/// An organisation's name.
+pub fn organization_name() -> Object {
+    text(keyframe_domain::values::OrganizationName::MAX_CHARS, true)
+}
+
+/// A member's role in an organisation.
+pub fn member_role() -> Object {
+    string()
+        .enum_values(Some(
+            keyframe_domain::organization::MemberRole::ALL.map(|role| role.as_str()),
+        ))
+        .build()
+}
+
+/// A member's role, when it changes (`null` keeps it).
+pub fn member_role_or_null() -> Object {
+    let roles = keyframe_domain::organization::MemberRole::ALL.map(|role| serde_json::Value::from(role.as_str()));
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .enum_values(Some(roles.into_iter().chain([serde_json::Value::Null])))
+        .build()
+}
+
+/// A member's monthly credit limit: zero or more, or `null` for none.
+pub fn credit_limit_or_null() -> Object {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Integer,
+            Type::Null,
+        ]))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
+        .maximum(Some(crate::rules::GRANT_MAX_CREDITS))
+        .build()
+}
+
 /// A job type.
 pub fn job_type() -> Object {
     string().enum_values(Some(["analyze", "clip"])).build()

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod credits;
 pub mod health;
 pub mod jobs;
+pub mod orgs;
 pub mod pages;
 pub mod projects;
 pub mod sessions;
@@ -67,6 +68,7 @@ impl ApiRoutes {
             .merge(assets::routes())
             .merge(jobs::routes())
             .merge(credits::routes())
+            .merge(orgs::routes())
             .merge(subscriptions::routes());
         Self {
             open,

@@ -1,5 +1,6 @@
-//! The two pages the mailed links open, served as plain HTML: `/verify-email` confirms an
-//! address, `/reset-password` sets a new password.
+//! The pages the mailed links open, served as plain HTML: `/verify-email` confirms an
+//! address, `/reset-password` sets a new password, `/invitations` shows an invitation to an
+//! organisation and how to accept it.
 //!
 //! A GET only shows a form; the token is spent by the POST that form sends. Mail scanners open
 //! the links in a mail to check them, and a GET that spent the token would use it up before the
@@ -33,6 +34,10 @@ use html::{Page, PageForm, html};
 const VERIFY_PATH: &str = "/verify-email";
 /// Where the reset mail's link points.
 const RESET_PATH: &str = "/reset-password";
+/// Where an invitation mail's link points.
+const INVITATION_PATH: &str = "/invitations";
+/// The JSON endpoint that accepts an invitation.
+const ACCEPT_INVITATION: &str = "POST /api/v1/invitations/accept";
 
 /// Only the page's own inline style, forms that post back here, no framing, no `<base>`.
 const CONTENT_SECURITY_POLICY: &str =
@@ -52,7 +57,8 @@ const REQUEST_RESET: &str = "POST /api/v1/auth/password-reset/request";
 pub(crate) fn router(state: AppState) -> Router<AppState> {
     let links = Router::new()
         .route(VERIFY_PATH, get(show_verification))
-        .route(RESET_PATH, get(show_reset));
+        .route(RESET_PATH, get(show_reset))
+        .route(INVITATION_PATH, get(show_invitation));
     let submissions = Router::new()
         .route(VERIFY_PATH, post(verify))
         .route(RESET_PATH, post(reset))
@@ -166,6 +172,62 @@ async fn verify(
         ),
         _ => trouble_page(error),
     }
+}
+
+/// `GET /invitations?token=`: what the invitation offers and how to accept it. Accepting needs
+/// the invited person logged in, so this page only shows; whatever became of the invitation
+/// (used, revoked, replaced, expired, or a mistyped link) it says so, never a bare 404.
+async fn show_invitation(State(state): State<AppState>, query: Result<Query<LinkQuery>, QueryRejection>) -> Response {
+    let Some(token) = link_token(query) else {
+        return incomplete_link();
+    };
+    let preview = match state.app.preview_invitation(&token).await {
+        Ok(preview) => preview,
+        Err(error) => return trouble_page(error.into()),
+    };
+    let Some(preview) = preview else {
+        return html(
+            StatusCode::OK,
+            &Page::text(
+                "This invitation link does not work",
+                [
+                    "No invitation has this link: part of it may be missing, or the organisation was deleted.",
+                    "Open the link from the mail again, or ask whoever invited you to send a new invitation.",
+                ],
+            ),
+        );
+    };
+    let offer = format!(
+        "{} invited {} to join the organisation \"{}\" on Keyframe as {}.",
+        preview.invited_by,
+        preview.email,
+        preview.organization_name,
+        preview.role.as_str()
+    );
+    let page = match preview.usable {
+        Ok(()) => Page {
+            heading: "You are invited",
+            paragraphs: vec![
+                offer,
+                format!(
+                    "To accept, log in to Keyframe with {} (its address must be verified) and send this \
+                     token to {ACCEPT_INVITATION}: {token}",
+                    preview.email
+                ),
+                format!(
+                    "The invitation works once, until {} (UTC). If you do not want to join, ignore it.",
+                    preview.expires_at.format("%Y-%m-%d %H:%M")
+                ),
+            ],
+            form: None,
+        },
+        Err(why) => Page {
+            heading: "This invitation can no longer be accepted",
+            paragraphs: vec![offer, sentence(&why.to_string())],
+            form: None,
+        },
+    };
+    html(StatusCode::OK, &page)
 }
 
 /// `GET /reset-password?token=`: the new-password form; the token stays unspent.

@@ -1,0 +1,622 @@
+//! Organisations end to end: the invitation flow from the mail a real SMTP listener receives,
+//! the role matrix route by route, removal across API processes, and the last-owner rule under
+//! concurrent demotions. Real Postgres, NATS and HTTP.
+
+use keyframe_tests::{TestApp, TestUser, test_api_settings, wait_for};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("json")
+}
+
+async fn code_of(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+fn position_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-keyframe-position")
+        .and_then(|value| value.to_str().ok())
+        .expect("a write answers its position")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_invitation_is_accepted_from_its_mail_by_the_invited_account_once() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+
+    let invited = app.invite(&owner, &org, "Bob@Example.com", "member").await;
+    assert_eq!(invited.status(), 201);
+    let invitation = json_of(invited).await;
+    assert_eq!(invitation["email"], "bob@example.com");
+    assert_eq!(invitation["role"], "member");
+    assert_eq!(invitation["invited_by"], owner.id.as_str());
+    let token = app.invitation_token("bob@example.com", 1).await;
+
+    // The mailed link opens a page that says what is offered, by whom, and how to accept.
+    let page = app
+        .http
+        .get(format!("{}/invitations?token={token}", app.base_url))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("html");
+    for expected in [
+        "Studio",
+        "member",
+        "owner@example.com",
+        "POST /api/v1/invitations/accept",
+    ] {
+        assert!(page.contains(expected), "the page names {expected}: {page}");
+    }
+
+    // Someone else's account cannot use it, and is told whose it is.
+    let eve = app.register_and_login("eve@example.com").await;
+    let (status, code) = code_of(app.accept(&eve, &token).await).await;
+    assert_eq!((status, code.as_str()), (403, "invitation_for_another_address"));
+
+    let bob = app.register_and_login("bob@example.com").await;
+    let accepted = app.accept(&bob, &token).await;
+    assert_eq!(accepted.status(), 200);
+    let position = position_of(&accepted);
+    let joined = json_of(accepted).await;
+    assert_eq!(joined["id"], org.as_str());
+    assert_eq!(joined["role"], "member");
+    assert_eq!(joined["member_count"], 2);
+
+    // Used twice: refused, and the page says it was used.
+    let (status, code) = code_of(app.accept(&bob, &token).await).await;
+    assert_eq!((status, code.as_str()), (409, "invitation_used"));
+    let page = app
+        .http
+        .get(format!("{}/invitations?token={token}", app.base_url))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("used already"));
+
+    // Bob's list shows the organisation with his role; the members list shows both.
+    let listed = json_of(app.get_after("/api/v1/orgs", &bob.access_token, &position).await).await;
+    assert_eq!(listed["items"][0]["id"], org.as_str());
+    assert_eq!(listed["items"][0]["role"], "member");
+    let members = json_of(
+        app.get_after(&format!("/api/v1/orgs/{org}/members"), &bob.access_token, &position)
+            .await,
+    )
+    .await;
+    let mut roles: Vec<(String, String)> = members["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|m| {
+            (
+                m["email"].as_str().unwrap_or_default().to_owned(),
+                m["role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        [
+            ("bob@example.com".to_owned(), "member".to_owned()),
+            ("owner@example.com".to_owned(), "owner".to_owned())
+        ]
+    );
+
+    // An unknown token: a clear refusal, and a page that says the link does not work.
+    let (status, code) = code_of(app.accept(&bob, &format!("{org}.forged")).await).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_invitation"));
+    let page = app
+        .http
+        .get(format!("{}/invitations?token={org}.forged", app.base_url))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(page.status(), 200, "never a 404");
+}
+
+#[tokio::test]
+async fn revoked_and_replaced_invitations_are_refused_and_the_newest_works() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let carol = app.register_and_login("carol@example.com").await;
+
+    // Revoked.
+    let invitation = json_of(app.invite(&owner, &org, "carol@example.com", "viewer").await).await;
+    let revoked_token = app.invitation_token("carol@example.com", 1).await;
+    let revoked = app
+        .request(
+            Method::DELETE,
+            &format!(
+                "/api/v1/orgs/{org}/invitations/{}",
+                invitation["id"].as_str().expect("id")
+            ),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status(), 204);
+    let (status, code) = code_of(app.accept(&carol, &revoked_token).await).await;
+    assert_eq!((status, code.as_str()), (409, "invitation_revoked"));
+
+    // Replaced: inviting again replaces the pending invitation; only the newest mail works.
+    assert_eq!(
+        app.invite(&owner, &org, "carol@example.com", "viewer").await.status(),
+        201
+    );
+    let replaced_token = app.invitation_token("carol@example.com", 2).await;
+    let newest = app.invite(&owner, &org, "carol@example.com", "admin").await;
+    assert_eq!(newest.status(), 201);
+    let position = position_of(&newest);
+    let newest_token = app.invitation_token("carol@example.com", 3).await;
+    let pending = json_of(
+        app.get_after(
+            &format!("/api/v1/orgs/{org}/invitations"),
+            &owner.access_token,
+            &position,
+        )
+        .await,
+    )
+    .await;
+    let pending = pending["items"].as_array().expect("items");
+    assert_eq!(pending.len(), 1, "one pending invitation per address: {pending:?}");
+    assert_eq!(pending[0]["role"], "admin");
+    let (status, code) = code_of(app.accept(&carol, &replaced_token).await).await;
+    assert_eq!((status, code.as_str()), (409, "invitation_replaced"));
+    let accepted = json_of(app.accept(&carol, &newest_token).await).await;
+    assert_eq!(accepted["role"], "admin");
+
+    // Inviting a member is refused.
+    let (status, code) = code_of(app.invite(&owner, &org, "carol@example.com", "member").await).await;
+    assert_eq!((status, code.as_str()), (409, "already_member"));
+}
+
+#[tokio::test]
+async fn an_expired_invitation_or_an_unverified_account_cannot_join() {
+    let mut settings = test_api_settings();
+    settings.invitation_ttl = Duration::ZERO;
+    let app = TestApp::builder().settings(settings).spawn().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    assert_eq!(
+        app.invite(&owner, &org, "dan@example.com", "member").await.status(),
+        201
+    );
+    let token = app.invitation_token("dan@example.com", 1).await;
+    let dan = app.register_and_login("dan@example.com").await;
+    let (status, code) = code_of(app.accept(&dan, &token).await).await;
+    assert_eq!((status, code.as_str()), (409, "invitation_expired"));
+}
+
+#[tokio::test]
+async fn an_unverified_account_is_told_to_verify_before_joining() {
+    let mut settings = test_api_settings();
+    settings.require_email_verification = false;
+    let app = TestApp::builder().settings(settings).spawn().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    assert_eq!(
+        app.invite(&owner, &org, "fay@example.com", "member").await.status(),
+        201
+    );
+    let token = app.invitation_token("fay@example.com", 1).await;
+    let password = "correct horse battery staple";
+    let registered = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"email": "fay@example.com", "password": password})),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let login = json_of(
+        app.request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "fay@example.com", "password": password})),
+        )
+        .await,
+    )
+    .await;
+    let fay = TestUser {
+        id: login["user"]["id"].as_str().expect("id").to_owned(),
+        email: "fay@example.com".to_owned(),
+        password: password.to_owned(),
+        access_token: login["access_token"].as_str().expect("token").to_owned(),
+        refresh_token: login["refresh_token"].as_str().expect("token").to_owned(),
+    };
+    let (status, code) = code_of(app.accept(&fay, &token).await).await;
+    assert_eq!((status, code.as_str()), (403, "email_not_verified"));
+}
+
+/// One request: method, path and body.
+type Request = (Method, String, Option<Value>);
+
+/// A request and who sends it.
+type CallersRequest = (TestUser, Request);
+
+/// The five kinds of caller of the contract's role table.
+struct Callers {
+    owner: TestUser,
+    admin: TestUser,
+    member: TestUser,
+    viewer: TestUser,
+    stranger: TestUser,
+}
+
+impl Callers {
+    async fn of(app: &TestApp, org: &str, owner: TestUser) -> Self {
+        Self {
+            admin: app.join_org(&owner, org, "admin@example.com", "admin").await,
+            member: app.join_org(&owner, org, "member@example.com", "member").await,
+            viewer: app.join_org(&owner, org, "viewer@example.com", "viewer").await,
+            stranger: app.register_and_login("stranger@example.com").await,
+            owner,
+        }
+    }
+
+    fn all(&self) -> [(&'static str, &TestUser); 5] {
+        [
+            ("owner", &self.owner),
+            ("admin", &self.admin),
+            ("member", &self.member),
+            ("viewer", &self.viewer),
+            ("stranger", &self.stranger),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn the_role_table_holds_route_by_route_for_all_five_kinds_of_caller() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let callers = Callers::of(&app, &org, owner).await;
+    // One member per caller to act on, so no caller's change spoils another's.
+    let mut subjects = Vec::new();
+    for (who, _) in callers.all() {
+        let subject = app
+            .join_org(&callers.owner, &org, &format!("subject-of-{who}@example.com"), "viewer")
+            .await;
+        subjects.push(subject);
+    }
+
+    let callers_in_order = callers.all();
+    // Each caller's request to one route, as (method, path, body), in the order of `all`.
+    let per_caller = |make: &dyn Fn(usize, &str, &TestUser) -> Request| {
+        callers_in_order
+            .iter()
+            .enumerate()
+            .map(|(index, (who, caller))| ((*caller).clone(), make(index, who, caller)))
+            .collect::<Vec<_>>()
+    };
+    let expect = |route: &'static str, expected: &[u16], answers: Vec<(u16, String)>| {
+        let got: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+        assert_eq!(got, expected, "{route}: {answers:?}");
+        for (status, code) in answers {
+            match status {
+                403 => assert!(
+                    ["insufficient_role", "owners_only"].contains(&code.as_str()),
+                    "{route}: 403 {code}"
+                ),
+                404 => assert_eq!(code, "not_found", "{route}"),
+                _ => {}
+            }
+        }
+    };
+    let base = format!("/api/v1/orgs/{org}");
+    let table: Vec<(&'static str, [u16; 5], Vec<CallersRequest>)> = vec![
+        (
+            "GET /orgs/{id}",
+            [200, 200, 200, 200, 404],
+            per_caller(&|_, _, _| (Method::GET, base.clone(), None)),
+        ),
+        (
+            "GET /orgs/{id}/members",
+            [200, 200, 200, 200, 404],
+            per_caller(&|_, _, _| (Method::GET, format!("{base}/members"), None)),
+        ),
+        (
+            "PATCH /orgs/{id}",
+            [200, 200, 403, 403, 404],
+            per_caller(&|_, who, _| {
+                (
+                    Method::PATCH,
+                    base.clone(),
+                    Some(json!({ "name": format!("Renamed by {who}") })),
+                )
+            }),
+        ),
+        (
+            "GET /orgs/{id}/invitations",
+            [200, 200, 403, 403, 404],
+            per_caller(&|_, _, _| (Method::GET, format!("{base}/invitations"), None)),
+        ),
+        (
+            "POST /orgs/{id}/invitations",
+            [201, 201, 403, 403, 404],
+            per_caller(&|_, who, _| {
+                let body = json!({ "email": format!("invited-by-{who}@example.com"), "role": "viewer" });
+                (Method::POST, format!("{base}/invitations"), Some(body))
+            }),
+        ),
+        (
+            "PATCH /orgs/{id}/members/{user_id} role",
+            [200, 200, 403, 403, 404],
+            per_caller(&|index, _, _| {
+                (
+                    Method::PATCH,
+                    format!("{base}/members/{}", subjects[index].id),
+                    Some(json!({ "role": "member" })),
+                )
+            }),
+        ),
+        (
+            "PATCH /orgs/{id}/members/{user_id} credit limit",
+            [200, 403, 403, 403, 404],
+            per_caller(&|index, _, _| {
+                let body = json!({ "monthly_credit_limit": 100 });
+                (
+                    Method::PATCH,
+                    format!("{base}/members/{}", subjects[index].id),
+                    Some(body),
+                )
+            }),
+        ),
+        (
+            "DELETE /orgs/{id}/members/{user_id}",
+            [204, 204, 403, 403, 404],
+            per_caller(&|index, _, _| (Method::DELETE, format!("{base}/members/{}", subjects[index].id), None)),
+        ),
+    ];
+    for (route, expected, requests) in table {
+        let mut answers = Vec::new();
+        for (caller, (method, path, body)) in requests {
+            answers.push(code_of(app.request(method, &path, Some(&caller.access_token), body).await).await);
+        }
+        expect(route, &expected, answers);
+    }
+
+    // An admin may not act on an owner.
+    let (status, code) = code_of(app.set_role(&callers.admin, &org, &callers.owner.id, "member").await).await;
+    assert_eq!((status, code.as_str()), (403, "owners_only"));
+
+    // The destructive ones: everyone but the owner first, then the owner.
+    let others = &callers_in_order[1..];
+    let mut transfers = Vec::new();
+    let mut deletions = Vec::new();
+    for (_, caller) in others {
+        let body = json!({ "user_id": callers.member.id });
+        transfers.push(
+            code_of(
+                app.request(
+                    Method::POST,
+                    &format!("{base}/transfer"),
+                    Some(&caller.access_token),
+                    Some(body),
+                )
+                .await,
+            )
+            .await,
+        );
+        deletions.push(
+            code_of(
+                app.request(Method::DELETE, &base, Some(&caller.access_token), None)
+                    .await,
+            )
+            .await,
+        );
+    }
+    expect(
+        "POST /orgs/{id}/transfer by the others",
+        &[403, 403, 403, 404],
+        transfers,
+    );
+    expect("DELETE /orgs/{id} by the others", &[403, 403, 403, 404], deletions);
+    let body = json!({ "user_id": callers.admin.id, "leave": false });
+    let transferred = app
+        .request(
+            Method::POST,
+            &format!("{base}/transfer"),
+            Some(&callers.owner.access_token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(transferred.status(), 204);
+    // The old owner is an admin now, and the admin the owner: only the new owner deletes.
+    let (status, _) = code_of(
+        app.request(Method::DELETE, &base, Some(&callers.owner.access_token), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403, "the old owner, now admin, may not delete");
+    let deleted = app
+        .request(Method::DELETE, &base, Some(&callers.admin.access_token), None)
+        .await;
+    assert_eq!(deleted.status(), 204);
+
+    // Deleted: no longer there for anyone.
+    for (who, caller) in callers.all() {
+        let (status, _) = code_of(
+            app.request(
+                Method::GET,
+                &format!("/api/v1/orgs/{org}"),
+                Some(&caller.access_token),
+                None,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 404, "{who} after deletion");
+    }
+}
+
+#[tokio::test]
+async fn the_last_owner_can_neither_leave_nor_be_demoted() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let admin = app.join_org(&owner, &org, "admin@example.com", "admin").await;
+    let leave = code_of(
+        app.request(
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/leave"),
+            Some(&owner.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(leave, (409, "last_owner".to_owned()));
+    let demoted = code_of(app.set_role(&owner, &org, &owner.id, "admin").await).await;
+    assert_eq!(demoted, (409, "last_owner".to_owned()));
+    // The admin leaves; removing oneself is leaving, not removal.
+    let removed_self = code_of(
+        app.request(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/members/{}", owner.id),
+            Some(&owner.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(removed_self, (409, "cannot_remove_self".to_owned()));
+    let left = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/leave"),
+            Some(&admin.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(left.status(), 204);
+}
+
+#[tokio::test]
+async fn a_removed_member_loses_access_within_a_second_on_another_api_process() {
+    let app = TestApp::spawn().await;
+    let sibling = app.sibling().spawn().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let member = app.join_org(&owner, &org, "member@example.com", "member").await;
+    let on_sibling = |path: String| {
+        let http = app.http.clone();
+        let url = format!("{}{path}", sibling.base_url);
+        let token = member.access_token.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("answered")
+                .status()
+                .as_u16()
+        }
+    };
+    // The sibling has seen the member (and keeps what it learned for its TTL).
+    assert_eq!(on_sibling(format!("/api/v1/orgs/{org}")).await, 200);
+
+    let removed = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/members/{}", member.id),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    let removed_at = Instant::now();
+    wait_for(
+        "the sibling to refuse the removed member",
+        Duration::from_secs(1),
+        || {
+            let status = on_sibling(format!("/api/v1/orgs/{org}/members"));
+            async move { status.await == 404 }
+        },
+    )
+    .await;
+    assert!(removed_at.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn two_owners_demoting_each_other_at_once_always_leave_one_owner() {
+    let app = TestApp::spawn().await;
+    // The second owner acts through another API process, so the two commands race across
+    // processes and only optimistic concurrency on the aggregate orders them.
+    let sibling = app.sibling().spawn().await;
+    let first = app.register_and_login("first@example.com").await;
+    let org = app.create_org(&first, "Studio").await;
+    let second = app.join_org(&first, &org, "second@example.com", "owner").await;
+    let demote = |base: String, actor: &TestUser, target: &TestUser| {
+        let http = app.http.clone();
+        let url = format!("{base}/api/v1/orgs/{org}/members/{}", target.id);
+        let token = actor.access_token.clone();
+        async move {
+            let response = http
+                .patch(url)
+                .bearer_auth(token)
+                .json(&json!({ "role": "admin" }))
+                .send()
+                .await
+                .expect("answered");
+            let position = response
+                .headers()
+                .get("x-keyframe-position")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (code_of(response).await, position)
+        }
+    };
+    for round in 0..50 {
+        let ((a, a_position), (b, b_position)) = tokio::join!(
+            demote(app.base_url.clone(), &first, &second),
+            demote(sibling.base_url.clone(), &second, &first)
+        );
+        let succeeded: Vec<_> = [&a, &b].into_iter().filter(|(status, _)| *status == 200).collect();
+        assert_eq!(
+            succeeded.len(),
+            1,
+            "round {round}: exactly one demotion passes: {a:?} {b:?}"
+        );
+        for (status, code) in [&a, &b] {
+            if *status != 200 {
+                assert_eq!((*status, code.as_str()), (403, "owners_only"), "round {round}");
+            }
+        }
+        let position = a_position.or(b_position).expect("the demotion's position");
+        let members = json_of(
+            app.get_after(&format!("/api/v1/orgs/{org}/members"), &first.access_token, &position)
+                .await,
+        )
+        .await;
+        let owners: Vec<&str> = members["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|m| m["role"] == "owner")
+            .map(|m| m["user_id"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(owners.len(), 1, "round {round}: one owner remains: {members}");
+        // The remaining owner makes the other owner again for the next round.
+        let (remaining, demoted) = if owners[0] == first.id {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        assert_eq!(app.set_role(remaining, &org, &demoted.id, "owner").await.status(), 200);
+    }
+}
