@@ -2,9 +2,10 @@
 //! process manager, without its I/O. A run that succeeded is charged its price; a run that
 //! failed or was cancelled gets its reservation back. Every other job event asks nothing.
 
-use crate::ids::{JobId, UserId};
+use crate::ids::JobId;
 use crate::job::{Job, JobEvent};
 use crate::ledger::LedgerCommand;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 
 /// The ledger command `event` of job `job_id` calls for, and whose ledger it goes to; `None`
@@ -14,8 +15,8 @@ pub fn ledger_command_for(
     event: &JobEvent,
     job: &Job,
     at: DateTime<Utc>,
-) -> Option<(UserId, LedgerCommand)> {
-    let owner_id = job.owner_id()?;
+) -> Option<(Owner, LedgerCommand)> {
+    let owner = job.owner()?;
     let command = match event {
         JobEvent::JobSucceeded { run, .. } => LedgerCommand::Settle {
             job_id,
@@ -37,13 +38,13 @@ pub fn ledger_command_for(
         },
         _ => return None,
     };
-    Some((owner_id, command))
+    Some((owner, command))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ProjectId;
+    use crate::ids::{ProjectId, UserId};
     use crate::job::{JobStatus, JobType};
     use cqrs_es::Aggregate;
 
@@ -51,7 +52,8 @@ mod tests {
         let mut job = Job::default();
         job.apply(JobEvent::JobRequested {
             job_id,
-            owner_id,
+            owner: Owner::User(owner_id),
+            requested_by: None,
             project_id: ProjectId::new(),
             job_type: JobType::Analyze,
             source: None,
@@ -76,7 +78,7 @@ mod tests {
             finished_at: at,
         };
         let (owner, command) = ledger_command_for(job_id, &succeeded, &job, at).expect("a command");
-        assert_eq!(owner, owner_id);
+        assert_eq!(owner, Owner::User(owner_id));
         assert!(
             matches!(command, LedgerCommand::Settle { run: 2, cost: 7, .. }),
             "{command:?}"

@@ -53,6 +53,8 @@ impl Projection for AssetList {
                 LibraryEvent::AssetUploaded {
                     asset_id,
                     project_id,
+                    owner,
+                    uploaded_by,
                     filename,
                     container,
                     size_bytes,
@@ -63,8 +65,9 @@ impl Projection for AssetList {
                 } => {
                     sqlx::query(
                         "INSERT INTO asset_list (asset_id, owner_id, project_id, filename, content_type, size_bytes,
-                             sha256, duration_ms, width, height, video_codec, audio_codec, uploaded_at, last_sequence)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                             sha256, duration_ms, width, height, video_codec, audio_codec, uploaded_at, last_sequence,
+                             uploaded_by)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                          ON CONFLICT (asset_id) DO NOTHING",
                     )
                     .bind(asset_id.0)
@@ -81,6 +84,7 @@ impl Projection for AssetList {
                     .bind(facts.audio_codec)
                     .bind(uploaded_at)
                     .bind(event.sequence)
+                    .bind(uploaded_by.or(owner.user()).map(|user| user.0))
                     .execute(&mut *conn)
                     .await?;
                 }

@@ -4,7 +4,7 @@ use crate::{Projection, ProjectionError, decode, parse_uuid};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
-use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerEvent};
+use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerEvent, allowance_period};
 use keyframe_domain::log::RecordedEvent;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -65,8 +65,17 @@ impl Projection for CreditTransactions {
                     Row::new("grant", amount, 0, Some(balance), None, Some(reference), Some(reason))
                 }
                 LedgerEvent::CreditsReserved {
-                    job_id, run, amount, ..
-                } => Row::new("reservation", 0, amount, None, Some((job_id.0, run)), None, None),
+                    job_id,
+                    run,
+                    amount,
+                    member,
+                    reserved_at,
+                    ..
+                } => {
+                    let mut row = Row::new("reservation", 0, amount, None, Some((job_id.0, run)), None, None);
+                    row.member = member.map(|member| (member.0, allowance_period(reserved_at)));
+                    row
+                }
                 LedgerEvent::CreditsSettled {
                     job_id,
                     run,
@@ -107,10 +116,27 @@ impl Projection for CreditTransactions {
                     Some(reason),
                 ),
             };
+            // A settlement or release is the member's whose reservation it ends, in its month.
+            let (member, period) = match (&row.member, row.job) {
+                (Some((member, period)), _) => (Some(*member), Some(period.clone())),
+                (None, Some((job_id, run))) if row.kind != "reservation" => {
+                    let reservation: Option<(Option<Uuid>, Option<String>)> = sqlx::query_as(
+                        "SELECT member_id, period FROM credit_transactions
+                         WHERE owner_id = $1 AND job_id = $2 AND job_run = $3 AND kind = 'reservation'",
+                    )
+                    .bind(owner_id)
+                    .bind(job_id)
+                    .bind(i64::from(run))
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    reservation.unwrap_or_default()
+                }
+                _ => (None, None),
+            };
             sqlx::query(
                 "INSERT INTO credit_transactions (owner_id, sequence, kind, amount, reserved, balance, job_id,
-                     job_run, reference, reason, recorded_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                     job_run, reference, reason, recorded_at, member_id, period)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
             )
             .bind(owner_id)
             .bind(event.sequence)
@@ -123,6 +149,8 @@ impl Projection for CreditTransactions {
             .bind(row.reference)
             .bind(row.reason)
             .bind(event.recorded_at)
+            .bind(member)
+            .bind(period)
             .execute(&mut *conn)
             .await?;
         }
@@ -139,6 +167,8 @@ struct Row {
     job: Option<(Uuid, u32)>,
     reference: Option<String>,
     reason: Option<String>,
+    /// On an organisation's ledger, the member of a reservation and its month.
+    member: Option<(Uuid, String)>,
 }
 
 impl Row {
@@ -159,6 +189,7 @@ impl Row {
             job,
             reference,
             reason,
+            member: None,
         }
     }
 }
@@ -185,6 +216,8 @@ pub struct TransactionRow {
     pub reference: Option<String>,
     /// Why.
     pub reason: Option<String>,
+    /// On an organisation's ledger, the member whose job it is for.
+    pub member_id: Option<Uuid>,
     /// When.
     pub recorded_at: DateTime<Utc>,
 }
@@ -197,13 +230,57 @@ pub async fn list_for_owner(
     limit: i64,
 ) -> Result<Vec<TransactionRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT sequence, kind, amount, reserved, balance, job_id, job_run, reference, reason, recorded_at
+        "SELECT sequence, kind, amount, reserved, balance, job_id, job_run, reference, reason, member_id, recorded_at
          FROM credit_transactions WHERE owner_id = $1 AND ($2::bigint IS NULL OR sequence < $2)
          ORDER BY sequence DESC LIMIT $3",
     )
     .bind(owner_id)
     .bind(cursor)
     .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// What one member's jobs used of an organisation's credits in one month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct MemberUsageRow {
+    /// The month, `YYYY-MM` (UTC; a job counts in the month its credits were reserved).
+    pub period: String,
+    /// The member.
+    pub member_id: Uuid,
+    /// Credits charged for their finished jobs.
+    pub charged: i64,
+    /// Credits still held for their jobs that have not ended.
+    pub held: i64,
+    /// Their jobs' runs that were charged.
+    pub charged_runs: i64,
+}
+
+/// The usage of `owner_id`'s credits per member per month, newest month first; only
+/// `member_id`'s when given. At most `months` months.
+pub async fn usage_by_member(
+    pool: &PgPool,
+    owner_id: Uuid,
+    member_id: Option<Uuid>,
+    months: i64,
+) -> Result<Vec<MemberUsageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH recent AS (
+             SELECT DISTINCT period FROM credit_transactions
+             WHERE owner_id = $1 AND member_id IS NOT NULL ORDER BY period DESC LIMIT $3
+         )
+         SELECT t.period, t.member_id,
+                coalesce(-sum(t.amount) FILTER (WHERE t.kind = 'settlement'), 0)::bigint AS charged,
+                coalesce(sum(t.reserved), 0)::bigint AS held,
+                count(*) FILTER (WHERE t.kind = 'settlement') AS charged_runs
+         FROM credit_transactions t JOIN recent USING (period)
+         WHERE t.owner_id = $1 AND t.member_id IS NOT NULL AND ($2::uuid IS NULL OR t.member_id = $2)
+         GROUP BY t.period, t.member_id
+         ORDER BY t.period DESC, charged DESC, t.member_id",
+    )
+    .bind(owner_id)
+    .bind(member_id)
+    .bind(months.clamp(1, 120))
     .fetch_all(pool)
     .await
 }

@@ -47,7 +47,8 @@ impl Projection for JobList {
             let status = |status: JobStatus| status.as_str();
             let query = match decode::<JobEvent>(event)? {
                 JobEvent::JobRequested {
-                    owner_id,
+                    owner,
+                    requested_by,
                     project_id,
                     job_type,
                     source,
@@ -57,18 +58,21 @@ impl Projection for JobList {
                     ..
                 } => sqlx::query(
                     "INSERT INTO job_list (job_id, owner_id, project_id, job_type, status, max_retries, asset_id,
-                         created_at, updated_at, last_sequence, cost_credits)
-                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7, $8, $9) ON CONFLICT (job_id) DO NOTHING",
+                         created_at, updated_at, last_sequence, cost_credits, owner_kind, requested_by)
+                     VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $7, $8, $9, $10, $11)
+                     ON CONFLICT (job_id) DO NOTHING",
                 )
                 .bind(job_id)
-                .bind(owner_id.0)
+                .bind(owner.id())
                 .bind(project_id.0)
                 .bind(job_type.as_str())
                 .bind(max_retries as i32)
                 .bind(source.map(|s| s.asset_id.0))
                 .bind(requested_at)
                 .bind(sequence)
-                .bind(cost_credits),
+                .bind(cost_credits)
+                .bind(owner.kind().as_str())
+                .bind(requested_by.or(owner.user()).map(|user| user.0)),
                 JobEvent::JobQueued { queued_at, .. } => sqlx::query(
                     "UPDATE job_list SET status = 'queued', progress = 0, finished_at = NULL, updated_at = $2,
                          last_sequence = $3 WHERE job_id = $1",
@@ -186,10 +190,11 @@ pub struct JobFilter {
     pub job_type: Option<String>,
 }
 
-/// A page of `owner_id`'s jobs, newest first, after `cursor`.
-pub async fn list_for_owner(
+/// A page of the jobs of any of `owners` (the caller and their organisations), newest first,
+/// after `cursor`.
+pub async fn list_for_owners(
     pool: &PgPool,
-    owner_id: Uuid,
+    owners: &[Uuid],
     filter: &JobFilter,
     cursor: Option<Uuid>,
     limit: i64,
@@ -199,12 +204,12 @@ pub async fn list_for_owner(
                 CASE WHEN status IN ('failed', 'cancelled') THEN 0 ELSE cost_credits END AS cost_credits,
                 created_at, started_at, finished_at, updated_at
          FROM job_list
-         WHERE owner_id = $1 AND deleted_at IS NULL
+         WHERE owner_id = ANY($1) AND deleted_at IS NULL
            AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)
            AND ($4::text IS NULL OR job_type = $4) AND ($5::uuid IS NULL OR job_id < $5)
          ORDER BY job_id DESC LIMIT $6",
     )
-    .bind(owner_id)
+    .bind(owners)
     .bind(&filter.status)
     .bind(filter.project_id)
     .bind(&filter.job_type)
@@ -227,16 +232,16 @@ pub struct JobCount {
     pub mean_run_ms: Option<f64>,
 }
 
-/// `owner_id`'s jobs counted by status and type.
-pub async fn counts_for_owner(pool: &PgPool, owner_id: Uuid) -> Result<Vec<JobCount>, sqlx::Error> {
+/// The jobs of any of `owners` counted by status and type.
+pub async fn counts_for_owners(pool: &PgPool, owners: &[Uuid]) -> Result<Vec<JobCount>, sqlx::Error> {
     sqlx::query_as(
         "SELECT status, job_type, count(*) AS count,
                 (avg(extract(epoch FROM finished_at - started_at) * 1000)
                     FILTER (WHERE status IN ('succeeded', 'failed') AND started_at IS NOT NULL))::float8 AS mean_run_ms
-         FROM job_list WHERE owner_id = $1 AND deleted_at IS NULL
+         FROM job_list WHERE owner_id = ANY($1) AND deleted_at IS NULL
          GROUP BY status, job_type ORDER BY job_type, status",
     )
-    .bind(owner_id)
+    .bind(owners)
     .fetch_all(pool)
     .await
 }

@@ -428,3 +428,15 @@ pub async fn pending_invitations(
     .fetch_all(pool)
     .await
 }
+
+/// The live organisations `user_id` is a member of, as this read model knows them.
+pub async fn organization_ids_of(pool: &PgPool, user_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT m.organization_id FROM organization_members m
+         JOIN organization_list o ON o.organization_id = m.organization_id
+         WHERE m.user_id = $1 AND o.deleted_at IS NULL ORDER BY m.organization_id",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}

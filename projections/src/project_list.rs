@@ -49,7 +49,8 @@ impl Projection for ProjectList {
             let change = match (decode::<ProjectEvent>(event)?, changes.remove(&project_id)) {
                 (
                     ProjectEvent::ProjectCreated {
-                        owner_id,
+                        owner,
+                        created_by,
                         name,
                         description,
                         created_at,
@@ -58,7 +59,9 @@ impl Projection for ProjectList {
                     _,
                 ) => Change::Created(NewRow {
                     project_id,
-                    owner_id: owner_id.0,
+                    owner_id: owner.id(),
+                    owner_kind: owner.kind().as_str(),
+                    created_by: created_by.or(owner.user()).map(|user| user.0),
                     name: name.as_str().to_owned(),
                     description: description.as_str().to_owned(),
                     created_at,
@@ -141,9 +144,10 @@ impl Projection for ProjectList {
         if !created.is_empty() {
             sqlx::query(
                 "INSERT INTO project_list
-                     (project_id, owner_id, name, description, created_at, updated_at, deleted_at, last_sequence)
+                     (project_id, owner_id, name, description, created_at, updated_at, deleted_at, last_sequence,
+                      owner_kind, created_by)
                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::timestamptz[], $8::bigint[])
+                     $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::text[], $10::uuid[])
                  ON CONFLICT (project_id) DO NOTHING",
             )
             .bind(created.iter().map(|row| row.project_id).collect::<Vec<_>>())
@@ -154,6 +158,8 @@ impl Projection for ProjectList {
             .bind(created.iter().map(|row| row.updated_at).collect::<Vec<_>>())
             .bind(created.iter().map(|row| row.deleted_at).collect::<Vec<_>>())
             .bind(created.iter().map(|row| row.sequence).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.owner_kind).collect::<Vec<_>>())
+            .bind(created.iter().map(|row| row.created_by).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
@@ -196,6 +202,8 @@ enum Change {
 struct NewRow {
     project_id: Uuid,
     owner_id: Uuid,
+    owner_kind: &'static str,
+    created_by: Option<Uuid>,
     name: String,
     description: String,
     created_at: DateTime<Utc>,
@@ -217,8 +225,12 @@ struct Update {
 pub struct ProjectRow {
     /// The project's id.
     pub project_id: Uuid,
-    /// Its owner.
+    /// Its owner: a user's id, or an organisation's.
     pub owner_id: Uuid,
+    /// `user` or `organization`.
+    pub owner_kind: String,
+    /// Who created it.
+    pub created_by: Option<Uuid>,
     /// Its name.
     pub name: String,
     /// Its description ('' when none).
@@ -267,7 +279,7 @@ pub async fn list_for_owner(
 /// statement of its own, so the cursor bounds the index scan and is not a filter applied to
 /// every row from the top of the list.
 pub fn list_statement(limit: i64, after_cursor: bool) -> String {
-    const COLUMNS: &str = "project_id, owner_id, name, description, created_at, updated_at";
+    const COLUMNS: &str = "project_id, owner_id, owner_kind, created_by, name, description, created_at, updated_at";
     let fetch = FETCH_SIZES.into_iter().find(|size| *size >= limit).unwrap_or(MAX_FETCH);
     let cursor = if after_cursor { " AND project_id < $2" } else { "" };
     format!(
@@ -276,14 +288,51 @@ pub fn list_statement(limit: i64, after_cursor: bool) -> String {
     )
 }
 
-/// One of the owner's projects; `None` when it does not exist or is someone else's.
-pub async fn get_for_owner(pool: &PgPool, owner_id: Uuid, project_id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
+/// The projects of any of `owners` (the caller and their organisations), newest first, after
+/// `cursor`; at most `limit`. Each owner's newest are read through the owner index with the
+/// limit, then merged, so a busy owner costs no more than a quiet one.
+pub async fn list_for_owners(
+    pool: &PgPool,
+    owners: &[Uuid],
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ProjectRow>, sqlx::Error> {
+    if let [owner] = owners {
+        return list_for_owner(pool, *owner, cursor, limit).await;
+    }
+    let limit = limit.clamp(1, MAX_FETCH);
     sqlx::query_as(
-        "SELECT project_id, owner_id, name, description, created_at, updated_at FROM project_list
-         WHERE project_id = $1 AND owner_id = $2 AND deleted_at IS NULL",
+        "SELECT p.project_id, p.owner_id, p.owner_kind, p.created_by, p.name, p.description, p.created_at, p.updated_at
+         FROM unnest($1::uuid[]) AS o(owner_id)
+         CROSS JOIN LATERAL (
+             SELECT * FROM project_list
+             WHERE owner_id = o.owner_id AND deleted_at IS NULL AND ($2::uuid IS NULL OR project_id < $2)
+             ORDER BY project_id DESC LIMIT $3
+         ) p
+         ORDER BY p.project_id DESC LIMIT $3",
+    )
+    .bind(owners)
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One live project, whoever owns it (the caller's right to see it is the policy's to decide).
+pub async fn get(pool: &PgPool, project_id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT project_id, owner_id, owner_kind, created_by, name, description, created_at, updated_at
+         FROM project_list WHERE project_id = $1 AND deleted_at IS NULL",
     )
     .bind(project_id)
-    .bind(owner_id)
     .fetch_optional(pool)
     .await
+}
+
+/// The ids of `owner_id`'s live projects.
+pub async fn live_ids_of(pool: &PgPool, owner_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT project_id FROM project_list WHERE owner_id = $1 AND deleted_at IS NULL")
+        .bind(owner_id)
+        .fetch_all(pool)
+        .await
 }

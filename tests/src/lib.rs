@@ -23,7 +23,7 @@ pub use app::{
 };
 pub use client::http_client;
 pub use db::{TestDatabase, admin_database_url, all_events, open_append, transactions_that_cannot_append};
-pub use media::{make_avi, make_video};
+pub use media::{make_avi, make_video, short_video};
 pub use nats::{NatsServerProcess, TestNats, assert_exactly_once_in_order, nats_url};
 pub use pipeline::{Running, start_project_list_projector, start_projector, start_relay, start_relay_woken_by};
 pub use worker::TestWorker;

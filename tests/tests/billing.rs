@@ -8,35 +8,13 @@ use keyframe_billing::settlement::{
 };
 use keyframe_domain::ledger::LedgerEvent;
 use keyframe_eventlog::commands::CommandBus;
-use keyframe_tests::{TestApp, TestUser, make_video, test_api_settings, wait_for};
+use keyframe_tests::{TestApp, TestUser, short_video, test_api_settings, wait_for};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// A 2-second video: an analysis of it costs one credit (one started minute).
-fn short_video() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("keyframe-test-billing-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("short.mp4");
-    make_video(
-        &path,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=160x120:r=10:d=2",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440:d=2:r=22050",
-        ],
-    );
-    path
-}
 
 /// `user`'s ledger events, in order.
 async fn ledger_events(pool: &PgPool, user: &TestUser) -> Vec<LedgerEvent> {
@@ -416,10 +394,11 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
         .execute(
             &user.id,
             || keyframe_domain::ledger::LedgerCommand::Reserve {
-                owner_id,
+                owner: keyframe_domain::owner::Owner::User(owner_id),
                 job_id: orphan,
                 run: 0,
                 amount: 4,
+                member: None,
                 at: chrono::Utc::now(),
             },
             &keyframe_eventlog::metadata::CommandMetadata::system(),
@@ -479,7 +458,7 @@ async fn a_cached_ledger_sees_what_other_processes_appended_and_stays_right_afte
     let meta = CommandMetadata::system();
     let grant = |amount| {
         move || LedgerCommand::Grant {
-            owner_id,
+            owner: keyframe_domain::owner::Owner::User(owner_id),
             amount,
             source: GrantSource::SignupBonus,
             reason: "grant".to_owned(),
@@ -488,7 +467,7 @@ async fn a_cached_ledger_sees_what_other_processes_appended_and_stays_right_afte
     };
     let admin_grant = |amount| {
         move || LedgerCommand::Grant {
-            owner_id,
+            owner: keyframe_domain::owner::Owner::User(owner_id),
             amount,
             source: GrantSource::Admin { admin_id: owner_id },
             reason: "top-up".to_owned(),
@@ -497,10 +476,11 @@ async fn a_cached_ledger_sees_what_other_processes_appended_and_stays_right_afte
     };
     let reserve = |job_id, amount| {
         move || LedgerCommand::Reserve {
-            owner_id,
+            owner: keyframe_domain::owner::Owner::User(owner_id),
             job_id,
             run: 0,
             amount,
+            member: None,
             at: chrono::Utc::now(),
         }
     };
@@ -709,7 +689,7 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
         .execute(
             &carol.id,
             || SubscriptionCommand {
-                owner_id: keyframe_domain::ids::UserId(carol_id),
+                owner: keyframe_domain::owner::Owner::User(keyframe_domain::ids::UserId(carol_id)),
                 stripe_event_id: "evt_carol_start".to_owned(),
                 stripe_created: Utc::now(),
                 change: SubscriptionChange::Started(StripeSubscriptionState {

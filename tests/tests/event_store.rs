@@ -50,7 +50,8 @@ async fn each_command_answers_the_global_position_of_the_event_it_appended() {
             &id,
             || ProjectCommand::CreateProject {
                 project_id,
-                owner_id: owner,
+                owner: keyframe_domain::owner::Owner::User(owner),
+                created_by: owner,
                 name: name("Trailer"),
                 description: ProjectDescription::default(),
                 at: chrono::Utc::now(),
@@ -63,7 +64,6 @@ async fn each_command_answers_the_global_position_of_the_event_it_appended() {
         .execute(
             &id,
             || ProjectCommand::UpdateProject {
-                actor: owner,
                 name: Some(name("Teaser")),
                 description: None,
                 at: chrono::Utc::now(),
@@ -93,12 +93,12 @@ async fn each_command_answers_the_global_position_of_the_event_it_appended() {
     assert_eq!(project.name().as_str(), "Teaser");
 
     // A refused command appends nothing, and the log is unchanged.
+    let missing = keyframe_domain::ids::ProjectId::new().to_string();
     let refused = bus
         .execute(
-            &id,
+            &missing,
             || ProjectCommand::UpdateProject {
-                actor: UserId::new(),
-                name: Some(name("Hijacked")),
+                name: Some(name("Nowhere")),
                 description: None,
                 at: chrono::Utc::now(),
             },
@@ -157,7 +157,8 @@ async fn a_create_on_a_fresh_id_skips_the_load_and_a_create_on_an_existing_id_is
     let create = |title: &'static str| {
         move || ProjectCommand::CreateProject {
             project_id,
-            owner_id: owner,
+            owner: keyframe_domain::owner::Owner::User(owner),
+            created_by: owner,
             name: name(title),
             description: ProjectDescription::default(),
             at: chrono::Utc::now(),
@@ -203,7 +204,8 @@ async fn every_append_wakes_the_relay_and_its_event_is_readable_when_the_relay_w
             &project_id.to_string(),
             || ProjectCommand::CreateProject {
                 project_id,
-                owner_id: owner,
+                owner: keyframe_domain::owner::Owner::User(owner),
+                created_by: owner,
                 name: name(title),
                 description: ProjectDescription::default(),
                 at: chrono::Utc::now(),
@@ -390,7 +392,8 @@ async fn many_concurrent_creates_each_answer_the_position_of_their_own_event() {
                     &id,
                     || ProjectCommand::CreateProject {
                         project_id,
-                        owner_id: owner,
+                        owner: keyframe_domain::owner::Owner::User(owner),
+                        created_by: owner,
                         name: name(&format!("Project {i}")),
                         description: ProjectDescription::default(),
                         at: chrono::Utc::now(),

@@ -14,16 +14,16 @@ use std::time::Duration;
 fn create(project_id: ProjectId, owner: UserId, name: &str) -> ProjectCommand {
     ProjectCommand::CreateProject {
         project_id,
-        owner_id: owner,
+        owner: keyframe_domain::owner::Owner::User(owner),
+        created_by: owner,
         name: ProjectName::parse("name", name).expect("valid"),
         description: ProjectDescription::default(),
         at: chrono::Utc::now(),
     }
 }
 
-fn rename(owner: UserId, name: &str) -> ProjectCommand {
+fn rename(name: &str) -> ProjectCommand {
     ProjectCommand::UpdateProject {
-        actor: owner,
         name: Some(ProjectName::parse("name", name).expect("valid")),
         description: None,
         at: chrono::Utc::now(),
@@ -89,18 +89,14 @@ async fn two_relays_publish_every_committed_event_exactly_once_despite_late_comm
                 )
                 .await
                 .expect("create own");
-                bus.execute(
-                    &own.to_string(),
-                    || rename(owner, &format!("w{writer}r{round}b")),
-                    &meta,
-                )
-                .await
-                .expect("rename own");
+                bus.execute(&own.to_string(), || rename(&format!("w{writer}r{round}b")), &meta)
+                    .await
+                    .expect("rename own");
                 // Everyone also writes the same aggregate: optimistic-concurrency conflicts, retried.
                 match bus
                     .execute(
                         &shared.to_string(),
-                        || rename(owner, &format!("shared {writer} {round}")),
+                        || rename(&format!("shared {writer} {round}")),
                         &meta,
                     )
                     .await

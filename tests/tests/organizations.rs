@@ -268,6 +268,19 @@ impl Callers {
         }
     }
 
+    /// Each caller, in the order of [`Self::all`], sends the same request; answers the statuses
+    /// and codes.
+    async fn send_each(&self, app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Vec<(u16, String)> {
+        let mut answers = Vec::new();
+        for (_, caller) in self.all() {
+            let response = app
+                .request(method.clone(), path, Some(&caller.access_token), body.clone())
+                .await;
+            answers.push(code_of(response).await);
+        }
+        answers
+    }
+
     fn all(&self) -> [(&'static str, &TestUser); 5] {
         [
             ("owner", &self.owner),
@@ -619,4 +632,642 @@ async fn two_owners_demoting_each_other_at_once_always_leave_one_owner() {
         };
         assert_eq!(app.set_role(remaining, &org, &demoted.id, "owner").await.status(), 200);
     }
+}
+
+const ROOT: &str = "root@example.com";
+const ROOT_PASSWORD: &str = "granite harbour lamplight seven";
+
+/// A Keyframe whose first administrator is [`ROOT`], with `settings`.
+async fn spawn_with_root(mut settings: keyframe_api::settings::ApiSettings) -> TestApp {
+    settings.first_admin = Some((ROOT.to_owned(), ROOT_PASSWORD.to_owned()));
+    TestApp::builder().settings(settings).spawn().await
+}
+
+/// The platform administrator's access token.
+async fn root_token(app: &TestApp) -> String {
+    let login = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": ROOT, "password": ROOT_PASSWORD})),
+        )
+        .await;
+    assert_eq!(login.status(), 200);
+    json_of(login).await["access_token"].as_str().expect("token").to_owned()
+}
+
+/// The platform administrator grants `amount` credits to `org`; answers the write's position.
+async fn grant_org(app: &TestApp, root: &str, org: &str, amount: i64) -> String {
+    let granted = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/admin/orgs/{org}/credits"),
+            Some(root),
+            Some(json!({"amount": amount, "reason": "team credits"})),
+        )
+        .await;
+    assert_eq!(granted.status(), 200, "grant to the organisation");
+    position_of(&granted)
+}
+
+async fn request_analysis(app: &TestApp, base: &str, user: &TestUser, project: &str, asset: &str) -> (u16, String) {
+    let response = app
+        .http
+        .post(format!("{base}/api/v1/jobs"))
+        .bearer_auth(&user.access_token)
+        .json(&json!({"type": "analyze", "project_id": project, "asset_id": asset}))
+        .send()
+        .await
+        .expect("answered");
+    code_of(response).await
+}
+
+/// An organisation's project with one short video in it (an analysis costs one credit).
+async fn project_with_video(app: &TestApp, org: &str, by: &TestUser) -> (String, String) {
+    let created = app
+        .request(
+            Method::POST,
+            "/api/v1/projects",
+            Some(&by.access_token),
+            Some(json!({"name": "Team trailer", "organization_id": org})),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let project = json_of(created).await["id"].as_str().expect("id").to_owned();
+    let asset = app.upload_video(by, &project, &keyframe_tests::short_video()).await;
+    (project, asset["id"].as_str().expect("asset id").to_owned())
+}
+
+/// `caller` deletes `project`; answers the status.
+async fn delete_project(app: &TestApp, project: &str, caller: &TestUser) -> u16 {
+    let path = format!("/api/v1/projects/{project}");
+    code_of(
+        app.request(Method::DELETE, &path, Some(&caller.access_token), None)
+            .await,
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn the_role_table_holds_for_an_organisations_projects_videos_jobs_and_credits() {
+    let app = spawn_with_root(test_api_settings()).await;
+    let root = root_token(&app).await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let callers = Callers::of(&app, &org, owner).await;
+    // The stranger is a member of another organisation: nothing of this one is theirs either.
+    let other_org = app.create_org(&callers.stranger, "Elsewhere").await;
+    grant_org(&app, &root, &org, 100).await;
+
+    let statuses = |answers: &[(u16, String)]| answers.iter().map(|(status, _)| *status).collect::<Vec<_>>();
+
+    // Projects: members and above create them in the organisation.
+    let mut created = Vec::new();
+    for (who, caller) in callers.all() {
+        let body = json!({"name": format!("{who}'s cut"), "organization_id": org});
+        let response = app
+            .request(Method::POST, "/api/v1/projects", Some(&caller.access_token), Some(body))
+            .await;
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.expect("json");
+        if status == 201 {
+            assert_eq!(body["organization_id"], org.as_str());
+            assert_eq!(body["owner_id"], org.as_str());
+            assert_eq!(body["created_by"], caller.id.as_str());
+        }
+        created.push((status, body["id"].as_str().unwrap_or_default().to_owned()));
+    }
+    assert_eq!(
+        statuses(&created.iter().map(|(s, _)| (*s, String::new())).collect::<Vec<_>>()),
+        [201, 201, 201, 403, 404]
+    );
+    let (owners_project, admins_project, members_project) =
+        (created[0].1.clone(), created[1].1.clone(), created[2].1.clone());
+
+    let answers = callers
+        .send_each(&app, Method::GET, &format!("/api/v1/projects/{owners_project}"), None)
+        .await;
+    assert_eq!(
+        statuses(&answers),
+        [200, 200, 200, 200, 404],
+        "GET /projects/{{id}}: {answers:?}"
+    );
+
+    let path = format!("/api/v1/projects?organization_id={org}");
+    let answers = callers.send_each(&app, Method::GET, &path, None).await;
+    assert_eq!(
+        statuses(&answers),
+        [200, 200, 200, 200, 404],
+        "GET /projects?organization_id: {answers:?}"
+    );
+
+    // Without the filter a member's list holds their organisations' projects; a stranger's
+    // holds none of them.
+    app.create_project(&callers.viewer, "viewer's own").await;
+    let listed = json_of(
+        app.request(
+            Method::GET,
+            "/api/v1/projects?limit=100",
+            Some(&callers.viewer.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    for project in [&owners_project, &admins_project, &members_project] {
+        assert!(ids.contains(&project.as_str()), "the viewer lists {project}: {ids:?}");
+    }
+    let listed = json_of(
+        app.request(
+            Method::GET,
+            "/api/v1/projects?limit=100",
+            Some(&callers.stranger.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        listed["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|p| p["owner_id"] != org.as_str())
+    );
+
+    let path = format!("/api/v1/projects/{owners_project}");
+    let body = json!({"name": "renamed by the team"});
+    let answers = callers.send_each(&app, Method::PATCH, &path, Some(body)).await;
+    assert_eq!(
+        statuses(&answers),
+        [200, 200, 200, 403, 404],
+        "PATCH /projects/{{id}}: {answers:?}"
+    );
+
+    // Videos: members upload; viewers may not; strangers do not find the project.
+    let video = keyframe_tests::short_video();
+    let asset = app.upload_video(&callers.member, &owners_project, &video).await;
+    let asset = asset["id"].as_str().expect("asset").to_owned();
+    for (caller, expected) in [(&callers.viewer, 403), (&callers.stranger, 404)] {
+        let response = app
+            .http
+            .post(format!(
+                "{}/api/v1/projects/{owners_project}/assets?filename=clip.mp4",
+                app.base_url
+            ))
+            .bearer_auth(&caller.access_token)
+            .header("content-type", "video/mp4")
+            .body(std::fs::read(&video).expect("video"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status().as_u16(), expected);
+    }
+    let path = format!("/api/v1/projects/{owners_project}/assets");
+    let answers = callers.send_each(&app, Method::GET, &path, None).await;
+    assert_eq!(
+        statuses(&answers),
+        [200, 200, 200, 200, 404],
+        "GET /projects/{{id}}/assets: {answers:?}"
+    );
+
+    // Jobs: members and above request them, on the organisation's credits.
+    let mut jobs = Vec::new();
+    for (_, caller) in callers.all() {
+        let response = app
+            .request(
+                Method::POST,
+                "/api/v1/jobs",
+                Some(&caller.access_token),
+                Some(json!({"type": "analyze", "project_id": owners_project, "asset_id": asset})),
+            )
+            .await;
+        let status = response.status().as_u16();
+        let position = response
+            .headers()
+            .get("x-keyframe-position")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.json::<Value>().await.expect("json");
+        jobs.push((status, body["id"].as_str().unwrap_or_default().to_owned(), position));
+    }
+    assert_eq!(
+        jobs.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(),
+        [202, 202, 202, 403, 404]
+    );
+    let members_job = jobs[2].1.clone();
+    let last_job_position = jobs[2].2.clone().expect("position");
+    let answers = callers
+        .send_each(&app, Method::GET, &format!("/api/v1/jobs/{members_job}"), None)
+        .await;
+    assert_eq!(
+        statuses(&answers),
+        [200, 200, 200, 200, 404],
+        "GET /jobs/{{id}}: {answers:?}"
+    );
+    let listed = json_of(
+        app.get_after(
+            &format!("/api/v1/jobs?organization_id={org}"),
+            &callers.viewer.access_token,
+            &last_job_position,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        listed["items"].as_array().expect("items").len(),
+        3,
+        "the viewer sees the team's jobs"
+    );
+
+    // The organisation paid, not the members: their own credits are untouched.
+    let personal = json_of(
+        app.request(
+            Method::GET,
+            "/api/v1/credits/balance",
+            Some(&callers.member.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(personal["reserved"], 0);
+
+    // Credits: owners and admins see the balance and movements; members their own usage.
+    for (route, expected) in [
+        (format!("/api/v1/orgs/{org}/credits/balance"), [200, 200, 403, 403, 404]),
+        (
+            format!("/api/v1/orgs/{org}/credits/transactions"),
+            [200, 200, 403, 403, 404],
+        ),
+        (format!("/api/v1/orgs/{org}/usage"), [200, 200, 200, 403, 404]),
+    ] {
+        let mut answers = Vec::new();
+        for (_, caller) in callers.all() {
+            answers.push(code_of(app.get_after(&route, &caller.access_token, &last_job_position).await).await);
+        }
+        assert_eq!(statuses(&answers), expected, "{route}: {answers:?}");
+    }
+    let balance = json_of(
+        app.request(
+            Method::GET,
+            &format!("/api/v1/orgs/{org}/credits/balance"),
+            Some(&callers.admin.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (balance["balance"].as_i64(), balance["reserved"].as_i64()),
+        (Some(100), Some(3))
+    );
+    let own_usage = json_of(
+        app.get_after(
+            &format!("/api/v1/orgs/{org}/usage"),
+            &callers.member.access_token,
+            &last_job_position,
+        )
+        .await,
+    )
+    .await;
+    let own_usage = own_usage["items"].as_array().expect("items");
+    assert_eq!(own_usage.len(), 1, "{own_usage:?}");
+    assert_eq!(
+        (own_usage[0]["user_id"].as_str(), own_usage[0]["held"].as_i64()),
+        (Some(callers.member.id.as_str()), Some(1))
+    );
+
+    // Cancelling: members may (anyone's job); viewers may not; strangers do not find it.
+    let mut answers = Vec::new();
+    for (_, caller) in callers.all().into_iter().skip(2) {
+        answers.push(
+            code_of(
+                app.request(
+                    Method::POST,
+                    &format!("/api/v1/jobs/{}/cancel", jobs[0].1),
+                    Some(&caller.access_token),
+                    None,
+                )
+                .await,
+            )
+            .await,
+        );
+    }
+    assert_eq!(
+        statuses(&answers),
+        [200, 403, 404],
+        "POST /jobs/{{id}}/cancel: {answers:?}"
+    );
+
+    // Deleting a project: owners and admins any, members their own only.
+    assert_eq!(
+        delete_project(&app, &admins_project, &callers.member).await,
+        403,
+        "a member deletes only their own"
+    );
+    assert_eq!(delete_project(&app, &admins_project, &callers.viewer).await, 403);
+    assert_eq!(delete_project(&app, &admins_project, &callers.stranger).await, 404);
+    assert_eq!(delete_project(&app, &members_project, &callers.member).await, 204);
+    assert_eq!(delete_project(&app, &admins_project, &callers.owner).await, 204);
+
+    // Buying a plan is the owners'.
+    let path = format!("/api/v1/orgs/{org}/subscriptions/checkout");
+    let answers = callers
+        .send_each(&app, Method::POST, &path, Some(json!({"plan": "pro"})))
+        .await;
+    assert!(![403, 404].contains(&answers[0].0), "the owner may buy: {answers:?}");
+    assert_eq!(statuses(&answers)[1..], [403, 403, 403, 404], "checkout: {answers:?}");
+
+    // Platform administrators see every organisation; nobody else does.
+    let listed = json_of(
+        app.request(Method::GET, "/api/v1/admin/orgs?limit=100", Some(&root), None)
+            .await,
+    )
+    .await;
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|o| o["name"].as_str())
+        .collect();
+    assert!(names.contains(&"Studio") && names.contains(&"Elsewhere"), "{names:?}");
+    let detail = json_of(
+        app.request(Method::GET, &format!("/api/v1/admin/orgs/{org}"), Some(&root), None)
+            .await,
+    )
+    .await;
+    assert!(detail["members"].as_array().expect("members").len() >= 4, "{detail}");
+    assert_eq!(detail["credits"]["balance"], 100);
+    let refused = app
+        .request(
+            Method::GET,
+            "/api/v1/admin/orgs",
+            Some(&callers.owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    let elsewhere = app
+        .request(
+            Method::GET,
+            &format!("/api/v1/orgs/{other_org}"),
+            Some(&callers.owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(elsewhere.status(), 404, "nor does one organisation's owner see another");
+}
+
+#[tokio::test]
+async fn deleting_an_organisation_waits_for_its_jobs_then_frees_its_projects_and_storage() {
+    let app = spawn_with_root(test_api_settings()).await;
+    let root = root_token(&app).await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let member = app.join_org(&owner, &org, "member@example.com", "member").await;
+    grant_org(&app, &root, &org, 10).await;
+    let (project, asset) = project_with_video(&app, &org, &member).await;
+    assert!(!app.stored_files().is_empty());
+    let requested = app
+        .request(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&member.access_token),
+            Some(json!({"type": "analyze", "project_id": project, "asset_id": asset})),
+        )
+        .await;
+    assert_eq!(requested.status(), 202);
+    let position = position_of(&requested);
+    let job = json_of(requested).await["id"].as_str().expect("id").to_owned();
+
+    let delete = |position: String| {
+        let request = app
+            .http
+            .delete(format!("{}/api/v1/orgs/{org}", app.base_url))
+            .bearer_auth(&owner.access_token)
+            .header("x-keyframe-min-position", position);
+        async move { code_of(request.send().await.expect("answered")).await }
+    };
+    assert_eq!(delete(position).await, (409, "organization_busy".to_owned()));
+
+    let cancelled = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/jobs/{job}/cancel"),
+            Some(&member.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    assert_eq!(delete(position_of(&cancelled)).await.0, 204);
+
+    // Gone for everyone, its video's bytes removed; its history stays in the log.
+    for user in [&owner, &member] {
+        let status = app
+            .request(
+                Method::GET,
+                &format!("/api/v1/projects/{project}"),
+                Some(&user.access_token),
+                None,
+            )
+            .await
+            .status();
+        assert_eq!(status, 404);
+    }
+    assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
+    let events = keyframe_tests::all_events(&app.db.pool).await;
+    assert!(events.iter().any(|e| e.event_type == "OrganizationDeleted"));
+    assert!(events.iter().any(|e| e.event_type == "ProjectAssetsReleased"));
+}
+
+#[tokio::test]
+async fn an_organisations_credits_and_member_limits_hold_under_concurrent_requests() {
+    let app = spawn_with_root(test_api_settings()).await;
+    let sibling = app.sibling().spawn().await;
+    let root = root_token(&app).await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let mut members = vec![owner.clone()];
+    for n in 1..4 {
+        members.push(
+            app.join_org(&owner, &org, &format!("member{n}@example.com"), "member")
+                .await,
+        );
+    }
+    let (project, asset) = project_with_video(&app, &org, &owner).await;
+    grant_org(&app, &root, &org, 30).await;
+
+    // 100 requests at once by four members through two API processes, credit for 30.
+    let mut requests = Vec::new();
+    for round in 0..25 {
+        for (index, member) in members.iter().enumerate() {
+            let base = if (round + index) % 2 == 0 {
+                app.base_url.clone()
+            } else {
+                sibling.base_url.clone()
+            };
+            let (project, asset, member) = (project.clone(), asset.clone(), member.clone());
+            let app = &app;
+            requests.push(async move {
+                (
+                    member.id.clone(),
+                    request_analysis(app, &base, &member, &project, &asset).await,
+                )
+            });
+        }
+    }
+    let answers = futures::future::join_all(requests).await;
+    let accepted: Vec<&String> = answers
+        .iter()
+        .filter(|(_, (status, _))| *status == 202)
+        .map(|(who, _)| who)
+        .collect();
+    assert_eq!(accepted.len(), 30, "exactly the credit's worth of jobs");
+    for (_, (status, code)) in &answers {
+        assert!(
+            *status == 202 || (*status, code.as_str()) == (402, "insufficient_credits"),
+            "{status} {code}"
+        );
+    }
+
+    // A member's monthly limit holds under concurrency too: five more jobs' worth.
+    let limited = &members[1];
+    let used = accepted.iter().filter(|who| **who == &limited.id).count() as i64;
+    let set = app
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/orgs/{org}/members/{}", limited.id),
+            Some(&owner.access_token),
+            Some(json!({"monthly_credit_limit": used + 5})),
+        )
+        .await;
+    assert_eq!(set.status(), 200);
+    grant_org(&app, &root, &org, 50).await;
+    let mut requests = Vec::new();
+    for n in 0..20 {
+        let base = if n % 2 == 0 {
+            app.base_url.clone()
+        } else {
+            sibling.base_url.clone()
+        };
+        let app = &app;
+        let (project, asset) = (project.clone(), asset.clone());
+        requests.push(async move { request_analysis(app, &base, limited, &project, &asset).await });
+    }
+    let answers = futures::future::join_all(requests).await;
+    assert_eq!(
+        answers.iter().filter(|(status, _)| *status == 202).count(),
+        5,
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(status, code)| *status == 202 || (*status, code.as_str()) == (402, "member_credit_limit"))
+    );
+
+    // The usage per member sums to the ledger: what is held is the organisation's reserved
+    // credits, and nothing was charged yet.
+    let balance = json_of(
+        app.request(
+            Method::GET,
+            &format!("/api/v1/orgs/{org}/credits/balance"),
+            Some(&owner.access_token),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (balance["balance"].as_i64(), balance["reserved"].as_i64()),
+        (Some(80), Some(35))
+    );
+    let head: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("head");
+    let usage = json_of(
+        app.get_after(
+            &format!("/api/v1/orgs/{org}/usage"),
+            &owner.access_token,
+            &head.to_string(),
+        )
+        .await,
+    )
+    .await;
+    let items = usage["items"].as_array().expect("items");
+    let held: i64 = items.iter().filter_map(|row| row["held"].as_i64()).sum();
+    let charged: i64 = items.iter().filter_map(|row| row["charged"].as_i64()).sum();
+    assert_eq!((held, charged), (35, 0), "{usage}");
+    let limited_row = items
+        .iter()
+        .find(|row| row["user_id"] == limited.id.as_str())
+        .expect("the limited member's usage");
+    assert_eq!(limited_row["held"].as_i64(), Some(used + 5));
+}
+
+#[tokio::test]
+async fn an_organisations_storage_quota_holds_under_concurrent_uploads_by_its_members() {
+    let video = keyframe_tests::short_video();
+    let size = std::fs::metadata(&video).expect("video").len();
+    // Both API processes store into the same place, as a deployment's replicas do.
+    let storage = test_api_settings().storage;
+    let settings = || {
+        let mut settings = test_api_settings();
+        settings.organization_storage_quota_bytes = size * 5 / 2;
+        settings.storage = storage.clone();
+        settings
+    };
+    let app = TestApp::builder().settings(settings()).spawn().await;
+    let sibling = app.sibling().settings(settings()).spawn().await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let mut members = vec![owner.clone()];
+    for n in 1..3 {
+        members.push(
+            app.join_org(&owner, &org, &format!("member{n}@example.com"), "member")
+                .await,
+        );
+    }
+    let created = app
+        .request(
+            Method::POST,
+            "/api/v1/projects",
+            Some(&owner.access_token),
+            Some(json!({"name": "Shared", "organization_id": org})),
+        )
+        .await;
+    let project = json_of(created).await["id"].as_str().expect("id").to_owned();
+    let bytes = std::fs::read(&video).expect("video");
+    let uploads = members.iter().enumerate().map(|(n, member)| {
+        let base = if n % 2 == 0 { &app.base_url } else { &sibling.base_url };
+        app.http
+            .post(format!("{base}/api/v1/projects/{project}/assets?filename=clip{n}.mp4"))
+            .bearer_auth(&member.access_token)
+            .header("content-type", "video/mp4")
+            .body(bytes.clone())
+            .send()
+    });
+    let mut answers = Vec::new();
+    for response in futures::future::join_all(uploads).await {
+        answers.push(code_of(response.expect("answered")).await);
+    }
+    let stored = answers.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(stored, 2, "two videos fit the organisation's quota: {answers:?}");
+    assert!(
+        answers
+            .iter()
+            .any(|answer| *answer == (413, "quota_exceeded".to_owned())),
+        "{answers:?}"
+    );
+    assert_eq!(app.stored_files().len(), 2, "the refused upload left nothing behind");
 }

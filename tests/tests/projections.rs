@@ -52,7 +52,8 @@ async fn write_scenario(pool: &PgPool) -> Scenario {
     for (id, label) in [(s.kept, "Kept"), (s.renamed, "Draft"), (s.deleted, "Doomed")] {
         let create = || ProjectCommand::CreateProject {
             project_id: id,
-            owner_id: s.owner,
+            owner: keyframe_domain::owner::Owner::User(s.owner),
+            created_by: s.owner,
             name: name(label),
             description: ProjectDescription::parse("description", "first").expect("valid"),
             at: chrono::Utc::now(),
@@ -61,7 +62,6 @@ async fn write_scenario(pool: &PgPool) -> Scenario {
     }
     for label in ["Second", "Final"] {
         let update = || ProjectCommand::UpdateProject {
-            actor: s.owner,
             name: Some(name(label)),
             description: None,
             at: chrono::Utc::now(),
@@ -71,7 +71,6 @@ async fn write_scenario(pool: &PgPool) -> Scenario {
             .expect("rename");
     }
     let description = || ProjectCommand::UpdateProject {
-        actor: s.owner,
         name: None,
         description: Some(ProjectDescription::parse("description", "last").expect("valid")),
         at: chrono::Utc::now(),
@@ -81,10 +80,7 @@ async fn write_scenario(pool: &PgPool) -> Scenario {
         .expect("describe");
     bus.execute(
         &s.deleted.to_string(),
-        || ProjectCommand::DeleteProject {
-            actor: s.owner,
-            at: chrono::Utc::now(),
-        },
+        || ProjectCommand::DeleteProject { at: chrono::Utc::now() },
         &meta,
     )
     .await
@@ -149,7 +145,8 @@ async fn create_project(bus: &CommandBus<Project>, owner: UserId, name: &str) ->
         &id.to_string(),
         || ProjectCommand::CreateProject {
             project_id: id,
-            owner_id: owner,
+            owner: keyframe_domain::owner::Owner::User(owner),
+            created_by: owner,
             name: ProjectName::parse("name", name).expect("valid"),
             description: ProjectDescription::default(),
             at: chrono::Utc::now(),
@@ -391,7 +388,8 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
         let id = ProjectId::new();
         let create = || ProjectCommand::CreateProject {
             project_id: id,
-            owner_id: owner,
+            owner: keyframe_domain::owner::Owner::User(owner),
+            created_by: owner,
             name: ProjectName::parse("name", &format!("p{i}")).expect("valid"),
             description: ProjectDescription::default(),
             at: chrono::Utc::now(),
@@ -400,17 +398,13 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
         if i % 3 == 0 {
             bus.execute(
                 &id.to_string(),
-                || ProjectCommand::DeleteProject {
-                    actor: owner,
-                    at: chrono::Utc::now(),
-                },
+                || ProjectCommand::DeleteProject { at: chrono::Utc::now() },
                 &meta,
             )
             .await
             .expect("delete");
         } else {
             let rename = || ProjectCommand::UpdateProject {
-                actor: owner,
                 name: Some(ProjectName::parse("name", &format!("p{i} final")).expect("valid")),
                 description: None,
                 at: chrono::Utc::now(),
@@ -495,7 +489,8 @@ async fn a_runtime_that_starts_behind_catches_up_in_full_batches_and_the_feed_de
         let project_id = ProjectId::new();
         let create = || ProjectCommand::CreateProject {
             project_id,
-            owner_id: owner,
+            owner: keyframe_domain::owner::Owner::User(owner),
+            created_by: owner,
             name: ProjectName::parse("name", &format!("p{i}")).expect("valid"),
             description: ProjectDescription::parse("description", "").expect("valid"),
             at: chrono::Utc::now(),
@@ -590,7 +585,8 @@ async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_a
     let create = |project_id: ProjectId, name: &'static str| {
         move || ProjectCommand::CreateProject {
             project_id,
-            owner_id: owner,
+            owner: keyframe_domain::owner::Owner::User(owner),
+            created_by: owner,
             name: ProjectName::parse("name", name).expect("valid"),
             description: ProjectDescription::default(),
             at: chrono::Utc::now(),

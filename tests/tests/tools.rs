@@ -25,7 +25,8 @@ async fn write_projects(db: &TestDatabase, count: usize) {
         let id = ProjectId::new();
         let create = || ProjectCommand::CreateProject {
             project_id: id,
-            owner_id: owner,
+            owner: keyframe_domain::owner::Owner::User(owner),
+            created_by: owner,
             name: ProjectName::parse("name", &format!("p{i}")).expect("valid"),
             description: ProjectDescription::default(),
             at: chrono::Utc::now(),

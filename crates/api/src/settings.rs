@@ -83,6 +83,8 @@ pub struct ApiSettings {
     pub max_upload_bytes: u64,
     /// Storage each user's videos may take, in bytes.
     pub storage_quota_bytes: u64,
+    /// Storage each organisation's videos may take, in bytes.
+    pub organization_storage_quota_bytes: u64,
     /// Automatic retries of a job when the request names none.
     pub default_max_retries: u32,
     /// Credits every new account is granted.
@@ -139,6 +141,10 @@ impl std::fmt::Debug for ApiSettings {
             .field("storage", &self.storage)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("storage_quota_bytes", &self.storage_quota_bytes)
+            .field(
+                "organization_storage_quota_bytes",
+                &self.organization_storage_quota_bytes,
+            )
             .field("stripe", &self.billing.stripe)
             .field("plans", &self.billing.plans)
             .finish_non_exhaustive()
@@ -191,6 +197,7 @@ impl ApiSettings {
             },
             max_upload_bytes: 2 * 1024 * 1024 * 1024,
             storage_quota_bytes: 5 * 1024 * 1024 * 1024,
+            organization_storage_quota_bytes: 50 * 1024 * 1024 * 1024,
             default_max_retries: 2,
             signup_bonus_credits: 100,
             pricing: keyframe_domain::pricing::Pricing::default(),

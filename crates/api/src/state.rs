@@ -92,6 +92,7 @@ impl AppState {
                 default_max_retries: settings.default_max_retries,
                 max_upload_bytes: settings.max_upload_bytes,
                 storage_quota_bytes: settings.storage_quota_bytes,
+                organization_storage_quota_bytes: settings.organization_storage_quota_bytes,
                 signup_bonus_credits: settings.signup_bonus_credits,
                 identity: keyframe_app::IdentitySettings {
                     refresh_token_ttl: settings.refresh_token_ttl,

@@ -24,6 +24,9 @@ pub const USERS_CACHED: usize = 4_096;
 /// Credit ledgers each process keeps in memory between commands.
 pub const LEDGERS_CACHED: usize = 4_096;
 
+/// How often a command on a ledger is tried when other processes' commands got there first.
+pub const CONTENDED_MAX_ATTEMPTS: u32 = 20;
+
 /// Organisations each process keeps in memory between commands and membership checks.
 pub const ORGANIZATIONS_CACHED: usize = 4_096;
 
@@ -64,7 +67,13 @@ impl Buses {
             jobs: Arc::new(CommandBus::sharing(&events)),
             // Every job request and every run's end is a command on its owner's ledger, which
             // grows with each: keep the busy ones in memory.
-            ledgers: Arc::new(CommandBus::sharing(&events).cached(LEDGERS_CACHED)),
+            // An organisation's ledger takes the job requests of all its members, through every
+            // API process at once: give the processes' races room to settle.
+            ledgers: Arc::new(
+                CommandBus::sharing(&events)
+                    .cached(LEDGERS_CACHED)
+                    .max_attempts(CONTENDED_MAX_ATTEMPTS),
+            ),
             subscriptions: Arc::new(CommandBus::sharing(&events)),
             // Every request on an organisation's resources asks who its members are (through
             // the membership guard): keep them in memory, reading only what is new.

@@ -1,9 +1,10 @@
 //! Jobs: pricing and requesting analyses and clip cuts, retrying, cancelling and deleting
 //! them.
 //!
-//! Billing: a job's price is reserved in its owner's `CreditLedger` before the job is
-//! recorded (too few credits: `InsufficientCredits` and no job), and so is each manual retry's
-//! run. The settlement process charges or releases it when the run ends.
+//! Billing: a job's price is reserved in its owner's `CreditLedger` (the user's, or the
+//! organisation's that owns the project, naming the member who asks and their monthly limit)
+//! before the job is recorded (too few credits: `InsufficientCredits` and no job; past the
+//! member's limit: `MemberCreditLimit`), and so is each manual retry's run. The settlement process charges or releases it when the run ends.
 
 use crate::App;
 use crate::error::AppError;
@@ -46,6 +47,8 @@ pub struct JobRequest {
 /// A request once checked: everything `RequestJob` needs, and its price.
 #[derive(Debug, Clone)]
 pub struct PricedJob {
+    /// Whose it would be: its project's owner.
+    pub owner: Owner,
     project_id: ProjectId,
     job_type: JobType,
     source: JobSource,
@@ -69,13 +72,13 @@ impl App {
     /// The job `job_id`, for `actor` to do `action` to (not found unless allowed).
     pub async fn job_for(&self, actor: &Actor, action: Action, job_id: JobId) -> Result<Job, AppError> {
         let job = self.buses.jobs.load(&job_id.to_string()).await?.unwrap_or_default();
-        let standing = match job.owner_id() {
-            Some(owner) => self.standing(actor, Owner::User(owner)).await?,
+        let standing = match job.owner() {
+            Some(owner) => self.standing(actor, owner).await?,
             None => Standing::Stranger,
         };
         let resource = Resource::Job {
             standing,
-            created_by_actor: job.owner_id() == Some(actor.user_id),
+            created_by_actor: job.requested_by() == Some(actor.user_id),
             gone: job.id().is_none() || job.is_deleted(),
         };
         require(actor, action, &resource)?;
@@ -105,14 +108,15 @@ impl App {
         if !parameters.is_object() {
             return Err(AppError::invalid("parameters", "must be an object"));
         }
-        self.project_for(actor, Action::AddTo, request.project_id).await?;
+        let project = self.project_for(actor, Action::AddTo, request.project_id).await?;
+        let owner = project.owner().ok_or(AppError::NotFound("project"))?;
         let (source, parameters) = match request.job_type {
             JobType::Analyze => {
                 let asset_id = request
                     .asset_id
                     .ok_or_else(|| AppError::invalid("asset_id", "an analysis needs a video"))?;
                 (
-                    self.asset_source(actor, request.project_id, asset_id).await?,
+                    self.asset_source(owner, request.project_id, asset_id).await?,
                     parameters,
                 )
             }
@@ -129,6 +133,7 @@ impl App {
                 )
             })?;
         Ok(PricedJob {
+            owner,
             project_id: request.project_id,
             job_type: request.job_type,
             source,
@@ -139,10 +144,11 @@ impl App {
         })
     }
 
-    /// What `request` would cost `actor`, and what they have.
+    /// What `request` would cost `actor`, and what its owner (they, or their organisation)
+    /// has.
     pub async fn quote_job(&self, actor: &Actor, request: JobRequest) -> Result<Quote, AppError> {
         let priced = self.price_job(actor, request).await?;
-        let available = self.ledger(actor.user_id).await?.available();
+        let available = self.ledger(priced.owner).await?.available();
         Ok(Quote {
             cost: priced.cost,
             available,
@@ -151,11 +157,11 @@ impl App {
 
     async fn asset_source(
         &self,
-        actor: &Actor,
+        owner: Owner,
         project_id: ProjectId,
         asset_id: AssetId,
     ) -> Result<JobSource, AppError> {
-        let library = self.library(actor.user_id).await?;
+        let library = self.library(owner).await?;
         let asset = library
             .as_ref()
             .and_then(|library| library.asset_in(project_id, asset_id))
@@ -252,13 +258,16 @@ impl App {
         metadata: &CommandMetadata,
     ) -> Result<(Job, i64), AppError> {
         let priced = self.price_job(actor, request).await?;
-        let owner_id = actor.user_id;
+        let owner = priced.owner;
         let job_id = JobId::new();
         let now = Utc::now();
-        self.reserve_for_job(owner_id, job_id, 0, priced.cost, metadata).await?;
+        let member = self.member_charge(actor, owner).await?;
+        self.reserve_for_job(owner, member, job_id, 0, priced.cost, metadata)
+            .await?;
         let command = || JobCommand::RequestJob {
             job_id,
-            owner_id,
+            owner,
+            requested_by: actor.user_id,
             project_id: priced.project_id,
             job_type: priced.job_type,
             source: Some(priced.source.clone()),
@@ -282,7 +291,7 @@ impl App {
                 // job never appears.
                 if matches!(error, CommandError::Rejected(_) | CommandError::Conflict { .. }) {
                     let reason = "the job could not be recorded";
-                    self.release_for_job(owner_id, job_id, 0, reason, metadata).await;
+                    self.release_for_job(owner, job_id, 0, reason, metadata).await;
                 }
                 return Err(error.into());
             }
@@ -300,10 +309,7 @@ impl App {
         metadata: &CommandMetadata,
     ) -> Result<(Job, i64), AppError> {
         self.job_for(actor, Action::Change, job_id).await?;
-        let command = || JobCommand::Cancel {
-            actor: actor.user_id,
-            at: Utc::now(),
-        };
+        let command = || JobCommand::Cancel { at: Utc::now() };
         let position = self.buses.jobs.execute(&job_id.to_string(), command, metadata).await?;
         Ok((self.job_for(actor, Action::View, job_id).await?, position))
     }
@@ -321,17 +327,17 @@ impl App {
         if !matches!(job.status(), JobStatus::Failed | JobStatus::Cancelled) {
             return Err(JobError::NotRetryable { status: job.status() }.into());
         }
-        let owner_id = actor.user_id;
+        let owner = job.owner().ok_or(AppError::NotFound("job"))?;
+        let member = self.member_charge(actor, owner).await?;
         // The ended run's credits go back now rather than when the settlement process gets to
         // its end (that release is then a repeat): the next run may need them.
         let ended = job.run();
         let next = ended + 1;
-        self.release_for_job(owner_id, job_id, ended, "the job ended", metadata)
+        self.release_for_job(owner, job_id, ended, "the job ended", metadata)
             .await;
-        self.reserve_for_job(owner_id, job_id, next, job.cost_credits(), metadata)
+        self.reserve_for_job(owner, member, job_id, next, job.cost_credits(), metadata)
             .await?;
         let retry = || JobCommand::Retry {
-            actor: owner_id,
             run: next,
             at: Utc::now(),
         };
@@ -346,7 +352,7 @@ impl App {
                     match self.buses.jobs.load(&job_id.to_string()).await {
                         Ok(job) if job.as_ref().is_none_or(|job| job.run() < next) => {
                             let reason = "the retry could not be recorded";
-                            self.release_for_job(owner_id, job_id, next, reason, metadata).await;
+                            self.release_for_job(owner, job_id, next, reason, metadata).await;
                         }
                         Ok(_) => {}
                         Err(error) => {
@@ -364,10 +370,7 @@ impl App {
     /// position.
     pub async fn delete_job(&self, actor: &Actor, job_id: JobId, metadata: &CommandMetadata) -> Result<i64, AppError> {
         let job = self.job_for(actor, Action::Delete, job_id).await?;
-        let command = || JobCommand::Delete {
-            actor: actor.user_id,
-            at: Utc::now(),
-        };
+        let command = || JobCommand::Delete { at: Utc::now() };
         let position = self.buses.jobs.execute(&job_id.to_string(), command, metadata).await?;
         for artifact in job.artifacts() {
             if let Err(error) = self.storage.delete(&artifact.storage_key).await {

@@ -59,6 +59,8 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// Storage each user's videos may take, in bytes.
     pub storage_quota_bytes: u64,
+    /// Storage each organisation's videos may take, in bytes.
+    pub organization_storage_quota_bytes: u64,
     /// Credits every new account is granted.
     pub signup_bonus_credits: i64,
     /// Accounts and sessions.

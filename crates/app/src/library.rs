@@ -19,6 +19,7 @@ use futures::stream::BoxStream;
 use keyframe_domain::ids::{AssetId, ProjectId, UserId};
 use keyframe_domain::library::{LibraryCommand, LibraryError, MediaLibrary, StoredVideo};
 use keyframe_domain::media::VideoFacts;
+use keyframe_domain::owner::Owner;
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::CommandMetadata;
 use keyframe_media::container::{SNIFF_LEN, sniff};
@@ -42,12 +43,20 @@ pub struct NewUpload {
 }
 
 impl App {
-    /// `owner_id`'s library, if anything was ever uploaded into it.
-    pub async fn library(&self, owner_id: UserId) -> Result<Option<MediaLibrary>, AppError> {
-        Ok(self.buses.libraries.load(&owner_id.to_string()).await?)
+    /// `owner`'s library, if anything was ever uploaded into it.
+    pub async fn library(&self, owner: Owner) -> Result<Option<MediaLibrary>, AppError> {
+        Ok(self.buses.libraries.load(&owner.id().to_string()).await?)
     }
 
-    /// `actor` uploads a video into one of their projects: streamed, checked and recorded;
+    /// The storage `owner`'s videos may take: a user's quota, or an organisation's.
+    pub fn storage_quota_of(&self, owner: Owner) -> u64 {
+        match owner {
+            Owner::User(_) => self.settings.storage_quota_bytes,
+            Owner::Organization(_) => self.settings.organization_storage_quota_bytes,
+        }
+    }
+
+    /// `actor` uploads a video into a project they may add to (theirs, or an organisation's): streamed, checked and recorded;
     /// whatever is refused leaves nothing in storage. Answers the recorded video and the
     /// position of its record.
     ///
@@ -59,13 +68,13 @@ impl App {
         mut upload: NewUpload,
         metadata: &CommandMetadata,
     ) -> Result<(StoredVideo, i64), AppError> {
-        if let Err(refused) = self.project_for(actor, Action::AddTo, upload.project_id).await {
-            return Err(drained(&mut upload.chunks, refused).await);
-        }
-        let owner_id = actor.user_id;
+        let owner = match self.project_for(actor, Action::AddTo, upload.project_id).await {
+            Ok(project) => project.owner().ok_or(AppError::NotFound("project"))?,
+            Err(refused) => return Err(drained(&mut upload.chunks, refused).await),
+        };
         let max = self.settings.max_upload_bytes;
-        let quota = self.settings.storage_quota_bytes;
-        let used = self.library(owner_id).await?.map_or(0, |library| library.used_bytes());
+        let quota = self.storage_quota_of(owner);
+        let used = self.library(owner).await?.map_or(0, |library| library.used_bytes());
         let room = quota.saturating_sub(used);
         let chunks = &mut upload.chunks;
         if upload.declared_bytes.is_some_and(|length| length > max) {
@@ -88,7 +97,7 @@ impl App {
         };
 
         let asset_id = AssetId::new();
-        let storage_key = format!("assets/{owner_id}/{asset_id}");
+        let storage_key = format!("assets/{}/{asset_id}", owner.id());
         let mut writer = self.storage.writer(&storage_key).await?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
@@ -127,7 +136,7 @@ impl App {
                 sha256: hex(&hasher.finalize()),
                 facts,
             };
-            let position = self.record_upload(owner_id, &video, metadata).await?;
+            let position = self.record_upload(owner, actor.user_id, &video, metadata).await?;
             Ok::<_, AppError>((video, position))
         }
         .await;
@@ -172,13 +181,15 @@ impl App {
     /// first, and the upload is tried once more.
     async fn record_upload(
         &self,
-        owner_id: UserId,
+        owner: Owner,
+        uploaded_by: UserId,
         video: &StoredVideo,
         metadata: &CommandMetadata,
     ) -> Result<i64, AppError> {
-        let quota_bytes = self.settings.storage_quota_bytes;
+        let quota_bytes = self.storage_quota_of(owner);
         let command = || LibraryCommand::RecordUpload {
-            owner_id,
+            owner,
+            uploaded_by,
             video: video.clone(),
             quota_bytes,
             at: Utc::now(),
@@ -188,13 +199,14 @@ impl App {
             used: used_bytes,
             quota: quota_bytes,
         };
-        match libraries.execute(&owner_id.to_string(), command, metadata).await {
+        let library_id = owner.id().to_string();
+        match libraries.execute(&library_id, command, metadata).await {
             Ok(position) => Ok(position),
             Err(CommandError::Rejected(LibraryError::QuotaExceeded { used_bytes, .. })) => {
-                if !self.release_deleted_projects(owner_id, metadata).await? {
+                if !self.release_deleted_projects(owner, metadata).await? {
                     return Err(quota_exceeded(used_bytes).into());
                 }
-                match libraries.execute(&owner_id.to_string(), command, metadata).await {
+                match libraries.execute(&library_id, command, metadata).await {
                     Err(CommandError::Rejected(LibraryError::QuotaExceeded { used_bytes, .. })) => {
                         Err(quota_exceeded(used_bytes).into())
                     }
@@ -205,17 +217,17 @@ impl App {
         }
     }
 
-    /// Releases the videos of `owner_id`'s deleted projects still counted in the library;
+    /// Releases the videos of `owner`'s deleted projects still counted in the library;
     /// answers whether any were.
-    async fn release_deleted_projects(&self, owner_id: UserId, metadata: &CommandMetadata) -> Result<bool, AppError> {
-        let Some(library) = self.library(owner_id).await? else {
+    async fn release_deleted_projects(&self, owner: Owner, metadata: &CommandMetadata) -> Result<bool, AppError> {
+        let Some(library) = self.library(owner).await? else {
             return Ok(false);
         };
         let mut released = false;
         for project_id in library.projects() {
             let project = self.buses.projects.load(&project_id.to_string()).await?;
             if project.is_none_or(|project| project.is_deleted()) {
-                self.release_project(owner_id, project_id, metadata).await?;
+                self.release_project(owner, project_id, metadata).await?;
                 released = true;
             }
         }
@@ -225,12 +237,12 @@ impl App {
     /// Releases a deleted project's videos from the owner's quota and removes their bytes.
     pub(crate) async fn release_project(
         &self,
-        owner_id: UserId,
+        owner: Owner,
         project_id: ProjectId,
         metadata: &CommandMetadata,
     ) -> Result<(), AppError> {
         let keys = self
-            .library(owner_id)
+            .library(owner)
             .await?
             .map(|library| library.storage_keys_of(project_id))
             .unwrap_or_default();
@@ -240,7 +252,7 @@ impl App {
         };
         self.buses
             .libraries
-            .execute(&owner_id.to_string(), command, metadata)
+            .execute(&owner.id().to_string(), command, metadata)
             .await?;
         for key in keys {
             if let Err(error) = self.storage.delete(&key).await {

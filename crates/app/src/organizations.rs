@@ -12,13 +12,17 @@ use crate::error::{AppError, Refusal};
 use crate::opaque_tokens::{hash_opaque_token, new_opaque_token, opaque_token_owner};
 use crate::policy::{Action, Actor, Resource, Standing, require};
 use chrono::{DateTime, Utc};
-use keyframe_domain::ids::{InvitationId, OrganizationId, UserId};
+use keyframe_domain::ids::{InvitationId, OrganizationId, ProjectId, UserId};
+use keyframe_domain::ledger::{GrantSource, allowance_period};
 use keyframe_domain::organization::{
     InvitationState, MemberRole, Membership, Organization, OrganizationCommand, OrganizationError,
 };
 use keyframe_domain::owner::Owner;
+use keyframe_domain::project::{ProjectCommand, ProjectError};
 use keyframe_domain::values::{EmailAddress, OrganizationName};
+use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::CommandMetadata;
+use keyframe_projections::{organizations, project_list};
 use std::sync::Arc;
 
 /// An invitation just sent.
@@ -78,6 +82,29 @@ impl App {
                 .role_of(actor.user_id)
                 .map_or(Standing::Stranger, Standing::Member),
         })
+    }
+
+    /// Whose items `actor` lists: their own and every organisation's they are a member of, or
+    /// only `organization`'s (not found unless they are a member). Each organisation the read
+    /// model names is checked against its aggregate, so a member removed a moment ago lists
+    /// none of its items.
+    pub async fn owners_visible_to(
+        &self,
+        actor: &Actor,
+        organization: Option<OrganizationId>,
+    ) -> Result<Vec<Owner>, AppError> {
+        if let Some(organization_id) = organization {
+            self.organization_for(actor, Action::View, organization_id).await?;
+            return Ok(vec![Owner::Organization(organization_id)]);
+        }
+        let mut owners = vec![Owner::User(actor.user_id)];
+        for organization_id in organizations::organization_ids_of(&self.pool, actor.user_id.0).await? {
+            let owner = Owner::Organization(OrganizationId(organization_id));
+            if self.standing(actor, owner).await? != Standing::Stranger {
+                owners.push(owner);
+            }
+        }
+        Ok(owners)
     }
 
     /// The organisation `organization_id`, for `actor` to do `action` to (not found unless
@@ -153,7 +180,33 @@ impl App {
             .organizations
             .execute_new(&organization_id.to_string(), command, metadata)
             .await?;
+        self.grant_first_allowance(Owner::Organization(organization_id), metadata)
+            .await;
         Ok((self.current_organization(organization_id).await?, position))
+    }
+
+    /// The free plan's allowance of this month for a new organisation, as a user gets at
+    /// registration; later months come from the settlement's monthly sweep. A failure is
+    /// logged: the sweep of the month grants it then.
+    async fn grant_first_allowance(&self, owner: Owner, metadata: &CommandMetadata) {
+        let Some(free) = self
+            .billing
+            .settings
+            .plans
+            .free()
+            .filter(|plan| plan.monthly_credits > 0)
+        else {
+            return;
+        };
+        let period = allowance_period(Utc::now());
+        let source = GrantSource::Allowance {
+            plan: free.name.clone(),
+            period: period.clone(),
+        };
+        let reason = format!("{} plan allowance, {period}", free.name);
+        if let Err(error) = self.grant(owner, free.monthly_credits, source, &reason, metadata).await {
+            tracing::warn!(%error, %owner, "the first allowance was not granted here; the monthly sweep grants it");
+        }
     }
 
     /// Owners and admins rename the organisation; answers it and the position.
@@ -175,8 +228,10 @@ impl App {
         Ok((self.current_organization(organization_id).await?, position))
     }
 
-    /// The owner deletes the organisation, refused while any of its jobs waits or runs. Its
-    /// members lose access at once; its events stay. Answers the position.
+    /// The owner deletes the organisation, refused while any of its jobs waits or runs (as the
+    /// jobs read model knows them). Its members lose access at once; its projects are deleted
+    /// and their videos released, which frees its storage; its events stay. Answers the
+    /// position of the deletion.
     pub async fn delete_organization(
         &self,
         actor: &Actor,
@@ -184,14 +239,43 @@ impl App {
         metadata: &CommandMetadata,
     ) -> Result<i64, AppError> {
         self.organization_for(actor, Action::Delete, organization_id).await?;
-        let active_jobs = self.active_jobs_of(Owner::Organization(organization_id)).await?;
+        let owner = Owner::Organization(organization_id);
+        let active_jobs = self.active_jobs_of(owner).await?;
         let now = Utc::now();
         let command = || OrganizationCommand::DeleteOrganization {
             actor: actor.user_id,
             active_jobs,
             at: now,
         };
-        self.change_organization(organization_id, command, metadata).await
+        let position = self.change_organization(organization_id, command, metadata).await?;
+        // Should this process stop in between, the projects stay unseen (no one stands in a
+        // deleted organisation) and their bytes stay until an operator replays this.
+        self.release_projects_of(owner, metadata).await?;
+        Ok(position)
+    }
+
+    /// Deletes every project of `owner` and releases their videos from its library.
+    async fn release_projects_of(&self, owner: Owner, metadata: &CommandMetadata) -> Result<(), AppError> {
+        let mut projects = project_list::live_ids_of(&self.pool, owner.id()).await?;
+        if let Some(library) = self.library(owner).await? {
+            projects.extend(library.projects().into_iter().map(|project| project.0));
+        }
+        projects.sort_unstable();
+        projects.dedup();
+        for project_id in projects.into_iter().map(ProjectId) {
+            let command = || ProjectCommand::DeleteProject { at: Utc::now() };
+            match self
+                .buses
+                .projects
+                .execute(&project_id.to_string(), command, metadata)
+                .await
+            {
+                Ok(_) | Err(CommandError::Rejected(ProjectError::NotFound)) => {}
+                Err(error) => return Err(error.into()),
+            }
+            self.release_project(owner, project_id, metadata).await?;
+        }
+        Ok(())
     }
 
     /// How many jobs of `owner` are queued or running, as the jobs read model knows them.

@@ -5,7 +5,7 @@ use crate::App;
 use crate::error::AppError;
 use crate::policy::{Action, Actor, Resource, Standing, require};
 use chrono::{DateTime, Utc};
-use keyframe_domain::ids::ProjectId;
+use keyframe_domain::ids::{OrganizationId, ProjectId};
 use keyframe_domain::owner::Owner;
 use keyframe_domain::project::{Project, ProjectCommand};
 use keyframe_domain::values::{ProjectDescription, ProjectName};
@@ -16,6 +16,8 @@ use keyframe_eventlog::metadata::CommandMetadata;
 pub struct ProjectFacts {
     /// Its id.
     pub project_id: ProjectId,
+    /// Whose it is.
+    pub owner: Owner,
     /// Its name.
     pub name: ProjectName,
     /// Its description.
@@ -35,32 +37,39 @@ impl App {
             .load(&project_id.to_string())
             .await?
             .unwrap_or_default();
-        let standing = match project.owner_id() {
-            Some(owner) => self.standing(actor, Owner::User(owner)).await?,
+        let standing = match project.owner() {
+            Some(owner) => self.standing(actor, owner).await?,
             None => Standing::Stranger,
         };
         let resource = Resource::Project {
             standing,
-            created_by_actor: project.owner_id() == Some(actor.user_id),
+            created_by_actor: project.created_by() == Some(actor.user_id),
             gone: project.id().is_none() || project.is_deleted(),
         };
         require(actor, action, &resource)?;
         Ok(project)
     }
 
-    /// `actor` creates a project; answers it and the position of its creation.
+    /// `actor` creates a project of their own, or of `organization` (members and above); answers
+    /// it and the position of its creation.
     pub async fn create_project(
         &self,
         actor: &Actor,
+        organization: Option<OrganizationId>,
         name: ProjectName,
         description: ProjectDescription,
         metadata: &CommandMetadata,
     ) -> Result<(ProjectFacts, i64), AppError> {
+        let owner = organization.map_or(Owner::User(actor.user_id), Owner::Organization);
+        // Creating a project puts it into the owner's workspace (their library of projects).
+        let standing = self.standing(actor, owner).await?;
+        require(actor, Action::AddTo, &Resource::Library { standing })?;
         let project_id = ProjectId::new();
         let now = Utc::now();
         let command = || ProjectCommand::CreateProject {
             project_id,
-            owner_id: actor.user_id,
+            owner,
+            created_by: actor.user_id,
             name: name.clone(),
             description: description.clone(),
             at: now,
@@ -72,6 +81,7 @@ impl App {
             .await?;
         let facts = ProjectFacts {
             project_id,
+            owner,
             name,
             description,
             created_at: now,
@@ -93,7 +103,6 @@ impl App {
         self.project_for(actor, Action::Change, project_id).await?;
         let now = Utc::now();
         let command = || ProjectCommand::UpdateProject {
-            actor: actor.user_id,
             name: name.clone(),
             description: description.clone(),
             at: now,
@@ -115,11 +124,9 @@ impl App {
         project_id: ProjectId,
         metadata: &CommandMetadata,
     ) -> Result<i64, AppError> {
-        self.project_for(actor, Action::Delete, project_id).await?;
-        let command = || ProjectCommand::DeleteProject {
-            actor: actor.user_id,
-            at: Utc::now(),
-        };
+        let project = self.project_for(actor, Action::Delete, project_id).await?;
+        let owner = project.owner().ok_or(AppError::NotFound("project"))?;
+        let command = || ProjectCommand::DeleteProject { at: Utc::now() };
         let position = self
             .buses
             .projects
@@ -127,7 +134,7 @@ impl App {
             .await?;
         // Should this process stop in between, the next upload over the quota releases them
         // (see `App::upload_video`).
-        self.release_project(actor.user_id, project_id, metadata).await?;
+        self.release_project(owner, project_id, metadata).await?;
         Ok(position)
     }
 }

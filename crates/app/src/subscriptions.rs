@@ -10,15 +10,17 @@
 
 use crate::App;
 use crate::error::{AppError, BillingRefusal};
+use crate::policy::{Action, Actor, Resource, require};
 use chrono::{DateTime, Utc};
 use keyframe_billing::plans::{Plan, Plans};
 use keyframe_billing::stripe::{
     CheckoutRequest, CheckoutSession, StripeClient, StripeConfig, StripeError, WebhookEvent,
 };
-use keyframe_domain::ids::UserId;
+use keyframe_domain::ids::{OrganizationId, UserId};
 use keyframe_domain::ledger::GrantSource;
+use keyframe_domain::owner::Owner;
 use keyframe_domain::subscription::{StripeSubscriptionState, Subscription, SubscriptionChange, SubscriptionCommand};
-use keyframe_eventlog::metadata::{Actor, CommandMetadata};
+use keyframe_eventlog::metadata::{Actor as EventActor, CommandMetadata};
 use uuid::Uuid;
 
 /// How long an event Keyframe cannot attribute to a user is refused (so that Stripe delivers
@@ -63,24 +65,28 @@ pub struct WebhookOutcome {
 }
 
 impl App {
-    /// `user_id`'s subscription as it stands (empty before any).
-    pub async fn subscription(&self, user_id: UserId) -> Result<Subscription, AppError> {
+    /// `owner`'s subscription as it stands (empty before any).
+    pub async fn subscription(&self, owner: Owner) -> Result<Subscription, AppError> {
         Ok(self
             .buses
             .subscriptions
-            .load(&user_id.to_string())
+            .load(&owner.id().to_string())
             .await?
             .unwrap_or_default())
     }
 
-    /// `user_id` starts buying `plan_name`: a Stripe Checkout Session to send them to. The same
-    /// `client_key` answers the same session.
+    /// `actor` starts buying `plan_name` for `owner` (themselves, or an organisation they own):
+    /// a Stripe Checkout Session to send them to. The same `client_key` answers the same
+    /// session.
     pub async fn start_checkout(
         &self,
-        user_id: UserId,
+        actor: &Actor,
+        owner: Owner,
         plan_name: &str,
         client_key: Option<String>,
     ) -> Result<CheckoutSession, AppError> {
+        let standing = self.standing(actor, owner).await?;
+        require(actor, Action::Pay, &Resource::Ledger { standing })?;
         let billing = &self.billing.settings;
         let plan = billing
             .plans
@@ -95,7 +101,7 @@ impl App {
             .stripe
             .as_ref()
             .ok_or(BillingRefusal::NotConfigured("KEYFRAME_STRIPE_SECRET_KEY"))?;
-        let subscription = self.subscription(user_id).await?;
+        let subscription = self.subscription(owner).await?;
         if !subscription.has_ended() {
             return Err(BillingRefusal::AlreadySubscribed.into());
         }
@@ -105,19 +111,20 @@ impl App {
                 sqlx::query_scalar(
                     "SELECT customer_id FROM stripe_customers WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1",
                 )
-                .bind(user_id.0)
+                .bind(owner.id())
                 .fetch_optional(&self.pool)
                 .await?
             }
         };
-        let user = user_id.to_string();
-        // Scoped by user, so one client's key can never answer another user's session.
+        let user = owner.id().to_string();
+        // Scoped by owner, so one client's key can never answer another owner's session.
         let key = format!(
             "keyframe-checkout-{user}-{}",
             client_key.unwrap_or_else(|| Uuid::now_v7().to_string())
         );
         let request = CheckoutRequest {
             user_id: &user,
+            owner_kind: owner.kind().as_str(),
             plan: &plan.name,
             price_id,
             customer_id: customer_id.as_deref(),
@@ -194,25 +201,36 @@ fn missing(event: &WebhookEvent, field: &str) -> AppError {
 }
 
 fn metadata(event: &WebhookEvent) -> CommandMetadata {
-    let mut metadata = CommandMetadata::system().with_actor(Actor::System);
+    let mut metadata = CommandMetadata::system().with_actor(EventActor::System);
     metadata.causation_id = format!("stripe:{}", event.id);
     metadata
 }
 
-/// Whose the event is: the user id Keyframe put in the object's metadata at checkout (at the
-/// first of `pointers` that has one), else the user of its Stripe customer. `None` for an event
-/// no user can be found for after [`ATTRIBUTION_GRACE_SECS`]; within it, 422 so Stripe retries.
-async fn owner_of(app: &App, event: &WebhookEvent, pointers: &[&str]) -> Result<Option<UserId>, AppError> {
-    if let Some(user_id) = event.first_text(pointers).and_then(|id| id.parse::<Uuid>().ok()) {
-        return Ok(Some(UserId(user_id)));
+/// Whose the event is: the owner id Keyframe put in the object's metadata at checkout (at the
+/// first of `pointers` that has one; `owner_kind` beside it says an organisation's), else the
+/// owner of its Stripe customer. `None` for an event no owner can be found for after
+/// [`ATTRIBUTION_GRACE_SECS`]; within it, 422 so Stripe retries.
+async fn owner_of(app: &App, event: &WebhookEvent, pointers: &[&str]) -> Result<Option<Owner>, AppError> {
+    let found = pointers.iter().find_map(|pointer| {
+        let id = event.text(pointer)?.parse::<Uuid>().ok()?;
+        // `/client_reference_id` has its kind in the session's metadata.
+        let kind_pointer = match pointer.strip_suffix("user_id") {
+            Some(metadata) if metadata.ends_with("metadata/") => format!("{metadata}owner_kind"),
+            _ => "/metadata/owner_kind".to_owned(),
+        };
+        Some(owner_from(id, event.text(&kind_pointer)))
+    });
+    if let Some(owner) = found {
+        return Ok(Some(owner));
     }
     let customer = event.text("/customer").ok_or_else(|| missing(event, "customer"))?;
-    let user_id: Option<Uuid> = sqlx::query_scalar("SELECT user_id FROM stripe_customers WHERE customer_id = $1")
-        .bind(customer)
-        .fetch_optional(&app.pool)
-        .await?;
-    if let Some(user_id) = user_id {
-        return Ok(Some(UserId(user_id)));
+    let known: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT user_id, owner_kind FROM stripe_customers WHERE customer_id = $1")
+            .bind(customer)
+            .fetch_optional(&app.pool)
+            .await?;
+    if let Some((id, kind)) = known {
+        return Ok(Some(owner_from(id, Some(&kind))));
     }
     if Utc::now().timestamp() - event.created > ATTRIBUTION_GRACE_SECS {
         tracing::error!(event_id = %event.id, event_type = %event.event_type, customer,
@@ -221,6 +239,14 @@ async fn owner_of(app: &App, event: &WebhookEvent, pointers: &[&str]) -> Result<
     }
     tracing::warn!(event_id = %event.id, customer, "a Stripe event for a customer no checkout introduced yet");
     Err(BillingRefusal::UnknownCustomer(customer.to_owned()).into())
+}
+
+/// The owner `id` names, by the `owner_kind` written beside it (absent: a user).
+fn owner_from(id: Uuid, kind: Option<&str>) -> Owner {
+    match kind {
+        Some("organization") => Owner::Organization(OrganizationId(id)),
+        _ => Owner::User(UserId(id)),
+    }
 }
 
 /// The plan a subscription object is for: by its price, else by the plan Keyframe put in its
@@ -241,18 +267,18 @@ fn unknown_plan(event: &WebhookEvent) -> AppError {
 async fn change_subscription(
     app: &App,
     event: &WebhookEvent,
-    owner_id: UserId,
+    owner: Owner,
     change: SubscriptionChange,
 ) -> Result<(), AppError> {
     let command = || SubscriptionCommand {
-        owner_id,
+        owner,
         stripe_event_id: event.id.clone(),
         stripe_created: event.created_at(),
         change: change.clone(),
     };
     app.buses
         .subscriptions
-        .execute(&owner_id.to_string(), command, &metadata(event))
+        .execute(&owner.id().to_string(), command, &metadata(event))
         .await?;
     Ok(())
 }
@@ -261,7 +287,7 @@ async fn checkout_completed(app: &App, event: &WebhookEvent) -> Result<Outcome, 
     if event.text("/mode") != Some("subscription") {
         return Ok(Outcome::Ignored);
     }
-    let Some(owner_id) = owner_of(app, event, &["/client_reference_id", "/metadata/user_id"]).await? else {
+    let Some(owner) = owner_of(app, event, &["/client_reference_id", "/metadata/user_id"]).await? else {
         return Ok(Outcome::Unattributed);
     };
     let customer_id = event.text("/customer").ok_or_else(|| missing(event, "customer"))?;
@@ -269,11 +295,14 @@ async fn checkout_completed(app: &App, event: &WebhookEvent) -> Result<Outcome, 
         .text("/subscription")
         .ok_or_else(|| missing(event, "subscription"))?;
     let plan = plan_of(app, event, &[], &["/metadata/plan"]).ok_or_else(|| unknown_plan(event))?;
-    sqlx::query("INSERT INTO stripe_customers (customer_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(customer_id)
-        .bind(owner_id.0)
-        .execute(&app.pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO stripe_customers (customer_id, user_id, owner_kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(customer_id)
+    .bind(owner.id())
+    .bind(owner.kind().as_str())
+    .execute(&app.pool)
+    .await?;
     let started = StripeSubscriptionState {
         subscription_id: subscription_id.to_owned(),
         customer_id: customer_id.to_owned(),
@@ -282,7 +311,7 @@ async fn checkout_completed(app: &App, event: &WebhookEvent) -> Result<Outcome, 
         current_period_end: None,
         cancel_at_period_end: false,
     };
-    change_subscription(app, event, owner_id, SubscriptionChange::Started(started)).await?;
+    change_subscription(app, event, owner, SubscriptionChange::Started(started)).await?;
     Ok(Outcome::Handled)
 }
 
@@ -299,7 +328,7 @@ async fn invoice_paid(app: &App, event: &WebhookEvent) -> Result<Outcome, AppErr
     if !pays_a_period {
         return Ok(Outcome::Ignored);
     }
-    let Some(owner_id) = owner_of(
+    let Some(owner) = owner_of(
         app,
         event,
         &[
@@ -334,7 +363,7 @@ async fn invoice_paid(app: &App, event: &WebhookEvent) -> Result<Outcome, AppErr
     }) {
         Some(plan) => plan,
         None => {
-            let subscription = app.subscription(owner_id).await?;
+            let subscription = app.subscription(owner).await?;
             subscription
                 .plan()
                 .and_then(|name| app.billing.settings.plans.named(name))
@@ -349,7 +378,7 @@ async fn invoice_paid(app: &App, event: &WebhookEvent) -> Result<Outcome, AppErr
         stripe_event_id: event.id.clone(),
     };
     let reason = format!("{} plan, invoice {invoice_id} paid", plan.name);
-    app.grant(owner_id, plan.monthly_credits, source, &reason, &metadata(event))
+    app.grant(owner, plan.monthly_credits, source, &reason, &metadata(event))
         .await?;
     Ok(Outcome::Handled)
 }
@@ -402,19 +431,19 @@ fn subscription_state(app: &App, event: &WebhookEvent) -> Result<StripeSubscript
 }
 
 async fn subscription_updated(app: &App, event: &WebhookEvent) -> Result<Outcome, AppError> {
-    let Some(owner_id) = owner_of(app, event, &["/metadata/user_id"]).await? else {
+    let Some(owner) = owner_of(app, event, &["/metadata/user_id"]).await? else {
         return Ok(Outcome::Unattributed);
     };
     let updated = subscription_state(app, event)?;
-    change_subscription(app, event, owner_id, SubscriptionChange::Updated(updated)).await?;
+    change_subscription(app, event, owner, SubscriptionChange::Updated(updated)).await?;
     Ok(Outcome::Handled)
 }
 
 async fn subscription_deleted(app: &App, event: &WebhookEvent) -> Result<Outcome, AppError> {
-    let Some(owner_id) = owner_of(app, event, &["/metadata/user_id"]).await? else {
+    let Some(owner) = owner_of(app, event, &["/metadata/user_id"]).await? else {
         return Ok(Outcome::Unattributed);
     };
     let subscription_id = event.text("/id").ok_or_else(|| missing(event, "id"))?.to_owned();
-    change_subscription(app, event, owner_id, SubscriptionChange::Ended { subscription_id }).await?;
+    change_subscription(app, event, owner, SubscriptionChange::Ended { subscription_id }).await?;
     Ok(Outcome::Handled)
 }

@@ -320,20 +320,19 @@ impl Client {
     /// Registers a user, makes a project and uploads `video` into it: a requester of analyses.
     pub async fn job_requester(&self, video: &std::path::Path) -> anyhow::Result<JobRequester> {
         let token = self.register_and_login().await?;
-        let project: Value = self
-            .http
-            .post(format!("{}/api/v1/projects", self.base))
-            .bearer_auth(&token)
-            .json(&json!({"name": "bench jobs"}))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let body = self.analysis_of(&token, &json!({"name": "bench jobs"}), video).await?;
+        Ok(JobRequester { token, body })
+    }
+
+    /// Creates the project `project` as `token`'s, uploads `video` into it, and answers the
+    /// `POST /api/v1/jobs` body of its analysis.
+    async fn analysis_of(&self, token: &str, project: &Value, video: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+        let project: Value = self.post_json(token, "/api/v1/projects", project).await?;
         let project_id = project["id"].as_str().context("no project id")?;
         let asset: Value = self
             .http
             .post(format!("{}/api/v1/projects/{project_id}/assets", self.base))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .header("content-type", "video/mp4")
             .body(std::fs::read(video)?)
             .send()
@@ -341,8 +340,106 @@ impl Client {
             .json()
             .await?;
         let asset_id = asset["id"].as_str().context("no asset id")?;
-        let body = serde_json::to_vec(&json!({"type": "analyze", "project_id": project_id, "asset_id": asset_id}))?;
-        Ok(JobRequester { token, body })
+        Ok(serde_json::to_vec(
+            &json!({"type": "analyze", "project_id": project_id, "asset_id": asset_id}),
+        )?)
+    }
+}
+
+impl Client {
+    /// Makes an organisation of `members` members (its creator among them, the others invited
+    /// and accepting from their mails in `mail_dir`), one project of it holding `video`, and
+    /// answers one requester per member: their analyses all reserve from the organisation's
+    /// one ledger. The organisation's credits come from the free plan's allowance.
+    pub async fn organization_requesters(
+        &self,
+        video: &std::path::Path,
+        members: usize,
+        mail_dir: &std::path::Path,
+    ) -> anyhow::Result<Vec<JobRequester>> {
+        let owner = self.register_and_login().await?;
+        let organization: Value = self
+            .post_json(&owner, "/api/v1/orgs", &json!({"name": "bench team"}))
+            .await?;
+        let organization_id = organization["id"].as_str().context("no organisation id")?.to_owned();
+        let project = json!({"name": "bench team jobs", "organization_id": organization_id});
+        let body = self.analysis_of(&owner, &project, video).await?;
+        let mut requesters = vec![JobRequester {
+            token: owner.clone(),
+            body: body.clone(),
+        }];
+        for _ in 1..members {
+            let (token, credentials) = self.register_and_login_with_credentials().await?;
+            let email = serde_json::from_slice::<Value>(&credentials)?["email"]
+                .as_str()
+                .context("no e-mail")?
+                .to_owned();
+            let verification = mailed_token(mail_dir, &email, "Confirm your e-mail").await?;
+            self.post_json(&token, "/api/v1/auth/verify-email", &json!({"token": verification}))
+                .await?;
+            self.post_json(
+                &owner,
+                &format!("/api/v1/orgs/{organization_id}/invitations"),
+                &json!({"email": email, "role": "member"}),
+            )
+            .await?;
+            let invitation = mailed_token(mail_dir, &email, "invited you to").await?;
+            self.post_json(&token, "/api/v1/invitations/accept", &json!({"token": invitation}))
+                .await?;
+            requesters.push(JobRequester {
+                token,
+                body: body.clone(),
+            });
+        }
+        Ok(requesters)
+    }
+
+    /// `POST path` with `body` as `token`'s; answers the JSON, failing on any error status.
+    async fn post_json(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        anyhow::ensure!(status.is_success(), "POST {path}: {status} {text}");
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// The token of the mail to `email` whose subject holds `subject`, from the `.eml` files
+/// Keyframe writes in development (waits up to 10 s for it to be written).
+async fn mailed_token(mail_dir: &std::path::Path, email: &str, subject: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for entry in std::fs::read_dir(mail_dir).into_iter().flatten().flatten() {
+            let Ok(raw) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            // Quoted-printable: soft line breaks and `=XX` escapes (a token holds no `=`).
+            let text = raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+            let to_them = text
+                .lines()
+                .any(|line| line.starts_with("To: ") && line.contains(email));
+            let about = text
+                .lines()
+                .any(|line| line.starts_with("Subject: ") && line.contains(subject));
+            if to_them
+                && about
+                && let Some(token) = text.lines().find_map(|line| line.trim().strip_prefix("token: "))
+            {
+                return Ok(token.trim().to_owned());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no mail '{subject}' to {email} in {}",
+            mail_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1,7 +1,7 @@
 //! The system under test: scratch databases and NATS prefixes, and `keyframe` child processes.
 
 use anyhow::Context as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::process::{Child, Command};
@@ -17,6 +17,18 @@ pub struct Scratch {
     /// The subject and stream prefix.
     pub prefix: String,
     jetstream: async_nats::jetstream::Context,
+}
+
+impl Scratch {
+    /// The data directory of its servers (uploads, artifacts, mail).
+    pub fn data_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("keyframe-bench-{}", self.prefix))
+    }
+
+    /// Where its servers write their mails (development: `.eml` files).
+    pub fn mail_dir(&self) -> PathBuf {
+        self.data_dir().join("mail")
+    }
 }
 
 impl Scratch {
@@ -180,10 +192,7 @@ impl Server {
             // Development, so mail goes to files in a scratch directory instead of needing an
             // SMTP server; argon2 keeps its production (OWASP) defaults all the same.
             .env("KEYFRAME_ENV", "development")
-            .env(
-                "KEYFRAME_DATA_DIR",
-                std::env::temp_dir().join(format!("keyframe-bench-{}", scratch.prefix)),
-            )
+            .env("KEYFRAME_DATA_DIR", scratch.data_dir())
             .env("KEYFRAME_REQUIRE_EMAIL_VERIFICATION", "false")
             // The load comes from one address and a few accounts: limits would measure themselves.
             .env("KEYFRAME_RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", "0")

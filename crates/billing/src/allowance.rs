@@ -21,8 +21,9 @@
 use crate::plans::Plan;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use keyframe_domain::ids::UserId;
+use keyframe_domain::ids::{OrganizationId, UserId};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, allowance_period};
+use keyframe_domain::owner::Owner;
 use keyframe_domain::subscription::Subscription;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
@@ -164,10 +165,15 @@ impl Allowances {
                     .fetch_one(&self.pool)
                     .await
                     .context("reading the sweep's cursor")?;
-            // The first event of every account, in the primary key's order.
-            let accounts: Vec<String> = sqlx::query_scalar(
-                "SELECT aggregate_id FROM events
-                 WHERE aggregate_type = 'User' AND aggregate_id > $2 AND event_type = 'UserRegistered'
+            // The first event of every account and organisation (their UUIDv7 ids never meet), in
+            // the primary key's order; an organisation deleted by then is passed over.
+            let accounts: Vec<(String, String)> = sqlx::query_as(
+                "SELECT aggregate_type, aggregate_id FROM events e
+                 WHERE ((aggregate_type = 'User' AND event_type = 'UserRegistered')
+                        OR (aggregate_type = 'Organization' AND event_type = 'OrganizationCreated'
+                            AND NOT EXISTS (SELECT 1 FROM events d WHERE d.aggregate_type = 'Organization'
+                                AND d.aggregate_id = e.aggregate_id AND d.event_type = 'OrganizationDeleted')))
+                   AND aggregate_id > $2
                    AND recorded_at < ((($1 || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')
                  ORDER BY aggregate_id LIMIT $3",
             )
@@ -177,7 +183,7 @@ impl Allowances {
             .fetch_all(&self.pool)
             .await
             .context("listing accounts")?;
-            let Some(last) = accounts.last().cloned() else {
+            let Some((_, last)) = accounts.last().cloned() else {
                 sqlx::query(
                     "UPDATE allowance_sweeps SET finished_at = now() WHERE period = $1 AND finished_at IS NULL",
                 )
@@ -189,9 +195,13 @@ impl Allowances {
             };
             let metadata = Self::metadata(&format!("allowance:{period}"));
             let (mut unreachable, mut last_error) = (0, None);
-            for account in &accounts {
+            for (kind, account) in &accounts {
                 let outcome = match account.parse() {
-                    Ok(id) => self.grant_retrying(UserId(id), period, &metadata).await,
+                    Ok(id) if kind == "Organization" => {
+                        self.grant_retrying(Owner::Organization(OrganizationId(id)), period, &metadata)
+                            .await
+                    }
+                    Ok(id) => self.grant_retrying(Owner::User(UserId(id)), period, &metadata).await,
                     Err(error) => Err(GrantError::Lasting(anyhow::anyhow!("account id {account:?}: {error}"))),
                 };
                 match outcome {
@@ -231,40 +241,40 @@ impl Allowances {
     /// [`Self::grant`], tried again after a pause while the failure may pass.
     async fn grant_retrying(
         &self,
-        owner_id: UserId,
+        owner: Owner,
         period: &str,
         metadata: &CommandMetadata,
     ) -> Result<AllowanceOutcome, GrantError> {
         let mut pause = Duration::from_millis(200);
         for _ in 1..GRANT_ATTEMPTS {
-            match self.grant(owner_id, period, metadata).await {
+            match self.grant(owner, period, metadata).await {
                 Err(GrantError::Passing(_)) => tokio::time::sleep(pause).await,
                 outcome => return outcome,
             }
             pause *= 4;
         }
-        self.grant(owner_id, period, metadata).await
+        self.grant(owner, period, metadata).await
     }
 
-    /// Grants `owner_id` the allowance of month `period` unless it pays for a plan (or has it
-    /// already: the ledger grants one per month).
+    /// Grants `owner` (a user or an organisation) the allowance of month `period` unless it pays
+    /// for a plan (or has it already: the ledger grants one per month).
     pub async fn grant(
         &self,
-        owner_id: UserId,
+        owner: Owner,
         period: &str,
         metadata: &CommandMetadata,
     ) -> Result<AllowanceOutcome, GrantError> {
         let subscription = self
             .subscriptions
-            .load(&owner_id.to_string())
+            .load(&owner.id().to_string())
             .await
-            .map_err(|error| GrantError::of(error, format!("loading the subscription of {owner_id}")))?;
+            .map_err(|error| GrantError::of(error, format!("loading the subscription of {owner}")))?;
         if subscription.as_ref().and_then(Subscription::plan).is_some() {
             return Ok(AllowanceOutcome::Subscribed);
         }
         let amount = self.plan.monthly_credits;
         let command = LedgerCommand::Grant {
-            owner_id,
+            owner,
             amount,
             source: GrantSource::Allowance {
                 plan: self.plan.name.clone(),
@@ -275,15 +285,15 @@ impl Allowances {
         };
         match self
             .ledgers
-            .execute(&owner_id.to_string(), || command.clone(), metadata)
+            .execute(&owner.id().to_string(), || command.clone(), metadata)
             .await
         {
             Ok(_) => Ok(AllowanceOutcome::Holds),
             Err(CommandError::Rejected(error)) => {
-                tracing::error!(%owner_id, %error, "the ledger refused the monthly allowance");
+                tracing::error!(%owner, %error, "the ledger refused the monthly allowance");
                 Ok(AllowanceOutcome::Refused)
             }
-            Err(error) => Err(GrantError::of(error, format!("granting {owner_id} the allowance"))),
+            Err(error) => Err(GrantError::of(error, format!("granting {owner} the allowance"))),
         }
     }
 

@@ -33,6 +33,7 @@ use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::job::{Job, JobEvent};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError, LedgerEvent, allowance_period};
 use keyframe_domain::log::RecordedEvent;
+use keyframe_domain::owner::Owner;
 use keyframe_domain::settlement::ledger_command_for;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
@@ -295,10 +296,10 @@ impl Settlement {
             serde_json::from_str(event.payload.get()).map_err(|e| SettleError::Permanent(e.into()))?;
         let job_id = parse_job_id(&event.aggregate_id)?;
         let job = self.job(&event.aggregate_id).await?.unwrap_or_default();
-        let Some((owner_id, command)) = ledger_command_for(job_id, &job_event, &job, Utc::now()) else {
+        let Some((owner, command)) = ledger_command_for(job_id, &job_event, &job, Utc::now()) else {
             return Err(SettleError::Permanent(anyhow::anyhow!("the job's request is missing")));
         };
-        self.record(owner_id.to_string(), command, event).await
+        self.record(owner.id().to_string(), command, event).await
     }
 
     /// Looks at a reservation on its `delivered`-th delivery: nothing to do when its job holds
@@ -354,7 +355,7 @@ impl Settlement {
         let amount = self.settings.signup_bonus_credits;
         let bonus = if amount > 0 {
             let command = LedgerCommand::Grant {
-                owner_id,
+                owner: Owner::User(owner_id),
                 amount,
                 source: GrantSource::SignupBonus,
                 reason: "signup bonus".to_owned(),
@@ -367,7 +368,7 @@ impl Settlement {
         let registered_in = allowance_period(event.recorded_at);
         let allowance = match &self.allowances {
             Some(allowances) if is_this_or_last_month(&registered_in, Utc::now()) => allowances
-                .grant(owner_id, &registered_in, &Self::metadata(event))
+                .grant(Owner::User(owner_id), &registered_in, &Self::metadata(event))
                 .await
                 .map(|outcome| match outcome {
                     AllowanceOutcome::Holds => Settled::Recorded,

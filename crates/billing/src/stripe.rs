@@ -130,8 +130,10 @@ impl std::fmt::Debug for StripeConfig {
 /// What a Checkout Session is for.
 #[derive(Debug, Clone)]
 pub struct CheckoutRequest<'a> {
-    /// The buyer.
+    /// The buyer: a user's id, or an organisation's.
     pub user_id: &'a str,
+    /// `user` or `organization`.
+    pub owner_kind: &'a str,
     /// The plan's name, kept on the session and the subscription.
     pub plan: &'a str,
     /// The Stripe price.
@@ -209,6 +211,11 @@ impl StripeClient {
             ("subscription_data[metadata][user_id]", request.user_id),
             ("subscription_data[metadata][plan]", request.plan),
         ];
+        // Only an organisation's says so: a user's session reads as it always did.
+        if request.owner_kind != "user" {
+            form.push(("metadata[owner_kind]", request.owner_kind));
+            form.push(("subscription_data[metadata][owner_kind]", request.owner_kind));
+        }
         if let Some(customer) = request.customer_id {
             form.push(("customer", customer));
         }

@@ -146,6 +146,16 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         }
     }
 
+    /// This bus, trying each command up to `attempts` times when other writers got to the
+    /// aggregate first (at least 1; [`DEFAULT_MAX_ATTEMPTS`] unless set). For aggregates that
+    /// several processes change at once, like an organisation's credit ledger: each process
+    /// takes its own commands in turns, but the processes still race each other, and the loser
+    /// of a race retries while the winner goes straight on to its next command.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
     /// This bus, keeping up to `capacity` aggregates in memory between commands (the least
     /// recently used makes room when full).
     pub fn cached(mut self, capacity: usize) -> Self {

@@ -325,6 +325,9 @@ pub struct ServeArgs {
     /// Storage each user's videos may take, in bytes.
     #[arg(long, env = "KEYFRAME_STORAGE_QUOTA_BYTES", default_value_t = 5 * 1024 * 1024 * 1024)]
     pub storage_quota_bytes: u64,
+    /// Storage each organisation's videos may take, in bytes.
+    #[arg(long, env = "KEYFRAME_ORG_STORAGE_QUOTA_BYTES", default_value_t = 50 * 1024 * 1024 * 1024)]
+    pub org_storage_quota_bytes: u64,
     /// Automatic retries of a failed job when its request names none (at most 5).
     #[arg(long, env = "KEYFRAME_JOB_MAX_RETRIES", default_value_t = 2,
         value_parser = clap::value_parser!(u32).range(0..=5))]
@@ -519,6 +522,7 @@ impl ServeArgs {
         settings.storage = self.storage.storage();
         settings.max_upload_bytes = self.max_upload_bytes;
         settings.storage_quota_bytes = self.storage_quota_bytes;
+        settings.organization_storage_quota_bytes = self.org_storage_quota_bytes;
         settings.default_max_retries = self.job_max_retries;
         settings.signup_bonus_credits = self.signup_bonus_credits;
         let public_url = self.public_url.trim_end_matches('/');

@@ -1,7 +1,6 @@
 //! How the `Job` aggregate decides (commands into events) and evolves (events into state).
 
 use super::{Backoff, Job, JobCommand, JobError, JobEvent, JobStatus, PROGRESS_STEP};
-use crate::ids::UserId;
 use crate::media::Artifact;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -18,7 +17,8 @@ impl Aggregate for Job {
         match command {
             JobCommand::RequestJob {
                 job_id,
-                owner_id,
+                owner,
+                requested_by,
                 project_id,
                 job_type,
                 source,
@@ -33,7 +33,8 @@ impl Aggregate for Job {
                 }
                 let requested = JobEvent::JobRequested {
                     job_id,
-                    owner_id,
+                    owner,
+                    requested_by: Some(requested_by),
                     project_id,
                     job_type,
                     source,
@@ -105,8 +106,8 @@ impl Aggregate for Job {
                 self.ensure_running_attempt(attempt)?;
                 self.fail_attempt(attempt, reason, backoff, at, sink).await;
             }
-            JobCommand::Cancel { actor, at } => {
-                self.ensure_visible_to(actor)?;
+            JobCommand::Cancel { at } => {
+                self.ensure_live()?;
                 if self.status.is_finished() {
                     return Err(JobError::NotCancellable { status: self.status });
                 }
@@ -117,8 +118,8 @@ impl Aggregate for Job {
                 };
                 sink.write(event, self).await;
             }
-            JobCommand::Retry { actor, run, at } => {
-                self.ensure_visible_to(actor)?;
+            JobCommand::Retry { run, at } => {
+                self.ensure_live()?;
                 if !matches!(self.status, JobStatus::Failed | JobStatus::Cancelled) {
                     return Err(JobError::NotRetryable { status: self.status });
                 }
@@ -133,8 +134,8 @@ impl Aggregate for Job {
                 sink.write(retried, self).await;
                 self.queue(None, at, sink).await;
             }
-            JobCommand::Delete { actor, at } => {
-                self.ensure_visible_to(actor)?;
+            JobCommand::Delete { at } => {
+                self.ensure_live()?;
                 if !self.status.is_finished() {
                     return Err(JobError::StillActive { status: self.status });
                 }
@@ -148,7 +149,8 @@ impl Aggregate for Job {
         match event {
             JobEvent::JobRequested {
                 job_id,
-                owner_id,
+                owner,
+                requested_by,
                 project_id,
                 job_type,
                 source,
@@ -159,7 +161,9 @@ impl Aggregate for Job {
                 requested_at,
             } => {
                 self.id = Some(job_id);
-                self.owner_id = Some(owner_id);
+                self.owner = Some(owner);
+                // Before organisations every job was requested by its owner.
+                self.requested_by = requested_by.or(owner.user());
                 self.project_id = Some(project_id);
                 self.job_type = Some(job_type);
                 self.source = source;
@@ -262,8 +266,8 @@ impl Aggregate for Job {
 }
 
 impl Job {
-    fn ensure_visible_to(&self, actor: UserId) -> Result<(), JobError> {
-        if self.is_visible_to(actor) {
+    fn ensure_live(&self) -> Result<(), JobError> {
+        if self.id.is_some() && !self.deleted {
             Ok(())
         } else {
             Err(JobError::NotFound)

@@ -3,17 +3,21 @@
 use super::{Backoff, JobSource, JobType};
 use crate::ids::{JobId, ProjectId, UserId};
 use crate::media::Artifact;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 
-/// Commands for [`Job`](super::Job).
+/// Commands for [`Job`](super::Job). Who may cancel, retry or delete a job is the authorization
+/// policy's to decide, before the command.
 #[derive(Debug)]
 pub enum JobCommand {
     /// Request a job; it is queued at once.
     RequestJob {
         /// The new job's id (also the aggregate id).
         job_id: JobId,
-        /// Who asks.
-        owner_id: UserId,
+        /// Whose it is: its project's owner.
+        owner: Owner,
+        /// The member who asks (the owner, for a personal project).
+        requested_by: UserId,
         /// The project it belongs to (checked to be the owner's).
         project_id: ProjectId,
         /// What to do.
@@ -77,15 +81,11 @@ pub enum JobCommand {
     },
     /// The owner stops the job.
     Cancel {
-        /// Who asks.
-        actor: UserId,
         /// When.
         at: DateTime<Utc>,
     },
     /// The owner runs a failed or cancelled job again.
     Retry {
-        /// Who asks.
-        actor: UserId,
         /// The run it starts, whose credits the caller reserved: the job's next. A retry made
         /// from an older view of the job (another retry got there first) is refused, so no run
         /// starts without its own reservation.
@@ -95,8 +95,6 @@ pub enum JobCommand {
     },
     /// The owner deletes a finished job.
     Delete {
-        /// Who asks.
-        actor: UserId,
         /// When.
         at: DateTime<Utc>,
     },

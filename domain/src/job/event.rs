@@ -3,6 +3,7 @@
 use super::{JobSource, JobStatus, JobType};
 use crate::ids::{JobId, ProjectId, UserId};
 use crate::media::Artifact;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -14,8 +15,12 @@ pub enum JobEvent {
     JobRequested {
         /// Its id.
         job_id: JobId,
-        /// Whose.
-        owner_id: UserId,
+        /// Whose: `owner_id`, and `owner_kind: "organization"` for an organisation's.
+        #[serde(flatten)]
+        owner: Owner,
+        /// The member who asked (absent before organisations: the owner did).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requested_by: Option<UserId>,
         /// Its project.
         project_id: ProjectId,
         /// What it does.

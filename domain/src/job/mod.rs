@@ -24,6 +24,7 @@ pub use spec::{ClipParameters, read_analysis};
 
 use crate::ids::{AssetId, JobId, ProjectId, UserId};
 use crate::media::Artifact;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -125,7 +126,8 @@ pub const PROGRESS_STEP: u8 = 25;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Job {
     id: Option<JobId>,
-    owner_id: Option<UserId>,
+    owner: Option<Owner>,
+    requested_by: Option<UserId>,
     project_id: Option<ProjectId>,
     job_type: Option<JobType>,
     source: Option<JobSource>,
@@ -160,8 +162,12 @@ impl Job {
         self.id
     }
     /// Whose it is.
-    pub fn owner_id(&self) -> Option<UserId> {
-        self.owner_id
+    pub fn owner(&self) -> Option<Owner> {
+        self.owner
+    }
+    /// The member who requested it.
+    pub fn requested_by(&self) -> Option<UserId> {
+        self.requested_by
     }
     /// Its project.
     pub fn project_id(&self) -> Option<ProjectId> {
@@ -268,10 +274,6 @@ impl Job {
     /// Whether its owner deleted it.
     pub fn is_deleted(&self) -> bool {
         self.deleted
-    }
-    /// Whether `actor` may see it: it exists, is not deleted, and is theirs.
-    pub fn is_visible_to(&self, actor: UserId) -> bool {
-        self.id.is_some() && !self.deleted && self.owner_id == Some(actor)
     }
 }
 

@@ -3,6 +3,7 @@
 use super::*;
 use crate::ids::{AssetId, JobId, ProjectId, UserId};
 use crate::media::Artifact;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::TestFramework;
@@ -40,7 +41,8 @@ impl Given {
     fn requested(&self, max_retries: u32) -> JobEvent {
         JobEvent::JobRequested {
             job_id: self.job_id,
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
+            requested_by: Some(self.owner_id),
             project_id: self.project_id,
             job_type: JobType::Analyze,
             source: Some(Self::source()),
@@ -143,7 +145,8 @@ fn requesting_a_job_records_it_and_queues_it() {
         .given_no_previous_events()
         .when(JobCommand::RequestJob {
             job_id: g.job_id,
-            owner_id: g.owner_id,
+            owner: Owner::User(g.owner_id),
+            requested_by: g.owner_id,
             project_id: g.project_id,
             job_type: JobType::Analyze,
             source: Some(Given::source()),
@@ -163,7 +166,8 @@ fn requesting_an_existing_job_is_refused() {
         .given(vec![g.requested(2), g.queued(1, None)])
         .when(JobCommand::RequestJob {
             job_id: g.job_id,
-            owner_id: g.owner_id,
+            owner: Owner::User(g.owner_id),
+            requested_by: g.owner_id,
             project_id: g.project_id,
             job_type: JobType::Clip,
             source: None,
@@ -407,10 +411,7 @@ fn cancelling_a_running_job_records_what_it_was_doing() {
     let g = Given::new();
     job()
         .given(g.running(2))
-        .when(JobCommand::Cancel {
-            actor: g.owner_id,
-            at: g.at,
-        })
+        .when(JobCommand::Cancel { at: g.at })
         .then_expect_events(vec![g.cancelled(JobStatus::Running)]);
 }
 
@@ -421,25 +422,10 @@ fn cancelling_a_finished_job_is_a_conflict() {
     given.push(g.succeeded());
     job()
         .given(given)
-        .when(JobCommand::Cancel {
-            actor: g.owner_id,
-            at: g.at,
-        })
+        .when(JobCommand::Cancel { at: g.at })
         .then_expect_error(JobError::NotCancellable {
             status: JobStatus::Succeeded,
         });
-}
-
-#[test]
-fn someone_elses_job_is_not_found() {
-    let g = Given::new();
-    job()
-        .given(g.running(2))
-        .when(JobCommand::Cancel {
-            actor: UserId::new(),
-            at: g.at,
-        })
-        .then_expect_error(JobError::NotFound);
 }
 
 #[test]
@@ -449,11 +435,7 @@ fn retrying_a_cancelled_job_queues_it_with_a_fresh_budget() {
     given.push(g.cancelled(JobStatus::Running));
     job()
         .given(given)
-        .when(JobCommand::Retry {
-            actor: g.owner_id,
-            run: 1,
-            at: g.at,
-        })
+        .when(JobCommand::Retry { run: 1, at: g.at })
         .then_expect_events(vec![
             JobEvent::JobRetried {
                 automatic: false,
@@ -469,11 +451,7 @@ fn retrying_a_running_job_is_a_conflict() {
     let g = Given::new();
     job()
         .given(g.running(2))
-        .when(JobCommand::Retry {
-            actor: g.owner_id,
-            run: 1,
-            at: g.at,
-        })
+        .when(JobCommand::Retry { run: 1, at: g.at })
         .then_expect_error(JobError::NotRetryable {
             status: JobStatus::Running,
         });
@@ -486,10 +464,7 @@ fn deleting_a_finished_job_records_it() {
     given.push(g.succeeded());
     job()
         .given(given)
-        .when(JobCommand::Delete {
-            actor: g.owner_id,
-            at: g.at,
-        })
+        .when(JobCommand::Delete { at: g.at })
         .then_expect_events(vec![JobEvent::JobDeleted { deleted_at: g.at }]);
 }
 
@@ -498,10 +473,7 @@ fn deleting_a_queued_job_is_a_conflict() {
     let g = Given::new();
     job()
         .given(vec![g.requested(2), g.queued(1, None)])
-        .when(JobCommand::Delete {
-            actor: g.owner_id,
-            at: g.at,
-        })
+        .when(JobCommand::Delete { at: g.at })
         .then_expect_error(JobError::StillActive {
             status: JobStatus::Queued,
         });
@@ -564,10 +536,7 @@ fn automatic_retries_stay_in_the_same_run() {
     ]);
     job()
         .given(given)
-        .when(JobCommand::Cancel {
-            actor: g.owner_id,
-            at: g.at,
-        })
+        .when(JobCommand::Cancel { at: g.at })
         .then_expect_events(vec![JobEvent::JobCancelled {
             previous_status: JobStatus::Running,
             run: 0,
@@ -614,10 +583,6 @@ fn a_retry_for_a_run_that_is_not_the_next_is_refused() {
     ]);
     job()
         .given(given)
-        .when(JobCommand::Retry {
-            actor: g.owner_id,
-            run: 1,
-            at: g.at,
-        })
+        .when(JobCommand::Retry { run: 1, at: g.at })
         .then_expect_error(JobError::StaleRun { run: 1, current: 1 });
 }

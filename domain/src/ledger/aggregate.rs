@@ -1,7 +1,11 @@
 //! How the `CreditLedger` aggregate decides (commands into events) and evolves (events into state).
 
-use super::{CreditLedger, GrantSource, LedgerCommand, LedgerError, LedgerEvent, Reservation};
-use crate::ids::{JobId, UserId};
+use super::{
+    CreditLedger, GrantSource, LedgerCommand, LedgerError, LedgerEvent, MemberCharge, MemberUsage, Reservation,
+    allowance_period,
+};
+use crate::ids::JobId;
+use crate::owner::Owner;
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 
@@ -15,13 +19,13 @@ impl Aggregate for CreditLedger {
     async fn handle(&mut self, command: LedgerCommand, _: &(), sink: &EventSink<Self>) -> Result<(), LedgerError> {
         match command {
             LedgerCommand::Grant {
-                owner_id,
+                owner,
                 amount,
                 source,
                 reason,
                 at,
             } => {
-                self.ensure_owner(owner_id)?;
+                self.ensure_owner(owner)?;
                 if amount <= 0 {
                     return Err(LedgerError::InvalidAmount {
                         expected: "more than zero",
@@ -37,7 +41,7 @@ impl Aggregate for CreditLedger {
                     return Ok(());
                 }
                 let event = LedgerEvent::CreditsGranted {
-                    owner_id,
+                    owner,
                     amount,
                     source,
                     reason,
@@ -47,13 +51,14 @@ impl Aggregate for CreditLedger {
                 sink.write(event, self).await;
             }
             LedgerCommand::Reserve {
-                owner_id,
+                owner,
                 job_id,
                 run,
                 amount,
+                member,
                 at,
             } => {
-                self.ensure_owner(owner_id)?;
+                self.ensure_owner(owner)?;
                 if amount < 0 {
                     return Err(LedgerError::InvalidAmount {
                         expected: "zero or more",
@@ -65,6 +70,20 @@ impl Aggregate for CreditLedger {
                     None if self.is_closed(job_id, run) => return Ok(()),
                     None => {}
                 }
+                if let Some(MemberCharge {
+                    member,
+                    monthly_limit: Some(limit),
+                }) = member
+                {
+                    let used = self.member_used_in(member, &allowance_period(at));
+                    if used.saturating_add(amount) > limit {
+                        return Err(LedgerError::MemberCreditLimit {
+                            limit,
+                            used,
+                            required: amount,
+                        });
+                    }
+                }
                 if amount > self.available() {
                     return Err(LedgerError::InsufficientCredits {
                         available: self.available(),
@@ -72,10 +91,11 @@ impl Aggregate for CreditLedger {
                     });
                 }
                 let event = LedgerEvent::CreditsReserved {
-                    owner_id,
+                    owner,
                     job_id,
                     run,
                     amount,
+                    member: member.map(|charge| charge.member),
                     reserved_at: at,
                 };
                 sink.write(event, self).await;
@@ -147,12 +167,9 @@ impl Aggregate for CreditLedger {
     fn apply(&mut self, event: LedgerEvent) {
         match event {
             LedgerEvent::CreditsGranted {
-                owner_id,
-                amount,
-                source,
-                ..
+                owner, amount, source, ..
             } => {
-                self.owner_id = Some(owner_id);
+                self.owner = Some(owner);
                 self.balance += amount;
                 match source {
                     GrantSource::Subscription { invoice_id, .. } => {
@@ -166,32 +183,76 @@ impl Aggregate for CreditLedger {
                 }
             }
             LedgerEvent::CreditsReserved {
-                owner_id,
+                owner,
                 job_id,
                 run,
                 amount,
-                ..
+                member,
+                reserved_at,
             } => {
-                self.owner_id = Some(owner_id);
-                self.reservations.insert(job_id, Reservation { run, amount });
+                self.owner = Some(owner);
+                let period = allowance_period(reserved_at);
+                if let Some(member) = member {
+                    let usage = self.member_usage.entry(member).or_default();
+                    if usage.period != period {
+                        *usage = MemberUsage {
+                            period: period.clone(),
+                            used: 0,
+                        };
+                    }
+                    usage.used += amount;
+                }
+                let reservation = Reservation {
+                    run,
+                    amount,
+                    member,
+                    period,
+                };
+                self.reservations.insert(job_id, reservation);
             }
             LedgerEvent::CreditsSettled {
-                job_id, run, charged, ..
+                job_id,
+                run,
+                charged,
+                released,
+                ..
             } => {
+                self.give_back_usage(job_id, run, released);
                 self.close(job_id, run);
                 self.balance -= charged;
             }
-            LedgerEvent::CreditsReleased { job_id, run, .. } => self.close(job_id, run),
+            LedgerEvent::CreditsReleased {
+                job_id, run, amount, ..
+            } => {
+                self.give_back_usage(job_id, run, amount);
+                self.close(job_id, run);
+            }
             LedgerEvent::CreditsRefunded { amount, .. } => self.balance += amount,
         }
     }
 }
 
 impl CreditLedger {
-    fn ensure_owner(&self, owner_id: UserId) -> Result<(), LedgerError> {
-        match self.owner_id {
-            Some(owner) if owner != owner_id => Err(LedgerError::NotOwner),
+    fn ensure_owner(&self, owner: Owner) -> Result<(), LedgerError> {
+        match self.owner {
+            Some(known) if known != owner => Err(LedgerError::NotOwner),
             _ => Ok(()),
+        }
+    }
+
+    /// What a run's reservation gave back (released, or not charged) no longer counts against
+    /// its member's month.
+    fn give_back_usage(&mut self, job_id: JobId, run: u32, amount: i64) {
+        let Some(reservation) = self.reservations.get(&job_id).filter(|open| open.run == run) else {
+            return;
+        };
+        let Some(member) = reservation.member else {
+            return;
+        };
+        if let Some(usage) = self.member_usage.get_mut(&member)
+            && usage.period == reservation.period
+        {
+            usage.used -= amount;
         }
     }
 

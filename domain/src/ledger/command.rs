@@ -1,7 +1,8 @@
 //! The commands of the `CreditLedger` aggregate.
 
-use super::GrantSource;
+use super::{GrantSource, MemberCharge};
 use crate::ids::{JobId, UserId};
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 
 /// Commands for [`CreditLedger`](super::CreditLedger).
@@ -9,8 +10,8 @@ use chrono::{DateTime, Utc};
 pub enum LedgerCommand {
     /// Add credits.
     Grant {
-        /// The ledger's owner (also the aggregate id).
-        owner_id: UserId,
+        /// The ledger's owner (its id is also the aggregate id).
+        owner: Owner,
         /// How many, more than zero.
         amount: i64,
         /// Where they come from.
@@ -23,13 +24,15 @@ pub enum LedgerCommand {
     /// Hold credits for a job before it exists.
     Reserve {
         /// The ledger's owner.
-        owner_id: UserId,
+        owner: Owner,
         /// The job.
         job_id: JobId,
         /// Which run of it.
         run: u32,
         /// How many, zero or more.
         amount: i64,
+        /// The member whose job it is, on an organisation's ledger, and their monthly limit.
+        member: Option<MemberCharge>,
         /// When.
         at: DateTime<Utc>,
     },

@@ -26,7 +26,20 @@ pub enum LedgerError {
         /// The run that holds it.
         run: u32,
     },
-    /// The command names another user's ledger.
-    #[error("this ledger belongs to another user")]
+    /// The command names another owner's ledger.
+    #[error("this ledger belongs to another owner")]
     NotOwner,
+    /// The reservation would take the member past their monthly credit limit in the
+    /// organisation.
+    #[error(
+        "your monthly credit limit in this organisation is {limit}: {used} used this month, {required} more required"
+    )]
+    MemberCreditLimit {
+        /// The limit.
+        limit: i64,
+        /// Used (charged or held) this calendar month.
+        used: i64,
+        /// Asked for.
+        required: i64,
+    },
 }

@@ -3,6 +3,7 @@
 
 use super::GrantSource;
 use crate::ids::{JobId, UserId};
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -12,8 +13,9 @@ use serde::{Deserialize, Serialize};
 pub enum LedgerEvent {
     /// Credits were added.
     CreditsGranted {
-        /// The owner.
-        owner_id: UserId,
+        /// The owner: `owner_id`, and `owner_kind: "organization"` for an organisation's.
+        #[serde(flatten)]
+        owner: Owner,
         /// How many.
         amount: i64,
         /// Where from.
@@ -27,8 +29,9 @@ pub enum LedgerEvent {
     },
     /// Credits were held for a job.
     CreditsReserved {
-        /// The owner.
-        owner_id: UserId,
+        /// The owner: `owner_id`, and `owner_kind: "organization"` for an organisation's.
+        #[serde(flatten)]
+        owner: Owner,
         /// The job.
         job_id: JobId,
         /// Which run of it.
@@ -36,6 +39,9 @@ pub enum LedgerEvent {
         run: u32,
         /// How many.
         amount: i64,
+        /// On an organisation's ledger, the member whose job it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<UserId>,
         /// When.
         reserved_at: DateTime<Utc>,
     },

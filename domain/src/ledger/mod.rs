@@ -1,5 +1,5 @@
-//! The `CreditLedger` aggregate: one per user (its id is the user's), every movement of the
-//! user's credits as an event with a reason and a reference.
+//! The `CreditLedger` aggregate: one per owner, a user or an organisation (its id is the
+//! owner's), every movement of the owner's credits as an event with a reason and a reference.
 //!
 //! Credits are whole numbers. `balance` is what the user owns; `reserved` is held for jobs
 //! that have not ended; `available = balance - reserved` is what a new job may reserve. No
@@ -7,6 +7,11 @@
 //! that could arrive twice (a redelivered event, a replayed webhook) is idempotent by its
 //! reference: the job and its run for reservations and their settlement, the invoice for
 //! subscription grants, the month for the free plan's allowance.
+//!
+//! On an organisation's ledger each reservation names the member whose job it is. An owner may
+//! give a member a monthly limit: what the member's jobs hold or were charged in the calendar
+//! month (UTC) plus the new reservation may not pass it. The limit is checked here, under
+//! optimistic concurrency, so concurrent requests by one member cannot pass it together.
 //!
 //! A job's reservation belongs to one run of it (see `Job::run`): a manual retry of a failed or
 //! cancelled job is a new run that reserves again, so the late release of the earlier run can
@@ -22,6 +27,7 @@ pub use error::LedgerError;
 pub use event::LedgerEvent;
 
 use crate::ids::{JobId, UserId};
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,16 +66,40 @@ pub fn allowance_period(at: DateTime<Utc>) -> String {
 }
 
 /// Credits held for one run of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Reservation {
     run: u32,
     amount: i64,
+    /// The member whose job it is, on an organisation's ledger.
+    #[serde(default)]
+    member: Option<UserId>,
+    /// The month (`YYYY-MM`) it counts towards the member's limit.
+    #[serde(default)]
+    period: String,
 }
 
-/// A user's credits.
+/// The member a reservation is for, and the most their jobs may use in a month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberCharge {
+    /// The member who requested the job.
+    pub member: UserId,
+    /// Their monthly credit limit in the organisation; `None`: none.
+    pub monthly_limit: Option<i64>,
+}
+
+/// What a member's jobs used (held or were charged) in one month.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+struct MemberUsage {
+    /// The month, `YYYY-MM`.
+    period: String,
+    /// Credits held or charged in it.
+    used: i64,
+}
+
+/// An owner's credits.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CreditLedger {
-    owner_id: Option<UserId>,
+    owner: Option<Owner>,
     balance: i64,
     reservations: BTreeMap<JobId, Reservation>,
     /// For each job, its latest run whose reservation was settled or released: ending it again
@@ -81,6 +111,9 @@ pub struct CreditLedger {
     #[serde(default)]
     allowances: BTreeSet<String>,
     signup_bonus_granted: bool,
+    /// Per member, what their jobs used in the latest month they reserved in.
+    #[serde(default)]
+    member_usage: BTreeMap<UserId, MemberUsage>,
 }
 
 impl CreditLedger {
@@ -102,6 +135,14 @@ impl CreditLedger {
     /// The open reservation of `job_id`, if any: its run and amount.
     pub fn reservation(&self, job_id: JobId) -> Option<(u32, i64)> {
         self.reservations.get(&job_id).map(|r| (r.run, r.amount))
+    }
+
+    /// What `member`'s jobs hold or were charged in the month (`YYYY-MM`) `period`.
+    pub fn member_used_in(&self, member: UserId, period: &str) -> i64 {
+        self.member_usage
+            .get(&member)
+            .filter(|usage| usage.period == period)
+            .map_or(0, |usage| usage.used)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ids::{JobId, UserId};
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::TestFramework;
@@ -25,7 +26,7 @@ impl Given {
 
     fn granted(&self, amount: i64, balance: i64) -> LedgerEvent {
         LedgerEvent::CreditsGranted {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
             amount,
             source: GrantSource::SignupBonus,
             reason: "welcome".to_owned(),
@@ -36,27 +37,29 @@ impl Given {
 
     fn reserved(&self, amount: i64) -> LedgerEvent {
         LedgerEvent::CreditsReserved {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
             job_id: self.job_id,
             run: 0,
             amount,
+            member: None,
             reserved_at: self.at,
         }
     }
 
     fn reserve(&self, job_id: JobId, amount: i64) -> LedgerCommand {
         LedgerCommand::Reserve {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
             job_id,
             run: 0,
             amount,
+            member: None,
             at: self.at,
         }
     }
 
     fn subscription(&self, invoice_id: &str) -> LedgerCommand {
         LedgerCommand::Grant {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
             amount: 500,
             source: GrantSource::Subscription {
                 invoice_id: invoice_id.to_owned(),
@@ -78,7 +81,7 @@ fn a_grant_adds_credits_and_records_the_balance() {
     ledger()
         .given_no_previous_events()
         .when(LedgerCommand::Grant {
-            owner_id: g.owner_id,
+            owner: Owner::User(g.owner_id),
             amount: 100,
             source: GrantSource::SignupBonus,
             reason: "welcome".to_owned(),
@@ -93,7 +96,7 @@ fn the_signup_bonus_is_granted_once() {
     ledger()
         .given(vec![g.granted(100, 100)])
         .when(LedgerCommand::Grant {
-            owner_id: g.owner_id,
+            owner: Owner::User(g.owner_id),
             amount: 100,
             source: GrantSource::SignupBonus,
             reason: "welcome".to_owned(),
@@ -106,7 +109,7 @@ fn the_signup_bonus_is_granted_once() {
 fn the_free_allowance_grants_once_per_month() {
     let g = Given::new();
     let allowance = |period: &str| LedgerCommand::Grant {
-        owner_id: g.owner_id,
+        owner: Owner::User(g.owner_id),
         amount: 30,
         source: GrantSource::Allowance {
             plan: "free".to_owned(),
@@ -116,7 +119,7 @@ fn the_free_allowance_grants_once_per_month() {
         at: g.at,
     };
     let november = LedgerEvent::CreditsGranted {
-        owner_id: g.owner_id,
+        owner: Owner::User(g.owner_id),
         amount: 30,
         source: GrantSource::Allowance {
             plan: "free".to_owned(),
@@ -138,7 +141,7 @@ fn the_free_allowance_grants_once_per_month() {
         .given(vec![g.granted(100, 100), november])
         .when(allowance("2026-12"))
         .then_expect_events(vec![LedgerEvent::CreditsGranted {
-            owner_id: g.owner_id,
+            owner: Owner::User(g.owner_id),
             amount: 30,
             source: GrantSource::Allowance {
                 plan: "free".to_owned(),
@@ -162,7 +165,7 @@ fn an_allowance_period_is_the_utc_calendar_month() {
 fn an_invoice_grants_its_credits_once() {
     let g = Given::new();
     let first = LedgerEvent::CreditsGranted {
-        owner_id: g.owner_id,
+        owner: Owner::User(g.owner_id),
         amount: 500,
         source: GrantSource::Subscription {
             invoice_id: "in_1".to_owned(),
@@ -188,7 +191,7 @@ fn a_grant_of_nothing_is_refused() {
     ledger()
         .given_no_previous_events()
         .when(LedgerCommand::Grant {
-            owner_id: g.owner_id,
+            owner: Owner::User(g.owner_id),
             amount: 0,
             source: GrantSource::Admin { admin_id: g.admin_id },
             reason: "oops".to_owned(),
@@ -205,7 +208,7 @@ fn another_users_grant_cannot_enter_the_ledger() {
     ledger()
         .given(vec![g.granted(100, 100)])
         .when(LedgerCommand::Grant {
-            owner_id: UserId::new(),
+            owner: Owner::User(UserId::new()),
             amount: 10,
             source: GrantSource::Admin { admin_id: g.admin_id },
             reason: "mistake".to_owned(),
@@ -428,10 +431,11 @@ fn available_is_the_balance_less_what_is_reserved() {
 impl Given {
     fn reserved_run(&self, run: u32, amount: i64) -> LedgerEvent {
         LedgerEvent::CreditsReserved {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
             job_id: self.job_id,
             run,
             amount,
+            member: None,
             reserved_at: self.at,
         }
     }
@@ -448,10 +452,11 @@ impl Given {
 
     fn reserve_run(&self, run: u32, amount: i64) -> LedgerCommand {
         LedgerCommand::Reserve {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
             job_id: self.job_id,
             run,
             amount,
+            member: None,
             at: self.at,
         }
     }
@@ -515,4 +520,141 @@ fn a_repeated_reservation_of_an_open_run_changes_nothing() {
         .given(vec![g.granted(100, 100), g.reserved_run(1, 60)])
         .when(g.reserve_run(1, 60))
         .then_expect_events(vec![]);
+}
+
+/// An organisation's ledger with 1,000 credits, and one member.
+struct Shared {
+    organization: Owner,
+    member: UserId,
+    at: DateTime<Utc>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            organization: Owner::Organization(crate::ids::OrganizationId::new()),
+            member: UserId::new(),
+            at: "2026-12-15T12:00:00Z".parse().expect("time"),
+        }
+    }
+
+    fn funded(&self) -> LedgerEvent {
+        LedgerEvent::CreditsGranted {
+            owner: self.organization,
+            amount: 1_000,
+            source: GrantSource::SignupBonus,
+            reason: "credits".to_owned(),
+            balance: 1_000,
+            granted_at: self.at,
+        }
+    }
+
+    fn reserve(&self, job_id: JobId, amount: i64, limit: Option<i64>, at: DateTime<Utc>) -> LedgerCommand {
+        LedgerCommand::Reserve {
+            owner: self.organization,
+            job_id,
+            run: 0,
+            amount,
+            member: Some(MemberCharge {
+                member: self.member,
+                monthly_limit: limit,
+            }),
+            at,
+        }
+    }
+
+    fn reserved(&self, job_id: JobId, amount: i64, at: DateTime<Utc>) -> LedgerEvent {
+        LedgerEvent::CreditsReserved {
+            owner: self.organization,
+            job_id,
+            run: 0,
+            amount,
+            member: Some(self.member),
+            reserved_at: at,
+        }
+    }
+}
+
+#[test]
+fn a_members_reservation_records_the_member() {
+    let s = Shared::new();
+    let job = JobId::new();
+    ledger()
+        .given(vec![s.funded()])
+        .when(s.reserve(job, 40, Some(100), s.at))
+        .then_expect_events(vec![s.reserved(job, 40, s.at)]);
+}
+
+#[test]
+fn a_reservation_past_the_members_monthly_limit_is_refused() {
+    let s = Shared::new();
+    let first = JobId::new();
+    ledger()
+        .given(vec![s.funded(), s.reserved(first, 80, s.at)])
+        .when(s.reserve(JobId::new(), 30, Some(100), s.at))
+        .then_expect_error(LedgerError::MemberCreditLimit {
+            limit: 100,
+            used: 80,
+            required: 30,
+        });
+}
+
+#[test]
+fn what_was_released_or_not_charged_no_longer_counts_against_the_limit() {
+    let s = Shared::new();
+    let (released, settled) = (JobId::new(), JobId::new());
+    let mut ledger_state = CreditLedger::default();
+    for event in [
+        s.funded(),
+        s.reserved(released, 50, s.at),
+        s.reserved(settled, 50, s.at),
+        LedgerEvent::CreditsReleased {
+            job_id: released,
+            run: 0,
+            amount: 50,
+            reason: "cancelled".to_owned(),
+            released_at: s.at,
+        },
+        LedgerEvent::CreditsSettled {
+            job_id: settled,
+            run: 0,
+            charged: 30,
+            released: 20,
+            balance: 970,
+            settled_at: s.at,
+        },
+    ] {
+        ledger_state.apply(event);
+    }
+    assert_eq!(
+        ledger_state.member_used_in(s.member, "2026-12"),
+        30,
+        "only the charge counts"
+    );
+    assert_eq!(
+        ledger_state.member_used_in(s.member, "2027-01"),
+        0,
+        "a new month starts afresh"
+    );
+}
+
+#[test]
+fn a_new_month_starts_the_members_limit_afresh() {
+    let s = Shared::new();
+    let next_month: DateTime<Utc> = "2027-01-01T00:00:00Z".parse().expect("time");
+    let job = JobId::new();
+    ledger()
+        .given(vec![s.funded(), s.reserved(JobId::new(), 100, s.at)])
+        .when(s.reserve(job, 100, Some(100), next_month))
+        .then_expect_events(vec![s.reserved(job, 100, next_month)]);
+}
+
+#[test]
+fn without_a_limit_a_member_reserves_what_the_organisation_has() {
+    let s = Shared::new();
+    let job = JobId::new();
+    ledger()
+        .given(vec![s.funded(), s.reserved(JobId::new(), 900, s.at)])
+        .when(s.reserve(job, 100, None, s.at))
+        .then_expect_events(vec![s.reserved(job, 100, s.at)]);
 }

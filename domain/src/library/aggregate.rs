@@ -15,12 +15,13 @@ impl Aggregate for MediaLibrary {
     async fn handle(&mut self, command: LibraryCommand, _: &(), sink: &EventSink<Self>) -> Result<(), LibraryError> {
         match command {
             LibraryCommand::RecordUpload {
-                owner_id,
+                owner,
+                uploaded_by,
                 video,
                 quota_bytes,
                 at,
             } => {
-                if self.owner_id.is_some_and(|owner| owner != owner_id) {
+                if self.owner.is_some_and(|known| known != owner) {
                     return Err(LibraryError::NotOwner);
                 }
                 if self.assets.contains_key(&video.asset_id) {
@@ -36,7 +37,8 @@ impl Aggregate for MediaLibrary {
                 let event = LibraryEvent::AssetUploaded {
                     asset_id: video.asset_id,
                     project_id: video.project_id,
-                    owner_id,
+                    owner,
+                    uploaded_by: Some(uploaded_by),
                     filename: video.filename,
                     storage_key: video.storage_key,
                     container: video.container,
@@ -75,7 +77,7 @@ impl Aggregate for MediaLibrary {
             LibraryEvent::AssetUploaded {
                 asset_id,
                 project_id,
-                owner_id,
+                owner,
                 filename,
                 storage_key,
                 container,
@@ -83,7 +85,7 @@ impl Aggregate for MediaLibrary {
                 facts,
                 ..
             } => {
-                self.owner_id = Some(owner_id);
+                self.owner = Some(owner);
                 self.used_bytes = self.used_bytes.saturating_add(size_bytes);
                 self.assets.insert(
                     asset_id,

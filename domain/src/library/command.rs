@@ -2,6 +2,7 @@
 
 use super::StoredVideo;
 use crate::ids::{ProjectId, UserId};
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 
 /// Commands for [`MediaLibrary`](super::MediaLibrary).
@@ -13,11 +14,13 @@ use chrono::{DateTime, Utc};
 pub enum LibraryCommand {
     /// Record an uploaded video, if it fits in the quota.
     RecordUpload {
-        /// The library's owner (also the aggregate id).
-        owner_id: UserId,
+        /// The library's owner (its id is also the aggregate id).
+        owner: Owner,
+        /// The member who uploaded it.
+        uploaded_by: UserId,
         /// The video.
         video: StoredVideo,
-        /// The most bytes the user's videos may take.
+        /// The most bytes the owner's videos may take.
         quota_bytes: u64,
         /// When.
         at: DateTime<Utc>,

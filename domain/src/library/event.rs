@@ -3,6 +3,7 @@
 
 use crate::ids::{AssetId, ProjectId, UserId};
 use crate::media::{Container, VideoFacts};
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,12 @@ pub enum LibraryEvent {
         asset_id: AssetId,
         /// Its project.
         project_id: ProjectId,
-        /// Its owner.
-        owner_id: UserId,
+        /// Its owner: `owner_id`, and `owner_kind: "organization"` for an organisation's.
+        #[serde(flatten)]
+        owner: Owner,
+        /// The member who uploaded it (absent before organisations: the owner did).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uploaded_by: Option<UserId>,
         /// The client's name for it.
         filename: String,
         /// Where storage keeps it.

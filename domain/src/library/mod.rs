@@ -1,5 +1,6 @@
-//! The `MediaLibrary` aggregate: one per user (its id is the user's), holding every video the
-//! user uploaded and how much storage they take.
+//! The `MediaLibrary` aggregate: one per owner, a user or an organisation (its id is the
+//! owner's), holding every video uploaded into the owner's projects and how much storage they
+//! take.
 //!
 //! The storage quota is a rule over all of a user's uploads, so it lives on one aggregate: two
 //! uploads that finish together both load the same library, and optimistic concurrency lets
@@ -15,15 +16,16 @@ pub use command::LibraryCommand;
 pub use error::LibraryError;
 pub use event::LibraryEvent;
 
-use crate::ids::{AssetId, ProjectId, UserId};
+use crate::ids::{AssetId, ProjectId};
 use crate::media::{Container, VideoFacts};
+use crate::owner::Owner;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A user's videos and the storage they use.
+/// An owner's videos and the storage they use.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct MediaLibrary {
-    owner_id: Option<UserId>,
+    owner: Option<Owner>,
     assets: BTreeMap<AssetId, LibraryAsset>,
     used_bytes: u64,
 }

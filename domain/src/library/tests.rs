@@ -3,6 +3,7 @@
 use super::*;
 use crate::ids::{AssetId, ProjectId, UserId};
 use crate::media::{Container, VideoFacts};
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use cqrs_es::test::TestFramework;
 
@@ -46,7 +47,8 @@ impl Given {
 
     fn record(&self, video: &StoredVideo) -> LibraryCommand {
         LibraryCommand::RecordUpload {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
+            uploaded_by: self.owner_id,
             video: video.clone(),
             quota_bytes: QUOTA,
             at: self.at,
@@ -57,7 +59,8 @@ impl Given {
         LibraryEvent::AssetUploaded {
             asset_id: video.asset_id,
             project_id: video.project_id,
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
+            uploaded_by: Some(self.owner_id),
             filename: video.filename.clone(),
             storage_key: video.storage_key.clone(),
             container: video.container,
@@ -121,7 +124,8 @@ fn another_users_upload_cannot_enter_the_library() {
     TestFramework::<MediaLibrary>::with(())
         .given(vec![g.uploaded(&video)])
         .when(LibraryCommand::RecordUpload {
-            owner_id: UserId::new(),
+            owner: Owner::Organization(crate::ids::OrganizationId::new()),
+            uploaded_by: g.owner_id,
             video: g.video(10),
             quota_bytes: QUOTA,
             at: g.at,

@@ -1,7 +1,6 @@
 //! How the `Project` aggregate decides (commands into events) and evolves (events into state).
 
 use super::{Project, ProjectCommand, ProjectError, ProjectEvent};
-use crate::ids::UserId;
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 
@@ -16,7 +15,8 @@ impl Aggregate for Project {
         match command {
             ProjectCommand::CreateProject {
                 project_id,
-                owner_id,
+                owner,
+                created_by,
                 name,
                 description,
                 at,
@@ -26,20 +26,16 @@ impl Aggregate for Project {
                 }
                 let event = ProjectEvent::ProjectCreated {
                     project_id,
-                    owner_id,
+                    owner,
+                    created_by: Some(created_by),
                     name,
                     description,
                     created_at: at,
                 };
                 sink.write(event, self).await;
             }
-            ProjectCommand::UpdateProject {
-                actor,
-                name,
-                description,
-                at,
-            } => {
-                self.ensure_visible_to(actor)?;
+            ProjectCommand::UpdateProject { name, description, at } => {
+                self.ensure_live()?;
                 // Only what actually changes is recorded; an update that changes nothing is no event.
                 let name = name.filter(|name| *name != self.name);
                 let description = description.filter(|description| *description != self.description);
@@ -55,8 +51,8 @@ impl Aggregate for Project {
                     .await;
                 }
             }
-            ProjectCommand::DeleteProject { actor, at } => {
-                self.ensure_visible_to(actor)?;
+            ProjectCommand::DeleteProject { at } => {
+                self.ensure_live()?;
                 sink.write(ProjectEvent::ProjectDeleted { deleted_at: at }, self).await;
             }
         }
@@ -67,7 +63,8 @@ impl Aggregate for Project {
         match event {
             ProjectEvent::ProjectCreated {
                 project_id,
-                owner_id,
+                owner,
+                created_by,
                 name,
                 description,
                 created_at,
@@ -75,7 +72,9 @@ impl Aggregate for Project {
                 self.id = Some(project_id);
                 self.created_at = Some(created_at);
                 self.updated_at = Some(created_at);
-                self.owner_id = Some(owner_id);
+                self.owner = Some(owner);
+                // Before organisations every project was made by its owner.
+                self.created_by = created_by.or(owner.user());
                 self.name = name;
                 self.description = description;
             }
@@ -98,15 +97,16 @@ impl Aggregate for Project {
 }
 
 impl Project {
-    /// Whether `actor` may see and change the project (exists, not deleted, theirs).
-    pub fn is_visible_to(&self, actor: UserId) -> bool {
-        self.ensure_visible_to(actor).is_ok()
+    /// Whether it exists and is not deleted.
+    pub fn is_live(&self) -> bool {
+        self.id.is_some() && !self.deleted
     }
 
-    fn ensure_visible_to(&self, actor: UserId) -> Result<(), ProjectError> {
-        if self.id.is_none() || self.deleted || self.owner_id != Some(actor) {
-            return Err(ProjectError::NotFound);
+    fn ensure_live(&self) -> Result<(), ProjectError> {
+        if self.is_live() {
+            Ok(())
+        } else {
+            Err(ProjectError::NotFound)
         }
-        Ok(())
     }
 }

@@ -1,18 +1,22 @@
 //! The commands of the `Project` aggregate.
 
 use crate::ids::{ProjectId, UserId};
+use crate::owner::Owner;
 use crate::values::{ProjectDescription, ProjectName};
 use chrono::{DateTime, Utc};
 
-/// Commands for [`Project`](super::Project).
+/// Commands for [`Project`](super::Project). Who may give them is the authorization policy's
+/// to decide, before the command.
 #[derive(Debug)]
 pub enum ProjectCommand {
-    /// Create a project owned by `owner_id`.
+    /// Create a project owned by `owner`.
     CreateProject {
         /// The new project's id (also the aggregate id).
         project_id: ProjectId,
+        /// Whose it is: the creator's own, or an organisation's.
+        owner: Owner,
         /// The creating user.
-        owner_id: UserId,
+        created_by: UserId,
         /// Its name.
         name: ProjectName,
         /// Its description (may be empty).
@@ -22,8 +26,6 @@ pub enum ProjectCommand {
     },
     /// Change the name and/or description; fields left `None` stay as they are.
     UpdateProject {
-        /// Who asks.
-        actor: UserId,
         /// The new name, if it changes.
         name: Option<ProjectName>,
         /// The new description, if it changes.
@@ -33,8 +35,6 @@ pub enum ProjectCommand {
     },
     /// Delete the project.
     DeleteProject {
-        /// Who asks.
-        actor: UserId,
         /// When.
         at: DateTime<Utc>,
     },

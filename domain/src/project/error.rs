@@ -6,7 +6,7 @@ pub enum ProjectError {
     /// `CreateProject` for an id that exists.
     #[error("a project with this id already exists")]
     AlreadyExists,
-    /// No such project, it was deleted, or it belongs to someone else.
+    /// No such project, or it was deleted.
     #[error("no such project")]
     NotFound,
 }

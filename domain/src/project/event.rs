@@ -1,6 +1,7 @@
 //! The events of the `Project` aggregate: a published contract (names and payloads never change).
 
 use crate::ids::{ProjectId, UserId};
+use crate::owner::Owner;
 use crate::values::{ProjectDescription, ProjectName};
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
@@ -13,8 +14,12 @@ pub enum ProjectEvent {
     ProjectCreated {
         /// The project's id.
         project_id: ProjectId,
-        /// Its owner.
-        owner_id: UserId,
+        /// Its owner: `owner_id`, and `owner_kind: "organization"` for an organisation's.
+        #[serde(flatten)]
+        owner: Owner,
+        /// Who created it (absent before organisations: the owner did).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created_by: Option<UserId>,
         /// Its name.
         name: ProjectName,
         /// Its description.

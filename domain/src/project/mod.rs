@@ -1,7 +1,9 @@
-//! The `Project` aggregate: a named container for a user's videos and jobs.
+//! The `Project` aggregate: a named container for videos and jobs, owned by a user or an
+//! organisation.
 //!
-//! Only the owner may change or delete a project; to anyone else it does not exist, so the
-//! aggregate answers `NotFound` rather than revealing the id is taken.
+//! Who may change or delete it is the authorization policy's to decide (the owner; in an
+//! organisation, by role, and members their own): the aggregate only refuses what no one can do,
+//! like changing a deleted project.
 
 mod aggregate;
 mod command;
@@ -13,6 +15,7 @@ pub use error::ProjectError;
 pub use event::ProjectEvent;
 
 use crate::ids::{ProjectId, UserId};
+use crate::owner::Owner;
 use crate::values::{ProjectDescription, ProjectName};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,7 +24,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Project {
     id: Option<ProjectId>,
-    owner_id: Option<UserId>,
+    owner: Option<Owner>,
+    created_by: Option<UserId>,
     name: ProjectName,
     description: ProjectDescription,
     created_at: Option<DateTime<Utc>>,
@@ -36,8 +40,13 @@ impl Project {
     }
 
     /// Its owner.
-    pub fn owner_id(&self) -> Option<UserId> {
-        self.owner_id
+    pub fn owner(&self) -> Option<Owner> {
+        self.owner
+    }
+
+    /// Who created it.
+    pub fn created_by(&self) -> Option<UserId> {
+        self.created_by
     }
 
     /// Its name.

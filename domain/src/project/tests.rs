@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::ids::{ProjectId, UserId};
+use crate::owner::Owner;
 use crate::values::{ProjectDescription, ProjectName};
 use chrono::{DateTime, Utc};
 use cqrs_es::test::TestFramework;
@@ -24,7 +25,8 @@ impl Given {
     fn created(&self) -> ProjectEvent {
         ProjectEvent::ProjectCreated {
             project_id: self.project_id,
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
+            created_by: Some(self.owner_id),
             name: name("Trailer"),
             description: description("Cuts for the spring trailer"),
             created_at: self.at,
@@ -34,16 +36,16 @@ impl Given {
     fn create(&self) -> ProjectCommand {
         ProjectCommand::CreateProject {
             project_id: self.project_id,
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
+            created_by: self.owner_id,
             name: name("Trailer"),
             description: description("Cuts for the spring trailer"),
             at: self.at,
         }
     }
 
-    fn rename(&self, actor: UserId, to: &str) -> ProjectCommand {
+    fn rename(&self, to: &str) -> ProjectCommand {
         ProjectCommand::UpdateProject {
-            actor,
             name: Some(name(to)),
             description: None,
             at: self.at,
@@ -87,7 +89,6 @@ fn updating_records_only_the_changed_fields() {
     TestFramework::<Project>::with(())
         .given(vec![g.created()])
         .when(ProjectCommand::UpdateProject {
-            actor: g.owner_id,
             name: Some(name("Trailer")),
             description: Some(description("Final cut")),
             at: g.at,
@@ -104,17 +105,8 @@ fn an_update_that_changes_nothing_records_nothing() {
     let g = Given::new();
     TestFramework::<Project>::with(())
         .given(vec![g.created()])
-        .when(g.rename(g.owner_id, "Trailer"))
+        .when(g.rename("Trailer"))
         .then_expect_events(vec![]);
-}
-
-#[test]
-fn updating_someone_elses_project_is_not_found() {
-    let g = Given::new();
-    TestFramework::<Project>::with(())
-        .given(vec![g.created()])
-        .when(g.rename(UserId::new(), "Mine now"))
-        .then_expect_error(ProjectError::NotFound);
 }
 
 #[test]
@@ -122,7 +114,7 @@ fn updating_a_missing_project_is_not_found() {
     let g = Given::new();
     TestFramework::<Project>::with(())
         .given_no_previous_events()
-        .when(g.rename(g.owner_id, "Anything"))
+        .when(g.rename("Anything"))
         .then_expect_error(ProjectError::NotFound);
 }
 
@@ -131,7 +123,7 @@ fn updating_a_deleted_project_is_not_found() {
     let g = Given::new();
     TestFramework::<Project>::with(())
         .given(vec![g.created(), g.deleted()])
-        .when(g.rename(g.owner_id, "Revived"))
+        .when(g.rename("Revived"))
         .then_expect_error(ProjectError::NotFound);
 }
 
@@ -140,10 +132,7 @@ fn deleting_a_project_records_project_deleted() {
     let g = Given::new();
     TestFramework::<Project>::with(())
         .given(vec![g.created()])
-        .when(ProjectCommand::DeleteProject {
-            actor: g.owner_id,
-            at: g.at,
-        })
+        .when(ProjectCommand::DeleteProject { at: g.at })
         .then_expect_events(vec![g.deleted()]);
 }
 
@@ -152,21 +141,44 @@ fn deleting_twice_is_not_found() {
     let g = Given::new();
     TestFramework::<Project>::with(())
         .given(vec![g.created(), g.deleted()])
-        .when(ProjectCommand::DeleteProject {
-            actor: g.owner_id,
-            at: g.at,
-        })
+        .when(ProjectCommand::DeleteProject { at: g.at })
         .then_expect_error(ProjectError::NotFound);
 }
 
 #[test]
-fn deleting_someone_elses_project_is_not_found() {
+fn an_organisations_project_records_its_owner_and_creator() {
     let g = Given::new();
+    let organization = crate::ids::OrganizationId::new();
     TestFramework::<Project>::with(())
-        .given(vec![g.created()])
-        .when(ProjectCommand::DeleteProject {
-            actor: UserId::new(),
+        .given_no_previous_events()
+        .when(ProjectCommand::CreateProject {
+            project_id: g.project_id,
+            owner: Owner::Organization(organization),
+            created_by: g.owner_id,
+            name: name("Trailer"),
+            description: description(""),
             at: g.at,
         })
-        .then_expect_error(ProjectError::NotFound);
+        .then_expect_events(vec![ProjectEvent::ProjectCreated {
+            project_id: g.project_id,
+            owner: Owner::Organization(organization),
+            created_by: Some(g.owner_id),
+            name: name("Trailer"),
+            description: description(""),
+            created_at: g.at,
+        }]);
+}
+
+#[test]
+fn a_project_created_before_organisations_reads_as_its_owners() {
+    let g = Given::new();
+    let written = serde_json::json!({"ProjectCreated": {
+        "project_id": g.project_id, "owner_id": g.owner_id, "name": "Trailer", "description": "",
+        "created_at": g.at,
+    }});
+    let event: ProjectEvent = serde_json::from_value(written).expect("an old event reads");
+    let mut project = Project::default();
+    cqrs_es::Aggregate::apply(&mut project, event);
+    assert_eq!(project.owner(), Some(Owner::User(g.owner_id)));
+    assert_eq!(project.created_by(), Some(g.owner_id));
 }

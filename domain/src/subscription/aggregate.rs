@@ -18,12 +18,12 @@ impl Aggregate for Subscription {
         sink: &EventSink<Self>,
     ) -> Result<(), SubscriptionError> {
         let SubscriptionCommand {
-            owner_id,
+            owner,
             stripe_event_id,
             stripe_created,
             change,
         } = command;
-        if self.owner_id.is_some_and(|owner| owner != owner_id) {
+        if self.owner.is_some_and(|known| known != owner) {
             return Err(SubscriptionError::NotOwner);
         }
         let stale = self.last_change.is_some_and(|last| stripe_created < last);
@@ -45,7 +45,7 @@ impl Aggregate for Subscription {
                 return Ok(());
             }
             SubscriptionChange::Started(state) => SubscriptionEvent::SubscriptionStarted {
-                owner_id,
+                owner,
                 state,
                 stripe_event_id,
                 stripe_created,
@@ -57,7 +57,7 @@ impl Aggregate for Subscription {
                     return Ok(());
                 }
                 SubscriptionEvent::SubscriptionUpdated {
-                    owner_id,
+                    owner,
                     state,
                     stripe_event_id,
                     stripe_created,
@@ -66,7 +66,7 @@ impl Aggregate for Subscription {
             // Recorded even for a subscription not seen yet (its start may arrive later): it
             // must never start after its end.
             SubscriptionChange::Ended { subscription_id } => SubscriptionEvent::SubscriptionEnded {
-                owner_id,
+                owner,
                 subscription_id,
                 stripe_event_id,
                 stripe_created,
@@ -79,18 +79,18 @@ impl Aggregate for Subscription {
     fn apply(&mut self, event: SubscriptionEvent) {
         match event {
             SubscriptionEvent::SubscriptionStarted {
-                owner_id,
+                owner,
                 state,
                 stripe_event_id,
                 stripe_created,
             }
             | SubscriptionEvent::SubscriptionUpdated {
-                owner_id,
+                owner,
                 state,
                 stripe_event_id,
                 stripe_created,
             } => {
-                self.owner_id = Some(owner_id);
+                self.owner = Some(owner);
                 self.plan = Some(state.plan);
                 self.status = Some(state.status);
                 self.customer_id = Some(state.customer_id);
@@ -101,12 +101,12 @@ impl Aggregate for Subscription {
                 self.last_change = Some(stripe_created);
             }
             SubscriptionEvent::SubscriptionEnded {
-                owner_id,
+                owner,
                 subscription_id,
                 stripe_event_id,
                 stripe_created,
             } => {
-                self.owner_id = Some(owner_id);
+                self.owner = Some(owner);
                 if self.subscription_id.as_deref() == Some(subscription_id.as_str()) {
                     self.status = Some("canceled".to_owned());
                     self.cancel_at_period_end = false;

@@ -1,14 +1,14 @@
 //! The commands of the `Subscription` aggregate.
 
 use super::StripeSubscriptionState;
-use crate::ids::UserId;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 
 /// Commands for [`Subscription`](super::Subscription): each is one Stripe event.
 #[derive(Debug, Clone)]
 pub struct SubscriptionCommand {
-    /// Whose.
-    pub owner_id: UserId,
+    /// Whose: a user's or an organisation's.
+    pub owner: Owner,
     /// The Stripe event (`evt_...`).
     pub stripe_event_id: String,
     /// When Stripe made it.

@@ -2,7 +2,7 @@
 //! change).
 
 use super::StripeSubscriptionState;
-use crate::ids::UserId;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 pub enum SubscriptionEvent {
     /// A subscription started.
     SubscriptionStarted {
-        /// Whose.
-        owner_id: UserId,
+        /// Whose: `owner_id`, and `owner_kind: "organization"` for an organisation's.
+        #[serde(flatten)]
+        owner: Owner,
         /// What Stripe says.
         state: StripeSubscriptionState,
         /// The Stripe event.
@@ -23,8 +24,9 @@ pub enum SubscriptionEvent {
     },
     /// It changed.
     SubscriptionUpdated {
-        /// Whose.
-        owner_id: UserId,
+        /// Whose: `owner_id`, and `owner_kind: "organization"` for an organisation's.
+        #[serde(flatten)]
+        owner: Owner,
         /// What Stripe says now.
         state: StripeSubscriptionState,
         /// The Stripe event.
@@ -34,8 +36,9 @@ pub enum SubscriptionEvent {
     },
     /// It ended.
     SubscriptionEnded {
-        /// Whose.
-        owner_id: UserId,
+        /// Whose: `owner_id`, and `owner_kind: "organization"` for an organisation's.
+        #[serde(flatten)]
+        owner: Owner,
         /// Stripe's subscription id.
         subscription_id: String,
         /// The Stripe event.

@@ -15,15 +15,15 @@ pub use command::{SubscriptionChange, SubscriptionCommand};
 pub use error::SubscriptionError;
 pub use event::SubscriptionEvent;
 
-use crate::ids::UserId;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// A user's subscription.
+/// An owner's subscription (a user's or an organisation's).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Subscription {
-    owner_id: Option<UserId>,
+    owner: Option<Owner>,
     plan: Option<String>,
     /// Stripe's status (`active`, `past_due`, `canceled`, ...); `None` before any.
     status: Option<String>,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::ids::UserId;
+use crate::owner::Owner;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::test::TestFramework;
@@ -33,7 +34,7 @@ impl Given {
 
     fn command(&self, event_id: &str, seconds: i64, change: SubscriptionChange) -> SubscriptionCommand {
         SubscriptionCommand {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
             stripe_event_id: event_id.to_owned(),
             stripe_created: self.at + chrono::Duration::seconds(seconds),
             change,
@@ -42,7 +43,7 @@ impl Given {
 
     fn started(&self) -> SubscriptionEvent {
         SubscriptionEvent::SubscriptionStarted {
-            owner_id: self.owner_id,
+            owner: Owner::User(self.owner_id),
             state: self.state("sub_1", "pro", "active"),
             stripe_event_id: "evt_1".to_owned(),
             stripe_created: self.at,
@@ -91,7 +92,7 @@ fn an_update_changes_the_plan() {
             SubscriptionChange::Updated(g.state("sub_1", "studio", "active")),
         ))
         .then_expect_events(vec![SubscriptionEvent::SubscriptionUpdated {
-            owner_id: g.owner_id,
+            owner: Owner::User(g.owner_id),
             state: g.state("sub_1", "studio", "active"),
             stripe_event_id: "evt_2".to_owned(),
             stripe_created: g.at + chrono::Duration::seconds(10),
@@ -128,7 +129,7 @@ fn an_update_of_an_earlier_subscription_leaves_the_running_one_alone() {
 fn deletion_ends_the_subscription_and_its_plan() {
     let g = Given::new();
     let ended = SubscriptionEvent::SubscriptionEnded {
-        owner_id: g.owner_id,
+        owner: Owner::User(g.owner_id),
         subscription_id: "sub_1".to_owned(),
         stripe_event_id: "evt_4".to_owned(),
         stripe_created: g.at + chrono::Duration::seconds(20),
@@ -155,7 +156,7 @@ fn deletion_ends_the_subscription_and_its_plan() {
 fn deletion_of_another_subscription_leaves_the_running_one_alone() {
     let g = Given::new();
     let ended_earlier = SubscriptionEvent::SubscriptionEnded {
-        owner_id: g.owner_id,
+        owner: Owner::User(g.owner_id),
         subscription_id: "sub_0".to_owned(),
         stripe_event_id: "evt_5".to_owned(),
         stripe_created: g.at + chrono::Duration::seconds(20),
@@ -180,7 +181,7 @@ fn deletion_of_another_subscription_leaves_the_running_one_alone() {
 fn a_start_delivered_after_the_end_does_not_revive_the_subscription() {
     let g = Given::new();
     let ended = SubscriptionEvent::SubscriptionEnded {
-        owner_id: g.owner_id,
+        owner: Owner::User(g.owner_id),
         subscription_id: "sub_1".to_owned(),
         stripe_event_id: "evt_9".to_owned(),
         stripe_created: g.at + chrono::Duration::seconds(90),
@@ -199,7 +200,7 @@ fn a_start_delivered_after_the_end_does_not_revive_the_subscription() {
 fn a_start_delivered_after_an_update_of_the_same_subscription_changes_nothing() {
     let g = Given::new();
     let updated = SubscriptionEvent::SubscriptionUpdated {
-        owner_id: g.owner_id,
+        owner: Owner::User(g.owner_id),
         state: g.state("sub_1", "studio", "past_due"),
         stripe_event_id: "evt_2".to_owned(),
         stripe_created: g.at,
@@ -222,7 +223,7 @@ fn another_users_command_is_refused() {
         30,
         SubscriptionChange::Updated(g.state("sub_1", "pro", "active")),
     );
-    command.owner_id = UserId::new();
+    command.owner = Owner::User(UserId::new());
     subscription()
         .given(vec![g.started()])
         .when(command)

@@ -182,6 +182,8 @@ codes! {
     // Credits and subscriptions.
     /// Not enough available credits.
     InsufficientCredits = "insufficient_credits",
+    /// The job would take the member past their monthly credit limit in the organisation.
+    MemberCreditLimit = "member_credit_limit",
     /// No such plan.
     UnknownPlan = "unknown_plan",
     /// The subscription is held already.

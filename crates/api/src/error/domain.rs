@@ -211,6 +211,11 @@ impl From<LedgerError> for ApiError {
                 code: Code::InsufficientCredits,
                 detail: error.to_string(),
             },
+            LedgerError::MemberCreditLimit { .. } => Self::BadRequest {
+                status: StatusCode::PAYMENT_REQUIRED,
+                code: Code::MemberCreditLimit,
+                detail: error.to_string(),
+            },
             LedgerError::InvalidAmount { .. } => Self::Validation(vec![FieldError {
                 field: "amount".to_owned(),
                 message: error.to_string(),

@@ -14,15 +14,18 @@ use crate::extract::{ApiJson, ApiQuery, PathId};
 use crate::paging::{Listed, Page};
 use crate::rules::GRANT_MAX_CREDITS;
 use crate::state::AppState;
+use crate::views::MemberView;
 use axum::Json;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use keyframe_app::policy::{Action, Resource, require};
-use keyframe_domain::ids::UserId;
+use keyframe_domain::ids::{OrganizationId, UserId};
+use keyframe_domain::owner::Owner;
 use keyframe_domain::user::Role;
 use keyframe_domain::values::Reason;
+use keyframe_projections::organizations::{self, OrganizationSummary};
 use keyframe_projections::user_directory::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -39,6 +42,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(suspend))
         .routes(routes!(reactivate))
         .routes(routes!(grant_credits))
+        .routes(routes!(list_organizations))
+        .routes(routes!(show_organization))
+        .routes(routes!(grant_organization_credits))
         .routes(routes!(stats))
 }
 
@@ -321,6 +327,32 @@ pub async fn grant_credits(
     PathId(id): PathId,
     ApiJson(body): ApiJson<GrantCreditsRequest>,
 ) -> Result<Response, ApiError> {
+    grant(&state, &context, &admin, Owner::User(UserId(id)), body).await
+}
+
+/// Grant credits to an organisation.
+#[utoipa::path(post, path = "/api/v1/admin/orgs/{id}/credits", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Organisation id")), request_body = GrantCreditsRequest,
+    responses((status = 200, body = crate::views::Balance), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn grant_organization_credits(
+    State(state): State<AppState>,
+    context: RequestContext,
+    admin: AuthUser,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<GrantCreditsRequest>,
+) -> Result<Response, ApiError> {
+    grant(&state, &context, &admin, Owner::Organization(OrganizationId(id)), body).await
+}
+
+/// An administrator's grant to `owner`, checked.
+async fn grant(
+    state: &AppState,
+    context: &RequestContext,
+    admin: &AuthUser,
+    owner: Owner,
+    body: GrantCreditsRequest,
+) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
     if !(1..=GRANT_MAX_CREDITS).contains(&body.amount) {
         errors.push(FieldError {
@@ -342,13 +374,120 @@ pub async fn grant_credits(
     }
     let (position, ledger) = state
         .app
-        .grant_by_administrator(
-            &admin.actor(),
-            UserId(id),
-            body.amount,
-            &reason,
-            &admin.metadata(&context),
-        )
+        .grant_by_administrator(&admin.actor(), owner, body.amount, &reason, &admin.metadata(context))
         .await?;
     Ok(with_position(position, Json(crate::views::Balance::of(&ledger))))
+}
+
+/// An organisation, for administrators.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminOrganizationView {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// How many members it has.
+    pub member_count: i64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it was deleted; `null` while it stands.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<OrganizationSummary> for AdminOrganizationView {
+    fn from(row: OrganizationSummary) -> Self {
+        Self {
+            id: row.organization_id,
+            name: row.name,
+            member_count: row.member_count,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            deleted_at: row.deleted_at,
+        }
+    }
+}
+
+/// A page of organisations.
+pub type AdminOrganizationPage = Page<AdminOrganizationView>;
+
+impl Listed for AdminOrganizationView {
+    const PAGE: &'static str = "AdminOrganizationPage";
+    const PAGE_DESCRIPTION: &'static str = "A page of organisations, oldest first.";
+}
+
+/// An organisation with its members and credits, for administrators.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminOrganizationDetail {
+    /// The organisation.
+    #[serde(flatten)]
+    pub organization: AdminOrganizationView,
+    /// Its members, by user id (at most 1,000).
+    pub members: Vec<MemberView>,
+    /// Its credits.
+    pub credits: crate::views::Balance,
+}
+
+/// Every organisation, oldest first.
+#[utoipa::path(get, path = "/api/v1/admin/orgs", tag = "admin", security(("bearer" = [])),
+    params(OrganizationListQuery,
+        ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the list includes this write")),
+    responses((status = 200, body = AdminOrganizationPage), (status = 401, body = crate::error::Problem),
+        (status = 403, description = "`admin_only`", body = crate::error::Problem)))]
+pub async fn list_organizations(
+    State(state): State<AppState>,
+    admin: AuthUser,
+    read_your_writes: ReadYourWrites,
+    ApiQuery(query): ApiQuery<OrganizationListQuery>,
+) -> Result<Response, ApiError> {
+    require(&admin.actor(), Action::View, &Resource::Accounts)?;
+    let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
+    let caught_up = read_your_writes.wait(&state, organizations::NAME).await?;
+    let rows = organizations::list_all(state.pool(), cursor, limit + 1).await?;
+    let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.organization_id);
+    let page = Page {
+        items: rows.into_iter().map(AdminOrganizationView::from).collect(),
+        next_cursor,
+    };
+    Ok(mark_consistency(caught_up, Json(page)))
+}
+
+/// One organisation with its members and credits.
+#[utoipa::path(get, path = "/api/v1/admin/orgs/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Organisation id"),
+        ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the answer includes this write")),
+    responses((status = 200, body = AdminOrganizationDetail), (status = 401, body = crate::error::Problem),
+        (status = 403, description = "`admin_only`", body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+pub async fn show_organization(
+    State(state): State<AppState>,
+    admin: AuthUser,
+    read_your_writes: ReadYourWrites,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    require(&admin.actor(), Action::View, &Resource::Accounts)?;
+    let caught_up = read_your_writes.wait(&state, organizations::NAME).await?;
+    let organization = organizations::get_any(state.pool(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    let members = organizations::members(state.pool(), id, None, 1_000).await?;
+    let ledger = state.app.ledger(Owner::Organization(OrganizationId(id))).await?;
+    let detail = AdminOrganizationDetail {
+        organization: organization.into(),
+        members: members.into_iter().map(MemberView::from).collect(),
+        credits: crate::views::Balance::of(&ledger),
+    };
+    Ok(mark_consistency(caught_up, Json(detail)))
+}
+
+/// Organisation list query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationListQuery {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
+    pub cursor: Option<String>,
 }

@@ -134,7 +134,9 @@ fn display_name(query: Option<&str>, headers: &HeaderMap) -> String {
     params(("id" = Uuid, Path, description = "Project id"), UploadQuery),
     request_body(content((Vec<u8> = "application/octet-stream"), (Vec<u8> = "video/*"), (Vec<u8> = "multipart/form-data")),
         description = "The video file"),
-    responses((status = 201, body = AssetView), (status = 404, body = crate::error::Problem),
+    responses((status = 201, body = AssetView),
+        (status = 403, body = crate::error::Problem, description = "`insufficient_role`: a viewer of the organisation"),
+        (status = 404, body = crate::error::Problem),
         (status = 413, body = crate::error::Problem, description = "`too_large` or `quota_exceeded`"),
         (status = 415, body = crate::error::Problem, description = "`unsupported_media`"),
         (status = 422, body = crate::error::Problem, description = "`invalid_video`: no readable video stream"),
@@ -239,7 +241,7 @@ async fn upload_stream(headers: &HeaderMap, body: Body) -> Result<(Upload, Optio
     }
 }
 
-/// The caller's videos in a project, newest first.
+/// The videos of a project the caller may see, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/assets", tag = "assets", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id"), AssetListQuery,
         ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the list includes this write")),
@@ -252,12 +254,13 @@ pub async fn list(
     ApiQuery(query): ApiQuery<AssetListQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
-    state
+    let project = state
         .app
         .project_for(&caller.actor(), Action::View, ProjectId(project_id))
         .await?;
+    let owner = project.owner().ok_or_else(|| ApiError::not_found("project"))?;
     let caught_up = read_your_writes.wait(&state, asset_list::NAME).await?;
-    let rows = asset_list::list_for_project(state.pool(), caller.user_id.0, project_id, cursor, limit + 1)
+    let rows = asset_list::list_for_project(state.pool(), owner.id(), project_id, cursor, limit + 1)
         .await
         .context("listing assets")?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.asset_id);

@@ -10,6 +10,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
 use crate::paging::{Listed, Page};
 use crate::state::AppState;
+use crate::views::MemberView;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -18,9 +19,10 @@ use chrono::{DateTime, Utc};
 use keyframe_app::organizations::{MemberChange, SentInvitation};
 use keyframe_app::policy::Action;
 use keyframe_domain::ids::{InvitationId, OrganizationId, UserId};
-use keyframe_domain::organization::{MemberRole, Membership, Organization};
+use keyframe_domain::organization::{MemberRole, Organization};
 use keyframe_domain::values::{EmailAddress, OrganizationName, ValidationError};
-use keyframe_projections::organizations::{self, InvitationRow, MemberRow, OrganizationRow};
+use keyframe_projections::job_list;
+use keyframe_projections::organizations::{self, InvitationRow, OrganizationRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -91,46 +93,6 @@ pub type OrganizationPage = Page<OrganizationView>;
 impl Listed for OrganizationView {
     const PAGE: &'static str = "OrganizationPage";
     const PAGE_DESCRIPTION: &'static str = "A page of the caller's organisations, oldest first.";
-}
-
-/// A member of an organisation.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MemberView {
-    /// The member's user id.
-    pub user_id: Uuid,
-    /// Their address.
-    pub email: String,
-    /// Their role.
-    #[schema(schema_with = crate::openapi::fields::member_role)]
-    pub role: String,
-    /// The most credits their jobs may use in a calendar month (UTC); `null`: no limit.
-    pub monthly_credit_limit: Option<i64>,
-    /// When they joined.
-    pub joined_at: DateTime<Utc>,
-}
-
-impl From<MemberRow> for MemberView {
-    fn from(row: MemberRow) -> Self {
-        Self {
-            user_id: row.user_id,
-            email: row.email,
-            role: row.role,
-            monthly_credit_limit: row.monthly_credit_limit,
-            joined_at: row.joined_at,
-        }
-    }
-}
-
-impl MemberView {
-    fn of(user_id: UserId, membership: &Membership) -> Self {
-        Self {
-            user_id: user_id.0,
-            email: membership.email.as_str().to_owned(),
-            role: membership.role.as_str().to_owned(),
-            monthly_credit_limit: membership.monthly_credit_limit,
-            joined_at: membership.joined_at,
-        }
-    }
 }
 
 /// A page of members.
@@ -364,17 +326,22 @@ pub async fn rename(
     Ok(with_position(position, Json(view)))
 }
 
-/// Delete an organisation (its owners; refused while its jobs wait or run).
+/// Delete an organisation (its owners; refused while its jobs wait or run). Its projects are
+/// deleted and their videos' storage freed; its history stays in the log.
 #[utoipa::path(delete, path = "/api/v1/orgs/{id}", tag = "organizations", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Organisation id")),
+    params(("id" = Uuid, Path, description = "Organisation id"),
+        ("x-keyframe-min-position" = Option<i64>, Header, description = "Count the jobs up to this write (a job just requested or cancelled)")),
     responses((status = 204), (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
     context: RequestContext,
     caller: AuthUser,
+    read_your_writes: ReadYourWrites,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
+    // Which jobs still wait or run is the jobs read model's answer: let it catch up first.
+    read_your_writes.wait(&state, job_list::NAME).await?;
     let position = state
         .app
         .delete_organization(&caller.actor(), OrganizationId(id), &caller.metadata(&context))

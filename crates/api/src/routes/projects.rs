@@ -13,7 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use keyframe_domain::ids::ProjectId;
+use keyframe_app::policy::Action;
+use keyframe_domain::ids::{OrganizationId, ProjectId};
+use keyframe_domain::owner::{Owner, OwnerKind};
 use keyframe_domain::project::Project;
 use keyframe_domain::values::{ProjectDescription, ProjectName};
 use keyframe_projections::project_list::{self, ProjectRow};
@@ -34,8 +36,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 pub struct ProjectView {
     /// The project's id.
     pub id: Uuid,
-    /// Its owner.
+    /// Its owner: the user's id, or the organisation's.
     pub owner_id: Uuid,
+    /// The organisation that owns it; `null` for a personal project.
+    pub organization_id: Option<Uuid>,
+    /// Who created it.
+    pub created_by: Option<Uuid>,
     /// Its name.
     pub name: String,
     /// Its description ('' when none).
@@ -50,7 +56,9 @@ impl From<ProjectRow> for ProjectView {
     fn from(row: ProjectRow) -> Self {
         Self {
             id: row.project_id,
+            organization_id: (row.owner_kind == OwnerKind::Organization.as_str()).then_some(row.owner_id),
             owner_id: row.owner_id,
+            created_by: row.created_by,
             name: row.name,
             description: row.description,
             created_at: row.created_at,
@@ -61,9 +69,12 @@ impl From<ProjectRow> for ProjectView {
 
 impl ProjectView {
     fn of(project: &Project) -> Option<Self> {
+        let owner = project.owner()?;
         Some(Self {
             id: project.id()?.0,
-            owner_id: project.owner_id()?.0,
+            owner_id: owner.id(),
+            organization_id: owner.organization().map(|organization| organization.0),
+            created_by: project.created_by().map(|user| user.0),
             name: project.name().as_str().to_owned(),
             description: project.description().as_str().to_owned(),
             created_at: project.created_at()?,
@@ -90,9 +101,7 @@ pub struct CreateProjectRequest {
     /// Up to 5000 characters.
     #[schema(schema_with = crate::openapi::fields::project_description_or_null)]
     pub description: Option<String>,
-    /// Reserved for organisations (not available yet; must be absent or null).
-    // Not in the document until organisations exist: today it is refused (422).
-    #[schema(ignore)]
+    /// The organisation it is for (members and above); absent or null: the caller's own.
     pub organization_id: Option<Uuid>,
 }
 
@@ -113,6 +122,8 @@ pub struct UpdateProjectRequest {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only this organisation's projects (else the caller's own and all their organisations').
+    pub organization_id: Option<Uuid>,
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -124,7 +135,8 @@ pub struct ListQuery {
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])),
     request_body = CreateProjectRequest,
     responses((status = 201, body = ProjectView, headers(("x-keyframe-position" = i64, description = "Position of the write"))),
-        (status = 401, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn create(
     State(state): State<AppState>,
     context: RequestContext,
@@ -138,23 +150,25 @@ pub async fn create(
     let description = ProjectDescription::parse("description", body.description.as_deref().unwrap_or_default())
         .map_err(|e| errors.push(field(e)))
         .ok();
-    if body.organization_id.is_some() {
-        errors.push(FieldError {
-            field: "organization_id".to_owned(),
-            message: "organisations are not available yet; omit this field".to_owned(),
-        });
-    }
     let (Some(name), Some(description), true) = (name, description, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
     let (project, position) = state
         .app
-        .create_project(&caller.actor(), name, description, &caller.metadata(&context))
+        .create_project(
+            &caller.actor(),
+            body.organization_id.map(OrganizationId),
+            name,
+            description,
+            &caller.metadata(&context),
+        )
         .await?;
     let project_id = project.project_id;
     let view = ProjectView {
         id: project_id.0,
-        owner_id: caller.user_id.0,
+        owner_id: project.owner.id(),
+        organization_id: project.owner.organization().map(|organization| organization.0),
+        created_by: Some(caller.user_id.0),
         name: project.name.as_str().to_owned(),
         description: project.description.as_str().to_owned(),
         created_at: project.created_at,
@@ -174,10 +188,11 @@ fn field(error: keyframe_domain::values::ValidationError) -> FieldError {
     }
 }
 
-/// The caller's projects, newest first.
+/// The caller's projects and their organisations' (or one organisation's), newest first.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])), params(ListQuery,
         ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the list includes this write")),
-    responses((status = 200, body = ProjectPage), (status = 401, body = crate::error::Problem)))]
+    responses((status = 200, body = ProjectPage), (status = 401, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -185,8 +200,15 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
+    let owners: Vec<Uuid> = state
+        .app
+        .owners_visible_to(&caller.actor(), query.organization_id.map(OrganizationId))
+        .await?
+        .into_iter()
+        .map(Owner::id)
+        .collect();
     let caught_up = read_your_writes.wait(&state, project_list::NAME).await?;
-    let rows = project_list::list_for_owner(state.pool(), caller.user_id.0, cursor, limit + 1).await?;
+    let rows = project_list::list_for_owners(state.pool(), &owners, cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.project_id);
     let page = Page {
         items: rows.into_iter().map(ProjectView::from).collect(),
@@ -195,7 +217,7 @@ pub async fn list(
     Ok(mark_consistency(caught_up, Json(page)))
 }
 
-/// One of the caller's projects.
+/// A project the caller may see (their own, or one of their organisations').
 #[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id"),
         ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the read includes this write")),
@@ -206,17 +228,24 @@ pub async fn show(
     read_your_writes: ReadYourWrites,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
+    // Whether the caller may see it is the aggregate's (through the policy), never the row's.
+    let project = state
+        .app
+        .project_for(&caller.actor(), Action::View, ProjectId(id))
+        .await?;
     let caught_up = read_your_writes.wait(&state, project_list::NAME).await?;
-    let row = project_list::get_for_owner(state.pool(), caller.user_id.0, id).await?;
-    let view = ProjectView::from(row.ok_or_else(|| ApiError::not_found("project"))?);
+    let view = match project_list::get(state.pool(), id).await? {
+        Some(row) => ProjectView::from(row),
+        None => ProjectView::of(&project).ok_or_else(|| ApiError::not_found("project"))?,
+    };
     Ok(mark_consistency(caught_up, Json(view)))
 }
 
 /// Rename or re-describe a project.
 #[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id")), request_body = UpdateProjectRequest,
-    responses((status = 200, body = ProjectView), (status = 404, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+    responses((status = 200, body = ProjectView), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn update(
     State(state): State<AppState>,
     context: RequestContext,
@@ -259,7 +288,7 @@ pub async fn update(
 /// Delete a project.
 #[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id")),
-    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
     context: RequestContext,

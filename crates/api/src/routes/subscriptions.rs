@@ -5,7 +5,7 @@
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, Code};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, PathId};
 use crate::rules::IDEMPOTENCY_KEY_MAX;
 use crate::state::AppState;
 use axum::Json;
@@ -15,6 +15,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use keyframe_app::error::BillingRefusal;
 use keyframe_billing::stripe::{self, SignatureError, WebhookEvent};
+use keyframe_domain::ids::OrganizationId;
+use keyframe_domain::owner::Owner;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +33,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
     OpenApiRouter::new()
         .routes(routes!(checkout))
+        .routes(routes!(organization_checkout))
         .routes(routes!(current))
         .routes(routes!(plans))
         .merge(webhook)
@@ -107,7 +110,7 @@ pub async fn plans(State(state): State<AppState>, _caller: AuthUser) -> Json<Vec
 #[utoipa::path(get, path = "/api/v1/subscriptions/current", tag = "subscriptions", security(("bearer" = [])),
     responses((status = 200, body = CurrentSubscription), (status = 401, body = crate::error::Problem)))]
 pub async fn current(State(state): State<AppState>, caller: AuthUser) -> Result<Json<CurrentSubscription>, ApiError> {
-    let subscription = state.app.subscription(caller.user_id).await?;
+    let subscription = state.app.subscription(Owner::User(caller.user_id)).await?;
     let plans = &state.app.billing.settings.plans;
     let free = plans.free().map_or("free", |plan| plan.name.as_str());
     let plan = subscription.plan().unwrap_or(free);
@@ -136,8 +139,52 @@ pub async fn checkout(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CheckoutBody>,
 ) -> Result<Json<CheckoutView>, ApiError> {
-    let client_key = idempotency_key(&headers)?;
-    let session = state.app.start_checkout(caller.user_id, &body.plan, client_key).await?;
+    checkout_for(&state, &caller, Owner::User(caller.user_id), &headers, &body).await
+}
+
+/// Start buying a plan for an organisation (its owners): its own Stripe customer, its paid
+/// invoices granting to its credits.
+#[utoipa::path(post, path = "/api/v1/orgs/{id}/subscriptions/checkout", tag = "subscriptions", security(("bearer" = [])),
+    request_body = CheckoutBody,
+    params(("id" = Uuid, Path, description = "Organisation id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Names this purchase: a repeat gets the same session")),
+    responses((status = 200, body = CheckoutView),
+        (status = 403, body = crate::error::Problem, description = "`insufficient_role`: only owners buy"),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "`already_subscribed`"),
+        (status = 422, body = crate::error::Problem, description = "an unknown plan, or one not sold"),
+        (status = 502, body = crate::error::Problem, description = "`payment_provider_error`: Stripe refused"),
+        (status = 503, body = crate::error::Problem, description = "`billing_not_configured` or `payment_provider_unavailable`")))]
+pub async fn organization_checkout(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CheckoutBody>,
+) -> Result<Json<CheckoutView>, ApiError> {
+    checkout_for(
+        &state,
+        &caller,
+        Owner::Organization(OrganizationId(id)),
+        &headers,
+        &body,
+    )
+    .await
+}
+
+/// A Checkout Session for `owner`'s plan, as `caller` asks.
+async fn checkout_for(
+    state: &AppState,
+    caller: &AuthUser,
+    owner: Owner,
+    headers: &HeaderMap,
+    body: &CheckoutBody,
+) -> Result<Json<CheckoutView>, ApiError> {
+    let client_key = idempotency_key(headers)?;
+    let session = state
+        .app
+        .start_checkout(&caller.actor(), owner, &body.plan, client_key)
+        .await?;
     Ok(Json(CheckoutView {
         checkout_url: session.url,
         session_id: session.id,

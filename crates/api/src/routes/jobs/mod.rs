@@ -19,8 +19,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyframe_app::jobs::JobRequest;
 use keyframe_app::policy::Action;
+use keyframe_domain::ids::OrganizationId;
 use keyframe_domain::ids::{AssetId, JobId, ProjectId};
 use keyframe_domain::job::{Job, JobType};
+use keyframe_domain::owner::Owner;
 use keyframe_projections::job_list::{self, JobCount, JobFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -92,6 +94,8 @@ pub struct JobListQuery {
     pub status: Option<String>,
     /// Only jobs of this project.
     pub project_id: Option<Uuid>,
+    /// Only jobs of this organisation (else the caller's own and all their organisations').
+    pub organization_id: Option<Uuid>,
     /// Only jobs of this type.
     #[serde(rename = "type")]
     #[param(rename = "type", schema_with = crate::openapi::fields::job_type)]
@@ -101,6 +105,11 @@ pub struct JobListQuery {
     /// `next_cursor` of the previous page.
     #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
+}
+
+/// The ids of `owners`, as the read models key them.
+fn owner_ids(owners: Vec<Owner>) -> Vec<Uuid> {
+    owners.into_iter().map(Owner::id).collect()
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -157,7 +166,8 @@ async fn requested(
 /// Request a job.
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJobRequest,
     responses((status = 202, body = JobView),
-        (status = 402, body = crate::error::Problem, description = "`insufficient_credits`: no job was made"),
+        (status = 402, body = crate::error::Problem, description = "`insufficient_credits` or `member_credit_limit`: no job was made"),
+        (status = 403, body = crate::error::Problem, description = "`insufficient_role`: a viewer of the organisation"),
         (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -170,8 +180,8 @@ pub async fn create(
 
 /// Price a job without requesting it: the same body and checks as `POST /jobs`.
 #[utoipa::path(post, path = "/api/v1/jobs/quote", tag = "jobs", security(("bearer" = [])), request_body = CreateJobRequest,
-    responses((status = 200, body = JobQuote), (status = 404, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+    responses((status = 200, body = JobQuote), (status = 403, body = crate::error::Problem, description = "`insufficient_role`: a viewer of the organisation"),
+        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn quote(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -189,7 +199,8 @@ pub async fn quote(
 #[utoipa::path(post, path = "/api/v1/projects/{id}/analyze", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Project id")), request_body = AnalyzeRequest,
     responses((status = 202, body = JobView),
-        (status = 402, body = crate::error::Problem, description = "`insufficient_credits`: no job was made"),
+        (status = 402, body = crate::error::Problem, description = "`insufficient_credits` or `member_credit_limit`: no job was made"),
+        (status = 403, body = crate::error::Problem, description = "`insufficient_role`: a viewer of the organisation"),
         (status = 404, body = crate::error::Problem)))]
 pub async fn analyze_asset(
     State(state): State<AppState>,
@@ -212,7 +223,8 @@ pub async fn analyze_asset(
 /// The caller's jobs, newest first.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), params(JobListQuery,
         ("x-keyframe-min-position" = Option<i64>, Header, description = "Wait until the list includes this write")),
-    responses((status = 200, body = JobPage), (status = 422, body = crate::error::Problem)))]
+    responses((status = 200, body = JobPage), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -238,8 +250,14 @@ pub async fn list(
         project_id: query.project_id,
         job_type: query.job_type,
     };
+    let owners = owner_ids(
+        state
+            .app
+            .owners_visible_to(&caller.actor(), query.organization_id.map(OrganizationId))
+            .await?,
+    );
     let caught_up = read_your_writes.wait(&state, job_list::NAME).await?;
-    let rows = job_list::list_for_owner(state.pool(), caller.user_id.0, &filter, cursor, limit + 1)
+    let rows = job_list::list_for_owners(state.pool(), &owners, &filter, cursor, limit + 1)
         .await
         .context("listing jobs")?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.job_id);
@@ -258,8 +276,9 @@ pub async fn stats(
     caller: AuthUser,
     read_your_writes: ReadYourWrites,
 ) -> Result<Response, ApiError> {
+    let owners = owner_ids(state.app.owners_visible_to(&caller.actor(), None).await?);
     let caught_up = read_your_writes.wait(&state, job_list::NAME).await?;
-    let counts: Vec<JobCount> = job_list::counts_for_owner(state.pool(), caller.user_id.0)
+    let counts: Vec<JobCount> = job_list::counts_for_owners(state.pool(), &owners)
         .await
         .context("counting jobs")?;
     let mut stats = JobStats {
@@ -308,7 +327,8 @@ fn changed(job: &Job, position: i64) -> Result<Response, ApiError> {
 /// Cancel a queued or running job (a running ffmpeg stops within about a second).
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 404, body = crate::error::Problem),
+    responses((status = 200, body = JobView), (status = 403, body = crate::error::Problem, description = "`insufficient_role`: a viewer of the organisation"),
+        (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem, description = "`job_not_cancellable`: it has ended")))]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -327,7 +347,8 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = JobView),
-        (status = 402, body = crate::error::Problem, description = "`insufficient_credits`: the job stays as it was"),
+        (status = 402, body = crate::error::Problem, description = "`insufficient_credits` or `member_credit_limit`: the job stays as it was"),
+        (status = 403, body = crate::error::Problem, description = "`insufficient_role`: a viewer of the organisation"),
         (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem, description = "`job_not_retryable`")))]
 pub async fn retry(
@@ -346,7 +367,8 @@ pub async fn retry(
 /// Delete a finished job.
 #[utoipa::path(delete, path = "/api/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
-    responses((status = 204), (status = 404, body = crate::error::Problem),
+    responses((status = 204), (status = 403, body = crate::error::Problem, description = "`insufficient_role`: not theirs, or a viewer"),
+        (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem, description = "`job_active`: cancel it first")))]
 pub async fn delete(
     State(state): State<AppState>,
