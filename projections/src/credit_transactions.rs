@@ -267,7 +267,8 @@ pub async fn usage_by_member(
     sqlx::query_as(
         "WITH recent AS (
              SELECT DISTINCT period FROM credit_transactions
-             WHERE owner_id = $1 AND member_id IS NOT NULL ORDER BY period DESC LIMIT $3
+             WHERE owner_id = $1 AND member_id IS NOT NULL AND ($2::uuid IS NULL OR member_id = $2)
+             ORDER BY period DESC LIMIT $3
          )
          SELECT t.period, t.member_id,
                 coalesce(-sum(t.amount) FILTER (WHERE t.kind = 'settlement'), 0)::bigint AS charged,

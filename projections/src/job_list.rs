@@ -191,7 +191,8 @@ pub struct JobFilter {
 }
 
 /// A page of the jobs of any of `owners` (the caller and their organisations), newest first,
-/// after `cursor`.
+/// after `cursor`. Each owner's newest are read through the owner index with the limit, then
+/// merged, so one busy organisation costs a member no more than their own jobs do.
 pub async fn list_for_owners(
     pool: &PgPool,
     owners: &[Uuid],
@@ -200,14 +201,19 @@ pub async fn list_for_owners(
     limit: i64,
 ) -> Result<Vec<JobRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT job_id, project_id, job_type, status, progress, attempts, max_retries, asset_id, error,
-                CASE WHEN status IN ('failed', 'cancelled') THEN 0 ELSE cost_credits END AS cost_credits,
-                created_at, started_at, finished_at, updated_at
-         FROM job_list
-         WHERE owner_id = ANY($1) AND deleted_at IS NULL
-           AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)
-           AND ($4::text IS NULL OR job_type = $4) AND ($5::uuid IS NULL OR job_id < $5)
-         ORDER BY job_id DESC LIMIT $6",
+        "SELECT j.job_id, j.project_id, j.job_type, j.status, j.progress, j.attempts, j.max_retries, j.asset_id,
+                j.error,
+                CASE WHEN j.status IN ('failed', 'cancelled') THEN 0 ELSE j.cost_credits END AS cost_credits,
+                j.created_at, j.started_at, j.finished_at, j.updated_at
+         FROM unnest($1::uuid[]) AS o(owner_id)
+         CROSS JOIN LATERAL (
+             SELECT * FROM job_list
+             WHERE owner_id = o.owner_id AND deleted_at IS NULL
+               AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)
+               AND ($4::text IS NULL OR job_type = $4) AND ($5::uuid IS NULL OR job_id < $5)
+             ORDER BY job_id DESC LIMIT $6
+         ) j
+         ORDER BY j.job_id DESC LIMIT $6",
     )
     .bind(owners)
     .bind(&filter.status)

@@ -888,6 +888,22 @@ async fn the_role_table_holds_for_an_organisations_projects_videos_jobs_and_cred
         "the viewer sees the team's jobs"
     );
 
+    // The progress stream is the members' too; to a stranger it and the artifacts do not exist.
+    let stream = |user: &TestUser, path: String| {
+        app.http
+            .get(format!("{}{path}", app.base_url))
+            .bearer_auth(&user.access_token)
+            .send()
+    };
+    let events = format!("/api/v1/jobs/{members_job}/events");
+    let seen = stream(&callers.viewer, events.clone()).await.expect("answered");
+    assert_eq!(seen.status(), 200, "a viewer follows the job");
+    drop(seen);
+    for path in [events, format!("/api/v1/jobs/{members_job}/artifacts/thumbnail-1.jpg")] {
+        let (status, code) = code_of(stream(&callers.stranger, path.clone()).await.expect("answered")).await;
+        assert_eq!((status, code.as_str()), (404, "not_found"), "{path}");
+    }
+
     // The organisation paid, not the members: their own credits are untouched.
     let personal = json_of(
         app.request(
@@ -1270,4 +1286,72 @@ async fn an_organisations_storage_quota_holds_under_concurrent_uploads_by_its_me
         "{answers:?}"
     );
     assert_eq!(app.stored_files().len(), 2, "the refused upload left nothing behind");
+}
+
+#[tokio::test]
+async fn a_removed_members_progress_stream_ends_before_the_next_event() {
+    // Every event of the stream asks again whether the follower may see the job.
+    let mut settings = test_api_settings();
+    settings.session_check_ttl = Duration::ZERO;
+    settings.first_admin = Some((ROOT.to_owned(), ROOT_PASSWORD.to_owned()));
+    let app = TestApp::builder().settings(settings).spawn().await;
+    let root = root_token(&app).await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let member = app.join_org(&owner, &org, "member@example.com", "member").await;
+    grant_org(&app, &root, &org, 10).await;
+    let (project, asset) = project_with_video(&app, &org, &owner).await;
+    let requested = app
+        .request(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&owner.access_token),
+            Some(json!({"type": "analyze", "project_id": project, "asset_id": asset})),
+        )
+        .await;
+    let job = json_of(requested).await["id"].as_str().expect("id").to_owned();
+
+    let mut stream = app
+        .http
+        .get(format!("{}/api/v1/jobs/{job}/events", app.base_url))
+        .bearer_auth(&member.access_token)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("event: snapshot") {
+        let chunk = stream.chunk().await.expect("readable").expect("the snapshot");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+
+    let removed = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}/members/{}", member.id),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(removed.status(), 204);
+    let cancelled = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/jobs/{job}/cancel"),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.expect("readable") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends");
+    assert!(
+        !seen.contains("JobCancelled"),
+        "nothing after the removal reached them: {seen}"
+    );
 }

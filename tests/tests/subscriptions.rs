@@ -413,3 +413,71 @@ async fn unsigned_forged_stale_malformed_and_unknown_calls_change_nothing() {
             .expect("count");
     assert_eq!(ledger_events, 1, "only the attributed invoice moved credits");
 }
+
+#[tokio::test]
+async fn an_organisations_owner_buys_its_plan_and_its_invoices_grant_to_the_organisation() {
+    let stripe = FakeStripe::start().await;
+    let app = spawn(&stripe).await;
+    let owner = app.register_and_login("owner@example.com").await;
+    let org = app.create_org(&owner, "Studio").await;
+    let admin = app.join_org(&owner, &org, "admin@example.com", "admin").await;
+    let buy = |user: &TestUser| {
+        app.http
+            .post(format!("{}/api/v1/orgs/{org}/subscriptions/checkout", app.base_url))
+            .bearer_auth(&user.access_token)
+            .json(&json!({ "plan": "pro" }))
+            .send()
+    };
+
+    // Only owners buy; the session names the organisation, as an organisation.
+    let refused = buy(&admin).await.expect("answered");
+    assert_eq!(problem_code(refused, StatusCode::FORBIDDEN).await, "insufficient_role");
+    assert!(stripe.requests().is_empty());
+    receipt(buy(&owner).await.expect("answered")).await;
+    let requests = stripe.requests();
+    let sent = &requests[0];
+    assert_eq!(sent.field("client_reference_id"), Some(org.as_str()));
+    assert_eq!(sent.field("metadata[owner_kind]"), Some("organization"));
+    assert_eq!(
+        sent.field("subscription_data[metadata][owner_kind]"),
+        Some("organization")
+    );
+
+    // Stripe reports the checkout with what Keyframe put on it, then an invoice naming only its
+    // customer: the organisation's plan starts and its ledger is granted, not the owner's.
+    let completed = event(
+        "evt_org_1",
+        "checkout.session.completed",
+        1_700_000_000,
+        json!({
+            "id": "cs_org", "object": "checkout.session", "mode": "subscription",
+            "client_reference_id": org, "customer": "cus_org", "subscription": "sub_org",
+            "metadata": {"user_id": org, "owner_kind": "organization", "plan": "pro"},
+        }),
+    );
+    assert_eq!(receipt(deliver(&app, &completed).await).await["handled"], true);
+    let now = chrono::Utc::now().timestamp();
+    let paid = invoice("evt_org_2", "in_org_1", "subscription_cycle", "cus_org", now);
+    assert_eq!(receipt(deliver(&app, &paid).await).await["handled"], true);
+    let credits = app
+        .get_json(&owner, &format!("/api/v1/orgs/{org}/credits/balance"))
+        .await;
+    assert_eq!(credits["balance"], 1000);
+    assert_eq!(balance(&app, &owner).await, 0, "the owner's own credits are untouched");
+    let personal = app.get_json(&owner, "/api/v1/subscriptions/current").await;
+    assert_eq!(personal["plan"], "free", "the owner's own plan is untouched");
+
+    // While it pays for a plan, the organisation cannot be deleted: its invoices would go on.
+    let delete = app
+        .request(
+            Method::DELETE,
+            &format!("/api/v1/orgs/{org}"),
+            Some(&owner.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        problem_code(delete, StatusCode::CONFLICT).await,
+        "organization_subscribed"
+    );
+}

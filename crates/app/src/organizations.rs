@@ -241,10 +241,12 @@ impl App {
         self.organization_for(actor, Action::Delete, organization_id).await?;
         let owner = Owner::Organization(organization_id);
         let active_jobs = self.active_jobs_of(owner).await?;
+        let paid_plan = !self.subscription(owner).await?.has_ended();
         let now = Utc::now();
         let command = || OrganizationCommand::DeleteOrganization {
             actor: actor.user_id,
             active_jobs,
+            paid_plan,
             at: now,
         };
         let position = self.change_organization(organization_id, command, metadata).await?;

@@ -165,17 +165,24 @@ impl Allowances {
                     .fetch_one(&self.pool)
                     .await
                     .context("reading the sweep's cursor")?;
-            // The first event of every account and organisation (their UUIDv7 ids never meet), in
-            // the primary key's order; an organisation deleted by then is passed over.
+            // The first event of every account and of every organisation (their UUIDv7 ids
+            // never meet), each read in the primary key's order up to the page, then merged;
+            // an organisation deleted by then is passed over.
             let accounts: Vec<(String, String)> = sqlx::query_as(
-                "SELECT aggregate_type, aggregate_id FROM events e
-                 WHERE ((aggregate_type = 'User' AND event_type = 'UserRegistered')
-                        OR (aggregate_type = 'Organization' AND event_type = 'OrganizationCreated'
-                            AND NOT EXISTS (SELECT 1 FROM events d WHERE d.aggregate_type = 'Organization'
-                                AND d.aggregate_id = e.aggregate_id AND d.event_type = 'OrganizationDeleted')))
-                   AND aggregate_id > $2
-                   AND recorded_at < ((($1 || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')
-                 ORDER BY aggregate_id LIMIT $3",
+                "SELECT aggregate_type, aggregate_id FROM (
+                     (SELECT aggregate_type, aggregate_id FROM events
+                      WHERE aggregate_type = 'User' AND aggregate_id > $2 AND event_type = 'UserRegistered'
+                        AND recorded_at < ((($1 || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')
+                      ORDER BY aggregate_id LIMIT $3)
+                     UNION ALL
+                     (SELECT aggregate_type, aggregate_id FROM events e
+                      WHERE aggregate_type = 'Organization' AND aggregate_id > $2
+                        AND event_type = 'OrganizationCreated'
+                        AND recorded_at < ((($1 || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')
+                        AND NOT EXISTS (SELECT 1 FROM events d WHERE d.aggregate_type = 'Organization'
+                            AND d.aggregate_id = e.aggregate_id AND d.event_type = 'OrganizationDeleted')
+                      ORDER BY aggregate_id LIMIT $3)
+                 ) owners ORDER BY aggregate_id LIMIT $3",
             )
             .bind(period)
             .bind(after.unwrap_or_default())

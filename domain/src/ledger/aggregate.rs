@@ -4,8 +4,9 @@ use super::{
     CreditLedger, GrantSource, LedgerCommand, LedgerError, LedgerEvent, MemberCharge, MemberUsage, Reservation,
     allowance_period,
 };
-use crate::ids::JobId;
+use crate::ids::{JobId, UserId};
 use crate::owner::Owner;
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
 
@@ -75,7 +76,7 @@ impl Aggregate for CreditLedger {
                     monthly_limit: Some(limit),
                 }) = member
                 {
-                    let used = self.member_used_in(member, &allowance_period(at));
+                    let used = self.member_used_in(member, &self.member_period(member, at));
                     if used.saturating_add(amount) > limit {
                         return Err(LedgerError::MemberCreditLimit {
                             limit,
@@ -191,7 +192,10 @@ impl Aggregate for CreditLedger {
                 reserved_at,
             } => {
                 self.owner = Some(owner);
-                let period = allowance_period(reserved_at);
+                let period = match member {
+                    Some(member) => self.member_period(member, reserved_at),
+                    None => allowance_period(reserved_at),
+                };
                 if let Some(member) = member {
                     let usage = self.member_usage.entry(member).or_default();
                     if usage.period != period {
@@ -237,6 +241,17 @@ impl CreditLedger {
         match self.owner {
             Some(known) if known != owner => Err(LedgerError::NotOwner),
             _ => Ok(()),
+        }
+    }
+
+    /// The month a reservation of `member`'s made at `at` counts in: the month of `at`, or the
+    /// month they last reserved in if that is later (clocks of several processes differ a
+    /// little at a month's turn: a month never goes back, so a late clock cannot reset it).
+    fn member_period(&self, member: UserId, at: DateTime<Utc>) -> String {
+        let period = allowance_period(at);
+        match self.member_usage.get(&member) {
+            Some(usage) if usage.period > period => usage.period.clone(),
+            _ => period,
         }
     }
 

@@ -658,3 +658,17 @@ fn without_a_limit_a_member_reserves_what_the_organisation_has() {
         .when(s.reserve(job, 100, None, s.at))
         .then_expect_events(vec![s.reserved(job, 100, s.at)]);
 }
+
+#[test]
+fn a_reservation_stamped_in_the_month_before_still_counts_against_this_months_limit() {
+    let s = Shared::new();
+    let late_clock: DateTime<Utc> = "2026-11-30T23:59:59Z".parse().expect("time");
+    ledger()
+        .given(vec![s.funded(), s.reserved(JobId::new(), 90, s.at)])
+        .when(s.reserve(JobId::new(), 20, Some(100), late_clock))
+        .then_expect_error(LedgerError::MemberCreditLimit {
+            limit: 100,
+            used: 90,
+            required: 20,
+        });
+}

@@ -212,10 +212,18 @@ impl Organization {
                     renamed_at: at,
                 }]
             }
-            C::DeleteOrganization { actor, active_jobs, at } => {
+            C::DeleteOrganization {
+                actor,
+                active_jobs,
+                paid_plan,
+                at,
+            } => {
                 self.require(actor, MemberRole::Owner)?;
                 if active_jobs > 0 {
                     return Err(OrganizationError::JobsActive { active_jobs });
+                }
+                if paid_plan {
+                    return Err(OrganizationError::PlanActive);
                 }
                 vec![E::OrganizationDeleted {
                     deleted_by: actor,

@@ -37,6 +37,9 @@ pub enum OrganizationCommand {
         actor: UserId,
         /// Its jobs that are queued or running now (looked up by the caller).
         active_jobs: u64,
+        /// Whether it pays for a plan now (looked up by the caller): its invoices would keep
+        /// coming.
+        paid_plan: bool,
         /// When.
         at: DateTime<Utc>,
     },

@@ -46,6 +46,9 @@ pub enum OrganizationError {
         /// How many.
         active_jobs: u64,
     },
+    /// Deleting while the organisation pays for a plan.
+    #[error("this organisation pays for a plan: cancel the subscription first")]
+    PlanActive,
     /// No invitation has this id or token.
     #[error("this invitation does not exist")]
     InvitationNotFound,

@@ -218,6 +218,7 @@ fn only_an_owner_deletes_and_never_while_jobs_are_active() {
         .when(OrganizationCommand::DeleteOrganization {
             actor: g.owner,
             active_jobs: 0,
+            paid_plan: false,
             at: g.at,
         })
         .then_expect_events(vec![OrganizationEvent::OrganizationDeleted {
@@ -229,14 +230,25 @@ fn only_an_owner_deletes_and_never_while_jobs_are_active() {
         .when(OrganizationCommand::DeleteOrganization {
             actor: g.owner,
             active_jobs: 2,
+            paid_plan: false,
             at: g.at,
         })
         .then_expect_error(OrganizationError::JobsActive { active_jobs: 2 });
+    Test::with(())
+        .given(vec![g.created()])
+        .when(OrganizationCommand::DeleteOrganization {
+            actor: g.owner,
+            active_jobs: 0,
+            paid_plan: true,
+            at: g.at,
+        })
+        .then_expect_error(OrganizationError::PlanActive);
     Test::with(())
         .given(g.with_other(MemberRole::Admin))
         .when(OrganizationCommand::DeleteOrganization {
             actor: g.other,
             active_jobs: 0,
+            paid_plan: false,
             at: g.at,
         })
         .then_expect_error(OrganizationError::NotPermitted {

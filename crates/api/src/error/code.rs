@@ -138,6 +138,8 @@ codes! {
     InvalidTransfer = "invalid_transfer",
     /// Jobs of the organisation are queued or running.
     OrganizationBusy = "organization_busy",
+    /// The organisation pays for a plan.
+    OrganizationSubscribed = "organization_subscribed",
     /// The invitation token names no invitation.
     InvalidInvitation = "invalid_invitation",
     /// The invitation was accepted already.

@@ -195,6 +195,7 @@ impl From<OrganizationError> for ApiError {
             OrganizationError::CannotRemoveSelf => conflict(Code::CannotRemoveSelf, &detail),
             OrganizationError::InvalidTransfer => conflict(Code::InvalidTransfer, &detail),
             OrganizationError::JobsActive { .. } => conflict(Code::OrganizationBusy, &detail),
+            OrganizationError::PlanActive => conflict(Code::OrganizationSubscribed, &detail),
             OrganizationError::InvitationUsed => conflict(Code::InvitationUsed, &detail),
             OrganizationError::InvitationRevoked => conflict(Code::InvitationRevoked, &detail),
             OrganizationError::InvitationReplaced => conflict(Code::InvitationReplaced, &detail),

@@ -16,9 +16,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use cqrs_es::Aggregate;
 use keyframe_app::policy::Action;
+use keyframe_domain::ids::JobId;
 use keyframe_domain::job::{Job, JobEvent};
 use keyframe_domain::log::RecordedEvent;
 use serde::Serialize;
+use std::time::Instant;
 use utoipa::ToSchema;
 
 /// One change of a job, as a Server-Sent Event: `id` is the job's event sequence (send it
@@ -98,12 +100,58 @@ pub async fn events(
     let job_id = id.to_string();
     // Heard before the store is read, so nothing falls between the two.
     let feed = state.job_events.follow(&job_id);
-    let stream = follow_job(pool, job_id, feed, resume_after);
+    let watcher = Watcher {
+        state: state.clone(),
+        caller,
+        job_id: JobId(id),
+        checked: Instant::now(),
+    };
+    let stream = follow_job(pool, job_id, feed, resume_after, watcher);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Who follows: their right to see the job is asked again while the stream runs, so a member
+/// removed from the job's organisation, or a session that ended, stops receiving within the
+/// guards' TTL, as every other request does.
+struct Watcher {
+    state: AppState,
+    caller: AuthUser,
+    job_id: JobId,
+    /// When the right was last asked.
+    checked: Instant,
+}
+
+impl Watcher {
+    /// Whether the follower may still see the job; asked at most once per the session guard's
+    /// TTL.
+    async fn still_allowed(&mut self) -> bool {
+        let ttl = self.state.settings.session_check_ttl;
+        if self.checked.elapsed() < ttl {
+            return true;
+        }
+        self.checked = Instant::now();
+        let app = &self.state.app;
+        let session = app
+            .session_guard
+            .access(
+                &app.buses.sessions,
+                &app.buses.users,
+                self.caller.session_id,
+                self.caller.user_id,
+            )
+            .await;
+        if !matches!(session, Ok(Some(_))) {
+            return false;
+        }
+        app.job_for(&self.caller.actor(), Action::View, self.job_id)
+            .await
+            .is_ok()
+    }
 }
 
 struct Follow {
     pool: sqlx::PgPool,
+    watcher: Watcher,
     job_id: String,
     feed: Following,
     job: Job,
@@ -124,9 +172,11 @@ fn follow_job(
     job_id: String,
     feed: Following,
     resume_after: Option<i64>,
+    watcher: Watcher,
 ) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
     let follow = Follow {
         pool,
+        watcher,
         job_id,
         feed,
         job: Job::default(),
@@ -140,6 +190,9 @@ fn follow_job(
     futures::stream::unfold(follow, |mut follow| async move {
         loop {
             if let Some(event) = follow.pending.pop_front() {
+                if !follow.watcher.still_allowed().await {
+                    return None;
+                }
                 return Some((Ok(event), follow));
             }
             if follow.done {
