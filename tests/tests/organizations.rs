@@ -115,7 +115,7 @@ async fn an_invitation_is_accepted_from_its_mail_by_the_invited_account_once() {
 
     // An unknown token: a clear refusal, and a page that says the link does not work.
     let (status, code) = code_of(app.accept(&bob, &format!("{org}.forged")).await).await;
-    assert_eq!((status, code.as_str()), (400, "invalid_invitation"));
+    assert_eq!((status, code.as_str()), (404, "not_found"));
     let page = app
         .http
         .get(format!("{}/invitations?token={org}.forged", app.base_url))
@@ -496,6 +496,18 @@ async fn the_last_owner_can_neither_leave_nor_be_demoted() {
     assert_eq!(leave, (409, "last_owner".to_owned()));
     let demoted = code_of(app.set_role(&owner, &org, &owner.id, "admin").await).await;
     assert_eq!(demoted, (409, "last_owner".to_owned()));
+    // A credit limit is zero or more, at most a trillion.
+    for limit in [json!(-1), json!(1_000_000_000_001_i64), json!("lots")] {
+        let answer = app
+            .request(
+                Method::PATCH,
+                &format!("/api/v1/orgs/{org}/members/{}", admin.id),
+                Some(&owner.access_token),
+                Some(json!({ "monthly_credit_limit": limit })),
+            )
+            .await;
+        assert_eq!(answer.status(), 422, "{limit}");
+    }
     // The admin leaves; removing oneself is leaving, not removal.
     let removed_self = code_of(
         app.request(

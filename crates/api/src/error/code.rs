@@ -140,8 +140,6 @@ codes! {
     OrganizationBusy = "organization_busy",
     /// The organisation pays for a plan.
     OrganizationSubscribed = "organization_subscribed",
-    /// The invitation token names no invitation.
-    InvalidInvitation = "invalid_invitation",
     /// The invitation was accepted already.
     InvitationUsed = "invitation_used",
     /// The invitation was revoked.

@@ -188,7 +188,7 @@ impl From<OrganizationError> for ApiError {
                 field: "monthly_credit_limit".to_owned(),
                 message: detail,
             }]),
-            OrganizationError::InvitationNotFound => Self::bad_request(Code::InvalidInvitation, detail),
+            OrganizationError::InvitationNotFound => Self::not_found("invitation"),
             OrganizationError::AlreadyExists => Self::Internal(anyhow::Error::new(error)),
             OrganizationError::LastOwner => conflict(Code::LastOwner, &detail),
             OrganizationError::AlreadyMember => conflict(Code::AlreadyMember, &detail),

@@ -124,7 +124,7 @@ pub fn credit_limit_or_null() -> Object {
         ]))
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
         .minimum(Some(0))
-        .maximum(Some(crate::rules::GRANT_MAX_CREDITS))
+        .maximum(Some(crate::rules::CREDIT_LIMIT_MAX))
         .build()
 }
 

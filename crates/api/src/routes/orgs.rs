@@ -9,6 +9,7 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PathId};
 use crate::paging::{Listed, Page};
+use crate::rules::CREDIT_LIMIT_MAX;
 use crate::state::AppState;
 use crate::views::MemberView;
 use axum::Json;
@@ -398,6 +399,16 @@ pub async fn update_member(
         .map(|raw| MemberRole::parse("role", raw))
         .transpose()
         .map_err(|e| ApiError::Validation(vec![field(e)]))?;
+    if body
+        .monthly_credit_limit
+        .flatten()
+        .is_some_and(|limit| !(0..=CREDIT_LIMIT_MAX).contains(&limit))
+    {
+        return Err(ApiError::Validation(vec![FieldError {
+            field: "monthly_credit_limit".to_owned(),
+            message: format!("must be between 0 and {CREDIT_LIMIT_MAX}, or null for no limit"),
+        }]));
+    }
     let change = MemberChange {
         role,
         monthly_credit_limit: body.monthly_credit_limit,
@@ -552,7 +563,7 @@ pub async fn invitations(
 /// Withdraw a pending invitation (owners and admins).
 #[utoipa::path(delete, path = "/api/v1/orgs/{id}/invitations/{invitation_id}", tag = "organizations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Organisation id"), ("invitation_id" = Uuid, Path, description = "Invitation id")),
-    responses((status = 204), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
+    responses((status = 204), (status = 401, body = crate::error::Problem),
         (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
 pub async fn revoke_invitation(
@@ -577,9 +588,9 @@ pub async fn revoke_invitation(
 #[utoipa::path(post, path = "/api/v1/invitations/accept", tag = "organizations", security(("bearer" = [])),
     request_body = AcceptInvitationRequest,
     responses((status = 200, body = OrganizationView, headers(("x-keyframe-position" = i64, description = "Position of the write"))),
-        (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem, description = "no invitation has this token"),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn accept_invitation(
     State(state): State<AppState>,
     context: RequestContext,
