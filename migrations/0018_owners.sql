@@ -17,9 +17,10 @@ ALTER TABLE job_list ADD COLUMN requested_by uuid;
 -- the usage per member per month is summed from.
 ALTER TABLE credit_transactions ADD COLUMN member_id uuid;
 ALTER TABLE credit_transactions ADD COLUMN period text;
--- A settlement or release finds its reservation's member by the job and run.
-CREATE INDEX credit_transactions_reservation ON credit_transactions (owner_id, job_id, job_run)
-    WHERE kind = 'reservation';
+-- A settlement or release finds its reservation's member by the job and run. Only members'
+-- reservations are indexed: a user's own reservations (most of them) cost no index entry.
+CREATE INDEX credit_transactions_member_reservation ON credit_transactions (owner_id, job_id, job_run)
+    WHERE kind = 'reservation' AND member_id IS NOT NULL;
 CREATE INDEX credit_transactions_member_usage ON credit_transactions (owner_id, period, member_id)
     WHERE member_id IS NOT NULL;
 

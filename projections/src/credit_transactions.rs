@@ -122,7 +122,8 @@ impl Projection for CreditTransactions {
                 (None, Some((job_id, run))) if row.kind != "reservation" => {
                     let reservation: Option<(Option<Uuid>, Option<String>)> = sqlx::query_as(
                         "SELECT member_id, period FROM credit_transactions
-                         WHERE owner_id = $1 AND job_id = $2 AND job_run = $3 AND kind = 'reservation'",
+                         WHERE owner_id = $1 AND job_id = $2 AND job_run = $3 AND kind = 'reservation'
+                           AND member_id IS NOT NULL",
                     )
                     .bind(owner_id)
                     .bind(job_id)

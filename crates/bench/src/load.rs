@@ -419,8 +419,14 @@ async fn mailed_token(mail_dir: &std::path::Path, email: &str, subject: &str) ->
             let Ok(raw) = std::fs::read_to_string(entry.path()) else {
                 continue;
             };
-            // Quoted-printable: soft line breaks and `=XX` escapes (a token holds no `=`).
-            let text = raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+            // Quoted-printable: soft line breaks and `=XX` escapes (a token holds no `=`);
+            // and long headers folded over lines.
+            let text = raw
+                .replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=")
+                .replace("\r\n ", " ")
+                .replace("\n ", " ");
             let to_them = text
                 .lines()
                 .any(|line| line.starts_with("To: ") && line.contains(email));
