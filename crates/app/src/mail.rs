@@ -142,6 +142,8 @@ impl Mailer {
             token,
             valid_for,
         } = invitation;
+        // Names may hold line breaks, which have no place in a header line.
+        let (organization, invited_by) = (one_line(organization), one_line(invited_by));
         Mail {
             to: to.clone(),
             subject: format!("{invited_by} invited you to {organization} on Keyframe"),
@@ -206,6 +208,11 @@ impl Mailer {
     }
 }
 
+/// `text` with every control character (line breaks, tabs) as a space.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 /// "24 hours", "60 minutes": how long a token works, for the mail's reader.
 fn describe(duration: Duration) -> String {
     let minutes = duration.as_secs() / 60;
@@ -213,5 +220,41 @@ fn describe(duration: Duration) -> String {
         format!("{} hours", minutes / 60)
     } else {
         format!("{minutes} minutes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invitations_subject_is_one_line_whatever_the_names_hold() {
+        let mailer = Mailer::new(&MailSettings {
+            smtp_url: None,
+            from: "Keyframe <keyframe@example.com>".to_owned(),
+            dir: std::env::temp_dir().join("keyframe-mail-unit"),
+            public_url: "https://keyframe.example".to_owned(),
+        })
+        .expect("a mailer");
+        let to = EmailAddress::parse("email", "bob@example.com").expect("valid");
+        let mail = mailer.invitation(
+            &to,
+            &InvitationMail {
+                organization: "Studio\r\nBcc: everyone@example.com",
+                role: "member",
+                invited_by: "Ada\nLovelace",
+                token: "org.secret",
+                valid_for: Duration::from_secs(3600),
+            },
+        );
+        assert!(!mail.subject.contains(['\r', '\n']), "{:?}", mail.subject);
+        assert_eq!(
+            mail.subject,
+            "Ada Lovelace invited you to Studio  Bcc: everyone@example.com on Keyframe"
+        );
+        assert!(
+            mail.body
+                .contains("https://keyframe.example/invitations?token=org.secret")
+        );
     }
 }
