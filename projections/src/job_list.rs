@@ -267,3 +267,14 @@ pub async fn active_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Er
     .fetch_all(pool)
     .await
 }
+
+/// How many of `owner_id`'s jobs are queued or running.
+pub async fn active_count_of(pool: &PgPool, owner_id: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM job_list
+         WHERE owner_id = $1 AND status IN ('queued', 'running') AND deleted_at IS NULL",
+    )
+    .bind(owner_id)
+    .fetch_one(pool)
+    .await
+}

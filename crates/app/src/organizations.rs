@@ -22,7 +22,7 @@ use keyframe_domain::project::{ProjectCommand, ProjectError};
 use keyframe_domain::values::{EmailAddress, OrganizationName};
 use keyframe_eventlog::commands::CommandError;
 use keyframe_eventlog::metadata::CommandMetadata;
-use keyframe_projections::{organizations, project_list};
+use keyframe_projections::{job_list, organizations, project_list};
 use std::sync::Arc;
 
 /// An invitation just sent.
@@ -282,13 +282,7 @@ impl App {
 
     /// How many jobs of `owner` are queued or running, as the jobs read model knows them.
     async fn active_jobs_of(&self, owner: Owner) -> Result<u64, AppError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM job_list
-             WHERE owner_id = $1 AND status IN ('queued', 'running') AND deleted_at IS NULL",
-        )
-        .bind(owner.id())
-        .fetch_one(&self.pool)
-        .await?;
+        let count = job_list::active_count_of(&self.pool, owner.id()).await?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
 
@@ -497,20 +491,14 @@ impl App {
             .ok_or(OrganizationError::MemberNotFound)?;
         let position = match position {
             Some(position) => position,
-            None => self.organization_position(organization_id).await?,
+            None => {
+                self.buses
+                    .organizations
+                    .newest_position(&organization_id.to_string())
+                    .await?
+            }
         };
         Ok((membership, position))
-    }
-
-    /// Where the organisation's newest event is in the log (for an answer that changed nothing).
-    async fn organization_position(&self, organization_id: OrganizationId) -> Result<i64, AppError> {
-        let position: Option<i64> = sqlx::query_scalar(
-            "SELECT max(global_position) FROM events WHERE aggregate_type = 'Organization' AND aggregate_id = $1",
-        )
-        .bind(organization_id.to_string())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(position.unwrap_or_default())
     }
 
     /// Owners and admins remove a member (admins only below owner); what they made stays.

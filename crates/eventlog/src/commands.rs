@@ -317,8 +317,9 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
         }
     }
 
-    /// The global position of the aggregate's newest event (0 when it has none).
-    async fn newest_position(&self, id: &str) -> Result<i64, CommandError<A::Error>> {
+    /// The global position of the aggregate's newest event (0 when it has none): where a
+    /// client reads its writes from after a command that changed nothing.
+    pub async fn newest_position(&self, id: &str) -> Result<i64, CommandError<A::Error>> {
         sqlx::query_scalar(
             "SELECT global_position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
              ORDER BY sequence DESC LIMIT 1",
