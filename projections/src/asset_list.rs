@@ -4,10 +4,11 @@ use crate::{Projection, ProjectionError, decode, parse_uuid};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use keyframe_database::lists::{sqlite_uuids, uuid_list};
+use keyframe_database::{Backend, Connection, Database, portable};
 use keyframe_domain::library::{LibraryEvent, MediaLibrary};
 use keyframe_domain::log::RecordedEvent;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -33,20 +34,20 @@ impl Projection for AssetList {
 
     async fn last_sequences(
         &self,
-        conn: &mut PgConnection,
+        conn: Connection<'_>,
         aggregates: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
         // A library's rows all carry its owner id; the newest of them holds its last sequence.
         crate::last_sequences_by_id(
             conn,
-            "SELECT owner_id, max(last_sequence) FROM asset_list WHERE owner_id = ANY($1) GROUP BY owner_id",
+            "SELECT owner_id, max(last_sequence) FROM asset_list WHERE owner_id {ids} GROUP BY owner_id",
             MediaLibrary::TYPE,
             aggregates,
         )
         .await
     }
 
-    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    async fn apply(&self, mut conn: Connection<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         for event in events {
             let owner_id = parse_uuid(event)?;
             match decode::<LibraryEvent>(event)? {
@@ -63,7 +64,7 @@ impl Projection for AssetList {
                     uploaded_at,
                     ..
                 } => {
-                    sqlx::query(
+                    portable!(conn.reborrow(), conn => { sqlx::query(
                         "INSERT INTO asset_list (asset_id, owner_id, project_id, filename, content_type, size_bytes,
                              sha256, duration_ms, width, height, video_codec, audio_codec, uploaded_at, last_sequence,
                              uploaded_by)
@@ -85,23 +86,39 @@ impl Projection for AssetList {
                     .bind(uploaded_at)
                     .bind(event.sequence)
                     .bind(uploaded_by.or(owner.user()).map(|user| user.0))
-                    .execute(&mut *conn)
-                    .await?;
+                    .execute(conn)
+                    .await .map(|done| done.rows_affected()) })?;
                 }
                 LibraryEvent::ProjectAssetsReleased {
                     asset_ids, released_at, ..
                 } => {
                     let ids: Vec<Uuid> = asset_ids.iter().map(|id| id.0).collect();
-                    sqlx::query(
-                        "UPDATE asset_list SET released_at = $2, last_sequence = $3
-                         WHERE asset_id = ANY($1) AND owner_id = $4",
-                    )
-                    .bind(&ids)
-                    .bind(released_at)
-                    .bind(event.sequence)
-                    .bind(owner_id)
-                    .execute(&mut *conn)
-                    .await?;
+                    let update = |ids: &str| {
+                        format!(
+                            "UPDATE asset_list SET released_at = $2, last_sequence = $3
+                             WHERE asset_id {ids} AND owner_id = $4"
+                        )
+                    };
+                    match conn.reborrow() {
+                        Backend::Postgres(conn) => {
+                            sqlx::query(&update("= ANY($1)"))
+                                .bind(&ids)
+                                .bind(released_at)
+                                .bind(event.sequence)
+                                .bind(owner_id)
+                                .execute(conn)
+                                .await?;
+                        }
+                        Backend::Sqlite(conn) => {
+                            sqlx::query(&update(&format!("IN {}", sqlite_uuids(1))))
+                                .bind(uuid_list(&ids))
+                                .bind(released_at)
+                                .bind(event.sequence)
+                                .bind(owner_id)
+                                .execute(conn)
+                                .await?;
+                        }
+                    };
                 }
             }
         }
@@ -140,17 +157,17 @@ pub struct AssetRow {
 
 /// A page of `owner_id`'s videos in `project_id`, newest first, after `cursor`.
 pub async fn list_for_project(
-    pool: &PgPool,
+    database: &Database,
     owner_id: Uuid,
     project_id: Uuid,
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<AssetRow>, sqlx::Error> {
-    sqlx::query_as(
+    portable!(database.reader(), pool => { sqlx::query_as(
         "SELECT asset_id, project_id, filename, content_type, size_bytes, sha256, duration_ms, width, height,
                 video_codec, audio_codec, uploaded_at
          FROM asset_list
-         WHERE project_id = $1 AND owner_id = $2 AND released_at IS NULL AND ($3::uuid IS NULL OR asset_id < $3)
+         WHERE project_id = $1 AND owner_id = $2 AND released_at IS NULL AND ($3 IS NULL OR asset_id < $3)
          ORDER BY asset_id DESC LIMIT $4",
     )
     .bind(project_id)
@@ -158,5 +175,5 @@ pub async fn list_for_project(
     .bind(cursor)
     .bind(limit)
     .fetch_all(pool)
-    .await
+    .await })
 }

@@ -4,10 +4,10 @@ use crate::{Projection, ProjectionError, decode, parse_uuid};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use keyframe_database::{Connection, Database, portable};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerEvent, allowance_period};
 use keyframe_domain::log::RecordedEvent;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -33,19 +33,19 @@ impl Projection for CreditTransactions {
 
     async fn last_sequences(
         &self,
-        conn: &mut PgConnection,
+        conn: Connection<'_>,
         aggregates: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
         crate::last_sequences_by_id(
             conn,
-            "SELECT owner_id, max(sequence) FROM credit_transactions WHERE owner_id = ANY($1) GROUP BY owner_id",
+            "SELECT owner_id, max(sequence) FROM credit_transactions WHERE owner_id {ids} GROUP BY owner_id",
             CreditLedger::TYPE,
             aggregates,
         )
         .await
     }
 
-    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    async fn apply(&self, mut conn: Connection<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         for event in events {
             let owner_id = parse_uuid(event)?;
             let row = match decode::<LedgerEvent>(event)? {
@@ -120,7 +120,7 @@ impl Projection for CreditTransactions {
             let (member, period) = match (&row.member, row.job) {
                 (Some((member, period)), _) => (Some(*member), Some(period.clone())),
                 (None, Some((job_id, run))) if row.kind != "reservation" => {
-                    let reservation: Option<(Option<Uuid>, Option<String>)> = sqlx::query_as(
+                    let reservation: Option<(Option<Uuid>, Option<String>)> = portable!(conn.reborrow(), conn => { sqlx::query_as(
                         "SELECT member_id, period FROM credit_transactions
                          WHERE owner_id = $1 AND job_id = $2 AND job_run = $3 AND kind = 'reservation'
                            AND member_id IS NOT NULL",
@@ -128,13 +128,13 @@ impl Projection for CreditTransactions {
                     .bind(owner_id)
                     .bind(job_id)
                     .bind(i64::from(run))
-                    .fetch_optional(&mut *conn)
-                    .await?;
+                    .fetch_optional(conn)
+                    .await })?;
                     reservation.unwrap_or_default()
                 }
                 _ => (None, None),
             };
-            sqlx::query(
+            portable!(conn.reborrow(), conn => { sqlx::query(
                 "INSERT INTO credit_transactions (owner_id, sequence, kind, amount, reserved, balance, job_id,
                      job_run, reference, reason, recorded_at, member_id, period)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
@@ -152,8 +152,8 @@ impl Projection for CreditTransactions {
             .bind(event.recorded_at)
             .bind(member)
             .bind(period)
-            .execute(&mut *conn)
-            .await?;
+            .execute(conn)
+            .await .map(|done| done.rows_affected()) })?;
         }
         Ok(())
     }
@@ -225,21 +225,21 @@ pub struct TransactionRow {
 
 /// A page of `owner_id`'s movements, newest first, before `cursor`.
 pub async fn list_for_owner(
-    pool: &PgPool,
+    database: &Database,
     owner_id: Uuid,
     cursor: Option<i64>,
     limit: i64,
 ) -> Result<Vec<TransactionRow>, sqlx::Error> {
-    sqlx::query_as(
+    portable!(database.reader(), pool => { sqlx::query_as(
         "SELECT sequence, kind, amount, reserved, balance, job_id, job_run, reference, reason, member_id, recorded_at
-         FROM credit_transactions WHERE owner_id = $1 AND ($2::bigint IS NULL OR sequence < $2)
+         FROM credit_transactions WHERE owner_id = $1 AND ($2 IS NULL OR sequence < $2)
          ORDER BY sequence DESC LIMIT $3",
     )
     .bind(owner_id)
     .bind(cursor)
     .bind(limit)
     .fetch_all(pool)
-    .await
+    .await })
 }
 
 /// What one member's jobs used of an organisation's credits in one month.
@@ -260,23 +260,23 @@ pub struct MemberUsageRow {
 /// The usage of `owner_id`'s credits per member per month, newest month first; only
 /// `member_id`'s when given. At most `months` months.
 pub async fn usage_by_member(
-    pool: &PgPool,
+    database: &Database,
     owner_id: Uuid,
     member_id: Option<Uuid>,
     months: i64,
 ) -> Result<Vec<MemberUsageRow>, sqlx::Error> {
-    sqlx::query_as(
+    portable!(database.reader(), pool => { sqlx::query_as(
         "WITH recent AS (
              SELECT DISTINCT period FROM credit_transactions
-             WHERE owner_id = $1 AND member_id IS NOT NULL AND ($2::uuid IS NULL OR member_id = $2)
+             WHERE owner_id = $1 AND member_id IS NOT NULL AND ($2 IS NULL OR member_id = $2)
              ORDER BY period DESC LIMIT $3
          )
          SELECT t.period, t.member_id,
-                coalesce(-sum(t.amount) FILTER (WHERE t.kind = 'settlement'), 0)::bigint AS charged,
-                coalesce(sum(t.reserved), 0)::bigint AS held,
+                CAST(coalesce(-sum(t.amount) FILTER (WHERE t.kind = 'settlement'), 0) AS BIGINT) AS charged,
+                CAST(coalesce(sum(t.reserved), 0) AS BIGINT) AS held,
                 count(*) FILTER (WHERE t.kind = 'settlement') AS charged_runs
          FROM credit_transactions t JOIN recent USING (period)
-         WHERE t.owner_id = $1 AND t.member_id IS NOT NULL AND ($2::uuid IS NULL OR t.member_id = $2)
+         WHERE t.owner_id = $1 AND t.member_id IS NOT NULL AND ($2 IS NULL OR t.member_id = $2)
          GROUP BY t.period, t.member_id
          ORDER BY t.period DESC, charged DESC, t.member_id",
     )
@@ -284,5 +284,5 @@ pub async fn usage_by_member(
     .bind(member_id)
     .bind(months.clamp(1, 120))
     .fetch_all(pool)
-    .await
+    .await })
 }

@@ -4,10 +4,11 @@ use crate::{Projection, ProjectionError, decode, last_sequences_by_id, parse_uui
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use keyframe_database::lists::{sqlite_uuids, uuid_list};
+use keyframe_database::{Backend, Connection, Database, portable};
 use keyframe_domain::job::{Job, JobEvent, JobStatus};
 use keyframe_domain::log::RecordedEvent;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -33,19 +34,27 @@ impl Projection for JobList {
 
     async fn last_sequences(
         &self,
-        conn: &mut PgConnection,
+        conn: Connection<'_>,
         aggregates: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
-        let sql = "SELECT job_id, last_sequence FROM job_list WHERE job_id = ANY($1)";
-        last_sequences_by_id(conn, sql, Job::TYPE, aggregates).await
+        last_sequences_by_id(
+            conn,
+            "SELECT job_id, last_sequence FROM job_list WHERE job_id {ids}",
+            Job::TYPE,
+            aggregates,
+        )
+        .await
     }
 
-    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    async fn apply(&self, mut conn: Connection<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         for event in events {
             let job_id = parse_uuid(event)?;
             let sequence = event.sequence;
             let status = |status: JobStatus| status.as_str();
-            let query = match decode::<JobEvent>(event)? {
+            let job_event = decode::<JobEvent>(event)?;
+            // Every statement here is the same in both dialects.
+            portable!(conn.reborrow(), conn => {
+            let query = match job_event {
                 JobEvent::JobRequested {
                     owner,
                     requested_by,
@@ -140,7 +149,7 @@ impl Projection for JobList {
                         .bind(sequence)
                 }
             };
-            query.execute(&mut *conn).await?;
+            query.execute(conn).await.map(|done| done.rows_affected()) })?;
         }
         Ok(())
     }
@@ -193,28 +202,55 @@ pub struct JobFilter {
 /// A page of the jobs of any of `owners` (the caller and their organisations), newest first,
 /// after `cursor`. Each owner's newest are read through the owner index with the limit, then
 /// merged, so one busy organisation costs a member no more than their own jobs do.
+///
+/// On SQLite the same plan is written out: one indexed read per owner, merged here.
 pub async fn list_for_owners(
-    pool: &PgPool,
+    database: &Database,
     owners: &[Uuid],
     filter: &JobFilter,
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<JobRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT j.job_id, j.project_id, j.job_type, j.status, j.progress, j.attempts, j.max_retries, j.asset_id,
-                j.error,
-                CASE WHEN j.status IN ('failed', 'cancelled') THEN 0 ELSE j.cost_credits END AS cost_credits,
-                j.created_at, j.started_at, j.finished_at, j.updated_at
+    let pool = match database.reader() {
+        Backend::Postgres(pool) => pool,
+        Backend::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM job_list j
+                 WHERE owner_id = $1 AND deleted_at IS NULL
+                   AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR project_id = $3)
+                   AND ($4 IS NULL OR job_type = $4) AND ($5 IS NULL OR job_id < $5)
+                 ORDER BY job_id DESC LIMIT $6"
+            );
+            let mut rows: Vec<JobRow> = Vec::new();
+            for owner in owners {
+                let page: Vec<JobRow> = sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(&filter.status)
+                    .bind(filter.project_id)
+                    .bind(&filter.job_type)
+                    .bind(cursor)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.extend(page);
+            }
+            rows.sort_by_key(|row| std::cmp::Reverse(row.job_id));
+            rows.truncate(usize::try_from(limit).unwrap_or(0));
+            return Ok(rows);
+        }
+    };
+    sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS}
          FROM unnest($1::uuid[]) AS o(owner_id)
          CROSS JOIN LATERAL (
              SELECT * FROM job_list
              WHERE owner_id = o.owner_id AND deleted_at IS NULL
-               AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR project_id = $3)
-               AND ($4::text IS NULL OR job_type = $4) AND ($5::uuid IS NULL OR job_id < $5)
+               AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR project_id = $3)
+               AND ($4 IS NULL OR job_type = $4) AND ($5 IS NULL OR job_id < $5)
              ORDER BY job_id DESC LIMIT $6
          ) j
-         ORDER BY j.job_id DESC LIMIT $6",
-    )
+         ORDER BY j.job_id DESC LIMIT $6"
+    ))
     .bind(owners)
     .bind(&filter.status)
     .bind(filter.project_id)
@@ -224,6 +260,11 @@ pub async fn list_for_owners(
     .fetch_all(pool)
     .await
 }
+
+/// The columns of a [`JobRow`], from `job_list j`. A failed or cancelled job costs nothing.
+const JOB_COLUMNS: &str = "j.job_id, j.project_id, j.job_type, j.status, j.progress, j.attempts, j.max_retries, \
+     j.asset_id, j.error, CASE WHEN j.status IN ('failed', 'cancelled') THEN 0 ELSE j.cost_credits END AS cost_credits, \
+     j.created_at, j.started_at, j.finished_at, j.updated_at";
 
 /// Jobs of one status and type, and the mean run time of the finished ones.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -239,25 +280,40 @@ pub struct JobCount {
 }
 
 /// The jobs of any of `owners` counted by status and type.
-pub async fn counts_for_owners(pool: &PgPool, owners: &[Uuid]) -> Result<Vec<JobCount>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT status, job_type, count(*) AS count,
-                (avg(extract(epoch FROM finished_at - started_at) * 1000)
-                    FILTER (WHERE status IN ('succeeded', 'failed') AND started_at IS NOT NULL))::float8 AS mean_run_ms
-         FROM job_list WHERE owner_id = ANY($1) AND deleted_at IS NULL
-         GROUP BY status, job_type ORDER BY job_type, status",
-    )
-    .bind(owners)
-    .fetch_all(pool)
-    .await
+pub async fn counts_for_owners(database: &Database, owners: &[Uuid]) -> Result<Vec<JobCount>, sqlx::Error> {
+    let counts = |run_ms: &str, owners: &str| {
+        format!(
+            "SELECT status, job_type, count(*) AS count,
+                    avg({run_ms}) FILTER (WHERE status IN ('succeeded', 'failed') AND started_at IS NOT NULL)
+                        AS mean_run_ms
+             FROM job_list WHERE owner_id {owners} AND deleted_at IS NULL
+             GROUP BY status, job_type ORDER BY job_type, status"
+        )
+    };
+    match database.reader() {
+        Backend::Postgres(pool) => {
+            let sql = counts(
+                "(extract(epoch FROM finished_at - started_at) * 1000)::float8",
+                "= ANY($1)",
+            );
+            sqlx::query_as(&sql).bind(owners).fetch_all(pool).await
+        }
+        Backend::Sqlite(pool) => {
+            let sql = counts(
+                "(julianday(finished_at) - julianday(started_at)) * 86400000.0",
+                &format!("IN {}", sqlite_uuids(1)),
+            );
+            sqlx::query_as(&sql).bind(uuid_list(owners)).fetch_all(pool).await
+        }
+    }
 }
 
 /// Jobs waiting for a worker and jobs running, over every owner: `(status, count)`, both
 /// statuses always present.
-pub async fn active_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn active_counts(database: &Database) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    portable!(database.reader(), pool => { sqlx::query_as(
         "SELECT s.status, coalesce(active.count, 0)
-         FROM unnest(ARRAY['queued', 'running']) AS s(status)
+         FROM (SELECT 'queued' AS status UNION ALL SELECT 'running') s
          LEFT JOIN (
              SELECT status, count(*) AS count FROM job_list
              WHERE status IN ('queued', 'running') AND deleted_at IS NULL GROUP BY status
@@ -265,16 +321,16 @@ pub async fn active_counts(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Er
          ORDER BY s.status",
     )
     .fetch_all(pool)
-    .await
+    .await })
 }
 
 /// How many of `owner_id`'s jobs are queued or running.
-pub async fn active_count_of(pool: &PgPool, owner_id: Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+pub async fn active_count_of(database: &Database, owner_id: Uuid) -> Result<i64, sqlx::Error> {
+    portable!(database.reader(), pool => { sqlx::query_scalar(
         "SELECT count(*) FROM job_list
          WHERE owner_id = $1 AND status IN ('queued', 'running') AND deleted_at IS NULL",
     )
     .bind(owner_id)
     .fetch_one(pool)
-    .await
+    .await })
 }

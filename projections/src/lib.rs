@@ -1,9 +1,13 @@
 //! Keyframe's read models: how each event changes rows, and how the API reads those rows.
 //!
 //! A [`Projection`] only says what an event does to its tables. The projector runtime in
-//! `keyframe-eventlog` supplies the rest: the JetStream consumer, the per-aggregate sequence
-//! check that makes re-delivery and out-of-order delivery harmless, and the checkpoint written
-//! in the same transaction as the rows.
+//! `keyframe-eventlog` supplies the rest: the feed, the per-aggregate sequence check that makes
+//! re-delivery and out-of-order delivery harmless, and the checkpoint written in the same
+//! transaction as the rows.
+//!
+//! Every read model runs on both databases. Postgres writes a batch's rows in one statement
+//! from arrays (`unnest`), since there each statement is a round trip; SQLite runs in the
+//! process, so there a statement per row costs little and is written plainly.
 
 pub mod asset_list;
 pub mod credit_transactions;
@@ -14,8 +18,9 @@ pub mod session_list;
 pub mod user_directory;
 
 use async_trait::async_trait;
+use keyframe_database::lists::{sqlite_uuids, uuid_list};
+use keyframe_database::{Backend, Connection};
 use keyframe_domain::log::RecordedEvent;
-use sqlx::PgConnection;
 use std::collections::HashMap;
 
 /// One read model.
@@ -36,14 +41,14 @@ pub trait Projection: Send + Sync + 'static {
     /// re-delivered events harmless and gaps visible.
     async fn last_sequences(
         &self,
-        conn: &mut PgConnection,
+        conn: Connection<'_>,
         aggregates: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), i64>, ProjectionError>;
 
     /// Applies events inside the runtime's transaction. The runtime passes each event once, per
     /// aggregate in sequence order and only of [`Projection::aggregate_types`], so `apply` need
     /// not check positions itself. A batch lets it write many rows in few statements.
-    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError>;
+    async fn apply(&self, conn: Connection<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError>;
 }
 
 /// Why an event could not be applied.
@@ -100,16 +105,27 @@ pub fn parse_uuid(event: &RecordedEvent) -> Result<uuid::Uuid, ProjectionError> 
     })
 }
 
-/// [`Projection::last_sequences`] for a read model with one row per aggregate: `sql` selects
-/// `(id, last_sequence)` for the ids bound as `$1` (a `uuid[]`).
+/// [`Projection::last_sequences`] for a read model that keeps, per aggregate id, the last
+/// sequence applied: `sql` selects `(id, sequence)` for the ids the text `{ids}` stands for
+/// (`= ANY($1)` on Postgres, a JSON list on SQLite), as in
+/// `SELECT project_id, last_sequence FROM project_list WHERE project_id {ids}`.
 pub async fn last_sequences_by_id(
-    conn: &mut PgConnection,
-    sql: &'static str,
+    conn: Connection<'_>,
+    sql: &str,
     aggregate_type: &str,
     aggregates: &[(&str, &str)],
 ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
     let ids: Vec<uuid::Uuid> = aggregates.iter().filter_map(|(_, id)| id.parse().ok()).collect();
-    let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(sql).bind(&ids).fetch_all(conn).await?;
+    let rows: Vec<(uuid::Uuid, i64)> = match conn {
+        Backend::Postgres(conn) => {
+            let sql = sql.replace("{ids}", "= ANY($1)");
+            sqlx::query_as(&sql).bind(&ids).fetch_all(conn).await?
+        }
+        Backend::Sqlite(conn) => {
+            let sql = sql.replace("{ids}", &format!("IN {}", sqlite_uuids(1)));
+            sqlx::query_as(&sql).bind(uuid_list(&ids)).fetch_all(conn).await?
+        }
+    };
     Ok(rows
         .into_iter()
         .map(|(id, sequence)| ((aggregate_type.to_owned(), id.to_string()), sequence))

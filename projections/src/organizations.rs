@@ -10,9 +10,9 @@ use crate::{Projection, ProjectionError, decode, last_sequences_by_id, parse_uui
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use keyframe_database::{Connection, Database, portable};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::organization::{MemberRole, Organization, OrganizationEvent};
-use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -38,30 +38,35 @@ impl Projection for Organizations {
 
     async fn last_sequences(
         &self,
-        conn: &mut PgConnection,
+        conn: Connection<'_>,
         aggregates: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
-        let sql = "SELECT organization_id, last_sequence FROM organization_list WHERE organization_id = ANY($1)";
-        last_sequences_by_id(conn, sql, Organization::TYPE, aggregates).await
+        last_sequences_by_id(
+            conn,
+            "SELECT organization_id, last_sequence FROM organization_list WHERE organization_id {ids}",
+            Organization::TYPE,
+            aggregates,
+        )
+        .await
     }
 
-    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    async fn apply(&self, mut conn: Connection<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         for event in events {
             let organization_id = parse_uuid(event)?;
             let payload = decode::<OrganizationEvent>(event)?;
-            apply_one(conn, organization_id, payload).await?;
-            sqlx::query("UPDATE organization_list SET last_sequence = $2 WHERE organization_id = $1")
+            apply_one(conn.reborrow(), organization_id, payload).await?;
+            portable!(conn.reborrow(), conn => { sqlx::query("UPDATE organization_list SET last_sequence = $2 WHERE organization_id = $1")
                 .bind(organization_id)
                 .bind(event.sequence)
-                .execute(&mut *conn)
-                .await?;
+                .execute(conn)
+                .await .map(|done| done.rows_affected()) })?;
         }
         Ok(())
     }
 }
 
 async fn apply_one(
-    conn: &mut PgConnection,
+    mut conn: Connection<'_>,
     organization_id: Uuid,
     event: OrganizationEvent,
 ) -> Result<(), sqlx::Error> {
@@ -87,17 +92,17 @@ async fn apply_one(
             created_at,
             ..
         } => {
-            sqlx::query(
+            portable!(conn.reborrow(), conn => { sqlx::query(
                 "INSERT INTO organization_list (organization_id, name, created_at, updated_at, last_sequence)
                  VALUES ($1, $2, $3, $3, 0) ON CONFLICT (organization_id) DO NOTHING",
             )
             .bind(organization_id)
             .bind(name.as_str())
             .bind(created_at)
-            .execute(&mut *conn)
-            .await?;
+            .execute(conn)
+            .await .map(|done| done.rows_affected()) })?;
             add_member(
-                conn,
+                conn.reborrow(),
                 organization_id,
                 created_by.0,
                 creator_email.as_str(),
@@ -107,18 +112,18 @@ async fn apply_one(
             .await?;
         }
         E::OrganizationRenamed { name, .. } => {
-            sqlx::query("UPDATE organization_list SET name = $2 WHERE organization_id = $1")
+            portable!(conn.reborrow(), conn => { sqlx::query("UPDATE organization_list SET name = $2 WHERE organization_id = $1")
                 .bind(organization_id)
                 .bind(name.as_str())
-                .execute(&mut *conn)
-                .await?;
+                .execute(conn)
+                .await .map(|done| done.rows_affected()) })?;
         }
         E::OrganizationDeleted { deleted_at, .. } => {
-            sqlx::query("UPDATE organization_list SET deleted_at = $2 WHERE organization_id = $1")
+            portable!(conn.reborrow(), conn => { sqlx::query("UPDATE organization_list SET deleted_at = $2 WHERE organization_id = $1")
                 .bind(organization_id)
                 .bind(deleted_at)
-                .execute(&mut *conn)
-                .await?;
+                .execute(conn)
+                .await .map(|done| done.rows_affected()) })?;
         }
         E::MemberInvited {
             invitation_id,
@@ -131,9 +136,9 @@ async fn apply_one(
             ..
         } => {
             if let Some(replaced) = replaces {
-                set_invitation_state(conn, replaced.0, "replaced").await?;
+                set_invitation_state(conn.reborrow(), replaced.0, "replaced").await?;
             }
-            sqlx::query(
+            portable!(conn.reborrow(), conn => { sqlx::query(
                 "INSERT INTO organization_invitations
                      (invitation_id, organization_id, email, role, invited_by, invited_at, expires_at, state)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (invitation_id) DO NOTHING",
@@ -145,10 +150,12 @@ async fn apply_one(
             .bind(invited_by.0)
             .bind(invited_at)
             .bind(expires_at)
-            .execute(&mut *conn)
-            .await?;
+            .execute(conn)
+            .await .map(|done| done.rows_affected()) })?;
         }
-        E::InvitationRevoked { invitation_id, .. } => set_invitation_state(conn, invitation_id.0, "revoked").await?,
+        E::InvitationRevoked { invitation_id, .. } => {
+            set_invitation_state(conn.reborrow(), invitation_id.0, "revoked").await?
+        }
         E::MemberJoined {
             user_id,
             email,
@@ -156,52 +163,60 @@ async fn apply_one(
             invitation_id,
             joined_at,
         } => {
-            set_invitation_state(conn, invitation_id.0, "accepted").await?;
-            add_member(conn, organization_id, user_id.0, email.as_str(), role, joined_at).await?;
+            set_invitation_state(conn.reborrow(), invitation_id.0, "accepted").await?;
+            add_member(
+                conn.reborrow(),
+                organization_id,
+                user_id.0,
+                email.as_str(),
+                role,
+                joined_at,
+            )
+            .await?;
         }
-        E::MemberRoleChanged { user_id, to, .. } => set_role(conn, organization_id, user_id.0, to).await?,
+        E::MemberRoleChanged { user_id, to, .. } => set_role(conn.reborrow(), organization_id, user_id.0, to).await?,
         E::MemberCreditLimitSet {
             user_id,
             monthly_credit_limit,
             ..
         } => {
-            sqlx::query(
+            portable!(conn.reborrow(), conn => { sqlx::query(
                 "UPDATE organization_members SET monthly_credit_limit = $3 WHERE organization_id = $1 AND user_id = $2",
             )
             .bind(organization_id)
             .bind(user_id.0)
             .bind(monthly_credit_limit)
-            .execute(&mut *conn)
-            .await?;
+            .execute(conn)
+            .await .map(|done| done.rows_affected()) })?;
         }
         E::MemberRemoved { user_id, .. } | E::MemberLeft { user_id, .. } => {
-            remove_member(conn, organization_id, user_id.0).await?;
+            remove_member(conn.reborrow(), organization_id, user_id.0).await?;
         }
         E::OwnershipTransferred { from, to, from_now, .. } => {
-            set_role(conn, organization_id, to.0, MemberRole::Owner).await?;
+            set_role(conn.reborrow(), organization_id, to.0, MemberRole::Owner).await?;
             match from_now {
-                Some(role) => set_role(conn, organization_id, from.0, role).await?,
-                None => remove_member(conn, organization_id, from.0).await?,
+                Some(role) => set_role(conn.reborrow(), organization_id, from.0, role).await?,
+                None => remove_member(conn.reborrow(), organization_id, from.0).await?,
             }
         }
     }
-    sqlx::query("UPDATE organization_list SET updated_at = $2 WHERE organization_id = $1")
+    portable!(conn.reborrow(), conn => { sqlx::query("UPDATE organization_list SET updated_at = $2 WHERE organization_id = $1")
         .bind(organization_id)
         .bind(touched_at)
-        .execute(&mut *conn)
-        .await?;
+        .execute(conn)
+        .await .map(|done| done.rows_affected()) })?;
     Ok(())
 }
 
 async fn add_member(
-    conn: &mut PgConnection,
+    mut conn: Connection<'_>,
     organization_id: Uuid,
     user_id: Uuid,
     email: &str,
     role: MemberRole,
     joined_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    portable!(conn.reborrow(), conn => { sqlx::query(
         "INSERT INTO organization_members (organization_id, user_id, email, role, joined_at)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (organization_id, user_id) DO UPDATE SET email = $3, role = $4, joined_at = $5,
@@ -212,41 +227,41 @@ async fn add_member(
     .bind(email)
     .bind(role.as_str())
     .bind(joined_at)
-    .execute(&mut *conn)
-    .await?;
+    .execute(conn)
+    .await .map(|done| done.rows_affected()) })?;
     Ok(())
 }
 
 async fn set_role(
-    conn: &mut PgConnection,
+    mut conn: Connection<'_>,
     organization_id: Uuid,
     user_id: Uuid,
     role: MemberRole,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE organization_members SET role = $3 WHERE organization_id = $1 AND user_id = $2")
+    portable!(conn.reborrow(), conn => { sqlx::query("UPDATE organization_members SET role = $3 WHERE organization_id = $1 AND user_id = $2")
         .bind(organization_id)
         .bind(user_id)
         .bind(role.as_str())
-        .execute(&mut *conn)
-        .await?;
+        .execute(conn)
+        .await .map(|done| done.rows_affected()) })?;
     Ok(())
 }
 
-async fn remove_member(conn: &mut PgConnection, organization_id: Uuid, user_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
+async fn remove_member(mut conn: Connection<'_>, organization_id: Uuid, user_id: Uuid) -> Result<(), sqlx::Error> {
+    portable!(conn.reborrow(), conn => { sqlx::query("DELETE FROM organization_members WHERE organization_id = $1 AND user_id = $2")
         .bind(organization_id)
         .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
+        .execute(conn)
+        .await .map(|done| done.rows_affected()) })?;
     Ok(())
 }
 
-async fn set_invitation_state(conn: &mut PgConnection, invitation_id: Uuid, state: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE organization_invitations SET state = $2 WHERE invitation_id = $1")
+async fn set_invitation_state(mut conn: Connection<'_>, invitation_id: Uuid, state: &str) -> Result<(), sqlx::Error> {
+    portable!(conn.reborrow(), conn => { sqlx::query("UPDATE organization_invitations SET state = $2 WHERE invitation_id = $1")
         .bind(invitation_id)
         .bind(state)
-        .execute(&mut *conn)
-        .await?;
+        .execute(conn)
+        .await .map(|done| done.rows_affected()) })?;
     Ok(())
 }
 
@@ -273,32 +288,32 @@ const ORGANIZATION_COLUMNS: &str = "o.organization_id, o.name, m.role,
 
 /// `user_id`'s organisations in creation order, after `cursor`; at most `limit`.
 pub async fn list_for_member(
-    pool: &PgPool,
+    database: &Database,
     user_id: Uuid,
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<OrganizationRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    portable!(database.reader(), pool => { sqlx::query_as(&format!(
         "SELECT {ORGANIZATION_COLUMNS} FROM organization_members m
          JOIN organization_list o ON o.organization_id = m.organization_id
-         WHERE m.user_id = $1 AND o.deleted_at IS NULL AND ($2::uuid IS NULL OR m.organization_id > $2)
+         WHERE m.user_id = $1 AND o.deleted_at IS NULL AND ($2 IS NULL OR m.organization_id > $2)
          ORDER BY m.organization_id LIMIT $3"
     ))
     .bind(user_id)
     .bind(cursor)
     .bind(limit.clamp(1, 1_000))
     .fetch_all(pool)
-    .await
+    .await })
 }
 
 /// One organisation as `user_id` sees it; `None` when it is gone or they are not (yet, in this
 /// read model) a member.
 pub async fn get_for_member(
-    pool: &PgPool,
+    database: &Database,
     user_id: Uuid,
     organization_id: Uuid,
 ) -> Result<Option<OrganizationRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    portable!(database.reader(), pool => { sqlx::query_as(&format!(
         "SELECT {ORGANIZATION_COLUMNS} FROM organization_members m
          JOIN organization_list o ON o.organization_id = m.organization_id
          WHERE m.user_id = $1 AND m.organization_id = $2 AND o.deleted_at IS NULL"
@@ -306,7 +321,7 @@ pub async fn get_for_member(
     .bind(user_id)
     .bind(organization_id)
     .fetch_optional(pool)
-    .await
+    .await })
 }
 
 /// One organisation for the administration area (any state).
@@ -332,28 +347,28 @@ const SUMMARY_COLUMNS: &str = "o.organization_id, o.name,
 
 /// Every organisation, in creation order, after `cursor`; at most `limit`.
 pub async fn list_all(
-    pool: &PgPool,
+    database: &Database,
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<OrganizationSummary>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    portable!(database.reader(), pool => { sqlx::query_as(&format!(
         "SELECT {SUMMARY_COLUMNS} FROM organization_list o
-         WHERE ($1::uuid IS NULL OR o.organization_id > $1) ORDER BY o.organization_id LIMIT $2"
+         WHERE ($1 IS NULL OR o.organization_id > $1) ORDER BY o.organization_id LIMIT $2"
     ))
     .bind(cursor)
     .bind(limit.clamp(1, 1_000))
     .fetch_all(pool)
-    .await
+    .await })
 }
 
 /// One organisation for the administration area.
-pub async fn get_any(pool: &PgPool, organization_id: Uuid) -> Result<Option<OrganizationSummary>, sqlx::Error> {
-    sqlx::query_as(&format!(
+pub async fn get_any(database: &Database, organization_id: Uuid) -> Result<Option<OrganizationSummary>, sqlx::Error> {
+    portable!(database.reader(), pool => { sqlx::query_as(&format!(
         "SELECT {SUMMARY_COLUMNS} FROM organization_list o WHERE o.organization_id = $1"
     ))
     .bind(organization_id)
     .fetch_optional(pool)
-    .await
+    .await })
 }
 
 /// A member as the members list shows them.
@@ -373,20 +388,20 @@ pub struct MemberRow {
 
 /// The members of `organization_id`, by user id, after `cursor`; at most `limit`.
 pub async fn members(
-    pool: &PgPool,
+    database: &Database,
     organization_id: Uuid,
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<MemberRow>, sqlx::Error> {
-    sqlx::query_as(
+    portable!(database.reader(), pool => { sqlx::query_as(
         "SELECT user_id, email, role, monthly_credit_limit, joined_at FROM organization_members
-         WHERE organization_id = $1 AND ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
+         WHERE organization_id = $1 AND ($2 IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
     )
     .bind(organization_id)
     .bind(cursor)
     .bind(limit.clamp(1, 1_000))
     .fetch_all(pool)
-    .await
+    .await })
 }
 
 /// An invitation as the invitations list shows it.
@@ -409,16 +424,16 @@ pub struct InvitationRow {
 /// The pending, unexpired invitations of `organization_id` at `now`, newest first, after
 /// `cursor`; at most `limit`.
 pub async fn pending_invitations(
-    pool: &PgPool,
+    database: &Database,
     organization_id: Uuid,
     now: DateTime<Utc>,
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<InvitationRow>, sqlx::Error> {
-    sqlx::query_as(
+    portable!(database.reader(), pool => { sqlx::query_as(
         "SELECT invitation_id, email, role, invited_by, invited_at, expires_at FROM organization_invitations
          WHERE organization_id = $1 AND state = 'pending' AND expires_at > $2
-           AND ($3::uuid IS NULL OR invitation_id < $3)
+           AND ($3 IS NULL OR invitation_id < $3)
          ORDER BY invitation_id DESC LIMIT $4",
     )
     .bind(organization_id)
@@ -426,17 +441,17 @@ pub async fn pending_invitations(
     .bind(cursor)
     .bind(limit.clamp(1, 1_000))
     .fetch_all(pool)
-    .await
+    .await })
 }
 
 /// The live organisations `user_id` is a member of, as this read model knows them.
-pub async fn organization_ids_of(pool: &PgPool, user_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+pub async fn organization_ids_of(database: &Database, user_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    portable!(database.reader(), pool => { sqlx::query_scalar(
         "SELECT m.organization_id FROM organization_members m
          JOIN organization_list o ON o.organization_id = m.organization_id
          WHERE m.user_id = $1 AND o.deleted_at IS NULL ORDER BY m.organization_id",
     )
     .bind(user_id)
     .fetch_all(pool)
-    .await
+    .await })
 }

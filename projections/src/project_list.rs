@@ -4,10 +4,10 @@ use crate::{Projection, ProjectionError, decode, last_sequences_by_id, parse_uui
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use keyframe_database::{Backend, Connection, Database, portable};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::project::{Project, ProjectEvent};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -33,14 +33,19 @@ impl Projection for ProjectList {
 
     async fn last_sequences(
         &self,
-        conn: &mut PgConnection,
+        conn: Connection<'_>,
         aggregates: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
-        let sql = "SELECT project_id, last_sequence FROM project_list WHERE project_id = ANY($1)";
-        last_sequences_by_id(conn, sql, Project::TYPE, aggregates).await
+        last_sequences_by_id(
+            conn,
+            "SELECT project_id, last_sequence FROM project_list WHERE project_id {ids}",
+            Project::TYPE,
+            aggregates,
+        )
+        .await
     }
 
-    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    async fn apply(&self, conn: Connection<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         // Fold the batch into one net change per project, then write each kind in one statement.
         let mut changes: HashMap<Uuid, Change> = HashMap::new();
         for event in events {
@@ -141,54 +146,112 @@ impl Projection for ProjectList {
                 Change::Updated(update) => updated.push((project_id, update)),
             }
         }
-        if !created.is_empty() {
-            sqlx::query(
-                "INSERT INTO project_list
-                     (project_id, owner_id, name, description, created_at, updated_at, deleted_at, last_sequence,
-                      owner_kind, created_by)
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::text[], $10::uuid[])
-                 ON CONFLICT (project_id) DO NOTHING",
-            )
-            .bind(created.iter().map(|row| row.project_id).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.owner_id).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.name.as_str()).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.description.as_str()).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.created_at).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.updated_at).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.deleted_at).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.sequence).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.owner_kind).collect::<Vec<_>>())
-            .bind(created.iter().map(|row| row.created_by).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await?;
-        }
-        if !updated.is_empty() {
-            // `last_sequence < u.sequence` keeps a stale write from overwriting a newer one.
-            sqlx::query(
-                "UPDATE project_list p SET name = COALESCE(u.name, p.name),
-                     description = COALESCE(u.description, p.description), updated_at = u.updated_at,
-                     deleted_at = COALESCE(u.deleted_at, p.deleted_at), last_sequence = u.sequence
-                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bigint[])
-                     AS u(project_id, name, description, updated_at, deleted_at, sequence)
-                 WHERE p.project_id = u.project_id AND p.last_sequence < u.sequence",
-            )
-            .bind(updated.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-            .bind(updated.iter().map(|(_, u)| u.name.as_deref()).collect::<Vec<_>>())
-            .bind(
-                updated
-                    .iter()
-                    .map(|(_, u)| u.description.as_deref())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(updated.iter().map(|(_, u)| u.updated_at).collect::<Vec<_>>())
-            .bind(updated.iter().map(|(_, u)| u.deleted_at).collect::<Vec<_>>())
-            .bind(updated.iter().map(|(_, u)| u.sequence).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await?;
+        match conn {
+            Backend::Postgres(conn) => write_postgres(conn, &created, &updated).await?,
+            Backend::Sqlite(conn) => write_sqlite(conn, &created, &updated).await?,
         }
         Ok(())
     }
+}
+
+/// Writes a batch's new rows and updates in one statement each.
+async fn write_postgres(
+    conn: &mut sqlx::PgConnection,
+    created: &[NewRow],
+    updated: &[(Uuid, Update)],
+) -> Result<(), sqlx::Error> {
+    if !created.is_empty() {
+        sqlx::query(
+            "INSERT INTO project_list
+                 (project_id, owner_id, name, description, created_at, updated_at, deleted_at, last_sequence,
+                  owner_kind, created_by)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
+                 $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::text[], $10::uuid[])
+             ON CONFLICT (project_id) DO NOTHING",
+        )
+        .bind(created.iter().map(|row| row.project_id).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.owner_id).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.name.as_str()).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.description.as_str()).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.created_at).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.updated_at).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.deleted_at).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.sequence).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.owner_kind).collect::<Vec<_>>())
+        .bind(created.iter().map(|row| row.created_by).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !updated.is_empty() {
+        // `last_sequence < u.sequence` keeps a stale write from overwriting a newer one.
+        sqlx::query(
+            "UPDATE project_list p SET name = COALESCE(u.name, p.name),
+                 description = COALESCE(u.description, p.description), updated_at = u.updated_at,
+                 deleted_at = COALESCE(u.deleted_at, p.deleted_at), last_sequence = u.sequence
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::bigint[])
+                 AS u(project_id, name, description, updated_at, deleted_at, sequence)
+             WHERE p.project_id = u.project_id AND p.last_sequence < u.sequence",
+        )
+        .bind(updated.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(updated.iter().map(|(_, u)| u.name.as_deref()).collect::<Vec<_>>())
+        .bind(
+            updated
+                .iter()
+                .map(|(_, u)| u.description.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(updated.iter().map(|(_, u)| u.updated_at).collect::<Vec<_>>())
+        .bind(updated.iter().map(|(_, u)| u.deleted_at).collect::<Vec<_>>())
+        .bind(updated.iter().map(|(_, u)| u.sequence).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes a batch's new rows and updates a statement each.
+async fn write_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    created: &[NewRow],
+    updated: &[(Uuid, Update)],
+) -> Result<(), sqlx::Error> {
+    for row in created {
+        sqlx::query(
+            "INSERT INTO project_list
+                 (project_id, owner_id, name, description, created_at, updated_at, deleted_at, last_sequence,
+                  owner_kind, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (project_id) DO NOTHING",
+        )
+        .bind(row.project_id)
+        .bind(row.owner_id)
+        .bind(&row.name)
+        .bind(&row.description)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.deleted_at)
+        .bind(row.sequence)
+        .bind(row.owner_kind)
+        .bind(row.created_by)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (project_id, update) in updated {
+        sqlx::query(
+            "UPDATE project_list SET name = COALESCE($2, name), description = COALESCE($3, description),
+                 updated_at = $4, deleted_at = COALESCE($5, deleted_at), last_sequence = $6
+             WHERE project_id = $1 AND last_sequence < $6",
+        )
+        .bind(project_id)
+        .bind(update.name.as_deref())
+        .bind(update.description.as_deref())
+        .bind(update.updated_at)
+        .bind(update.deleted_at)
+        .bind(update.sequence)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The net effect of a batch's events on one project.
@@ -250,19 +313,21 @@ const FETCH_SIZES: [i64; 4] = [21, 51, 101, MAX_FETCH];
 /// The owner's projects, newest first, after `cursor` (the last id of the previous page); at
 /// most `limit` of them (taken as 1 to [`MAX_FETCH`]).
 pub async fn list_for_owner(
-    pool: &PgPool,
+    database: &Database,
     owner_id: Uuid,
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ProjectRow>, sqlx::Error> {
     let limit = limit.clamp(1, MAX_FETCH);
     let sql = list_statement(limit, cursor.is_some());
-    let query = sqlx::query_as(&sql).bind(owner_id);
-    let query = match cursor {
-        None => query,
-        Some(cursor) => query.bind(cursor),
-    };
-    let mut rows: Vec<ProjectRow> = query.fetch_all(pool).await?;
+    let mut rows: Vec<ProjectRow> = portable!(database.reader(), pool => {
+        let query = sqlx::query_as(&sql).bind(owner_id);
+        let query = match cursor {
+            None => query,
+            Some(cursor) => query.bind(cursor),
+        };
+        query.fetch_all(pool).await
+    })?;
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     Ok(rows)
 }
@@ -291,22 +356,36 @@ pub fn list_statement(limit: i64, after_cursor: bool) -> String {
 /// The projects of any of `owners` (the caller and their organisations), newest first, after
 /// `cursor`; at most `limit`. Each owner's newest are read through the owner index with the
 /// limit, then merged, so a busy owner costs no more than a quiet one.
+///
+/// On SQLite the same plan is written out: one indexed read per owner, merged here.
 pub async fn list_for_owners(
-    pool: &PgPool,
+    database: &Database,
     owners: &[Uuid],
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ProjectRow>, sqlx::Error> {
     if let [owner] = owners {
-        return list_for_owner(pool, *owner, cursor, limit).await;
+        return list_for_owner(database, *owner, cursor, limit).await;
     }
     let limit = limit.clamp(1, MAX_FETCH);
+    let pool = match database.reader() {
+        Backend::Postgres(pool) => pool,
+        Backend::Sqlite(_) => {
+            let mut rows = Vec::new();
+            for owner in owners {
+                rows.extend(list_for_owner(database, *owner, cursor, limit).await?);
+            }
+            rows.sort_by_key(|row| std::cmp::Reverse(row.project_id));
+            rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            return Ok(rows);
+        }
+    };
     sqlx::query_as(
         "SELECT p.project_id, p.owner_id, p.owner_kind, p.created_by, p.name, p.description, p.created_at, p.updated_at
          FROM unnest($1::uuid[]) AS o(owner_id)
          CROSS JOIN LATERAL (
              SELECT * FROM project_list
-             WHERE owner_id = o.owner_id AND deleted_at IS NULL AND ($2::uuid IS NULL OR project_id < $2)
+             WHERE owner_id = o.owner_id AND deleted_at IS NULL AND ($2 IS NULL OR project_id < $2)
              ORDER BY project_id DESC LIMIT $3
          ) p
          ORDER BY p.project_id DESC LIMIT $3",
@@ -319,20 +398,24 @@ pub async fn list_for_owners(
 }
 
 /// One live project, whoever owns it (the caller's right to see it is the policy's to decide).
-pub async fn get(pool: &PgPool, project_id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT project_id, owner_id, owner_kind, created_by, name, description, created_at, updated_at
-         FROM project_list WHERE project_id = $1 AND deleted_at IS NULL",
-    )
-    .bind(project_id)
-    .fetch_optional(pool)
-    .await
+pub async fn get(database: &Database, project_id: Uuid) -> Result<Option<ProjectRow>, sqlx::Error> {
+    portable!(database.reader(), pool => {
+        sqlx::query_as(
+            "SELECT project_id, owner_id, owner_kind, created_by, name, description, created_at, updated_at
+             FROM project_list WHERE project_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(project_id)
+        .fetch_optional(pool)
+        .await
+    })
 }
 
 /// The ids of `owner_id`'s live projects.
-pub async fn live_ids_of(pool: &PgPool, owner_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT project_id FROM project_list WHERE owner_id = $1 AND deleted_at IS NULL")
-        .bind(owner_id)
-        .fetch_all(pool)
-        .await
+pub async fn live_ids_of(database: &Database, owner_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    portable!(database.reader(), pool => {
+        sqlx::query_scalar("SELECT project_id FROM project_list WHERE owner_id = $1 AND deleted_at IS NULL")
+            .bind(owner_id)
+            .fetch_all(pool)
+            .await
+    })
 }

@@ -4,9 +4,9 @@ use crate::{Projection, ProjectionError, decode, last_sequences_by_id, parse_uui
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
+use keyframe_database::{Connection, Database, portable};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::session::{Session, SessionEvent};
-use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -32,16 +32,21 @@ impl Projection for SessionList {
 
     async fn last_sequences(
         &self,
-        conn: &mut PgConnection,
+        conn: Connection<'_>,
         aggregates: &[(&str, &str)],
     ) -> Result<HashMap<(String, String), i64>, ProjectionError> {
-        let sql = "SELECT session_id, last_sequence FROM session_list WHERE session_id = ANY($1)";
-        last_sequences_by_id(conn, sql, Session::TYPE, aggregates).await
+        last_sequences_by_id(
+            conn,
+            "SELECT session_id, last_sequence FROM session_list WHERE session_id {ids}",
+            Session::TYPE,
+            aggregates,
+        )
+        .await
     }
 
     // Sessions change at the pace of logins and refreshes, so a statement per event is cheap
     // enough; `last_sequence < $n` keeps a stale write from overwriting a newer one.
-    async fn apply(&self, conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    async fn apply(&self, mut conn: Connection<'_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         for event in events {
             let session_id = parse_uuid(event)?;
             let sequence = event.sequence;
@@ -54,7 +59,7 @@ impl Projection for SessionList {
                     started_at,
                     ..
                 } => {
-                    sqlx::query(
+                    portable!(conn.reborrow(), conn => { sqlx::query(
                         "INSERT INTO session_list (session_id, user_id, user_agent, ip, created_at, last_used_at,
                              refresh_expires_at, last_sequence)
                          VALUES ($1, $2, $3, $4, $5, $5, $6, $7) ON CONFLICT (session_id) DO NOTHING",
@@ -66,15 +71,15 @@ impl Projection for SessionList {
                     .bind(started_at)
                     .bind(refresh_expires_at)
                     .bind(sequence)
-                    .execute(&mut *conn)
-                    .await?;
+                    .execute(conn)
+                    .await .map(|done| done.rows_affected()) })?;
                 }
                 SessionEvent::RefreshTokenRotated {
                     refresh_expires_at,
                     rotated_at,
                     ..
                 } => {
-                    sqlx::query(
+                    portable!(conn.reborrow(), conn => { sqlx::query(
                         "UPDATE session_list SET last_used_at = $2, refresh_expires_at = $3, last_sequence = $4
                          WHERE session_id = $1 AND last_sequence < $4",
                     )
@@ -82,23 +87,23 @@ impl Projection for SessionList {
                     .bind(rotated_at)
                     .bind(refresh_expires_at)
                     .bind(sequence)
-                    .execute(&mut *conn)
-                    .await?;
+                    .execute(conn)
+                    .await .map(|done| done.rows_affected()) })?;
                 }
                 SessionEvent::RefreshTokenReuseDetected { .. } => {
-                    sqlx::query(
+                    portable!(conn.reborrow(), conn => { sqlx::query(
                         "UPDATE session_list SET last_sequence = $2 WHERE session_id = $1 AND last_sequence < $2",
                     )
                     .bind(session_id)
                     .bind(sequence)
-                    .execute(&mut *conn)
-                    .await?;
+                    .execute(conn)
+                    .await .map(|done| done.rows_affected()) })?;
                 }
                 SessionEvent::SessionEnded { reason, ended_at } => {
                     let reason = serde_json::to_value(reason)
                         .ok()
                         .and_then(|value| value.as_str().map(str::to_owned));
-                    sqlx::query(
+                    portable!(conn.reborrow(), conn => { sqlx::query(
                         "UPDATE session_list SET ended_at = $2, end_reason = $3, last_sequence = $4
                          WHERE session_id = $1 AND last_sequence < $4",
                     )
@@ -106,8 +111,8 @@ impl Projection for SessionList {
                     .bind(ended_at)
                     .bind(reason)
                     .bind(sequence)
-                    .execute(&mut *conn)
-                    .await?;
+                    .execute(conn)
+                    .await .map(|done| done.rows_affected()) })?;
                 }
             }
         }
@@ -132,8 +137,12 @@ pub struct SessionRow {
 
 /// The user's sessions that have not ended, newest first. Sessions whose refresh token expired
 /// are left out: nothing can renew them.
-pub async fn active_for_user(pool: &PgPool, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<SessionRow>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn active_for_user(
+    database: &Database,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    portable!(database.reader(), pool => { sqlx::query_as(
         "SELECT session_id, user_agent, ip, created_at, last_used_at FROM session_list
          WHERE user_id = $1 AND ended_at IS NULL AND refresh_expires_at > $2
          ORDER BY session_id DESC LIMIT 1000",
@@ -141,5 +150,5 @@ pub async fn active_for_user(pool: &PgPool, user_id: Uuid, now: DateTime<Utc>) -
     .bind(user_id)
     .bind(now)
     .fetch_all(pool)
-    .await
+    .await })
 }

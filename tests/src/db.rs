@@ -2,8 +2,11 @@
 //! log.
 
 use crate::{block_on_cleanup, is_stale, unique};
+use keyframe_database::Database;
+use keyframe_database::sqlite::Access;
 use keyframe_domain::log::RecordedEvent;
 use sqlx::PgPool;
+use std::path::PathBuf;
 
 /// Where the shared servers are (overridable like the service's own settings).
 pub fn admin_database_url() -> String {
@@ -19,6 +22,8 @@ pub struct TestDatabase {
     pub url: String,
     /// A pool on it.
     pub pool: PgPool,
+    /// The same pool, as Keyframe's code takes it.
+    pub database: Database,
 }
 
 impl TestDatabase {
@@ -37,8 +42,14 @@ impl TestDatabase {
         let base = admin_database_url();
         let url = format!("{}/{name}", &base[..base.rfind('/').expect("database url has a path")]);
         let pool = PgPool::connect(&url).await.expect("connect to the test database");
-        keyframe_eventlog::schema::migrate(&pool).await.expect("migrate");
-        Self { name, url, pool }
+        let database = Database::from(pool.clone());
+        keyframe_database::schema::migrate(&database).await.expect("migrate");
+        Self {
+            name,
+            url,
+            pool,
+            database,
+        }
     }
 }
 
@@ -55,6 +66,70 @@ impl Drop for TestDatabase {
                     .await;
             }
         });
+    }
+}
+
+/// An embedded (SQLite) database of the test's own, in a directory of its own, migrated,
+/// removed when the handle drops.
+pub struct EmbeddedDatabase {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The handle on it.
+    pub database: Database,
+}
+
+impl EmbeddedDatabase {
+    /// Creates and migrates a fresh database file.
+    pub async fn create() -> Self {
+        let dir = std::env::temp_dir().join(unique("kf_embedded_"));
+        std::fs::create_dir_all(&dir).expect("create the database's directory");
+        let database = keyframe_database::sqlite::open(&dir.join("keyframe.db"), Access::ReadWrite, 4)
+            .await
+            .expect("open the embedded database");
+        keyframe_database::schema::migrate(&database).await.expect("migrate");
+        Self { dir, database }
+    }
+}
+
+impl Drop for EmbeddedDatabase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A database of the test's own on either backend: for the parts of Keyframe that must behave
+/// alike on both.
+pub enum TestStore {
+    /// A Postgres database.
+    Postgres(TestDatabase),
+    /// An embedded SQLite database.
+    Embedded(EmbeddedDatabase),
+}
+
+impl TestStore {
+    /// A fresh Postgres database.
+    pub async fn postgres() -> Self {
+        Self::Postgres(TestDatabase::create().await)
+    }
+
+    /// A fresh embedded database.
+    pub async fn embedded() -> Self {
+        Self::Embedded(EmbeddedDatabase::create().await)
+    }
+
+    /// The handle Keyframe's code takes.
+    pub fn database(&self) -> &Database {
+        match self {
+            Self::Postgres(db) => &db.database,
+            Self::Embedded(db) => &db.database,
+        }
+    }
+
+    /// Every committed event, in commit order.
+    pub async fn all_events(&self) -> Vec<RecordedEvent> {
+        keyframe_eventlog::reader::read_all_unfenced(self.database())
+            .await
+            .expect("read the log")
     }
 }
 
@@ -98,7 +173,7 @@ pub async fn open_append(pool: &PgPool, aggregate_id: &str) -> sqlx::Transaction
 /// writes are done (an append a parallel test leaves open is no concern, but this needs no
 /// fence at all).
 pub async fn all_events(pool: &PgPool) -> Vec<RecordedEvent> {
-    keyframe_eventlog::reader::read_all_unfenced(pool)
+    keyframe_eventlog::reader::read_all_unfenced(&Database::from(pool.clone()))
         .await
         .expect("read the log")
 }

@@ -22,7 +22,10 @@ pub use app::{
     Sibling, SiblingBuilder, TestApp, TestAppBuilder, TestUser, test_api_settings, test_coordinator_settings,
 };
 pub use client::http_client;
-pub use db::{TestDatabase, admin_database_url, all_events, open_append, transactions_that_cannot_append};
+pub use db::{
+    EmbeddedDatabase, TestDatabase, TestStore, admin_database_url, all_events, open_append,
+    transactions_that_cannot_append,
+};
 pub use media::{make_avi, make_video, short_video};
 pub use nats::{NatsServerProcess, TestNats, assert_exactly_once_in_order, nats_url};
 pub use pipeline::{Running, start_project_list_projector, start_projector, start_relay, start_relay_woken_by};

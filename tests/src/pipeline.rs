@@ -86,7 +86,7 @@ pub async fn start_projector(
         nats.naming.clone(),
         settings,
     );
-    let projector = keyframe_eventlog::projector::Projector::new(db.pool.clone(), feed, projections, runtime);
+    let projector = keyframe_eventlog::projector::Projector::new(db.database.clone(), feed, projections, runtime);
     let stop = tokio_util::sync::CancellationToken::new();
     let token = stop.clone();
     Running {

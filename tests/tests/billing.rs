@@ -172,8 +172,8 @@ fn start_settlement_with(
     settings: SettlementSettings,
 ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let settlement = Settlement::new(
-        std::sync::Arc::new(CommandBus::new(app.db.pool.clone())),
-        std::sync::Arc::new(CommandBus::new(app.db.pool.clone()).cached(16)),
+        std::sync::Arc::new(CommandBus::new(app.db.database.clone())),
+        std::sync::Arc::new(CommandBus::new(app.db.database.clone()).cached(16)),
         app.nats.jetstream.clone(),
         app.nats.naming.clone(),
         settings,
@@ -389,7 +389,7 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
     // crash between the two steps) has no job at all.
     let owner_id = keyframe_domain::ids::UserId(user.id.parse().expect("uuid"));
     let orphan = keyframe_domain::ids::JobId::new();
-    let ledgers: CommandBus<keyframe_domain::ledger::CreditLedger> = CommandBus::new(app.db.pool.clone());
+    let ledgers: CommandBus<keyframe_domain::ledger::CreditLedger> = CommandBus::new(app.db.database.clone());
     ledgers
         .execute(
             &user.id,
@@ -451,8 +451,8 @@ async fn a_cached_ledger_sees_what_other_processes_appended_and_stays_right_afte
 
     let db = keyframe_tests::TestDatabase::create().await;
     // Two processes: this one keeps ledgers in memory, the other does not.
-    let here: CommandBus<CreditLedger> = CommandBus::new(db.pool.clone()).cached(16);
-    let elsewhere: CommandBus<CreditLedger> = CommandBus::new(db.pool.clone());
+    let here: CommandBus<CreditLedger> = CommandBus::new(db.database.clone()).cached(16);
+    let elsewhere: CommandBus<CreditLedger> = CommandBus::new(db.database.clone());
     let owner_id = UserId::new();
     let id = owner_id.to_string();
     let meta = CommandMetadata::system();
@@ -638,11 +638,11 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
         .settings(settings)
         .spawn()
         .await;
-    let ledgers = Arc::new(CommandBus::new(app.db.pool.clone()).cached(16));
-    let subscriptions = Arc::new(CommandBus::new(app.db.pool.clone()));
+    let ledgers = Arc::new(CommandBus::new(app.db.database.clone()).cached(16));
+    let subscriptions = Arc::new(CommandBus::new(app.db.database.clone()));
     let allowances = Arc::new(
         Allowances::new(
-            app.db.pool.clone(),
+            app.db.database.clone(),
             ledgers.clone(),
             subscriptions.clone(),
             free_plan.clone(),
@@ -659,7 +659,7 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
         ..SettlementSettings::default()
     };
     let settlement = Settlement::new(
-        Arc::new(CommandBus::new(app.db.pool.clone())),
+        Arc::new(CommandBus::new(app.db.database.clone())),
         ledgers.clone(),
         app.nats.jetstream.clone(),
         app.nats.naming.clone(),

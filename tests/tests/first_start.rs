@@ -47,7 +47,9 @@ async fn a_first_start_creates_the_database_and_a_second_uses_it() {
     let pool = connect_pool_creating_database(&url, 2)
         .await
         .expect("created and connected");
-    keyframe_eventlog::schema::migrate(&pool).await.expect("migrated");
+    keyframe_database::schema::migrate(&pool.clone().into())
+        .await
+        .expect("migrated");
     assert!(database_exists(&admin, &name).await);
     pool.close().await;
     let again = connect_pool_creating_database(&url, 2).await.expect("connected again");

@@ -64,7 +64,7 @@ async fn two_relays_publish_every_committed_event_exactly_once_despite_late_comm
         start_relay(&db, &nats, RelaySettings::default()).await,
     ];
 
-    let bus = Arc::new(CommandBus::<Project>::new(db.pool.clone()));
+    let bus = Arc::new(CommandBus::<Project>::new(db.database.clone()));
     let owner = UserId::new();
     let shared = ProjectId::new();
     bus.execute(
@@ -305,7 +305,7 @@ async fn a_caught_up_relay_and_the_readiness_probe_look_up_the_log_without_readi
     for _ in 0..20 {
         assert!(!held_back_after(&pool, caught_up).await.expect("held back"));
         assert!(
-            read_committed_after(&pool, caught_up, 2_000)
+            read_committed_after(&pool.clone().into(), caught_up, 2_000)
                 .await
                 .expect("read")
                 .is_empty()
@@ -326,7 +326,7 @@ async fn a_caught_up_relay_and_the_readiness_probe_look_up_the_log_without_readi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn appends_in_the_leading_relays_own_process_wake_it_directly_and_others_through_notify() {
-    use keyframe_eventlog::store::PgEventRepository;
+    use keyframe_eventlog::store::EventRepository;
     use keyframe_eventlog::wake::LocalRelay;
     use keyframe_eventlog::wake::NOTIFY_CHANNEL;
     use keyframe_tests::start_relay_woken_by;
@@ -347,7 +347,7 @@ async fn appends_in_the_leading_relays_own_process_wake_it_directly_and_others_t
     .await;
     let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.expect("listener");
     listener.listen(NOTIFY_CHANNEL).await.expect("LISTEN");
-    let bus = CommandBus::<Project>::sharing(&PgEventRepository::with_writers(db.pool.clone(), 2, local.clone()));
+    let bus = CommandBus::<Project>::sharing(&EventRepository::with_writers(db.database.clone(), 2, local.clone()));
     let owner = UserId::new();
 
     for published in 1..=3 {
@@ -396,7 +396,7 @@ async fn only_an_open_append_holds_the_relay_back_and_nothing_is_skipped_when_it
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     let relay = start_relay(&db, &nats, RelaySettings::default()).await;
-    let bus = Arc::new(CommandBus::<Project>::new(db.pool.clone()));
+    let bus = Arc::new(CommandBus::<Project>::new(db.database.clone()));
     let owner = UserId::new();
     let create_one = |name: &'static str| {
         let bus = bus.clone();

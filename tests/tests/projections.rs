@@ -3,6 +3,7 @@
 //! and after a crash its checkpoint never claims an event still out with the crashed run.
 //! `session_list` and `user_directory`: their events applied, unchanged by repeats.
 
+use keyframe_database::Database;
 use keyframe_domain::ids::{ProjectId, UserId};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::project::{Project, ProjectCommand};
@@ -39,8 +40,8 @@ struct Scenario {
 }
 
 /// Three projects: one kept as created, one renamed twice, one deleted.
-async fn write_scenario(pool: &PgPool) -> Scenario {
-    let bus = CommandBus::<Project>::new(pool.clone());
+async fn write_scenario(database: &Database) -> Scenario {
+    let bus = CommandBus::<Project>::new(database.clone());
     let meta = CommandMetadata::system();
     let s = Scenario {
         owner: UserId::new(),
@@ -100,10 +101,10 @@ fn expected(s: &Scenario) -> Vec<Row> {
 #[tokio::test(flavor = "multi_thread")]
 async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_changes_nothing() {
     let db = TestDatabase::create().await;
-    let scenario = write_scenario(&db.pool).await;
+    let scenario = write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
 
-    apply_in_transaction(&db.pool, &ProjectList, &events)
+    apply_in_transaction(&db.database, &ProjectList, &events)
         .await
         .expect("apply");
     assert_eq!(rows(&db.pool).await, expected(&scenario));
@@ -114,11 +115,11 @@ async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_chang
             .expect("rows");
 
     // Re-delivery: the whole log again, then each event alone.
-    apply_in_transaction(&db.pool, &ProjectList, &events)
+    apply_in_transaction(&db.database, &ProjectList, &events)
         .await
         .expect("re-apply");
     for event in &events {
-        apply_in_transaction(&db.pool, &ProjectList, std::slice::from_ref(event))
+        apply_in_transaction(&db.database, &ProjectList, std::slice::from_ref(event))
             .await
             .expect("re-apply one");
     }
@@ -129,7 +130,7 @@ async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_chang
             .await
             .expect("rows");
     assert_eq!(before, after, "nothing was touched again");
-    let reached = checkpoint(&db.pool, "project_list").await.expect("checkpoint");
+    let reached = checkpoint(&db.database, "project_list").await.expect("checkpoint");
     assert_eq!(
         reached,
         events.last().map(LogPosition::of),
@@ -208,13 +209,13 @@ async fn someone_waits_for_a_lock(pool: &PgPool) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_waits_while_a_replay_holds_the_projection() {
     let db = TestDatabase::create().await;
-    let scenario = write_scenario(&db.pool).await;
+    let scenario = write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
     // What `replay` holds from its TRUNCATE to its last batch.
     let mut replaying = hold_projection_lock(&db.pool).await;
 
-    let pool = db.pool.clone();
-    let batch = tokio::spawn(async move { apply_in_transaction(&pool, &ProjectList, &events).await });
+    let database = db.database.clone();
+    let batch = tokio::spawn(async move { apply_in_transaction(&database, &ProjectList, &events).await });
     // Postgres shows the batch's backend queued behind the replay's lock.
     wait_for(
         "the batch to wait for the projection's lock",
@@ -240,12 +241,12 @@ async fn a_batch_abandoned_while_it_waits_for_the_lock_leaves_no_transaction_hol
     // connection that was waiting must not end up back in the pool inside an open
     // transaction, holding the lock for good once it gets it.
     let db = TestDatabase::create().await;
-    write_scenario(&db.pool).await;
+    write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
     let mut replaying = hold_projection_lock(&db.pool).await;
-    let pool = db.pool.clone();
+    let database = db.database.clone();
     let abandoned_events = events.clone();
-    let batch = tokio::spawn(async move { apply_in_transaction(&pool, &ProjectList, &abandoned_events).await });
+    let batch = tokio::spawn(async move { apply_in_transaction(&database, &ProjectList, &abandoned_events).await });
     wait_for("the batch to wait for the lock", Duration::from_secs(10), || {
         someone_waits_for_a_lock(&db.pool)
     })
@@ -292,7 +293,7 @@ async fn a_batch_abandoned_while_it_waits_for_the_lock_leaves_no_transaction_hol
     assert!(rows(&db.pool).await.is_empty());
     tokio::time::timeout(
         Duration::from_secs(10),
-        apply_in_transaction(&db.pool, &ProjectList, &events),
+        apply_in_transaction(&db.database, &ProjectList, &events),
     )
     .await
     .expect("the next batch takes the lock at once")
@@ -303,13 +304,13 @@ async fn a_batch_abandoned_while_it_waits_for_the_lock_leaves_no_transaction_hol
 #[tokio::test(flavor = "multi_thread")]
 async fn applying_the_events_out_of_order_gives_the_same_rows() {
     let db = TestDatabase::create().await;
-    let scenario = write_scenario(&db.pool).await;
+    let scenario = write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
 
     // Newest first, one per transaction: every event but the first arrives before its predecessors.
     let reversed: Vec<RecordedEvent> = events.iter().rev().cloned().collect();
     for event in &reversed {
-        apply_in_transaction(&db.pool, &ProjectList, std::slice::from_ref(event))
+        apply_in_transaction(&db.database, &ProjectList, std::slice::from_ref(event))
             .await
             .expect("apply");
     }
@@ -322,7 +323,7 @@ async fn applying_the_events_out_of_order_gives_the_same_rows() {
         .expect("reset");
     let mut interleaved: Vec<RecordedEvent> = events.iter().skip(1).step_by(2).cloned().collect();
     interleaved.extend(events.iter().step_by(2).cloned());
-    apply_in_transaction(&db.pool, &ProjectList, &interleaved)
+    apply_in_transaction(&db.database, &ProjectList, &interleaved)
         .await
         .expect("apply");
     assert_eq!(rows(&db.pool).await, expected(&scenario));
@@ -331,10 +332,10 @@ async fn applying_the_events_out_of_order_gives_the_same_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_rebuilds_the_read_model_from_the_event_store() {
     let db = TestDatabase::create().await;
-    let scenario = write_scenario(&db.pool).await;
+    let scenario = write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
     // A read model gone wrong: a stray row, a wrong name.
-    apply_in_transaction(&db.pool, &ProjectList, &events)
+    apply_in_transaction(&db.database, &ProjectList, &events)
         .await
         .expect("apply");
     sqlx::query("UPDATE project_list SET name = 'corrupted'")
@@ -349,7 +350,7 @@ async fn replay_rebuilds_the_read_model_from_the_event_store() {
         .expect("stray");
 
     let mut seen = Vec::new();
-    let report = replay(&db.pool, &ProjectList, 2, &mut |done| seen.push(done))
+    let report = replay(&db.database, &ProjectList, 2, &mut |done| seen.push(done))
         .await
         .expect("replay");
     assert_eq!(rows(&db.pool).await, expected(&scenario));
@@ -361,7 +362,7 @@ async fn replay_rebuilds_the_read_model_from_the_event_store() {
     );
     assert!(seen.len() > 1, "progress is reported per batch");
     assert_eq!(
-        checkpoint(&db.pool, "project_list").await.expect("checkpoint"),
+        checkpoint(&db.database, "project_list").await.expect("checkpoint"),
         events.last().map(LogPosition::of)
     );
     // The planner's statistics describe the rebuilt table (ANALYZE counts a small table exactly).
@@ -380,7 +381,7 @@ async fn replay_rebuilds_the_read_model_from_the_event_store() {
 async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_right() {
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
-    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let bus = CommandBus::<Project>::new(db.database.clone());
     let meta = CommandMetadata::system();
     let owner = UserId::new();
     let mut wanted = Vec::new();
@@ -437,7 +438,7 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
         "the first projector to apply something",
         Duration::from_secs(20),
         || async {
-            checkpoint(&db.pool, "project_list")
+            checkpoint(&db.database, "project_list")
                 .await
                 .expect("checkpoint")
                 .is_some()
@@ -446,14 +447,14 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
     .await;
     first.kill().await;
     let newest = events.last().map(LogPosition::of);
-    let reached = checkpoint(&db.pool, "project_list").await.expect("checkpoint");
+    let reached = checkpoint(&db.database, "project_list").await.expect("checkpoint");
     assert!(reached < newest, "killed in the middle of the backlog");
 
     let second = start_project_list_projector(&db, &nats, settings, runtime).await;
     wait_for(
         "the second projector to reach the end",
         Duration::from_secs(30),
-        || async { checkpoint(&db.pool, "project_list").await.expect("checkpoint") == newest },
+        || async { checkpoint(&db.database, "project_list").await.expect("checkpoint") == newest },
     )
     .await;
     // Messages the killed projector held come back after ack_wait; they must change nothing.
@@ -481,7 +482,7 @@ async fn a_runtime_that_starts_behind_catches_up_in_full_batches_and_the_feed_de
 
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
-    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let bus = CommandBus::<Project>::new(db.database.clone());
     let meta = CommandMetadata::system();
     let owner = UserId::new();
     const BACKLOG: usize = 3_000;
@@ -521,7 +522,7 @@ async fn a_runtime_that_starts_behind_catches_up_in_full_batches_and_the_feed_de
     let projector = start_project_list_projector(&db, &nats, FeedSettings::default(), runtime).await;
     let newest = all_events(&db.pool).await.last().map(LogPosition::of);
     wait_for("the projector to reach the end", Duration::from_secs(30), || async {
-        checkpoint(&db.pool, "project_list").await.expect("checkpoint") == newest
+        checkpoint(&db.database, "project_list").await.expect("checkpoint") == newest
     })
     .await;
     // The deliveries of the same events, already applied, change nothing.
@@ -580,7 +581,7 @@ async fn a_runtime_that_starts_behind_catches_up_in_full_batches_and_the_feed_de
 async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_anything_newer() {
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
-    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let bus = CommandBus::<Project>::new(db.database.clone());
     let owner = UserId::new();
     let create = |project_id: ProjectId, name: &'static str| {
         move || ProjectCommand::CreateProject {
@@ -664,7 +665,7 @@ async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_a
         "the newer project's position to be applied",
         Duration::from_secs(20),
         || async {
-            wait_until_applied(&db.pool, "project_list", late_position, Duration::ZERO)
+            wait_until_applied(&db.database, "project_list", late_position, Duration::ZERO)
                 .await
                 .expect("checkpoint")
         },
@@ -677,7 +678,7 @@ async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_a
     );
     assert!(crashed_at.elapsed() < ack_wait, "checked before the redelivery was due");
     assert!(
-        wait_until_applied(&db.pool, "project_list", early_position, Duration::ZERO)
+        wait_until_applied(&db.database, "project_list", early_position, Duration::ZERO)
             .await
             .expect("checkpoint")
     );
@@ -706,7 +707,7 @@ async fn a_consumer_that_acks_each_message_is_replaced_and_nothing_is_missed() {
 
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
-    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let bus = CommandBus::<Project>::new(db.database.clone());
     let owner = UserId::new();
     let relay = start_relay(&db, &nats, RelaySettings::default()).await;
     create_project(&bus, owner, "Before the old consumer").await;
@@ -738,7 +739,7 @@ async fn a_consumer_that_acks_each_message_is_replaced_and_nothing_is_missed() {
         start_project_list_projector(&db, &nats, FeedSettings::default(), ProjectorSettings::default()).await;
     let newest = create_project(&bus, owner, "After the upgrade").await;
     wait_for("the newest project to be applied", Duration::from_secs(20), || async {
-        wait_until_applied(&db.pool, "project_list", newest, Duration::ZERO)
+        wait_until_applied(&db.database, "project_list", newest, Duration::ZERO)
             .await
             .expect("checkpoint")
     })
@@ -780,7 +781,7 @@ async fn session_list_follows_logins_refreshes_and_endings_and_ignores_repeats()
     use keyframe_projections::session_list::SessionList;
 
     let db = TestDatabase::create().await;
-    let bus = CommandBus::<Session>::new(db.pool.clone());
+    let bus = CommandBus::<Session>::new(db.database.clone());
     let meta = CommandMetadata::system();
     let user = UserId::new();
     let (kept, ended) = (SessionId::new(), SessionId::new());
@@ -827,7 +828,7 @@ async fn session_list_follows_logins_refreshes_and_endings_and_ignores_repeats()
         .expect("rows")
     };
     let events = all_events(&db.pool).await;
-    apply_in_transaction(&db.pool, &SessionList, &events)
+    apply_in_transaction(&db.database, &SessionList, &events)
         .await
         .expect("apply");
     let first = rows().await;
@@ -837,17 +838,17 @@ async fn session_list_follows_logins_refreshes_and_endings_and_ignores_repeats()
     assert_eq!(micros(first[0].2), micros(refreshed), "the refresh is the last use");
     assert_eq!(first[0].3, None);
     assert_eq!((first[1].0, first[1].3.as_deref()), (ended.0, Some("password_reset")));
-    let live = keyframe_projections::session_list::active_for_user(&db.pool, user.0, chrono::Utc::now())
+    let live = keyframe_projections::session_list::active_for_user(&db.database, user.0, chrono::Utc::now())
         .await
         .expect("list");
     assert_eq!(live.iter().map(|row| row.session_id).collect::<Vec<_>>(), [kept.0]);
 
     // Delivered again, and again in reverse: nothing changes.
-    apply_in_transaction(&db.pool, &SessionList, &events)
+    apply_in_transaction(&db.database, &SessionList, &events)
         .await
         .expect("again");
     for event in events.iter().rev() {
-        apply_in_transaction(&db.pool, &SessionList, std::slice::from_ref(event))
+        apply_in_transaction(&db.database, &SessionList, std::slice::from_ref(event))
             .await
             .expect("reversed");
     }
@@ -861,7 +862,7 @@ async fn user_directory_follows_registration_roles_and_suspension_and_ignores_re
     use keyframe_projections::user_directory::{self, UserDirectory};
 
     let db = TestDatabase::create().await;
-    let bus = CommandBus::<User>::new(db.pool.clone());
+    let bus = CommandBus::<User>::new(db.database.clone());
     let meta = CommandMetadata::system();
     let (ada, admin) = (UserId::new(), UserId::new());
     let id = ada.to_string();
@@ -890,10 +891,10 @@ async fn user_directory_follows_registration_roles_and_suspension_and_ignores_re
     bus.execute(&id, suspend, &meta).await.expect("suspend");
 
     let events = all_events(&db.pool).await;
-    apply_in_transaction(&db.pool, &UserDirectory, &events)
+    apply_in_transaction(&db.database, &UserDirectory, &events)
         .await
         .expect("apply");
-    let row = user_directory::get(&db.pool, ada.0)
+    let row = user_directory::get(&db.database, ada.0)
         .await
         .expect("read")
         .expect("a row");
@@ -903,15 +904,15 @@ async fn user_directory_follows_registration_roles_and_suspension_and_ignores_re
     assert_eq!(row.suspended_reason.as_deref(), Some("chargeback"));
 
     // Delivered again, and again in reverse: nothing changes.
-    apply_in_transaction(&db.pool, &UserDirectory, &events)
+    apply_in_transaction(&db.database, &UserDirectory, &events)
         .await
         .expect("again");
     for event in events.iter().rev() {
-        apply_in_transaction(&db.pool, &UserDirectory, std::slice::from_ref(event))
+        apply_in_transaction(&db.database, &UserDirectory, std::slice::from_ref(event))
             .await
             .expect("reversed");
     }
-    assert_eq!(user_directory::get(&db.pool, ada.0).await.expect("read"), Some(row));
+    assert_eq!(user_directory::get(&db.database, ada.0).await.expect("read"), Some(row));
 }
 
 /// A second read model of projects for the runtime tests: which projects exist, in a table the
@@ -934,18 +935,21 @@ impl keyframe_projections::Projection for ProjectIds {
 
     async fn last_sequences(
         &self,
-        conn: &mut sqlx::PgConnection,
+        conn: keyframe_database::Connection<'_>,
         aggregates: &[(&str, &str)],
     ) -> Result<std::collections::HashMap<(String, String), i64>, keyframe_projections::ProjectionError> {
-        let sql = "SELECT project_id, last_sequence FROM project_ids_probe WHERE project_id = ANY($1)";
+        let sql = "SELECT project_id, last_sequence FROM project_ids_probe WHERE project_id {ids}";
         keyframe_projections::last_sequences_by_id(conn, sql, "Project", aggregates).await
     }
 
     async fn apply(
         &self,
-        conn: &mut sqlx::PgConnection,
+        conn: keyframe_database::Connection<'_>,
         events: &[keyframe_domain::log::RecordedEvent],
     ) -> Result<(), keyframe_projections::ProjectionError> {
+        let keyframe_database::Backend::Postgres(conn) = conn else {
+            panic!("this probe runs on Postgres");
+        };
         for event in events {
             sqlx::query(
                 "INSERT INTO project_ids_probe (project_id, last_sequence) VALUES ($1, $2)
@@ -976,12 +980,12 @@ async fn a_read_model_that_fails_or_is_being_replayed_stands_alone_while_the_oth
         ..ProjectorSettings::default()
     };
     let projector = keyframe_tests::start_projector(&db, &nats, projections, FeedSettings::default(), runtime).await;
-    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let bus = CommandBus::<Project>::new(db.database.clone());
     let owner = UserId::new();
     let applied = |projection: &'static str, position: i64| {
-        let pool = db.pool.clone();
+        let database = db.database.clone();
         async move {
-            wait_until_applied(&pool, projection, position, Duration::ZERO)
+            wait_until_applied(&database, projection, position, Duration::ZERO)
                 .await
                 .expect("checkpoint")
         }

@@ -109,7 +109,7 @@ async fn a_small_owners_project_list_reads_the_owner_index_while_one_owner_holds
     }
 
     // The statements the plans were read from are the ones that answer.
-    let busy = list_for_owner(&db.pool, busy_owner, None, 20)
+    let busy = list_for_owner(&db.database, busy_owner, None, 20)
         .await
         .expect("busy owner's list");
     assert_eq!(busy.len(), 20);
@@ -117,12 +117,12 @@ async fn a_small_owners_project_list_reads_the_owner_index_while_one_owner_holds
         busy.windows(2).all(|pair| pair[0].project_id > pair[1].project_id),
         "newest first"
     );
-    let after = list_for_owner(&db.pool, busy_owner, Some(busy[19].project_id), 20)
+    let after = list_for_owner(&db.database, busy_owner, Some(busy[19].project_id), 20)
         .await
         .expect("next page");
     assert!(after.iter().all(|row| row.project_id < busy[19].project_id));
     assert!(
-        list_for_owner(&db.pool, Uuid::now_v7(), None, 20)
+        list_for_owner(&db.database, Uuid::now_v7(), None, 20)
             .await
             .expect("small owner's list")
             .is_empty()
@@ -142,7 +142,7 @@ async fn the_projector_plans_its_lookups_for_the_table_as_it_is_now_not_as_it_wa
         let keys: Vec<(&str, &str)> = unknown.iter().map(|(t, i)| (*t, i.as_str())).collect();
         assert!(
             ProjectList
-                .last_sequences(&mut conn, &keys)
+                .last_sequences(keyframe_database::Backend::Postgres(&mut conn), &keys)
                 .await
                 .expect("lookup")
                 .is_empty()
@@ -152,7 +152,10 @@ async fn the_projector_plans_its_lookups_for_the_table_as_it_is_now_not_as_it_wa
     let ids = fill_project_list(&db, Uuid::now_v7()).await;
     let delivery: Vec<(&str, String)> = ids.iter().rev().take(1_000).map(key).collect();
     let keys: Vec<(&str, &str)> = delivery.iter().map(|(t, i)| (*t, i.as_str())).collect();
-    let found = ProjectList.last_sequences(&mut conn, &keys).await.expect("lookup");
+    let found = ProjectList
+        .last_sequences(keyframe_database::Backend::Postgres(&mut conn), &keys)
+        .await
+        .expect("lookup");
     assert_eq!(found.len(), 1_000);
 
     // Every run was planned with its own ids and the table's size at the time: none reused a

@@ -19,7 +19,7 @@ async fn keyframe(args: &[&str]) -> anyhow::Result<()> {
 }
 
 async fn write_projects(db: &TestDatabase, count: usize) {
-    let bus = CommandBus::<Project>::new(db.pool.clone());
+    let bus = CommandBus::<Project>::new(db.database.clone());
     let owner = UserId::new();
     for i in 0..count {
         let id = ProjectId::new();
@@ -142,7 +142,7 @@ async fn an_export_waits_for_an_append_running_when_it_began_but_not_for_other_t
     let (other_database, same_database) = keyframe_tests::transactions_that_cannot_append(&db.pool).await;
     write_projects(&db, 3).await;
     let mut out = Vec::new();
-    let written = export(&db.pool, ExportRange::default(), Duration::ZERO, &mut out)
+    let written = export(&db.database, ExportRange::default(), Duration::ZERO, &mut out)
         .await
         .expect("export");
     assert_eq!(written, 3, "transactions that cannot append hold nothing back");
@@ -151,7 +151,7 @@ async fn an_export_waits_for_an_append_running_when_it_began_but_not_for_other_t
     let open = keyframe_tests::open_append(&db.pool, "late").await;
     write_projects(&db, 2).await;
     let mut held_back = Vec::new();
-    let written = export(&db.pool, ExportRange::default(), Duration::ZERO, &mut held_back)
+    let written = export(&db.database, ExportRange::default(), Duration::ZERO, &mut held_back)
         .await
         .expect("export");
     assert_eq!(
@@ -167,9 +167,14 @@ async fn an_export_waits_for_an_append_running_when_it_began_but_not_for_other_t
         .expect("pool");
     let exporting = tokio::spawn(async move {
         let mut out = Vec::new();
-        export(&pool, ExportRange::default(), Duration::from_secs(30), &mut out)
-            .await
-            .map(|_| out)
+        export(
+            &pool.clone().into(),
+            ExportRange::default(),
+            Duration::from_secs(30),
+            &mut out,
+        )
+        .await
+        .map(|_| out)
     });
     keyframe_tests::wait_for("the export to wait", Duration::from_secs(10), || async {
         sqlx::query_scalar::<_, i64>(

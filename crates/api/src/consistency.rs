@@ -99,7 +99,7 @@ impl ReadYourWrites {
             return Ok(true);
         };
         let applied =
-            keyframe_eventlog::projector::wait_until_applied(state.pool(), projection, target, timeout).await?;
+            keyframe_eventlog::projector::wait_until_applied(state.database(), projection, target, timeout).await?;
         if let Some(session) = self.session {
             match (applied, pending) {
                 (true, _) => state.own_writes.applied(session, projection, target),

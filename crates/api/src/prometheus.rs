@@ -118,16 +118,23 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Sets the gauges that describe a state rather than count events.
 async fn read_states(state: &AppState) {
-    let pool = state.pool();
-    metrics::gauge!("keyframe_db_pool_connections", "state" => "in_use")
-        .set(f64::from(pool.size()) - pool.num_idle() as f64);
-    metrics::gauge!("keyframe_db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
+    let database = state.database();
+    let (open, idle) = database.connections();
+    metrics::gauge!("keyframe_db_pool_connections", "state" => "in_use").set(f64::from(open) - idle as f64);
+    metrics::gauge!("keyframe_db_pool_connections", "state" => "idle").set(idle as f64);
 
     let names = keyframe_projections::names();
-    match tokio::time::timeout(SCRAPE_TIMEOUT, keyframe_eventlog::status::pipeline_status(pool, &names)).await {
+    match tokio::time::timeout(
+        SCRAPE_TIMEOUT,
+        keyframe_eventlog::status::pipeline_status(database, &names),
+    )
+    .await
+    {
         Ok(Ok(status)) => {
-            metrics::gauge!("keyframe_relay_backlog_events").set(status.relay.backlog as f64);
-            metrics::gauge!("keyframe_relay_oldest_unpublished_seconds").set(status.relay.oldest_unpublished_seconds);
+            if let Some(relay) = status.relay {
+                metrics::gauge!("keyframe_relay_backlog_events").set(relay.backlog as f64);
+                metrics::gauge!("keyframe_relay_oldest_unpublished_seconds").set(relay.oldest_unpublished_seconds);
+            }
             for projection in status.projections {
                 metrics::gauge!("keyframe_projection_lag_events", "projection" => projection.name)
                     .set(projection.events as f64);
@@ -142,7 +149,7 @@ async fn read_states(state: &AppState) {
         Err(_) => tracing::warn!("metrics: reading the pipeline's lag timed out"),
     }
 
-    match tokio::time::timeout(SCRAPE_TIMEOUT, keyframe_projections::job_list::active_counts(pool)).await {
+    match tokio::time::timeout(SCRAPE_TIMEOUT, keyframe_projections::job_list::active_counts(database)).await {
         Ok(Ok(counts)) => {
             for (status, count) in counts {
                 metrics::gauge!("keyframe_jobs", "status" => status).set(count as f64);

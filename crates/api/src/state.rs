@@ -14,8 +14,8 @@ use keyframe_app::passwords::Passwords;
 use keyframe_app::secrets::MasterKey;
 use keyframe_app::session_guard::SessionGuard;
 use keyframe_billing::stripe::StripeClient;
+use keyframe_database::Database;
 use keyframe_media::storage::Storage;
-use sqlx::PgPool;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -50,9 +50,9 @@ pub struct Api {
 }
 
 impl Api {
-    /// The Postgres pool: event store and read models.
-    pub fn pool(&self) -> &PgPool {
-        &self.app.pool
+    /// The database: event store and read models.
+    pub fn database(&self) -> &Database {
+        &self.app.database
     }
 
     /// The command buses.
@@ -64,9 +64,14 @@ impl Api {
 impl AppState {
     /// Assembles the state around `buses`, the process's command buses (shared with the jobs
     /// coordinator and the billing settlement when they run here).
-    pub fn new(pool: PgPool, nats: async_nats::Client, settings: ApiSettings, buses: Buses) -> anyhow::Result<Self> {
+    pub fn new(
+        database: Database,
+        nats: async_nats::Client,
+        settings: ApiSettings,
+        buses: Buses,
+    ) -> anyhow::Result<Self> {
         let app = keyframe_app::App {
-            pool,
+            database,
             buses,
             storage: Storage::open(&settings.storage)?,
             passwords: Passwords::new(settings.argon2, settings.max_concurrent_hashes)

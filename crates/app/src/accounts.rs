@@ -12,6 +12,7 @@ use crate::opaque_tokens::{hash_opaque_token, new_opaque_token, opaque_token_own
 use crate::sessions::EveryLiveSession;
 use chrono::Utc;
 use cqrs_es::Aggregate as _;
+use keyframe_database::portable;
 use keyframe_domain::ids::{SessionId, UserId};
 use keyframe_domain::session::{EndRequester, SessionEndReason};
 use keyframe_domain::user::{ExpiringToken, User, UserCommand, UserError};
@@ -95,14 +96,15 @@ impl App {
             full_name,
             verification,
         } = account;
-        let reserved =
-            sqlx::query("INSERT INTO email_reservations (email, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        let reserved = portable!(self.database.writer(), pool => { sqlx::query(
+                "INSERT INTO email_reservations (email, user_id, reserved_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
                 .bind(email.as_str())
                 .bind(user_id.0)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1;
+                .bind(Utc::now())
+                .execute(pool)
+                .await .map(|done| done.rows_affected()) })?
+            == 1;
         if !reserved {
             return Err(Refusal::EmailTaken.into());
         }
@@ -125,7 +127,7 @@ impl App {
             Err(error) => {
                 // Registration failed: free the address for another try, unless the user was
                 // written after all (a connection lost after the commit answers like a failure).
-                let freed = sqlx::query(
+                let freed = portable!(self.database.writer(), pool => { sqlx::query(
                     "DELETE FROM email_reservations WHERE email = $1 AND user_id = $2
                      AND NOT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $3 AND aggregate_id = $4)",
                 )
@@ -133,8 +135,8 @@ impl App {
                 .bind(user_id.0)
                 .bind(User::TYPE)
                 .bind(user_id.to_string())
-                .execute(&self.pool)
-                .await;
+                .execute(pool)
+                .await .map(|done| done.rows_affected()) });
                 if let Err(cleanup) = freed {
                     tracing::warn!(error = %cleanup, email_owner = %user_id, "an e-mail reservation stays behind");
                 }
@@ -181,10 +183,10 @@ impl App {
         let Ok(email) = EmailAddress::parse("email", raw_email) else {
             return Ok(None);
         };
-        let user_id = sqlx::query_scalar::<_, Uuid>("SELECT user_id FROM email_reservations WHERE email = $1")
+        let user_id = portable!(self.database.reader(), pool => { sqlx::query_scalar::<_, Uuid>("SELECT user_id FROM email_reservations WHERE email = $1")
             .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await })?;
         Ok(user_id.map(UserId))
     }
 

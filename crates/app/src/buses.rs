@@ -4,6 +4,7 @@
 //! commands on one aggregate take turns in this process (and share its cache) instead of
 //! colliding, and concurrent commands of every type share the writer's commits.
 
+use keyframe_database::Database;
 use keyframe_domain::job::Job;
 use keyframe_domain::ledger::CreditLedger;
 use keyframe_domain::library::MediaLibrary;
@@ -13,9 +14,8 @@ use keyframe_domain::session::Session;
 use keyframe_domain::subscription::Subscription;
 use keyframe_domain::user::User;
 use keyframe_eventlog::commands::CommandBus;
-use keyframe_eventlog::store::PgEventRepository;
+use keyframe_eventlog::store::EventRepository;
 use keyframe_eventlog::wake::LocalRelay;
-use sqlx::PgPool;
 use std::sync::Arc;
 
 /// Accounts each process keeps in memory between logins.
@@ -55,8 +55,8 @@ impl Buses {
     /// The buses over one event writer with `append_writers` statements in flight. Appends
     /// wake `local_relay` directly while it leads (the relay of this process, if it runs one),
     /// else the leading relay through `NOTIFY`.
-    pub fn new(pool: PgPool, append_writers: usize, local_relay: LocalRelay) -> Self {
-        let events = PgEventRepository::with_writers(pool, append_writers, local_relay);
+    pub fn new(database: Database, append_writers: usize, local_relay: LocalRelay) -> Self {
+        let events = EventRepository::with_writers(database, append_writers, local_relay);
         Self {
             // Every guess at a password is two events on its account (admitted, then judged):
             // keep the accounts that log in in memory, so a guess reads only what is new.

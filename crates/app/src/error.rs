@@ -112,7 +112,7 @@ impl From<ValidationError> for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(error: sqlx::Error) -> Self {
-        if keyframe_eventlog::outage::database_unreachable(&error) {
+        if keyframe_database::errors::database_unreachable(&error) {
             Self::Unavailable(error.to_string())
         } else {
             Self::Internal(anyhow::Error::new(error).context("database"))

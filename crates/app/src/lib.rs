@@ -34,6 +34,7 @@ mod ttl_cache;
 pub mod two_factor;
 
 use buses::Buses;
+use keyframe_database::Database;
 use keyframe_domain::pricing::Pricing;
 use keyframe_domain::user::LockoutPolicy;
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
@@ -44,7 +45,6 @@ use memberships::MembershipGuard;
 use passwords::Passwords;
 use secrets::MasterKey;
 use session_guard::SessionGuard;
-use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,8 +92,8 @@ pub struct IdentitySettings {
 /// method, in the module of its subject (`jobs`, `projects`, `library`, `credits`, `accounts`,
 /// `sessions`, ...).
 pub struct App {
-    /// The Postgres pool: event store and read models.
-    pub pool: PgPool,
+    /// The database: event store and read models.
+    pub database: Database,
     /// The command buses.
     pub buses: Buses,
     /// Where uploads and artifacts are stored.

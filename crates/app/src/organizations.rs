@@ -98,7 +98,7 @@ impl App {
             return Ok(vec![Owner::Organization(organization_id)]);
         }
         let mut owners = vec![Owner::User(actor.user_id)];
-        for organization_id in organizations::organization_ids_of(&self.pool, actor.user_id.0).await? {
+        for organization_id in organizations::organization_ids_of(&self.database, actor.user_id.0).await? {
             let owner = Owner::Organization(OrganizationId(organization_id));
             if self.standing(actor, owner).await? != Standing::Stranger {
                 owners.push(owner);
@@ -258,7 +258,7 @@ impl App {
 
     /// Deletes every project of `owner` and releases their videos from its library.
     async fn release_projects_of(&self, owner: Owner, metadata: &CommandMetadata) -> Result<(), AppError> {
-        let mut projects = project_list::live_ids_of(&self.pool, owner.id()).await?;
+        let mut projects = project_list::live_ids_of(&self.database, owner.id()).await?;
         if let Some(library) = self.library(owner).await? {
             projects.extend(library.projects().into_iter().map(|project| project.0));
         }
@@ -282,7 +282,7 @@ impl App {
 
     /// How many jobs of `owner` are queued or running, as the jobs read model knows them.
     async fn active_jobs_of(&self, owner: Owner) -> Result<u64, AppError> {
-        let count = job_list::active_count_of(&self.pool, owner.id()).await?;
+        let count = job_list::active_count_of(&self.database, owner.id()).await?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
 

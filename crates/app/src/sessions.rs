@@ -329,14 +329,14 @@ impl App {
         if let Some(position) = listed_after {
             let timeout = self.settings.identity.sessions_list_wait;
             let listed =
-                keyframe_eventlog::projector::wait_until_applied(&self.pool, session_list::NAME, position, timeout)
+                keyframe_eventlog::projector::wait_until_applied(&self.database, session_list::NAME, position, timeout)
                     .await?;
             if !listed {
                 // The user-wide fence has ended them all already; only the record of each waits.
                 tracing::warn!(user = %user, "the sessions list lags; sessions it misses end by the fence alone");
             }
         }
-        let mut sessions: Vec<SessionId> = session_list::active_for_user(&self.pool, user.0, Utc::now())
+        let mut sessions: Vec<SessionId> = session_list::active_for_user(&self.database, user.0, Utc::now())
             .await?
             .into_iter()
             .map(|row| SessionId(row.session_id))

@@ -16,6 +16,7 @@ use keyframe_billing::plans::{Plan, Plans};
 use keyframe_billing::stripe::{
     CheckoutRequest, CheckoutSession, StripeClient, StripeConfig, StripeError, WebhookEvent,
 };
+use keyframe_database::portable;
 use keyframe_domain::ids::{OrganizationId, UserId};
 use keyframe_domain::ledger::GrantSource;
 use keyframe_domain::owner::Owner;
@@ -107,14 +108,12 @@ impl App {
         }
         let customer_id = match subscription.customer_id() {
             Some(known) => Some(known.to_owned()),
-            None => {
-                sqlx::query_scalar(
+            None => portable!(self.database.reader(), pool => { sqlx::query_scalar(
                     "SELECT customer_id FROM stripe_customers WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1",
                 )
                 .bind(owner.id())
-                .fetch_optional(&self.pool)
-                .await?
-            }
+                .fetch_optional(pool)
+                .await })?,
         };
         let user = owner.id().to_string();
         // Scoped by owner, so one client's key can never answer another owner's session.
@@ -148,10 +147,10 @@ impl App {
 
     /// Processes a Stripe event whose signature the transport verified: once per event id.
     pub async fn process_stripe_event(&self, event: &WebhookEvent) -> Result<WebhookOutcome, AppError> {
-        let seen: Option<String> = sqlx::query_scalar("SELECT event_id FROM stripe_webhook_events WHERE event_id = $1")
+        let seen: Option<String> = portable!(self.database.reader(), pool => { sqlx::query_scalar("SELECT event_id FROM stripe_webhook_events WHERE event_id = $1")
             .bind(&event.id)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await })?;
         if seen.is_some() {
             return Ok(WebhookOutcome {
                 duplicate: true,
@@ -168,13 +167,15 @@ impl App {
         // An event acknowledged without an owner is not marked processed: sent again later
         // (from Stripe's dashboard, once the customer is known), it is processed then.
         if outcome != Outcome::Unattributed {
-            sqlx::query(
-                "INSERT INTO stripe_webhook_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            portable!(self.database.writer(), pool => { sqlx::query(
+                "INSERT INTO stripe_webhook_events (event_id, event_type, processed_at) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&event.id)
             .bind(&event.event_type)
-            .execute(&self.pool)
-            .await?;
+            .bind(Utc::now())
+            .execute(pool)
+            .await .map(|done| done.rows_affected()) })?;
         }
         let handled = outcome == Outcome::Handled;
         tracing::info!(event_id = %event.id, event_type = %event.event_type, handled, "Stripe event processed");
@@ -224,11 +225,10 @@ async fn owner_of(app: &App, event: &WebhookEvent, pointers: &[&str]) -> Result<
         return Ok(Some(owner));
     }
     let customer = event.text("/customer").ok_or_else(|| missing(event, "customer"))?;
-    let known: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT user_id, owner_kind FROM stripe_customers WHERE customer_id = $1")
+    let known: Option<(Uuid, String)> = portable!(app.database.reader(), pool => { sqlx::query_as("SELECT user_id, owner_kind FROM stripe_customers WHERE customer_id = $1")
             .bind(customer)
-            .fetch_optional(&app.pool)
-            .await?;
+            .fetch_optional(pool)
+            .await })?;
     if let Some((id, kind)) = known {
         return Ok(Some(owner_from(id, Some(&kind))));
     }
@@ -295,14 +295,16 @@ async fn checkout_completed(app: &App, event: &WebhookEvent) -> Result<Outcome, 
         .text("/subscription")
         .ok_or_else(|| missing(event, "subscription"))?;
     let plan = plan_of(app, event, &[], &["/metadata/plan"]).ok_or_else(|| unknown_plan(event))?;
-    sqlx::query(
-        "INSERT INTO stripe_customers (customer_id, user_id, owner_kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    portable!(app.database.writer(), pool => { sqlx::query(
+        "INSERT INTO stripe_customers (customer_id, user_id, owner_kind, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
     )
     .bind(customer_id)
     .bind(owner.id())
     .bind(owner.kind().as_str())
-    .execute(&app.pool)
-    .await?;
+    .bind(Utc::now())
+    .execute(pool)
+    .await .map(|done| done.rows_affected()) })?;
     let started = StripeSubscriptionState {
         subscription_id: subscription_id.to_owned(),
         customer_id: customer_id.to_owned(),

@@ -21,13 +21,13 @@
 use crate::plans::Plan;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use keyframe_database::{Database, portable};
 use keyframe_domain::ids::{OrganizationId, UserId};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, allowance_period};
 use keyframe_domain::owner::Owner;
 use keyframe_domain::subscription::Subscription;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
-use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -76,7 +76,7 @@ pub enum AllowanceOutcome {
 
 /// Grants the free plan's monthly allowance.
 pub struct Allowances {
-    pool: PgPool,
+    database: Database,
     ledgers: Arc<CommandBus<CreditLedger>>,
     subscriptions: Arc<CommandBus<Subscription>>,
     plan: Plan,
@@ -86,14 +86,14 @@ impl Allowances {
     /// Grants `free_plan`'s monthly credits; `None` when there is no free plan or it grants
     /// nothing.
     pub fn new(
-        pool: PgPool,
+        database: Database,
         ledgers: Arc<CommandBus<CreditLedger>>,
         subscriptions: Arc<CommandBus<Subscription>>,
         free_plan: Option<Plan>,
     ) -> Option<Self> {
         let plan = free_plan.filter(|plan| plan.monthly_credits > 0)?;
         Some(Self {
-            pool,
+            database,
             ledgers,
             subscriptions,
             plan,
@@ -124,23 +124,24 @@ impl Allowances {
     /// last one swept included, should the process have been down for some); answers how many
     /// accounts it found holding their allowance.
     pub async fn sweep_due(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
-        let latest: Option<String> = sqlx::query_scalar("SELECT max(period) FROM allowance_sweeps")
-            .fetch_one(&self.pool)
-            .await
+        let latest: Option<String> =
+            portable!(self.database.reader(), pool => { sqlx::query_scalar("SELECT max(period) FROM allowance_sweeps")
+            .fetch_one(pool)
+            .await })
             .context("finding the last month swept")?;
         for period in periods_after(latest.as_deref(), now) {
-            sqlx::query("INSERT INTO allowance_sweeps (period) VALUES ($1) ON CONFLICT (period) DO NOTHING")
+            portable!(self.database.writer(), pool => { sqlx::query("INSERT INTO allowance_sweeps (period) VALUES ($1) ON CONFLICT (period) DO NOTHING")
                 .bind(period)
-                .execute(&self.pool)
-                .await
+                .execute(pool)
+                .await .map(|done| done.rows_affected()) })
                 .context("starting a month's sweep")?;
         }
-        let due: Vec<String> = sqlx::query_scalar(
+        let due: Vec<String> = portable!(self.database.reader(), pool => { sqlx::query_scalar(
             "SELECT period FROM allowance_sweeps WHERE finished_at IS NULL AND period <= $1 ORDER BY period",
         )
         .bind(allowance_period(now))
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await })
         .context("finding the months due")?;
         let mut covered = 0;
         for period in due {
@@ -158,45 +159,51 @@ impl Allowances {
     /// same place at its next look.
     async fn sweep(&self, period: &str) -> anyhow::Result<u64> {
         let mut covered = 0;
+        // Accounts that existed in the month: created before the next one began.
+        let period_end = month_after(period).with_context(|| format!("the sweep's month {period}"))?;
         loop {
             let after: Option<String> =
-                sqlx::query_scalar("SELECT last_account FROM allowance_sweeps WHERE period = $1")
+                portable!(self.database.reader(), pool => { sqlx::query_scalar("SELECT last_account FROM allowance_sweeps WHERE period = $1")
                     .bind(period)
-                    .fetch_one(&self.pool)
-                    .await
+                    .fetch_one(pool)
+                    .await })
                     .context("reading the sweep's cursor")?;
             // The first event of every account and of every organisation (their UUIDv7 ids
             // never meet), each read in the primary key's order up to the page, then merged;
             // an organisation deleted by then is passed over.
-            let accounts: Vec<(String, String)> = sqlx::query_as(
+            let accounts: Vec<(String, String)> = portable!(self.database.reader(), pool => { sqlx::query_as(
                 "SELECT aggregate_type, aggregate_id FROM (
-                     (SELECT aggregate_type, aggregate_id FROM events
-                      WHERE aggregate_type = 'User' AND aggregate_id > $2 AND event_type = 'UserRegistered'
-                        AND recorded_at < ((($1 || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')
-                      ORDER BY aggregate_id LIMIT $3)
+                     SELECT * FROM (
+                         SELECT aggregate_type, aggregate_id FROM events
+                         WHERE aggregate_type = 'User' AND aggregate_id > $2 AND event_type = 'UserRegistered'
+                           AND recorded_at < $1
+                         ORDER BY aggregate_id LIMIT $3
+                     ) users
                      UNION ALL
-                     (SELECT aggregate_type, aggregate_id FROM events e
-                      WHERE aggregate_type = 'Organization' AND aggregate_id > $2
-                        AND event_type = 'OrganizationCreated'
-                        AND recorded_at < ((($1 || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')
-                        AND NOT EXISTS (SELECT 1 FROM events d WHERE d.aggregate_type = 'Organization'
-                            AND d.aggregate_id = e.aggregate_id AND d.event_type = 'OrganizationDeleted')
-                      ORDER BY aggregate_id LIMIT $3)
+                     SELECT * FROM (
+                         SELECT aggregate_type, aggregate_id FROM events e
+                         WHERE aggregate_type = 'Organization' AND aggregate_id > $2
+                           AND event_type = 'OrganizationCreated' AND recorded_at < $1
+                           AND NOT EXISTS (SELECT 1 FROM events d WHERE d.aggregate_type = 'Organization'
+                               AND d.aggregate_id = e.aggregate_id AND d.event_type = 'OrganizationDeleted')
+                         ORDER BY aggregate_id LIMIT $3
+                     ) organizations
                  ) owners ORDER BY aggregate_id LIMIT $3",
             )
-            .bind(period)
+            .bind(period_end)
             .bind(after.unwrap_or_default())
             .bind(PAGE)
-            .fetch_all(&self.pool)
-            .await
+            .fetch_all(pool)
+            .await })
             .context("listing accounts")?;
             let Some((_, last)) = accounts.last().cloned() else {
-                sqlx::query(
-                    "UPDATE allowance_sweeps SET finished_at = now() WHERE period = $1 AND finished_at IS NULL",
+                portable!(self.database.writer(), pool => { sqlx::query(
+                    "UPDATE allowance_sweeps SET finished_at = $2 WHERE period = $1 AND finished_at IS NULL",
                 )
                 .bind(period)
-                .execute(&self.pool)
-                .await
+                .bind(Utc::now())
+                .execute(pool)
+                .await .map(|done| done.rows_affected()) })
                 .context("finishing the sweep")?;
                 return Ok(covered);
             };
@@ -233,14 +240,14 @@ impl Allowances {
             }
             // Another process sweeping the same month may be further on: the cursor only
             // moves forward.
-            sqlx::query(
+            portable!(self.database.writer(), pool => { sqlx::query(
                 "UPDATE allowance_sweeps SET last_account = $2
                  WHERE period = $1 AND (last_account IS NULL OR last_account < $2)",
             )
             .bind(period)
             .bind(last)
-            .execute(&self.pool)
-            .await
+            .execute(pool)
+            .await .map(|done| done.rows_affected()) })
             .context("saving the sweep's cursor")?;
         }
     }
@@ -333,6 +340,13 @@ fn periods_after(latest: Option<&str>, now: DateTime<Utc>) -> Vec<String> {
     periods
 }
 
+/// The first instant of the month after `period` (`YYYY-MM`), in UTC.
+fn month_after(period: &str) -> Option<DateTime<Utc>> {
+    let first = chrono::NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").ok()?;
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    Some(next.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +372,12 @@ mod tests {
             periods_after(Some("2026-12"), at("2026-11-26T08:00:00Z")),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn a_month_ends_where_the_next_begins_in_utc_across_a_year() {
+        assert_eq!(month_after("2026-11"), Some(at("2026-12-01T00:00:00Z")));
+        assert_eq!(month_after("2026-12"), Some(at("2027-01-01T00:00:00Z")));
+        assert_eq!(month_after("2026-13"), None);
     }
 }

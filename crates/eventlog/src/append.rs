@@ -1,5 +1,6 @@
 //! Group commit: the events of commands that arrive while earlier appends are being written go
-//! to Postgres together, in one statement and one commit.
+//! to the database together, in one statement (Postgres) or one transaction (SQLite), and one
+//! commit.
 //!
 //! A command's append is one small `INSERT`, and under concurrency most of what it costs is per
 //! statement, not per row: a round trip each way, a commit with its WAL flush, and the pool's
@@ -17,13 +18,19 @@
 //! committed is unknown, for all of them alike. The rows go in key order, so two batches in
 //! flight take their unique-index locks in the same order and cannot deadlock each other.
 //!
+//! On SQLite, a statement costs no round trip but a commit costs a sync to disk, which the batch
+//! shares the same way; one connection writes, so one batch is written at a time.
+//!
 //! After each commit the relay is woken ([`crate::wake`]): directly when it runs in this
 //! process, else with a coalesced `NOTIFY`.
 
-use crate::outage::database_unreachable;
 use crate::wake::{LocalRelay, RelayWake};
+use chrono::Utc;
 use futures::{StreamExt as _, stream};
-use sqlx::PgPool;
+use keyframe_database::errors::{database_unreachable, is_unique_violation};
+use keyframe_database::sqlite::BEGIN_WRITE;
+use keyframe_database::{Backend, Database};
+use sqlx::{PgPool, SqlitePool};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -89,10 +96,6 @@ impl AppendError {
     }
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
-}
-
 /// One command's events waiting to be written, and where to send the outcome.
 struct Pending {
     rows: Vec<EventRow>,
@@ -108,12 +111,16 @@ pub struct Appender {
 
 impl Appender {
     /// Starts the writer on the current Tokio runtime, with at most `writers` statements in
-    /// flight. After each commit it wakes `local_relay` when that relay leads, else whichever
-    /// relay leads through `NOTIFY`.
-    pub fn spawn(pool: PgPool, writers: usize, local_relay: LocalRelay) -> Self {
+    /// flight (one on SQLite, which has one writing connection). After each commit it wakes
+    /// `local_relay` when that relay leads, else whichever relay leads through `NOTIFY`.
+    pub fn spawn(database: Database, writers: usize, local_relay: LocalRelay) -> Self {
         let (queue, mut queued) = mpsc::channel::<Pending>(1_024);
-        let wake = RelayWake::spawn(pool.clone(), local_relay);
-        let writers = Arc::new(Semaphore::new(writers.max(1)));
+        let wake = RelayWake::spawn(&database, local_relay);
+        let writers = match database.writer() {
+            Backend::Postgres(_) => writers.max(1),
+            Backend::Sqlite(_) => 1,
+        };
+        let writers = Arc::new(Semaphore::new(writers));
         tokio::spawn(async move {
             while let Some(first) = queued.recv().await {
                 // While every writer is busy, more appends queue up: they join this batch.
@@ -131,10 +138,10 @@ impl Appender {
                         Err(_) => break,
                     }
                 }
-                let pool = pool.clone();
+                let database = database.clone();
                 let wake = wake.clone();
                 tokio::spawn(async move {
-                    if write(&pool, batch).await {
+                    if write(&database, batch).await {
                         wake.ring();
                     }
                     drop(writer);
@@ -160,17 +167,17 @@ impl Appender {
 }
 
 /// Writes a batch and tells each command its outcome; answers whether anything was written.
-async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
+async fn write(database: &Database, batch: Vec<Pending>) -> bool {
     let mut rows: Vec<&EventRow> = batch.iter().flat_map(|pending| &pending.rows).collect();
     // One lock order for every batch: each command's rows keep their sequence order.
     rows.sort_by(|a, b| {
         (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(&b.aggregate_type, &b.aggregate_id, b.sequence))
     });
-    match insert(pool, rows.into_iter()).await {
+    match insert(database, rows.into_iter()).await {
         Err(error) if batch.len() > 1 && refused(&error) => {
             // Nothing was written. Write each command alone so only the one at fault hears of it.
             let alone = batch.into_iter().map(|pending| async move {
-                let inserted = insert(pool, pending.rows.iter()).await;
+                let inserted = insert(database, pending.rows.iter()).await;
                 report(vec![pending], inserted)
             });
             stream::iter(alone)
@@ -182,8 +189,8 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
     }
 }
 
-/// Whether Postgres refused the statement (so it wrote nothing), as opposed to the connection
-/// failing (so it may have).
+/// Whether the database refused the statement (so it wrote nothing), as opposed to the
+/// connection failing (so it may have).
 fn refused(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(_)) && !database_unreachable(error)
 }
@@ -218,7 +225,7 @@ fn report(batch: Vec<Pending>, inserted: Result<Vec<Appended>, sqlx::Error>) -> 
                 positions.get(&key).copied()
             })
             .max()
-            .ok_or_else(|| AppendError::Failed("Postgres did not report the appended events".into()));
+            .ok_or_else(|| AppendError::Failed("the database did not report the appended events".into()));
         let _ = pending.done.send(newest);
     }
     true
@@ -227,8 +234,19 @@ fn report(batch: Vec<Pending>, inserted: Result<Vec<Appended>, sqlx::Error>) -> 
 /// An appended event: aggregate type, aggregate id, sequence, global position.
 type Appended = (String, String, i64, i64);
 
-/// One `INSERT` of `rows`: atomic on its own.
+/// Writes `rows` atomically: one statement on Postgres, one transaction on SQLite.
 async fn insert<'a>(
+    database: &Database,
+    rows: impl Iterator<Item = &'a EventRow> + Clone,
+) -> Result<Vec<Appended>, sqlx::Error> {
+    match database.writer() {
+        Backend::Postgres(pool) => insert_postgres(pool, rows).await,
+        Backend::Sqlite(writer) => insert_sqlite(writer, rows).await,
+    }
+}
+
+/// One `INSERT` of `rows` from arrays: atomic on its own, one round trip however many rows.
+async fn insert_postgres<'a>(
     pool: &PgPool,
     rows: impl Iterator<Item = &'a EventRow> + Clone,
 ) -> Result<Vec<Appended>, sqlx::Error> {
@@ -248,4 +266,47 @@ async fn insert<'a>(
     .bind(rows.map(|row| row.metadata.as_str()).collect::<Vec<_>>())
     .fetch_all(pool)
     .await
+}
+
+/// One transaction of the writing connection: an `INSERT` per row (SQLite runs in the process,
+/// so a statement costs no round trip), numbered as one append (`tx_id`), stamped with one time.
+async fn insert_sqlite<'a>(
+    writer: &SqlitePool,
+    rows: impl Iterator<Item = &'a EventRow>,
+) -> Result<Vec<Appended>, sqlx::Error> {
+    let mut tx = writer.begin_with(BEGIN_WRITE).await?;
+    let conn = &mut *tx;
+    let tx_id: i64 =
+        sqlx::query_scalar("SELECT coalesce((SELECT tx_id FROM events ORDER BY global_position DESC LIMIT 1), 0) + 1")
+            .fetch_one(&mut *conn)
+            .await?;
+    let recorded_at = Utc::now();
+    let mut appended = Vec::new();
+    for row in rows {
+        let position: i64 = sqlx::query_scalar(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload,
+                 metadata, tx_id, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             RETURNING global_position",
+        )
+        .bind(&row.aggregate_type)
+        .bind(&row.aggregate_id)
+        .bind(row.sequence)
+        .bind(&row.event_type)
+        .bind(&row.event_version)
+        .bind(&row.payload)
+        .bind(&row.metadata)
+        .bind(tx_id)
+        .bind(recorded_at)
+        .fetch_one(&mut *conn)
+        .await?;
+        appended.push((
+            row.aggregate_type.clone(),
+            row.aggregate_id.clone(),
+            row.sequence,
+            position,
+        ));
+    }
+    tx.commit().await?;
+    Ok(appended)
 }

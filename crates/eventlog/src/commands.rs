@@ -1,8 +1,8 @@
 //! Running commands against the event store.
 //!
 //! A [`CommandBus`] wraps cqrs-es's framework over Keyframe's event repository
-//! ([`crate::store`]: postgres-es's, appending through the group commit of [`crate::append`]; no
-//! snapshots, since 0.5.0's snapshot store applies events twice). It stamps the metadata on every
+//! ([`crate::store`], appending through the group commit of [`crate::append`]; no snapshots,
+//! since 0.5.0's snapshot store applies events twice). It stamps the metadata on every
 //! event, retries optimistic-concurrency conflicts a bounded number of times with jitter, and
 //! answers the global position of the aggregate's newest event so clients can read their writes.
 //!
@@ -17,14 +17,14 @@
 //! with every job; the turn lock keeps one process's commands from racing on an entry.
 
 use crate::metadata::CommandMetadata;
-use crate::outage::database_unreachable;
-use crate::store::{PgEventRepository, capture_appended};
+use crate::store::{EventRepository, capture_appended};
 use crate::turns::Turns;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventStore};
+use keyframe_database::errors::database_unreachable;
+use keyframe_database::{Database, portable};
 use rand::Rng;
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -73,12 +73,12 @@ impl<E: std::error::Error> CommandError<E> {
 
 /// Executes commands for one aggregate type.
 pub struct CommandBus<A: Aggregate<Services = ()>> {
-    cqrs: CqrsFramework<A, PersistedEventStore<PgEventRepository, A>>,
-    store: PersistedEventStore<PgEventRepository, A>,
-    pool: PgPool,
+    cqrs: CqrsFramework<A, PersistedEventStore<EventRepository, A>>,
+    store: PersistedEventStore<EventRepository, A>,
+    database: Database,
     max_attempts: u32,
     turns: Turns,
-    repository: PgEventRepository,
+    repository: EventRepository,
     cache: Option<AggregateCache<A>>,
 }
 
@@ -123,14 +123,14 @@ impl<A> AggregateCache<A> {
 }
 
 impl<A: Aggregate<Services = ()>> CommandBus<A> {
-    /// A bus over the events table in `pool`, with a group-commit writer of its own.
-    pub fn new(pool: PgPool) -> Self {
-        Self::sharing(&PgEventRepository::new(pool))
+    /// A bus over the events table of `database`, with a group-commit writer of its own.
+    pub fn new(database: Database) -> Self {
+        Self::sharing(&EventRepository::new(database))
     }
 
     /// A bus that appends through `repository`'s writer: every bus of a process should share
     /// one, so that their commands' appends are committed together.
-    pub fn sharing(repository: &PgEventRepository) -> Self {
+    pub fn sharing(repository: &EventRepository) -> Self {
         Self {
             store: PersistedEventStore::new_event_store(repository.another()),
             cqrs: CqrsFramework::new(
@@ -138,7 +138,7 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
                 Vec::new(),
                 (),
             ),
-            pool: repository.pool().clone(),
+            database: repository.database().clone(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             turns: Turns::default(),
             repository: repository.another(),
@@ -320,14 +320,16 @@ impl<A: Aggregate<Services = ()>> CommandBus<A> {
     /// The global position of the aggregate's newest event (0 when it has none): where a
     /// client reads its writes from after a command that changed nothing.
     pub async fn newest_position(&self, id: &str) -> Result<i64, CommandError<A::Error>> {
-        sqlx::query_scalar(
-            "SELECT global_position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-             ORDER BY sequence DESC LIMIT 1",
-        )
-        .bind(A::TYPE)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        portable!(self.database.reader(), pool => {
+            sqlx::query_scalar(
+                "SELECT global_position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                 ORDER BY sequence DESC LIMIT 1",
+            )
+            .bind(A::TYPE)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })
         .map(Option::unwrap_or_default)
         .map_err(CommandError::from_sqlx)
     }

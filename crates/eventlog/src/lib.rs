@@ -1,7 +1,7 @@
 //! Keyframe's event log: everything between an aggregate's command and the events reaching
 //! their readers.
 //!
-//! - [`commands`] runs a command against the Postgres event store, with metadata and bounded
+//! - [`commands`] runs a command against the event store (Postgres or SQLite), with metadata and bounded
 //!   retries on optimistic-concurrency conflicts, and answers the write's log position.
 //! - [`append`] writes commands' events with group commit, many commands to a statement.
 //! - [`reader`] reads the global log in commit-safe order (below the oldest append still running).
@@ -18,11 +18,9 @@ pub mod commands;
 pub mod export;
 pub mod feed;
 pub mod metadata;
-pub mod outage;
 pub mod projector;
 pub mod reader;
 pub mod relay;
-pub mod schema;
 pub mod status;
 pub mod store;
 pub mod streams;

@@ -1,8 +1,8 @@
 //! The projector runtime: feeds every read model of the deployment from one [`Feed`], rebuilds
 //! a read model from the event store, and lets queries wait for it to reach a client's write.
 //!
-//! One runtime applies at a time (a Postgres advisory lock held by its connection is the
-//! lease), and it applies each delivery to every read model that cares in one transaction on
+//! One runtime applies at a time (on Postgres, an advisory lock held by its connection is the
+//! lease; on SQLite, one process opens the database), and it applies each delivery to every read model that cares in one transaction on
 //! that connection, with their checkpoints, before the feed acknowledges it: each event is
 //! delivered and acked once, not once per read model.
 //!
@@ -22,14 +22,17 @@
 //! unavailable once its lag passes the bound.
 
 use crate::feed::Feed;
-use crate::outage::database_unreachable;
 use crate::reader::{
     LogPosition, aggregate_events_between, append_fence, committed_horizon, position_of, read_committed_after,
 };
 use anyhow::Context as _;
+use chrono::Utc;
+use keyframe_database::errors::database_unreachable;
+use keyframe_database::lists::text_list;
+use keyframe_database::{Backend, Connection, Database, Transaction, portable};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_projections::{Projection, ProjectionError};
-use sqlx::{Acquire, Executor as _, PgConnection, PgPool, Row};
+use sqlx::{Executor as _, PgConnection, PgPool, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,7 +43,7 @@ const LEADER_LOCK_KEY: i64 = 0x0000_6b66_7072_6f6a;
 
 /// Feeds the read models from a [`Feed`].
 pub struct Projector<F> {
-    pool: PgPool,
+    database: Database,
     feed: F,
     projections: Vec<Arc<dyn Projection>>,
     settings: ProjectorSettings,
@@ -116,9 +119,14 @@ fn connection_failed(error: &anyhow::Error) -> bool {
 
 impl<F: Feed> Projector<F> {
     /// A runtime applying `feed` to `projections`.
-    pub fn new(pool: PgPool, feed: F, projections: Vec<Arc<dyn Projection>>, settings: ProjectorSettings) -> Self {
+    pub fn new(
+        database: Database,
+        feed: F,
+        projections: Vec<Arc<dyn Projection>>,
+        settings: ProjectorSettings,
+    ) -> Self {
         Self {
-            pool,
+            database,
             feed,
             projections,
             settings,
@@ -146,20 +154,26 @@ impl<F: Feed> Projector<F> {
     }
 
     async fn lead(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        // Every transaction goes through the lease's connection: a runtime that lost it (the
-        // connection died) can no longer write anything.
-        let mut conn = <PgConnection as sqlx::Connection>::connect_with(&self.pool.connect_options())
-            .await
-            .context("connecting for the projector lease")?;
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            leased = sqlx::query("SELECT pg_advisory_lock($1)").bind(LEADER_LOCK_KEY).execute(&mut conn) => {
-                leased.context("taking the projector lease")?;
+        let mut conn = match self.database.postgres() {
+            Some(pool) => {
+                // Every transaction goes through the lease's connection: a runtime that lost it
+                // (the connection died) can no longer write anything.
+                let mut conn = <PgConnection as sqlx::Connection>::connect_with(&pool.connect_options())
+                    .await
+                    .context("connecting for the projector lease")?;
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    leased = sqlx::query("SELECT pg_advisory_lock($1)").bind(LEADER_LOCK_KEY).execute(&mut conn) => {
+                        leased.context("taking the projector lease")?;
+                    }
+                }
+                configure_session(&mut conn)
+                    .await
+                    .context("configuring the projector connection")?;
+                Lease::Postgres(conn)
             }
-        }
-        configure_session(&mut conn)
-            .await
-            .context("configuring the projector connection")?;
+            None => Lease::Embedded(self.database.clone()),
+        };
         tracing::info!(
             read_models = self.projections.len(),
             "this process applies the read models"
@@ -190,7 +204,7 @@ impl<F: Feed> Projector<F> {
 
     /// Brings every read model that is not in step up to the end of the event store's
     /// committed log, unless its lock is taken (a replay) or it waits to be tried again.
-    async fn catch_up(&self, conn: &mut PgConnection, standing: &mut [Standing]) -> anyhow::Result<()> {
+    async fn catch_up(&self, conn: &mut Lease, standing: &mut [Standing]) -> anyhow::Result<()> {
         for (index, projection) in self.projections.iter().enumerate() {
             let now = Instant::now();
             let state = &mut standing[index];
@@ -218,49 +232,62 @@ impl<F: Feed> Projector<F> {
     /// replay holds its lock.
     async fn catch_up_one(
         &self,
-        conn: &mut PgConnection,
+        lease: &mut Lease,
         projection: &dyn Projection,
     ) -> anyhow::Result<Option<Option<LogPosition>>> {
         let name = projection.name();
         loop {
-            let mut tx = conn.begin().await?;
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-                .bind(projection_lock_key(name))
-                .fetch_one(&mut *tx)
-                .await?;
-            if !locked {
+            let (mut tx, locked) = lease.begin(&[name]).await?;
+            if locked.first() != Some(&true) {
+                tx.rollback().await?;
                 return Ok(None);
             }
-            let from = checkpoint_in(&mut tx, name).await?;
-            let events = read_committed_after(&self.pool, from.unwrap_or_default(), self.settings.catch_up_batch)
-                .await
-                .context("reading the event store")?;
-            let Some(last) = events.last().map(LogPosition::of) else {
-                tx.commit().await?;
-                return Ok(Some(from));
-            };
-            apply_batch(&mut tx, projection, &events)
-                .await
-                .with_context(|| format!("catching up {name}"))?;
-            save_checkpoint(&mut tx, name, last).await?;
-            tx.commit().await?;
-            tracing::debug!(
-                projection = name,
-                events = events.len(),
-                "caught up a batch from the event store"
-            );
+            match self.catch_up_batch(tx.conn(), projection).await {
+                Ok(Some(events)) => {
+                    tx.commit().await?;
+                    tracing::debug!(projection = name, events, "caught up a batch from the event store");
+                }
+                Ok(None) => {
+                    let from = checkpoint_in(tx.conn(), name).await?;
+                    tx.commit().await?;
+                    return Ok(Some(from));
+                }
+                Err(error) => {
+                    // A connection that cannot roll back is replaced when the runtime starts over.
+                    let _ = tx.rollback().await;
+                    return Err(error);
+                }
+            }
         }
+    }
+
+    /// Applies the next batch of the event store after `projection`'s checkpoint and moves the
+    /// checkpoint, inside the caller's transaction. Answers how many events it read, or `None`
+    /// when there were none.
+    async fn catch_up_batch(
+        &self,
+        mut conn: Connection<'_>,
+        projection: &dyn Projection,
+    ) -> anyhow::Result<Option<usize>> {
+        let name = projection.name();
+        let from = checkpoint_in(conn.reborrow(), name).await?;
+        let events = read_committed_after(&self.database, from.unwrap_or_default(), self.settings.catch_up_batch)
+            .await
+            .context("reading the event store")?;
+        let Some(last) = events.last().map(LogPosition::of) else {
+            return Ok(None);
+        };
+        apply_batch(conn.reborrow(), projection, &events)
+            .await
+            .with_context(|| format!("catching up {name}"))?;
+        save_checkpoint(conn, name, last).await?;
+        Ok(Some(events.len()))
     }
 
     /// Applies `events` to every read model in step, in one transaction, and moves their
     /// checkpoints to the newest of them. A read model that refuses is set aside and the rest
     /// tried again without it.
-    async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        standing: &mut [Standing],
-        events: &[RecordedEvent],
-    ) -> anyhow::Result<()> {
+    async fn apply(&self, conn: &mut Lease, standing: &mut [Standing], events: &[RecordedEvent]) -> anyhow::Result<()> {
         let Some(newest) = events.iter().map(LogPosition::of).max() else {
             return Ok(());
         };
@@ -280,16 +307,19 @@ impl<F: Feed> Projector<F> {
     /// one waits for the cores.
     async fn apply_once(
         &self,
-        conn: &mut PgConnection,
+        lease: &mut Lease,
         standing: &mut [Standing],
         events: &[RecordedEvent],
         newest: LogPosition,
     ) -> Result<(), Failure> {
         let names: Vec<&str> = self.projections.iter().map(|projection| projection.name()).collect();
-        let locked = begin_with_try_locks(conn, &names).await?;
-        match self.apply_locked(conn, standing, events, newest, &names, &locked).await {
+        let (mut tx, locked) = lease.begin(&names).await?;
+        match self
+            .apply_locked(tx.conn(), standing, events, newest, &names, &locked)
+            .await
+        {
             Ok(moving) => {
-                conn.execute(sqlx::raw_sql("COMMIT")).await?;
+                tx.commit().await?;
                 for (index, moved) in moving {
                     if moved {
                         standing[index].checkpoint = Some(newest);
@@ -305,7 +335,7 @@ impl<F: Feed> Projector<F> {
             }
             Err(failure) => {
                 // A connection that cannot roll back is replaced when the runtime starts over.
-                let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+                let _ = tx.rollback().await;
                 Err(failure)
             }
         }
@@ -316,7 +346,7 @@ impl<F: Feed> Projector<F> {
     /// read model whose checkpoint was to move, whether it did.
     async fn apply_locked(
         &self,
-        conn: &mut PgConnection,
+        mut conn: Connection<'_>,
         standing: &mut [Standing],
         events: &[RecordedEvent],
         newest: LogPosition,
@@ -337,7 +367,7 @@ impl<F: Feed> Projector<F> {
                 state.in_step = false;
                 continue;
             }
-            apply_batch(conn, projection.as_ref(), events)
+            apply_batch(conn.reborrow(), projection.as_ref(), events)
                 .await
                 .map_err(|error| Failure::Projection(index, error))?;
             applied.push(index);
@@ -402,6 +432,67 @@ async fn begin_with_try_locks(conn: &mut PgConnection, projections: &[&str]) -> 
     (0..projections.len()).map(|column| row.try_get(column)).collect()
 }
 
+/// Where the runtime's transactions run: on Postgres, the lease's connection; on SQLite, the
+/// writing connection, taken for each transaction (appends need it in between).
+enum Lease {
+    /// The connection holding the lease.
+    Postgres(PgConnection),
+    /// The embedded database.
+    Embedded(Database),
+}
+
+impl Lease {
+    /// Opens a transaction and tries each of `projections`' locks in it; answers which it holds,
+    /// in order. On SQLite no replay can run beside the runtime (one process opens the
+    /// database), so every lock is free.
+    async fn begin(&mut self, projections: &[&str]) -> Result<(LeaseTransaction<'_>, Vec<bool>), sqlx::Error> {
+        match self {
+            Self::Postgres(conn) => {
+                let locked = begin_with_try_locks(conn, projections).await?;
+                Ok((LeaseTransaction::Postgres(conn), locked))
+            }
+            Self::Embedded(database) => Ok((
+                LeaseTransaction::Embedded(database.begin().await?),
+                vec![true; projections.len()],
+            )),
+        }
+    }
+}
+
+/// A transaction of the runtime's.
+enum LeaseTransaction<'l> {
+    /// Begun by hand on the lease's connection, and ended by hand.
+    Postgres(&'l mut PgConnection),
+    /// An ordinary transaction of the writing connection.
+    Embedded(Transaction),
+}
+
+impl LeaseTransaction<'_> {
+    fn conn(&mut self) -> Connection<'_> {
+        match self {
+            Self::Postgres(conn) => Backend::Postgres(&mut **conn),
+            Self::Embedded(tx) => tx.conn(),
+        }
+    }
+
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(conn) => conn.execute(sqlx::raw_sql("COMMIT")).await.map(drop),
+            Self::Embedded(tx) => tx.commit().await,
+        }
+    }
+
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(conn) => conn.execute(sqlx::raw_sql("ROLLBACK")).await.map(drop),
+            Self::Embedded(tx) => {
+                drop(tx); // rolled back as it goes
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The advisory-lock key serialising a projection's writers (live projector and replay); it
 /// is what `pg_locks` shows while one of them waits for the other.
 pub fn projection_lock_key(projection: &str) -> i64 {
@@ -415,28 +506,41 @@ pub fn projection_lock_key(projection: &str) -> i64 {
 /// Applies delivered events to `projection` in one transaction with its checkpoint, as the
 /// runtime does for each read model in step.
 pub async fn apply_in_transaction(
-    pool: &PgPool,
+    database: &Database,
     projection: &dyn Projection,
     events: &[RecordedEvent],
 ) -> anyhow::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    // The lock is taken in the statement that opens the transaction. The key is an integer
-    // computed here, so writing it into the text is safe.
-    let mut tx = begin_detached(
-        pool,
-        format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({})",
-            projection_lock_key(projection.name())
+    let mut tx = match database.postgres() {
+        // The lock is taken in the statement that opens the transaction. The key is an integer
+        // computed here, so writing it into the text is safe.
+        Some(pool) => Backend::Postgres(
+            begin_detached(
+                pool,
+                format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({})",
+                    projection_lock_key(projection.name())
+                ),
+            )
+            .await?,
         ),
-    )
-    .await?;
-    apply_batch(&mut tx, projection, events).await?;
+        // One connection writes: the transaction holds it.
+        None => Backend::Sqlite(database.begin().await?),
+    };
+    let mut conn = match &mut tx {
+        Backend::Postgres(tx) => Backend::Postgres(&mut **tx),
+        Backend::Sqlite(tx) => tx.conn(),
+    };
+    apply_batch(conn.reborrow(), projection, events).await?;
     if let Some(newest) = events.iter().map(LogPosition::of).max() {
-        save_checkpoint(&mut tx, projection.name(), newest).await?;
+        save_checkpoint(conn, projection.name(), newest).await?;
     }
-    tx.commit().await?;
+    match tx {
+        Backend::Postgres(tx) => tx.commit().await?,
+        Backend::Sqlite(tx) => tx.commit().await?,
+    }
     Ok(())
 }
 
@@ -488,7 +592,7 @@ pub async fn configure_session(conn: &mut PgConnection) -> Result<(), sqlx::Erro
 /// new sequences in its rows). Runs inside the caller's transaction, which holds the
 /// projection's lock; the caller checkpoints.
 async fn apply_batch(
-    conn: &mut PgConnection,
+    mut conn: Connection<'_>,
     projection: &dyn Projection,
     events: &[RecordedEvent],
 ) -> anyhow::Result<()> {
@@ -503,7 +607,7 @@ async fn apply_batch(
     let mut last_sequences = if keys.is_empty() {
         HashMap::new()
     } else {
-        projection.last_sequences(conn, &keys).await?
+        projection.last_sequences(conn.reborrow(), &keys).await?
     };
     let mut to_apply: Vec<RecordedEvent> = Vec::with_capacity(relevant.len());
     for event in relevant {
@@ -514,9 +618,14 @@ async fn apply_batch(
         }
         if event.sequence > last + 1 {
             // Arrived before its predecessors: take them from the event store first.
-            let missing =
-                aggregate_events_between(conn, &event.aggregate_type, &event.aggregate_id, last, event.sequence)
-                    .await?;
+            let missing = aggregate_events_between(
+                conn.reborrow(),
+                &event.aggregate_type,
+                &event.aggregate_id,
+                last,
+                event.sequence,
+            )
+            .await?;
             to_apply.extend(missing);
         }
         to_apply.push(event.clone());
@@ -529,42 +638,109 @@ async fn apply_batch(
 }
 
 /// Advances a projection's checkpoint to `newest` (never backwards).
-async fn save_checkpoint(conn: &mut PgConnection, name: &str, newest: LogPosition) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO projection_checkpoints (projection, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
-         ON CONFLICT (projection) DO UPDATE SET tx_id = EXCLUDED.tx_id, global_position = EXCLUDED.global_position,
-             updated_at = now()
-         WHERE (projection_checkpoints.tx_id, projection_checkpoints.global_position)
-             < (EXCLUDED.tx_id, EXCLUDED.global_position)",
-    )
-    .bind(name)
-    .bind(newest.tx_id.to_string())
-    .bind(newest.global_position)
-    .execute(&mut *conn)
-    .await?;
+async fn save_checkpoint(conn: Connection<'_>, name: &str, newest: LogPosition) -> anyhow::Result<()> {
+    match conn {
+        Backend::Postgres(conn) => {
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (projection, tx_id, global_position)
+                 VALUES ($1, $2::text::xid8, $3)
+                 ON CONFLICT (projection) DO UPDATE SET tx_id = EXCLUDED.tx_id,
+                     global_position = EXCLUDED.global_position, updated_at = now()
+                 WHERE (projection_checkpoints.tx_id, projection_checkpoints.global_position)
+                     < (EXCLUDED.tx_id, EXCLUDED.global_position)",
+            )
+            .bind(name)
+            .bind(newest.tx_id.to_string())
+            .bind(newest.global_position)
+            .execute(conn)
+            .await?;
+        }
+        Backend::Sqlite(conn) => {
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (projection, tx_id, global_position, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (projection) DO UPDATE SET tx_id = excluded.tx_id,
+                     global_position = excluded.global_position, updated_at = excluded.updated_at
+                 WHERE (projection_checkpoints.tx_id, projection_checkpoints.global_position)
+                     < (excluded.tx_id, excluded.global_position)",
+            )
+            .bind(name)
+            .bind(sqlite_tx_id(newest))
+            .bind(newest.global_position)
+            .bind(Utc::now())
+            .execute(conn)
+            .await?;
+        }
+    }
     Ok(())
 }
 
+/// A position's transaction number as SQLite's `INTEGER` holds it (appends are numbered from
+/// 1, far below `i64::MAX`).
+fn sqlite_tx_id(position: LogPosition) -> i64 {
+    i64::try_from(position.tx_id).unwrap_or(i64::MAX)
+}
+
+/// The statement reading one projection's checkpoint, in either dialect.
+const CHECKPOINT: &str =
+    "SELECT CAST(tx_id AS TEXT), global_position FROM projection_checkpoints WHERE projection = $1";
+
+/// A checkpoint row: the transaction id as text, and the position.
+fn checkpoint_of((tx, global_position): (String, i64)) -> Option<LogPosition> {
+    tx.parse().ok().map(|tx_id| LogPosition { tx_id, global_position })
+}
+
 /// One projection's checkpoint, read on `conn` (inside the caller's transaction, if any).
-async fn checkpoint_in(conn: &mut PgConnection, projection: &str) -> Result<Option<LogPosition>, sqlx::Error> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT tx_id::text, global_position FROM projection_checkpoints WHERE projection = $1")
-            .bind(projection)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.and_then(|(tx, global_position)| tx.parse().ok().map(|tx_id| LogPosition { tx_id, global_position })))
+async fn checkpoint_in(mut conn: Connection<'_>, projection: &str) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row: Option<(String, i64)> = portable!(conn.reborrow(), conn => {
+        sqlx::query_as(CHECKPOINT).bind(projection).fetch_optional(conn).await
+    })?;
+    Ok(row.and_then(checkpoint_of))
 }
 
 /// Moves each checkpoint of `expected` to `newest` if it is still at the position given with it
-/// (`None`: it does not exist yet), in one statement. Answers the names of those it moved.
+/// (`None`: it does not exist yet), in one statement (on SQLite, one per checkpoint). Answers
+/// the names of those it moved.
 async fn move_checkpoints(
-    conn: &mut PgConnection,
+    conn: Connection<'_>,
     expected: &[(&str, Option<LogPosition>)],
     newest: LogPosition,
 ) -> Result<Vec<String>, sqlx::Error> {
     if expected.is_empty() {
         return Ok(Vec::new());
     }
+    let conn = match conn {
+        Backend::Postgres(conn) => conn,
+        Backend::Sqlite(conn) => {
+            let mut moved = Vec::new();
+            for (name, at) in expected {
+                let query = match at {
+                    Some(at) => sqlx::query_scalar(
+                        "UPDATE projection_checkpoints SET tx_id = $2, global_position = $3, updated_at = $4
+                         WHERE projection = $1 AND tx_id = $5 AND global_position = $6
+                         RETURNING projection",
+                    )
+                    .bind(*name)
+                    .bind(sqlite_tx_id(newest))
+                    .bind(newest.global_position)
+                    .bind(Utc::now())
+                    .bind(sqlite_tx_id(*at))
+                    .bind(at.global_position),
+                    None => sqlx::query_scalar(
+                        "INSERT INTO projection_checkpoints (projection, tx_id, global_position, updated_at)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (projection) DO NOTHING
+                         RETURNING projection",
+                    )
+                    .bind(*name)
+                    .bind(sqlite_tx_id(newest))
+                    .bind(newest.global_position)
+                    .bind(Utc::now()),
+                };
+                moved.extend(query.fetch_optional(&mut *conn).await?);
+            }
+            return Ok(moved);
+        }
+    };
     let names: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
     let tx_ids: Vec<Option<String>> = expected
         .iter()
@@ -600,43 +776,55 @@ async fn move_checkpoints(
 }
 
 /// A projection's checkpoint, if it has applied anything.
-pub async fn checkpoint(pool: &PgPool, projection: &str) -> Result<Option<LogPosition>, sqlx::Error> {
-    checkpoint_in(&mut *pool.acquire().await?, projection).await
+pub async fn checkpoint(database: &Database, projection: &str) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row: Option<(String, i64)> = portable!(database.reader(), pool => {
+        sqlx::query_as(CHECKPOINT).bind(projection).fetch_optional(pool).await
+    })?;
+    Ok(row.and_then(checkpoint_of))
 }
 
 /// The checkpoints of the read models `projections` that have applied anything, in one
 /// statement.
-pub async fn checkpoints(pool: &PgPool, projections: &[&str]) -> Result<HashMap<String, LogPosition>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT projection, tx_id::text, global_position FROM projection_checkpoints WHERE projection = ANY($1)",
-    )
-    .bind(projections)
-    .fetch_all(pool)
-    .await?;
+pub async fn checkpoints(
+    database: &Database,
+    projections: &[&str],
+) -> Result<HashMap<String, LogPosition>, sqlx::Error> {
+    let select = "SELECT projection, CAST(tx_id AS TEXT), global_position FROM projection_checkpoints WHERE projection";
+    let rows: Vec<(String, String, i64)> = match database.reader() {
+        Backend::Postgres(pool) => {
+            sqlx::query_as(&format!("{select} = ANY($1)"))
+                .bind(projections)
+                .fetch_all(pool)
+                .await?
+        }
+        Backend::Sqlite(pool) => {
+            sqlx::query_as(&format!("{select} IN (SELECT value FROM json_each($1))"))
+                .bind(text_list(projections))
+                .fetch_all(pool)
+                .await?
+        }
+    };
     Ok(rows
         .into_iter()
-        .filter_map(|(name, tx, global_position)| {
-            let tx_id = tx.parse().ok()?;
-            Some((name, LogPosition { tx_id, global_position }))
-        })
+        .filter_map(|(name, tx, global_position)| Some((name, checkpoint_of((tx, global_position))?)))
         .collect())
 }
 
 /// Waits up to `timeout` for `projection` to have applied the event at `global_position`.
 /// Answers whether it has; an unknown position answers `false` at once.
 pub async fn wait_until_applied(
-    pool: &PgPool,
+    database: &Database,
     projection: &str,
     global_position: i64,
     timeout: Duration,
 ) -> Result<bool, sqlx::Error> {
-    let Some(target) = position_of(pool, global_position).await? else {
+    let Some(target) = position_of(database, global_position).await? else {
         return Ok(false);
     };
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
-        if checkpoint(pool, projection)
+        if checkpoint(database, projection)
             .await?
             .is_some_and(|reached| reached >= target)
         {
@@ -678,7 +866,70 @@ const REPLAY_FENCE_WAIT: Duration = Duration::from_secs(30);
 /// so a replay applies every event once without the live path's sequence lookups. The
 /// checkpoint is written at the end, and the tables' planner statistics refreshed; a replay
 /// that fails part-way must be run again.
+///
+/// On SQLite the process that replays is the only one with the database open, so nothing runs
+/// beside it; each batch is applied in a transaction of its own.
 pub async fn replay(
+    database: &Database,
+    projection: &dyn Projection,
+    batch_size: i64,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> anyhow::Result<ReplayReport> {
+    match database.postgres() {
+        Some(pool) => replay_postgres(database, pool, projection, batch_size, progress).await,
+        None => replay_embedded(database, projection, batch_size, progress).await,
+    }
+}
+
+async fn replay_embedded(
+    database: &Database,
+    projection: &dyn Projection,
+    batch_size: i64,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> anyhow::Result<ReplayReport> {
+    let started = Instant::now();
+    let name = projection.name();
+    let mut tx = database.begin().await?;
+    for table in projection.tables() {
+        portable!(tx.conn(), conn => sqlx::query(&format!("DELETE FROM {table}")).execute(conn).await.map(|done| done.rows_affected()))?;
+    }
+    portable!(tx.conn(), conn => {
+        sqlx::query("DELETE FROM projection_checkpoints WHERE projection = $1").bind(name).execute(conn).await
+    .map(|done| done.rows_affected()) })?;
+    tx.commit().await?;
+    let mut events = 0_u64;
+    let mut position = LogPosition::default();
+    loop {
+        let batch = read_committed_after(database, position, batch_size).await?;
+        let Some(last) = batch.last().map(LogPosition::of) else {
+            break;
+        };
+        let relevant: Vec<RecordedEvent> = batch
+            .iter()
+            .filter(|event| projection.aggregate_types().contains(&event.aggregate_type.as_str()))
+            .cloned()
+            .collect();
+        let mut tx = database.begin().await?;
+        if !relevant.is_empty() {
+            projection.apply(tx.conn(), &relevant).await?;
+        }
+        save_checkpoint(tx.conn(), name, last).await?;
+        tx.commit().await?;
+        position = last;
+        events += batch.len() as u64;
+        progress(events);
+    }
+    for table in projection.tables() {
+        portable!(database.writer(), pool => sqlx::query(&format!("ANALYZE {table}")).execute(pool).await.map(|done| done.rows_affected()))?;
+    }
+    Ok(ReplayReport {
+        events,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn replay_postgres(
+    database: &Database,
     pool: &PgPool,
     projection: &dyn Projection,
     batch_size: i64,
@@ -692,7 +943,7 @@ pub async fn replay(
         .execute(&mut *conn)
         .await?;
     let result = async {
-        let mut tx = conn.begin().await?;
+        let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
         for table in projection.tables() {
             sqlx::query(&format!("TRUNCATE {table}")).execute(&mut *tx).await?;
         }
@@ -712,7 +963,7 @@ pub async fn replay(
         // Read the next batch while the current one is applied (two connections).
         let mut events = 0_u64;
         let mut position = None;
-        let mut batch = read_committed_after(pool, LogPosition::default(), batch_size).await?;
+        let mut batch = read_committed_after(database, LogPosition::default(), batch_size).await?;
         loop {
             if batch.is_empty() {
                 if append_fence(pool).await? >= visible_before {
@@ -726,7 +977,7 @@ pub async fn replay(
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                batch = read_committed_after(pool, position.unwrap_or_default(), batch_size).await?;
+                batch = read_committed_after(database, position.unwrap_or_default(), batch_size).await?;
                 continue;
             }
             let Some(last) = batch.last() else { break };
@@ -738,18 +989,19 @@ pub async fn replay(
                 .collect();
             let apply = async {
                 if !relevant.is_empty() {
-                    projection.apply(&mut conn, &relevant).await?;
+                    projection.apply(Backend::Postgres(&mut *conn), &relevant).await?;
                 }
                 anyhow::Ok(())
             };
-            let (applied, next) = tokio::join!(apply, read_committed_after(pool, LogPosition::of(last), batch_size));
+            let (applied, next) =
+                tokio::join!(apply, read_committed_after(database, LogPosition::of(last), batch_size));
             applied?;
             events += batch.len() as u64;
             progress(events);
             batch = next?;
         }
         if let Some(position) = position {
-            save_checkpoint(&mut conn, name, position).await?;
+            save_checkpoint(Backend::Postgres(&mut *conn), name, position).await?;
         }
         // The tables were emptied and refilled faster than autovacuum looks (once a minute).
         // Without statistics Postgres guesses a couple of rows per owner and plans a list as a

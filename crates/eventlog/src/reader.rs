@@ -10,13 +10,17 @@
 //! server: one `BEGIN` left open in another database, or in Keyframe's own by a tool that never
 //! touches `events`, would hold every reader back for as long as it stays open, and with them
 //! the read models, job dispatch and billing.
+//!
+//! On SQLite one connection writes, so positions become visible in order and the log is read
+//! by position alone; `tx_id` numbers the appends there, in the same order, so a
+//! [`LogPosition`] means the same thing in both.
 
 use chrono::{DateTime, Utc};
+use keyframe_database::{Backend, Connection, Database, Dialect, portable};
 use keyframe_domain::log::RecordedEvent;
 use serde_json::value::RawValue;
-use sqlx::postgres::PgRow;
+use sqlx::PgPool;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool, Row};
 use std::collections::HashMap;
 
 /// A place in the commit-safe order of the log. Orders by transaction, then position.
@@ -38,28 +42,59 @@ impl LogPosition {
     }
 }
 
-/// The columns every reader selects, in the order [`decode`] expects. The transaction id comes
+/// The columns every reader selects, as [`EventRecord`] reads them. The transaction id comes
 /// as text (sqlx has no `xid8`) under another name: an output column called `tx_id` would make
 /// `ORDER BY tx_id` sort the text, putting transaction 10 before 9.
-pub(crate) const EVENT_COLUMNS: &str = "global_position, tx_id::text AS tx_id_text, aggregate_type, aggregate_id, \
-     sequence, event_type, event_version, payload::text AS payload, metadata, recorded_at";
+pub(crate) fn event_columns(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => {
+            "global_position, tx_id::text AS tx_id_text, aggregate_type, aggregate_id, \
+             sequence, event_type, event_version, payload::text AS payload, metadata, recorded_at"
+        }
+        Dialect::Sqlite => {
+            "global_position, CAST(tx_id AS TEXT) AS tx_id_text, aggregate_type, aggregate_id, \
+             sequence, event_type, event_version, payload, metadata, recorded_at"
+        }
+    }
+}
 
-/// Turns a row selected with [`EVENT_COLUMNS`] into a [`RecordedEvent`].
-pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
-    let tx_id: String = row.try_get("tx_id_text")?;
-    let metadata: Json<HashMap<String, String>> = row.try_get("metadata")?;
-    Ok(RecordedEvent {
-        global_position: row.try_get("global_position")?,
-        tx_id: tx_id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: RawValue::from_string(row.try_get("payload")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        metadata: metadata.0,
-        recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
-    })
+/// A row selected with [`event_columns`].
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRecord {
+    global_position: i64,
+    tx_id_text: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: Json<HashMap<String, String>>,
+    recorded_at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRecord> for RecordedEvent {
+    type Error = sqlx::Error;
+
+    fn try_from(row: EventRecord) -> Result<Self, sqlx::Error> {
+        Ok(RecordedEvent {
+            global_position: row.global_position,
+            tx_id: row.tx_id_text.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            payload: RawValue::from_string(row.payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            metadata: row.metadata.0,
+            recorded_at: row.recorded_at,
+        })
+    }
+}
+
+/// Turns rows selected with [`event_columns`] into events.
+pub(crate) fn decode_all(rows: Vec<EventRecord>) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    rows.into_iter().map(RecordedEvent::try_from).collect()
 }
 
 /// The append fence: a transaction id below which no transaction can append to the log any
@@ -71,7 +106,7 @@ pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
 /// taken). Why no appender is missed, for a transaction T with id x below the fence:
 /// - x was assigned before this statement's snapshot (x < `xmax`);
 /// - T took its lock on `events` before x was assigned: an INSERT locks its table before it
-///   runs, and `migrations/0014_append_fence.sql` refuses an append from a transaction that
+///   runs, and `migrations/postgres/0014_append_fence.sql` refuses an append from a transaction that
 ///   had an id already (its events must be the first thing it writes);
 /// - so if T were still running when `pg_locks` is read (after the snapshot), it would hold
 ///   that lock, be listed, and the fence would be at most x. It is not, so T had ended before
@@ -125,13 +160,27 @@ pub async fn committed_horizon(pool: &PgPool) -> Result<u64, sqlx::Error> {
 /// limit when it weighs a reusable plan, and either plans every call afresh or settles on a
 /// plan made for a tenth of the table. Each caller passes one fixed batch size, so a
 /// connection prepares one statement per caller.
+///
+/// On SQLite every event visible is committed and in order: the read is by position.
 pub async fn read_committed_after(
-    pool: &PgPool,
+    database: &Database,
     after: LogPosition,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    let fence = append_fence(pool).await?;
-    read_below(pool, after, fence, limit).await
+    match database.reader() {
+        Backend::Postgres(pool) => {
+            let fence = append_fence(pool).await?;
+            read_below(pool, after, fence, limit).await
+        }
+        Backend::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT {}",
+                event_columns(Dialect::Sqlite),
+                limit.max(1)
+            );
+            decode_all(sqlx::query_as(&sql).bind(after.global_position).fetch_all(pool).await?)
+        }
+    }
 }
 
 /// Up to `limit` (at least 1) events after `after` written by transactions below `fence`, in
@@ -143,35 +192,39 @@ pub async fn read_below(
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events
+        "SELECT {} FROM events
          WHERE (tx_id, global_position) > ($1::text::xid8, $2)
            AND tx_id < $3::text::xid8
          ORDER BY tx_id, global_position
          LIMIT {}",
+        event_columns(Dialect::Postgres),
         limit.max(1)
     );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query_as(&sql)
         .bind(after.tx_id.to_string())
         .bind(after.global_position)
         .bind(fence.to_string())
         .fetch_all(pool)
         .await?;
-    rows.iter().map(decode).collect()
+    decode_all(rows)
 }
 
 /// Every event visible now, in commit-safe order, without the fence: for tests and checks
 /// that run once writing has stopped.
-pub async fn read_all_unfenced(pool: &PgPool) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY tx_id, global_position");
-    let rows = sqlx::query(&sql).fetch_all(pool).await?;
-    rows.iter().map(decode).collect()
+pub async fn read_all_unfenced(database: &Database) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM events ORDER BY tx_id, global_position",
+        event_columns(database.dialect())
+    );
+    let rows = portable!(database.reader(), pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
+    decode_all(rows)
 }
 
 /// Whether committed events after `after` exist that the fence still holds back (an older
 /// append is running). The relay then looks again shortly instead of waiting for a
 /// notification that an unrelated transaction will never send.
 pub async fn held_back_after(pool: &PgPool, after: LogPosition) -> Result<bool, sqlx::Error> {
-    Ok(count_after(pool, after, 1).await? > 0)
+    Ok(count_after(&Database::from(pool.clone()), after, 1).await? > 0)
 }
 
 /// Committed events after `after`, fence or no fence, counted up to `cap` (at least 1) so the
@@ -182,73 +235,109 @@ pub async fn held_back_after(pool: &PgPool, after: LogPosition) -> Result<bool, 
 /// of the table to match and chose a sequential scan; when nothing matches, the usual answer
 /// for a relay that has caught up, that scan read the whole log: 26 ms at 200,000 events,
 /// against 0.02 ms on the index.
-pub async fn count_after(pool: &PgPool, after: LogPosition, cap: i64) -> Result<i64, sqlx::Error> {
-    let sql = format!(
-        "SELECT count(*) FROM (
-             SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-             ORDER BY tx_id, global_position LIMIT {}
-         ) pending",
-        cap.max(1)
-    );
-    sqlx::query_scalar(&sql)
-        .bind(after.tx_id.to_string())
-        .bind(after.global_position)
-        .fetch_one(pool)
-        .await
+pub async fn count_after(database: &Database, after: LogPosition, cap: i64) -> Result<i64, sqlx::Error> {
+    match database.reader() {
+        Backend::Postgres(pool) => {
+            let sql = format!(
+                "SELECT count(*) FROM (
+                     SELECT 1 FROM events WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+                     ORDER BY tx_id, global_position LIMIT {}
+                 ) pending",
+                cap.max(1)
+            );
+            sqlx::query_scalar(&sql)
+                .bind(after.tx_id.to_string())
+                .bind(after.global_position)
+                .fetch_one(pool)
+                .await
+        }
+        Backend::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT count(*) FROM (SELECT 1 FROM events WHERE global_position > $1 LIMIT {}) pending",
+                cap.max(1)
+            );
+            sqlx::query_scalar(&sql)
+                .bind(after.global_position)
+                .fetch_one(pool)
+                .await
+        }
+    }
 }
 
 /// Seconds since the first event after `after` in commit order was written (0 when none).
-pub async fn oldest_after(pool: &PgPool, after: LogPosition) -> Result<f64, sqlx::Error> {
+pub async fn oldest_after(database: &Database, after: LogPosition) -> Result<f64, sqlx::Error> {
     // The first event after a position in commit order is the oldest one there (its
     // `recorded_at` is its transaction's start, which for Keyframe's appends is the commit's).
-    let oldest: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM events
-         WHERE (tx_id, global_position) > ($1::text::xid8, $2)
-         ORDER BY tx_id, global_position LIMIT 1",
-    )
-    .bind(after.tx_id.to_string())
-    .bind(after.global_position)
-    .fetch_optional(pool)
-    .await?;
+    let oldest: Option<f64> = match database.reader() {
+        // Measured by the database's clock, which wrote `recorded_at`.
+        Backend::Postgres(pool) => {
+            sqlx::query_scalar(
+                "SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM events
+                 WHERE (tx_id, global_position) > ($1::text::xid8, $2)
+                 ORDER BY tx_id, global_position LIMIT 1",
+            )
+            .bind(after.tx_id.to_string())
+            .bind(after.global_position)
+            .fetch_optional(pool)
+            .await?
+        }
+        // Written by this process's clock.
+        Backend::Sqlite(pool) => {
+            let recorded: Option<DateTime<Utc>> = sqlx::query_scalar(
+                "SELECT recorded_at FROM events WHERE global_position > $1 ORDER BY global_position LIMIT 1",
+            )
+            .bind(after.global_position)
+            .fetch_optional(pool)
+            .await?;
+            recorded.map(|at| (Utc::now() - at).as_seconds_f64())
+        }
+    };
     Ok(oldest.unwrap_or(0.0).max(0.0))
 }
 
 /// One aggregate's events with sequence in `(after_sequence, up_to_sequence)`, in order: fills a
 /// gap when an event arrives before its predecessors.
 pub async fn aggregate_events_between(
-    conn: &mut PgConnection,
+    mut conn: Connection<'_>,
     aggregate_type: &str,
     aggregate_id: &str,
     after_sequence: i64,
     before_sequence: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events
+        "SELECT {} FROM events
          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence < $4
-         ORDER BY sequence"
+         ORDER BY sequence",
+        event_columns(conn.dialect())
     );
-    let rows = sqlx::query(&sql)
-        .bind(aggregate_type)
-        .bind(aggregate_id)
-        .bind(after_sequence)
-        .bind(before_sequence)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(decode).collect()
+    let rows = portable!(conn.reborrow(), conn => {
+        sqlx::query_as(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after_sequence)
+            .bind(before_sequence)
+            .fetch_all(conn)
+            .await
+    })?;
+    decode_all(rows)
 }
 
 /// The commit-order position of the event at `global_position`, if it exists.
-pub async fn position_of(pool: &PgPool, global_position: i64) -> Result<Option<LogPosition>, sqlx::Error> {
-    let tx_id: Option<String> = sqlx::query_scalar("SELECT tx_id::text FROM events WHERE global_position = $1")
-        .bind(global_position)
-        .fetch_optional(pool)
-        .await?;
+pub async fn position_of(database: &Database, global_position: i64) -> Result<Option<LogPosition>, sqlx::Error> {
+    let tx_id: Option<String> = portable!(database.reader(), pool => {
+        sqlx::query_scalar("SELECT CAST(tx_id AS TEXT) FROM events WHERE global_position = $1")
+            .bind(global_position)
+            .fetch_optional(pool)
+            .await
+    })?;
     Ok(tx_id
         .and_then(|tx| tx.parse().ok())
         .map(|tx_id| LogPosition { tx_id, global_position }))
 }
 
 /// The number of events in the log.
-pub async fn count_events(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await
+pub async fn count_events(database: &Database) -> Result<i64, sqlx::Error> {
+    portable!(database.reader(), pool => {
+        sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await
+    })
 }

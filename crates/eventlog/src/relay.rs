@@ -14,6 +14,7 @@ use crate::wake::{LocalRelay, NOTIFY_CHANNEL};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use futures::FutureExt as _;
+use keyframe_database::Database;
 use keyframe_domain::log::RecordedEvent;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -80,6 +81,8 @@ fn drain_notifications(listener: &mut PgListener) -> Result<(), sqlx::Error> {
 /// Publishes the log to JetStream.
 pub struct Relay {
     pool: PgPool,
+    /// The same pool, as the log's readers take it.
+    database: Database,
     database_url: String,
     jetstream: jetstream::Context,
     naming: Naming,
@@ -97,6 +100,7 @@ impl Relay {
         settings: RelaySettings,
     ) -> Self {
         Self {
+            database: Database::from(pool.clone()),
             pool,
             database_url,
             jetstream,
@@ -181,7 +185,7 @@ impl Relay {
                 return Ok(());
             }
             if batch.is_empty() {
-                batch = read_committed_after(&self.pool, checkpoint, self.settings.batch_size)
+                batch = read_committed_after(&self.database, checkpoint, self.settings.batch_size)
                     .await
                     .context("reading the log")?;
             }
@@ -195,7 +199,7 @@ impl Relay {
                     if linger {
                         tokio::time::sleep(self.settings.linger).await;
                     }
-                    read_committed_after(&self.pool, next_checkpoint, self.settings.batch_size).await
+                    read_committed_after(&self.database, next_checkpoint, self.settings.batch_size).await
                 };
                 let save_previous = save_unsaved(&mut leader, &self.settings.name, unsaved.take());
                 let (published, next, saved) = tokio::join!(self.publish(&batch), read_next, save_previous);
@@ -322,8 +326,9 @@ pub struct RelayLag {
 /// Exposed by `/health/ready` and `/metrics`.
 pub async fn lag(pool: &PgPool, relay: &str, cap: i64) -> anyhow::Result<RelayLag> {
     let checkpoint = load_checkpoint(&mut *pool.acquire().await?, relay).await?;
-    let backlog = count_after(pool, checkpoint, cap).await?;
-    let oldest_unpublished_seconds = oldest_after(pool, checkpoint).await?;
+    let database = Database::from(pool.clone());
+    let backlog = count_after(&database, checkpoint, cap).await?;
+    let oldest_unpublished_seconds = oldest_after(&database, checkpoint).await?;
     Ok(RelayLag {
         backlog,
         oldest_unpublished_seconds,

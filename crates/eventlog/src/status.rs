@@ -1,10 +1,10 @@
-//! How far behind the pipeline is, read from Postgres: the relay's backlog and each read
-//! model's, in events and in seconds. Readiness and metrics ask it; it works whichever process
+//! How far behind the pipeline is, read from the database: the relay's backlog (when there is
+//! a relay: Postgres with NATS) and each read model's, in events and in seconds. Readiness and metrics ask it; it works whichever process
 //! runs the relay and the projector runtime.
 
 use crate::reader::{LogPosition, count_after, oldest_after};
 use crate::relay::{RelayLag, lag};
-use sqlx::PgPool;
+use keyframe_database::Database;
 use std::collections::HashMap;
 
 /// Events counted at most, per relay or read model: enough to tell "far behind".
@@ -25,8 +25,8 @@ pub struct ProjectionLag {
 /// The relay's lag and each read model's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineStatus {
-    /// The relay (the default one, `serve`'s).
-    pub relay: RelayLag,
+    /// The relay (the default one, `serve`'s); `None` where there is no relay (SQLite).
+    pub relay: Option<RelayLag>,
     /// Each read model, in the order asked.
     pub projections: Vec<ProjectionLag>,
 }
@@ -36,7 +36,11 @@ impl PipelineStatus {
     /// `relay` if its oldest unpublished event is.
     pub fn stalled(&self, bound: std::time::Duration) -> Vec<&'static str> {
         let bound = bound.as_secs_f64();
-        let relay = (self.relay.oldest_unpublished_seconds > bound).then_some("relay");
+        let relay = self
+            .relay
+            .as_ref()
+            .filter(|relay| relay.oldest_unpublished_seconds > bound)
+            .map(|_| "relay");
         relay
             .into_iter()
             .chain(self.projections.iter().filter(|p| p.seconds > bound).map(|p| p.name))
@@ -48,9 +52,12 @@ impl PipelineStatus {
 ///
 /// The runtime moves the checkpoints of all read models in step together, so most share one
 /// position: the log after each distinct position is measured once.
-pub async fn pipeline_status(pool: &PgPool, projections: &[&'static str]) -> anyhow::Result<PipelineStatus> {
-    let relay = lag(pool, crate::relay::DEFAULT_RELAY, COUNT_CAP).await?;
-    let checkpoints = crate::projector::checkpoints(pool, projections).await?;
+pub async fn pipeline_status(database: &Database, projections: &[&'static str]) -> anyhow::Result<PipelineStatus> {
+    let relay = match database.postgres() {
+        Some(pool) => Some(lag(pool, crate::relay::DEFAULT_RELAY, COUNT_CAP).await?),
+        None => None,
+    };
+    let checkpoints = crate::projector::checkpoints(database, projections).await?;
     let mut measured: HashMap<LogPosition, (i64, f64)> = HashMap::new();
     let mut lags = Vec::with_capacity(projections.len());
     for &name in projections {
@@ -59,8 +66,8 @@ pub async fn pipeline_status(pool: &PgPool, projections: &[&'static str]) -> any
             Some(known) => *known,
             None => {
                 let behind = (
-                    count_after(pool, checkpoint, COUNT_CAP).await?,
-                    oldest_after(pool, checkpoint).await?,
+                    count_after(database, checkpoint, COUNT_CAP).await?,
+                    oldest_after(database, checkpoint).await?,
                 );
                 measured.insert(checkpoint, behind);
                 behind

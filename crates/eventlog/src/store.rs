@@ -1,24 +1,23 @@
-//! The event repository behind cqrs-es: postgres-es's repository over the `events` table, with
-//! its append replaced by Keyframe's own.
+//! The event repository behind cqrs-es, over the `events` table of either database.
 //!
-//! postgres-es appends with `BEGIN`, one `INSERT` per event and `COMMIT`, and the framework
-//! cannot say where the events landed, so a command cost five round trips to Postgres (load,
-//! begin, insert, commit, position query). Here a command's events go through the group-commit
-//! [`Appender`]: one `INSERT ... SELECT FROM unnest(...) RETURNING`, atomic on its own and shared
-//! with whatever other commands are waiting, which answers the events' global positions. The
-//! newest reaches the command bus through a task-local. Loading and
-//! streaming stay postgres-es's. Conflicts surface exactly as before: a unique violation on
+//! A command's events go through the group-commit [`Appender`]: on Postgres one
+//! `INSERT ... SELECT FROM unnest(...) RETURNING`, atomic on its own and shared with whatever
+//! other commands are waiting; on SQLite one transaction of the writing connection. Either way
+//! the append answers the events' global positions, and the newest reaches the command bus
+//! through a task-local. (postgres-es, which this replaced, appended with `BEGIN`, one `INSERT`
+//! per event and `COMMIT`, and could not say where the events landed: five round trips a
+//! command.) Conflicts surface as the framework expects: a unique violation on
 //! `(aggregate_type, aggregate_id, sequence)` is an optimistic-lock error. There are no
-//! snapshots (0.5.0's snapshot store applies events twice).
+//! snapshots (cqrs-es 0.5.0's snapshot store applies events twice).
 
 use crate::append::{AppendError, Appender, DEFAULT_WRITERS, EventRow};
-use crate::outage::database_unreachable;
 use crate::wake::LocalRelay;
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
-use postgres_es::PostgresEventRepository;
+use keyframe_database::errors::database_unreachable;
+use keyframe_database::{Database, portable};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::types::Json;
 use std::cell::Cell;
 use std::future::Future;
 
@@ -37,63 +36,118 @@ pub(crate) async fn capture_appended<F: Future>(command: F) -> (F::Output, Optio
         .await
 }
 
-/// The Postgres event repository.
-pub struct PgEventRepository {
-    postgres_es: PostgresEventRepository,
-    pool: PgPool,
+/// The event repository.
+pub struct EventRepository {
+    database: Database,
     appender: Appender,
 }
 
-impl PgEventRepository {
-    /// A repository over the `events` table in `pool`. Must be called inside a Tokio runtime: it
-    /// starts the group-commit writer. Its appends wake the relay with `NOTIFY`.
-    pub fn new(pool: PgPool) -> Self {
-        Self::with_writers(pool, DEFAULT_WRITERS, LocalRelay::default())
+impl EventRepository {
+    /// A repository over the `events` table of `database`. Must be called inside a Tokio
+    /// runtime: it starts the group-commit writer. Its appends wake the relay with `NOTIFY`.
+    pub fn new(database: Database) -> Self {
+        Self::with_writers(database, DEFAULT_WRITERS, LocalRelay::default())
     }
 
     /// [`Self::new`] with at most `writers` append statements in flight, waking `local_relay`
     /// directly while that relay leads.
-    pub fn with_writers(pool: PgPool, writers: usize, local_relay: LocalRelay) -> Self {
-        let appender = Appender::spawn(pool.clone(), writers, local_relay);
-        Self::sharing(pool, appender)
+    pub fn with_writers(database: Database, writers: usize, local_relay: LocalRelay) -> Self {
+        let appender = Appender::spawn(database.clone(), writers, local_relay);
+        Self { database, appender }
     }
 
-    fn sharing(pool: PgPool, appender: Appender) -> Self {
-        Self {
-            postgres_es: PostgresEventRepository::new(pool.clone()),
-            pool,
-            appender,
-        }
-    }
-
-    /// A second repository on the same pool that shares this one's writer, so appends through
-    /// either are committed together.
+    /// A second repository on the same database that shares this one's writer, so appends
+    /// through either are committed together.
     pub fn another(&self) -> Self {
-        Self::sharing(self.pool.clone(), self.appender.clone())
-    }
-
-    /// The pool it reads and writes through.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-}
-
-/// postgres-es counts a connection its server ended (SQLSTATE 57P01) as an unknown error; count
-/// it as the connection error it is, so the caller answers "unavailable" rather than a bug.
-fn reclassify(error: PersistenceError) -> PersistenceError {
-    match error {
-        PersistenceError::UnknownError(error)
-            if error.downcast_ref::<sqlx::Error>().is_some_and(database_unreachable) =>
-        {
-            PersistenceError::ConnectionError(error)
+        Self {
+            database: self.database.clone(),
+            appender: self.appender.clone(),
         }
-        other => other,
+    }
+
+    /// The database it reads and writes.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The aggregate's events after `after_sequence`, in order.
+    async fn events_after(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        let after_sequence = i64::try_from(after_sequence).unwrap_or(i64::MAX);
+        let rows: Vec<StoredEvent> = portable!(self.database.reader(), pool => {
+            sqlx::query_as(
+                "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+                 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+                 ORDER BY sequence",
+            )
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(after_sequence)
+            .fetch_all(pool)
+            .await
+        })
+        .map_err(persistence_error)?;
+        Ok(rows.into_iter().map(StoredEvent::into_serialized).collect())
+    }
+
+    /// The aggregate's events as a stream cqrs-es replays from.
+    async fn replay_stream(&self, aggregate_type: &str, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
+        let events = self.events_after(aggregate_type, aggregate_id, 0).await?;
+        let (mut feed, stream) = ReplayStream::new(events.len().max(1));
+        tokio::spawn(async move {
+            for event in events {
+                if feed.push(Ok(event)).await.is_err() {
+                    return; // the reader went away
+                }
+            }
+        });
+        Ok(stream)
     }
 }
 
-impl PersistedEventRepository for PgEventRepository {
+/// An event as `events` stores it, for cqrs-es.
+#[derive(sqlx::FromRow)]
+struct StoredEvent {
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Json<Value>,
+    metadata: Json<Value>,
+}
+
+impl StoredEvent {
+    fn into_serialized(self) -> SerializedEvent {
+        SerializedEvent {
+            aggregate_id: self.aggregate_id,
+            sequence: usize::try_from(self.sequence).unwrap_or_default(),
+            aggregate_type: self.aggregate_type,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload: self.payload.0,
+            metadata: self.metadata.0,
+        }
+    }
+}
+
+/// A database error as cqrs-es classifies it: an outage is a connection error, so the caller
+/// answers "unavailable" rather than reporting a bug.
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    if database_unreachable(&error) {
+        PersistenceError::ConnectionError(Box::new(error))
+    } else {
+        PersistenceError::UnknownError(Box::new(error))
+    }
+}
+
+impl PersistedEventRepository for EventRepository {
     async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.postgres_es.get_events::<A>(aggregate_id).await.map_err(reclassify)
+        self.events_after(A::TYPE, aggregate_id, 0).await
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -101,10 +155,7 @@ impl PersistedEventRepository for PgEventRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.postgres_es
-            .get_last_events::<A>(aggregate_id, last_sequence)
-            .await
-            .map_err(reclassify)
+        self.events_after(A::TYPE, aggregate_id, last_sequence).await
     }
 
     async fn get_snapshot<A: Aggregate>(&self, _: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
@@ -146,10 +197,15 @@ impl PersistedEventRepository for PgEventRepository {
     }
 
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
-        self.postgres_es.stream_events::<A>(aggregate_id).await
+        self.replay_stream(A::TYPE, aggregate_id).await
     }
 
+    /// Not offered: Keyframe rebuilds read models from the global log (`keyframe events
+    /// replay`), not through cqrs-es's per-type replay, and one stream of every aggregate of a
+    /// type would have to hold them all in memory here.
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
-        self.postgres_es.stream_all_events::<A>().await
+        Err(PersistenceError::UnknownError(
+            format!("streaming every {} is not offered; replay from the global log", A::TYPE).into(),
+        ))
     }
 }

@@ -3,7 +3,7 @@
 //! A relay that has caught up waits. Appends made in the same process as the leading relay wake
 //! it directly, through a [`LocalRelay`]; appends made anywhere else send `NOTIFY` on
 //! [`NOTIFY_CHANNEL`], from outside the appending transaction (a NOTIFY inside it would serialise
-//! every commit in the database, see `migrations/0005_notify_after_commit.sql`), coalesced to one
+//! every commit in the database, see `migrations/postgres/0005_notify_after_commit.sql`), coalesced to one
 //! in flight. The relay also polls, so a lost wake-up only delays it.
 //!
 //! Why not always NOTIFY: each is a transaction of its own that the listening backend must pass
@@ -11,7 +11,7 @@
 //! 2 cores with 32 clients creating projects: at 6,970 commands/s the NOTIFY statements and the
 //! listener's backend took 17 % of a core; waking in memory, the same run made 7,670/s.
 
-use sqlx::PgPool;
+use keyframe_database::Database;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Notify, mpsc};
@@ -68,16 +68,22 @@ impl Drop for Leading {
 }
 
 /// Wakes the relay after appends: directly when it is this process's, else with at most one
-/// `NOTIFY` in flight, however many appends ring.
+/// `NOTIFY` in flight, however many appends ring. On SQLite only this process can be reading
+/// the log, so the wake is always direct.
 #[derive(Clone)]
 pub(crate) struct RelayWake {
     local: LocalRelay,
-    notify: mpsc::Sender<()>,
+    /// `None` on SQLite.
+    notify: Option<mpsc::Sender<()>>,
 }
 
 impl RelayWake {
-    /// Starts the task that sends the notifications; it ends when the last handle is dropped.
-    pub(crate) fn spawn(pool: PgPool, local: LocalRelay) -> Self {
+    /// Starts the task that sends the notifications (on Postgres); it ends when the last handle
+    /// is dropped.
+    pub(crate) fn spawn(database: &Database, local: LocalRelay) -> Self {
+        let Some(pool) = database.postgres().cloned() else {
+            return Self { local, notify: None };
+        };
         // Capacity one: a ring while a NOTIFY is pending or in flight folds into the next one.
         let (notify, mut rung) = mpsc::channel::<()>(1);
         tokio::spawn(async move {
@@ -93,16 +99,20 @@ impl RelayWake {
                 }
             }
         });
-        Self { local, notify }
+        Self {
+            local,
+            notify: Some(notify),
+        }
     }
 
     /// Events have committed.
     pub(crate) fn ring(&self) {
-        if self.local.is_leading() {
-            self.local.ring();
-        } else {
+        match &self.notify {
             // Full means a wake-up is already pending; closed means the runtime is shutting down.
-            let _ = self.notify.try_send(());
+            Some(notify) if !self.local.is_leading() => {
+                let _ = notify.try_send(());
+            }
+            _ => self.local.ring(),
         }
     }
 }

@@ -12,6 +12,7 @@ use keyframe_api::state::AppState;
 use keyframe_app::buses::Buses;
 use keyframe_billing::allowance::Allowances;
 use keyframe_billing::settlement::{Settlement, SettlementSettings};
+use keyframe_database::Database;
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
 use keyframe_eventlog::wake::LocalRelay;
 use keyframe_worker::coordinator::{Coordinator, CoordinatorSettings, ensure_worker_consumer};
@@ -59,7 +60,8 @@ impl Application {
         // Before anything counts: the metrics of every part of the process go to it.
         keyframe_api::prometheus::recorder();
         let pool = connect_pool_creating_database(&config.database_url, config.db_max_connections).await?;
-        keyframe_eventlog::schema::migrate(&pool)
+        let database = Database::from(pool.clone());
+        keyframe_database::schema::migrate(&database)
             .await
             .context("applying migrations")?;
         let nats = config.nats.connect().await.context("connecting to NATS")?;
@@ -93,7 +95,7 @@ impl Application {
         // The buses, built once: the API, the jobs coordinator and the settlement share them,
         // so their commands on one aggregate take turns (and share its cache) instead of
         // colliding, and their appends share commits.
-        let buses = Buses::new(pool.clone(), config.api.append_writers, local_relay.clone());
+        let buses = Buses::new(database.clone(), config.api.append_writers, local_relay.clone());
         if config.components.contains(&Component::Jobs) {
             ensure_worker_consumer(&jetstream, &naming, config.jobs.worker_ack_wait).await?;
             let coordinator = Coordinator::new(buses.jobs.clone(), nats.clone(), &naming, config.jobs);
@@ -104,7 +106,8 @@ impl Application {
                 .await
                 .with_context(|| format!("binding {}", config.addr))?;
             let first_admin = config.api.first_admin.clone();
-            let state = AppState::new(pool.clone(), nats, config.api, buses.clone()).context("assembling the API")?;
+            let state =
+                AppState::new(database.clone(), nats, config.api, buses.clone()).context("assembling the API")?;
             if let Some((email, password)) = first_admin {
                 state.app.ensure_first_admin(&email, &password).await?;
             }
@@ -114,7 +117,7 @@ impl Application {
         };
         if config.components.contains(&Component::Billing) {
             let allowances = Allowances::new(
-                pool.clone(),
+                database.clone(),
                 buses.ledgers.clone(),
                 buses.subscriptions.clone(),
                 config.billing.free_plan.clone(),

@@ -63,7 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => crate::app::run_worker(&args).await,
         Command::Migrate => {
             let pool = connect_pool_creating_database(&cli.common.database_url, 2).await?;
-            keyframe_eventlog::schema::migrate(&pool).await?;
+            keyframe_database::schema::migrate(&pool.into()).await?;
             eprintln!("migrations applied");
             Ok(())
         }

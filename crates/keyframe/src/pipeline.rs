@@ -111,7 +111,7 @@ async fn run(
         let names: Vec<&str> = projections.iter().map(|projection| projection.name()).collect();
         keyframe_eventlog::streams::delete_retired_consumers(&jetstream, &naming, &names).await;
         let feed = JetStreamFeed::for_projections(jetstream.clone(), naming.clone(), FeedSettings::default());
-        let projector = Projector::new(pool.clone(), feed, projections, ProjectorSettings::default());
+        let projector = Projector::new(pool.clone().into(), feed, projections, ProjectorSettings::default());
         parts.spawn(projector.run(shutdown.clone()));
     }
     // Each part resumes after its own errors and returns only when asked to stop.

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use keyframe_database::Database;
 use keyframe_eventlog::export::{ExportRange, export as export_log};
 use keyframe_eventlog::projector::replay as replay_projection;
 use std::io::{BufWriter, Write};
@@ -47,7 +48,8 @@ const EXPORT_WAITS_FOR_RUNNING: std::time::Duration = std::time::Duration::from_
 /// Rebuilds the chosen projections, with a progress bar and a final rate.
 pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> {
     let pool = connect_pool(database_url, 4).await?;
-    keyframe_eventlog::schema::migrate(&pool).await?;
+    let database = Database::from(pool.clone());
+    keyframe_database::schema::migrate(&database).await?;
     let all = keyframe_projections::all();
     let chosen: Vec<_> = match &args.projection {
         Some(name) => {
@@ -61,7 +63,7 @@ pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> 
         None => all,
     };
     for projection in chosen {
-        let total = keyframe_eventlog::reader::count_events(&pool).await?;
+        let total = keyframe_eventlog::reader::count_events(&database).await?;
         let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
         bar.set_style(
             ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
@@ -69,7 +71,7 @@ pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> 
                 .progress_chars("=> "),
         );
         bar.set_message(projection.name());
-        let report = replay_projection(&pool, projection.as_ref(), args.batch_size, &mut |done| {
+        let report = replay_projection(&database, projection.as_ref(), args.batch_size, &mut |done| {
             bar.set_position(done)
         })
         .await
@@ -100,7 +102,7 @@ pub async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> 
         )),
         None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
     };
-    let written = export_log(&pool, range, EXPORT_WAITS_FOR_RUNNING, &mut out).await?;
+    let written = export_log(&Database::from(pool), range, EXPORT_WAITS_FOR_RUNNING, &mut out).await?;
     drop(out);
     eprintln!("exported {written} events");
     Ok(())

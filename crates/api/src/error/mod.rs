@@ -199,7 +199,7 @@ impl From<ValidationError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if keyframe_eventlog::outage::database_unreachable(&error) {
+        if keyframe_database::errors::database_unreachable(&error) {
             Self::database_unreachable(&error)
         } else {
             Self::Internal(anyhow::Error::new(error).context("database"))

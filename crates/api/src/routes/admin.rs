@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use keyframe_app::policy::{Action, Resource, require};
+use keyframe_database::portable;
 use keyframe_domain::ids::{OrganizationId, UserId};
 use keyframe_domain::owner::Owner;
 use keyframe_domain::user::Role;
@@ -181,7 +182,7 @@ pub async fn list_users(
         }]));
     }
     let caught_up = read_your_writes.wait(&state, user_directory::NAME).await?;
-    let mut rows = user_directory::list(state.pool(), query.cursor, limit + 1).await?;
+    let mut rows = user_directory::list(state.database(), query.cursor, limit + 1).await?;
     let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next_cursor = more.then(|| rows.last().map(|row| row.user_id.to_string())).flatten();
@@ -202,7 +203,7 @@ pub async fn show_user(
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let caught_up = read_your_writes.wait(&state, user_directory::NAME).await?;
-    let row = user_directory::get(state.pool(), id)
+    let row = user_directory::get(state.database(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(mark_consistency(caught_up, Json(AdminUserView::from(row))))
@@ -281,14 +282,17 @@ pub async fn reactivate(
     responses((status = 200, body = SystemStats), (status = 403, body = crate::error::Problem)))]
 pub async fn stats(State(state): State<AppState>, read_your_writes: ReadYourWrites) -> Result<Response, ApiError> {
     let caught_up = read_your_writes.wait(&state, user_directory::NAME).await?;
-    let users = user_directory::counts(state.pool()).await?;
-    let (active_sessions, projects, events): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM session_list WHERE ended_at IS NULL AND refresh_expires_at > now()),
-                (SELECT count(*) FROM project_list WHERE deleted_at IS NULL),
-                (SELECT coalesce(max(global_position), 0) FROM events)",
-    )
-    .fetch_one(state.pool())
-    .await?;
+    let users = user_directory::counts(state.database()).await?;
+    let (active_sessions, projects, events): (i64, i64, i64) = portable!(state.database().reader(), pool => {
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM session_list WHERE ended_at IS NULL AND refresh_expires_at > $1),
+                    (SELECT count(*) FROM project_list WHERE deleted_at IS NULL),
+                    (SELECT coalesce(max(global_position), 0) FROM events)",
+        )
+        .bind(Utc::now())
+        .fetch_one(pool)
+        .await
+    })?;
     let stats = SystemStats {
         users: users.total,
         users_verified: users.verified,
@@ -444,7 +448,7 @@ pub async fn list_organizations(
     require(&admin.actor(), Action::View, &Resource::Accounts)?;
     let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
     let caught_up = read_your_writes.wait(&state, organizations::NAME).await?;
-    let rows = organizations::list_all(state.pool(), cursor, limit + 1).await?;
+    let rows = organizations::list_all(state.database(), cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.organization_id);
     let page = Page {
         items: rows.into_iter().map(AdminOrganizationView::from).collect(),
@@ -467,10 +471,10 @@ pub async fn show_organization(
 ) -> Result<Response, ApiError> {
     require(&admin.actor(), Action::View, &Resource::Accounts)?;
     let caught_up = read_your_writes.wait(&state, organizations::NAME).await?;
-    let organization = organizations::get_any(state.pool(), id)
+    let organization = organizations::get_any(state.database(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
-    let members = organizations::members(state.pool(), id, None, 1_000).await?;
+    let members = organizations::members(state.database(), id, None, 1_000).await?;
     let ledger = state.app.ledger(Owner::Organization(OrganizationId(id))).await?;
     let detail = AdminOrganizationDetail {
         organization: organization.into(),

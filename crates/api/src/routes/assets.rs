@@ -260,7 +260,7 @@ pub async fn list(
         .await?;
     let owner = project.owner().ok_or_else(|| ApiError::not_found("project"))?;
     let caught_up = read_your_writes.wait(&state, asset_list::NAME).await?;
-    let rows = asset_list::list_for_project(state.pool(), owner.id(), project_id, cursor, limit + 1)
+    let rows = asset_list::list_for_project(state.database(), owner.id(), project_id, cursor, limit + 1)
         .await
         .context("listing assets")?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.asset_id);

@@ -216,7 +216,7 @@ pub async fn organization_usage(
     let owner = Owner::Organization(OrganizationId(id));
     let only = state.app.usage_visible_to(&caller.actor(), owner).await?;
     let caught_up = read_your_writes.wait(&state, credit_transactions::NAME).await?;
-    let rows = credit_transactions::usage_by_member(state.pool(), id, only.map(|member| member.0), months)
+    let rows = credit_transactions::usage_by_member(state.database(), id, only.map(|member| member.0), months)
         .await
         .context("summing the usage")?;
     let items = rows
@@ -250,7 +250,7 @@ async fn transactions_of(
         })
         .transpose()?;
     let caught_up = read_your_writes.wait(state, credit_transactions::NAME).await?;
-    let rows = credit_transactions::list_for_owner(state.pool(), owner_id, cursor, limit + 1)
+    let rows = credit_transactions::list_for_owner(state.database(), owner_id, cursor, limit + 1)
         .await
         .context("listing transactions")?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.sequence);

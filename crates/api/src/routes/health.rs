@@ -5,6 +5,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use keyframe_database::portable;
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -87,9 +88,12 @@ pub async fn live() -> Json<Health> {
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let postgres = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(state.pool()))
-        .await
-        .is_ok_and(|result| result.is_ok());
+    let database = state.database();
+    let postgres = tokio::time::timeout(CHECK_TIMEOUT, async {
+        portable!(database.reader(), pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
+    })
+    .await
+    .is_ok_and(|result| result.is_ok());
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected
         && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush())
             .await
@@ -98,7 +102,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
     let pipeline = if postgres {
         tokio::time::timeout(
             CHECK_TIMEOUT,
-            keyframe_eventlog::status::pipeline_status(state.pool(), &names),
+            keyframe_eventlog::status::pipeline_status(state.database(), &names),
         )
         .await
         .ok()
@@ -127,8 +131,14 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
             postgres: word(postgres),
             nats: word(nats),
         }),
-        relay_backlog: pipeline.as_ref().map(|status| status.relay.backlog),
-        relay_oldest_unpublished_seconds: pipeline.as_ref().map(|status| status.relay.oldest_unpublished_seconds),
+        relay_backlog: pipeline
+            .as_ref()
+            .and_then(|status| status.relay.as_ref())
+            .map(|relay| relay.backlog),
+        relay_oldest_unpublished_seconds: pipeline
+            .as_ref()
+            .and_then(|status| status.relay.as_ref())
+            .map(|relay| relay.oldest_unpublished_seconds),
         projections: pipeline.map(|status| {
             status
                 .projections

@@ -280,7 +280,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let (limit, cursor) = crate::paging::page(query.limit, query.cursor.as_deref())?;
     let caught_up = read_your_writes.wait(&state, organizations::NAME).await?;
-    let rows = organizations::list_for_member(state.pool(), caller.user_id.0, cursor, limit + 1).await?;
+    let rows = organizations::list_for_member(state.database(), caller.user_id.0, cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.organization_id);
     let page = Page {
         items: rows.into_iter().map(OrganizationView::from).collect(),
@@ -369,7 +369,7 @@ pub async fn members(
         .organization_for(&caller.actor(), Action::View, OrganizationId(id))
         .await?;
     let caught_up = read_your_writes.wait(&state, organizations::NAME).await?;
-    let rows = organizations::members(state.pool(), id, cursor, limit + 1).await?;
+    let rows = organizations::members(state.database(), id, cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.user_id);
     let page = Page {
         items: rows.into_iter().map(MemberView::from).collect(),
@@ -551,7 +551,7 @@ pub async fn invitations(
         .organization_for(&caller.actor(), Action::ManageMembers, OrganizationId(id))
         .await?;
     let caught_up = read_your_writes.wait(&state, organizations::NAME).await?;
-    let rows = organizations::pending_invitations(state.pool(), id, Utc::now(), cursor, limit + 1).await?;
+    let rows = organizations::pending_invitations(state.database(), id, Utc::now(), cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.invitation_id);
     let page = Page {
         items: rows.into_iter().map(InvitationView::from).collect(),

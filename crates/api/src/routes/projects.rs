@@ -208,7 +208,7 @@ pub async fn list(
         .map(Owner::id)
         .collect();
     let caught_up = read_your_writes.wait(&state, project_list::NAME).await?;
-    let rows = project_list::list_for_owners(state.pool(), &owners, cursor, limit + 1).await?;
+    let rows = project_list::list_for_owners(state.database(), &owners, cursor, limit + 1).await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.project_id);
     let page = Page {
         items: rows.into_iter().map(ProjectView::from).collect(),
@@ -234,7 +234,7 @@ pub async fn show(
         .project_for(&caller.actor(), Action::View, ProjectId(id))
         .await?;
     let caught_up = read_your_writes.wait(&state, project_list::NAME).await?;
-    let view = match project_list::get(state.pool(), id).await? {
+    let view = match project_list::get(state.database(), id).await? {
         Some(row) => ProjectView::from(row),
         None => ProjectView::of(&project).ok_or_else(|| ApiError::not_found("project"))?,
     };

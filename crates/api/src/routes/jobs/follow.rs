@@ -16,6 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use cqrs_es::Aggregate;
 use keyframe_app::policy::Action;
+use keyframe_database::{Database, portable};
 use keyframe_domain::ids::JobId;
 use keyframe_domain::job::{Job, JobEvent};
 use keyframe_domain::log::RecordedEvent;
@@ -83,20 +84,21 @@ pub async fn events(
     if let Some(after) = resume_after
         && job.status().is_finished()
     {
-        let newest: Option<i64> =
+        let newest: Option<i64> = portable!(state.database().reader(), pool => {
             sqlx::query_scalar("SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2")
                 .bind(Job::TYPE)
                 .bind(id.to_string())
-                .fetch_one(state.pool())
+                .fetch_one(pool)
                 .await
-                .context("reading the job's newest event")?;
+        })
+        .context("reading the job's newest event")?;
         if newest.is_none_or(|newest| after >= newest) {
             // An ended job with nothing after what the client saw: 204 tells an EventSource
             // to stop reconnecting.
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
     }
-    let pool = state.pool().clone();
+    let database = state.database().clone();
     let job_id = id.to_string();
     // Heard before the store is read, so nothing falls between the two.
     let feed = state.job_events.follow(&job_id);
@@ -106,7 +108,7 @@ pub async fn events(
         job_id: JobId(id),
         checked: Instant::now(),
     };
-    let stream = follow_job(pool, job_id, feed, resume_after, watcher);
+    let stream = follow_job(database, job_id, feed, resume_after, watcher);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
@@ -150,7 +152,7 @@ impl Watcher {
 }
 
 struct Follow {
-    pool: sqlx::PgPool,
+    database: Database,
     watcher: Watcher,
     job_id: String,
     feed: Following,
@@ -168,14 +170,14 @@ struct Follow {
 
 /// The job's events, folded as they come, sent from `resume_after` on.
 fn follow_job(
-    pool: sqlx::PgPool,
+    database: Database,
     job_id: String,
     feed: Following,
     resume_after: Option<i64>,
     watcher: Watcher,
 ) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
     let follow = Follow {
-        pool,
+        database,
         watcher,
         job_id,
         feed,
@@ -241,15 +243,15 @@ impl Follow {
     /// Folds in the job's events from the store after what is folded already.
     async fn read(&mut self) -> anyhow::Result<()> {
         self.read_store = false;
-        let rows: Vec<(i64, String, serde_json::Value)> = sqlx::query_as(
+        let rows: Vec<(i64, String, serde_json::Value)> = portable!(self.database.reader(), pool => { sqlx::query_as(
             "SELECT sequence, event_type, payload FROM events
              WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
         )
         .bind(Job::TYPE)
         .bind(&self.job_id)
         .bind(self.folded)
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(pool)
+        .await })
         .context("reading the job's events")?;
         for (sequence, event_type, payload) in rows {
             let event: JobEvent = serde_json::from_value(payload).context("reading a job event")?;

@@ -257,7 +257,7 @@ pub async fn list(
             .await?,
     );
     let caught_up = read_your_writes.wait(&state, job_list::NAME).await?;
-    let rows = job_list::list_for_owners(state.pool(), &owners, &filter, cursor, limit + 1)
+    let rows = job_list::list_for_owners(state.database(), &owners, &filter, cursor, limit + 1)
         .await
         .context("listing jobs")?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.job_id);
@@ -278,7 +278,7 @@ pub async fn stats(
 ) -> Result<Response, ApiError> {
     let owners = owner_ids(state.app.owners_visible_to(&caller.actor(), None).await?);
     let caught_up = read_your_writes.wait(&state, job_list::NAME).await?;
-    let counts: Vec<JobCount> = job_list::counts_for_owners(state.pool(), &owners)
+    let counts: Vec<JobCount> = job_list::counts_for_owners(state.database(), &owners)
         .await
         .context("counting jobs")?;
     let mut stats = JobStats {
