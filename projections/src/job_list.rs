@@ -324,6 +324,17 @@ pub async fn active_counts(database: &Database) -> Result<Vec<(String, i64)>, sq
     .await })
 }
 
+/// Every job queued or running, over every owner, oldest first.
+pub async fn active_job_ids(database: &Database) -> Result<Vec<Uuid>, sqlx::Error> {
+    portable!(database.reader(), pool => {
+        sqlx::query_scalar(
+            "SELECT job_id FROM job_list WHERE status IN ('queued', 'running') AND deleted_at IS NULL ORDER BY job_id",
+        )
+        .fetch_all(pool)
+        .await
+    })
+}
+
 /// How many of `owner_id`'s jobs are queued or running.
 pub async fn active_count_of(database: &Database, owner_id: Uuid) -> Result<i64, sqlx::Error> {
     portable!(database.reader(), pool => { sqlx::query_scalar(

@@ -3,7 +3,7 @@
 
 use crate::contract;
 use crate::smtp::SmtpInbox;
-use crate::{TestDatabase, TestNats, http_client};
+use crate::{TestDatabase, TestNats, TestStore, http_client};
 use keyframe::app::{AppConfig, Application};
 use keyframe::config::Component;
 use keyframe_api::settings::ApiSettings;
@@ -38,6 +38,18 @@ pub fn test_api_settings() -> ApiSettings {
     settings
 }
 
+/// The worker an embedded test app runs, beating every 250 ms, its scratch space under `dir`.
+fn in_process_worker(dir: &std::path::Path) -> keyframe_worker::runner::WorkerSettings {
+    keyframe_worker::runner::WorkerSettings {
+        name: format!("in-process-{}", uuid::Uuid::now_v7().simple()),
+        concurrency: 1,
+        heartbeat: Duration::from_millis(250),
+        scratch_dir: dir.join("scratch"),
+        analysis: keyframe_media::analysis::AnalysisOptions::default(),
+        unable: None,
+    }
+}
+
 /// Workers' treatment for tests: a dead worker's job moves on after 3 s, retries follow
 /// after 200 ms.
 pub fn test_coordinator_settings() -> keyframe_worker::coordinator::CoordinatorSettings {
@@ -57,12 +69,14 @@ pub struct TestApp {
     /// The HTTP client.
     pub http: reqwest::Client,
     app: Option<Application>,
-    /// Its NATS prefix.
-    pub nats: TestNats,
+    /// What it was started with.
+    config: AppConfig,
+    /// Its NATS prefix; `None` when it runs without NATS.
+    nats: Option<TestNats>,
     /// The SMTP server its mails go to.
     pub mail: SmtpInbox,
     /// Its database (dropped last).
-    pub db: TestDatabase,
+    pub db: TestStore,
     /// Where its uploads and artifacts are stored.
     pub storage: keyframe_media::storage::StorageConfig,
     /// The answers its API processes gave, checked against the OpenAPI document on drop.
@@ -95,7 +109,15 @@ impl TestApp {
         TestAppBuilder {
             components: vec![Component::Api, Component::Relay, Component::Projectors],
             api: test_api_settings(),
+            embedded: false,
         }
+    }
+
+    /// Its NATS prefix; a test that calls this needs NATS (it panics on an app without).
+    pub fn nats(&self) -> &TestNats {
+        self.nats
+            .as_ref()
+            .expect("this test needs NATS; it runs in the Postgres and NATS suite")
     }
 
     /// A second API process on the same database, NATS prefix and SMTP server, as in a
@@ -122,6 +144,23 @@ impl TestApp {
         if let Some(app) = self.app.take() {
             app.stop().await;
         }
+    }
+
+    /// Stops the service and starts it again on the same database, storage and settings, as
+    /// an operator's restart would (it listens on a new port: [`TestApp::base_url`] follows).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let app = Application::build(self.config.clone())
+            .await
+            .expect("the application starts again");
+        self.base_url = app
+            .local_addr()
+            .map(|addr| format!("http://{addr}"))
+            .unwrap_or_default();
+        if let TestStore::Embedded(db) = &mut self.db {
+            db.database = app.database().clone();
+        }
+        self.app = Some(app);
     }
 }
 
@@ -193,12 +232,27 @@ impl Drop for Sibling {
 pub struct TestAppBuilder {
     components: Vec<Component>,
     api: ApiSettings,
+    embedded: bool,
 }
 
 impl TestAppBuilder {
     /// Runs only these parts (by default the API, the relay and the projectors).
     pub fn components(mut self, components: Vec<Component>) -> Self {
         self.components = components;
+        self
+    }
+
+    /// Runs it as one process without Postgres and NATS: on an embedded database of its own,
+    /// its read models and progress streams following the log in the process, with the API,
+    /// the projectors and the jobs (an in-process worker) unless told otherwise.
+    pub fn embedded(mut self) -> Self {
+        self.embedded = true;
+        self.components = vec![
+            Component::Api,
+            Component::Projectors,
+            Component::Jobs,
+            Component::Billing,
+        ];
         self
     }
 
@@ -211,15 +265,26 @@ impl TestAppBuilder {
 
     /// Starts it, with its own database, NATS prefix, SMTP server and storage.
     pub async fn spawn(self) -> TestApp {
-        let TestAppBuilder { components, mut api } = self;
-        let db = TestDatabase::create().await;
-        let nats = TestNats::create().await;
+        let TestAppBuilder {
+            components,
+            mut api,
+            embedded,
+        } = self;
+        // The embedded database is the application's to open (one handle writes a file); the
+        // test reads through the application's handle.
+        let (postgres, embedded, nats) = if embedded {
+            (None, Some(crate::EmbeddedDatabase::place()), None)
+        } else {
+            (Some(TestDatabase::create().await), None, Some(TestNats::create().await))
+        };
         let mail = SmtpInbox::start().await;
         api.mail.smtp_url = Some(mail.url());
         let contract = contract::Contract::default();
         api.answer_observer = Some(contract.observer());
-        api.pipeline.events_stream = nats.naming.events_stream();
-        api.pipeline.job_events = nats.naming.aggregate_events_filter("Job");
+        if let Some(nats) = &nats {
+            api.pipeline.events_stream = nats.naming.events_stream();
+            api.pipeline.job_events = nats.naming.aggregate_events_filter("Job");
+        }
         api.pipeline.consumers = keyframe::SERVICE_CONSUMERS
             .iter()
             .map(|name| (*name).to_owned())
@@ -233,16 +298,33 @@ impl TestAppBuilder {
             ..SettlementSettings::default()
         };
         let config = AppConfig {
-            database_url: db.url.clone(),
+            database: match (&postgres, &embedded) {
+                (Some(db), _) => keyframe::database::DatabaseTarget::Postgres(db.url.clone()),
+                (None, Some((_, path))) => keyframe::database::DatabaseTarget::Sqlite(path.clone()),
+                (None, None) => unreachable!("one database or the other"),
+            },
             db_max_connections: 10,
-            nats: nats.args(),
+            nats: nats.as_ref().map(TestNats::args),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             components,
             api,
             jobs: test_coordinator_settings(),
             billing,
+            // Without NATS the process runs its own worker.
+            workers: embedded.as_ref().map(|(dir, _)| in_process_worker(dir)),
         };
-        let app = Application::build(config).await.expect("the application starts");
+        let app = Application::build(config.clone())
+            .await
+            .expect("the application starts");
+        let db = match (postgres, embedded) {
+            (Some(db), _) => TestStore::Postgres(db),
+            (None, Some((dir, path))) => TestStore::Embedded(crate::EmbeddedDatabase {
+                dir,
+                path,
+                database: app.database().clone(),
+            }),
+            (None, None) => unreachable!("one database or the other"),
+        };
         let base_url = app
             .local_addr()
             .map(|addr| format!("http://{addr}"))
@@ -251,6 +333,7 @@ impl TestAppBuilder {
             base_url,
             http: http_client(),
             app: Some(app),
+            config,
             nats,
             mail,
             db,
@@ -285,14 +368,15 @@ impl SiblingBuilder<'_> {
         api.mail.smtp_url = Some(of.mail.url());
         api.answer_observer = Some(of.contract.observer());
         let config = AppConfig {
-            database_url: of.db.url.clone(),
+            database: keyframe::database::DatabaseTarget::Postgres(of.db.postgres().url.clone()),
             db_max_connections: 4,
-            nats: of.nats.args(),
+            nats: Some(of.nats().args()),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             components: vec![Component::Api],
             api,
             jobs: test_coordinator_settings(),
             billing: Default::default(),
+            workers: None,
         };
         let app = Application::build(config).await?;
         let base_url = app

@@ -66,11 +66,14 @@ impl TestApp {
     /// Waits until the `session_list` read model holds `count` sessions of `user_id`.
     pub async fn wait_for_sessions_projected(&self, user_id: &str, count: i64) {
         wait_for("the sessions in the read model", Duration::from_secs(10), || async {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM session_list WHERE user_id = $1::uuid")
-                .bind(user_id)
-                .fetch_one(&self.db.pool)
-                .await
-                .expect("count")
+            let user_id: uuid::Uuid = user_id.parse().expect("a user id");
+            keyframe_database::portable!(self.db.database().reader(), pool => {
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM session_list WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_one(pool)
+                    .await
+            })
+            .expect("count")
                 == count
         })
         .await;

@@ -74,20 +74,29 @@ impl Drop for TestDatabase {
 pub struct EmbeddedDatabase {
     /// Its directory.
     pub dir: PathBuf,
-    /// The handle on it.
+    /// Its file.
+    pub path: PathBuf,
+    /// The handle on it (an application's, when one runs on it: one handle writes a file).
     pub database: Database,
 }
 
 impl EmbeddedDatabase {
     /// Creates and migrates a fresh database file.
     pub async fn create() -> Self {
-        let dir = std::env::temp_dir().join(unique("kf_embedded_"));
-        std::fs::create_dir_all(&dir).expect("create the database's directory");
-        let database = keyframe_database::sqlite::open(&dir.join("keyframe.db"), Access::ReadWrite, 4)
+        let (dir, path) = Self::place();
+        let database = keyframe_database::sqlite::open(&path, Access::ReadWrite, 4)
             .await
             .expect("open the embedded database");
         keyframe_database::schema::migrate(&database).await.expect("migrate");
-        Self { dir, database }
+        Self { dir, path, database }
+    }
+
+    /// A directory of its own and the database file's path in it, not yet created.
+    pub fn place() -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(unique("kf_embedded_"));
+        std::fs::create_dir_all(&dir).expect("create the database's directory");
+        let path = dir.join("keyframe.db");
+        (dir, path)
     }
 }
 
@@ -108,13 +117,22 @@ pub enum TestStore {
 
 impl TestStore {
     /// A fresh Postgres database.
-    pub async fn postgres() -> Self {
+    pub async fn create_postgres() -> Self {
         Self::Postgres(TestDatabase::create().await)
     }
 
     /// A fresh embedded database.
-    pub async fn embedded() -> Self {
+    pub async fn create_embedded() -> Self {
         Self::Embedded(EmbeddedDatabase::create().await)
+    }
+
+    /// The Postgres database; a test that calls this needs Postgres (it panics on the embedded
+    /// database).
+    pub fn postgres(&self) -> &TestDatabase {
+        match self {
+            Self::Postgres(db) => db,
+            Self::Embedded(_) => panic!("this test needs Postgres; it runs in the Postgres and NATS suite"),
+        }
     }
 
     /// The handle Keyframe's code takes.

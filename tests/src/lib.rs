@@ -16,6 +16,7 @@ mod media;
 mod nats;
 mod orgs;
 mod pipeline;
+mod sse;
 mod worker;
 
 pub use app::{
@@ -29,6 +30,7 @@ pub use db::{
 pub use media::{make_avi, make_video, short_video};
 pub use nats::{NatsServerProcess, TestNats, assert_exactly_once_in_order, nats_url};
 pub use pipeline::{Running, start_project_list_projector, start_projector, start_relay, start_relay_woken_by};
+pub use sse::{collect_events, open_job_events};
 pub use worker::TestWorker;
 
 use std::future::Future;

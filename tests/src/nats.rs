@@ -41,7 +41,7 @@ impl TestNats {
     /// Settings pointing the service at this prefix.
     pub fn args(&self) -> NatsArgs {
         NatsArgs {
-            nats_url: nats_url(),
+            nats_url: Some(nats_url()),
             nats_user: None,
             nats_password: None,
             nats_creds: None,

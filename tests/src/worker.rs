@@ -39,7 +39,7 @@ impl Drop for TestWorker {
 impl TestApp {
     /// Starts a worker on this app's NATS prefix and storage, beating every 250 ms.
     pub async fn spawn_worker(&self, name: &str) -> TestWorker {
-        self.spawn_worker_as(name, self.nats.args()).await
+        self.spawn_worker_as(name, self.nats().args()).await
     }
 
     /// [`TestApp::spawn_worker`] connecting with `nats`.
@@ -52,6 +52,7 @@ impl TestApp {
             heartbeat: Duration::from_millis(250),
             scratch_dir: scratch.clone(),
             analysis: keyframe_media::analysis::AnalysisOptions::default(),
+            unable: None,
         };
         let storage = keyframe_media::storage::Storage::open(&self.storage).expect("storage");
         let client = nats.connect().await.expect("the worker connects");

@@ -193,13 +193,13 @@ async fn five_failed_logins_lock_the_account_even_for_the_right_password_and_a_r
         );
     }
     wait_for("the lockout event", Duration::from_secs(10), || async {
-        all_events(&app.db.pool)
+        all_events(&app.db.postgres().pool)
             .await
             .iter()
             .any(|event| event.event_type == "AccountLocked")
     })
     .await;
-    let events = all_events(&app.db.pool).await;
+    let events = all_events(&app.db.postgres().pool).await;
     let failed = events.iter().filter(|event| event.event_type == "LoginFailed").count();
     assert_eq!(failed, 5, "counted per account: the unknown address counts for no one");
     let locked = events
@@ -236,7 +236,7 @@ async fn a_successful_login_clears_earlier_failures() {
         // Failures are counted in the background: wait until all four are, then succeed.
         let expected = 4 * (round + 1);
         wait_for("the failures to be counted", Duration::from_secs(10), || async {
-            all_events(&app.db.pool)
+            all_events(&app.db.postgres().pool)
                 .await
                 .iter()
                 .filter(|event| event.event_type == "LoginFailed")
@@ -246,7 +246,7 @@ async fn a_successful_login_clears_earlier_failures() {
         .await;
         assert_eq!(login(&app, &ada.email, PASSWORD).await.status(), 200, "round {round}");
     }
-    let events = all_events(&app.db.pool).await;
+    let events = all_events(&app.db.postgres().pool).await;
     assert!(events.iter().all(|event| event.event_type != "AccountLocked"));
     assert_eq!(
         events

@@ -65,7 +65,7 @@ async fn the_first_admin_comes_from_configuration_once_however_often_keyframe_st
     // A second process with the same configuration changes nothing.
     let again = app.sibling().settings(with_first_admin(ROOT)).spawn().await;
     drop(again);
-    let events = all_events(&app.db.pool).await;
+    let events = all_events(&app.db.postgres().pool).await;
     assert_eq!(count(&events, "UserRegistered"), 1);
     assert_eq!(count(&events, "EmailVerified"), 1);
     assert_eq!(count(&events, "RolesChanged"), 1);
@@ -199,7 +199,7 @@ async fn a_suspended_user_is_logged_out_everywhere_cannot_log_in_and_is_back_aft
         (shown["status"].as_str(), shown["suspended_reason"].as_str()),
         (Some("suspended"), Some("chargeback"))
     );
-    let events = all_events(&app.db.pool).await;
+    let events = all_events(&app.db.postgres().pool).await;
     let ended = events
         .iter()
         .filter(|event| event.event_type == "SessionEnded" && event.payload.get().contains("user_suspended"))
@@ -393,7 +393,7 @@ async fn new_accounts_get_the_signup_bonus_and_an_admin_grant_adds_to_it_on_the_
     assert_eq!(rest["items"][0]["reference"], "signup");
     assert_eq!(rest["items"][0]["amount"], 100);
     assert_eq!(rest["next_cursor"], Value::Null);
-    let ledger_events: Vec<_> = all_events(&app.db.pool)
+    let ledger_events: Vec<_> = all_events(&app.db.postgres().pool)
         .await
         .into_iter()
         .filter(|event| event.aggregate_type == "CreditLedger" && event.aggregate_id == user.id)

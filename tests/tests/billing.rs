@@ -131,11 +131,11 @@ async fn two_hundred_requests_against_credit_for_fifty_make_exactly_fifty_jobs()
     let requested: Vec<String> = sqlx::query_scalar(
         "SELECT aggregate_id FROM events WHERE aggregate_type = 'Job' AND event_type = 'JobRequested'",
     )
-    .fetch_all(&app.db.pool)
+    .fetch_all(&app.db.postgres().pool)
     .await
     .expect("jobs");
     assert_eq!(requested.into_iter().collect::<BTreeSet<_>>(), accepted);
-    let events = ledger_events(&app.db.pool, &user).await;
+    let events = ledger_events(&app.db.postgres().pool, &user).await;
     let reserved_jobs: Vec<String> = events
         .iter()
         .filter_map(|event| match event {
@@ -172,10 +172,10 @@ fn start_settlement_with(
     settings: SettlementSettings,
 ) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let settlement = Settlement::new(
-        std::sync::Arc::new(CommandBus::new(app.db.database.clone())),
-        std::sync::Arc::new(CommandBus::new(app.db.database.clone()).cached(16)),
-        app.nats.jetstream.clone(),
-        app.nats.naming.clone(),
+        std::sync::Arc::new(CommandBus::new(app.db.database().clone())),
+        std::sync::Arc::new(CommandBus::new(app.db.database().clone()).cached(16)),
+        app.nats().jetstream.clone(),
+        app.nats().naming.clone(),
         settings,
     );
     let shutdown = CancellationToken::new();
@@ -186,7 +186,7 @@ fn start_settlement_with(
 /// id, as a redelivery would hand it over again.
 async fn deliver_again(app: &TestApp, aggregate_id: &str, event_type: &str) {
     let (_, event) = app
-        .nats
+        .nats()
         .stream_events()
         .await
         .into_iter()
@@ -194,10 +194,10 @@ async fn deliver_again(app: &TestApp, aggregate_id: &str, event_type: &str) {
         .expect("the event is in the stream");
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", format!("again-{}", uuid::Uuid::now_v7()).as_str());
-    app.nats
+    app.nats()
         .jetstream
         .publish_with_headers(
-            app.nats.naming.event_subject(&event),
+            app.nats().naming.event_subject(&event),
             headers,
             serde_json::to_vec(&event).expect("json").into(),
         )
@@ -211,11 +211,11 @@ async fn deliver_again(app: &TestApp, aggregate_id: &str, event_type: &str) {
 async fn wait_until_consumed(app: &TestApp, name: &str) {
     wait_for("every delivery to be acked", Duration::from_secs(30), || async {
         let mut consumer = app
-            .nats
+            .nats()
             .jetstream
             .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
                 name,
-                app.nats.naming.events_stream(),
+                app.nats().naming.events_stream(),
             )
             .await
             .expect("the consumer");
@@ -332,7 +332,7 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
     stop_settlement.cancel();
     settlement.await.expect("joined").expect("stopped cleanly");
 
-    let events = ledger_events(&app.db.pool, &user).await;
+    let events = ledger_events(&app.db.postgres().pool, &user).await;
     assert_eq!(count(&events, "settled", &succeeded_id), 1);
     assert_eq!(count(&events, "released", &succeeded_id), 0);
     assert_eq!(count(&events, "released", &cancelled_id), 1);
@@ -389,7 +389,7 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
     // crash between the two steps) has no job at all.
     let owner_id = keyframe_domain::ids::UserId(user.id.parse().expect("uuid"));
     let orphan = keyframe_domain::ids::JobId::new();
-    let ledgers: CommandBus<keyframe_domain::ledger::CreditLedger> = CommandBus::new(app.db.database.clone());
+    let ledgers: CommandBus<keyframe_domain::ledger::CreditLedger> = CommandBus::new(app.db.database().clone());
     ledgers
         .execute(
             &user.id,
@@ -430,7 +430,7 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
         (10, 1, 9),
         "the recorded job keeps its credits"
     );
-    let events = ledger_events(&app.db.pool, &user).await;
+    let events = ledger_events(&app.db.postgres().pool, &user).await;
     let released: Vec<&LedgerEvent> = events
         .iter()
         .filter(|event| matches!(event, LedgerEvent::CreditsReleased { .. }))
@@ -557,7 +557,7 @@ async fn an_account_the_request_did_not_credit_gets_its_signup_bonus_from_the_se
     stop.cancel();
     settlement.await.expect("joined").expect("stopped cleanly");
     assert_eq!(balance(&app, &user).await, (25, 0, 25));
-    assert_eq!(ledger_events(&app.db.pool, &user).await.len(), 1);
+    assert_eq!(ledger_events(&app.db.postgres().pool, &user).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -598,7 +598,7 @@ async fn the_billing_part_of_serve_settles_beside_the_api_on_shared_ledgers() {
         balance(&app, &user).await == (105, 0, 105)
     })
     .await;
-    let events = ledger_events(&app.db.pool, &user).await;
+    let events = ledger_events(&app.db.postgres().pool, &user).await;
     assert_eq!(count(&events, "released", &job_id), 1);
     assert_eq!(audit(&events), (105, 0));
     assert_eq!(allowances_of(&app, &user).await.len(), 1);
@@ -607,7 +607,7 @@ async fn the_billing_part_of_serve_settles_beside_the_api_on_shared_ledgers() {
 /// Each allowance `user`'s ledger recorded, as (plan, period).
 async fn allowances_of(app: &TestApp, user: &TestUser) -> Vec<(String, String)> {
     use keyframe_domain::ledger::GrantSource;
-    ledger_events(&app.db.pool, user)
+    ledger_events(&app.db.postgres().pool, user)
         .await
         .into_iter()
         .filter_map(|event| match event {
@@ -638,11 +638,11 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
         .settings(settings)
         .spawn()
         .await;
-    let ledgers = Arc::new(CommandBus::new(app.db.database.clone()).cached(16));
-    let subscriptions = Arc::new(CommandBus::new(app.db.database.clone()));
+    let ledgers = Arc::new(CommandBus::new(app.db.database().clone()).cached(16));
+    let subscriptions = Arc::new(CommandBus::new(app.db.database().clone()));
     let allowances = Arc::new(
         Allowances::new(
-            app.db.database.clone(),
+            app.db.database().clone(),
             ledgers.clone(),
             subscriptions.clone(),
             free_plan.clone(),
@@ -659,10 +659,10 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
         ..SettlementSettings::default()
     };
     let settlement = Settlement::new(
-        Arc::new(CommandBus::new(app.db.database.clone())),
+        Arc::new(CommandBus::new(app.db.database().clone())),
         ledgers.clone(),
-        app.nats.jetstream.clone(),
-        app.nats.naming.clone(),
+        app.nats().jetstream.clone(),
+        app.nats().naming.clone(),
         no_bonus,
     )
     .with_allowances(allowances.clone());
@@ -710,7 +710,7 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
         Duration::from_secs(20),
         || async {
             sqlx::query_scalar::<_, i64>("SELECT count(*) FROM user_directory")
-                .fetch_one(&app.db.pool)
+                .fetch_one(&app.db.postgres().pool)
                 .await
                 .expect("count")
                 == 3
@@ -720,7 +720,7 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
     // The sweep reads the accounts from the event store: an account directory being rebuilt
     // (or behind) hides nobody.
     sqlx::query("TRUNCATE user_directory")
-        .execute(&app.db.pool)
+        .execute(&app.db.postgres().pool)
         .await
         .expect("empty the directory");
     assert_eq!(
@@ -738,7 +738,7 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
     // grants nobody twice.
     assert_eq!(allowances.sweep_due(now).await.expect("sweep"), 0);
     sqlx::query("UPDATE allowance_sweeps SET last_account = NULL, finished_at = NULL")
-        .execute(&app.db.pool)
+        .execute(&app.db.postgres().pool)
         .await
         .expect("rewind");
     allowances.sweep_due(now).await.expect("sweep again");
@@ -748,13 +748,13 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
     // A month left unfinished long ago is finished first, for the accounts that existed then
     // (none of these); then the new month is granted.
     sqlx::query("INSERT INTO allowance_sweeps (period) VALUES ('2020-01')")
-        .execute(&app.db.pool)
+        .execute(&app.db.postgres().pool)
         .await
         .expect("an old month");
     let next_month = now.checked_add_months(Months::new(1)).expect("a date");
     assert_eq!(allowances.sweep_due(next_month).await.expect("sweep"), 2);
     let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM allowance_sweeps WHERE finished_at IS NULL")
-        .fetch_one(&app.db.pool)
+        .fetch_one(&app.db.postgres().pool)
         .await
         .expect("count");
     assert_eq!(unfinished, 0);
@@ -776,7 +776,7 @@ async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_withou
     );
     assert_eq!(allowances_of(&app, &bob).await.len(), 4);
     assert!(allowances_of(&app, &carol).await.is_empty());
-    let audit_of_bob = ledger_events(&app.db.pool, &bob).await;
+    let audit_of_bob = ledger_events(&app.db.postgres().pool, &bob).await;
     assert_eq!(audit(&audit_of_bob), (120, 0));
     assert_eq!(balance(&app, &bob).await, (120, 0, 120));
 }

@@ -31,12 +31,12 @@ macro_rules! on_both_databases {
         mod $name {
             #[tokio::test]
             async fn postgres() {
-                super::$name(keyframe_tests::TestStore::postgres().await).await;
+                super::$name(keyframe_tests::TestStore::create_postgres().await).await;
             }
 
             #[tokio::test]
             async fn embedded() {
-                super::$name(keyframe_tests::TestStore::embedded().await).await;
+                super::$name(keyframe_tests::TestStore::create_embedded().await).await;
             }
         }
     )*};

@@ -475,7 +475,7 @@ async fn events_carry_who_did_what_from_which_request() {
     assert_eq!(created.status(), 201);
     let (metadata,): (sqlx::types::Json<std::collections::HashMap<String, String>>,) =
         sqlx::query_as("SELECT metadata FROM events WHERE event_type = 'ProjectCreated'")
-            .fetch_one(&app.db.pool)
+            .fetch_one(&app.db.postgres().pool)
             .await
             .expect("the event");
     let metadata = metadata.0;
@@ -487,7 +487,7 @@ async fn events_carry_who_did_what_from_which_request() {
     assert_eq!(metadata["user_agent"], "keyframe-tests/1");
     let (registered_by,): (String,) =
         sqlx::query_as("SELECT metadata->>'actor' FROM events WHERE event_type = 'UserRegistered'")
-            .fetch_one(&app.db.pool)
+            .fetch_one(&app.db.postgres().pool)
             .await
             .expect("the event");
     assert_eq!(registered_by, "anonymous");
@@ -499,7 +499,10 @@ async fn health_reports_ready_and_turns_503_when_postgres_goes_away() {
     let ready = app.request(Method::GET, "/health/ready", None, None).await;
     assert_eq!(ready.status(), 200);
     let ready = body(ready).await;
-    assert_eq!(ready["checks"], json!({"postgres": "ok", "nats": "ok"}));
+    assert_eq!(
+        ready["checks"],
+        json!({"database": "ok", "database_kind": "postgres", "postgres": "ok", "nats": "ok"})
+    );
     assert!(
         ready["relay_backlog"].as_i64().is_some(),
         "the relay's backlog is exposed"
@@ -509,12 +512,15 @@ async fn health_reports_ready_and_turns_503_when_postgres_goes_away() {
     let admin = sqlx::PgPool::connect(&keyframe_tests::admin_database_url())
         .await
         .expect("admin");
-    sqlx::query(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", app.db.name))
-        .execute(&admin)
-        .await
-        .expect("lock out");
+    sqlx::query(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+        app.db.postgres().name
+    ))
+    .execute(&admin)
+    .await
+    .expect("lock out");
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(&app.db.name)
+        .bind(&app.db.postgres().name)
         .execute(&admin)
         .await
         .expect("disconnect");
@@ -523,10 +529,13 @@ async fn health_reports_ready_and_turns_503_when_postgres_goes_away() {
     assert_eq!(body(down).await["checks"]["postgres"], "down");
     let live = app.request(Method::GET, "/health/live", None, None).await;
     assert_eq!(live.status(), 200, "liveness does not depend on Postgres");
-    sqlx::query(&format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", app.db.name))
-        .execute(&admin)
-        .await
-        .expect("let in");
+    sqlx::query(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+        app.db.postgres().name
+    ))
+    .execute(&admin)
+    .await
+    .expect("let in");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -573,7 +582,7 @@ async fn a_command_that_keeps_conflicting_is_retried_a_bounded_number_of_times_t
          CREATE TRIGGER always_conflict BEFORE INSERT ON events FOR EACH ROW
              WHEN (NEW.aggregate_type = 'Project') EXECUTE FUNCTION always_conflict();",
     )
-    .execute(&app.db.pool)
+    .execute(&app.db.postgres().pool)
     .await
     .expect("install the trigger");
 
@@ -588,7 +597,7 @@ async fn a_command_that_keeps_conflicting_is_retried_a_bounded_number_of_times_t
     assert_eq!(response.status(), 409);
     assert_eq!(body(response).await["code"], "concurrent_modification");
     let attempts: i64 = sqlx::query_scalar("SELECT last_value FROM conflict_attempts")
-        .fetch_one(&app.db.pool)
+        .fetch_one(&app.db.postgres().pool)
         .await
         .expect("n");
     assert_eq!(
@@ -597,7 +606,7 @@ async fn a_command_that_keeps_conflicting_is_retried_a_bounded_number_of_times_t
         "retried, but not forever"
     );
     let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'Project'")
-        .fetch_one(&app.db.pool)
+        .fetch_one(&app.db.postgres().pool)
         .await
         .expect("count");
     assert_eq!(written, 0, "nothing half-written");
@@ -608,21 +617,22 @@ async fn readiness_turns_503_when_nats_goes_away() {
     let mut nats = keyframe_tests::NatsServerProcess::start(None).await;
     let db = keyframe_tests::TestDatabase::create().await;
     let nats_args = keyframe::config::NatsArgs {
-        nats_url: nats.url.clone(),
+        nats_url: Some(nats.url.clone()),
         nats_user: None,
         nats_password: None,
         nats_creds: None,
         nats_prefix: "kfready".to_owned(),
     };
     let config = keyframe::app::AppConfig {
-        database_url: db.url.clone(),
+        database: keyframe::database::DatabaseTarget::Postgres(db.url.clone()),
         db_max_connections: 5,
-        nats: nats_args,
+        nats: Some(nats_args),
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         components: vec![keyframe::config::Component::Api],
         api: keyframe_tests::test_api_settings(),
         jobs: keyframe_tests::test_coordinator_settings(),
         billing: Default::default(),
+        workers: None,
     };
     let app = keyframe::app::Application::build(config).await.expect("starts");
     let ready = format!("http://{}/health/ready", app.local_addr().expect("api"));
@@ -668,7 +678,7 @@ async fn connections_cut_by_the_database_answer_503_and_the_service_heals_withou
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
-    .fetch_one(&app.db.pool)
+    .fetch_one(&app.db.postgres().pool)
     .await
     .expect("terminate");
     assert!(cut > 0, "the service's connections were cut");

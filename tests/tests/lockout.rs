@@ -28,7 +28,7 @@ async fn login(app: &TestApp, base_url: &str, email: &str, password: &str) -> (S
 
 /// How many events of `event_type` the account has.
 async fn count_events(app: &TestApp, user_id: &str, event_type: &str) -> usize {
-    all_events(&app.db.pool)
+    all_events(&app.db.postgres().pool)
         .await
         .iter()
         .filter(|event| event.aggregate_id == user_id && event.event_type == event_type)

@@ -132,7 +132,7 @@ async fn readiness_turns_unavailable_while_a_read_model_stops_advancing_and_reco
 
     // project_list refuses a project: it stands still, and past the bound readiness says so.
     sqlx::query("ALTER TABLE project_list ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
-        .execute(&app.db.pool)
+        .execute(&app.db.postgres().pool)
         .await
         .expect("constraint");
     app.create_project(&user, "poison").await;
@@ -154,7 +154,7 @@ async fn readiness_turns_unavailable_while_a_read_model_stops_advancing_and_reco
 
     // Once it can apply again, it catches up and readiness comes back.
     sqlx::query("ALTER TABLE project_list DROP CONSTRAINT no_poison")
-        .execute(&app.db.pool)
+        .execute(&app.db.postgres().pool)
         .await
         .expect("constraint");
     wait_for("readiness to come back", Duration::from_secs(90), || async {

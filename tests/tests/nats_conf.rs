@@ -241,7 +241,7 @@ async fn a_worker_with_only_the_worker_users_rights_runs_a_job_to_the_end() {
     let server = NatsServer::start().await;
     let db = keyframe_tests::TestDatabase::create().await;
     let nats = |user: &str, password: &str| NatsArgs {
-        nats_url: server.0.url.clone(),
+        nats_url: Some(server.0.url.clone()),
         nats_user: Some(user.to_owned()),
         nats_password: Some(password.to_owned()),
         nats_creds: None,
@@ -251,14 +251,15 @@ async fn a_worker_with_only_the_worker_users_rights_runs_a_job_to_the_end() {
     api.require_email_verification = false;
     let storage = api.storage.clone();
     let config = keyframe::app::AppConfig {
-        database_url: db.url.clone(),
+        database: keyframe::database::DatabaseTarget::Postgres(db.url.clone()),
         db_max_connections: 5,
-        nats: nats("keyframe", "service-pw"),
+        nats: Some(nats("keyframe", "service-pw")),
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         components: vec![Component::Api, Component::Relay, Component::Projectors, Component::Jobs],
         api,
         jobs: keyframe_tests::test_coordinator_settings(),
         billing: Default::default(),
+        workers: None,
     };
     let app = keyframe::app::Application::build(config).await.expect("starts");
     let base = format!("http://{}", app.local_addr().expect("api"));
@@ -342,6 +343,7 @@ async fn a_worker_with_only_the_worker_users_rights_runs_a_job_to_the_end() {
             heartbeat: Duration::from_millis(250),
             scratch_dir: scratch.clone(),
             analysis: keyframe_media::analysis::AnalysisOptions::default(),
+            unable: None,
         },
     );
     let stop = tokio_util::sync::CancellationToken::new();

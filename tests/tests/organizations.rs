@@ -1112,7 +1112,7 @@ async fn deleting_an_organisation_waits_for_its_jobs_then_frees_its_projects_and
         assert_eq!(status, 404);
     }
     assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
-    let events = keyframe_tests::all_events(&app.db.pool).await;
+    let events = keyframe_tests::all_events(&app.db.postgres().pool).await;
     assert!(events.iter().any(|e| e.event_type == "OrganizationDeleted"));
     assert!(events.iter().any(|e| e.event_type == "ProjectAssetsReleased"));
 }
@@ -1220,7 +1220,7 @@ async fn an_organisations_credits_and_member_limits_hold_under_concurrent_reques
         (Some(80), Some(35))
     );
     let head: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
-        .fetch_one(&app.db.pool)
+        .fetch_one(&app.db.postgres().pool)
         .await
         .expect("head");
     let usage = json_of(

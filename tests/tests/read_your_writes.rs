@@ -80,7 +80,7 @@ async fn while_a_read_model_stands_still_only_the_first_read_spends_the_wait() {
     let app = TestApp::builder().settings(settings).spawn().await;
     let user = app.register_and_login("patient.reader@example.com").await;
     sqlx::query("ALTER TABLE project_list ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
-        .execute(&app.db.pool)
+        .execute(&app.db.postgres().pool)
         .await
         .expect("constraint");
     app.create_project(&user, "poison").await;

@@ -281,7 +281,7 @@ async fn after_every_flow_no_password_token_code_secret_or_api_key_is_in_the_eve
         secrets.push(mail.token());
     }
 
-    let events = all_events(&app.db.pool).await;
+    let events = all_events(&app.db.postgres().pool).await;
     let kinds: Vec<&str> = events.iter().map(|event| event.event_type.as_str()).collect();
     for expected in [
         "EmailVerified",
@@ -293,7 +293,7 @@ async fn after_every_flow_no_password_token_code_secret_or_api_key_is_in_the_eve
         assert!(kinds.contains(&expected), "the flow wrote {expected}");
     }
     let raw: Vec<String> = sqlx::query_scalar("SELECT payload::text || metadata::text FROM events")
-        .fetch_all(&app.db.pool)
+        .fetch_all(&app.db.postgres().pool)
         .await
         .expect("events");
     let everything = raw.join("\n");
@@ -325,7 +325,7 @@ async fn wrong_totp_codes_count_towards_the_lockout_and_the_password_step_does_n
         }
     }
     let locked = |app: &TestApp| {
-        let pool = app.db.pool.clone();
+        let pool = app.db.postgres().pool.clone();
         async move {
             keyframe_tests::all_events(&pool)
                 .await

@@ -77,7 +77,7 @@ async fn refresh_with_a_used_token_revokes_the_whole_family() {
 
     // The reuse is on the record, and why the session ended.
     let session = session_of(&ada.access_token);
-    let events: Vec<(String, Value)> = all_events(&app.db.pool)
+    let events: Vec<(String, Value)> = all_events(&app.db.postgres().pool)
         .await
         .into_iter()
         .filter(|event| event.aggregate_id == session)

@@ -408,7 +408,7 @@ async fn unsigned_forged_stale_malformed_and_unknown_calls_change_nothing() {
     let ledger_events: i64 =
         sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'CreditLedger' AND aggregate_id = $1")
             .bind(&user.id)
-            .fetch_one(&app.db.pool)
+            .fetch_one(&app.db.postgres().pool)
             .await
             .expect("count");
     assert_eq!(ledger_events, 1, "only the attributed invoice moved credits");

@@ -1,9 +1,8 @@
 //! Videos end to end: uploads through the real HTTP API into real storage, analysis jobs run
 //! by real workers with real ffmpeg over real NATS, followed live over Server-Sent Events.
 
-use futures::StreamExt;
 use keyframe::config::Component;
-use keyframe_tests::{TestApp, TestUser, make_avi, make_video, test_api_settings, wait_for};
+use keyframe_tests::{TestApp, TestUser, collect_events, make_avi, make_video, test_api_settings, wait_for};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -153,48 +152,7 @@ async fn read_events(
 }
 
 async fn open_events(app: &TestApp, user: &TestUser, job_id: &str, last_event_id: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .http
-        .get(format!("{}/api/v1/jobs/{job_id}/events", app.base_url))
-        .bearer_auth(&user.access_token);
-    if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id);
-    }
-    let response = request.send().await.expect("answered");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .expect("ascii")
-            .starts_with("text/event-stream")
-    );
-    response
-}
-
-async fn collect_events(response: reqwest::Response) -> Vec<(String, String, Value)> {
-    let mut body = String::new();
-    let mut chunks = response.bytes_stream();
-    let read = tokio::time::timeout(Duration::from_secs(90), async {
-        while let Some(chunk) = chunks.next().await {
-            body.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the stream ends when the job does; so far: {body}");
-    body.split("\n\n")
-        .filter_map(|block| {
-            let field = |name: &str| {
-                block
-                    .lines()
-                    .find_map(|line| line.strip_prefix(&format!("{name}:")).map(|v| v.trim().to_owned()))
-            };
-            Some((
-                field("id")?,
-                field("event")?,
-                serde_json::from_str(&field("data")?).ok()?,
-            ))
-        })
-        .collect()
+    keyframe_tests::open_job_events(app, &user.access_token, job_id, last_event_id).await
 }
 
 fn near(actual: &Value, expected_ms: u64) -> bool {

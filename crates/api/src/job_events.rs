@@ -1,16 +1,21 @@
-//! Live job events for the progress streams (`GET /api/v1/jobs/{id}/events`): one ordered
-//! JetStream consumer on the job subjects per process, fanned out in memory to the streams that
-//! follow each job. An open stream that has nothing to say costs no query: 1,000 of them cost
-//! what one does.
+//! Live job events for the progress streams (`GET /api/v1/jobs/{id}/events`): one feed of the
+//! job events per process, fanned out in memory to the streams that follow each job. An open
+//! stream that has nothing to say costs no query: 1,000 of them cost what one does.
 //!
-//! The ordered consumer delivers each published job event once and in order, and starts over by
-//! itself after a gap. What it cannot give, a follower reads from the event store: the state
-//! when it connects, a gap in a job's sequence, and everything after the feed restarted (its
-//! followers are told to [`JobFeed::Resync`]) or after the follower fell behind.
+//! With NATS the feed is an ordered JetStream consumer on the job subjects, which delivers each
+//! published job event once and in order and starts over by itself after a gap; without it,
+//! the process tails the log itself ([`JobEventSource::Log`]). What the feed cannot give, a
+//! follower reads from the event store: the state when it connects, a gap in a job's sequence,
+//! and everything after the feed (re)started (its followers are told to [`JobFeed::Resync`]
+//! once it listens) or after the follower fell behind.
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::push};
 use futures::StreamExt as _;
+use keyframe_database::Database;
+use keyframe_domain::job::Job;
 use keyframe_domain::log::RecordedEvent;
+use keyframe_eventlog::feed::tail::{TailFeed, TailSettings};
+use keyframe_eventlog::wake::LocalRelay;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -29,11 +34,30 @@ pub enum JobFeed {
     Resync,
 }
 
-/// The process's job-event feed. Starts its consumer when the first stream follows a job.
+/// Where a process hears job events from.
+#[derive(Clone)]
+pub enum JobEventSource {
+    /// The job subjects of the JetStream events stream.
+    JetStream {
+        /// The NATS connection.
+        nats: async_nats::Client,
+        /// The events stream.
+        stream: String,
+        /// The job events' subjects, `<prefix>.events.Job.>`.
+        subject: String,
+    },
+    /// The log, tailed in this process (a deployment without NATS), woken by its commits.
+    Log {
+        /// The database.
+        database: Database,
+        /// The process's appends.
+        local: LocalRelay,
+    },
+}
+
+/// The process's job-event feed. Starts when the first stream follows a job.
 pub struct JobEvents {
-    nats: async_nats::Client,
-    stream: String,
-    subject: String,
+    source: JobEventSource,
     started: AtomicBool,
     followers: Arc<Followers>,
 }
@@ -41,12 +65,10 @@ pub struct JobEvents {
 type Followers = Mutex<HashMap<String, broadcast::Sender<JobFeed>>>;
 
 impl JobEvents {
-    /// A feed of `subject` (the job events, `<prefix>.events.Job.>`) on `stream`.
-    pub fn new(nats: async_nats::Client, stream: String, subject: String) -> Self {
+    /// A feed of the job events from `source`.
+    pub fn new(source: JobEventSource) -> Self {
         Self {
-            nats,
-            stream,
-            subject,
+            source,
             started: AtomicBool::new(false),
             followers: Arc::default(),
         }
@@ -56,9 +78,7 @@ impl JobEvents {
     pub fn follow(&self, job_id: &str) -> Following {
         if !self.started.swap(true, Ordering::AcqRel) {
             let feed = Feed {
-                jetstream: jetstream::new(self.nats.clone()),
-                stream: self.stream.clone(),
-                subject: self.subject.clone(),
+                source: self.source.clone(),
                 followers: Arc::downgrade(&self.followers),
             };
             tokio::spawn(feed.run());
@@ -109,22 +129,26 @@ impl Drop for Following {
     }
 }
 
-/// The consumer's side. It ends once the API that started it is gone.
+/// The feed's side. It ends once the API that started it is gone.
 struct Feed {
-    jetstream: jetstream::Context,
-    stream: String,
-    subject: String,
+    source: JobEventSource,
     followers: Weak<Followers>,
 }
 
 impl Feed {
     /// Reads the job events for as long as the process runs, starting over after an error; each
-    /// start tells every follower to read the store, since events may have passed meanwhile.
+    /// start, once it listens, tells every follower to read the store, since events may have
+    /// passed meanwhile.
     async fn run(self) {
-        while let Some(followers) = self.followers.upgrade() {
-            tell_everyone(&followers, JobFeed::Resync);
-            drop(followers);
-            match self.read().await {
+        while self.followers.strong_count() > 0 {
+            let read = match &self.source {
+                JobEventSource::JetStream { nats, stream, subject } => {
+                    self.read_jetstream(&jetstream::new(nats.clone()), stream, subject)
+                        .await
+                }
+                JobEventSource::Log { database, local } => self.read_log(database, local).await,
+            };
+            match read {
                 Ok(()) => return,
                 Err(error) => tracing::warn!(
                     error = %error,
@@ -135,19 +159,59 @@ impl Feed {
         }
     }
 
-    /// Hands the job events to their followers; `Ok` once the API is gone.
-    async fn read(&self) -> Result<(), async_nats::Error> {
-        let stream = self.jetstream.get_stream(&self.stream).await?;
+    /// Tells every follower to read the store, if the API is still there.
+    fn resync_everyone(&self) {
+        if let Some(followers) = self.followers.upgrade() {
+            tell_everyone(&followers, JobFeed::Resync);
+        }
+    }
+
+    /// Hands the job events of the log to their followers; `Ok` once the API is gone.
+    async fn read_log(&self, database: &Database, local: &LocalRelay) -> Result<(), async_nats::Error> {
+        let mut tail = TailFeed::new(database.clone(), local, TailSettings::default());
+        tail.skip_to_end().await?;
+        self.resync_everyone();
+        loop {
+            let events = tail.next_events(Duration::from_secs(60)).await?;
+            let Some(followers) = self.followers.upgrade() else {
+                return Ok(()); // the API is gone
+            };
+            for event in events
+                .into_iter()
+                .filter(|event| event.aggregate_type == <Job as cqrs_es::Aggregate>::TYPE)
+            {
+                let sender = followers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&event.aggregate_id)
+                    .cloned();
+                if let Some(sender) = sender {
+                    let _ = sender.send(JobFeed::Event(Arc::new(event)));
+                }
+            }
+        }
+    }
+
+    /// Hands the job events of `subject` to their followers; `Ok` once the API is gone.
+    async fn read_jetstream(
+        &self,
+        jetstream: &jetstream::Context,
+        stream: &str,
+        subject: &str,
+    ) -> Result<(), async_nats::Error> {
+        let stream = jetstream.get_stream(stream).await?;
         let consumer = stream
             .create_consumer(push::OrderedConfig {
-                deliver_subject: self.jetstream.client().new_inbox(),
-                filter_subject: self.subject.clone(),
+                deliver_subject: jetstream.client().new_inbox(),
+                filter_subject: subject.to_owned(),
                 deliver_policy: DeliverPolicy::New,
                 description: Some("Keyframe API: live job progress".to_owned()),
                 ..Default::default()
             })
             .await?;
         let mut messages = consumer.messages().await?;
+        // Only now does it hear everything published from here on.
+        self.resync_everyone();
         while let Some(message) = messages.next().await {
             let message = message?;
             let Some(followers) = self.followers.upgrade() else {

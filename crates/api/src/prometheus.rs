@@ -160,8 +160,11 @@ async fn read_states(state: &AppState) {
     }
 
     // One `CONSUMER.INFO` per consumer (the lookup answers with it), all asked at once so
-    // that slow answers cost one timeout, not one each.
-    let jetstream = async_nats::jetstream::new(state.nats.clone());
+    // that slow answers cost one timeout, not one each. Without NATS there are none.
+    let Some(nats) = &state.nats else {
+        return;
+    };
+    let jetstream = async_nats::jetstream::new(nats.clone());
     let stream = &state.settings.pipeline.events_stream;
     let infos = futures::future::join_all(state.settings.pipeline.consumers.iter().map(|consumer| {
         let jetstream = &jetstream;

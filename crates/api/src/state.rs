@@ -2,7 +2,7 @@
 //! only the HTTP edge needs (access tokens, rate limits).
 
 use crate::auth::tokens::Tokens;
-use crate::job_events::JobEvents;
+use crate::job_events::{JobEventSource, JobEvents};
 use crate::limits::{InProcessLimiter, RateLimiter};
 use crate::own_writes::OwnWrites;
 use crate::settings::ApiSettings;
@@ -15,6 +15,7 @@ use keyframe_app::secrets::MasterKey;
 use keyframe_app::session_guard::SessionGuard;
 use keyframe_billing::stripe::StripeClient;
 use keyframe_database::Database;
+use keyframe_eventlog::wake::LocalRelay;
 use keyframe_media::storage::Storage;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -35,8 +36,8 @@ impl Deref for AppState {
 pub struct Api {
     /// The use cases, with the buses, the pool and the storage they work with.
     pub app: keyframe_app::App,
-    /// The NATS connection, for readiness.
-    pub nats: async_nats::Client,
+    /// The NATS connection, for readiness; `None` in a deployment without NATS.
+    pub nats: Option<async_nats::Client>,
     /// Access tokens (JWTs), issued and checked.
     pub tokens: Tokens,
     /// Request counters for the rate limits.
@@ -64,12 +65,26 @@ impl Api {
 impl AppState {
     /// Assembles the state around `buses`, the process's command buses (shared with the jobs
     /// coordinator and the billing settlement when they run here).
+    /// `nats` is the process's NATS connection; without one (a deployment without NATS), the
+    /// progress streams hear job events by tailing the log, woken by `local`'s commits.
     pub fn new(
         database: Database,
-        nats: async_nats::Client,
+        nats: Option<async_nats::Client>,
+        local: LocalRelay,
         settings: ApiSettings,
         buses: Buses,
     ) -> anyhow::Result<Self> {
+        let job_events = JobEvents::new(match &nats {
+            Some(nats) => JobEventSource::JetStream {
+                nats: nats.clone(),
+                stream: settings.pipeline.events_stream.clone(),
+                subject: settings.pipeline.job_events.clone(),
+            },
+            None => JobEventSource::Log {
+                database: database.clone(),
+                local,
+            },
+        });
         let app = keyframe_app::App {
             database,
             buses,
@@ -115,11 +130,7 @@ impl AppState {
             tokens: Tokens::new(&settings),
             limiter: Arc::new(InProcessLimiter::default()),
             own_writes: OwnWrites::default(),
-            job_events: JobEvents::new(
-                nats.clone(),
-                settings.pipeline.events_stream.clone(),
-                settings.pipeline.job_events.clone(),
-            ),
+            job_events,
             nats,
             settings,
         })))

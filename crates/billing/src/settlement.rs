@@ -23,12 +23,18 @@
 //! message whose ack was lost, or that a stopped process never acked, comes again. The effect
 //! is still exactly once because the ledger ignores a second settlement or release of the same
 //! run of the same job. After a restart the durable consumers resume where the acks stopped.
+//!
+//! In a process without NATS the same three readers follow the log itself, each keeping its
+//! place in `consumer_checkpoints` ([`keyframe_eventlog::consumers`]): the place moves past an
+//! event once it is handled, but never past a reservation still waiting for its second look
+//! (kept in memory, and looked at afresh after a restart).
 
 use crate::allowance::{AllowanceOutcome, Allowances, GrantError};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use keyframe_database::Database;
 use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::job::{Job, JobEvent};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError, LedgerEvent, allowance_period};
@@ -36,10 +42,16 @@ use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::owner::Owner;
 use keyframe_domain::settlement::ledger_command_for;
 use keyframe_eventlog::commands::{CommandBus, CommandError};
+use keyframe_eventlog::consumers;
+use keyframe_eventlog::feed::tail::{TailFeed, TailSettings};
 use keyframe_eventlog::metadata::{Actor, CommandMetadata};
+use keyframe_eventlog::reader::LogPosition;
 use keyframe_eventlog::streams::Naming;
+use keyframe_eventlog::wake::LocalRelay;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The durable consumer of run ends.
@@ -103,14 +115,44 @@ enum Feed {
     Signups,
 }
 
+impl Feed {
+    /// The consumer's durable name.
+    fn consumer(self) -> &'static str {
+        match self {
+            Self::RunEnds => SETTLEMENT_CONSUMER,
+            Self::Reservations => RESERVATION_CONSUMER,
+            Self::Signups => SIGNUP_CONSUMER,
+        }
+    }
+
+    /// Whether an event of the log is this feed's (what its JetStream filter subject passes).
+    fn wants(self, event: &RecordedEvent) -> bool {
+        match self {
+            Self::RunEnds => event.aggregate_type == "Job",
+            Self::Reservations => event.aggregate_type == "CreditLedger" && event.event_type == "CreditsReserved",
+            Self::Signups => event.aggregate_type == "User" && event.event_type == "UserRegistered",
+        }
+    }
+}
+
 /// Settles job credits from the event stream.
 pub struct Settlement {
     jobs: Arc<CommandBus<Job>>,
     ledgers: Arc<CommandBus<CreditLedger>>,
-    jetstream: jetstream::Context,
-    naming: Naming,
+    source: Source,
     settings: SettlementSettings,
     allowances: Option<Arc<Allowances>>,
+}
+
+/// Where the settlement reads the events from.
+enum Source {
+    /// JetStream durable consumers.
+    JetStream {
+        jetstream: Box<jetstream::Context>,
+        naming: Naming,
+    },
+    /// The log itself, in a process without NATS, woken by the process's commits.
+    Log { database: Database, local: LocalRelay },
 }
 
 impl Settlement {
@@ -125,8 +167,28 @@ impl Settlement {
         Self {
             jobs,
             ledgers,
-            jetstream,
-            naming,
+            source: Source::JetStream {
+                jetstream: Box::new(jetstream),
+                naming,
+            },
+            settings,
+            allowances: None,
+        }
+    }
+
+    /// A settlement process following `database`'s log in this process (a deployment without
+    /// NATS), woken by the commits of appends made through `local`.
+    pub fn over_log(
+        jobs: Arc<CommandBus<Job>>,
+        ledgers: Arc<CommandBus<CreditLedger>>,
+        database: Database,
+        local: LocalRelay,
+        settings: SettlementSettings,
+    ) -> Self {
+        Self {
+            jobs,
+            ledgers,
+            source: Source::Log { database, local },
             settings,
             allowances: None,
         }
@@ -163,8 +225,8 @@ impl Settlement {
         }
     }
 
-    fn consumer_config(&self, feed: Feed) -> pull::Config {
-        let prefix = self.naming.prefix();
+    fn consumer_config(feed: Feed, naming: &Naming) -> pull::Config {
+        let prefix = naming.prefix();
         let (name, description, filter_subject) = match feed {
             Feed::RunEnds => (
                 SETTLEMENT_CONSUMER,
@@ -196,18 +258,90 @@ impl Settlement {
     }
 
     async fn consume(&self, feed: Feed, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let stream_name = self.naming.events_stream();
-        let config = self.consumer_config(feed);
+        match &self.source {
+            Source::JetStream { jetstream, naming } => self.consume_stream(feed, jetstream, naming, shutdown).await,
+            Source::Log { database, local } => self.consume_log(feed, database, local, shutdown).await,
+        }
+    }
+
+    /// Follows the log for `feed`, from where it last stood.
+    async fn consume_log(
+        &self,
+        feed: Feed,
+        database: &Database,
+        local: &LocalRelay,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let name = feed.consumer();
+        let mut tail = TailFeed::new(database.clone(), local, TailSettings::default());
+        tail.seek(consumers::load(database, name).await?.unwrap_or_default());
+        // Reservations to look at again: when, and how often they were looked at.
+        let mut later: BTreeMap<LogPosition, (Instant, RecordedEvent, i64)> = BTreeMap::new();
+        loop {
+            let now = Instant::now();
+            let due: Vec<LogPosition> = later
+                .iter()
+                .filter(|(_, (at, _, _))| *at <= now)
+                .map(|(position, _)| *position)
+                .collect();
+            for position in due {
+                let Some((_, event, looked)) = later.remove(&position) else {
+                    continue;
+                };
+                match self.handle_until_done(feed, &event, looked + 1, None, shutdown).await {
+                    None => return Ok(()),
+                    Some(Settled::LookAgainIn(delay)) => {
+                        later.insert(position, (Instant::now() + delay, event, looked + 1));
+                    }
+                    Some(_) => {}
+                }
+            }
+            let wait = later
+                .values()
+                .map(|(at, _, _)| at.saturating_duration_since(Instant::now()))
+                .min()
+                .unwrap_or(Duration::from_secs(60));
+            let events = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                events = tail.next_events(wait) => events?,
+            };
+            for event in events.iter().filter(|event| feed.wants(event)) {
+                match self.handle_until_done(feed, event, 1, None, shutdown).await {
+                    None => return Ok(()),
+                    Some(Settled::LookAgainIn(delay)) => {
+                        later.insert(LogPosition::of(event), (Instant::now() + delay, event.clone(), 1));
+                    }
+                    Some(_) => {}
+                }
+            }
+            // Done with everything read, but for the reservations still to be looked at.
+            let done = later
+                .keys()
+                .next()
+                .map_or(tail.position(), |waiting| consumers::just_before(*waiting));
+            consumers::save(database, name, done).await?;
+        }
+    }
+
+    /// Reads `feed`'s durable JetStream consumer, made or brought to this configuration.
+    async fn consume_stream(
+        &self,
+        feed: Feed,
+        jetstream: &jetstream::Context,
+        naming: &Naming,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let stream_name = naming.events_stream();
+        let config = Self::consumer_config(feed, naming);
         let name = config.durable_name.clone().unwrap_or_default();
-        let stream = self
-            .jetstream
+        let stream = jetstream
             .get_stream(&stream_name)
             .await
             .context("finding the events stream")?;
         let consumer: jetstream::consumer::PullConsumer = match stream.create_consumer(config.clone()).await {
             Ok(consumer) => consumer,
             Err(_) => {
-                self.jetstream
+                jetstream
                     .update_consumer_on_stream(config, &stream_name)
                     .await
                     .with_context(|| format!("updating the consumer {name}"))?;
@@ -229,7 +363,11 @@ impl Settlement {
                 message.ack_with(AckKind::Term).await.map_err(anyhow::Error::msg)?;
                 continue;
             };
-            let Some(settled) = self.handle_until_done(feed, &event, &message, shutdown).await else {
+            let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+            let Some(settled) = self
+                .handle_until_done(feed, &event, delivered, Some(&message), shutdown)
+                .await
+            else {
                 // Stopping: unacked, the message comes again to the next run.
                 return Ok(());
             };
@@ -241,23 +379,22 @@ impl Settlement {
         }
     }
 
-    /// Handles `event`, retrying what may pass (the database away, other writers) with a
-    /// growing pause and keeping the message in progress meanwhile; `None` when stopped first.
+    /// Handles `event` on its `delivered`-th delivery, retrying what may pass (the database
+    /// away, other writers) with a growing pause and keeping `message` (JetStream's) in progress
+    /// meanwhile; `None` when stopped first.
     async fn handle_until_done(
         &self,
         feed: Feed,
         event: &RecordedEvent,
-        message: &jetstream::Message,
+        delivered: i64,
+        message: Option<&jetstream::Message>,
         shutdown: &CancellationToken,
     ) -> Option<Settled> {
         let mut pause = Duration::from_millis(100);
         loop {
             let outcome = match feed {
                 Feed::RunEnds => self.settle(event).await,
-                Feed::Reservations => {
-                    let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
-                    self.sweep(event, delivered).await
-                }
+                Feed::Reservations => self.sweep(event, delivered).await,
                 Feed::Signups => self.signup_grants(event).await,
             };
             match outcome {
@@ -275,7 +412,9 @@ impl Settlement {
                     tracing::warn!(event = %event.message_id(), error = format!("{error:#}"), "settling failed; retrying");
                 }
             }
-            let _ = message.ack_with(AckKind::Progress).await;
+            if let Some(message) = message {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return None,
                 () = tokio::time::sleep(pause) => {}

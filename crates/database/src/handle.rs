@@ -4,7 +4,7 @@
 use crate::Backend;
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool};
 use std::fs::File;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The SQL dialect a database speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +36,9 @@ pub(crate) struct EmbeddedPools {
     pub(crate) readers: SqlitePool,
     /// The one connection that writes.
     pub(crate) writer: SqlitePool,
-    /// The lock file that keeps other processes from writing, held while any clone lives
-    /// (absent on a read-only handle).
-    _lock: Option<Arc<File>>,
+    /// The lock file that keeps other processes from writing, held until the handle is closed
+    /// or its last clone dropped (absent on a read-only handle).
+    lock: Arc<Mutex<Option<File>>>,
 }
 
 impl From<PgPool> for Database {
@@ -48,11 +48,11 @@ impl From<PgPool> for Database {
 }
 
 impl Database {
-    pub(crate) fn embedded(readers: SqlitePool, writer: SqlitePool, lock: Option<Arc<File>>) -> Self {
+    pub(crate) fn embedded(readers: SqlitePool, writer: SqlitePool, lock: Option<File>) -> Self {
         Self(Backend::Sqlite(EmbeddedPools {
             readers,
             writer,
-            _lock: lock,
+            lock: Arc::new(Mutex::new(lock)),
         }))
     }
 
@@ -108,13 +108,15 @@ impl Database {
         }
     }
 
-    /// Closes every connection, waiting for those in use to come back.
+    /// Closes every connection, waiting for those in use to come back; on SQLite it then lets
+    /// go of the file, which another process may open from then on.
     pub async fn close(&self) {
         match &self.0 {
             Backend::Postgres(pool) => pool.close().await,
             Backend::Sqlite(pools) => {
                 pools.readers.close().await;
                 pools.writer.close().await;
+                pools.lock.lock().unwrap_or_else(PoisonError::into_inner).take();
             }
         }
     }

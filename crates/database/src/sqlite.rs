@@ -15,7 +15,6 @@ use crate::Database;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a statement waits for a lock another connection holds before it fails with
@@ -116,7 +115,7 @@ pub fn lock_path(path: &Path) -> PathBuf {
 
 /// Takes the exclusive lock on `<path>.lock`, without waiting. The operating system releases it
 /// when the process ends however it ends, so a crash never leaves the database locked.
-fn lock(path: &Path) -> Result<Arc<File>, OpenError> {
+fn lock(path: &Path) -> Result<File, OpenError> {
     if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| OpenError::Io {
             what: format!("creating {}", parent.display()),
@@ -134,7 +133,7 @@ fn lock(path: &Path) -> Result<Arc<File>, OpenError> {
             source,
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(Arc::new(file)),
+        Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(OpenError::Locked { path: path.to_owned() }),
         Err(TryLockError::Error(source)) => Err(OpenError::Io {
             what: format!("locking {}", lock_path.display()),

@@ -11,10 +11,12 @@
 //! - [`projector`] applies a feed to every read model, idempotently, and rebuilds them.
 //! - [`status`] tells how far the relay and each read model are behind.
 //! - [`export`] writes the log as NDJSON for auditors.
+//! - [`consumers`] keeps where each durable reader of the log inside a process stands.
 //! - [`turns`] lets work on one aggregate take turns within a process.
 
 pub mod append;
 pub mod commands;
+pub mod consumers;
 pub mod export;
 pub mod feed;
 pub mod metadata;

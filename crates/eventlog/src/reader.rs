@@ -322,6 +322,29 @@ pub async fn aggregate_events_between(
     decode_all(rows)
 }
 
+/// The newest event of type `event_type` of one aggregate, if it has one.
+pub async fn newest_event_of(
+    database: &Database,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+) -> Result<Option<RecordedEvent>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND event_type = $3
+         ORDER BY sequence DESC LIMIT 1",
+        event_columns(database.dialect())
+    );
+    let row: Option<EventRecord> = portable!(database.reader(), pool => {
+        sqlx::query_as(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(event_type)
+            .fetch_optional(pool)
+            .await
+    })?;
+    row.map(RecordedEvent::try_from).transpose()
+}
+
 /// The commit-order position of the event at `global_position`, if it exists.
 pub async fn position_of(database: &Database, global_position: i64) -> Result<Option<LogPosition>, sqlx::Error> {
     let tx_id: Option<String> = portable!(database.reader(), pool => {
@@ -333,6 +356,34 @@ pub async fn position_of(database: &Database, global_position: i64) -> Result<Op
     Ok(tx_id
         .and_then(|tx| tx.parse().ok())
         .map(|tx_id| LogPosition { tx_id, global_position }))
+}
+
+/// Where the log ends for a reader starting now: every event committed so far is at or before
+/// it, and every event committed from now on is after it. On SQLite, the newest event; on
+/// Postgres, just below the [append fence](append_fence), since a transaction at or above it
+/// may still commit (what it commits is then after this position).
+pub async fn log_end(database: &Database) -> Result<LogPosition, sqlx::Error> {
+    match database.reader() {
+        Backend::Postgres(pool) => Ok(LogPosition {
+            tx_id: append_fence(pool).await?.saturating_sub(1),
+            global_position: i64::MAX,
+        }),
+        Backend::Sqlite(pool) => {
+            let newest: Option<(String, i64)> = sqlx::query_as(
+                "SELECT CAST(tx_id AS TEXT), global_position FROM events ORDER BY global_position DESC LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?;
+            Ok(newest
+                .and_then(|(tx, global_position)| {
+                    Some(LogPosition {
+                        tx_id: tx.parse().ok()?,
+                        global_position,
+                    })
+                })
+                .unwrap_or_default())
+        }
+    }
 }
 
 /// The number of events in the log.

@@ -1,4 +1,4 @@
-//! How appends wake the relay.
+//! How appends wake the relay, and the process's other readers of the log.
 //!
 //! A relay that has caught up waits. Appends made in the same process as the leading relay wake
 //! it directly, through a [`LocalRelay`]; appends made anywhere else send `NOTIFY` on
@@ -10,11 +10,14 @@
 //! on, and the relay does not need them while it is busy publishing. Bench, `keyframe serve` on
 //! 2 cores with 32 clients creating projects: at 6,970 commands/s the NOTIFY statements and the
 //! listener's backend took 17 % of a core; waking in memory, the same run made 7,670/s.
+//!
+//! Readers of the log inside the process (the in-process feeds of a deployment without NATS)
+//! wait on [`LocalRelay::commits`], which every commit of this process's appends moves on.
 
 use keyframe_database::Database;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// Channel the event repository notifies on after each append has committed.
 pub const NOTIFY_CHANNEL: &str = "keyframe_events";
@@ -27,10 +30,22 @@ pub const NOTIFY_CHANNEL: &str = "keyframe_events";
 #[derive(Debug, Clone, Default)]
 pub struct LocalRelay(Arc<LocalRelayState>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct LocalRelayState {
     leading: AtomicBool,
     appended: Notify,
+    /// Counts this process's commits of appends, for every reader in the process.
+    commits: watch::Sender<u64>,
+}
+
+impl Default for LocalRelayState {
+    fn default() -> Self {
+        Self {
+            leading: AtomicBool::new(false),
+            appended: Notify::new(),
+            commits: watch::channel(0).0,
+        }
+    }
 }
 
 impl LocalRelay {
@@ -39,6 +54,13 @@ impl LocalRelay {
     /// to it and the new leader elsewhere finds those events by polling.
     pub fn is_leading(&self) -> bool {
         self.0.leading.load(Ordering::Acquire)
+    }
+
+    /// A receiver that changes after each commit of appends made through this handle's writers:
+    /// what readers of the log in this process wait on. Every receiver sees every change (a
+    /// relay's ring wakes one waiter).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.0.commits.subscribe()
     }
 
     /// Marks this process's relay as leader until the guard drops.
@@ -107,6 +129,10 @@ impl RelayWake {
 
     /// Events have committed.
     pub(crate) fn ring(&self) {
+        self.local
+            .0
+            .commits
+            .send_modify(|commits| *commits = commits.wrapping_add(1));
         match &self.notify {
             // Full means a wake-up is already pending; closed means the runtime is shutting down.
             Some(notify) if !self.local.is_leading() => {

@@ -1,9 +1,13 @@
 //! One Keyframe process: the API, the relay, the projectors, the jobs coordinator and the
 //! billing settlement, as configured, stopped together. The relay and projectors run on a runtime
 //! of their own ([`crate::pipeline`]).
+//!
+//! With NATS, the parts may run in as many processes as wanted, over one Postgres database. Without
+//! it, one process runs them all over its database (SQLite or Postgres): the read models and the
+//! progress streams follow the log in the process instead of through JetStream.
 
 use crate::config::{Component, NatsArgs};
-use crate::database::connect_pool_creating_database;
+use crate::database::DatabaseTarget;
 use crate::pipeline::{self, PipelineConfig};
 use anyhow::Context as _;
 use async_nats::jetstream;
@@ -15,8 +19,9 @@ use keyframe_billing::settlement::{Settlement, SettlementSettings};
 use keyframe_database::Database;
 use keyframe_eventlog::streams::{Naming, ensure_events_stream};
 use keyframe_eventlog::wake::LocalRelay;
-use keyframe_worker::coordinator::{Coordinator, CoordinatorSettings, ensure_worker_consumer};
-use sqlx::PgPool;
+use keyframe_worker::coordinator::{Coordinator, CoordinatorSettings, JobDesk, ensure_worker_consumer};
+use keyframe_worker::local::{LocalJobQueue, LocalService};
+use keyframe_worker::runner::{Worker, WorkerSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +31,12 @@ use tokio_util::sync::CancellationToken;
 /// What a process needs to start.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// Postgres connection string.
-    pub database_url: String,
-    /// Postgres pool size.
+    /// The database.
+    pub database: DatabaseTarget,
+    /// Connections to it at most (readers, on SQLite).
     pub db_max_connections: u32,
-    /// NATS connection and prefix.
-    pub nats: NatsArgs,
+    /// NATS connection and prefix; `None` runs without NATS, in this one process.
+    pub nats: Option<NatsArgs>,
     /// API listen address (port 0 picks a free one).
     pub addr: SocketAddr,
     /// Which parts to run.
@@ -42,13 +47,16 @@ pub struct AppConfig {
     pub jobs: CoordinatorSettings,
     /// How the `billing` component settles.
     pub billing: SettlementSettings,
+    /// Without NATS, the video workers the `jobs` component runs in this process (`None`:
+    /// none; jobs then wait). With NATS, workers are processes of their own (`keyframe worker`).
+    pub workers: Option<WorkerSettings>,
 }
 
 /// A running process.
 pub struct Application {
     local_addr: Option<SocketAddr>,
     api: Option<AppState>,
-    pool: PgPool,
+    database: Database,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -59,17 +67,22 @@ impl Application {
     pub async fn build(config: AppConfig) -> anyhow::Result<Self> {
         // Before anything counts: the metrics of every part of the process go to it.
         keyframe_api::prometheus::recorder();
-        let pool = connect_pool_creating_database(&config.database_url, config.db_max_connections).await?;
-        let database = Database::from(pool.clone());
+        let database = config.database.open(config.db_max_connections).await?;
         keyframe_database::schema::migrate(&database)
             .await
             .context("applying migrations")?;
-        let nats = config.nats.connect().await.context("connecting to NATS")?;
-        let jetstream = jetstream::new(nats.clone());
-        let naming = Naming::new(config.nats.nats_prefix.clone());
-        ensure_events_stream(&jetstream, &naming)
-            .await
-            .map_err(|e| anyhow::anyhow!("creating the events stream: {e}"))?;
+        let messaging = match &config.nats {
+            Some(args) => {
+                let nats = args.connect().await.context("connecting to NATS")?;
+                let jetstream = jetstream::new(nats.clone());
+                let naming = Naming::new(args.nats_prefix.clone());
+                ensure_events_stream(&jetstream, &naming)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("creating the events stream: {e}"))?;
+                Some((nats, jetstream, naming))
+            }
+            None => None,
+        };
 
         let shutdown = CancellationToken::new();
         // Should the rest of `build` fail (or its future be dropped), this stops what it started:
@@ -79,11 +92,16 @@ impl Application {
         // This process's relay, if it runs one: the API's appends wake it without a round
         // trip through Postgres.
         let local_relay = LocalRelay::default();
-        let relay = config.components.contains(&Component::Relay);
+        // Without NATS there is nothing to relay to: the process's readers follow the log.
+        let relay = config.components.contains(&Component::Relay) && config.nats.is_some();
         let projectors = config.components.contains(&Component::Projectors);
         if relay || projectors {
             let pipeline = PipelineConfig {
-                database_url: config.database_url.clone(),
+                database: database.clone(),
+                postgres_url: match &config.database {
+                    DatabaseTarget::Postgres(url) => Some(url.clone()),
+                    DatabaseTarget::Sqlite(_) => None,
+                },
                 nats: config.nats.clone(),
                 relay,
                 projectors,
@@ -97,17 +115,38 @@ impl Application {
         // colliding, and their appends share commits.
         let buses = Buses::new(database.clone(), config.api.append_writers, local_relay.clone());
         if config.components.contains(&Component::Jobs) {
-            ensure_worker_consumer(&jetstream, &naming, config.jobs.worker_ack_wait).await?;
-            let coordinator = Coordinator::new(buses.jobs.clone(), nats.clone(), &naming, config.jobs);
-            tasks.spawn(coordinator.run(shutdown.clone()));
+            match &messaging {
+                Some((nats, jetstream, naming)) => {
+                    ensure_worker_consumer(jetstream, naming, config.jobs.worker_ack_wait).await?;
+                    let coordinator = Coordinator::new(buses.jobs.clone(), nats.clone(), naming, config.jobs);
+                    tasks.spawn(coordinator.run(shutdown.clone()));
+                }
+                None => {
+                    let queue = LocalJobQueue::new(config.jobs.worker_ack_wait);
+                    tasks.spawn(
+                        queue
+                            .clone()
+                            .feed(database.clone(), local_relay.clone(), shutdown.clone()),
+                    );
+                    if let Some(settings) = config.workers.clone() {
+                        let desk = Arc::new(JobDesk::new(buses.jobs.clone(), config.jobs));
+                        let storage = keyframe_media::storage::Storage::open(&config.api.storage)
+                            .context("opening the storage for the workers")?;
+                        let settings = in_process_worker_settings(settings).await?;
+                        let worker = Worker::with(Arc::new(queue), Arc::new(LocalService(desk)), storage, settings);
+                        tasks.spawn(worker.run(shutdown.clone()));
+                    }
+                }
+            }
         }
         let api_state = if config.components.contains(&Component::Api) {
             let listener = tokio::net::TcpListener::bind(config.addr)
                 .await
                 .with_context(|| format!("binding {}", config.addr))?;
             let first_admin = config.api.first_admin.clone();
-            let state =
-                AppState::new(database.clone(), nats, config.api, buses.clone()).context("assembling the API")?;
+            let nats = messaging.as_ref().map(|(nats, _, _)| nats.clone());
+            let state = AppState::new(database.clone(), nats, local_relay.clone(), config.api, buses.clone())
+                .context("assembling the API")?;
             if let Some((email, password)) = first_admin {
                 state.app.ensure_first_admin(&email, &password).await?;
             }
@@ -123,13 +162,22 @@ impl Application {
                 config.billing.free_plan.clone(),
             )
             .map(Arc::new);
-            let mut settlement = Settlement::new(
-                buses.jobs,
-                buses.ledgers,
-                jetstream.clone(),
-                naming.clone(),
-                config.billing,
-            );
+            let mut settlement = match &messaging {
+                Some((_, jetstream, naming)) => Settlement::new(
+                    buses.jobs,
+                    buses.ledgers,
+                    jetstream.clone(),
+                    naming.clone(),
+                    config.billing,
+                ),
+                None => Settlement::over_log(
+                    buses.jobs,
+                    buses.ledgers,
+                    database.clone(),
+                    local_relay.clone(),
+                    config.billing,
+                ),
+            };
             if let Some(allowances) = allowances {
                 settlement = settlement.with_allowances(allowances.clone());
                 tasks.spawn(allowances.run(shutdown.clone()));
@@ -169,7 +217,7 @@ impl Application {
         Ok(Self {
             local_addr,
             api,
-            pool,
+            database,
             shutdown,
             tasks,
         })
@@ -186,9 +234,9 @@ impl Application {
         self.api.as_ref()
     }
 
-    /// The process's Postgres pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// The process's database.
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     /// Runs until Ctrl-C or SIGTERM, or until a part stops by itself, then stops the rest.
@@ -222,7 +270,7 @@ impl Application {
         if drained.is_err() {
             self.tasks.abort_all();
         }
-        self.pool.close().await;
+        self.database.close().await;
     }
 }
 
@@ -231,6 +279,25 @@ impl Drop for Application {
         // The relay and projectors run on their own thread, which aborting tasks cannot reach.
         self.shutdown.cancel();
     }
+}
+
+/// The in-process workers' settings, their scratch directory made. Without ffmpeg and ffprobe
+/// the process still serves everything else: it says so once, and each video job fails with
+/// that reason for its owner to read.
+async fn in_process_worker_settings(mut settings: WorkerSettings) -> anyhow::Result<WorkerSettings> {
+    std::fs::create_dir_all(&settings.scratch_dir)
+        .with_context(|| format!("creating {}", settings.scratch_dir.display()))?;
+    if settings.unable.is_none() && !keyframe_media::probe::tools_available().await {
+        tracing::warn!(
+            "ffmpeg and ffprobe are not on the PATH: video jobs will fail until they are installed \
+             (Debian and Ubuntu: apt-get install ffmpeg)"
+        );
+        settings.unable = Some(
+            "this Keyframe has no ffmpeg to analyse videos with: ask its operator to install ffmpeg and ffprobe"
+                .to_owned(),
+        );
+    }
+    Ok(settings)
 }
 
 fn listener_addr(addr: Option<SocketAddr>) -> String {

@@ -1,8 +1,8 @@
-//! The command line: `serve`, `migrate`, `replay`, `events export`.
+//! The command line: `serve`, `worker`, `migrate`, `replay`, `events export`.
 
 use crate::app::{AppConfig, Application};
-use crate::config::{CommonArgs, ServeArgs, WorkerArgs};
-use crate::database::connect_pool_creating_database;
+use crate::config::{CommonArgs, DataDirArgs, ServeArgs, WorkerArgs};
+use crate::database::DatabaseTarget;
 use crate::tools::{self, ExportArgs, ReplayArgs};
 use clap::{Parser, Subcommand};
 
@@ -26,7 +26,7 @@ pub enum Command {
     /// Run the video worker: take queued jobs and run ffmpeg on them.
     Worker(Box<WorkerArgs>),
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate(DataDirArgs),
     /// Rebuild read models from the event store.
     Replay(ReplayArgs),
     /// Work with the event log.
@@ -48,28 +48,67 @@ pub enum EventsCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
+            let database = DatabaseTarget::from_url(cli.common.database_url.as_deref(), &args.storage.data_dir)?;
+            let nats = args.nats.configured().cloned();
+            if let (DatabaseTarget::Sqlite(_), Some(_)) = (&database, &nats) {
+                anyhow::bail!(
+                    "NATS_URL is set but the database is SQLite: a deployment with NATS keeps its log in \
+                     Postgres (set DATABASE_URL=postgres://...), or unset NATS_URL to run in one process"
+                );
+            }
+            announce(&database, nats.as_ref());
             let config = AppConfig {
-                database_url: cli.common.database_url,
+                database,
                 db_max_connections: args.db_max_connections,
                 api: args.api_settings()?,
-                nats: args.nats.clone(),
+                nats,
                 addr: args.addr,
                 components: args.run.clone(),
                 jobs: args.coordinator_settings(),
                 billing: args.settlement_settings(),
+                workers: args.in_process_workers(),
             };
             Application::build(config).await?.run_until_stopped().await
         }
         Command::Worker(args) => crate::app::run_worker(&args).await,
-        Command::Migrate => {
-            let pool = connect_pool_creating_database(&cli.common.database_url, 2).await?;
-            keyframe_database::schema::migrate(&pool.into()).await?;
-            eprintln!("migrations applied");
+        Command::Migrate(data) => {
+            let database = DatabaseTarget::from_url(cli.common.database_url.as_deref(), &data.data_dir)?;
+            keyframe_database::schema::migrate(&database.open(2).await?).await?;
+            eprintln!("migrations applied to {}", database.describe());
             Ok(())
         }
-        Command::Replay(args) => tools::replay(&cli.common.database_url, args).await,
+        Command::Replay(args) => {
+            let database = DatabaseTarget::from_url(cli.common.database_url.as_deref(), &args.data.data_dir)?;
+            tools::replay(&database, args).await
+        }
         Command::Events {
             command: EventsCommand::Export(args),
-        } => tools::export(&cli.common.database_url, args).await,
+        } => {
+            let database = DatabaseTarget::from_url(cli.common.database_url.as_deref(), &args.data.data_dir)?;
+            tools::export(&database, args).await
+        }
+    }
+}
+
+/// Says at start which deployment this is, what it guarantees, and how to grow out of it.
+fn announce(database: &DatabaseTarget, nats: Option<&crate::config::NatsArgs>) {
+    let at = database.describe();
+    match (database, nats) {
+        (DatabaseTarget::Sqlite(_), _) => tracing::info!(
+            database = %at,
+            "Keyframe runs embedded: one process on an SQLite file, no Postgres and no NATS. To grow past \
+             one machine, export the log (keyframe events export), import it into Postgres (keyframe events \
+             import with DATABASE_URL=postgres://...), and set DATABASE_URL and NATS_URL (docs/deployment.md)"
+        ),
+        (DatabaseTarget::Postgres(_), None) => tracing::info!(
+            database = %at,
+            "Keyframe runs on Postgres in one process, without NATS. Set NATS_URL to run its parts in \
+             several processes and workers on other machines (docs/deployment.md)"
+        ),
+        (DatabaseTarget::Postgres(_), Some(nats)) => tracing::info!(
+            database = %at,
+            nats = nats.nats_url.as_deref().unwrap_or_default(),
+            "Keyframe runs on Postgres and NATS"
+        ),
     }
 }

@@ -18,14 +18,10 @@ use std::time::Duration;
 /// Settings every subcommand shares.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Postgres connection string.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/keyframe",
-        global = true
-    )]
-    pub database_url: String,
+    /// The database: `postgres://user@host/database`, or an SQLite file `sqlite://path`. Unset:
+    /// the embedded database `keyframe.db` in the data directory, created on first start.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
     /// Log format.
     #[arg(
         long,
@@ -40,9 +36,10 @@ pub struct CommonArgs {
 /// How to reach NATS.
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
-    /// NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// NATS server URL (`nats://host:4222`). Unset: `serve` runs every part in its one process,
+    /// without NATS.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
     /// NATS user (with `--nats-password`).
     #[arg(long, env = "NATS_USER")]
     pub nats_user: Option<String>,
@@ -68,15 +65,27 @@ fn parse_prefix(raw: &str) -> Result<String, String> {
 }
 
 impl NatsArgs {
+    /// These settings when they name a server; `None` when `NATS_URL` is unset (one process,
+    /// no NATS).
+    pub fn configured(&self) -> Option<&Self> {
+        self.nats_url
+            .as_deref()
+            .is_some_and(|url| !url.trim().is_empty())
+            .then_some(self)
+    }
+
     /// Connects with these settings.
     pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        let Some(url) = self.nats_url.as_deref().filter(|url| !url.trim().is_empty()) else {
+            anyhow::bail!("NATS_URL is not set: say which NATS server to use (nats://host:4222)");
+        };
         let mut options = async_nats::ConnectOptions::new().name("keyframe");
         if let Some(creds) = &self.nats_creds {
             options = options.credentials_file(creds).await?;
         } else if let (Some(user), Some(password)) = (&self.nats_user, &self.nats_password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
-        Ok(options.connect(&self.nats_url).await?)
+        Ok(options.connect(url).await?)
     }
 }
 
@@ -94,6 +103,14 @@ pub enum Component {
     Jobs,
     /// The settlement of job credits: charges or releases each run's reservation when it ends.
     Billing,
+}
+
+/// The data directory, for the tools that open the embedded database in it.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArgs {
+    /// Directory of the embedded database (`keyframe.db`), as `serve` has it.
+    #[arg(long, env = "KEYFRAME_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 /// Where uploads and artifacts are stored; `serve` and `worker` must agree.
@@ -166,6 +183,7 @@ impl WorkerArgs {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             scratch_dir: self.storage.data_dir.join("scratch"),
             analysis: keyframe_media::analysis::AnalysisOptions::default(),
+            unable: None,
         }
     }
 }
@@ -377,9 +395,14 @@ pub struct ServeArgs {
     /// Where Stripe sends a buyer who turns back (default: `<public url>/billing/cancelled`).
     #[arg(long, env = "KEYFRAME_STRIPE_CANCEL_URL")]
     pub stripe_cancel_url: Option<String>,
-    /// Postgres pool size.
+    /// Database connections at most (on SQLite: reading connections; one writes).
     #[arg(long, env = "KEYFRAME_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
+    /// Video workers `serve` runs in its own process when there is no NATS (0: none). With
+    /// NATS, workers are processes of their own (`keyframe worker`).
+    #[arg(long, env = "KEYFRAME_WORKERS", default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub workers: u16,
     /// Event-append statements in flight at once; appends that arrive meanwhile are committed
     /// together (group commit). Fewer means larger batches and less CPU per command.
     #[arg(long, env = "KEYFRAME_DB_APPEND_WRITERS", default_value_t = keyframe_eventlog::append::DEFAULT_WRITERS as u16,
@@ -420,6 +443,22 @@ impl ServeArgs {
             signup_bonus_credits: self.signup_bonus_credits,
             free_plan: self.plans.free().cloned(),
         }
+    }
+
+    /// The video workers of a process without NATS, if it runs any.
+    pub fn in_process_workers(&self) -> Option<keyframe_worker::runner::WorkerSettings> {
+        (self.workers > 0 && self.nats.configured().is_none()).then(|| keyframe_worker::runner::WorkerSettings {
+            name: format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "keyframe".to_owned()),
+                std::process::id()
+            ),
+            concurrency: usize::from(self.workers),
+            heartbeat: Duration::from_secs(1),
+            scratch_dir: self.storage.data_dir.join("scratch"),
+            analysis: keyframe_media::analysis::AnalysisOptions::default(),
+            unable: None,
+        })
     }
 
     /// How the `jobs` component treats workers.

@@ -6,13 +6,18 @@
 //! the same work on a runtime of its own, at the same command rate). A thread of their own gets
 //! its turn from the operating system's scheduler instead. Being on another runtime, they also
 //! get their own Postgres pool and NATS connection: I/O objects belong to the runtime that made
-//! them.
+//! them. (An SQLite database is shared: its connections run on threads of their own, and one
+//! process holds its one writing connection.)
+//!
+//! Without NATS there is no relay, and the projectors tail the log ([`TailFeed`]).
 
 use crate::config::NatsArgs;
 use crate::database::connect_pool;
 use anyhow::Context as _;
 use async_nats::jetstream;
+use keyframe_database::Database;
 use keyframe_eventlog::feed::jetstream::{FeedSettings, JetStreamFeed};
+use keyframe_eventlog::feed::tail::{TailFeed, TailSettings};
 use keyframe_eventlog::projector::{Projector, ProjectorSettings};
 use keyframe_eventlog::relay::{Relay, RelaySettings};
 use keyframe_eventlog::streams::Naming;
@@ -28,10 +33,12 @@ const PIPELINE_CONNECTIONS: u32 = 4;
 
 /// What to run.
 pub struct PipelineConfig {
-    /// Postgres connection string.
-    pub database_url: String,
-    /// NATS connection and prefix.
-    pub nats: NatsArgs,
+    /// The process's database: the pipeline's own on SQLite.
+    pub database: Database,
+    /// On Postgres, where to open the pipeline's own pool.
+    pub postgres_url: Option<String>,
+    /// NATS connection and prefix; `None`: no relay, and the projectors tail the log.
+    pub nats: Option<NatsArgs>,
     /// Run the relay.
     pub relay: bool,
     /// Run the projectors.
@@ -78,12 +85,18 @@ async fn run(
     connected: oneshot::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let connections = async {
-        let pool = connect_pool(&config.database_url, PIPELINE_CONNECTIONS).await?;
-        let nats = config.nats.connect().await.context("connecting to NATS")?;
-        anyhow::Ok((pool, jetstream::new(nats)))
+        let database = match &config.postgres_url {
+            Some(url) => Database::from(connect_pool(url, PIPELINE_CONNECTIONS).await?),
+            None => config.database.clone(),
+        };
+        let jetstream = match &config.nats {
+            Some(nats) => Some(jetstream::new(nats.connect().await.context("connecting to NATS")?)),
+            None => None,
+        };
+        anyhow::Ok((database, jetstream))
     }
     .await;
-    let (pool, jetstream) = match connections {
+    let (database, jetstream) = match connections {
         Ok(connections) => {
             let _ = connected.send(Ok(()));
             connections
@@ -93,14 +106,19 @@ async fn run(
             return Ok(());
         }
     };
-    let naming = Naming::new(config.nats.nats_prefix.clone());
     let mut parts = JoinSet::new();
-    if config.relay {
+    if let (true, Some(jetstream), Some(nats), Some(pool), Some(url)) = (
+        config.relay,
+        &jetstream,
+        &config.nats,
+        database.postgres(),
+        &config.postgres_url,
+    ) {
         let relay = Relay::new(
             pool.clone(),
-            config.database_url.clone(),
+            url.clone(),
             jetstream.clone(),
-            naming.clone(),
+            Naming::new(nats.nats_prefix.clone()),
             RelaySettings::default(),
         )
         .woken_by(config.local_relay.clone());
@@ -108,16 +126,28 @@ async fn run(
     }
     if config.projectors {
         let projections = keyframe_projections::all();
-        let names: Vec<&str> = projections.iter().map(|projection| projection.name()).collect();
-        keyframe_eventlog::streams::delete_retired_consumers(&jetstream, &naming, &names).await;
-        let feed = JetStreamFeed::for_projections(jetstream.clone(), naming.clone(), FeedSettings::default());
-        let projector = Projector::new(pool.clone().into(), feed, projections, ProjectorSettings::default());
-        parts.spawn(projector.run(shutdown.clone()));
+        match (&jetstream, &config.nats) {
+            (Some(jetstream), Some(nats)) => {
+                let naming = Naming::new(nats.nats_prefix.clone());
+                let names: Vec<&str> = projections.iter().map(|projection| projection.name()).collect();
+                keyframe_eventlog::streams::delete_retired_consumers(jetstream, &naming, &names).await;
+                let feed = JetStreamFeed::for_projections(jetstream.clone(), naming, FeedSettings::default());
+                let projector = Projector::new(database.clone(), feed, projections, ProjectorSettings::default());
+                parts.spawn(projector.run(shutdown.clone()));
+            }
+            _ => {
+                let feed = TailFeed::new(database.clone(), &config.local_relay, TailSettings::default());
+                let projector = Projector::new(database.clone(), feed, projections, ProjectorSettings::default());
+                parts.spawn(projector.run(shutdown.clone()));
+            }
+        }
     }
     // Each part resumes after its own errors and returns only when asked to stop.
     while let Some(finished) = parts.join_next().await {
         finished.context("a pipeline part panicked")?;
     }
-    pool.close().await;
+    if config.postgres_url.is_some() {
+        database.close().await;
+    }
     Ok(())
 }

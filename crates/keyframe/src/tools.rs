@@ -1,11 +1,11 @@
 //! The operator and auditor tools: `replay` and `events export`.
 
-use crate::database::connect_pool;
+use crate::config::DataDirArgs;
+use crate::database::DatabaseTarget;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use keyframe_database::Database;
 use keyframe_eventlog::export::{ExportRange, export as export_log};
 use keyframe_eventlog::projector::replay as replay_projection;
 use std::io::{BufWriter, Write};
@@ -23,6 +23,9 @@ pub struct ReplayArgs {
     /// Events per transaction.
     #[arg(long, default_value_t = 5_000)]
     pub batch_size: i64,
+    /// Where the embedded database is.
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 /// `keyframe events export`.
@@ -40,15 +43,17 @@ pub struct ExportArgs {
     /// File to write; standard output when absent.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Where the embedded database is.
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 /// How long an export waits for the transactions running when it began to end.
 const EXPORT_WAITS_FOR_RUNNING: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Rebuilds the chosen projections, with a progress bar and a final rate.
-pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> {
-    let pool = connect_pool(database_url, 4).await?;
-    let database = Database::from(pool.clone());
+pub async fn replay(target: &DatabaseTarget, args: ReplayArgs) -> anyhow::Result<()> {
+    let database = target.open(4).await?;
     keyframe_database::schema::migrate(&database).await?;
     let all = keyframe_projections::all();
     let chosen: Vec<_> = match &args.projection {
@@ -89,8 +94,8 @@ pub async fn replay(database_url: &str, args: ReplayArgs) -> anyhow::Result<()> 
 }
 
 /// Writes the log as NDJSON to the chosen file or standard output.
-pub async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> {
-    let pool = connect_pool(database_url, 2).await?;
+pub async fn export(target: &DatabaseTarget, args: ExportArgs) -> anyhow::Result<()> {
+    let database = target.open_to_read(2).await?;
     let range = ExportRange {
         from_position: args.from_position,
         since: args.since,
@@ -102,7 +107,7 @@ pub async fn export(database_url: &str, args: ExportArgs) -> anyhow::Result<()> 
         )),
         None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
     };
-    let written = export_log(&Database::from(pool), range, EXPORT_WAITS_FOR_RUNNING, &mut out).await?;
+    let written = export_log(&database, range, EXPORT_WAITS_FOR_RUNNING, &mut out).await?;
     drop(out);
     eprintln!("exported {written} events");
     Ok(())

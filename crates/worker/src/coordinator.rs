@@ -1,8 +1,9 @@
 //! The service side of the worker protocol: answers the workers' requests by running `Job`
-//! commands, and makes the workers' consumer.
+//! commands ([`JobDesk`]), and makes the workers' consumer.
 //!
-//! Every `serve` process running the `jobs` component listens in one queue group, so each
-//! request is answered once whichever replica gets it. The answers come from the aggregate
+//! Over NATS ([`Coordinator`]), every `serve` process running the `jobs` component listens in
+//! one queue group, so each request is answered once whichever replica gets it. In a process
+//! without NATS its own workers ask the desk directly. The answers come from the aggregate
 //! after the command, never from memory, so a replica that restarts answers the same way.
 
 use crate::protocol::{
@@ -80,12 +81,11 @@ pub async fn ensure_worker_consumer(
     Ok(())
 }
 
-/// Answers the workers.
+/// Answers the workers' requests over NATS.
 pub struct Coordinator {
-    jobs: Arc<CommandBus<Job>>,
+    desk: Arc<JobDesk>,
     client: async_nats::Client,
     subjects: WorkerSubjects,
-    settings: CoordinatorSettings,
 }
 
 impl Coordinator {
@@ -97,10 +97,9 @@ impl Coordinator {
         settings: CoordinatorSettings,
     ) -> Self {
         Self {
-            jobs,
+            desk: Arc::new(JobDesk::new(jobs, settings)),
             client,
             subjects: WorkerSubjects::new(naming.prefix()),
-            settings,
         }
     }
 
@@ -141,28 +140,49 @@ impl Coordinator {
             [.., job_id, request_kind] if job_id.parse::<uuid::Uuid>().is_ok() => (*job_id, *request_kind),
             _ => return,
         };
-        let answer = match request_kind {
-            kind::STARTED => self.decode_then(&message, |r| self.start(job_id, r)).await,
-            kind::PROGRESS => self.decode_then(&message, |r| self.progress(job_id, r)).await,
-            kind::SUCCEEDED => self.decode_then(&message, |r| self.succeeded(job_id, r)).await,
-            kind::FAILED => self.decode_then(&message, |r| self.failed(job_id, r)).await,
-            _ => return,
+        let Some(answer) = self.desk.answer(job_id, request_kind, &message.payload).await else {
+            return;
         };
         if let Err(error) = self.client.publish(reply_to, answer.into()).await {
             tracing::warn!(%error, job_id, "could not answer a worker");
         }
     }
+}
 
-    async fn decode_then<R, A, F>(&self, message: &async_nats::Message, handle: impl FnOnce(R) -> F) -> Vec<u8>
+/// Turns workers' requests into `Job` commands, whatever carries them.
+pub struct JobDesk {
+    jobs: Arc<CommandBus<Job>>,
+    settings: CoordinatorSettings,
+}
+
+impl JobDesk {
+    /// A desk running commands through `jobs`.
+    pub fn new(jobs: Arc<CommandBus<Job>>, settings: CoordinatorSettings) -> Self {
+        Self { jobs, settings }
+    }
+
+    /// The answer, as JSON, to a request of `request_kind` ([`kind`]) about `job_id` whose
+    /// body is `payload`; `None` for a kind it does not know.
+    pub async fn answer(&self, job_id: &str, request_kind: &str, payload: &[u8]) -> Option<Vec<u8>> {
+        Some(match request_kind {
+            kind::STARTED => self.decode_then(payload, |r| self.start(job_id, r)).await,
+            kind::PROGRESS => self.decode_then(payload, |r| self.progress(job_id, r)).await,
+            kind::SUCCEEDED => self.decode_then(payload, |r| self.succeeded(job_id, r)).await,
+            kind::FAILED => self.decode_then(payload, |r| self.failed(job_id, r)).await,
+            _ => return None,
+        })
+    }
+
+    async fn decode_then<R, A, F>(&self, payload: &[u8], handle: impl FnOnce(R) -> F) -> Vec<u8>
     where
         R: serde::de::DeserializeOwned,
         A: serde::Serialize,
         F: Future<Output = A>,
     {
-        match serde_json::from_slice::<R>(&message.payload) {
+        match serde_json::from_slice::<R>(payload) {
             Ok(request) => serde_json::to_vec(&handle(request).await).unwrap_or_default(),
             Err(error) => {
-                tracing::warn!(subject = %message.subject, %error, "unreadable worker request");
+                tracing::warn!(%error, "unreadable worker request");
                 serde_json::to_vec(&serde_json::json!({"outcome": "skip", "reason": "unreadable request"}))
                     .unwrap_or_default()
             }

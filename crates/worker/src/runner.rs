@@ -1,17 +1,17 @@
-//! The worker process (`keyframe worker`): takes queued jobs from the shared consumer, runs
-//! ffmpeg on them, and reports to the service.
+//! A worker: takes queued jobs from the queue, runs ffmpeg on them, and reports to the service.
+//! `keyframe worker` runs one over NATS; a process without NATS runs its own in memory (see
+//! [`crate::transport`]).
 //!
-//! While an attempt runs, a heartbeat both tells JetStream the work goes on (an in-progress
+//! While an attempt runs, a heartbeat both tells the queue the work goes on (an in-progress
 //! ack, so the entry is not handed to another worker) and reports progress to the service,
 //! whose answer says whether to go on: a cancelled job's ffmpeg is killed at the next beat.
 
 use crate::protocol::{
-    FailedRequest, OutcomeReply, ProgressReply, ProgressRequest, StartReply, StartRequest, SucceededRequest,
-    WORKER_CONSUMER, WorkOrder, WorkerSubjects, kind,
+    FailedRequest, OutcomeReply, ProgressReply, ProgressRequest, StartReply, StartRequest, SucceededRequest, WorkOrder,
+    kind,
 };
+use crate::transport::{JobQueue, JobService, NatsQueue, NatsService, QueueEntry};
 use anyhow::Context as _;
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
-use futures::StreamExt;
 use keyframe_domain::job::{ClipParameters, JobEvent, JobType};
 use keyframe_domain::log::RecordedEvent;
 use keyframe_domain::media::{Artifact, Span};
@@ -44,6 +44,10 @@ pub struct WorkerSettings {
     pub scratch_dir: PathBuf,
     /// Detector tuning.
     pub analysis: AnalysisOptions,
+    /// Why attempts cannot run here, if they cannot (ffmpeg or ffprobe missing): every attempt
+    /// then fails with this reason, which the job's owner reads, instead of the job waiting for
+    /// a worker that never comes.
+    pub unable: Option<String>,
 }
 
 /// Delay before an entry the worker could not start is offered again.
@@ -56,9 +60,8 @@ const OUTCOME_PATIENCE: Duration = Duration::from_secs(120);
 pub struct Worker(Arc<Inner>);
 
 struct Inner {
-    client: async_nats::Client,
-    naming: Naming,
-    subjects: WorkerSubjects,
+    queue: Arc<dyn JobQueue>,
+    service: Arc<dyn JobService>,
     storage: Storage,
     settings: WorkerSettings,
 }
@@ -83,10 +86,20 @@ impl From<MediaError> for AttemptError {
 impl Worker {
     /// A worker on `client` (the worker NATS user suffices), reading videos from `storage`.
     pub fn new(client: async_nats::Client, naming: Naming, storage: Storage, settings: WorkerSettings) -> Self {
+        let service = Arc::new(NatsService::new(client.clone(), &naming));
+        Self::with(Arc::new(NatsQueue::new(client, naming)), service, storage, settings)
+    }
+
+    /// A worker taking from `queue` and asking `service`, reading videos from `storage`.
+    pub fn with(
+        queue: Arc<dyn JobQueue>,
+        service: Arc<dyn JobService>,
+        storage: Storage,
+        settings: WorkerSettings,
+    ) -> Self {
         Self(Arc::new(Inner {
-            subjects: WorkerSubjects::new(naming.prefix()),
-            client,
-            naming,
+            queue,
+            service,
             storage,
             settings,
         }))
@@ -95,13 +108,11 @@ impl Worker {
     /// Takes and runs jobs until `shutdown`. Attempts still running then are stopped and their
     /// entries given back at once, so another worker takes them without waiting.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let consumer = self.consumer(&shutdown).await?;
-        let Some(consumer) = consumer else {
+        let Some(ack_wait) = self.0.queue.ready(&shutdown).await? else {
             return Ok(());
         };
-        // Beat well within the consumer's ack wait, whatever was configured here: a beat that
+        // Beat well within the queue's ack wait, whatever was configured here: a beat that
         // came too late would hand a live attempt to another worker.
-        let ack_wait = consumer.cached_info().config.ack_wait;
         let beat_every = self
             .0
             .settings
@@ -116,37 +127,27 @@ impl Worker {
                 () = shutdown.cancelled() => break,
                 slot = slots.clone().acquire_owned() => slot.context("worker slots closed")?,
             };
-            let batch = consumer
-                .fetch()
-                .max_messages(1)
-                .expires(Duration::from_secs(5))
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
+            let next = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = self.0.queue.take(Duration::from_secs(5)) => next,
+            };
+            match next {
+                Ok(Some(entry)) => {
+                    let worker = self.clone();
+                    let stop = shutdown.child_token();
+                    running.spawn(async move {
+                        worker.take(Arc::from(entry), &stop, beat_every).await;
+                        drop(slot);
+                    });
+                }
+                Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "pulling a job failed; trying again");
+                    tracing::warn!(error = format!("{error:#}"), "taking a job failed; trying again");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     }
                 }
-            };
-            let next = tokio::select! {
-                () = shutdown.cancelled() => break,
-                next = batch.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => {
-                    let worker = self.clone();
-                    let stop = shutdown.child_token();
-                    running.spawn(async move {
-                        worker.take(message, &stop, beat_every).await;
-                        drop(slot);
-                    });
-                }
-                Some(Err(error)) => tracing::warn!(%error, "receiving a job failed"),
-                None => {}
             }
             while running.try_join_next().is_some() {}
         }
@@ -154,44 +155,27 @@ impl Worker {
         Ok(())
     }
 
-    async fn consumer(&self, shutdown: &CancellationToken) -> anyhow::Result<Option<PullConsumer>> {
-        let jetstream = jetstream::new(self.0.client.clone());
-        let stream = self.0.naming.events_stream();
-        loop {
-            match jetstream.get_consumer_from_stream(WORKER_CONSUMER, &stream).await {
-                Ok(consumer) => return Ok(Some(consumer)),
-                Err(error) => tracing::warn!(%error, "the workers' consumer is not there yet (the service makes it)"),
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(None),
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    }
-
     /// Handles one delivered queue entry, acknowledging it once its outcome is settled.
-    async fn take(&self, message: jetstream::Message, stop: &CancellationToken, beat_every: Duration) {
-        let message = Arc::new(message);
-        let entry = serde_json::from_slice::<RecordedEvent>(&message.payload)
+    async fn take(&self, message: Arc<dyn QueueEntry>, stop: &CancellationToken, beat_every: Duration) {
+        let entry = serde_json::from_slice::<RecordedEvent>(message.payload())
             .ok()
             .and_then(|event| {
                 let queued = serde_json::from_str::<JobEvent>(event.payload.get()).ok()?;
                 Some((event.aggregate_id, queued))
             });
         let Some((job_id, JobEvent::JobQueued { ticket, not_before, .. })) = entry else {
-            tracing::error!(subject = %message.subject, "not a JobQueued event; dropping it");
-            let _ = message.ack_with(AckKind::Term).await;
+            tracing::error!(entry = message.entry_id(), "not a JobQueued event; dropping it");
+            message.term().await;
             return;
         };
         if let Some(delay) = not_before.and_then(|at| (at - chrono::Utc::now()).to_std().ok()) {
             // An automatic retry's backoff: offered again when it is due.
-            let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+            message.nak(Some(delay)).await;
             return;
         }
         // The same worker asking again for the same queue entry (its request timed out, the
         // entry came back to it) is recognised as the same claim; another worker's is not.
-        let stream_sequence = message.info().map(|info| info.stream_sequence).unwrap_or_default();
-        let claim = format!("{}/{stream_sequence}", self.0.settings.name);
+        let claim = format!("{}/{}", self.0.settings.name, message.entry_id());
         let start = StartRequest {
             ticket,
             claim,
@@ -201,12 +185,12 @@ impl Worker {
             Ok(StartReply::Run(order)) => order,
             Ok(StartReply::Skip { reason }) => {
                 tracing::info!(job_id, reason, "not running this queue entry");
-                let _ = message.ack().await;
+                message.ack().await;
                 return;
             }
             Ok(StartReply::Unavailable { reason }) | Err(reason) => {
                 tracing::warn!(job_id, reason, "could not start; the entry comes back later");
-                let _ = message.ack_with(AckKind::Nak(Some(RETRY_LATER))).await;
+                message.nak(Some(RETRY_LATER)).await;
                 return;
             }
         };
@@ -262,12 +246,12 @@ impl Worker {
             }
             Err(AttemptError::Stopped) if stop.is_cancelled() => {
                 // Shutting down: give the entry back for another worker at once.
-                let _ = message.ack_with(AckKind::Nak(None)).await;
+                message.nak(None).await;
                 return;
             }
             Err(AttemptError::Stopped) => tracing::info!(job_id, attempt = order.attempt, "attempt stopped"),
         }
-        let _ = message.ack().await;
+        message.ack().await;
     }
 
     /// Beats until aborted: keeps the entry from going to another worker and asks the service
@@ -276,7 +260,7 @@ impl Worker {
         self,
         job_id: String,
         attempt: u32,
-        message: Arc<jetstream::Message>,
+        message: Arc<dyn QueueEntry>,
         progress: Arc<Progress>,
         cancel: CancellationToken,
         every: Duration,
@@ -286,7 +270,7 @@ impl Worker {
         ticks.tick().await;
         loop {
             ticks.tick().await;
-            let _ = message.ack_with(AckKind::Progress).await;
+            message.in_progress().await;
             let report = ProgressRequest {
                 attempt,
                 percent: progress.percent.load(Ordering::Relaxed),
@@ -311,7 +295,7 @@ impl Worker {
         job_id: &str,
         request_kind: &str,
         request: &R,
-        message: &jetstream::Message,
+        message: &Arc<dyn QueueEntry>,
     ) -> Reported {
         let deadline = tokio::time::Instant::now() + OUTCOME_PATIENCE;
         loop {
@@ -326,10 +310,10 @@ impl Worker {
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                let _ = message.ack_with(AckKind::Nak(Some(RETRY_LATER))).await;
+                message.nak(Some(RETRY_LATER)).await;
                 return Reported::HandedBack;
             }
-            let _ = message.ack_with(AckKind::Progress).await;
+            message.in_progress().await;
             tokio::time::sleep(RETRY_LATER).await;
         }
     }
@@ -341,12 +325,8 @@ impl Worker {
         request: &R,
     ) -> Result<A, String> {
         let payload = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-        let subject = self.0.subjects.request(job_id, request_kind);
-        let reply = tokio::time::timeout(Duration::from_secs(10), self.0.client.request(subject, payload.into()))
-            .await
-            .map_err(|_| "the service did not answer in time".to_owned())?
-            .map_err(|e| format!("asking the service: {e}"))?;
-        serde_json::from_slice(&reply.payload).map_err(|e| format!("unreadable answer: {e}"))
+        let reply = self.0.service.ask(job_id, request_kind, payload).await?;
+        serde_json::from_slice(&reply).map_err(|e| format!("unreadable answer: {e}"))
     }
 
     /// Runs one attempt in a scratch directory of its own, storing its artifacts.
@@ -357,6 +337,9 @@ impl Worker {
         cancel: &CancellationToken,
         progress: &Progress,
     ) -> Result<(serde_json::Value, Vec<Artifact>), AttemptError> {
+        if let Some(reason) = &self.0.settings.unable {
+            return Err(AttemptError::Failed(reason.clone()));
+        }
         let scratch = tempfile::Builder::new()
             .prefix("keyframe-job-")
             .tempdir_in(&self.0.settings.scratch_dir)

@@ -61,13 +61,20 @@ pub struct ProjectionHealth {
     pub lag_seconds: f64,
 }
 
-/// Dependency checks.
+/// Dependency checks: `ok` or `down` each.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Checks {
-    /// The Postgres event store and read models.
-    pub postgres: &'static str,
-    /// The NATS server.
-    pub nats: &'static str,
+    /// The database: event store and read models.
+    pub database: &'static str,
+    /// Which database that is: `postgres` or `sqlite` (embedded).
+    pub database_kind: &'static str,
+    /// The same as `database` when that is Postgres (kept for existing clients); absent on
+    /// SQLite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<&'static str>,
+    /// The NATS server; absent in a deployment without NATS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<&'static str>,
 }
 
 /// The process is up.
@@ -84,22 +91,28 @@ pub async fn live() -> Json<Health> {
     })
 }
 
-/// Postgres and NATS both answer, and the relay and every read model advance; 503 when not.
+/// The database answers (and NATS, in a deployment with it), and the relay (where there is one)
+/// and every read model advance; 503 when not.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database = state.database();
-    let postgres = tokio::time::timeout(CHECK_TIMEOUT, async {
+    let database_up = tokio::time::timeout(CHECK_TIMEOUT, async {
         portable!(database.reader(), pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
     })
     .await
     .is_ok_and(|result| result.is_ok());
-    let nats = state.nats.connection_state() == async_nats::connection::State::Connected
-        && tokio::time::timeout(CHECK_TIMEOUT, state.nats.flush())
-            .await
-            .is_ok_and(|result| result.is_ok());
+    let nats = match &state.nats {
+        Some(nats) => Some(
+            nats.connection_state() == async_nats::connection::State::Connected
+                && tokio::time::timeout(CHECK_TIMEOUT, nats.flush())
+                    .await
+                    .is_ok_and(|result| result.is_ok()),
+        ),
+        None => None,
+    };
     let names = keyframe_projections::names();
-    let pipeline = if postgres {
+    let pipeline = if database_up {
         tokio::time::timeout(
             CHECK_TIMEOUT,
             keyframe_eventlog::status::pipeline_status(state.database(), &names),
@@ -118,7 +131,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
             .collect()
     });
     let word = |ok: bool| if ok { "ok" } else { "down" };
-    let healthy = postgres && nats && stalled.as_ref().is_none_or(Vec::is_empty);
+    let healthy = database_up && nats != Some(false) && stalled.as_ref().is_none_or(Vec::is_empty);
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -128,8 +141,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
         status: if healthy { "ok" } else { "unavailable" },
         version: env!("CARGO_PKG_VERSION"),
         checks: Some(Checks {
-            postgres: word(postgres),
-            nats: word(nats),
+            database: word(database_up),
+            database_kind: database.dialect().name(),
+            postgres: database.postgres().map(|_| word(database_up)),
+            nats: nats.map(word),
         }),
         relay_backlog: pipeline
             .as_ref()

@@ -10,10 +10,12 @@
 //! (JetStream hands it out again only after its ack wait, behind newer events) was applied
 //! before the first delivery of this run, and the per-aggregate sequence check skips it.
 //!
-//! Today's feed is a JetStream durable consumer ([`jetstream::JetStreamFeed`]); the runtime knows
-//! nothing of NATS, so a feed that tails the log itself can take its place.
+//! With NATS, the feed is a JetStream durable consumer ([`jetstream::JetStreamFeed`]); without
+//! it (one process), a feed that tails the log itself ([`tail::TailFeed`]). The runtime knows
+//! nothing of either.
 
 pub mod jetstream;
+pub mod tail;
 
 use async_trait::async_trait;
 use keyframe_domain::log::RecordedEvent;

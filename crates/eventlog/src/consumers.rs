@@ -1,0 +1,71 @@
+//! Durable readers of the log inside a process: where each stands, kept in
+//! `consumer_checkpoints`, so that after a restart it resumes there. What JetStream's durable
+//! consumers keep for a deployment with NATS, for one without.
+//!
+//! A reader saves the position of the last event it is done with, having done with every
+//! event before it too; it may then handle some events again after a restart (those after
+//! the checkpoint it had done with), so what it does must be safe to repeat.
+
+use crate::reader::LogPosition;
+use chrono::Utc;
+use keyframe_database::{Backend, Database, portable};
+
+/// Where `consumer` stands, if it has saved a position.
+pub async fn load(database: &Database, consumer: &str) -> Result<Option<LogPosition>, sqlx::Error> {
+    let row: Option<(String, i64)> = portable!(database.reader(), pool => {
+        sqlx::query_as("SELECT CAST(tx_id AS TEXT), global_position FROM consumer_checkpoints WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row.and_then(|(tx, global_position)| {
+        Some(LogPosition {
+            tx_id: tx.parse().ok()?,
+            global_position,
+        })
+    }))
+}
+
+/// Saves that `consumer` is done with everything up to `position` (never moving it back).
+pub async fn save(database: &Database, consumer: &str, position: LogPosition) -> Result<(), sqlx::Error> {
+    match database.writer() {
+        Backend::Postgres(pool) => {
+            sqlx::query(
+                "INSERT INTO consumer_checkpoints (consumer, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
+                 ON CONFLICT (consumer) DO UPDATE SET tx_id = EXCLUDED.tx_id,
+                     global_position = EXCLUDED.global_position, updated_at = now()
+                 WHERE (consumer_checkpoints.tx_id, consumer_checkpoints.global_position)
+                     < (EXCLUDED.tx_id, EXCLUDED.global_position)",
+            )
+            .bind(consumer)
+            .bind(position.tx_id.to_string())
+            .bind(position.global_position)
+            .execute(pool)
+            .await?;
+        }
+        Backend::Sqlite(pool) => {
+            sqlx::query(
+                "INSERT INTO consumer_checkpoints (consumer, tx_id, global_position, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id,
+                     global_position = excluded.global_position, updated_at = excluded.updated_at
+                 WHERE (consumer_checkpoints.tx_id, consumer_checkpoints.global_position)
+                     < (excluded.tx_id, excluded.global_position)",
+            )
+            .bind(consumer)
+            .bind(i64::try_from(position.tx_id).unwrap_or(i64::MAX))
+            .bind(position.global_position)
+            .bind(Utc::now())
+            .execute(pool)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The position just before `event`'s: a reader that resumes there reads `event` again.
+pub fn just_before(event: LogPosition) -> LogPosition {
+    LogPosition {
+        tx_id: event.tx_id,
+        global_position: event.global_position - 1,
+    }
+}

@@ -1,0 +1,291 @@
+//! The embedded deployment: one process on an SQLite file of its own, no Postgres and no NATS,
+//! its read models fed by tailing the log in the process. A client sees what it sees from a
+//! Postgres and NATS deployment, and everything is still there after a restart.
+
+use keyframe_tests::{TestApp, TestStore, TestUser, test_api_settings};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const ROOT: &str = "root@example.com";
+const ROOT_PASSWORD: &str = "granite harbour lamplight seven";
+
+async fn body(response: reqwest::Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+async fn spawn_embedded() -> TestApp {
+    let mut settings = test_api_settings();
+    settings.first_admin = Some((ROOT.to_owned(), ROOT_PASSWORD.to_owned()));
+    TestApp::builder().embedded().settings(settings).spawn().await
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> String {
+    let response = app
+        .request(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{email} logs in");
+    body(response).await["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_owned()
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, token: &str, payload: Option<Value>) -> (u16, Value) {
+    let response = app.request(method, path, Some(token), payload).await;
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// What a user and an administrator read back: the same before and after a restart.
+async fn everything_read(app: &TestApp, ada: &TestUser, root: &str, org: &str) -> Value {
+    let projects = call(app, Method::GET, "/api/v1/projects", &ada.access_token, None).await;
+    let orgs = call(app, Method::GET, "/api/v1/orgs", &ada.access_token, None).await;
+    let members = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/orgs/{org}/members"),
+        &ada.access_token,
+        None,
+    )
+    .await;
+    let invitations = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/orgs/{org}/invitations"),
+        &ada.access_token,
+        None,
+    )
+    .await;
+    let balance = call(app, Method::GET, "/api/v1/credits/balance", &ada.access_token, None).await;
+    let transactions = call(
+        app,
+        Method::GET,
+        "/api/v1/credits/transactions",
+        &ada.access_token,
+        None,
+    )
+    .await;
+    let users = call(app, Method::GET, "/api/v1/admin/users", root, None).await;
+    for (what, (status, _)) in [
+        ("projects", &projects),
+        ("orgs", &orgs),
+        ("members", &members),
+        ("invitations", &invitations),
+        ("balance", &balance),
+        ("transactions", &transactions),
+        ("users", &users),
+    ] {
+        assert_eq!(*status, 200, "{what}");
+    }
+    json!({
+        "projects": projects.1["items"],
+        "orgs": orgs.1["items"],
+        "members": members.1["items"],
+        "invitations": invitations.1["items"],
+        "balance": balance.1,
+        "transactions": transactions.1["items"],
+        "users": users.1["items"],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_works_on_the_embedded_database_and_finds_everything_again_after_a_restart() {
+    let mut app = spawn_embedded().await;
+    assert!(matches!(app.db, TestStore::Embedded(_)));
+
+    let ready = app.request(Method::GET, "/health/ready", None, None).await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        body(ready).await["checks"],
+        json!({"database": "ok", "database_kind": "sqlite"}),
+        "no Postgres and no NATS to check"
+    );
+
+    // Accounts and sessions: registration, the mailed verification, login.
+    let ada = app.register_and_login("ada@example.com").await;
+    let root = login(&app, ROOT, ROOT_PASSWORD).await;
+    app.wait_for_sessions_projected(&ada.id, 1).await;
+
+    // Projects, read back at once (read-your-writes through the in-process feed).
+    let trailer = app.create_project(&ada, "Trailer").await;
+    let teaser = app.create_project(&ada, "Teaser").await;
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/projects/{trailer}"),
+        &ada.access_token,
+        Some(json!({"name": "Trailer, final cut"})),
+    )
+    .await;
+    assert_eq!(status, 200, "rename");
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/projects/{teaser}"),
+        &ada.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "delete");
+    let (status, listed) = call(&app, Method::GET, "/api/v1/projects", &ada.access_token, None).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|project| project["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Trailer, final cut"]);
+
+    // An organisation with a member and a pending invitation.
+    let org = app.create_org(&ada, "Studio North").await;
+    let grace = app.join_org(&ada, &org, "grace@example.com", "member").await;
+    let invited = app.invite(&ada, &org, "lin@example.com", "viewer").await;
+    assert_eq!(invited.status(), 201, "invite");
+    let (status, orgs) = call(&app, Method::GET, "/api/v1/orgs", &grace.access_token, None).await;
+    assert_eq!((status, orgs["items"][0]["role"].as_str()), (200, Some("member")));
+
+    // Credits from an administrator: the ledger and its read model.
+    let (_, opening) = call(&app, Method::GET, "/api/v1/credits/balance", &ada.access_token, None).await;
+    let opening = opening["balance"].as_i64().expect("a balance");
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/users/{}/credits", ada.id),
+        &root,
+        Some(json!({"amount": 250, "reason": "welcome"})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "grant: {status}");
+    let (status, stats) = call(&app, Method::GET, "/api/v1/admin/stats", &root, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["projects"], 1);
+
+    let before = everything_read(&app, &ada, &root, &org).await;
+    assert_eq!(before["balance"]["balance"], opening + 250, "{before:#}");
+    assert_eq!(before["members"].as_array().map(Vec::len), Some(2));
+    assert_eq!(before["invitations"].as_array().map(Vec::len), Some(1));
+
+    app.restart().await;
+
+    // The same answers from the file alone, and the sessions still stand.
+    let after = everything_read(&app, &ada, &root, &org).await;
+    assert_eq!(after, before);
+    let me = call(&app, Method::GET, "/api/v1/auth/me", &ada.access_token, None).await;
+    assert_eq!(me.0, 200, "the session survived the restart");
+    // And it goes on: a new project after the restart is listed at once.
+    app.create_project(&ada, "Sequel").await;
+    let (_, listed) = call(&app, Method::GET, "/api/v1/projects", &ada.access_token, None).await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_video_is_analysed_by_the_in_process_worker_while_its_progress_streams_live() {
+    let app = spawn_embedded().await;
+    let ada = app.register_and_login("ada@example.com").await;
+    let project = app.create_project(&ada, "Trailer").await;
+    let asset = app.upload_video(&ada, &project, &keyframe_tests::short_video()).await;
+    let asset_id = asset["id"].as_str().expect("an asset id");
+
+    let (status, job) = call(
+        &app,
+        Method::POST,
+        "/api/v1/jobs",
+        &ada.access_token,
+        Some(json!({"type": "analyze", "project_id": project, "asset_id": asset_id})),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["id"].as_str().expect("a job id");
+
+    // Followed live from the start: the stream ends when the job does, every step in order.
+    let stream = keyframe_tests::open_job_events(&app, &ada.access_token, job_id, None).await;
+    let events = keyframe_tests::collect_events(stream).await;
+    let names: Vec<&str> = events.iter().map(|(_, event, _)| event.as_str()).collect();
+    assert_eq!(names.first(), Some(&"snapshot"), "{names:?}");
+    assert_eq!(names.last(), Some(&"JobSucceeded"), "{names:?}");
+    assert!(names.contains(&"JobStarted"), "{names:?}");
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|(id, _, _)| id.parse().expect("a numeric id"))
+        .collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "in order: {ids:?}");
+
+    let (status, done) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/jobs/{job_id}"),
+        &ada.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["result"].is_object(), "the analysis report: {done}");
+    // The job's credits were reserved on the owner's ledger when it was requested, and the
+    // settlement (following the log in the process) charged them once it succeeded.
+    let cost = done["cost_credits"].as_i64().expect("a price");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let items = loop {
+        let (_, transactions) = call(
+            &app,
+            Method::GET,
+            "/api/v1/credits/transactions",
+            &ada.access_token,
+            None,
+        )
+        .await;
+        let items = transactions["items"].as_array().cloned().unwrap_or_default();
+        let of_job = |kind: &str| {
+            items
+                .iter()
+                .any(|item| item["kind"] == kind && item["job_id"] == job_id)
+        };
+        if of_job("reservation") && of_job("settlement") {
+            break items;
+        }
+        assert!(std::time::Instant::now() < deadline, "no charge: {items:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let settlement = items
+        .iter()
+        .find(|item| item["kind"] == "settlement")
+        .expect("the settlement");
+    assert_eq!(settlement["amount"], -cost, "{settlement}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_may_read_the_embedded_database_but_not_write_it() {
+    let app = spawn_embedded().await;
+    app.register_and_login("ada@example.com").await;
+    let TestStore::Embedded(db) = &app.db else {
+        panic!("an embedded app");
+    };
+    let refused = keyframe_database::sqlite::open(&db.path, keyframe_database::sqlite::Access::ReadWrite, 1)
+        .await
+        .expect_err("a second writer is refused");
+    let message = refused.to_string();
+    assert!(message.contains("another Keyframe process is using"), "{message}");
+    assert!(message.contains("move to Postgres"), "{message}");
+    // An export reads beside the running process.
+    let reader = keyframe_database::sqlite::open(&db.path, keyframe_database::sqlite::Access::ReadOnly, 1)
+        .await
+        .expect("a reader opens it");
+    let mut out = Vec::new();
+    let written = keyframe_eventlog::export::export(
+        &reader,
+        keyframe_eventlog::export::ExportRange::default(),
+        std::time::Duration::ZERO,
+        &mut out,
+    )
+    .await
+    .expect("exported");
+    assert!(written >= 3, "registration, verification, login: {written}");
+    assert_eq!(String::from_utf8(out).expect("text").lines().count() as u64, written);
+}
