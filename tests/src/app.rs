@@ -110,6 +110,7 @@ impl TestApp {
             components: vec![Component::Api, Component::Relay, Component::Projectors],
             api: test_api_settings(),
             embedded: false,
+            nats: true,
         }
     }
 
@@ -233,6 +234,7 @@ pub struct TestAppBuilder {
     components: Vec<Component>,
     api: ApiSettings,
     embedded: bool,
+    nats: bool,
 }
 
 impl TestAppBuilder {
@@ -247,6 +249,15 @@ impl TestAppBuilder {
     /// the projectors and the jobs (an in-process worker) unless told otherwise.
     pub fn embedded(mut self) -> Self {
         self.embedded = true;
+        self.without_nats()
+    }
+
+    /// Runs it as one process without NATS (on Postgres unless [`TestAppBuilder::embedded`]):
+    /// its read models, progress streams and settlement follow the log in the process, and it
+    /// runs its own worker, with the API, the projectors, the jobs and the billing unless told
+    /// otherwise.
+    pub fn without_nats(mut self) -> Self {
+        self.nats = false;
         self.components = vec![
             Component::Api,
             Component::Projectors,
@@ -269,14 +280,16 @@ impl TestAppBuilder {
             components,
             mut api,
             embedded,
+            nats,
         } = self;
         // The embedded database is the application's to open (one handle writes a file); the
         // test reads through the application's handle.
-        let (postgres, embedded, nats) = if embedded {
-            (None, Some(crate::EmbeddedDatabase::place()), None)
+        let (postgres, embedded) = if embedded {
+            (None, Some(crate::EmbeddedDatabase::place()))
         } else {
-            (Some(TestDatabase::create().await), None, Some(TestNats::create().await))
+            (Some(TestDatabase::create().await), None)
         };
+        let nats = if nats { Some(TestNats::create().await) } else { None };
         let mail = SmtpInbox::start().await;
         api.mail.smtp_url = Some(mail.url());
         let contract = contract::Contract::default();
@@ -311,7 +324,7 @@ impl TestAppBuilder {
             jobs: test_coordinator_settings(),
             billing,
             // Without NATS the process runs its own worker.
-            workers: embedded.as_ref().map(|(dir, _)| in_process_worker(dir)),
+            workers: nats.is_none().then(|| in_process_worker(&std::env::temp_dir())),
         };
         let app = Application::build(config.clone())
             .await

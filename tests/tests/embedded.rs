@@ -1,6 +1,7 @@
-//! The embedded deployment: one process on an SQLite file of its own, no Postgres and no NATS,
-//! its read models fed by tailing the log in the process. A client sees what it sees from a
-//! Postgres and NATS deployment, and everything is still there after a restart.
+//! The deployments of one process: on an SQLite file of its own (embedded, no Postgres and no
+//! NATS), or on Postgres without NATS; their read models, progress streams and settlement
+//! follow the log in the process, and they run their own video worker. A client sees what it
+//! sees from a Postgres and NATS deployment, and everything is still there after a restart.
 
 use keyframe_tests::{TestApp, TestStore, TestUser, test_api_settings};
 use reqwest::Method;
@@ -14,9 +15,23 @@ async fn body(response: reqwest::Response) -> Value {
 }
 
 async fn spawn_embedded() -> TestApp {
+    spawn_in_process(Database::Embedded).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Database {
+    Embedded,
+    Postgres,
+}
+
+async fn spawn_in_process(database: Database) -> TestApp {
     let mut settings = test_api_settings();
     settings.first_admin = Some((ROOT.to_owned(), ROOT_PASSWORD.to_owned()));
-    TestApp::builder().embedded().settings(settings).spawn().await
+    let builder = match database {
+        Database::Embedded => TestApp::builder().embedded(),
+        Database::Postgres => TestApp::builder().without_nats(),
+    };
+    builder.settings(settings).spawn().await
 }
 
 async fn login(app: &TestApp, email: &str, password: &str) -> String {
@@ -96,16 +111,25 @@ async fn everything_read(app: &TestApp, ada: &TestUser, root: &str, org: &str) -
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_works_on_the_embedded_database_and_finds_everything_again_after_a_restart() {
-    let mut app = spawn_embedded().await;
-    assert!(matches!(app.db, TestStore::Embedded(_)));
+    a_user_finds_everything_again_after_a_restart(Database::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_works_on_postgres_without_nats_and_finds_everything_again_after_a_restart() {
+    a_user_finds_everything_again_after_a_restart(Database::Postgres).await;
+}
+
+async fn a_user_finds_everything_again_after_a_restart(database: Database) {
+    let mut app = spawn_in_process(database).await;
+    assert_eq!(matches!(app.db, TestStore::Embedded(_)), database == Database::Embedded);
 
     let ready = app.request(Method::GET, "/health/ready", None, None).await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(
-        body(ready).await["checks"],
-        json!({"database": "ok", "database_kind": "sqlite"}),
-        "no Postgres and no NATS to check"
-    );
+    let expected = match database {
+        Database::Embedded => json!({"database": "ok", "database_kind": "sqlite"}),
+        Database::Postgres => json!({"database": "ok", "database_kind": "postgres", "postgres": "ok"}),
+    };
+    assert_eq!(body(ready).await["checks"], expected, "no NATS to check");
 
     // Accounts and sessions: registration, the mailed verification, login.
     let ada = app.register_and_login("ada@example.com").await;
