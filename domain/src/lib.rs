@@ -1,6 +1,7 @@
 //! Keyframe's domain: the aggregates, their commands, events and errors, and the value types
 //! they are made of. Pure: no I/O, no clock. Time and anything looked up arrive inside commands.
 
+pub mod clock;
 pub mod ids;
 pub mod job;
 pub mod ledger;

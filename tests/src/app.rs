@@ -111,6 +111,7 @@ impl TestApp {
             api: test_api_settings(),
             embedded: false,
             nats: true,
+            postgres: None,
         }
     }
 
@@ -235,6 +236,7 @@ pub struct TestAppBuilder {
     api: ApiSettings,
     embedded: bool,
     nats: bool,
+    postgres: Option<TestDatabase>,
 }
 
 impl TestAppBuilder {
@@ -250,6 +252,12 @@ impl TestAppBuilder {
     pub fn embedded(mut self) -> Self {
         self.embedded = true;
         self.without_nats()
+    }
+
+    /// Runs it on `database` (a Postgres database the test prepared) instead of a fresh one.
+    pub fn postgres(mut self, database: TestDatabase) -> Self {
+        self.postgres = Some(database);
+        self
     }
 
     /// Runs it as one process without NATS (on Postgres unless [`TestAppBuilder::embedded`]):
@@ -281,13 +289,14 @@ impl TestAppBuilder {
             mut api,
             embedded,
             nats,
+            postgres: prepared,
         } = self;
         // The embedded database is the application's to open (one handle writes a file); the
         // test reads through the application's handle.
-        let (postgres, embedded) = if embedded {
-            (None, Some(crate::EmbeddedDatabase::place()))
-        } else {
-            (Some(TestDatabase::create().await), None)
+        let (postgres, embedded) = match (embedded, prepared) {
+            (true, _) => (None, Some(crate::EmbeddedDatabase::place())),
+            (false, Some(prepared)) => (Some(prepared), None),
+            (false, None) => (Some(TestDatabase::create().await), None),
         };
         let nats = if nats { Some(TestNats::create().await) } else { None };
         let mail = SmtpInbox::start().await;

@@ -313,3 +313,138 @@ async fn a_second_process_may_read_the_embedded_database_but_not_write_it() {
     assert!(written >= 3, "registration, verification, login: {written}");
     assert_eq!(String::from_utf8(out).expect("text").lines().count() as u64, written);
 }
+
+/// Runs `keyframe <args>` as an operator would, in this process.
+async fn keyframe(args: &[&str]) {
+    let cli =
+        <keyframe::cli::Cli as clap::Parser>::try_parse_from(std::iter::once("keyframe").chain(args.iter().copied()))
+            .expect("a valid command line");
+    keyframe::cli::run(cli).await.expect("the command succeeds");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_moves_from_sqlite_to_postgres_through_export_and_import() {
+    let mut app = spawn_embedded().await;
+    let ada = app.register_and_login("ada@example.com").await;
+    let root = login(&app, ROOT, ROOT_PASSWORD).await;
+    let project = app.create_project(&ada, "Trailer").await;
+    let org = app.create_org(&ada, "Studio North").await;
+    app.join_org(&ada, &org, "grace@example.com", "member").await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/users/{}/credits", ada.id),
+        &root,
+        Some(json!({"amount": 40, "reason": "welcome"})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "grant: {status}");
+    let asset = app.upload_video(&ada, &project, &keyframe_tests::short_video()).await;
+    let (status, job) = call(
+        &app,
+        Method::POST,
+        "/api/v1/jobs",
+        &ada.access_token,
+        Some(json!({"type": "analyze", "project_id": project, "asset_id": asset["id"]})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let job_id = job["id"].as_str().expect("a job id").to_owned();
+    keyframe_tests::collect_events(keyframe_tests::open_job_events(&app, &ada.access_token, &job_id, None).await).await;
+    // The charge is in the ledger before the move.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while call(&app, Method::GET, "/api/v1/credits/balance", &ada.access_token, None)
+        .await
+        .1["reserved"]
+        != 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the job was never charged");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut before = everything_read(&app, &ada, &root, &org).await;
+    before["jobs"] = call(&app, Method::GET, "/api/v1/jobs", &ada.access_token, None).await.1["items"].clone();
+    before["sessions"] = call(&app, Method::GET, "/api/v1/auth/sessions", &ada.access_token, None)
+        .await
+        .1["items"]
+        .clone();
+    app.stop().await;
+
+    // The operator's move: export the embedded log, import it into Postgres.
+    let TestStore::Embedded(embedded) = &app.db else {
+        panic!("an embedded app");
+    };
+    let export = embedded.dir.join("log.ndjson");
+    let sqlite_url = format!("sqlite://{}", embedded.path.display());
+    keyframe(&[
+        "--database-url",
+        &sqlite_url,
+        "events",
+        "export",
+        "--output",
+        export.to_str().expect("a path"),
+    ])
+    .await;
+    let postgres = keyframe_tests::TestDatabase::create().await;
+    let postgres_url = postgres.url.clone();
+    keyframe(&[
+        "--database-url",
+        &postgres_url,
+        "events",
+        "import",
+        "--input",
+        export.to_str().expect("a path"),
+    ])
+    .await;
+    let exported = std::fs::read_to_string(&export).expect("the export");
+
+    let mut settings = test_api_settings();
+    settings.first_admin = Some((ROOT.to_owned(), ROOT_PASSWORD.to_owned()));
+    let moved = TestApp::builder()
+        .without_nats()
+        .postgres(postgres)
+        .settings(settings)
+        .spawn()
+        .await;
+    // Everyone, everything and every session, as before; the same tokens still work.
+    let mut after = everything_read(&moved, &ada, &root, &org).await;
+    after["jobs"] = call(&moved, Method::GET, "/api/v1/jobs", &ada.access_token, None)
+        .await
+        .1["items"]
+        .clone();
+    after["sessions"] = call(&moved, Method::GET, "/api/v1/auth/sessions", &ada.access_token, None)
+        .await
+        .1["items"]
+        .clone();
+    assert_eq!(after, before);
+    // The log itself reads the same, bar the transaction ids the new store gave it.
+    let strip = |log: &str| -> Vec<Value> {
+        log.lines()
+            .map(|line| {
+                let mut event: Value = serde_json::from_str(line).expect("an event");
+                event.as_object_mut().expect("an object").remove("tx_id");
+                event
+            })
+            .collect()
+    };
+    let mut again = Vec::new();
+    keyframe_eventlog::export::export(
+        moved.db.database(),
+        keyframe_eventlog::export::ExportRange::default(),
+        std::time::Duration::from_secs(5),
+        &mut again,
+    )
+    .await
+    .expect("exported from Postgres");
+    assert_eq!(strip(&String::from_utf8(again).expect("text")), strip(&exported));
+    // Logging in finds the accounts (their addresses were claimed again), and work goes on.
+    assert!(
+        !login(&moved, "grace@example.com", "correct horse battery staple")
+            .await
+            .is_empty()
+    );
+    let newest = before["projects"][0]["id"].clone();
+    let sequel = moved.create_project(&ada, "Sequel").await;
+    assert_ne!(json!(sequel), newest);
+    let (_, listed) = call(&moved, Method::GET, "/api/v1/projects", &ada.access_token, None).await;
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(2));
+}

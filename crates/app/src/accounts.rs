@@ -10,9 +10,9 @@ use crate::error::{AppError, Refusal};
 use crate::lockout::{Judgment, refuse_while_locked, refused_guess};
 use crate::opaque_tokens::{hash_opaque_token, new_opaque_token, opaque_token_owner};
 use crate::sessions::EveryLiveSession;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate as _;
-use keyframe_database::portable;
+use keyframe_database::{Database, portable};
 use keyframe_domain::ids::{SessionId, UserId};
 use keyframe_domain::session::{EndRequester, SessionEndReason};
 use keyframe_domain::user::{ExpiringToken, User, UserCommand, UserError};
@@ -59,7 +59,7 @@ impl App {
         let (verification_token, verification_hash) = new_opaque_token(user_id.0);
         let verification = ExpiringToken {
             hash: verification_hash,
-            expires_at: Utc::now() + ttl,
+            expires_at: keyframe_domain::clock::now() + ttl,
         };
         let account = NewAccount {
             user_id,
@@ -101,14 +101,14 @@ impl App {
             )
                 .bind(email.as_str())
                 .bind(user_id.0)
-                .bind(Utc::now())
+                .bind(keyframe_domain::clock::now())
                 .execute(pool)
                 .await .map(|done| done.rows_affected()) })?
             == 1;
         if !reserved {
             return Err(Refusal::EmailTaken.into());
         }
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || UserCommand::RegisterUser {
             user_id,
             email: email.clone(),
@@ -205,7 +205,7 @@ impl App {
         let token_hash = hash_opaque_token(token);
         let command = || UserCommand::VerifyEmail {
             token_hash: token_hash.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let metadata = acting(origin, Actor::User(user_id));
         let position = self.execute_on_account(user_id, command, &metadata).await?;
@@ -237,11 +237,17 @@ impl App {
         let command = || {
             let token = ExpiringToken {
                 hash: hash.clone(),
-                expires_at: Utc::now() + ttl,
+                expires_at: keyframe_domain::clock::now() + ttl,
             };
             match kind {
-                MailedToken::Verification => UserCommand::RequestEmailVerification { token, at: Utc::now() },
-                MailedToken::PasswordReset => UserCommand::RequestPasswordReset { token, at: Utc::now() },
+                MailedToken::Verification => UserCommand::RequestEmailVerification {
+                    token,
+                    at: keyframe_domain::clock::now(),
+                },
+                MailedToken::PasswordReset => UserCommand::RequestPasswordReset {
+                    token,
+                    at: keyframe_domain::clock::now(),
+                },
             }
         };
         let metadata = acting(origin, Actor::Anonymous);
@@ -271,7 +277,7 @@ impl App {
         let command = || UserCommand::ResetPassword {
             token_hash: token_hash.clone(),
             password_hash: password_hash.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let metadata = acting(origin, Actor::User(user_id));
         let position = self.execute_on_account(user_id, command, &metadata).await?;
@@ -320,7 +326,7 @@ impl App {
         let command = || UserCommand::ChangePassword {
             password_hash: password_hash.clone(),
             kept_session: Some(session),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let position = self.execute_on_account(user_id, command, origin).await?;
         self.session_guard.user_changed(user_id);
@@ -364,7 +370,7 @@ impl App {
     ) -> Result<(User, i64), AppError> {
         let command = || UserCommand::UpdateProfile {
             full_name: full_name.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let position = self.execute_on_account(user_id, command, origin).await?;
         Ok((self.account(user_id).await?, position))
@@ -379,4 +385,41 @@ fn new_password(raw: &str, user: &User) -> Result<Password, AppError> {
         raw,
         &[user.email().as_str(), full_name],
     )?)
+}
+
+/// Claims every registered account's address in `email_reservations`, from the log: what a
+/// database the log was imported into needs before anyone can log in or register (the
+/// reservations are not events; the registrations that made them are). Answers how many it
+/// claimed; an address already claimed is left as it is.
+pub async fn reserve_registered_addresses(database: &Database) -> Result<u64, AppError> {
+    use keyframe_domain::user::UserEvent;
+    let registrations: Vec<(String, DateTime<Utc>)> = portable!(database.reader(), pool => {
+        sqlx::query_as(
+            "SELECT CAST(payload AS TEXT), recorded_at FROM events
+             WHERE aggregate_type = $1 AND event_type = 'UserRegistered' ORDER BY global_position",
+        )
+        .bind(User::TYPE)
+        .fetch_all(pool)
+        .await
+    })?;
+    let mut tx = database.begin().await?;
+    let mut claimed = 0;
+    for (payload, registered_at) in registrations {
+        let Ok(UserEvent::UserRegistered { user_id, email, .. }) = serde_json::from_str(&payload) else {
+            continue;
+        };
+        claimed += portable!(tx.conn(), conn => {
+            sqlx::query(
+                "INSERT INTO email_reservations (email, user_id, reserved_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(email.as_str())
+            .bind(user_id.0)
+            .bind(registered_at)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
 }

@@ -5,7 +5,6 @@ use crate::App;
 use crate::error::AppError;
 use crate::policy::{Action, Actor, Resource, require};
 use crate::sessions::EveryLiveSession;
-use chrono::Utc;
 use keyframe_domain::ids::UserId;
 use keyframe_domain::session::{EndRequester, SessionEndReason};
 use keyframe_domain::user::{Role, UserCommand};
@@ -39,7 +38,7 @@ impl App {
         let command = || UserCommand::SetRoles {
             roles: roles.clone(),
             by: Some(admin.user_id),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         self.administer(admin, user_id, command, origin).await
     }
@@ -56,7 +55,7 @@ impl App {
         let command = || UserCommand::Suspend {
             reason: reason.as_str().to_owned(),
             by: admin.user_id,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let position = self.administer(admin, user_id, command, origin).await?;
         // The suspension already refuses every session (the guard and refresh check it); ending
@@ -77,7 +76,7 @@ impl App {
     pub async fn reactivate(&self, admin: &Actor, user_id: UserId, origin: &CommandMetadata) -> Result<i64, AppError> {
         let command = || UserCommand::Reactivate {
             by: admin.user_id,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         self.administer(admin, user_id, command, origin).await
     }

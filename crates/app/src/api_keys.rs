@@ -38,7 +38,7 @@ impl App {
             .master_key
             .seal(secret.expose().as_bytes(), &sealing_context(user_id, &provider));
         let last4 = secret.last4();
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || UserCommand::StoreApiKey {
             provider: provider.clone(),
             key: sealed.clone(),
@@ -62,7 +62,7 @@ impl App {
     ) -> Result<i64, AppError> {
         let command = || UserCommand::RemoveApiKey {
             provider: provider.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         self.execute_on_account(user_id, command, origin).await
     }

@@ -4,7 +4,6 @@
 use crate::App;
 use crate::error::AppError;
 use crate::policy::{Action, Actor, Resource, Standing, require};
-use chrono::Utc;
 use keyframe_domain::ids::{JobId, UserId};
 use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError, MemberCharge};
 use keyframe_domain::owner::Owner;
@@ -119,7 +118,7 @@ impl App {
             amount,
             source: source.clone(),
             reason: reason.to_owned(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         Ok(self
             .buses
@@ -168,7 +167,7 @@ impl App {
             run,
             amount,
             member,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let reserved = self
             .buses
@@ -200,7 +199,7 @@ impl App {
             job_id,
             run,
             reason: reason.to_owned(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         match self
             .buses

@@ -8,7 +8,6 @@ use crate::App;
 use crate::accounts::NewAccount;
 use crate::error::{AppError, Refusal};
 use anyhow::Context as _;
-use chrono::Utc;
 use keyframe_domain::ids::UserId;
 use keyframe_domain::user::{Role, UserCommand};
 use keyframe_domain::values::{EmailAddress, Password};
@@ -47,7 +46,9 @@ impl App {
                 match self.create_account(account, &metadata).await {
                     Ok(_) => {
                         // The address comes from the operator, not from a sign-up: nothing to prove.
-                        let verify = || UserCommand::MarkEmailVerified { at: Utc::now() };
+                        let verify = || UserCommand::MarkEmailVerified {
+                            at: keyframe_domain::clock::now(),
+                        };
                         let id = user_id.to_string();
                         self.buses
                             .users
@@ -83,7 +84,7 @@ impl App {
             let promote = || UserCommand::SetRoles {
                 roles: roles.clone(),
                 by: None,
-                at: Utc::now(),
+                at: keyframe_domain::clock::now(),
             };
             self.buses
                 .users

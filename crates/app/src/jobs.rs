@@ -10,7 +10,6 @@ use crate::App;
 use crate::error::AppError;
 use crate::policy::{Action, Actor, Resource, Standing, require};
 use anyhow::Context as _;
-use chrono::Utc;
 use keyframe_domain::ids::{AssetId, JobId, ProjectId};
 use keyframe_domain::job::{ClipParameters, Job, JobCommand, JobError, JobSource, JobStatus, JobType, read_analysis};
 use keyframe_domain::media::Span;
@@ -260,7 +259,7 @@ impl App {
         let priced = self.price_job(actor, request).await?;
         let owner = priced.owner;
         let job_id = JobId::new();
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let member = self.member_charge(actor, owner).await?;
         self.reserve_for_job(owner, member, job_id, 0, priced.cost, metadata)
             .await?;
@@ -309,7 +308,9 @@ impl App {
         metadata: &CommandMetadata,
     ) -> Result<(Job, i64), AppError> {
         self.job_for(actor, Action::Change, job_id).await?;
-        let command = || JobCommand::Cancel { at: Utc::now() };
+        let command = || JobCommand::Cancel {
+            at: keyframe_domain::clock::now(),
+        };
         let position = self.buses.jobs.execute(&job_id.to_string(), command, metadata).await?;
         Ok((self.job_for(actor, Action::View, job_id).await?, position))
     }
@@ -339,7 +340,7 @@ impl App {
             .await?;
         let retry = || JobCommand::Retry {
             run: next,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let position = match self.buses.jobs.execute(&job_id.to_string(), retry, metadata).await {
             Ok(position) => position,
@@ -370,7 +371,9 @@ impl App {
     /// position.
     pub async fn delete_job(&self, actor: &Actor, job_id: JobId, metadata: &CommandMetadata) -> Result<i64, AppError> {
         let job = self.job_for(actor, Action::Delete, job_id).await?;
-        let command = || JobCommand::Delete { at: Utc::now() };
+        let command = || JobCommand::Delete {
+            at: keyframe_domain::clock::now(),
+        };
         let position = self.buses.jobs.execute(&job_id.to_string(), command, metadata).await?;
         for artifact in job.artifacts() {
             if let Err(error) = self.storage.delete(&artifact.storage_key).await {

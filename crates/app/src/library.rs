@@ -13,7 +13,6 @@ use crate::error::{AppError, UploadRefused};
 use crate::policy::{Action, Actor};
 use anyhow::Context as _;
 use bytes::{Bytes, BytesMut};
-use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use keyframe_domain::ids::{AssetId, ProjectId, UserId};
@@ -192,7 +191,7 @@ impl App {
             uploaded_by,
             video: video.clone(),
             quota_bytes,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let libraries = &self.buses.libraries;
         let quota_exceeded = |used_bytes| UploadRefused::QuotaExceeded {
@@ -248,7 +247,7 @@ impl App {
             .unwrap_or_default();
         let command = || LibraryCommand::ReleaseProject {
             project_id,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         self.buses
             .libraries

@@ -99,7 +99,7 @@ impl LoginGate {
         let admit = || UserCommand::AdmitLoginAttempt {
             attempt,
             policy,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         match users.execute(&id, admit, metadata).await {
             Ok(_) => {}
@@ -125,7 +125,7 @@ impl LoginGate {
             Some(found) => {
                 let passed = || UserCommand::RecordPassedLoginAttempt {
                     attempt,
-                    at: Utc::now(),
+                    at: keyframe_domain::clock::now(),
                 };
                 record_verdict(users, &id, passed, metadata).await?;
                 Ok(Judgment::Right(Box::new(user), found))
@@ -134,7 +134,7 @@ impl LoginGate {
                 let failed = || UserCommand::RecordFailedLogin {
                     attempt,
                     policy,
-                    at: Utc::now(),
+                    at: keyframe_domain::clock::now(),
                 };
                 if let Err(error) = record_verdict(users, &id, failed, metadata).await {
                     // The admission is on record and counts until the window passes it.
@@ -211,7 +211,7 @@ pub fn refused_guess(locked_until: Option<DateTime<Utc>>, threshold: u32) -> App
 /// While failed logins lock the account, nothing that checks a password or code may run: the
 /// lock would not bound guessing otherwise.
 pub fn refuse_while_locked(user: &User) -> Result<(), AppError> {
-    match user.locked_until(Utc::now()) {
+    match user.locked_until(keyframe_domain::clock::now()) {
         Some(until) => Err(Refusal::AccountLocked { until }.into()),
         None => Ok(()),
     }

@@ -167,7 +167,7 @@ impl App {
             .await?
             .ok_or(AppError::NotFound("account"))?;
         let organization_id = OrganizationId::new();
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || OrganizationCommand::CreateOrganization {
             organization_id,
             name: name.clone(),
@@ -198,7 +198,7 @@ impl App {
         else {
             return;
         };
-        let period = allowance_period(Utc::now());
+        let period = allowance_period(keyframe_domain::clock::now());
         let source = GrantSource::Allowance {
             plan: free.name.clone(),
             period: period.clone(),
@@ -218,7 +218,7 @@ impl App {
         metadata: &CommandMetadata,
     ) -> Result<(Organization, i64), AppError> {
         self.organization_for(actor, Action::Change, organization_id).await?;
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || OrganizationCommand::RenameOrganization {
             actor: actor.user_id,
             name: name.clone(),
@@ -242,7 +242,7 @@ impl App {
         let owner = Owner::Organization(organization_id);
         let active_jobs = self.active_jobs_of(owner).await?;
         let paid_plan = !self.subscription(owner).await?.has_ended();
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || OrganizationCommand::DeleteOrganization {
             actor: actor.user_id,
             active_jobs,
@@ -265,7 +265,9 @@ impl App {
         projects.sort_unstable();
         projects.dedup();
         for project_id in projects.into_iter().map(ProjectId) {
-            let command = || ProjectCommand::DeleteProject { at: Utc::now() };
+            let command = || ProjectCommand::DeleteProject {
+                at: keyframe_domain::clock::now(),
+            };
             match self
                 .buses
                 .projects
@@ -304,7 +306,7 @@ impl App {
         let ttl = self.settings.identity.invitation_ttl;
         // The token names the organisation: accepting it loads that aggregate alone.
         let (token, token_hash) = new_opaque_token(organization_id.0);
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let expires_at = now + ttl;
         let command = || OrganizationCommand::InviteMember {
             actor: actor.user_id,
@@ -361,7 +363,7 @@ impl App {
     ) -> Result<i64, AppError> {
         self.organization_for(actor, Action::ManageMembers, organization_id)
             .await?;
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || OrganizationCommand::RevokeInvitation {
             actor: actor.user_id,
             invitation_id,
@@ -391,7 +393,7 @@ impl App {
             return Err(Refusal::EmailNotVerified.into());
         }
         let token_hash = hash_opaque_token(token);
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || OrganizationCommand::AcceptInvitation {
             user_id: actor.user_id,
             email: user.email().clone(),
@@ -433,7 +435,7 @@ impl App {
             InvitationState::Accepted => Err(OrganizationError::InvitationUsed),
             InvitationState::Revoked => Err(OrganizationError::InvitationRevoked),
             InvitationState::Replaced => Err(OrganizationError::InvitationReplaced),
-            InvitationState::Pending if invitation.expires_at <= Utc::now() => {
+            InvitationState::Pending if invitation.expires_at <= keyframe_domain::clock::now() => {
                 Err(OrganizationError::InvitationExpired)
             }
             InvitationState::Pending => Ok(()),
@@ -464,7 +466,7 @@ impl App {
         if change.monthly_credit_limit.is_some() {
             self.organization_for(actor, Action::Pay, organization_id).await?;
         }
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let mut position = None;
         if let Some(role) = change.role {
             let command = || OrganizationCommand::ChangeRole {
@@ -512,7 +514,7 @@ impl App {
     ) -> Result<i64, AppError> {
         self.organization_for(actor, Action::ManageMembers, organization_id)
             .await?;
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || OrganizationCommand::RemoveMember {
             actor: actor.user_id,
             member,
@@ -530,7 +532,7 @@ impl App {
         metadata: &CommandMetadata,
     ) -> Result<i64, AppError> {
         self.organization_for(actor, Action::View, organization_id).await?;
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || OrganizationCommand::Leave {
             actor: actor.user_id,
             at: now,
@@ -549,7 +551,7 @@ impl App {
         metadata: &CommandMetadata,
     ) -> Result<(Organization, i64), AppError> {
         self.organization_for(actor, Action::Transfer, organization_id).await?;
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || OrganizationCommand::TransferOwnership {
             actor: actor.user_id,
             to,

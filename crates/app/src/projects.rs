@@ -65,7 +65,7 @@ impl App {
         let standing = self.standing(actor, owner).await?;
         require(actor, Action::AddTo, &Resource::Library { standing })?;
         let project_id = ProjectId::new();
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || ProjectCommand::CreateProject {
             project_id,
             owner,
@@ -101,7 +101,7 @@ impl App {
         metadata: &CommandMetadata,
     ) -> Result<(Project, i64), AppError> {
         self.project_for(actor, Action::Change, project_id).await?;
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let command = || ProjectCommand::UpdateProject {
             name: name.clone(),
             description: description.clone(),
@@ -126,7 +126,9 @@ impl App {
     ) -> Result<i64, AppError> {
         let project = self.project_for(actor, Action::Delete, project_id).await?;
         let owner = project.owner().ok_or(AppError::NotFound("project"))?;
-        let command = || ProjectCommand::DeleteProject { at: Utc::now() };
+        let command = || ProjectCommand::DeleteProject {
+            at: keyframe_domain::clock::now(),
+        };
         let position = self
             .buses
             .projects

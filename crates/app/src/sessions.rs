@@ -114,7 +114,7 @@ impl App {
         user: User,
         origin: &CommandMetadata,
     ) -> Result<SessionStarted, AppError> {
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let metadata = acting(origin, Actor::User(user_id));
         // Only a whole login (password, and code when 2FA is on) clears the failures: clearing
         // after the password alone would let a guesser of TOTP codes reset the count at will.
@@ -166,7 +166,7 @@ impl App {
         if user.suspension().is_some() || user.ended_session(session_id, started_at) {
             return Err(SessionError::Ended.into());
         }
-        let now = Utc::now();
+        let now = keyframe_domain::clock::now();
         let presented_hash = hash_opaque_token(presented);
         let (refresh_token, new_hash) = new_opaque_token(session_id.0);
         let refresh_expires_at = now + self.settings.identity.refresh_token_ttl;
@@ -209,7 +209,7 @@ impl App {
     ) -> AppError {
         let command = || SessionCommand::RevokeForReuse {
             presented_hash: presented_hash.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         match self
             .buses
@@ -268,7 +268,9 @@ impl App {
     ) -> Result<Option<i64>, AppError> {
         // The fence first: it ends every session started before it at once, listed or not (the
         // guard and refresh check it); ending each listed one then puts it on the record.
-        let fence = || UserCommand::EndAllSessions { at: Utc::now() };
+        let fence = || UserCommand::EndAllSessions {
+            at: keyframe_domain::clock::now(),
+        };
         let fenced = self.execute_on_account(user_id, fence, origin).await?;
         self.session_guard.user_changed(user_id);
         let which = EveryLiveSession {
@@ -294,7 +296,7 @@ impl App {
         let command = || SessionCommand::EndSession {
             requested_by,
             reason,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let position = match self
             .buses
@@ -336,11 +338,12 @@ impl App {
                 tracing::warn!(user = %user, "the sessions list lags; sessions it misses end by the fence alone");
             }
         }
-        let mut sessions: Vec<SessionId> = session_list::active_for_user(&self.database, user.0, Utc::now())
-            .await?
-            .into_iter()
-            .map(|row| SessionId(row.session_id))
-            .collect();
+        let mut sessions: Vec<SessionId> =
+            session_list::active_for_user(&self.database, user.0, keyframe_domain::clock::now())
+                .await?
+                .into_iter()
+                .map(|row| SessionId(row.session_id))
+                .collect();
         sessions.extend(also.filter(|session| !sessions.contains(session)));
         let mut last = None;
         for session in sessions.into_iter().filter(|session| Some(*session) != keep) {

@@ -11,7 +11,7 @@
 use crate::App;
 use crate::error::{AppError, BillingRefusal};
 use crate::policy::{Action, Actor, Resource, require};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use keyframe_billing::plans::{Plan, Plans};
 use keyframe_billing::stripe::{
     CheckoutRequest, CheckoutSession, StripeClient, StripeConfig, StripeError, WebhookEvent,
@@ -173,7 +173,7 @@ impl App {
             )
             .bind(&event.id)
             .bind(&event.event_type)
-            .bind(Utc::now())
+            .bind(keyframe_domain::clock::now())
             .execute(pool)
             .await .map(|done| done.rows_affected()) })?;
         }
@@ -232,7 +232,7 @@ async fn owner_of(app: &App, event: &WebhookEvent, pointers: &[&str]) -> Result<
     if let Some((id, kind)) = known {
         return Ok(Some(owner_from(id, Some(&kind))));
     }
-    if Utc::now().timestamp() - event.created > ATTRIBUTION_GRACE_SECS {
+    if keyframe_domain::clock::now().timestamp() - event.created > ATTRIBUTION_GRACE_SECS {
         tracing::error!(event_id = %event.id, event_type = %event.event_type, customer,
             "a Stripe event for a customer that is no Keyframe user's; acknowledged unhandled");
         return Ok(None);
@@ -302,7 +302,7 @@ async fn checkout_completed(app: &App, event: &WebhookEvent) -> Result<Outcome, 
     .bind(customer_id)
     .bind(owner.id())
     .bind(owner.kind().as_str())
-    .bind(Utc::now())
+    .bind(keyframe_domain::clock::now())
     .execute(pool)
     .await .map(|done| done.rows_affected()) })?;
     let started = StripeSubscriptionState {

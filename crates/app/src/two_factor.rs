@@ -11,7 +11,6 @@ use crate::acting;
 use crate::error::{AppError, Refusal};
 use crate::lockout::{Judgment, refuse_while_locked, refused_guess};
 use crate::sessions::SessionStarted;
-use chrono::Utc;
 use keyframe_domain::ids::UserId;
 use keyframe_domain::user::{User, UserCommand, UserError};
 use keyframe_domain::values::SealedSecret;
@@ -73,7 +72,7 @@ impl App {
         if code.len() != 6 || !code.chars().all(|c| c.is_ascii_digit()) {
             return Ok(None);
         }
-        let now = u64::try_from(Utc::now().timestamp()).unwrap_or_default();
+        let now = u64::try_from(keyframe_domain::clock::now().timestamp()).unwrap_or_default();
         Ok([now.saturating_sub(STEP_SECS), now, now + STEP_SECS]
             .into_iter()
             .find(|time| totp.check(code, *time))
@@ -106,7 +105,7 @@ impl App {
         let totp = totp(secret, user.email().as_str())?;
         let command = || UserCommand::StartTotpEnrolment {
             secret: sealed.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         let position = self.execute_on_account(user_id, command, origin).await?;
         let enrolment = TotpEnrolment {
@@ -129,7 +128,7 @@ impl App {
         let command = || UserCommand::EnableTotp {
             secret: pending.clone(),
             step,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         self.execute_on_account(user_id, command, origin).await
     }
@@ -156,7 +155,10 @@ impl App {
             Judgment::Wrong { .. } => return Err(Refusal::WrongCode.into()),
             Judgment::NotAdmitted { locked_until } => return Err(refused_guess(locked_until, lockout.threshold)),
         };
-        let command = || UserCommand::DisableTotp { step, at: Utc::now() };
+        let command = || UserCommand::DisableTotp {
+            step,
+            at: keyframe_domain::clock::now(),
+        };
         self.execute_on_account(user_id, command, origin).await
     }
 
@@ -191,7 +193,10 @@ impl App {
             Judgment::Wrong { .. } => return Err(Refusal::WrongLoginCode.into()),
             Judgment::NotAdmitted { locked_until } => return Err(refused_guess(locked_until, lockout.threshold)),
         };
-        let command = || UserCommand::AcceptTotpCode { step, at: Utc::now() };
+        let command = || UserCommand::AcceptTotpCode {
+            step,
+            at: keyframe_domain::clock::now(),
+        };
         match self.buses.users.execute(&user_id.to_string(), command, &metadata).await {
             Ok(_) => {}
             Err(CommandError::Rejected(UserError::TotpCodeReused)) => return Err(Refusal::LoginCodeReused.into()),

@@ -103,7 +103,7 @@ impl Allowances {
     /// Sweeps whatever month is due, then looks again every few minutes, until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
         while !shutdown.is_cancelled() {
-            match self.sweep_due(Utc::now()).await {
+            match self.sweep_due(keyframe_domain::clock::now()).await {
                 Ok(0) => {}
                 Ok(covered) => tracing::info!(covered, plan = %self.plan.name, "monthly allowance sweep done"),
                 // The cursor keeps what was done: the next look resumes from there.
@@ -201,7 +201,7 @@ impl Allowances {
                     "UPDATE allowance_sweeps SET finished_at = $2 WHERE period = $1 AND finished_at IS NULL",
                 )
                 .bind(period)
-                .bind(Utc::now())
+                .bind(keyframe_domain::clock::now())
                 .execute(pool)
                 .await .map(|done| done.rows_affected()) })
                 .context("finishing the sweep")?;
@@ -295,7 +295,7 @@ impl Allowances {
                 period: period.to_owned(),
             },
             reason: format!("{} plan allowance, {period}", self.plan.name),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         match self
             .ledgers

@@ -435,7 +435,7 @@ impl Settlement {
             serde_json::from_str(event.payload.get()).map_err(|e| SettleError::Permanent(e.into()))?;
         let job_id = parse_job_id(&event.aggregate_id)?;
         let job = self.job(&event.aggregate_id).await?.unwrap_or_default();
-        let Some((owner, command)) = ledger_command_for(job_id, &job_event, &job, Utc::now()) else {
+        let Some((owner, command)) = ledger_command_for(job_id, &job_event, &job, keyframe_domain::clock::now()) else {
             return Err(SettleError::Permanent(anyhow::anyhow!("the job's request is missing")));
         };
         self.record(owner.id().to_string(), command, event).await
@@ -470,7 +470,7 @@ impl Settlement {
             job_id,
             run,
             reason: "the job was never recorded".to_owned(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         self.record(event.aggregate_id.clone(), command, event).await
     }
@@ -498,7 +498,7 @@ impl Settlement {
                 amount,
                 source: GrantSource::SignupBonus,
                 reason: "signup bonus".to_owned(),
-                at: Utc::now(),
+                at: keyframe_domain::clock::now(),
             };
             self.record(event.aggregate_id.clone(), command, event).await
         } else {
@@ -506,7 +506,7 @@ impl Settlement {
         };
         let registered_in = allowance_period(event.recorded_at);
         let allowance = match &self.allowances {
-            Some(allowances) if is_this_or_last_month(&registered_in, Utc::now()) => allowances
+            Some(allowances) if is_this_or_last_month(&registered_in, keyframe_domain::clock::now()) => allowances
                 .grant(Owner::User(owner_id), &registered_in, &Self::metadata(event))
                 .await
                 .map(|outcome| match outcome {

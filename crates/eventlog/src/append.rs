@@ -25,7 +25,6 @@
 //! process, else with a coalesced `NOTIFY`.
 
 use crate::wake::{LocalRelay, RelayWake};
-use chrono::Utc;
 use futures::{StreamExt as _, stream};
 use keyframe_database::errors::{database_unreachable, is_unique_violation};
 use keyframe_database::sqlite::BEGIN_WRITE;
@@ -280,7 +279,7 @@ async fn insert_sqlite<'a>(
         sqlx::query_scalar("SELECT coalesce((SELECT tx_id FROM events ORDER BY global_position DESC LIMIT 1), 0) + 1")
             .fetch_one(&mut *conn)
             .await?;
-    let recorded_at = Utc::now();
+    let recorded_at = keyframe_domain::clock::now();
     let mut appended = Vec::new();
     for row in rows {
         let position: i64 = sqlx::query_scalar(

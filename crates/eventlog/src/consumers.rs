@@ -7,7 +7,6 @@
 //! the checkpoint it had done with), so what it does must be safe to repeat.
 
 use crate::reader::LogPosition;
-use chrono::Utc;
 use keyframe_database::{Backend, Database, portable};
 
 /// Where `consumer` stands, if it has saved a position.
@@ -54,7 +53,7 @@ pub async fn save(database: &Database, consumer: &str, position: LogPosition) ->
             .bind(consumer)
             .bind(i64::try_from(position.tx_id).unwrap_or(i64::MAX))
             .bind(position.global_position)
-            .bind(Utc::now())
+            .bind(keyframe_domain::clock::now())
             .execute(pool)
             .await?;
         }

@@ -10,7 +10,8 @@
 //! - [`feed`] is where the read models' events come from (a JetStream durable consumer).
 //! - [`projector`] applies a feed to every read model, idempotently, and rebuilds them.
 //! - [`status`] tells how far the relay and each read model are behind.
-//! - [`export`] writes the log as NDJSON for auditors.
+//! - [`export`] writes the log as NDJSON for auditors; [`import`] writes such an export into an
+//!   empty store, to move a deployment to another database.
 //! - [`consumers`] keeps where each durable reader of the log inside a process stands.
 //! - [`turns`] lets work on one aggregate take turns within a process.
 
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod consumers;
 pub mod export;
 pub mod feed;
+pub mod import;
 pub mod metadata;
 pub mod projector;
 pub mod reader;

@@ -26,7 +26,6 @@ use crate::reader::{
     LogPosition, aggregate_events_between, append_fence, committed_horizon, position_of, read_committed_after,
 };
 use anyhow::Context as _;
-use chrono::Utc;
 use keyframe_database::errors::database_unreachable;
 use keyframe_database::lists::text_list;
 use keyframe_database::{Backend, Connection, Database, Transaction, portable};
@@ -667,7 +666,7 @@ async fn save_checkpoint(conn: Connection<'_>, name: &str, newest: LogPosition) 
             .bind(name)
             .bind(sqlite_tx_id(newest))
             .bind(newest.global_position)
-            .bind(Utc::now())
+            .bind(keyframe_domain::clock::now())
             .execute(conn)
             .await?;
         }
@@ -723,7 +722,7 @@ async fn move_checkpoints(
                     .bind(*name)
                     .bind(sqlite_tx_id(newest))
                     .bind(newest.global_position)
-                    .bind(Utc::now())
+                    .bind(keyframe_domain::clock::now())
                     .bind(sqlite_tx_id(*at))
                     .bind(at.global_position),
                     None => sqlx::query_scalar(
@@ -734,7 +733,7 @@ async fn move_checkpoints(
                     .bind(*name)
                     .bind(sqlite_tx_id(newest))
                     .bind(newest.global_position)
-                    .bind(Utc::now()),
+                    .bind(keyframe_domain::clock::now()),
                 };
                 moved.extend(query.fetch_optional(&mut *conn).await?);
             }

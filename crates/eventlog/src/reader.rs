@@ -289,7 +289,7 @@ pub async fn oldest_after(database: &Database, after: LogPosition) -> Result<f64
             .bind(after.global_position)
             .fetch_optional(pool)
             .await?;
-            recorded.map(|at| (Utc::now() - at).as_seconds_f64())
+            recorded.map(|at| (keyframe_domain::clock::now() - at).as_seconds_f64())
         }
     };
     Ok(oldest.unwrap_or(0.0).max(0.0))

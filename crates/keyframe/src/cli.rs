@@ -1,9 +1,9 @@
-//! The command line: `serve`, `worker`, `migrate`, `replay`, `events export`.
+//! The command line: `serve`, `worker`, `migrate`, `replay`, `events export`, `events import`.
 
 use crate::app::{AppConfig, Application};
 use crate::config::{CommonArgs, DataDirArgs, ServeArgs, WorkerArgs};
 use crate::database::DatabaseTarget;
-use crate::tools::{self, ExportArgs, ReplayArgs};
+use crate::tools::{self, ExportArgs, ImportArgs, ReplayArgs};
 use clap::{Parser, Subcommand};
 
 /// Keyframe: the event-sourced backend of an AI video platform.
@@ -42,6 +42,9 @@ pub enum Command {
 pub enum EventsCommand {
     /// Write the log as NDJSON, in global-position order.
     Export(ExportArgs),
+    /// Write an export into an empty database, then rebuild the read models from it: how a
+    /// deployment moves to another database (the embedded one to Postgres).
+    Import(ImportArgs),
 }
 
 /// Runs the parsed command line.
@@ -86,6 +89,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let database = DatabaseTarget::from_url(cli.common.database_url.as_deref(), &args.data.data_dir)?;
             tools::export(&database, args).await
+        }
+        Command::Events {
+            command: EventsCommand::Import(args),
+        } => {
+            let database = DatabaseTarget::from_url(cli.common.database_url.as_deref(), &args.data.data_dir)?;
+            tools::import(&database, args).await
         }
     }
 }

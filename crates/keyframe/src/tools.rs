@@ -1,4 +1,4 @@
-//! The operator and auditor tools: `replay` and `events export`.
+//! The operator and auditor tools: `replay`, `events export` and `events import`.
 
 use crate::config::DataDirArgs;
 use crate::database::DatabaseTarget;
@@ -48,6 +48,17 @@ pub struct ExportArgs {
     pub data: DataDirArgs,
 }
 
+/// `keyframe events import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export to read; standard input when absent.
+    #[arg(long, short)]
+    pub input: Option<PathBuf>,
+    /// Where the embedded database is.
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
 /// How long an export waits for the transactions running when it began to end.
 const EXPORT_WAITS_FOR_RUNNING: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -55,6 +66,50 @@ const EXPORT_WAITS_FOR_RUNNING: std::time::Duration = std::time::Duration::from_
 pub async fn replay(target: &DatabaseTarget, args: ReplayArgs) -> anyhow::Result<()> {
     let database = target.open(4).await?;
     keyframe_database::schema::migrate(&database).await?;
+    let replayed = replay_into(&database, &args).await;
+    database.close().await;
+    replayed
+}
+
+/// Writes an export into the (empty) database, claims the registered addresses, and rebuilds
+/// every read model.
+pub async fn import(target: &DatabaseTarget, args: ImportArgs) -> anyhow::Result<()> {
+    let database = target.open(4).await?;
+    keyframe_database::schema::migrate(&database).await?;
+    let imported = async {
+        let mut input: Box<dyn std::io::BufRead + Send> = match &args.input {
+            Some(path) => Box::new(std::io::BufReader::new(
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+            )),
+            None => Box::new(std::io::BufReader::new(std::io::stdin())),
+        };
+        let bar = ProgressBar::new_spinner();
+        bar.set_message("importing");
+        let written = keyframe_eventlog::import::import(&database, &mut *input, &mut |done| {
+            bar.set_message(format!("imported {done} events"));
+        })
+        .await?;
+        bar.finish_and_clear();
+        let addresses = keyframe_app::accounts::reserve_registered_addresses(&database).await?;
+        println!(
+            "imported {written} events into {} ({addresses} account addresses claimed); rebuilding the read models",
+            target.describe()
+        );
+        let all = ReplayArgs {
+            projection: None,
+            all: true,
+            batch_size: 5_000,
+            data: args.data.clone(),
+        };
+        replay_into(&database, &all).await
+    }
+    .await;
+    database.close().await;
+    imported
+}
+
+/// Rebuilds the projections `args` chooses in `database`.
+async fn replay_into(database: &keyframe_database::Database, args: &ReplayArgs) -> anyhow::Result<()> {
     let all = keyframe_projections::all();
     let chosen: Vec<_> = match &args.projection {
         Some(name) => {
@@ -68,7 +123,7 @@ pub async fn replay(target: &DatabaseTarget, args: ReplayArgs) -> anyhow::Result
         None => all,
     };
     for projection in chosen {
-        let total = keyframe_eventlog::reader::count_events(&database).await?;
+        let total = keyframe_eventlog::reader::count_events(database).await?;
         let bar = ProgressBar::new(u64::try_from(total).unwrap_or(0));
         bar.set_style(
             ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
@@ -76,7 +131,7 @@ pub async fn replay(target: &DatabaseTarget, args: ReplayArgs) -> anyhow::Result
                 .progress_chars("=> "),
         );
         bar.set_message(projection.name());
-        let report = replay_projection(&database, projection.as_ref(), args.batch_size, &mut |done| {
+        let report = replay_projection(database, projection.as_ref(), args.batch_size, &mut |done| {
             bar.set_position(done)
         })
         .await

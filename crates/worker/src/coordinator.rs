@@ -12,7 +12,6 @@ use crate::protocol::{
 };
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
-use chrono::Utc;
 use futures::StreamExt;
 use keyframe_domain::job::{Backoff, Job, JobCommand, JobStatus};
 use keyframe_eventlog::commands::{CommandBus, CommandError};
@@ -194,7 +193,7 @@ impl JobDesk {
             ticket: request.ticket,
             claim: request.claim.clone(),
             worker: request.worker.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         match self.jobs.execute(job_id, command, &metadata()).await {
             Ok(_) => {}
@@ -248,7 +247,7 @@ impl JobDesk {
             attempt: request.attempt,
             percent: request.percent,
             stage: request.stage.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         match self.jobs.execute(job_id, command, &metadata()).await {
             Ok(_) => ProgressReply::Continue,
@@ -266,7 +265,7 @@ impl JobDesk {
             attempt: request.attempt,
             result: request.result.clone(),
             artifacts: request.artifacts.clone(),
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         outcome(self.jobs.execute(job_id, command, &metadata()).await)
     }
@@ -276,7 +275,7 @@ impl JobDesk {
             attempt: request.attempt,
             reason: request.reason.clone(),
             backoff: self.settings.retry_backoff,
-            at: Utc::now(),
+            at: keyframe_domain::clock::now(),
         };
         outcome(self.jobs.execute(job_id, command, &metadata()).await)
     }

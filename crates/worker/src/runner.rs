@@ -168,7 +168,7 @@ impl Worker {
             message.term().await;
             return;
         };
-        if let Some(delay) = not_before.and_then(|at| (at - chrono::Utc::now()).to_std().ok()) {
+        if let Some(delay) = not_before.and_then(|at| (at - keyframe_domain::clock::now()).to_std().ok()) {
             // An automatic retry's backoff: offered again when it is due.
             message.nak(Some(delay)).await;
             return;

@@ -289,7 +289,7 @@ pub async fn stats(State(state): State<AppState>, read_your_writes: ReadYourWrit
                     (SELECT count(*) FROM project_list WHERE deleted_at IS NULL),
                     (SELECT coalesce(max(global_position), 0) FROM events)",
         )
-        .bind(Utc::now())
+        .bind(keyframe_domain::clock::now())
         .fetch_one(pool)
         .await
     })?;

@@ -186,7 +186,7 @@ pub async fn upload(
         height: video.facts.height,
         video_codec: video.facts.video_codec,
         audio_codec: video.facts.audio_codec,
-        uploaded_at: Utc::now(),
+        uploaded_at: keyframe_domain::clock::now(),
     };
     Ok(with_position(
         position,

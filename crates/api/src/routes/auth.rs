@@ -17,7 +17,6 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
-use chrono::Utc;
 use keyframe_app::sessions::LoginOutcome;
 use keyframe_domain::values::{EmailAddress, FullName, Password, ValidationError};
 use keyframe_eventlog::metadata::Actor;
@@ -165,7 +164,7 @@ pub async fn login(
         LoginOutcome::SecondFactorRequired(user_id) => {
             let body = MfaChallenge {
                 mfa_required: true,
-                mfa_token: state.tokens.issue_mfa(user_id, Utc::now()),
+                mfa_token: state.tokens.issue_mfa(user_id, keyframe_domain::clock::now()),
                 expires_in: MFA_TOKEN_TTL_SECS.unsigned_abs(),
             };
             Ok(Json(body).into_response())

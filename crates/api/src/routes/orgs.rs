@@ -551,7 +551,9 @@ pub async fn invitations(
         .organization_for(&caller.actor(), Action::ManageMembers, OrganizationId(id))
         .await?;
     let caught_up = read_your_writes.wait(&state, organizations::NAME).await?;
-    let rows = organizations::pending_invitations(state.database(), id, Utc::now(), cursor, limit + 1).await?;
+    let rows =
+        organizations::pending_invitations(state.database(), id, keyframe_domain::clock::now(), cursor, limit + 1)
+            .await?;
     let (rows, next_cursor) = crate::paging::split_page(rows, limit, |row| row.invitation_id);
     let page = Page {
         items: rows.into_iter().map(InvitationView::from).collect(),

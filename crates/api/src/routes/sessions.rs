@@ -55,7 +55,7 @@ pub async fn list(
     read_your_writes: ReadYourWrites,
 ) -> Result<Response, ApiError> {
     let caught_up = read_your_writes.wait(&state, session_list::NAME).await?;
-    let rows = session_list::active_for_user(state.database(), caller.user_id.0, Utc::now()).await?;
+    let rows = session_list::active_for_user(state.database(), caller.user_id.0, keyframe_domain::clock::now()).await?;
     let items = rows
         .into_iter()
         .map(|row| SessionView {

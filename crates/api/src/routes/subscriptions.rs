@@ -232,7 +232,7 @@ pub async fn webhook(
         .as_deref()
         .ok_or(BillingRefusal::NotConfigured("KEYFRAME_STRIPE_WEBHOOK_SECRET"))?;
     let signature = headers.get("stripe-signature").and_then(|value| value.to_str().ok());
-    stripe::verify(signature, &body, secret, Utc::now().timestamp()).map_err(|error| {
+    stripe::verify(signature, &body, secret, keyframe_domain::clock::now().timestamp()).map_err(|error| {
         let code = match error {
             SignatureError::Missing => Code::Unsigned,
             SignatureError::Stale => Code::StaleSignature,
