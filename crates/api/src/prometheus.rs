@@ -126,7 +126,7 @@ async fn read_states(state: &AppState) {
     let names = keyframe_projections::names();
     match tokio::time::timeout(
         SCRAPE_TIMEOUT,
-        keyframe_eventlog::status::pipeline_status(database, &names),
+        keyframe_eventlog::status::pipeline_status(database, state.nats.is_some(), &names),
     )
     .await
     {

@@ -64,6 +64,9 @@ pub const SIGNUP_CONSUMER: &str = "billing_signups";
 /// How long JetStream waits for an ack before delivering a message again; a message being
 /// retried is kept in progress meanwhile.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How often a reader of the log (without NATS) saves its place at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// The sweep's second look at a reservation whose job did not hold the run at the first: the
 /// request that reserved records the job milliseconds later, so this settles nearly all.
 const SECOND_LOOK: Duration = Duration::from_secs(3);
@@ -274,7 +277,9 @@ impl Settlement {
     ) -> anyhow::Result<()> {
         let name = feed.consumer();
         let mut tail = TailFeed::new(database.clone(), local, TailSettings::default());
-        tail.seek(consumers::load(database, name).await?.unwrap_or_default());
+        let mut saved = consumers::load(database, name).await?.unwrap_or_default();
+        let mut saved_at = Instant::now();
+        tail.seek(saved);
         // Reservations to look at again: when, and how often they were looked at.
         let mut later: BTreeMap<LogPosition, (Instant, RecordedEvent, i64)> = BTreeMap::new();
         loop {
@@ -314,12 +319,18 @@ impl Settlement {
                     Some(_) => {}
                 }
             }
-            // Done with everything read, but for the reservations still to be looked at.
+            // Done with everything read, but for the reservations still to be looked at. Saved
+            // at most once a second: each save is a write (and a sync to disk) of its own, and
+            // a restart only handles again what came after the last one, safely.
             let done = later
                 .keys()
                 .next()
                 .map_or(tail.position(), |waiting| consumers::just_before(*waiting));
-            consumers::save(database, name, done).await?;
+            if done != saved && saved_at.elapsed() >= CHECKPOINT_EVERY {
+                consumers::save(database, name, done).await?;
+                saved = done;
+                saved_at = Instant::now();
+            }
         }
     }
 

@@ -9,8 +9,10 @@
 //! numbers its own (in the order of the import, which is the log's).
 //!
 //! The import refuses a store that already holds events, and lines that are not events or whose
-//! positions do not increase; it stops at the first such line, with what it wrote before
-//! committed (an empty store to start again from is the operator's).
+//! positions do not increase. It writes a batch per transaction, each leaving the store whole
+//! (on Postgres the position sequence moves past the batch in the same transaction, so new
+//! appends never collide with imported positions); should it stop part-way, it says how many
+//! events it wrote, and the operator imports again into an empty database.
 
 use crate::reader::count_events;
 use anyhow::Context as _;
@@ -33,9 +35,25 @@ pub async fn import(
         existing == 0,
         "the database already holds {existing} events: import into a database that holds none"
     );
+    let mut written = 0_u64;
+    let imported = import_lines(database, input, progress, &mut written).await;
+    imported.with_context(|| {
+        format!(
+            "the import stopped after writing {written} events: the database holds part of the log; \
+             import again into an empty database"
+        )
+    })?;
+    Ok(written)
+}
+
+async fn import_lines(
+    database: &Database,
+    input: &mut (dyn BufRead + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
+    written: &mut u64,
+) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(BATCH);
     let mut previous = 0_i64;
-    let mut written = 0_u64;
     let mut batches = 0_i64;
     for (index, line) in input.lines().enumerate() {
         let number = index + 1;
@@ -54,27 +72,17 @@ pub async fn import(
         batch.push(event);
         if batch.len() == BATCH {
             batches += 1;
-            written += write(database, &batch, batches).await?;
+            *written += write(database, &batch, batches).await?;
             batch.clear();
-            progress(written);
+            progress(*written);
         }
     }
     if !batch.is_empty() {
         batches += 1;
-        written += write(database, &batch, batches).await?;
-        progress(written);
+        *written += write(database, &batch, batches).await?;
+        progress(*written);
     }
-    if let Backend::Postgres(pool) = database.writer() {
-        // New appends go on after the imported positions.
-        sqlx::query(
-            "SELECT setval(pg_get_serial_sequence('events', 'global_position'),
-                           (SELECT coalesce(max(global_position), 1) FROM events))",
-        )
-        .execute(pool)
-        .await
-        .context("moving the position sequence past the imported events")?;
-    }
-    Ok(written)
+    Ok(())
 }
 
 /// Writes one batch in one transaction; `number` numbers it among the batches (SQLite's
@@ -119,9 +127,15 @@ async fn write(database: &Database, events: &[RecordedEvent], number: i64) -> an
             .bind(events.iter().map(|event| event.payload.get()).collect::<Vec<_>>())
             .bind(&metadata)
             .bind(events.iter().map(|event| event.recorded_at).collect::<Vec<_>>())
-            .execute(conn)
+            .execute(&mut *conn)
             .await
             .context("writing the events")?;
+            // New appends go on after the imported positions, from this batch's commit on.
+            sqlx::query("SELECT setval(pg_get_serial_sequence('events', 'global_position'), $1)")
+                .bind(events.iter().map(|event| event.global_position).max().unwrap_or(1))
+                .execute(conn)
+                .await
+                .context("moving the position sequence past the imported events")?;
         }
         Backend::Sqlite(conn) => {
             for (event, metadata) in events.iter().zip(&metadata) {

@@ -52,8 +52,15 @@ impl PipelineStatus {
 ///
 /// The runtime moves the checkpoints of all read models in step together, so most share one
 /// position: the log after each distinct position is measured once.
-pub async fn pipeline_status(database: &Database, projections: &[&'static str]) -> anyhow::Result<PipelineStatus> {
-    let relay = match database.postgres() {
+///
+/// `relayed` says whether the deployment relays its log (Postgres with NATS): only then is the
+/// relay's lag measured.
+pub async fn pipeline_status(
+    database: &Database,
+    relayed: bool,
+    projections: &[&'static str],
+) -> anyhow::Result<PipelineStatus> {
+    let relay = match database.postgres().filter(|_| relayed) {
         Some(pool) => Some(lag(pool, crate::relay::DEFAULT_RELAY, COUNT_CAP).await?),
         None => None,
     };

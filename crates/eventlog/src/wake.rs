@@ -32,6 +32,9 @@ pub struct LocalRelay(Arc<LocalRelayState>);
 
 #[derive(Debug)]
 struct LocalRelayState {
+    /// Whether a relay may run in another process (a deployment with NATS): only then do
+    /// appends send `NOTIFY` when this process's relay does not lead.
+    relayed_elsewhere: bool,
     leading: AtomicBool,
     appended: Notify,
     /// Counts this process's commits of appends, for every reader in the process.
@@ -41,6 +44,7 @@ struct LocalRelayState {
 impl Default for LocalRelayState {
     fn default() -> Self {
         Self {
+            relayed_elsewhere: true,
             leading: AtomicBool::new(false),
             appended: Notify::new(),
             commits: watch::channel(0).0,
@@ -49,6 +53,15 @@ impl Default for LocalRelayState {
 }
 
 impl LocalRelay {
+    /// The handle of a deployment without a relay (no NATS): appends never send `NOTIFY`, and
+    /// only wake the readers of the log in this process.
+    pub fn without_relay() -> Self {
+        Self(Arc::new(LocalRelayState {
+            relayed_elsewhere: false,
+            ..LocalRelayState::default()
+        }))
+    }
+
     /// Whether this process's relay has taken the lead and listens. It can be briefly stale: a
     /// relay that just lost its lock clears it only when it notices, and until then rings go
     /// to it and the new leader elsewhere finds those events by polling.
@@ -103,7 +116,7 @@ impl RelayWake {
     /// Starts the task that sends the notifications (on Postgres); it ends when the last handle
     /// is dropped.
     pub(crate) fn spawn(database: &Database, local: LocalRelay) -> Self {
-        let Some(pool) = database.postgres().cloned() else {
+        let Some(pool) = database.postgres().cloned().filter(|_| local.0.relayed_elsewhere) else {
             return Self { local, notify: None };
         };
         // Capacity one: a ring while a NOTIFY is pending or in flight folds into the next one.

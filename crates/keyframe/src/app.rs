@@ -71,6 +71,9 @@ impl Application {
         keyframe_database::schema::migrate(&database)
             .await
             .context("applying migrations")?;
+        if config.nats.is_none() {
+            refuse_a_database_served_with_nats(&database).await?;
+        }
         let messaging = match &config.nats {
             Some(args) => {
                 let nats = args.connect().await.context("connecting to NATS")?;
@@ -91,7 +94,11 @@ impl Application {
         let mut tasks = JoinSet::new();
         // This process's relay, if it runs one: the API's appends wake it without a round
         // trip through Postgres.
-        let local_relay = LocalRelay::default();
+        let local_relay = if messaging.is_some() {
+            LocalRelay::default()
+        } else {
+            LocalRelay::without_relay()
+        };
         // Without NATS there is nothing to relay to: the process's readers follow the log.
         let relay = config.components.contains(&Component::Relay) && config.nats.is_some();
         let projectors = config.components.contains(&Component::Projectors);
@@ -279,6 +286,26 @@ impl Drop for Application {
         // The relay and projectors run on their own thread, which aborting tasks cannot reach.
         self.shutdown.cancel();
     }
+}
+
+/// Refuses to run a Postgres database without NATS when it was served with NATS (its relay kept
+/// a checkpoint): an upgrade that lost `NATS_URL` would otherwise stop relaying to the
+/// analysts, leave the workers elsewhere without jobs, and run the jobs here instead.
+async fn refuse_a_database_served_with_nats(database: &Database) -> anyhow::Result<()> {
+    let Some(pool) = database.postgres() else {
+        return Ok(());
+    };
+    let relayed: i64 = sqlx::query_scalar("SELECT count(*) FROM relay_checkpoints")
+        .fetch_one(pool)
+        .await
+        .context("reading the relay's checkpoint")?;
+    anyhow::ensure!(
+        relayed == 0,
+        "this database has been served with NATS (its relay kept a checkpoint), but NATS_URL is not set: \
+         set it as before; to run this database in one process without NATS from now on, delete the \
+         relay's checkpoint first (DELETE FROM relay_checkpoints)"
+    );
+    Ok(())
 }
 
 /// The in-process workers' settings, their scratch directory made. Without ffmpeg and ffprobe

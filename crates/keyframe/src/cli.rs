@@ -1,7 +1,7 @@
 //! The command line: `serve`, `worker`, `migrate`, `replay`, `events export`, `events import`.
 
 use crate::app::{AppConfig, Application};
-use crate::config::{CommonArgs, DataDirArgs, ServeArgs, WorkerArgs};
+use crate::config::{CommonArgs, Component, DataDirArgs, ServeArgs, WorkerArgs};
 use crate::database::DatabaseTarget;
 use crate::tools::{self, ExportArgs, ImportArgs, ReplayArgs};
 use clap::{Parser, Subcommand};
@@ -57,6 +57,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!(
                     "NATS_URL is set but the database is SQLite: a deployment with NATS keeps its log in \
                      Postgres (set DATABASE_URL=postgres://...), or unset NATS_URL to run in one process"
+                );
+            }
+            if nats.is_none() {
+                let every_part = [
+                    Component::Api,
+                    Component::Projectors,
+                    Component::Jobs,
+                    Component::Billing,
+                ];
+                anyhow::ensure!(
+                    every_part.iter().all(|part| args.run.contains(part)),
+                    "without NATS one process runs every part (api, projectors, jobs, billing): leave \
+                     KEYFRAME_RUN unset, or set NATS_URL to run the parts in processes of their own"
                 );
             }
             announce(&database, nats.as_ref());

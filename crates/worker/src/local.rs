@@ -3,7 +3,10 @@
 //!
 //! The queue behaves as the workers' JetStream consumer does: an entry taken is held by its
 //! worker until acknowledged, given back after the ack wait without a beat, and delivered
-//! again after a delay when given back with one. Nothing of it needs to survive the process:
+//! again after a delay when given back with one. Each delivery has a number of its own, which
+//! is also the worker's claim: a delivery that was given back (its worker stalled past the ack
+//! wait) can no longer settle the entry, and its start, should it still come, is another
+//! claim, so the job counts the stalled attempt as lost instead of running it twice. Nothing of it needs to survive the process:
 //! at start it is rebuilt from the log, with the newest `JobQueued` of every job still queued
 //! or running. A job that was running when the process stopped thus comes back to a worker,
 //! whose start (under a new claim: the process's name changed) records the lost attempt, and
@@ -32,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 /// The queue's name for an entry: the global position of its `JobQueued` event.
 type EntryId = i64;
 
+/// How long a worker waits for the service's answer, as over NATS.
+const ASK_PATIENCE: Duration = Duration::from_secs(10);
+
 /// The in-memory queue of job entries. Cheap to clone.
 #[derive(Clone)]
 pub struct LocalJobQueue(Arc<QueueInner>);
@@ -46,8 +52,17 @@ struct QueueInner {
 struct QueueState {
     /// Entries to hand out, by when they are due.
     waiting: BTreeMap<(Instant, EntryId), Arc<[u8]>>,
-    /// Entries a worker holds, with when they come back without a sign of life.
-    held: HashMap<EntryId, (Instant, Arc<[u8]>)>,
+    /// Entries a worker holds: when they come back without a sign of life, and the delivery.
+    held: HashMap<EntryId, Held>,
+    /// The last delivery's number.
+    deliveries: u64,
+}
+
+/// An entry a worker holds.
+struct Held {
+    until: Instant,
+    payload: Arc<[u8]>,
+    delivery: u64,
 }
 
 impl QueueState {
@@ -60,12 +75,12 @@ impl QueueState {
         let expired: Vec<EntryId> = self
             .held
             .iter()
-            .filter(|(_, (deadline, _))| *deadline <= now)
+            .filter(|(_, held)| held.until <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Some((_, payload)) = self.held.remove(&id) {
-                self.waiting.insert((now, id), payload);
+            if let Some(held) = self.held.remove(&id) {
+                self.waiting.insert((now, id), held.payload);
             }
         }
     }
@@ -158,10 +173,20 @@ impl JobQueue for LocalJobQueue {
                 match due {
                     Some(key @ (at, id)) if at <= now => {
                         let payload = state.waiting.remove(&key).unwrap_or_else(|| Arc::from(Vec::new()));
-                        state.held.insert(id, (now + self.0.ack_wait, payload.clone()));
+                        state.deliveries += 1;
+                        let delivery = state.deliveries;
+                        state.held.insert(
+                            id,
+                            Held {
+                                until: now + self.0.ack_wait,
+                                payload: payload.clone(),
+                                delivery,
+                            },
+                        );
                         return Ok(Some(Box::new(LocalEntry {
                             queue: self.clone(),
                             id,
+                            delivery,
                             payload,
                         })));
                     }
@@ -186,10 +211,11 @@ impl JobQueue for LocalJobQueue {
     }
 }
 
-/// An entry a worker holds.
+/// One delivery of an entry, as its worker has it.
 struct LocalEntry {
     queue: LocalJobQueue,
     id: EntryId,
+    delivery: u64,
     payload: Arc<[u8]>,
 }
 
@@ -197,11 +223,19 @@ impl LocalEntry {
     fn settle(&self, back_in: Option<Duration>) {
         {
             let mut state = self.queue.state();
-            let Some((_, payload)) = state.held.remove(&self.id) else {
-                return; // it came back to the queue meanwhile: another delivery settles it
+            // A delivery given back meanwhile settles nothing: the entry is another's now.
+            if state
+                .held
+                .get(&self.id)
+                .is_none_or(|held| held.delivery != self.delivery)
+            {
+                return;
+            }
+            let Some(held) = state.held.remove(&self.id) else {
+                return;
             };
             if let Some(delay) = back_in {
-                state.waiting.insert((Instant::now() + delay, self.id), payload);
+                state.waiting.insert((Instant::now() + delay, self.id), held.payload);
             }
         }
         self.queue.0.changed.notify_waiters();
@@ -214,8 +248,9 @@ impl QueueEntry for LocalEntry {
         &self.payload
     }
 
+    /// The delivery's number: the worker's claim is its own, delivery by delivery.
     fn entry_id(&self) -> u64 {
-        u64::try_from(self.id).unwrap_or_default()
+        self.delivery
     }
 
     async fn ack(&self) {
@@ -229,8 +264,12 @@ impl QueueEntry for LocalEntry {
     async fn in_progress(&self) {
         let mut state = self.queue.state();
         let deadline = Instant::now() + self.queue.0.ack_wait;
-        if let Some((held_until, _)) = state.held.get_mut(&self.id) {
-            *held_until = deadline;
+        if let Some(held) = state
+            .held
+            .get_mut(&self.id)
+            .filter(|held| held.delivery == self.delivery)
+        {
+            held.until = deadline;
         }
     }
 
@@ -244,10 +283,85 @@ pub struct LocalService(pub Arc<JobDesk>);
 
 #[async_trait]
 impl JobService for LocalService {
+    /// As over NATS, a request not answered within 10 s is given up: the worker goes on
+    /// beating, and reports again.
     async fn ask(&self, job_id: &str, kind: &str, request: Vec<u8>) -> Result<Vec<u8>, String> {
-        self.0
-            .answer(job_id, kind, &request)
+        tokio::time::timeout(ASK_PATIENCE, self.0.answer(job_id, kind, &request))
             .await
+            .map_err(|_| "the service did not answer in time".to_owned())?
             .ok_or_else(|| format!("no such request: {kind}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn queued(global_position: i64) -> RecordedEvent {
+        RecordedEvent {
+            global_position,
+            tx_id: 1,
+            aggregate_type: "Job".to_owned(),
+            aggregate_id: uuid::Uuid::now_v7().to_string(),
+            sequence: 2,
+            event_type: "JobQueued".to_owned(),
+            event_version: "1".to_owned(),
+            payload: RawValue::from_string("{}".to_owned()).expect("json"),
+            metadata: HashMap::new(),
+            recorded_at: keyframe_domain::clock::now(),
+        }
+    }
+
+    const SHORT: Duration = Duration::from_millis(20);
+
+    #[tokio::test]
+    async fn an_entry_whose_worker_stalls_goes_to_another_and_the_stalled_delivery_settles_nothing() {
+        let queue = LocalJobQueue::new(Duration::from_millis(50));
+        queue.offer(&queued(7)).expect("offered");
+        queue.offer(&queued(7)).expect("a repeat is ignored");
+        let stalled = queue.take(SHORT).await.expect("take").expect("the entry");
+        assert!(
+            queue.take(SHORT).await.expect("take").is_none(),
+            "held, and offered once"
+        );
+
+        // Past the ack wait without a beat: delivered again, as another claim.
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let again = queue.take(SHORT).await.expect("take").expect("delivered again");
+        assert_ne!(again.entry_id(), stalled.entry_id());
+
+        // The stalled delivery's word no longer counts.
+        stalled.ack().await;
+        stalled.nak(None).await;
+        assert!(
+            queue.take(SHORT).await.expect("take").is_none(),
+            "still held by the second"
+        );
+        again.in_progress().await;
+        again.ack().await;
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(queue.take(SHORT).await.expect("take").is_none(), "settled for good");
+    }
+
+    #[tokio::test]
+    async fn an_entry_given_back_with_a_delay_comes_again_when_it_is_due_and_beats_keep_it() {
+        let queue = LocalJobQueue::new(Duration::from_millis(60));
+        queue.offer(&queued(3)).expect("offered");
+        let taken = queue.take(SHORT).await.expect("take").expect("the entry");
+        taken.nak(Some(Duration::from_millis(100))).await;
+        assert!(queue.take(SHORT).await.expect("take").is_none(), "not due yet");
+        let due = queue
+            .take(Duration::from_millis(500))
+            .await
+            .expect("take")
+            .expect("due after the delay");
+        // Beating keeps it past the ack wait.
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            due.in_progress().await;
+        }
+        assert!(queue.take(SHORT).await.expect("take").is_none(), "still held");
+        due.ack().await;
     }
 }

@@ -115,7 +115,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) 
     let pipeline = if database_up {
         tokio::time::timeout(
             CHECK_TIMEOUT,
-            keyframe_eventlog::status::pipeline_status(state.database(), &names),
+            keyframe_eventlog::status::pipeline_status(state.database(), state.nats.is_some(), &names),
         )
         .await
         .ok()
