@@ -38,18 +38,6 @@ pub fn test_api_settings() -> ApiSettings {
     settings
 }
 
-/// The worker an embedded test app runs, beating every 250 ms, its scratch space under `dir`.
-fn in_process_worker(dir: &std::path::Path) -> keyframe_worker::runner::WorkerSettings {
-    keyframe_worker::runner::WorkerSettings {
-        name: format!("in-process-{}", uuid::Uuid::now_v7().simple()),
-        concurrency: 1,
-        heartbeat: Duration::from_millis(250),
-        scratch_dir: dir.join("scratch"),
-        analysis: keyframe_media::analysis::AnalysisOptions::default(),
-        unable: None,
-    }
-}
-
 /// Workers' treatment for tests: a dead worker's job moves on after 3 s, retries follow
 /// after 200 ms.
 pub fn test_coordinator_settings() -> keyframe_worker::coordinator::CoordinatorSettings {
@@ -109,8 +97,8 @@ impl TestApp {
         TestAppBuilder {
             components: vec![Component::Api, Component::Relay, Component::Projectors],
             api: test_api_settings(),
-            embedded: false,
-            nats: true,
+            embedded: crate::suite() == crate::Suite::Embedded,
+            nats: crate::suite() == crate::Suite::Postgres,
             postgres: None,
         }
     }
@@ -126,10 +114,19 @@ impl TestApp {
     /// deployment with several replicas (a builder, to give it settings of its own). It stops
     /// when its handle drops.
     pub fn sibling(&self) -> SiblingBuilder<'_> {
+        assert!(
+            self.nats.is_some(),
+            "this test needs Postgres and NATS (a second process); it runs in the Postgres and NATS suite"
+        );
         SiblingBuilder {
             of: self,
             api: test_api_settings(),
         }
+    }
+
+    /// Without NATS, the process's job queue and desk, for its workers.
+    pub fn in_process_jobs(&self) -> Option<&keyframe::app::InProcessJobs> {
+        self.app.as_ref().and_then(Application::in_process_jobs)
     }
 
     /// How many passwords the API verified against accounts' real hashes so far (what the
@@ -312,6 +309,17 @@ impl TestAppBuilder {
             .map(|name| (*name).to_owned())
             .collect();
         let storage = api.storage.clone();
+        // Without NATS one process runs every part, whichever the test named.
+        let components = if nats.is_none() {
+            vec![
+                Component::Api,
+                Component::Projectors,
+                Component::Jobs,
+                Component::Billing,
+            ]
+        } else {
+            components
+        };
         // One deployment's parts share their configuration: the settlement's bonus and free
         // plan are the API's.
         let billing = SettlementSettings {
@@ -332,8 +340,8 @@ impl TestAppBuilder {
             api,
             jobs: test_coordinator_settings(),
             billing,
-            // Without NATS the process runs its own worker.
-            workers: nats.is_none().then(|| in_process_worker(&std::env::temp_dir())),
+            // Without NATS the test starts the process's workers itself (`spawn_worker`).
+            workers: None,
         };
         let app = Application::build(config.clone())
             .await

@@ -36,6 +36,25 @@ pub use worker::TestWorker;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Which deployment the end-to-end tests run against: `KEYFRAME_TEST_BACKEND=embedded` runs
+/// them on the embedded one (SQLite, no NATS: nothing installed); anything else, or nothing, on
+/// Postgres and NATS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// Postgres and NATS.
+    Postgres,
+    /// The embedded deployment.
+    Embedded,
+}
+
+/// The suite this run is.
+pub fn suite() -> Suite {
+    match std::env::var("KEYFRAME_TEST_BACKEND").as_deref() {
+        Ok("embedded") => Suite::Embedded,
+        _ => Suite::Postgres,
+    }
+}
+
 /// How long an abandoned test database or stream lives before a later run removes it.
 pub(crate) const STALE_AFTER_SECS: u64 = 2 * 3600;
 

@@ -37,23 +37,30 @@ impl Drop for TestWorker {
 }
 
 impl TestApp {
-    /// Starts a worker on this app's NATS prefix and storage, beating every 250 ms.
+    /// Starts a worker on this app's NATS prefix (or, without NATS, in the app's process) and
+    /// storage, beating every 250 ms.
     pub async fn spawn_worker(&self, name: &str) -> TestWorker {
-        self.spawn_worker_as(name, self.nats().args()).await
+        match self.in_process_jobs() {
+            Some(jobs) => {
+                let (scratch, settings) = worker_settings(name);
+                let storage = keyframe_media::storage::Storage::open(&self.storage).expect("storage");
+                let worker = jobs.worker(storage, settings);
+                let shutdown = CancellationToken::new();
+                let task = tokio::spawn(worker.run(shutdown.clone()));
+                TestWorker {
+                    name: name.to_owned(),
+                    task,
+                    shutdown,
+                    scratch,
+                }
+            }
+            None => self.spawn_worker_as(name, self.nats().args()).await,
+        }
     }
 
     /// [`TestApp::spawn_worker`] connecting with `nats`.
     pub async fn spawn_worker_as(&self, name: &str, nats: NatsArgs) -> TestWorker {
-        let scratch = std::env::temp_dir().join(format!("keyframe-test-scratch-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&scratch).expect("scratch dir");
-        let settings = keyframe_worker::runner::WorkerSettings {
-            name: name.to_owned(),
-            concurrency: 1,
-            heartbeat: Duration::from_millis(250),
-            scratch_dir: scratch.clone(),
-            analysis: keyframe_media::analysis::AnalysisOptions::default(),
-            unable: None,
-        };
+        let (scratch, settings) = worker_settings(name);
         let storage = keyframe_media::storage::Storage::open(&self.storage).expect("storage");
         let client = nats.connect().await.expect("the worker connects");
         let naming = keyframe_eventlog::streams::Naming::new(nats.nats_prefix.clone());
@@ -67,4 +74,20 @@ impl TestApp {
             scratch,
         }
     }
+}
+
+/// A test worker's settings (one job at a time, a beat every 250 ms), with its scratch
+/// directory made.
+fn worker_settings(name: &str) -> (PathBuf, keyframe_worker::runner::WorkerSettings) {
+    let scratch = std::env::temp_dir().join(format!("keyframe-test-scratch-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let settings = keyframe_worker::runner::WorkerSettings {
+        name: name.to_owned(),
+        concurrency: 1,
+        heartbeat: Duration::from_millis(250),
+        scratch_dir: scratch.clone(),
+        analysis: keyframe_media::analysis::AnalysisOptions::default(),
+        unable: None,
+    };
+    (scratch, settings)
 }

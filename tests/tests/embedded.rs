@@ -223,6 +223,7 @@ async fn a_video_is_analysed_by_the_in_process_worker_while_its_progress_streams
     let project = app.create_project(&ada, "Trailer").await;
     let asset = app.upload_video(&ada, &project, &keyframe_tests::short_video()).await;
     let asset_id = asset["id"].as_str().expect("an asset id");
+    let _worker = app.spawn_worker("in-process").await;
 
     let (status, job) = call(
         &app,
@@ -347,6 +348,7 @@ async fn a_deployment_moves_from_sqlite_to_postgres_through_export_and_import() 
     .await;
     assert!(status == 200 || status == 201, "grant: {status}");
     let asset = app.upload_video(&ada, &project, &keyframe_tests::short_video()).await;
+    let _worker = app.spawn_worker("in-process").await;
     let (status, job) = call(
         &app,
         Method::POST,

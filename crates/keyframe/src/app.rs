@@ -57,6 +57,7 @@ pub struct Application {
     local_addr: Option<SocketAddr>,
     api: Option<AppState>,
     database: Database,
+    jobs: Option<InProcessJobs>,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -121,6 +122,7 @@ impl Application {
         // so their commands on one aggregate take turns (and share its cache) instead of
         // colliding, and their appends share commits.
         let buses = Buses::new(database.clone(), config.api.append_writers, local_relay.clone());
+        let mut in_process_jobs = None;
         if config.components.contains(&Component::Jobs) {
             match &messaging {
                 Some((nats, jetstream, naming)) => {
@@ -135,14 +137,17 @@ impl Application {
                             .clone()
                             .feed(database.clone(), local_relay.clone(), shutdown.clone()),
                     );
+                    let jobs = InProcessJobs {
+                        queue,
+                        desk: Arc::new(JobDesk::new(buses.jobs.clone(), config.jobs)),
+                    };
                     if let Some(settings) = config.workers.clone() {
-                        let desk = Arc::new(JobDesk::new(buses.jobs.clone(), config.jobs));
                         let storage = keyframe_media::storage::Storage::open(&config.api.storage)
                             .context("opening the storage for the workers")?;
                         let settings = in_process_worker_settings(settings).await?;
-                        let worker = Worker::with(Arc::new(queue), Arc::new(LocalService(desk)), storage, settings);
-                        tasks.spawn(worker.run(shutdown.clone()));
+                        tasks.spawn(jobs.worker(storage, settings).run(shutdown.clone()));
                     }
+                    in_process_jobs = Some(jobs);
                 }
             }
         }
@@ -225,9 +230,16 @@ impl Application {
             local_addr,
             api,
             database,
+            jobs: in_process_jobs,
             shutdown,
             tasks,
         })
+    }
+
+    /// Without NATS, the process's job queue and the service its workers ask: for starting
+    /// workers of one's own beside (or instead of) those `AppConfig::workers` asks for.
+    pub fn in_process_jobs(&self) -> Option<&InProcessJobs> {
+        self.jobs.as_ref()
     }
 
     /// Where the API listens, when it runs.
@@ -285,6 +297,25 @@ impl Drop for Application {
     fn drop(&mut self) {
         // The relay and projectors run on their own thread, which aborting tasks cannot reach.
         self.shutdown.cancel();
+    }
+}
+
+/// The jobs of a process without NATS: the queue its workers take from and the desk they ask.
+#[derive(Clone)]
+pub struct InProcessJobs {
+    queue: LocalJobQueue,
+    desk: Arc<JobDesk>,
+}
+
+impl InProcessJobs {
+    /// A worker taking from this queue, reading videos from `storage`.
+    pub fn worker(&self, storage: keyframe_media::storage::Storage, settings: WorkerSettings) -> Worker {
+        Worker::with(
+            Arc::new(self.queue.clone()),
+            Arc::new(LocalService(self.desk.clone())),
+            storage,
+            settings,
+        )
     }
 }
 
