@@ -253,6 +253,7 @@ impl TestAppBuilder {
 
     /// Runs it on `database` (a Postgres database the test prepared) instead of a fresh one.
     pub fn postgres(mut self, database: TestDatabase) -> Self {
+        self.embedded = false;
         self.postgres = Some(database);
         self
     }

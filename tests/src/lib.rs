@@ -55,6 +55,18 @@ pub fn suite() -> Suite {
     }
 }
 
+/// Whether this test is left out of this run: in the embedded suite, a test of what only
+/// Postgres and NATS have (the relay, the commit fence, JetStream, a second API process, a
+/// database cut off under the service) says so and returns; the Postgres and NATS suite runs it.
+pub fn skipped_in_the_embedded_suite() -> bool {
+    let skipped = suite() == Suite::Embedded;
+    if skipped {
+        let test = std::thread::current().name().unwrap_or("this test").to_owned();
+        eprintln!("{test}: needs Postgres and NATS; it runs in the Postgres and NATS suite");
+    }
+    skipped
+}
+
 /// How long an abandoned test database or stream lives before a later run removes it.
 pub(crate) const STALE_AFTER_SECS: u64 = 2 * 3600;
 

@@ -60,12 +60,15 @@ fn count(events: &[keyframe_domain::log::RecordedEvent], kind: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_admin_comes_from_configuration_once_however_often_keyframe_starts() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let app = spawn_with_root().await;
     root_token(&app).await;
     // A second process with the same configuration changes nothing.
     let again = app.sibling().settings(with_first_admin(ROOT)).spawn().await;
     drop(again);
-    let events = all_events(&app.db.postgres().pool).await;
+    let events = app.db.all_events().await;
     assert_eq!(count(&events, "UserRegistered"), 1);
     assert_eq!(count(&events, "EmailVerified"), 1);
     assert_eq!(count(&events, "RolesChanged"), 1);
@@ -199,7 +202,7 @@ async fn a_suspended_user_is_logged_out_everywhere_cannot_log_in_and_is_back_aft
         (shown["status"].as_str(), shown["suspended_reason"].as_str()),
         (Some("suspended"), Some("chargeback"))
     );
-    let events = all_events(&app.db.postgres().pool).await;
+    let events = app.db.all_events().await;
     let ended = events
         .iter()
         .filter(|event| event.event_type == "SessionEnded" && event.payload.get().contains("user_suspended"))
@@ -317,6 +320,9 @@ async fn admins_list_users_set_roles_and_see_stats_but_cannot_demote_or_suspend_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn new_accounts_get_the_signup_bonus_and_an_admin_grant_adds_to_it_on_the_record() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let app = spawn_with_root().await;
     let root = root_token(&app).await;
     let user = app.register_and_login("saver@example.com").await;

@@ -88,6 +88,9 @@ async fn post(app: &TestApp, user: &TestUser, path: &str) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_requests_against_credit_for_fifty_make_exactly_fifty_jobs() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 50;
     let app = TestApp::builder()
@@ -238,6 +241,9 @@ fn count(events: &[LedgerEvent], kind: &str, job_id: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 10;
     let app = TestApp::builder()
@@ -370,6 +376,9 @@ async fn each_run_is_settled_once_through_redelivery_and_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 10;
     let app = TestApp::builder()
@@ -444,6 +453,9 @@ async fn a_reservation_whose_job_never_appears_is_released_after_the_grace() {
 
 #[tokio::test]
 async fn a_cached_ledger_sees_what_other_processes_appended_and_stays_right_after_a_refusal() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use keyframe_domain::ids::{JobId, UserId};
     use keyframe_domain::ledger::{CreditLedger, GrantSource, LedgerCommand, LedgerError};
     use keyframe_eventlog::commands::CommandError;
@@ -529,6 +541,9 @@ async fn a_cached_ledger_sees_what_other_processes_appended_and_stays_right_afte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_the_request_did_not_credit_gets_its_signup_bonus_from_the_settlement_once() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     // The API grants no bonus here, as when its grant failed; the settlement process is the
     // safety net, and a restart of it grants nothing more.
     let mut settings = test_api_settings();
@@ -562,6 +577,9 @@ async fn an_account_the_request_did_not_credit_gets_its_signup_bonus_from_the_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_billing_part_of_serve_settles_beside_the_api_on_shared_ledgers() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let mut settings = test_api_settings();
     settings.signup_bonus_credits = 100;
     settings.billing.plans = "free:5,pro:1000:price_pro".parse().expect("plans");
@@ -622,6 +640,9 @@ async fn allowances_of(app: &TestApp, user: &TestUser) -> Vec<(String, String)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_free_plan_grants_its_allowance_once_a_month_to_every_account_without_a_subscription() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use chrono::{Months, Utc};
     use keyframe_billing::allowance::Allowances;
     use keyframe_domain::ledger::allowance_period;

@@ -32,7 +32,9 @@ async fn spawn_in_process(database: Database) -> TestApp {
     settings.pipeline.stall_after = STALL_AFTER;
     let builder = match database {
         Database::Embedded => TestApp::builder().embedded(),
-        Database::Postgres => TestApp::builder().without_nats(),
+        Database::Postgres => TestApp::builder()
+            .postgres(keyframe_tests::TestDatabase::create().await)
+            .without_nats(),
     };
     builder.settings(settings).spawn().await
 }
@@ -119,6 +121,9 @@ async fn a_user_works_on_the_embedded_database_and_finds_everything_again_after_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_works_on_postgres_without_nats_and_finds_everything_again_after_a_restart() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     a_user_finds_everything_again_after_a_restart(Database::Postgres).await;
 }
 
@@ -332,6 +337,9 @@ async fn keyframe(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployment_moves_from_sqlite_to_postgres_through_export_and_import() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let mut app = spawn_embedded().await;
     let ada = app.register_and_login("ada@example.com").await;
     let root = login(&app, ROOT, ROOT_PASSWORD).await;

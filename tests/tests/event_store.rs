@@ -31,6 +31,9 @@ macro_rules! on_both_databases {
         mod $name {
             #[tokio::test]
             async fn postgres() {
+                if keyframe_tests::skipped_in_the_embedded_suite() {
+                    return;
+                }
                 super::$name(keyframe_tests::TestStore::create_postgres().await).await;
             }
 
@@ -216,6 +219,9 @@ async fn a_create_on_a_fresh_id_skips_the_load_and_a_create_on_an_existing_id_is
 
 #[tokio::test]
 async fn every_append_wakes_the_relay_and_its_event_is_readable_when_the_relay_wakes() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let mut listener = PgListener::connect_with(&db.pool).await.expect("listener");
     listener.listen(NOTIFY_CHANNEL).await.expect("LISTEN");

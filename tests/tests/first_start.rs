@@ -40,6 +40,9 @@ async fn database_exists(admin: &PgPool, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_start_creates_the_database_and_a_second_uses_it() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let admin = admin().await;
     let (name, url) = unused_database();
     assert!(!database_exists(&admin, &name).await);
@@ -68,6 +71,9 @@ async fn a_first_start_creates_the_database_and_a_second_uses_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_that_may_not_create_databases_is_told_what_to_do() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let admin = admin().await;
     let (name, url) = unused_database();
     let role = name.replacen("kf_test_", "kf_role_", 1);
@@ -114,6 +120,9 @@ fn development_settings(data_dir: &std::path::Path) -> ApiSettings {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_factor_and_a_token_still_work_after_a_restart_in_development() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let data_dir = std::env::temp_dir().join(format!("keyframe-first-start-{}", uuid::Uuid::now_v7().simple()));
     let mut app = TestApp::builder()
         .components(vec![Component::Api])

@@ -56,6 +56,9 @@ async fn slow_transaction(db_pool: sqlx::PgPool, aggregate_type: &str, hold: Dur
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_relays_publish_every_committed_event_exactly_once_despite_late_commits_and_rollbacks() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     // Two relays compete; the advisory lock lets one publish at a time.
@@ -152,6 +155,9 @@ async fn two_relays_publish_every_committed_event_exactly_once_despite_late_comm
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_killed_in_the_middle_of_a_backlog_resumes_without_loss_or_duplicates() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     // A backlog of 4,000 events over 400 aggregates, written in ten transactions.
@@ -257,6 +263,9 @@ async fn events_seq_scans(conn: &mut sqlx::PgConnection) -> i64 {
 
 #[tokio::test]
 async fn a_caught_up_relay_and_the_readiness_probe_look_up_the_log_without_reading_all_of_it() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use keyframe_eventlog::reader::{LogPosition, held_back_after, read_committed_after};
     use sqlx::postgres::PgPoolOptions;
 
@@ -326,6 +335,9 @@ async fn a_caught_up_relay_and_the_readiness_probe_look_up_the_log_without_readi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn appends_in_the_leading_relays_own_process_wake_it_directly_and_others_through_notify() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use keyframe_eventlog::store::EventRepository;
     use keyframe_eventlog::wake::LocalRelay;
     use keyframe_eventlog::wake::NOTIFY_CHANNEL;
@@ -393,6 +405,9 @@ async fn appends_in_the_leading_relays_own_process_wake_it_directly_and_others_t
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_an_open_append_holds_the_relay_back_and_nothing_is_skipped_when_it_commits() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     let relay = start_relay(&db, &nats, RelaySettings::default()).await;

@@ -235,6 +235,9 @@ async fn the_worker_publishes_results_but_not_domain_events() {
 /// `worker`. The worker's permissions are enough to take a job, report on it and finish it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_with_only_the_worker_users_rights_runs_a_job_to_the_end() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use keyframe::config::{Component, NatsArgs};
     use serde_json::{Value, json};
 

@@ -100,6 +100,9 @@ fn expected(s: &Scenario) -> Vec<Row> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn applying_the_events_in_order_gives_the_right_rows_and_re_applying_changes_nothing() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let scenario = write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
@@ -208,6 +211,9 @@ async fn someone_waits_for_a_lock(pool: &PgPool) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_waits_while_a_replay_holds_the_projection() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let scenario = write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
@@ -237,6 +243,9 @@ async fn a_batch_waits_while_a_replay_holds_the_projection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_abandoned_while_it_waits_for_the_lock_leaves_no_transaction_holding_it() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     // As when a projector's task is dropped mid-batch while another writer holds the lock: the
     // connection that was waiting must not end up back in the pool inside an open
     // transaction, holding the lock for good once it gets it.
@@ -303,6 +312,9 @@ async fn a_batch_abandoned_while_it_waits_for_the_lock_leaves_no_transaction_hol
 
 #[tokio::test(flavor = "multi_thread")]
 async fn applying_the_events_out_of_order_gives_the_same_rows() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let scenario = write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
@@ -331,6 +343,9 @@ async fn applying_the_events_out_of_order_gives_the_same_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_rebuilds_the_read_model_from_the_event_store() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let scenario = write_scenario(&db.database).await;
     let events = all_events(&db.pool).await;
@@ -379,6 +394,9 @@ async fn replay_rebuilds_the_read_model_from_the_event_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_right() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     let bus = CommandBus::<Project>::new(db.database.clone());
@@ -477,6 +495,9 @@ async fn a_projector_killed_in_the_middle_of_a_backlog_resumes_and_the_rows_are_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_runtime_that_starts_behind_catches_up_in_full_batches_and_the_feed_delivers_full_batches() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use keyframe_eventlog::feed::Feed as _;
     use keyframe_eventlog::feed::jetstream::JetStreamFeed;
 
@@ -579,6 +600,9 @@ async fn a_runtime_that_starts_behind_catches_up_in_full_batches_and_the_feed_de
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_anything_newer() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     let bus = CommandBus::<Project>::new(db.database.clone());
@@ -703,6 +727,9 @@ async fn after_a_crash_the_events_the_crashed_run_had_taken_are_applied_before_a
 /// published before (which the new consumer does not deliver) come from the event store.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_consumer_that_acks_each_message_is_replaced_and_nothing_is_missed() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 
     let db = TestDatabase::create().await;
@@ -775,6 +802,9 @@ async fn a_consumer_that_acks_each_message_is_replaced_and_nothing_is_missed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_list_follows_logins_refreshes_and_endings_and_ignores_repeats() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use keyframe_domain::ids::SessionId;
     use keyframe_domain::session::{EndRequester, Session, SessionCommand, SessionEndReason};
     use keyframe_domain::values::TokenHash;
@@ -857,6 +887,9 @@ async fn session_list_follows_logins_refreshes_and_endings_and_ignores_repeats()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_directory_follows_registration_roles_and_suspension_and_ignores_repeats() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use keyframe_domain::user::{Role, User, UserCommand};
     use keyframe_domain::values::{EmailAddress, PasswordHash};
     use keyframe_projections::user_directory::{self, UserDirectory};
@@ -966,6 +999,9 @@ impl keyframe_projections::Projection for ProjectIds {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_model_that_fails_or_is_being_replayed_stands_alone_while_the_others_go_on() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let nats = TestNats::create().await;
     sqlx::query("CREATE TABLE project_ids_probe (project_id uuid PRIMARY KEY, last_sequence bigint NOT NULL)")

@@ -64,6 +64,9 @@ async fn fill_project_list(db: &TestDatabase, owner: Uuid) -> Vec<Uuid> {
 
 #[tokio::test]
 async fn a_small_owners_project_list_reads_the_owner_index_while_one_owner_holds_nearly_every_project() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let busy_owner = Uuid::now_v7();
     // Ids as the service makes them: UUIDv7, in creation order, so the table's order on disk
@@ -131,6 +134,9 @@ async fn a_small_owners_project_list_reads_the_owner_index_while_one_owner_holds
 
 #[tokio::test]
 async fn the_projector_plans_its_lookups_for_the_table_as_it_is_now_not_as_it_was_when_empty() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     let mut conn = PgConnection::connect(&db.url).await.expect("connect");
     configure_session(&mut conn).await.expect("the projector's session");
@@ -172,6 +178,9 @@ async fn the_projector_plans_its_lookups_for_the_table_as_it_is_now_not_as_it_wa
 
 #[tokio::test]
 async fn the_relays_read_of_the_log_walks_the_commit_order_index_after_the_log_grew_from_empty() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     // One connection, so the statement the relay prepares is the one examined below.
     let pool = PgPoolOptions::new()

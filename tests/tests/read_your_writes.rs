@@ -75,6 +75,9 @@ async fn under_background_load_every_list_after_a_create_shows_the_new_project()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn while_a_read_model_stands_still_only_the_first_read_spends_the_wait() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let mut settings = keyframe_tests::test_api_settings();
     settings.read_your_writes_timeout = std::time::Duration::from_secs(2);
     let app = TestApp::builder().settings(settings).spawn().await;

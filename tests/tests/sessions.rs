@@ -53,6 +53,9 @@ fn session_of(access_token: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_with_a_used_token_revokes_the_whole_family() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let app = TestApp::spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
     let first = refresh(&app, &ada.refresh_token).await;
@@ -118,6 +121,9 @@ async fn a_refresh_token_the_family_never_had_is_refused_without_revoking_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_sessions_access_token_is_refused_at_once_here_and_within_a_second_elsewhere() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let app = TestApp::spawn().await;
     let other_process = app.sibling().spawn().await;
     let ada = app.register_and_login("ada@example.com").await;

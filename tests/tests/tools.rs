@@ -47,6 +47,9 @@ fn read_ndjson(path: &std::path::Path) -> Vec<RecordedEvent> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_export_writes_the_log_as_ndjson_in_global_order_within_the_asked_range() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     write_projects(&db, 6).await;
     let mut events = all_events(&db.pool).await;
@@ -103,6 +106,9 @@ async fn events_export_writes_the_log_as_ndjson_in_global_order_within_the_asked
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_rebuilds_a_named_projection_and_refuses_unknown_names() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     let db = TestDatabase::create().await;
     write_projects(&db, 5).await;
     keyframe(&["--database-url", &db.url, "migrate"])
@@ -134,6 +140,9 @@ async fn replay_rebuilds_a_named_projection_and_refuses_unknown_names() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_waits_for_an_append_running_when_it_began_but_not_for_other_transactions() {
+    if keyframe_tests::skipped_in_the_embedded_suite() {
+        return;
+    }
     use keyframe_eventlog::export::{ExportRange, export};
     use std::time::Duration;
     let db = TestDatabase::create().await;
