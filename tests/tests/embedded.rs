@@ -228,7 +228,6 @@ async fn a_video_is_analysed_by_the_in_process_worker_while_its_progress_streams
     let project = app.create_project(&ada, "Trailer").await;
     let asset = app.upload_video(&ada, &project, &keyframe_tests::short_video()).await;
     let asset_id = asset["id"].as_str().expect("an asset id");
-    let _worker = app.spawn_worker("in-process").await;
 
     let (status, job) = call(
         &app,
@@ -241,8 +240,10 @@ async fn a_video_is_analysed_by_the_in_process_worker_while_its_progress_streams
     assert_eq!(status, 202, "{job}");
     let job_id = job["id"].as_str().expect("a job id");
 
-    // Followed live from the start: the stream ends when the job does, every step in order.
+    // Followed live from before the worker runs (so every step arrives as it happens): the
+    // stream ends when the job does, every step in order.
     let stream = keyframe_tests::open_job_events(&app, &ada.access_token, job_id, None).await;
+    let _worker = app.spawn_worker("in-process").await;
     let events = keyframe_tests::collect_events(stream).await;
     let names: Vec<&str> = events.iter().map(|(_, event, _)| event.as_str()).collect();
     assert_eq!(names.first(), Some(&"snapshot"), "{names:?}");
