@@ -16,6 +16,18 @@ pub struct TestWorker {
 }
 
 impl TestWorker {
+    /// Runs `worker` (its scratch space in `scratch`) until killed or stopped.
+    fn start(name: &str, scratch: PathBuf, worker: keyframe_worker::runner::Worker) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(worker.run(shutdown.clone()));
+        Self {
+            name: name.to_owned(),
+            task,
+            shutdown,
+            scratch,
+        }
+    }
+
     /// Kills it mid-work, as `kill -9` would: its ffmpeg dies with it, its entries stay unacked.
     pub async fn kill(mut self) {
         self.task.abort();
@@ -44,15 +56,7 @@ impl TestApp {
             Some(jobs) => {
                 let (scratch, settings) = worker_settings(name);
                 let storage = keyframe_media::storage::Storage::open(&self.storage).expect("storage");
-                let worker = jobs.worker(storage, settings);
-                let shutdown = CancellationToken::new();
-                let task = tokio::spawn(worker.run(shutdown.clone()));
-                TestWorker {
-                    name: name.to_owned(),
-                    task,
-                    shutdown,
-                    scratch,
-                }
+                TestWorker::start(name, scratch, jobs.worker(storage, settings))
             }
             None => self.spawn_worker_as(name, self.nats().args()).await,
         }
@@ -65,14 +69,7 @@ impl TestApp {
         let client = nats.connect().await.expect("the worker connects");
         let naming = keyframe_eventlog::streams::Naming::new(nats.nats_prefix.clone());
         let worker = keyframe_worker::runner::Worker::new(client, naming, storage, settings);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(worker.run(shutdown.clone()));
-        TestWorker {
-            name: name.to_owned(),
-            task,
-            shutdown,
-            scratch,
-        }
+        TestWorker::start(name, scratch, worker)
     }
 }
 

@@ -116,6 +116,9 @@ async fn an_invitation_is_accepted_from_its_mail_by_the_invited_account_once() {
     // An unknown token: a clear refusal, and a page that says the link does not work.
     let (status, code) = code_of(app.accept(&bob, &format!("{org}.forged")).await).await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
+    // A blank one names no invitation either (the schema allows it: no 422).
+    let (status, code) = code_of(app.accept(&bob, "   ").await).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
     let page = app
         .http
         .get(format!("{}/invitations?token={org}.forged", app.base_url))

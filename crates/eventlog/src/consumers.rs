@@ -6,8 +6,8 @@
 //! event before it too; it may then handle some events again after a restart (those after
 //! the checkpoint it had done with), so what it does must be safe to repeat.
 
-use crate::reader::LogPosition;
-use keyframe_database::{Backend, Database, portable};
+use crate::reader::{LogPosition, sqlite_tx_id};
+use keyframe_database::{Backend, Connection, Database, portable};
 
 /// Where `consumer` stands, if it has saved a position.
 pub async fn load(database: &Database, consumer: &str) -> Result<Option<LogPosition>, sqlx::Error> {
@@ -27,34 +27,49 @@ pub async fn load(database: &Database, consumer: &str) -> Result<Option<LogPosit
 
 /// Saves that `consumer` is done with everything up to `position` (never moving it back).
 pub async fn save(database: &Database, consumer: &str, position: LogPosition) -> Result<(), sqlx::Error> {
-    match database.writer() {
-        Backend::Postgres(pool) => {
-            sqlx::query(
-                "INSERT INTO consumer_checkpoints (consumer, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
-                 ON CONFLICT (consumer) DO UPDATE SET tx_id = EXCLUDED.tx_id,
-                     global_position = EXCLUDED.global_position, updated_at = now()
-                 WHERE (consumer_checkpoints.tx_id, consumer_checkpoints.global_position)
-                     < (EXCLUDED.tx_id, EXCLUDED.global_position)",
-            )
-            .bind(consumer)
+    let mut tx = database.begin().await?;
+    advance(tx.conn(), "consumer_checkpoints", "consumer", consumer, position).await?;
+    tx.commit().await
+}
+
+/// Moves the position kept for `name` in `table` (keyed by `key`; the projectors' checkpoints
+/// and these readers' share the shape) to `position`, never back, inside the caller's
+/// transaction. `table` and `key` are Keyframe's own names, never input.
+pub(crate) async fn advance(
+    conn: Connection<'_>,
+    table: &str,
+    key: &str,
+    name: &str,
+    position: LogPosition,
+) -> Result<(), sqlx::Error> {
+    let moves_forward =
+        format!("WHERE ({table}.tx_id, {table}.global_position) < (excluded.tx_id, excluded.global_position)");
+    match conn {
+        Backend::Postgres(conn) => {
+            sqlx::query(&format!(
+                "INSERT INTO {table} ({key}, tx_id, global_position) VALUES ($1, $2::text::xid8, $3)
+                 ON CONFLICT ({key}) DO UPDATE SET tx_id = excluded.tx_id,
+                     global_position = excluded.global_position, updated_at = now()
+                 {moves_forward}"
+            ))
+            .bind(name)
             .bind(position.tx_id.to_string())
             .bind(position.global_position)
-            .execute(pool)
+            .execute(conn)
             .await?;
         }
-        Backend::Sqlite(pool) => {
-            sqlx::query(
-                "INSERT INTO consumer_checkpoints (consumer, tx_id, global_position, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id,
+        Backend::Sqlite(conn) => {
+            sqlx::query(&format!(
+                "INSERT INTO {table} ({key}, tx_id, global_position, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT ({key}) DO UPDATE SET tx_id = excluded.tx_id,
                      global_position = excluded.global_position, updated_at = excluded.updated_at
-                 WHERE (consumer_checkpoints.tx_id, consumer_checkpoints.global_position)
-                     < (excluded.tx_id, excluded.global_position)",
-            )
-            .bind(consumer)
-            .bind(i64::try_from(position.tx_id).unwrap_or(i64::MAX))
+                 {moves_forward}"
+            ))
+            .bind(name)
+            .bind(sqlite_tx_id(position))
             .bind(position.global_position)
             .bind(keyframe_domain::clock::now())
-            .execute(pool)
+            .execute(conn)
             .await?;
         }
     }

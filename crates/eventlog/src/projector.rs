@@ -24,6 +24,7 @@
 use crate::feed::Feed;
 use crate::reader::{
     LogPosition, aggregate_events_between, append_fence, committed_horizon, position_of, read_committed_after,
+    sqlite_tx_id,
 };
 use anyhow::Context as _;
 use keyframe_database::errors::database_unreachable;
@@ -638,46 +639,8 @@ async fn apply_batch(
 
 /// Advances a projection's checkpoint to `newest` (never backwards).
 async fn save_checkpoint(conn: Connection<'_>, name: &str, newest: LogPosition) -> anyhow::Result<()> {
-    match conn {
-        Backend::Postgres(conn) => {
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (projection, tx_id, global_position)
-                 VALUES ($1, $2::text::xid8, $3)
-                 ON CONFLICT (projection) DO UPDATE SET tx_id = EXCLUDED.tx_id,
-                     global_position = EXCLUDED.global_position, updated_at = now()
-                 WHERE (projection_checkpoints.tx_id, projection_checkpoints.global_position)
-                     < (EXCLUDED.tx_id, EXCLUDED.global_position)",
-            )
-            .bind(name)
-            .bind(newest.tx_id.to_string())
-            .bind(newest.global_position)
-            .execute(conn)
-            .await?;
-        }
-        Backend::Sqlite(conn) => {
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (projection, tx_id, global_position, updated_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (projection) DO UPDATE SET tx_id = excluded.tx_id,
-                     global_position = excluded.global_position, updated_at = excluded.updated_at
-                 WHERE (projection_checkpoints.tx_id, projection_checkpoints.global_position)
-                     < (excluded.tx_id, excluded.global_position)",
-            )
-            .bind(name)
-            .bind(sqlite_tx_id(newest))
-            .bind(newest.global_position)
-            .bind(keyframe_domain::clock::now())
-            .execute(conn)
-            .await?;
-        }
-    }
+    crate::consumers::advance(conn, "projection_checkpoints", "projection", name, newest).await?;
     Ok(())
-}
-
-/// A position's transaction number as SQLite's `INTEGER` holds it (appends are numbered from
-/// 1, far below `i64::MAX`).
-fn sqlite_tx_id(position: LogPosition) -> i64 {
-    i64::try_from(position.tx_id).unwrap_or(i64::MAX)
 }
 
 /// The statement reading one projection's checkpoint, in either dialect.

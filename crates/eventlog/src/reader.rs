@@ -42,6 +42,12 @@ impl LogPosition {
     }
 }
 
+/// A position's transaction number as SQLite's `INTEGER` holds it (appends are numbered from
+/// 1, far below `i64::MAX`).
+pub(crate) fn sqlite_tx_id(position: LogPosition) -> i64 {
+    i64::try_from(position.tx_id).unwrap_or(i64::MAX)
+}
+
 /// The columns every reader selects, as [`EventRecord`] reads them. The transaction id comes
 /// as text (sqlx has no `xid8`) under another name: an output column called `tx_id` would make
 /// `ORDER BY tx_id` sort the text, putting transaction 10 before 9.

@@ -326,9 +326,13 @@ mod tests {
             "held, and offered once"
         );
 
-        // Past the ack wait without a beat: delivered again, as another claim.
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        let again = queue.take(SHORT).await.expect("take").expect("delivered again");
+        // Past the ack wait without a beat: delivered again (as soon as it is due), as another
+        // claim.
+        let again = queue
+            .take(Duration::from_secs(5))
+            .await
+            .expect("take")
+            .expect("delivered again");
         assert_ne!(again.entry_id(), stalled.entry_id());
 
         // The stalled delivery's word no longer counts.
@@ -340,8 +344,11 @@ mod tests {
         );
         again.in_progress().await;
         again.ack().await;
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(queue.take(SHORT).await.expect("take").is_none(), "settled for good");
+        // Longer than the ack wait: nothing comes back.
+        assert!(
+            queue.take(Duration::from_millis(150)).await.expect("take").is_none(),
+            "settled for good"
+        );
     }
 
     #[tokio::test]
