@@ -6,6 +6,22 @@ use crate::database::DatabaseTarget;
 use crate::tools::{self, ExportArgs, ImportArgs, ReplayArgs};
 use clap::{Parser, Subcommand};
 
+/// The `keyframe` command from its arguments to its exit status: what the binary's `main` runs
+/// (and the tests' copy of it, which they start as a process of its own and kill).
+pub async fn main() -> std::process::ExitCode {
+    keyframe_media::storage::install_tls_provider();
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.common.log_format);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "keyframe failed");
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Keyframe: the event-sourced backend of an AI video platform.
 #[derive(Debug, Parser)]
 #[command(name = "keyframe", version)]

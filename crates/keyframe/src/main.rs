@@ -1,7 +1,5 @@
 //! `keyframe`: serve the API, relay and projectors; migrate; replay; export the log.
 
-use clap::Parser;
-
 /// mimalloc instead of the C library's allocator. A request allocates and frees many small
 /// buffers across threads (HTTP, JSON, Postgres and NATS messages), and glibc's malloc, free and
 /// arena consolidation took 12 % of the process's CPU. Bench on 2 cores, 32 clients: create
@@ -12,15 +10,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    keyframe_media::storage::install_tls_provider();
-    let cli = keyframe::cli::Cli::parse();
-    keyframe::telemetry::init(cli.common.log_format);
-    match keyframe::cli::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "keyframe failed");
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    keyframe::cli::main().await
 }

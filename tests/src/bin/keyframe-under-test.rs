@@ -1,0 +1,8 @@
+//! The `keyframe` command, built beside the tests so that a test can run it as a process of
+//! its own (`env!("CARGO_BIN_EXE_keyframe-under-test")`) and kill it as an operator's machine
+//! would: the crash tests of the embedded deployment.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    keyframe::cli::main().await
+}
