@@ -148,6 +148,9 @@ pub enum UploadRefused {
     /// The client's bytes stopped coming.
     #[error("the upload broke off")]
     Interrupted,
+    /// This server cannot read videos: ffprobe could not be run (ffmpeg is not installed).
+    #[error("this Keyframe cannot read videos now ({0}): ask its operator to install ffmpeg and ffprobe")]
+    VideoToolsUnavailable(String),
 }
 
 /// Why a check of credentials or of an account's standing refused.

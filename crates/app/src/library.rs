@@ -166,6 +166,11 @@ impl App {
         .await;
         let _ = tokio::fs::remove_dir_all(&scratch).await;
         let facts = probed?.map_err(|error| match error {
+            // Not installed (or not on the PATH): the operator's to fix, and said as such. Any
+            // other failure to run it (no memory, no file handles) stays this server's fault.
+            ProbeError::Tool(error) if error.tool_missing() => {
+                UploadRefused::VideoToolsUnavailable(error.to_string()).into()
+            }
             ProbeError::Tool(error) => AppError::Internal(anyhow::Error::new(error).context("running ffprobe")),
             refused => UploadRefused::InvalidVideo(refused.to_string()).into(),
         })?;

@@ -8,7 +8,8 @@ use hyper::http::{HeaderValue, Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection as _, PgConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection, SqliteConnection};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -258,7 +259,7 @@ pub async fn create_projects(
 ) -> anyhow::Result<(Phase, Vec<Duration>)> {
     let probe = {
         let mut http = Connection::open(&client.authority, token).await?;
-        let mut connection = PgConnection::connect(database_url).await?;
+        let mut read_model = ReadModel::open(database_url).await?;
         let deadline = Instant::now() + duration;
         tokio::spawn(async move {
             let mut lags = Vec::new();
@@ -266,12 +267,7 @@ pub async fn create_projects(
                 let id = http.create_project("lag probe").await?;
                 let committed = Instant::now();
                 loop {
-                    let visible: bool =
-                        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM project_list WHERE project_id = $1)")
-                            .bind(id)
-                            .fetch_one(&mut connection)
-                            .await?;
-                    if visible {
+                    if read_model.shows(id).await? {
                         break;
                     }
                     anyhow::ensure!(
@@ -287,6 +283,75 @@ pub async fn create_projects(
     };
     let phase = create_projects_only(client, token, concurrency, duration).await?;
     Ok((phase, probe.await??))
+}
+
+/// The service's `project_list`, where the lag probe looks for its projects: a connection of
+/// its own to the Postgres database, or to the embedded database's file (read only, beside the
+/// running service, as `keyframe events export` reads it).
+enum ReadModel {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl ReadModel {
+    /// `postgres://...`, or `sqlite://<path>`.
+    async fn open(database_url: &str) -> anyhow::Result<Self> {
+        Ok(match database_url.strip_prefix("sqlite://") {
+            Some(path) => Self::Sqlite(
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .connect()
+                    .await?,
+            ),
+            None => Self::Postgres(PgConnection::connect(database_url).await?),
+        })
+    }
+
+    /// Whether project `id` is in the read model.
+    async fn shows(&mut self, id: uuid::Uuid) -> anyhow::Result<bool> {
+        const SHOWS: &str = "SELECT EXISTS (SELECT 1 FROM project_list WHERE project_id = $1)";
+        Ok(match self {
+            Self::Postgres(connection) => sqlx::query_scalar(SHOWS).bind(id).fetch_one(connection).await?,
+            Self::Sqlite(connection) => sqlx::query_scalar(SHOWS).bind(id).fetch_one(connection).await?,
+        })
+    }
+}
+
+/// Single-row `INSERT` + `COMMIT` into an SQLite file of its own in `dir`, with the embedded
+/// database's settings (WAL, `synchronous = FULL`) and its one writing connection that
+/// `concurrency` clients queue for: what an application gets from SQLite without batching, each
+/// commit waiting for its own sync. The service's group commit shares a sync among the commands
+/// waiting, so its commands may pass 100 % of this. `dir` must be on the disk the service's
+/// data would be on (a tmpfs makes every sync free).
+pub async fn raw_sqlite_inserts(
+    dir: &std::path::Path,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Phase> {
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("bench-raw-inserts.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw_inserts (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let phase = timed(vec![pool.clone(); concurrency], duration, |pool, i| async move {
+        sqlx::query("INSERT INTO bench_raw_inserts (payload) VALUES ($1)")
+            .bind(json!({"ProjectCreated": {"name": format!("raw {i}")}}).to_string())
+            .execute(&pool)
+            .await?;
+        Ok(pool)
+    })
+    .await;
+    pool.close().await;
+    phase
 }
 
 /// `POST /api/v1/projects` at `concurrency`, nothing else.

@@ -2,13 +2,15 @@
 //! p50/p99 and ratios. Not a test: it asserts nothing and only reports.
 //!
 //! It runs the real thing: a `keyframe serve` child process (the sibling binary in the same
-//! target directory), local Postgres and NATS, HTTP over loopback. Every run uses a fresh
-//! database and NATS prefix and removes them afterwards.
+//! target directory), local Postgres and NATS, HTTP over loopback; and the same `keyframe serve`
+//! as the embedded deployment, on an SQLite file with neither. Every run uses a fresh database
+//! and NATS prefix (or data directory) and removes them afterwards.
 //!
 //! Build and run: `cargo build --release --bin keyframe --bin keyframe-bench &&
 //! target/release/keyframe-bench`
 
 mod credits;
+mod embedded;
 mod load;
 mod logins;
 mod quality;
@@ -57,13 +59,15 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     backlog: i64,
     /// Which phases to run (comma-separated): `serve` (commands, queries, logins, lag),
+    /// `embedded` (start-up, commands, lists, lag and memory of the embedded deployment, which
+    /// needs neither Postgres nor NATS),
     /// `backlog` (relay and replay), `videos` (analysis against decoding, uploads), `credits`
     /// (job requests with their reservation, distinct users against one shared user), `logins`
     /// (how long each kind of refused login takes), `streams` (the database's load with 1 and
     /// 1,000 idle live progress streams open), `quality` (the analysis's cuts, fades and
     /// dissolves against labelled clips, beside PySceneDetect's when installed; needs only
     /// ffmpeg).
-    #[arg(long, value_delimiter = ',', default_values = ["serve", "backlog", "videos", "credits", "logins", "streams", "quality"])]
+    #[arg(long, value_delimiter = ',', default_values = ["serve", "embedded", "backlog", "videos", "credits", "logins", "streams", "quality"])]
     phases: Vec<String>,
     /// Refused logins of each kind in the `logins` phase.
     #[arg(long, default_value_t = 200)]
@@ -249,6 +253,11 @@ async fn main() -> anyhow::Result<()> {
         );
         server.stop().await;
         scratch.remove().await;
+    }
+
+    // Phase 1b: the same against the embedded deployment.
+    if args.phases.iter().any(|p| p == "embedded") {
+        embedded::run(&mut report, &keyframe, args.concurrency, args.rounds, round).await?;
     }
 
     // Phase 2: the relay and replay over a backlog written straight into the event store.

@@ -181,18 +181,29 @@ pub struct Server {
 
 impl Server {
     fn command(keyframe: &Path, scratch: &Scratch, args: &[&str], port: u16) -> Command {
+        let mut command = Self::base_command(keyframe, &scratch.data_dir(), args, port);
+        command
+            .env("DATABASE_URL", &scratch.database_url)
+            .env("NATS_URL", &scratch.nats_url)
+            .env("KEYFRAME_NATS_PREFIX", &scratch.prefix);
+        command
+    }
+
+    /// `keyframe <args>` with the bench's settings, on whatever database and NATS the caller
+    /// names (none: the embedded deployment in `data_dir`).
+    fn base_command(keyframe: &Path, data_dir: &Path, args: &[&str], port: u16) -> Command {
         let mut command = Command::new(keyframe);
         command
             .args(args)
-            .env("DATABASE_URL", &scratch.database_url)
-            .env("NATS_URL", &scratch.nats_url)
-            .env("KEYFRAME_NATS_PREFIX", &scratch.prefix)
+            .env_remove("DATABASE_URL")
+            .env_remove("NATS_URL")
             .env("KEYFRAME_ADDR", format!("127.0.0.1:{port}"))
             .env("KEYFRAME_JWT_SECRET", "bench-secret-bench-secret-bench-secret-42")
+            .env("KEYFRAME_MASTER_KEY", "YmVuY2gtbWFzdGVyLWtleS1iZW5jaC1tYXN0ZXItazE=")
             // Development, so mail goes to files in a scratch directory instead of needing an
             // SMTP server; argon2 keeps its production (OWASP) defaults all the same.
             .env("KEYFRAME_ENV", "development")
-            .env("KEYFRAME_DATA_DIR", scratch.data_dir())
+            .env("KEYFRAME_DATA_DIR", data_dir)
             .env("KEYFRAME_REQUIRE_EMAIL_VERIFICATION", "false")
             // The load comes from one address and a few accounts: limits would measure themselves.
             .env("KEYFRAME_RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", "0")
@@ -208,24 +219,47 @@ impl Server {
     /// Starts `keyframe <args>` with the API and waits until it is ready.
     pub async fn start(keyframe: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Self> {
         let server = Self::start_background(keyframe, scratch, args).await?;
+        server.until_ready().await?;
+        Ok(server)
+    }
+
+    /// Starts `keyframe serve` as the embedded deployment in `data_dir` (no `DATABASE_URL`, no
+    /// `NATS_URL`), waits until it is ready, and answers it with how long that took.
+    pub async fn start_embedded(keyframe: &Path, data_dir: &Path) -> anyhow::Result<(Self, Duration)> {
+        let started = Instant::now();
+        let port = free_port()?;
+        let child = Self::base_command(keyframe, data_dir, &["serve"], port)
+            .spawn()
+            .context("starting keyframe")?;
+        let server = Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        server.until_ready().await?;
+        Ok((server, started.elapsed()))
+    }
+
+    /// Waits until `/health/ready` answers 200, looking every 5 ms (the embedded start-up is
+    /// timed by it).
+    async fn until_ready(&self) -> anyhow::Result<()> {
         let client = {
             keyframe_media::storage::install_tls_provider();
             reqwest::Client::new()
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = client.get(format!("{}/health/ready", server.base_url)).send().await;
+            let ready = client.get(format!("{}/health/ready", self.base_url)).send().await;
             if ready.is_ok_and(|response| response.status().is_success()) {
-                return Ok(server);
+                return Ok(());
             }
             anyhow::ensure!(Instant::now() < deadline, "keyframe did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     /// Starts `keyframe <args>` without waiting for anything.
     pub async fn start_background(keyframe: &Path, scratch: &Scratch, args: &[&str]) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
         let child = Self::command(keyframe, scratch, args, port)
             .spawn()
             .context("starting keyframe")?;
@@ -271,6 +305,11 @@ impl Server {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// A port nobody listens on now, for the next process to take.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A memory figure of process `pid` from `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.

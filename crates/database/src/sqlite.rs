@@ -141,3 +141,34 @@ fn lock(path: &Path) -> Result<File, OpenError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Backend;
+
+    /// What a crash test cannot see: that a commit waits for the disk (so it survives a power
+    /// cut), on the connection every write goes through.
+    #[tokio::test]
+    async fn the_writing_connection_commits_to_disk_in_wal_mode() {
+        let dir = std::env::temp_dir().join(format!("kf_sqlite_open_{}", uuid::Uuid::now_v7().simple()));
+        let database = open(&dir.join("keyframe.db"), Access::ReadWrite, 1)
+            .await
+            .expect("open");
+        let Backend::Sqlite(writer) = database.writer() else {
+            panic!("an embedded database");
+        };
+        let pragma = |name: &'static str| async move {
+            sqlx::query_scalar::<_, String>(&format!("SELECT CAST({name} AS TEXT) FROM pragma_{name}"))
+                .fetch_one(writer)
+                .await
+                .expect(name)
+        };
+        // 2 is FULL.
+        assert_eq!(pragma("synchronous").await, "2");
+        assert_eq!(pragma("journal_mode").await, "wal");
+        assert_eq!(pragma("foreign_keys").await, "1");
+        database.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -340,15 +340,15 @@ async fn refuse_a_database_served_with_nats(database: &Database) -> anyhow::Resu
 }
 
 /// The in-process workers' settings, their scratch directory made. Without ffmpeg and ffprobe
-/// the process still serves everything else: it says so once, and each video job fails with
-/// that reason for its owner to read.
+/// the process still serves everything else: it says so once, uploads are refused with a 503
+/// that says why, and each video job fails with that reason for its owner to read.
 async fn in_process_worker_settings(mut settings: WorkerSettings) -> anyhow::Result<WorkerSettings> {
     std::fs::create_dir_all(&settings.scratch_dir)
         .with_context(|| format!("creating {}", settings.scratch_dir.display()))?;
     if settings.unable.is_none() && !keyframe_media::probe::tools_available().await {
         tracing::warn!(
-            "ffmpeg and ffprobe are not on the PATH: video jobs will fail until they are installed \
-             (Debian and Ubuntu: apt-get install ffmpeg)"
+            "ffmpeg and ffprobe are not on the PATH: uploads are refused (503 video_tools_unavailable) \
+             and video jobs fail until they are installed (Debian and Ubuntu: apt-get install ffmpeg)"
         );
         settings.unable = Some(
             "this Keyframe has no ffmpeg to analyse videos with: ask its operator to install ffmpeg and ffprobe"

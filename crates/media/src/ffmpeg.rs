@@ -33,6 +33,14 @@ pub enum MediaError {
     Io(#[from] std::io::Error),
 }
 
+impl MediaError {
+    /// Whether the tool could not be started because it is not there (not installed, or not on
+    /// the PATH).
+    pub fn tool_missing(&self) -> bool {
+        matches!(self, Self::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
 /// Lines of a tool's error output kept to explain a failure.
 const TAIL_LINES: usize = 6;
 
@@ -175,6 +183,20 @@ fn strip_context(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_tool_that_is_not_there_counts_as_missing() {
+        let spawn = |source| MediaError::Spawn {
+            tool: "ffprobe",
+            source,
+        };
+        let not_installed = std::process::Command::new("keyframe-no-such-tool")
+            .spawn()
+            .expect_err("no such program");
+        assert!(spawn(not_installed).tool_missing());
+        assert!(!spawn(std::io::Error::from(std::io::ErrorKind::PermissionDenied)).tool_missing());
+        assert!(!spawn(std::io::Error::from(std::io::ErrorKind::OutOfMemory)).tool_missing());
+    }
 
     #[test]
     fn a_failure_is_explained_by_the_tools_last_telling_line() {

@@ -4,17 +4,16 @@
 //! has no gap, the file is intact, every acknowledged project answers with its newest name, and
 //! the read models it carried on from its checkpoints equal a replay of the log.
 
+use crate::process::{DataDir, KeyframeProcess, keyframe, register_and_login};
 use keyframe_database::{Backend, Database, sqlite::Access};
 use keyframe_domain::project::ProjectEvent;
 use keyframe_tests::wait_for;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// Clients sending commands at once, and the users they act for (two clients per user).
 const CLIENTS: usize = 8;
@@ -22,118 +21,6 @@ const USERS: usize = 4;
 /// Acknowledged creates to wait for before the kill: enough that the kill lands in a steady
 /// stream of appends, projector batches and checkpoint writes.
 const ACKNOWLEDGED_BEFORE_THE_KILL: usize = 300;
-
-/// A `keyframe serve` process of the test's own, on the embedded database in `data_dir`.
-struct KeyframeProcess {
-    child: Child,
-    base: String,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl KeyframeProcess {
-    /// Starts `keyframe serve` as an operator would with nothing installed (no `DATABASE_URL`,
-    /// no `NATS_URL`), on a port of its choosing, and waits until its API listens.
-    async fn start(data_dir: &Path) -> Self {
-        let mut child = keyframe(data_dir)
-            .arg("serve")
-            .env("KEYFRAME_ADDR", "127.0.0.1:0")
-            .env("KEYFRAME_LOG_FORMAT", "json")
-            // The clients log in straight after registering; cheap hashes keep the test quick.
-            .env("KEYFRAME_REQUIRE_EMAIL_VERIFICATION", "false")
-            .env("KEYFRAME_ARGON2_MEMORY_KIB", "1024")
-            .env("KEYFRAME_ARGON2_ITERATIONS", "1")
-            .env("KEYFRAME_RATE_LIMIT_API_PER_USER_PER_MINUTE", "1000000")
-            .env("KEYFRAME_RATE_LIMIT_AUTH_PER_IP_PER_MINUTE", "1000000")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start keyframe serve");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (listening, mut address) = tokio::sync::mpsc::channel(1);
-        let mut lines = BufReader::new(child.stderr.take().expect("its log")).lines();
-        let kept = logs.clone();
-        // Reads the log to its end, so the process never blocks on a full pipe.
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line)
-                    && entry["message"] == "API listening"
-                    && let Some(addr) = entry["addr"].as_str()
-                {
-                    let _ = listening.send(addr.to_owned()).await;
-                }
-                kept.lock().expect("the log").push(line);
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(30), address.recv())
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| {
-                panic!(
-                    "keyframe serve did not listen; its log:\n{}",
-                    logs.lock().expect("the log").join("\n")
-                )
-            });
-        Self {
-            child,
-            base: format!("http://{addr}"),
-            logs,
-        }
-    }
-
-    /// SIGKILL: no shutdown, no flush, no checkpoint of the WAL.
-    async fn kill(&mut self) {
-        self.child.start_kill().expect("SIGKILL");
-        let status = self.child.wait().await.expect("the process ends");
-        assert!(!status.success(), "killed, not ended: {status}");
-    }
-
-    fn log(&self) -> String {
-        self.logs.lock().expect("the log").join("\n")
-    }
-}
-
-/// The `keyframe` command on `data_dir`'s embedded database, whatever the suite's environment
-/// points at.
-fn keyframe(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keyframe-under-test"));
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("NATS_URL")
-        .env("KEYFRAME_DATA_DIR", data_dir);
-    command
-}
-
-/// A data directory of the test's own, removed at the end.
-struct DataDir(PathBuf);
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One user's access token.
-async fn register_and_login(http: &reqwest::Client, base: &str, email: &str) -> String {
-    let credentials = json!({"email": email, "password": "correct horse battery staple"});
-    let registered = http
-        .post(format!("{base}/api/v1/auth/register"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(registered.status(), 201, "register {email}");
-    let login = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("log in");
-    assert_eq!(login.status(), 200, "log in {email}");
-    let tokens: Value = login.json().await.expect("tokens");
-    tokens["access_token"].as_str().expect("an access token").to_owned()
-}
 
 /// What the clients were told, and what they never heard back about.
 #[derive(Default)]
@@ -300,7 +187,7 @@ fn project_names_in_the_log(events: &[keyframe_domain::log::RecordedEvent]) -> H
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_embedded_deployment_restarts_with_every_acknowledged_command_and_read_models_equal_to_a_replay() {
-    let data_dir = DataDir(std::env::temp_dir().join(format!("kf_crash_{}", uuid::Uuid::now_v7().simple())));
+    let data_dir = DataDir::new();
     let mut server = KeyframeProcess::start(&data_dir.0).await;
     let http = keyframe_tests::http_client();
     let mut tokens = Vec::new();
@@ -383,6 +270,14 @@ async fn a_killed_embedded_deployment_restarts_with_every_acknowledged_command_a
     // The same directory starts again (the lock died with the process) and carries on from
     // its checkpoints.
     let mut server = KeyframeProcess::start(&data_dir.0).await;
+    // A read of one project answers its row in the read model, which may still be catching up
+    // (the process's memory of its own newest writes died with it).
+    wait_for(
+        "the read models to apply the whole log",
+        Duration::from_secs(30),
+        || read_models_caught_up(&reader),
+    )
+    .await;
 
     // Each one answers over HTTP with its newest name in the log, whichever client asks.
     for (id, (user, names)) in &seen.projects {

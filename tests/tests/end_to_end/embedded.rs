@@ -470,3 +470,120 @@ async fn a_deployment_moves_from_sqlite_to_postgres_through_export_and_import() 
     let (_, listed) = call(&moved, Method::GET, "/api/v1/projects", &ada.access_token, None).await;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_ffmpeg_the_embedded_deployment_serves_and_explains_why_it_cannot_read_or_analyse_videos() {
+    use crate::process::{DataDir, KeyframeProcess, register_and_login};
+    let http = keyframe_tests::http_client();
+    let data_dir = DataDir::new();
+    let video = keyframe_tests::short_video();
+    let upload = async |base: &str, token: &str, project_id: &str| {
+        http.post(format!("{base}/api/v1/projects/{project_id}/assets"))
+            .bearer_auth(token)
+            .body(std::fs::read(&video).expect("the video"))
+            .send()
+            .await
+            .expect("upload")
+    };
+
+    // A video uploaded while ffmpeg was there.
+    let mut server = KeyframeProcess::start(&data_dir.0).await;
+    let token = register_and_login(&http, &server.base, "ada@example.com").await;
+    let authorised =
+        |method: Method, base: &str, path: &str| http.request(method, format!("{base}{path}")).bearer_auth(&token);
+    let project: Value = body(
+        authorised(Method::POST, &server.base, "/api/v1/projects")
+            .json(&json!({"name": "tools"}))
+            .send()
+            .await
+            .expect("create a project"),
+    )
+    .await;
+    let project_id = project["id"].as_str().expect("a project id").to_owned();
+    let uploaded = upload(&server.base, &token, &project_id).await;
+    assert_eq!(uploaded.status(), 201);
+    let asset_id = body(uploaded).await["id"].as_str().expect("an asset id").to_owned();
+    let opening = body(
+        authorised(Method::GET, &server.base, "/api/v1/credits/balance")
+            .send()
+            .await
+            .expect("balance"),
+    )
+    .await;
+    server.kill().await;
+
+    // Started again on a machine without it: everything else is served.
+    let no_tools = data_dir.0.join("empty-path");
+    std::fs::create_dir_all(&no_tools).expect("an empty directory");
+    let mut server = KeyframeProcess::start_with(&data_dir.0, |command| {
+        command.env("PATH", &no_tools);
+    })
+    .await;
+    assert!(
+        server.log().contains("ffmpeg and ffprobe are not on the PATH"),
+        "the operator is told at start: {}",
+        server.log()
+    );
+
+    // A new upload is refused with the reason, as a 503 with its own code, not a 500.
+    let refused = upload(&server.base, &token, &project_id).await;
+    assert_eq!(refused.status(), 503);
+    let problem = body(refused).await;
+    assert_eq!(problem["code"], "video_tools_unavailable", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("ffmpeg")),
+        "{problem}"
+    );
+
+    // An analysis of the earlier upload is accepted, fails with the reason, and costs nothing.
+    let requested = authorised(Method::POST, &server.base, "/api/v1/jobs")
+        .json(&json!({"type": "analyze", "project_id": project_id, "asset_id": asset_id, "max_retries": 0}))
+        .send()
+        .await
+        .expect("request an analysis");
+    assert_eq!(requested.status(), 202);
+    let job_id = body(requested).await["id"].as_str().expect("a job id").to_owned();
+    let job_path = format!("/api/v1/jobs/{job_id}");
+    keyframe_tests::wait_for("the job to fail", std::time::Duration::from_secs(30), || async {
+        body(
+            authorised(Method::GET, &server.base, &job_path)
+                .send()
+                .await
+                .expect("the job"),
+        )
+        .await["status"]
+            == "failed"
+    })
+    .await;
+    let job = body(
+        authorised(Method::GET, &server.base, &job_path)
+            .send()
+            .await
+            .expect("the job"),
+    )
+    .await;
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("install ffmpeg")),
+        "{job}"
+    );
+    keyframe_tests::wait_for(
+        "the reservation to be released",
+        std::time::Duration::from_secs(30),
+        || async {
+            body(
+                authorised(Method::GET, &server.base, "/api/v1/credits/balance")
+                    .send()
+                    .await
+                    .expect("balance"),
+            )
+            .await
+                == opening
+        },
+    )
+    .await;
+    server.kill().await;
+}

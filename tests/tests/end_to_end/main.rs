@@ -1,7 +1,8 @@
 //! Keyframe end to end: the real service over real HTTP, against either suite's deployment
 //! (`KEYFRAME_TEST_BACKEND`, see `tests/run`). One test binary holds every area, each a module
-//! below: linking the whole service once instead of once per area keeps the build's time and
-//! disk to a fraction (every area's binary held all of Keyframe).
+//! below: every area's binary held all of Keyframe, so one binary instead of one per area keeps
+//! the build's link time and disk to a fraction. (`keyframe-under-test`, the command that
+//! `process` runs, links it once more.)
 
 mod accounts;
 mod admin;
@@ -17,6 +18,7 @@ mod metrics;
 mod nats_conf;
 mod organizations;
 mod pages;
+mod process;
 mod projections;
 mod protection;
 mod query_plans;

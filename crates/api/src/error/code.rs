@@ -164,6 +164,8 @@ codes! {
     InvalidVideo = "invalid_video",
     /// The upload broke off.
     UploadInterrupted = "upload_interrupted",
+    /// The server cannot read videos now: ffmpeg is not installed on it.
+    VideoToolsUnavailable = "video_tools_unavailable",
     /// The multipart body could not be read.
     InvalidMultipart = "invalid_multipart",
     /// The multipart body holds no file part.

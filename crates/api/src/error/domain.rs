@@ -137,6 +137,7 @@ impl From<UploadRefused> for ApiError {
             UploadRefused::UnsupportedMedia => (StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::UnsupportedMedia),
             UploadRefused::InvalidVideo(_) => (StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidVideo),
             UploadRefused::Interrupted => (StatusCode::BAD_REQUEST, Code::UploadInterrupted),
+            UploadRefused::VideoToolsUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::VideoToolsUnavailable),
         };
         Self::BadRequest {
             status,

@@ -140,7 +140,8 @@ fn display_name(query: Option<&str>, headers: &HeaderMap) -> String {
         (status = 413, body = crate::error::Problem, description = "`too_large` or `quota_exceeded`"),
         (status = 415, body = crate::error::Problem, description = "`unsupported_media`"),
         (status = 422, body = crate::error::Problem, description = "`invalid_video`: no readable video stream"),
-        (status = 429, body = crate::error::Problem)))]
+        (status = 429, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem, description = "`video_tools_unavailable`: the server cannot read videos (ffmpeg is not installed on it)")))]
 pub async fn upload(
     State(state): State<AppState>,
     context: RequestContext,
