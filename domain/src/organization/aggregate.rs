@@ -391,7 +391,9 @@ impl Organization {
                 if to == actor {
                     return Err(OrganizationError::InvalidTransfer);
                 }
-                if self.member_role(to)? == MemberRole::Owner {
+                // To someone outside it, as to an owner: the organisation the caller named is
+                // there, so this is not "not found".
+                if self.role_of(to).is_none_or(|role| role == MemberRole::Owner) {
                     return Err(OrganizationError::InvalidTransfer);
                 }
                 vec![E::OwnershipTransferred {

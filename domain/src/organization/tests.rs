@@ -726,7 +726,7 @@ fn transfer_goes_only_from_an_owner_to_another_member_not_yet_owner() {
     Test::with(())
         .given(vec![g.created()])
         .when(transfer(g.owner, UserId::new()))
-        .then_expect_error(OrganizationError::MemberNotFound);
+        .then_expect_error(OrganizationError::InvalidTransfer);
 }
 
 #[test]

@@ -442,6 +442,18 @@ async fn the_role_table_holds_route_by_route_for_all_five_kinds_of_caller() {
         transfers,
     );
     expect("DELETE /orgs/{id} by the others", &[403, 403, 403, 404], deletions);
+    // To someone outside it: the organisation is there, the transfer cannot be.
+    let (status, code) = code_of(
+        app.request(
+            Method::POST,
+            &format!("{base}/transfer"),
+            Some(&callers.owner.access_token),
+            Some(json!({ "user_id": callers.stranger.id })),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (409, "invalid_transfer"));
     let body = json!({ "user_id": callers.admin.id, "leave": false });
     let transferred = app
         .request(
