@@ -100,6 +100,7 @@ impl TestApp {
             embedded: crate::suite() == crate::Suite::Embedded,
             nats: crate::suite() == crate::Suite::Postgres,
             postgres: None,
+            reservation_grace: None,
         }
     }
 
@@ -234,6 +235,7 @@ pub struct TestAppBuilder {
     embedded: bool,
     nats: bool,
     postgres: Option<TestDatabase>,
+    reservation_grace: Option<Duration>,
 }
 
 impl TestAppBuilder {
@@ -273,6 +275,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// How long its settlement gives a reservation's job to appear before releasing the
+    /// credits (by default the production two minutes).
+    pub fn reservation_grace(mut self, grace: Duration) -> Self {
+        self.reservation_grace = Some(grace);
+        self
+    }
+
     /// The API's settings (by default [`test_api_settings`]); its mail goes to the test's SMTP
     /// server whatever they say.
     pub fn settings(mut self, api: ApiSettings) -> Self {
@@ -288,6 +297,7 @@ impl TestAppBuilder {
             embedded,
             nats,
             postgres: prepared,
+            reservation_grace,
         } = self;
         // The embedded database is the application's to open (one handle writes a file); the
         // test reads through the application's handle.
@@ -326,7 +336,7 @@ impl TestAppBuilder {
         let billing = SettlementSettings {
             signup_bonus_credits: api.signup_bonus_credits,
             free_plan: api.billing.plans.free().cloned(),
-            ..SettlementSettings::default()
+            reservation_grace: reservation_grace.unwrap_or(SettlementSettings::default().reservation_grace),
         };
         let config = AppConfig {
             database: match (&postgres, &embedded) {

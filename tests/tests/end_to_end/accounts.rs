@@ -2,7 +2,7 @@
 //! verification, password reset, password change, profile, the password policy and lockout.
 
 use keyframe::config::Component;
-use keyframe_tests::{TestApp, all_events, test_api_settings, wait_for};
+use keyframe_tests::{TestApp, test_api_settings, wait_for};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -170,9 +170,6 @@ async fn a_password_reset_works_once_sets_the_password_and_ends_every_session() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn five_failed_logins_lock_the_account_even_for_the_right_password_and_a_reset_unlocks_it() {
-    if keyframe_tests::skipped_in_the_embedded_suite() {
-        return;
-    }
     let app = TestApp::spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
     let mut answers = Vec::new();
@@ -196,7 +193,8 @@ async fn five_failed_logins_lock_the_account_even_for_the_right_password_and_a_r
         );
     }
     wait_for("the lockout event", Duration::from_secs(10), || async {
-        all_events(&app.db.postgres().pool)
+        app.db
+            .all_events()
             .await
             .iter()
             .any(|event| event.event_type == "AccountLocked")
@@ -229,9 +227,6 @@ async fn five_failed_logins_lock_the_account_even_for_the_right_password_and_a_r
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_successful_login_clears_earlier_failures() {
-    if keyframe_tests::skipped_in_the_embedded_suite() {
-        return;
-    }
     let app = TestApp::spawn().await;
     let ada = app.register_and_login("ada@example.com").await;
     for round in 0..2 {
@@ -242,7 +237,8 @@ async fn a_successful_login_clears_earlier_failures() {
         // Failures are counted in the background: wait until all four are, then succeed.
         let expected = 4 * (round + 1);
         wait_for("the failures to be counted", Duration::from_secs(10), || async {
-            all_events(&app.db.postgres().pool)
+            app.db
+                .all_events()
                 .await
                 .iter()
                 .filter(|event| event.event_type == "LoginFailed")

@@ -3,7 +3,7 @@
 //! 403 on every admin route.
 
 use keyframe::config::Component;
-use keyframe_tests::{TestApp, TestUser, all_events, test_api_settings};
+use keyframe_tests::{TestApp, TestUser, test_api_settings};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -320,9 +320,6 @@ async fn admins_list_users_set_roles_and_see_stats_but_cannot_demote_or_suspend_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn new_accounts_get_the_signup_bonus_and_an_admin_grant_adds_to_it_on_the_record() {
-    if keyframe_tests::skipped_in_the_embedded_suite() {
-        return;
-    }
     let app = spawn_with_root().await;
     let root = root_token(&app).await;
     let user = app.register_and_login("saver@example.com").await;
@@ -399,7 +396,9 @@ async fn new_accounts_get_the_signup_bonus_and_an_admin_grant_adds_to_it_on_the_
     assert_eq!(rest["items"][0]["reference"], "signup");
     assert_eq!(rest["items"][0]["amount"], 100);
     assert_eq!(rest["next_cursor"], Value::Null);
-    let ledger_events: Vec<_> = all_events(&app.db.postgres().pool)
+    let ledger_events: Vec<_> = app
+        .db
+        .all_events()
         .await
         .into_iter()
         .filter(|event| event.aggregate_type == "CreditLedger" && event.aggregate_id == user.id)
