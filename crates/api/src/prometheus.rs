@@ -159,11 +159,27 @@ async fn read_states(state: &AppState) {
         Err(_) => tracing::warn!("metrics: counting the active jobs timed out"),
     }
 
-    // One `CONSUMER.INFO` per consumer (the lookup answers with it), all asked at once so
-    // that slow answers cost one timeout, not one each. Without NATS there are none.
+    // Without NATS the settlement's readers follow the log themselves: their place in it is
+    // what JetStream's pending counts tell with NATS.
     let Some(nats) = &state.nats else {
+        match tokio::time::timeout(SCRAPE_TIMEOUT, keyframe_eventlog::status::consumer_lags(database)).await {
+            Ok(Ok(lags)) => {
+                for lag in lags {
+                    metrics::gauge!("keyframe_log_consumer_lag_events", "consumer" => lag.name.clone())
+                        .set(lag.events as f64);
+                    metrics::gauge!("keyframe_log_consumer_lag_seconds", "consumer" => lag.name).set(lag.seconds);
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(
+                error = format!("{error:#}"),
+                "metrics: reading the log readers' places failed"
+            ),
+            Err(_) => tracing::warn!("metrics: reading the log readers' places timed out"),
+        }
         return;
     };
+    // One `CONSUMER.INFO` per consumer (the lookup answers with it), all asked at once so
+    // that slow answers cost one timeout, not one each.
     let jetstream = async_nats::jetstream::new(nats.clone());
     let stream = &state.settings.pipeline.events_stream;
     let infos = futures::future::join_all(state.settings.pipeline.consumers.iter().map(|consumer| {

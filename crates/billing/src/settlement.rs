@@ -279,6 +279,8 @@ impl Settlement {
         let mut tail = TailFeed::new(database.clone(), local, TailSettings::default());
         let mut saved = consumers::load(database, name).await?.unwrap_or_default();
         let mut saved_at = Instant::now();
+        // Where it is done so far; saved at most once a second (see below).
+        let mut done = saved;
         tail.seek(saved);
         // Reservations to look at again: when, and how often they were looked at.
         let mut later: BTreeMap<LogPosition, (Instant, RecordedEvent, i64)> = BTreeMap::new();
@@ -301,11 +303,16 @@ impl Settlement {
                     Some(_) => {}
                 }
             }
-            let wait = later
+            let mut wait = later
                 .values()
                 .map(|(at, _, _)| at.saturating_duration_since(Instant::now()))
                 .min()
                 .unwrap_or(Duration::from_secs(60));
+            if done != saved {
+                // A place not saved yet is saved once its second is up, even if the log stays
+                // quiet: at rest the saved place is the reader's, as the lag gauges show it.
+                wait = wait.min(CHECKPOINT_EVERY.saturating_sub(saved_at.elapsed()));
+            }
             let events = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 events = tail.next_events(wait) => events?,
@@ -322,7 +329,7 @@ impl Settlement {
             // Done with everything read, but for the reservations still to be looked at. Saved
             // at most once a second: each save is a write (and a sync to disk) of its own, and
             // a restart only handles again what came after the last one, safely.
-            let done = later
+            done = later
                 .keys()
                 .next()
                 .map_or(tail.position(), |waiting| consumers::just_before(*waiting));

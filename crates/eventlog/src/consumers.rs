@@ -25,6 +25,22 @@ pub async fn load(database: &Database, consumer: &str) -> Result<Option<LogPosit
     }))
 }
 
+/// Every reader that has saved a position, and where it stands, by name.
+pub async fn all(database: &Database) -> Result<Vec<(String, LogPosition)>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = portable!(database.reader(), pool => {
+        sqlx::query_as("SELECT consumer, CAST(tx_id AS TEXT), global_position FROM consumer_checkpoints ORDER BY consumer")
+            .fetch_all(pool)
+            .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(consumer, tx, global_position)| {
+            let tx_id = tx.parse().ok()?;
+            Some((consumer, LogPosition { tx_id, global_position }))
+        })
+        .collect())
+}
+
 /// Saves that `consumer` is done with everything up to `position` (never moving it back).
 pub async fn save(database: &Database, consumer: &str, position: LogPosition) -> Result<(), sqlx::Error> {
     let mut tx = database.begin().await?;

@@ -1,6 +1,7 @@
 //! How far behind the pipeline is, read from the database: the relay's backlog (when there is
-//! a relay: Postgres with NATS) and each read model's, in events and in seconds. Readiness and metrics ask it; it works whichever process
-//! runs the relay and the projector runtime.
+//! a relay: Postgres with NATS), each read model's, and (without NATS) each durable reader's of
+//! the log in the process, in events and in seconds. Readiness and metrics ask it; it works
+//! whichever process runs the relay, the projector runtime and the readers.
 
 use crate::reader::{LogPosition, count_after, oldest_after};
 use crate::relay::{RelayLag, lag};
@@ -20,6 +21,33 @@ pub struct ProjectionLag {
     /// How long ago the oldest of them was written; zero when there is none. A number that
     /// keeps growing means it has stopped advancing.
     pub seconds: f64,
+}
+
+/// How far one durable reader of the log in the process (the settlement's, without NATS) is
+/// behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerLag {
+    /// Its name.
+    pub name: String,
+    /// Committed events after its saved place (counted up to [`COUNT_CAP`]).
+    pub events: i64,
+    /// How long ago the oldest of them was written; zero when there is none.
+    pub seconds: f64,
+}
+
+/// Where every durable reader of the log in the process stands against the log. A reader may
+/// hold its place back on purpose (the settlement, at a reservation still in its grace), so
+/// these are for watching, not for readiness.
+pub async fn consumer_lags(database: &Database) -> anyhow::Result<Vec<ConsumerLag>> {
+    let mut lags = Vec::new();
+    for (name, position) in crate::consumers::all(database).await? {
+        lags.push(ConsumerLag {
+            name,
+            events: count_after(database, position, COUNT_CAP).await?,
+            seconds: oldest_after(database, position).await?,
+        });
+    }
+    Ok(lags)
 }
 
 /// The relay's lag and each read model's.

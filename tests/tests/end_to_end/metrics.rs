@@ -170,3 +170,33 @@ async fn readiness_turns_unavailable_while_a_read_model_stops_advancing_and_reco
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_nats_metrics_show_where_the_settlements_readers_of_the_log_stand() {
+    let app = TestApp::builder().embedded().spawn().await;
+    // A registration: the signup reader has something to read, and every reader saves a place.
+    app.register_and_login("counted@example.com").await;
+    let readers = ["billing_settlement", "billing_reservations", "billing_signups"];
+    wait_for(
+        "every reader to be at the end of the log",
+        Duration::from_secs(30),
+        || async {
+            let text = app
+                .request(Method::GET, "/metrics", None, None)
+                .await
+                .text()
+                .await
+                .expect("the metrics");
+            readers.iter().all(|reader| {
+                let label = format!("consumer=\"{reader}\"");
+                samples(&text, "keyframe_log_consumer_lag_events", &[&label])
+                    == [format!("keyframe_log_consumer_lag_events{{{label}}} 0")]
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                    && samples(&text, "keyframe_log_consumer_lag_seconds", &[&label]).len() == 1
+            })
+        },
+    )
+    .await;
+}
