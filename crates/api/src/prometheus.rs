@@ -100,6 +100,13 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// The settlement's readers of the log, which follow it themselves without NATS.
+const SETTLEMENT_READERS: [&str; 3] = [
+    keyframe_billing::settlement::SETTLEMENT_CONSUMER,
+    keyframe_billing::settlement::RESERVATION_CONSUMER,
+    keyframe_billing::settlement::SIGNUP_CONSUMER,
+];
+
 /// Prometheus metrics (text format 0.0.4): the states read now, then every counter, gauge and
 /// histogram. Each is described in the README.
 #[utoipa::path(get, path = "/metrics", tag = "health",
@@ -162,7 +169,12 @@ async fn read_states(state: &AppState) {
     // Without NATS the settlement's readers follow the log themselves: their place in it is
     // what JetStream's pending counts tell with NATS.
     let Some(nats) = &state.nats else {
-        match tokio::time::timeout(SCRAPE_TIMEOUT, keyframe_eventlog::status::consumer_lags(database)).await {
+        match tokio::time::timeout(
+            SCRAPE_TIMEOUT,
+            keyframe_eventlog::status::consumer_lags(database, &SETTLEMENT_READERS),
+        )
+        .await
+        {
             Ok(Ok(lags)) => {
                 for lag in lags {
                     metrics::gauge!("keyframe_log_consumer_lag_events", "consumer" => lag.name.clone())

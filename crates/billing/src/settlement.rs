@@ -64,6 +64,15 @@ pub const SIGNUP_CONSUMER: &str = "billing_signups";
 /// How long JetStream waits for an ack before delivering a message again; a message being
 /// retried is kept in progress meanwhile.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+/// Where a reader of the log is done: everything it has read, but for the reservations still
+/// to be looked at again (its place stays just before the oldest of them).
+fn done_with(later: &BTreeMap<LogPosition, (Instant, RecordedEvent, i64)>, tail: &TailFeed) -> LogPosition {
+    later
+        .keys()
+        .next()
+        .map_or(tail.position(), |waiting| consumers::just_before(*waiting))
+}
+
 /// How often a reader of the log (without NATS) saves its place at most.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -279,8 +288,6 @@ impl Settlement {
         let mut tail = TailFeed::new(database.clone(), local, TailSettings::default());
         let mut saved = consumers::load(database, name).await?.unwrap_or_default();
         let mut saved_at = Instant::now();
-        // Where it is done so far; saved at most once a second (see below).
-        let mut done = saved;
         tail.seek(saved);
         // Reservations to look at again: when, and how often they were looked at.
         let mut later: BTreeMap<LogPosition, (Instant, RecordedEvent, i64)> = BTreeMap::new();
@@ -303,6 +310,8 @@ impl Settlement {
                     Some(_) => {}
                 }
             }
+            // Reservations looked at again may have let the place move on.
+            let done = done_with(&later, &tail);
             let mut wait = later
                 .values()
                 .map(|(at, _, _)| at.saturating_duration_since(Instant::now()))
@@ -329,10 +338,7 @@ impl Settlement {
             // Done with everything read, but for the reservations still to be looked at. Saved
             // at most once a second: each save is a write (and a sync to disk) of its own, and
             // a restart only handles again what came after the last one, safely.
-            done = later
-                .keys()
-                .next()
-                .map_or(tail.position(), |waiting| consumers::just_before(*waiting));
+            let done = done_with(&later, &tail);
             if done != saved && saved_at.elapsed() >= CHECKPOINT_EVERY {
                 consumers::save(database, name, done).await?;
                 saved = done;

@@ -100,10 +100,10 @@ impl Database {
     /// Connections open and, of those, idle, over every pool.
     pub fn connections(&self) -> (u32, usize) {
         match &self.0 {
-            Backend::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Backend::Postgres(pool) => (pool.size(), idle(pool)),
             Backend::Sqlite(pools) => (
                 pools.readers.size() + pools.writer.size(),
-                pools.readers.num_idle() + pools.writer.num_idle(),
+                idle(&pools.readers) + idle(&pools.writer),
             ),
         }
     }
@@ -156,4 +156,12 @@ impl Connection<'_> {
             Backend::Sqlite(conn) => Backend::Sqlite(&mut **conn),
         }
     }
+}
+
+/// A pool's idle connections, never more than it has. sqlx counts them apart from its queue:
+/// a connection handed back is queued before the count goes up, so a taker in between brings
+/// the count below zero for a moment, which reads as `usize::MAX` (a scrape of `/metrics` under
+/// load met it, and adding two such counts overflowed).
+fn idle<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> usize {
+    pool.num_idle().min(pool.size() as usize)
 }

@@ -35,12 +35,16 @@ pub struct ConsumerLag {
     pub seconds: f64,
 }
 
-/// Where every durable reader of the log in the process stands against the log. A reader may
+/// Where each of `readers` (durable readers of the log in the process) stands against the log,
+/// for those that have saved a place. A reader may
 /// hold its place back on purpose (the settlement, at a reservation still in its grace), so
 /// these are for watching, not for readiness.
-pub async fn consumer_lags(database: &Database) -> anyhow::Result<Vec<ConsumerLag>> {
+pub async fn consumer_lags(database: &Database, readers: &[&str]) -> anyhow::Result<Vec<ConsumerLag>> {
     let mut lags = Vec::new();
-    for (name, position) in crate::consumers::all(database).await? {
+    // Only the readers asked for: a row left by a reader that no longer runs would show a lag
+    // that only grows.
+    let saved = crate::consumers::all(database).await?;
+    for (name, position) in saved.into_iter().filter(|(name, _)| readers.contains(&name.as_str())) {
         lags.push(ConsumerLag {
             name,
             events: count_after(database, position, COUNT_CAP).await?,

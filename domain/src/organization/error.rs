@@ -34,7 +34,7 @@ pub enum OrganizationError {
     /// Removing oneself: that is leaving.
     #[error("to remove yourself, leave the organisation")]
     CannotRemoveSelf,
-    /// Transferring to oneself or to an owner.
+    /// Transferring to oneself, to an owner, or to someone who is not a member.
     #[error("ownership goes to a member who is not an owner yet")]
     InvalidTransfer,
     /// A negative credit limit.
